@@ -1,0 +1,103 @@
+//! The one HTTP error type. Every failure leaves as the design's envelope
+//! `{"error": {"code", "message", "details", "request_id"}}` with the status its code implies.
+//! Database details are logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use leasehold_proto::ErrorCode;
+use serde_json::Value;
+
+use crate::store::StoreError;
+
+/// An error on its way to becoming an HTTP response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// Stable code (decides the status).
+    pub code: ErrorCode,
+    /// Human message.
+    pub message: String,
+    /// Structured context.
+    pub details: Value,
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    /// Attaches structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// 400: unparseable request.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 422 naming the offending field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, message)
+            .with_details(serde_json::json!({ "field": field }))
+    }
+
+    /// 404 for a missing resource.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, what)
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            StoreError::Conflict(detail) => {
+                tracing::info!(%detail, "constraint conflict");
+                Self::new(
+                    ErrorCode::InvalidState,
+                    "the request conflicts with stored data",
+                )
+            }
+            StoreError::Internal(detail) => {
+                tracing::error!(%detail, "store failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "internal error; the request id finds it in the logs",
+                )
+            }
+        }
+    }
+}
+
+/// Marker left in the response extensions; the envelope middleware renders the body once the
+/// request id is known (see [`crate::http::finish_errors`]).
+#[derive(Debug, Clone)]
+pub struct PendingError(pub ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(PendingError(self));
+        response
+    }
+}

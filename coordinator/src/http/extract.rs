@@ -1,0 +1,264 @@
+//! Extractors that turn every malformed input into our error envelope: axum's own rejections
+//! would answer in plain text. Syntax errors are 400, well-formed but wrong fields are 422 with
+//! the field's path, oversized bodies are 413.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use leasehold_proto::{DEFAULT_TENANT, ErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::validate;
+
+/// A JSON body (request) or JSON response.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+/// Reads the body, mapping the length limit to 413 and anything else to 400.
+pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "request body is over the size limit",
+            )
+        } else {
+            ApiError::invalid_request(format!("could not read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Parses JSON text into `T`, naming the failing field on type errors.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request(
+            "the request body must be a JSON document",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end()
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Converts a parsed JSON value into `T`, naming the failing field on type errors.
+pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            // serde reports a missing field at its parent's path; name the field itself.
+            let missing = inner
+                .to_string()
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_owned);
+            let field = match (path.as_str(), missing) {
+                (".", Some(m)) => m,
+                (".", None) => "body".to_owned(),
+                (p, Some(m)) => format!("{p}.{m}"),
+                (p, None) => p.to_owned(),
+            };
+            ApiError::validation(&field, format!("invalid field `{field}`: {inner}"))
+        }
+        _ => ApiError::invalid_request(format!("invalid JSON: {inner}")),
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(err) => ApiError::new(ErrorCode::Internal, format!("serialization failed: {err}"))
+                .into_response(),
+        }
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// The `{id}` path segment as a job id (400 when not a UUID).
+#[derive(Debug, Clone, Copy)]
+pub struct JobId(pub Uuid);
+
+/// The first path parameter, raw.
+async fn path_param(parts: &mut Parts) -> Result<String, ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::invalid_request(format!("bad path: {e}")))?;
+    params
+        .iter()
+        .next()
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| ApiError::invalid_request("missing path parameter"))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_param(parts).await?;
+        Uuid::parse_str(&raw).map(JobId).map_err(|_| {
+            ApiError::invalid_request(format!("job id {raw:?} is not a UUID"))
+                .with_details(serde_json::json!({"field": "id"}))
+        })
+    }
+}
+
+/// The `{name}` path segment as a queue name (422 when invalid).
+#[derive(Debug, Clone)]
+pub struct QueueName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_param(parts).await?;
+        validate::name("queue", &raw)?;
+        Ok(Self(raw))
+    }
+}
+
+/// The tenant a request acts for: the `Leasehold-Tenant` header, default `default`. (Once API
+/// keys carry tenants, the key decides and the header must agree.)
+#[derive(Debug, Clone)]
+pub struct Tenant(pub String);
+
+/// Header naming the tenant.
+pub const TENANT_HEADER: &str = "leasehold-tenant";
+
+impl Tenant {
+    /// Reconciles a body's `tenant` field with the header: they must agree when both are set.
+    pub fn merge(&self, body: Option<&str>, header_given: bool) -> Result<String, ApiError> {
+        match body {
+            Some(b) if header_given && b != self.0 => Err(ApiError::validation(
+                "tenant",
+                "the body's tenant differs from the Leasehold-Tenant header",
+            )),
+            Some(b) => {
+                validate::name("tenant", b)?;
+                Ok(b.to_owned())
+            }
+            None => Ok(self.0.clone()),
+        }
+    }
+}
+
+/// Whether the request named a tenant in its header.
+pub fn tenant_header_given(parts: &axum::http::HeaderMap) -> bool {
+    parts.contains_key(TENANT_HEADER)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(TENANT_HEADER) {
+            None => Ok(Self(DEFAULT_TENANT.to_owned())),
+            Some(v) => {
+                let s = v.to_str().map_err(|_| {
+                    ApiError::validation("tenant", "the Leasehold-Tenant header must be ASCII")
+                })?;
+                validate::name("tenant", s)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+    }
+}
+
+/// Query parameters, parsed by hand so that each bad value is a 422 naming its parameter and
+/// unknown parameters are rejected instead of silently ignored.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    /// Rejects parameters outside `allowed`.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        for (k, _) in &self.0 {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::validation(
+                    k,
+                    format!(
+                        "unknown query parameter `{k}`; allowed: {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw value of `name`, if present (the last one wins).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses `name` with `FromStr`, 422 naming it when malformed.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|raw| {
+                raw.parse::<T>().map_err(|_| {
+                    ApiError::validation(
+                        name,
+                        format!("query parameter `{name}` has an invalid value {raw:?}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::invalid_request(format!("malformed query string: {e}")))
+    }
+}

@@ -1,0 +1,288 @@
+//! `/v1/jobs`: enqueue, inspect, cancel, retry.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use leasehold_proto::{
+    EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, ErrorCode, ErrorEnvelope, Job, JobList,
+    JobState, NewJob,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::cursor;
+use super::extract::{
+    ApiJson, JobId, OptionalJson, QueryParams, Tenant, from_value, tenant_header_given,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::store::JobFilter;
+use crate::validate;
+
+/// Largest page of `GET /v1/jobs`.
+pub(crate) const MAX_LIST_LIMIT: u32 = 500;
+/// Default page of `GET /v1/jobs`.
+pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
+
+/// Enqueue one job, or a batch as `{"jobs": [...]}`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = NewJob, description = "one job, or `{\"jobs\": [...]}` (EnqueueBatchRequest)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "idempotency key for a single job")),
+    responses(
+        (status = 201, description = "created", body = Job),
+        (status = 200, description = "idempotent replay (header `Idempotent-Replayed: true`), or a batch whose jobs all existed", body = EnqueueBatchResponse),
+        (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn enqueue(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let now = state.clock.now();
+    let header_key = match headers.get(leasehold_proto::IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::validation(
+                        "Idempotency-Key",
+                        "the Idempotency-Key header must be ASCII",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let given = tenant_header_given(&headers);
+    let batch = body.as_object().is_some_and(|o| o.contains_key("jobs"));
+    if !body.is_object() {
+        return Err(ApiError::validation(
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
+    let rows = if batch {
+        if header_key.is_some() {
+            return Err(ApiError::validation(
+                "Idempotency-Key",
+                "a batch takes an idempotency_key per job, not the Idempotency-Key header",
+            ));
+        }
+        let req: EnqueueBatchRequest = from_value(body)?;
+        if req.jobs.is_empty() || req.jobs.len() > validate::MAX_BATCH {
+            return Err(ApiError::validation("jobs", "a batch holds 1 to 1000 jobs"));
+        }
+        req.jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let t = tenant.merge(job.tenant.as_deref(), given)?;
+                validate::new_job(job, &t, None, now).map_err(|e| prefix_field(e, i))
+            })
+            .collect::<ApiResult<Vec<_>>>()?
+    } else {
+        let job: NewJob = from_value(body)?;
+        let t = tenant.merge(job.tenant.as_deref(), given)?;
+        vec![validate::new_job(job, &t, header_key, now)?]
+    };
+    let enqueued = state.store.enqueue(now, rows).await?;
+    let created = enqueued.iter().filter(|e| !e.replayed).count();
+    metrics::counter!(crate::metrics::JOBS_ENQUEUED).increment(created as u64);
+    if created > 0 {
+        state.ready.notify();
+    }
+    if batch {
+        let status = if created > 0 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let jobs = enqueued
+            .into_iter()
+            .map(|e| EnqueuedJob {
+                job: e.job,
+                replayed: e.replayed,
+            })
+            .collect();
+        return Ok((status, ApiJson(EnqueueBatchResponse { jobs })).into_response());
+    }
+    let Some(one) = enqueued.into_iter().next() else {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "enqueue returned nothing",
+        ));
+    };
+    if one.replayed {
+        let mut response = (StatusCode::OK, ApiJson(one.job)).into_response();
+        response.headers_mut().insert(
+            leasehold_proto::IDEMPOTENT_REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+        return Ok(response);
+    }
+    let location = HeaderValue::from_str(&format!("/v1/jobs/{}", one.job.id))
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(one.job),
+    )
+        .into_response())
+}
+
+/// Names the batch element in a validation error (`jobs[3].queue`).
+fn prefix_field(mut err: ApiError, index: usize) -> ApiError {
+    if let Some(field) = err.details.get("field").and_then(Value::as_str) {
+        let field = format!("jobs[{index}].{field}");
+        err.message = format!("jobs[{index}]: {}", err.message);
+        err.details["field"] = json!(field);
+    }
+    err
+}
+
+/// One job.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "job id")),
+    responses((status = 200, body = Job), (status = 400, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+) -> ApiResult<ApiJson<Job>> {
+    state
+        .store
+        .get_job(&tenant.0, id)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| job_not_found(id))
+}
+
+pub(crate) fn job_not_found(id: uuid::Uuid) -> ApiError {
+    ApiError::not_found(format!("job {id} does not exist")).with_details(json!({"job_id": id}))
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(("queue" = Option<String>, Query), ("state" = Option<JobState>, Query),
+           ("kind" = Option<String>, Query),
+           ("limit" = Option<u32>, Query, description = "1..=500, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    query: QueryParams,
+) -> ApiResult<ApiJson<JobList>> {
+    query.only(&["queue", "state", "kind", "limit", "cursor"])?;
+    let limit = query.parse::<u32>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 {
+        return Err(ApiError::validation("limit", "limit must be at least 1"));
+    }
+    let state_filter = query
+        .get("state")
+        .map(|s| {
+            JobState::parse(s).ok_or_else(|| {
+                ApiError::validation(
+                    "state",
+                    "state must be one of blocked, queued, leased, succeeded, dead, cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(q) = query.get("queue") {
+        validate::name("queue", q)?;
+    }
+    if let Some(k) = query.get("kind") {
+        validate::kind(k)?;
+    }
+    let filter = JobFilter {
+        tenant: tenant.0,
+        queue: query.get("queue").map(str::to_owned),
+        state: state_filter,
+        kind: query.get("kind").map(str::to_owned),
+        before: query.get("cursor").map(cursor::decode).transpose()?,
+        limit: limit.min(MAX_LIST_LIMIT) + 1,
+    };
+    let mut jobs = state.store.list_jobs(&filter).await?;
+    let page = limit.min(MAX_LIST_LIMIT) as usize;
+    let next_cursor = if jobs.len() > page {
+        jobs.truncate(page);
+        jobs.last().map(|j| cursor::encode(j.id))
+    } else {
+        None
+    };
+    Ok(ApiJson(JobList { jobs, next_cursor }))
+}
+
+/// Optional body of a cancel.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub(crate) struct CancelRequest {
+    /// Why; recorded on the job and its event.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Cancel a job: queued or blocked ones at once, leased ones on their next heartbeat.
+/// Cancelling a cancelled job is not an error.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = uuid::Uuid, Path)), request_body(content = Option<CancelRequest>),
+    responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "already succeeded or dead", body = ErrorEnvelope)))]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+    OptionalJson(body): OptionalJson<CancelRequest>,
+) -> ApiResult<ApiJson<Job>> {
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "cancelled by request".to_owned());
+    validate::label("reason", &reason)?;
+    let transition = state
+        .store
+        .cancel_job(state.clock.now(), &tenant.0, id, &reason)
+        .await?
+        .ok_or_else(|| job_not_found(id))?;
+    if matches!(transition.job.state, JobState::Succeeded | JobState::Dead) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "job {id} already ended {}; nothing to cancel",
+                transition.job.state
+            ),
+        )
+        .with_details(json!({"job_id": id, "state": transition.job.state})));
+    }
+    Ok(ApiJson(transition.job))
+}
+
+/// Send a dead (or cancelled) job back to `queued` with a fresh attempt budget.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "not dead or cancelled", body = ErrorEnvelope)))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+) -> ApiResult<ApiJson<Job>> {
+    let transition = state
+        .store
+        .retry_job(state.clock.now(), &tenant.0, id)
+        .await?
+        .ok_or_else(|| job_not_found(id))?;
+    if !transition.changed {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "job {id} is {}; only dead or cancelled jobs can be retried",
+                transition.job.state
+            ),
+        )
+        .with_details(json!({"job_id": id, "state": transition.job.state})));
+    }
+    state.ready.notify();
+    Ok(ApiJson(transition.job))
+}

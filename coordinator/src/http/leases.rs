@@ -1,0 +1,225 @@
+//! The worker protocol over HTTP: claim (with long-poll), heartbeat, complete, fail, release.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use leasehold_proto::{
+    ClaimRequest, ClaimResponse, CompleteRequest, ErrorCode, ErrorEnvelope, FailRequest,
+    HeartbeatRequest, HeartbeatResponse, Job, JobState, ReleaseRequest,
+};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
+use super::jobs::job_not_found;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{ClaimParams, Claimed, Finished, Outcome, OutcomeKind};
+use crate::validate;
+
+/// Longest long-poll.
+pub(crate) const MAX_WAIT_MS: u64 = 60_000;
+
+/// Claim up to `max_jobs` leases, waiting up to `wait_ms` for work to become ready.
+#[utoipa::path(post, path = "/v1/leases", tag = "leases", request_body = ClaimRequest,
+    responses((status = 200, body = ClaimResponse), (status = 400, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn claim(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> ApiResult<ApiJson<ClaimResponse>> {
+    let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
+    validate::label("worker_id", &req.worker_id)?;
+    validate::opt_label("worker_version", &req.worker_version)?;
+    if req.queues.is_empty() || req.queues.len() > 100 {
+        return Err(ApiError::validation("queues", "name 1 to 100 queues"));
+    }
+    for q in &req.queues {
+        validate::name("queues", q)?;
+    }
+    let max_jobs = validate::range("max_jobs", req.max_jobs, 1, validate::MAX_BATCH as u32)?;
+    let lease_ttl_ms = validate::range("lease_ttl_ms", req.lease_ttl_ms, 1000, 86_400_000)?;
+    let wait_ms = validate::range("wait_ms", req.wait_ms, 0, MAX_WAIT_MS)?;
+    let mut queues = req.queues;
+    queues.sort();
+    queues.dedup();
+    let params = ClaimParams {
+        tenant,
+        worker_id: req.worker_id,
+        worker_version: req.worker_version,
+        queues,
+        max_jobs,
+        lease_ttl_ms,
+    };
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        // Subscribe before querying: a wake-up between the query and the wait is kept.
+        let mut wake = state.ready.subscribe();
+        let Claimed { leases, expired } = state.store.claim(state.clock.now(), &params).await?;
+        metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
+        let now = Instant::now();
+        if !leases.is_empty() || now >= deadline || *shutdown.borrow() {
+            let result = if leases.is_empty() { "empty" } else { "leased" };
+            metrics::counter!(crate::metrics::CLAIMS, "result" => result).increment(1);
+            metrics::counter!(crate::metrics::LEASES_GRANTED).increment(leases.len() as u64);
+            return Ok(ApiJson(ClaimResponse { leases }));
+        }
+        // Sleep until something is due (a future run_at or a lease deadline), a wake-up, the
+        // long-poll deadline or shutdown, whichever is first.
+        let mut until = deadline;
+        if let Some(at) = state
+            .store
+            .next_ready_at(&params.tenant, &params.queues)
+            .await?
+        {
+            let in_ms = (at - state.clock.now()).num_milliseconds().max(0) as u64;
+            until = until.min(now + Duration::from_millis(in_ms + 1));
+        }
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Extend every lease of a worker at once.
+#[utoipa::path(post, path = "/v1/leases/heartbeat", tag = "leases", request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 422, body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> ApiResult<ApiJson<HeartbeatResponse>> {
+    let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
+    validate::label("worker_id", &req.worker_id)?;
+    if req.leases.len() > validate::MAX_BATCH {
+        return Err(ApiError::validation(
+            "leases",
+            "at most 1000 leases per heartbeat",
+        ));
+    }
+    for item in &req.leases {
+        if let Some(p) = &item.progress {
+            validate::json_size("progress", p)?;
+        }
+        if let Some(c) = &item.checkpoint {
+            validate::json_size("checkpoint", c)?;
+        }
+    }
+    if req.leases.is_empty() {
+        return Ok(ApiJson(HeartbeatResponse { leases: vec![] }));
+    }
+    let leases = state
+        .store
+        .heartbeat(state.clock.now(), &tenant, &req.leases)
+        .await?;
+    Ok(ApiJson(HeartbeatResponse { leases }))
+}
+
+/// Records one outcome and maps the fenced answer to HTTP.
+async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResult<ApiJson<Job>> {
+    let (id, token) = (outcome.job_id, outcome.fencing_token);
+    let result = state
+        .store
+        .finish(state.clock.now(), tenant, vec![outcome])
+        .await?
+        .into_iter()
+        .next();
+    match result {
+        Some(Finished::Ok(job)) => {
+            metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str()).increment(1);
+            if job.state == JobState::Queued {
+                state.ready.notify();
+            }
+            Ok(ApiJson(job))
+        }
+        Some(Finished::LeaseLost(current)) => Err(ApiError::new(
+            ErrorCode::LeaseLost,
+            format!("job {id} is not leased under fencing token {token}; nothing was changed"),
+        )
+        .with_details(json!({"job_id": id, "fencing_token": token, "state": current}))),
+        Some(Finished::NotFound) | None => Err(job_not_found(id)),
+    }
+}
+
+/// Record success.
+#[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "leases",
+    params(("id" = uuid::Uuid, Path)), request_body = CompleteRequest,
+    responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "lease_lost: stale token, nothing changed", body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn complete(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> ApiResult<ApiJson<Job>> {
+    validate::json_size("result", &req.result)?;
+    let artifacts = validate::artifacts(req.artifacts)?;
+    let outcome = Outcome {
+        job_id: id,
+        fencing_token: req.fencing_token,
+        kind: OutcomeKind::Complete {
+            result: req.result,
+            artifacts,
+        },
+    };
+    finish_one(&state, &tenant.0, outcome).await
+}
+
+/// Record a failure; retryable failures with attempts left go back to `queued` at `retry_at`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "leases",
+    params(("id" = uuid::Uuid, Path)), request_body = FailRequest,
+    responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "lease_lost", body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn fail(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+    ApiJson(req): ApiJson<FailRequest>,
+) -> ApiResult<ApiJson<Job>> {
+    validate::label("error.class", &req.error.class)?;
+    if req.error.message.len() > 64 * 1024 {
+        return Err(ApiError::validation(
+            "error.message",
+            "error.message is over 64 KiB",
+        ));
+    }
+    let now = state.clock.now();
+    let outcome = Outcome {
+        job_id: id,
+        fencing_token: req.fencing_token,
+        kind: OutcomeKind::Fail {
+            error: req.error,
+            retry_at: req.retry_at.unwrap_or(now),
+        },
+    };
+    finish_one(&state, &tenant.0, outcome).await
+}
+
+/// Give a lease back unrun (graceful drain): no attempt is spent.
+#[utoipa::path(post, path = "/v1/jobs/{id}/release", tag = "leases",
+    params(("id" = uuid::Uuid, Path)), request_body = ReleaseRequest,
+    responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),
+              (status = 409, description = "lease_lost", body = ErrorEnvelope)))]
+pub(crate) async fn release(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JobId(id): JobId,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> ApiResult<ApiJson<Job>> {
+    let outcome = Outcome {
+        job_id: id,
+        fencing_token: req.fencing_token,
+        kind: OutcomeKind::Release,
+    };
+    finish_one(&state, &tenant.0, outcome).await
+}

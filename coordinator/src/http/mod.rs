@@ -1,0 +1,217 @@
+//! The HTTP surface: routes, shared state and the middleware every response passes through.
+
+mod cursor;
+pub mod extract;
+mod jobs;
+mod leases;
+pub mod openapi;
+mod queues;
+mod service;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use leasehold_proto::{API_VERSION, API_VERSION_HEADER, ErrorBody, ErrorCode, ErrorEnvelope};
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::error::{ApiError, PendingError};
+use crate::notify::ReadySignal;
+use crate::store::Store;
+
+/// Default cap on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Source of "now" (injected in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Wakes long-polling claimers.
+    pub ready: ReadySignal,
+    /// Turns true when the server is shutting down (long-polls return at once).
+    pub shutdown: watch::Receiver<bool>,
+    /// Request body cap in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `store` with the wall clock and default limits. The returned sender ends
+    /// long-polls when set to true.
+    pub fn new(store: Arc<dyn Store>) -> (Self, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let state = Self {
+            store,
+            clock: Arc::new(crate::clock::SystemClock),
+            ready: ReadySignal::new(),
+            shutdown: rx,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        };
+        (state, tx)
+    }
+}
+
+/// The whole router. Tests drive it in-process with `tower::ServiceExt::oneshot`; `serve`
+/// puts it on a socket.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    let request_id = HeaderName::from_static(leasehold_proto::REQUEST_ID_HEADER);
+    Router::new()
+        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/jobs/{id}/complete", post(leases::complete))
+        .route("/v1/jobs/{id}/fail", post(leases::fail))
+        .route("/v1/jobs/{id}/release", post(leases::release))
+        .route("/v1/leases", post(leases::claim))
+        .route("/v1/leases/heartbeat", post(leases::heartbeat))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/health", get(service::health))
+        .route("/ready", get(service::ready))
+        .route("/metrics", get(service::metrics))
+        .route("/.well-known/openapi", get(service::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // Layers run top to bottom on the way in: the request id exists before tracing and the
+        // envelope renderer see the request, and is copied onto every response on the way out.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(middleware::from_fn(finish_response))
+                // Long-polls last at most 60 s; nothing else comes near this bound.
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_secs(90),
+                ))
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(leasehold_proto::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Only method and path: query strings and headers may carry secrets.
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method",
+    )
+}
+
+/// Adds the API version header, records request metrics and renders every error — ours or
+/// from axum and tower — as the envelope carrying the request id.
+async fn finish_response(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(leasehold_proto::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let pending = response.extensions_mut().remove::<PendingError>();
+        let err = pending.map_or_else(|| error_for_status(status), |p| p.0);
+        let mut rendered = render_error(err, &request_id);
+        // Keep headers such as `Allow` (405) and `Retry-After` (429).
+        for (name, value) in response.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                rendered.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        response = rendered;
+    }
+    response.headers_mut().insert(
+        HeaderName::from_static(API_VERSION_HEADER),
+        HeaderValue::from_static(API_VERSION),
+    );
+    let labels = [("method", method), ("route", route)];
+    metrics::histogram!(crate::metrics::HTTP_DURATION, &labels)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => labels[1].1.clone(),
+        "status" => response.status().as_u16().to_string())
+    .increment(1);
+    response
+}
+
+/// The envelope for a bare error status produced outside our handlers.
+fn error_for_status(status: StatusCode) -> ApiError {
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::InvalidState,
+        413 => ErrorCode::PayloadTooLarge,
+        422 => ErrorCode::ValidationFailed,
+        429 => ErrorCode::RateLimited,
+        503 | 408 | 504 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_owned();
+    ApiError::new(code, message)
+}
+
+fn render_error(err: ApiError, request_id: &str) -> Response {
+    let status = err.status();
+    let envelope = ErrorEnvelope {
+        error: ErrorBody {
+            code: err.code,
+            message: err.message,
+            details: err.details,
+            request_id: request_id.to_owned(),
+        },
+    };
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let mut response = (status, Body::from(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,43 @@
+//! The OpenAPI document, assembled from the handlers' annotations and the wire types' schemas.
+//! `proto/openapi.json` is this document, committed; a test fails when it is stale.
+
+use utoipa::OpenApi;
+
+/// The v1 API description.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Leasehold coordinator", version = "1",
+         description = "Issues fenced job leases and stores results, events and artifacts. \
+                        Every error is `{\"error\": {code, message, details, request_id}}`."),
+    paths(
+        super::jobs::enqueue, super::jobs::list, super::jobs::get, super::jobs::cancel,
+        super::jobs::retry, super::leases::claim, super::leases::heartbeat,
+        super::leases::complete, super::leases::fail, super::leases::release,
+        super::queues::list, super::queues::pause, super::queues::resume,
+        super::service::health, super::service::ready, super::service::metrics,
+        super::service::openapi,
+    ),
+    components(schemas(
+        leasehold_proto::ErrorEnvelope, leasehold_proto::ErrorBody, leasehold_proto::ErrorCode,
+        leasehold_proto::Job, leasehold_proto::JobState, leasehold_proto::NewJob,
+        leasehold_proto::EnqueueBatchRequest, leasehold_proto::EnqueueBatchResponse,
+        leasehold_proto::EnqueuedJob, leasehold_proto::JobList, leasehold_proto::BackoffHint,
+        leasehold_proto::ClaimRequest, leasehold_proto::ClaimResponse, leasehold_proto::Lease,
+        leasehold_proto::RetryHints, leasehold_proto::HeartbeatRequest,
+        leasehold_proto::HeartbeatItem, leasehold_proto::HeartbeatResponse,
+        leasehold_proto::HeartbeatResult, leasehold_proto::HeartbeatStatus,
+        leasehold_proto::CompleteRequest, leasehold_proto::FailRequest,
+        leasehold_proto::FailureInfo, leasehold_proto::ReleaseRequest, leasehold_proto::Artifact,
+        leasehold_proto::QueueInfo, leasehold_proto::QueueDepth, leasehold_proto::QueueList,
+        leasehold_proto::Event, super::jobs::CancelRequest,
+    )),
+    tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "service"))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline (the committed file's exact bytes).
+pub fn openapi_json() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}

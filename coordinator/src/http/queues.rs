@@ -1,0 +1,53 @@
+//! `/v1/queues`: depth per state, pause and resume.
+
+use axum::extract::State;
+use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList};
+
+use super::AppState;
+use super::extract::{ApiJson, QueueName, Tenant};
+use crate::error::ApiResult;
+
+/// Every queue of the tenant with its depth per state.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, body = QueueList), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> ApiResult<ApiJson<QueueList>> {
+    Ok(ApiJson(QueueList {
+        queues: state.store.queues(&tenant.0).await?,
+    }))
+}
+
+/// Stop granting leases from a queue (leases already held run on).
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues",
+    params(("name" = String, Path)),
+    responses((status = 200, body = QueueInfo), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(name): QueueName,
+) -> ApiResult<ApiJson<QueueInfo>> {
+    let info = state
+        .store
+        .set_queue_paused(state.clock.now(), &tenant.0, &name, true)
+        .await?;
+    Ok(ApiJson(info))
+}
+
+/// Grant leases from a queue again.
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues",
+    params(("name" = String, Path)),
+    responses((status = 200, body = QueueInfo), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(name): QueueName,
+) -> ApiResult<ApiJson<QueueInfo>> {
+    let info = state
+        .store
+        .set_queue_paused(state.clock.now(), &tenant.0, &name, false)
+        .await?;
+    state.ready.notify();
+    Ok(ApiJson(info))
+}

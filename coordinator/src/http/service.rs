@@ -1,0 +1,55 @@
+//! Service basics: liveness, readiness, metrics, the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use super::AppState;
+use super::extract::ApiJson;
+use crate::error::ApiResult;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "alive")))]
+pub(crate) async fn health() -> ApiJson<Value> {
+    ApiJson(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/ready", tag = "service",
+    responses((status = 200, description = "ready"), (status = 503, body = leasehold_proto::ErrorEnvelope)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> ApiResult<ApiJson<Value>> {
+    state.store.ping().await?;
+    Ok(ApiJson(
+        json!({"status": "ready", "database": state.store.backend().as_str()}),
+    ))
+}
+
+/// Prometheus text exposition. Job gauges are refreshed from the database on each scrape; if
+/// the database is down the other series are still served.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.state_counts().await {
+        Ok(counts) => crate::metrics::record_state_counts(&counts),
+        Err(err) => tracing::warn!(%err, "job counts unavailable for /metrics"),
+    }
+    let body = crate::metrics::handle().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI document, generated from the code.
+#[utoipa::path(get, path = "/.well-known/openapi", tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub(crate) async fn openapi() -> ApiJson<utoipa::openapi::OpenApi> {
+    ApiJson(super::openapi::ApiDoc::openapi())
+}

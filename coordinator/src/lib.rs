@@ -1,0 +1,19 @@
+//! Leasehold's coordinator: a thin HTTP service over one database that issues fenced job leases
+//! and records results and events. It never runs user code; every heavy behaviour (retries,
+//! heartbeats, hashing) lives in the worker SDK.
+//!
+//! [`http::app`] builds the router; [`server::serve`] runs it on a socket with graceful
+//! shutdown; [`store`] holds the SQLite and PostgreSQL implementations of one [`store::Store`]
+//! trait.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+pub use http::{AppState, app};

@@ -1,0 +1,27 @@
+//! `leasehold`: the coordinator binary. Thin: parse flags, set up logging, run.
+
+use clap::Parser;
+use leasehold_coordinator::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", leasehold_coordinator::http::openapi::openapi_json());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let filter = EnvFilter::try_from_env("LEASEHOLD_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+            let builder = tracing_subscriber::fmt().with_env_filter(filter);
+            match args.log_format {
+                LogFormat::Json => builder.json().init(),
+                LogFormat::Text => builder.init(),
+            }
+            leasehold_coordinator::server::serve(args).await?;
+            Ok(())
+        }
+    }
+}

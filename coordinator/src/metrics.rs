@@ -1,0 +1,66 @@
+//! Prometheus metrics through the `metrics` facade. The exporter is installed once per process
+//! (tests build many routers) and rendered by our own `/metrics` route; its HTTP listener and
+//! default TLS features stay off (see known-good-deps: one TLS provider).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::StateCount;
+
+/// Request latency histogram.
+pub const HTTP_DURATION: &str = "leasehold_http_request_duration_seconds";
+/// Requests by route and status.
+pub const HTTP_REQUESTS: &str = "leasehold_http_requests_total";
+/// Jobs by tenant, queue and state (refreshed on each scrape).
+pub const JOBS: &str = "leasehold_jobs";
+/// Claim calls by result (`leased`, `empty`).
+pub const CLAIMS: &str = "leasehold_claims_total";
+/// Leases granted.
+pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
+/// Expired leases taken over by a claim.
+pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
+/// Jobs enqueued (new, not replayed).
+pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
+/// Outcomes recorded, by resulting state.
+pub const OUTCOMES: &str = "leasehold_outcomes_total";
+
+/// Explicit latency buckets: long-polls reach 60 s, fast paths sit well under a millisecond.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// The process-wide exporter handle.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is installed (only in odd embeddings): render an empty registry.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Sets the job gauges from fresh counts; every state of a known queue is written so that a
+/// drained state drops to zero instead of keeping its last value.
+pub fn record_state_counts(counts: &[StateCount]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in counts {
+        seen.insert((c.tenant.clone(), c.queue.clone()));
+    }
+    for (tenant, queue) in &seen {
+        for state in leasehold_proto::JobState::ALL {
+            let n = counts
+                .iter()
+                .find(|c| &c.tenant == tenant && &c.queue == queue && c.state == state)
+                .map_or(0, |c| c.count);
+            metrics::gauge!(JOBS, "tenant" => tenant.clone(), "queue" => queue.clone(), "state" => state.as_str())
+                .set(n as f64);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Persistence: one [`Store`] trait, implemented in plain SQL for SQLite and PostgreSQL.
+//!
+//! Every state change of a job happens in one SQL transaction together with the event that
+//! records it. The fencing token is checked inside the `UPDATE` that changes the row, so a stale
+//! token changes nothing. `now` is always passed in (see [`crate::clock`]) so that tests control
+//! time and no background process is needed for lease expiry to be correct.
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use leasehold_proto::{
+    Artifact, BackoffHint, Event, FailureInfo, HeartbeatItem, HeartbeatResult, Job, JobState,
+    Lease, QueueInfo,
+};
+use uuid::Uuid;
+
+pub use postgres::{PostgresStore, READY_CHANNEL};
+pub use sqlite::{SqliteStore, SqliteSync};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Failures of the store, classified by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is shutting down: retry later (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A constraint or input the database rejected (409 or 422 depending on the caller).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else: a bug or corrupt data (500; the details are logged, not shown).
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &err {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                Self::Unavailable(err.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // PostgreSQL connection exceptions (08…), shutdown (57P01-57P03), too many
+                // connections (53300); SQLite busy/locked (5, 6, 261, 517).
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "53300"
+                    || matches!(code.as_str(), "5" | "6" | "261" | "517")
+                {
+                    Self::Unavailable(err.to_string())
+                } else if db.is_unique_violation() || db.is_foreign_key_violation() {
+                    Self::Conflict(err.to_string())
+                } else {
+                    Self::Internal(err.to_string())
+                }
+            }
+            E::Protocol(_) => Self::Unavailable(err.to_string()),
+            _ => Self::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A validated job ready to insert (the HTTP layer validates; the store trusts).
+#[derive(Debug, Clone)]
+pub struct NewJobRow {
+    /// Pre-assigned id (UUIDv7).
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant: String,
+    /// Queue.
+    pub queue: String,
+    /// Handler name.
+    pub kind: String,
+    /// Payload JSON.
+    pub payload: serde_json::Value,
+    /// Priority, higher first.
+    pub priority: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Claimable from.
+    pub run_at: DateTime<Utc>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Project.
+    pub project: Option<String>,
+    /// Run the job belongs to.
+    pub run_id: Option<Uuid>,
+    /// `sha256:` of the canonical payload.
+    pub inputs_hash: String,
+    /// Retry policy hint.
+    pub backoff: Option<BackoffHint>,
+    /// `blocked` for DAG children, else `queued`.
+    pub state: JobState,
+}
+
+/// The answer for one inserted job.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The stored job (the earlier one when `replayed`).
+    pub job: Job,
+    /// True when an earlier job with the same idempotency key was returned.
+    pub replayed: bool,
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Tenant (always set).
+    pub tenant: String,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids strictly older than this one (the decoded cursor).
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A validated claim.
+#[derive(Debug, Clone)]
+pub struct ClaimParams {
+    /// Tenant.
+    pub tenant: String,
+    /// Claiming worker.
+    pub worker_id: String,
+    /// Its version string.
+    pub worker_version: Option<String>,
+    /// Queues to claim from.
+    pub queues: Vec<String>,
+    /// Batch size.
+    pub max_jobs: u32,
+    /// Lease length.
+    pub lease_ttl_ms: u64,
+}
+
+/// What a worker reports for one lease.
+#[derive(Debug, Clone)]
+pub enum OutcomeKind {
+    /// The handler succeeded.
+    Complete {
+        /// Its result.
+        result: serde_json::Value,
+        /// Its artifact manifest, sorted by name.
+        artifacts: Vec<Artifact>,
+    },
+    /// The handler failed.
+    Fail {
+        /// What went wrong.
+        error: FailureInfo,
+        /// When to try again if retryable and attempts remain.
+        retry_at: DateTime<Utc>,
+    },
+    /// The lease is given back unrun (no attempt spent).
+    Release,
+}
+
+/// One outcome, fenced by its token.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The job.
+    pub job_id: Uuid,
+    /// The lease's token.
+    pub fencing_token: i64,
+    /// What happened.
+    pub kind: OutcomeKind,
+}
+
+/// The answer for one outcome.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// Recorded; the job as stored now.
+    Ok(Job),
+    /// The job is not leased under that token; nothing changed. Carries the current state.
+    LeaseLost(JobState),
+    /// No such job in this tenant.
+    NotFound,
+}
+
+/// Result of an operator transition (cancel, retry).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The job after the call.
+    pub job: Job,
+    /// Whether the call changed anything.
+    pub changed: bool,
+}
+
+/// Jobs counted per tenant, queue and state (for metrics).
+#[derive(Debug, Clone)]
+pub struct StateCount {
+    /// Tenant.
+    pub tenant: String,
+    /// Queue.
+    pub queue: String,
+    /// State.
+    pub state: JobState,
+    /// How many.
+    pub count: i64,
+}
+
+/// What a claim did besides granting leases, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    /// Granted leases.
+    pub leases: Vec<Lease>,
+    /// Expired leases taken over (re-leased or sent to `dead`).
+    pub expired: u64,
+}
+
+/// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
+/// (`coordinator/tests/store_conformance.rs`) runs the same bodies against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Cheap round trip proving the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts jobs in one transaction, returning them in input order. A job whose
+    /// `(tenant, queue, idempotency_key)` exists already returns the existing job, `replayed`.
+    async fn enqueue(&self, now: DateTime<Utc>, jobs: Vec<NewJobRow>)
+    -> StoreResult<Vec<Enqueued>>;
+
+    /// One job of a tenant.
+    async fn get_job(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Job>>;
+
+    /// Jobs newest first (by id), at most `filter.limit`.
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
+
+    /// Cancels: queued or blocked → cancelled; leased → `cancel_requested`; terminal → no change.
+    async fn cancel_job(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+        reason: &str,
+    ) -> StoreResult<Option<Transition>>;
+
+    /// Sends a dead or cancelled job back to queued with a fresh attempt budget.
+    async fn retry_job(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Transition>>;
+
+    /// Grants up to `max_jobs` leases on ready jobs (queued and due, or leased with an expired
+    /// lease), highest priority first, then oldest `run_at`, then id. Expired leases whose
+    /// attempts are spent go to `dead` instead.
+    async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed>;
+
+    /// Earliest instant at which something in these queues becomes claimable (a future
+    /// `run_at` or a lease deadline), for long-poll timing.
+    async fn next_ready_at(
+        &self,
+        tenant: &str,
+        queues: &[String],
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Extends every lease still held under its token; stores latest progress and checkpoint.
+    async fn heartbeat(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        items: &[HeartbeatItem],
+    ) -> StoreResult<Vec<HeartbeatResult>>;
+
+    /// Records outcomes, each fenced by its token, in one transaction.
+    async fn finish(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> StoreResult<Vec<Finished>>;
+
+    /// Queues of a tenant with depth per state, sorted by name.
+    async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>>;
+
+    /// Pauses or resumes a queue (creating its row if needed).
+    async fn set_queue_paused(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        queue: &str,
+        paused: bool,
+    ) -> StoreResult<QueueInfo>;
+
+    /// Job counts for every tenant, queue and state.
+    async fn state_counts(&self) -> StoreResult<Vec<StateCount>>;
+
+    /// Events with id greater than `after`, oldest first.
+    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+}
+
+/// The `dead` or `queued` state a failure leads to, given what the row says.
+pub(crate) fn event_type_for(state: JobState, outcome: &OutcomeKind) -> &'static str {
+    match (state, outcome) {
+        (JobState::Succeeded, _) => "succeeded",
+        (JobState::Cancelled, _) => "cancelled",
+        (JobState::Dead, _) => "dead",
+        (JobState::Queued, OutcomeKind::Release) => "released",
+        (JobState::Queued, _) => "retry_scheduled",
+        _ => "updated",
+    }
+}
+
+/// Folds `(queue, state, count)` rows and paused flags into [`QueueInfo`]s; shared by both
+/// stores so that the two agree on which queues exist.
+#[derive(Debug, Default)]
+pub(crate) struct QueueAccumulator {
+    queues: std::collections::BTreeMap<String, QueueInfo>,
+}
+
+impl QueueAccumulator {
+    fn entry(&mut self, name: String) -> &mut QueueInfo {
+        self.queues
+            .entry(name.clone())
+            .or_insert_with(|| QueueInfo {
+                name,
+                paused: false,
+                depth: Default::default(),
+            })
+    }
+
+    pub(crate) fn add_count(&mut self, queue: String, state: &str, n: i64) {
+        let depth = &mut self.entry(queue).depth;
+        match JobState::parse(state) {
+            Some(JobState::Blocked) => depth.blocked += n,
+            Some(JobState::Queued) => depth.queued += n,
+            Some(JobState::Leased) => depth.leased += n,
+            Some(JobState::Succeeded) => depth.succeeded += n,
+            Some(JobState::Dead) => depth.dead += n,
+            Some(JobState::Cancelled) => depth.cancelled += n,
+            None => {}
+        }
+    }
+
+    pub(crate) fn set_paused(&mut self, queue: String, paused: bool) {
+        self.entry(queue).paused = paused;
+    }
+
+    pub(crate) fn finish(self) -> Vec<QueueInfo> {
+        self.queues.into_values().collect()
+    }
+}
+
+/// The one queue named `name` out of a listing that must contain it.
+pub(crate) fn pick_queue(queues: Vec<QueueInfo>, name: &str) -> StoreResult<QueueInfo> {
+    queues
+        .into_iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| StoreError::Internal(format!("queue {name} vanished")))
+}

@@ -1,0 +1,215 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::job::{BackoffHint, Job};
+
+/// Body of `POST /v1/leases`: claim up to `max_jobs` ready jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimRequest {
+    /// Stable id of the claiming worker process (1..=255 bytes).
+    pub worker_id: String,
+    /// Queues to claim from, at least one.
+    pub queues: Vec<String>,
+    /// At most this many leases (1..=1000); default 1.
+    #[serde(default = "one")]
+    pub max_jobs: u32,
+    /// Lease length in milliseconds (1000..=86 400 000); default 30 000.
+    #[serde(default = "default_ttl")]
+    pub lease_ttl_ms: u64,
+    /// Long-poll: wait up to this long (≤ 60 000 ms) for a job to become ready; default 0.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// SDK and application version, recorded with each outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_version: Option<String>,
+    /// Tenant; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_ttl() -> u64 {
+    30_000
+}
+
+/// Retry facts the SDK needs to decide alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetryHints {
+    /// Attempts allowed in all.
+    pub max_attempts: i32,
+    /// The job's own backoff policy, if it has one (else the worker's default).
+    pub backoff: Option<BackoffHint>,
+}
+
+/// One granted lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Lease {
+    /// The job, as stored after the claim.
+    pub job: Job,
+    /// Carry this on every heartbeat, complete, fail and release.
+    pub fencing_token: i64,
+    /// Lease deadline unless extended by a heartbeat.
+    pub expires_at: DateTime<Utc>,
+    /// Lease length granted.
+    pub lease_ttl_ms: u64,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// The last checkpoint of an earlier attempt.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub checkpoint: Option<serde_json::Value>,
+    /// Retry facts.
+    pub retry: RetryHints,
+}
+
+/// Answer of `POST /v1/leases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimResponse {
+    /// Granted leases; empty when nothing became ready within `wait_ms`.
+    pub leases: Vec<Lease>,
+}
+
+/// One lease in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatItem {
+    /// The job.
+    pub job_id: Uuid,
+    /// The token of the lease being extended.
+    pub fencing_token: i64,
+    /// Latest progress (replaces the previous one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub progress: Option<serde_json::Value>,
+    /// Latest checkpoint (replaces the previous one; the next attempt receives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+/// Body of `POST /v1/leases/heartbeat`: every lease of one worker at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatRequest {
+    /// The worker.
+    pub worker_id: String,
+    /// Its leases (at most 1000).
+    pub leases: Vec<HeartbeatItem>,
+    /// Tenant; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// What a heartbeat found for one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HeartbeatStatus {
+    /// Extended.
+    Ok,
+    /// The token is stale or the job is no longer leased: stop and drop the outcome.
+    Lost,
+    /// Extended, but an operator asked to cancel: stop and report `cancelled`.
+    CancelRequested,
+}
+
+/// The answer for one lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatResult {
+    /// The job.
+    pub job_id: Uuid,
+    /// What happened.
+    pub status: HeartbeatStatus,
+    /// New deadline unless `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Answer of `POST /v1/leases/heartbeat`, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatResponse {
+    /// One result per lease sent.
+    pub leases: Vec<HeartbeatResult>,
+}
+
+/// One entry of an artifact manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Artifact {
+    /// Relative `/`-separated name, no `..`, no leading `/`, no NUL.
+    pub name: String,
+    /// `sha256:<64 lowercase hex>` of the bytes.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, e.g. `application/octet-stream`.
+    pub media_type: String,
+}
+
+/// Body of `POST /v1/jobs/{id}/complete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CompleteRequest {
+    /// The lease's token.
+    pub fencing_token: i64,
+    /// The handler's result.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub result: serde_json::Value,
+    /// The artifacts the attempt uploaded.
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A failure as reported by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailureInfo {
+    /// Error class, e.g. the exception type.
+    #[serde(default = "default_class")]
+    pub class: String,
+    /// Error message.
+    #[serde(default)]
+    pub message: String,
+    /// Whether another attempt may succeed; default true.
+    #[serde(default = "yes")]
+    pub retryable: bool,
+}
+
+fn default_class() -> String {
+    "error".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `POST /v1/jobs/{id}/fail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailRequest {
+    /// The lease's token.
+    pub fencing_token: i64,
+    /// What went wrong.
+    pub error: FailureInfo,
+    /// When to run again if retryable and attempts remain; default now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /v1/jobs/{id}/release`: give the lease back unrun.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseRequest {
+    /// The lease's token.
+    pub fencing_token: i64,
+}

@@ -1,0 +1,40 @@
+//! Leasehold's wire contract, as Rust types.
+//!
+//! These are the request and response bodies of the coordinator's v1 API (see `design.md` §4 and
+//! the generated `proto/openapi.json`). The coordinator serves them and the SDKs send them, so a
+//! field renamed here is renamed for every party at once. With the `openapi` feature each type
+//! also derives its OpenAPI schema.
+
+mod error;
+mod event;
+mod job;
+mod lease;
+mod queue;
+
+pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
+pub use event::Event;
+pub use job::{
+    BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState,
+    NewJob,
+};
+pub use lease::{
+    Artifact, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo,
+    HeartbeatItem, HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease,
+    ReleaseRequest, RetryHints,
+};
+pub use queue::{QueueDepth, QueueInfo, QueueList};
+
+/// Value of the `Leasehold-Api-Version` header on every response.
+pub const API_VERSION: &str = "1";
+/// Response header naming the API version.
+pub const API_VERSION_HEADER: &str = "leasehold-api-version";
+/// Request header carrying an idempotency key for a single enqueue.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Response header set to `true` when an enqueue returned an earlier job for the same key.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Request and response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The tenant a row belongs to when none is named.
+pub const DEFAULT_TENANT: &str = "default";
+/// The queue a job goes to when none is named.
+pub const DEFAULT_QUEUE: &str = "default";

@@ -194,21 +194,23 @@ impl PostgresStore {
                  updated_at = $3 \
                FROM cand c WHERE j.id = c.id \
                RETURNING j.*, c.prev, c.exhausted), \
-             expired AS (INSERT INTO events ({EVENT_COLUMNS}) \
-               SELECT u.tenant, CASE WHEN u.exhausted THEN 'dead' ELSE 'lease_expired' END, u.id, \
-                      u.run_id, u.queue, u.project, u.kind, u.worker_id, u.correlation_id, $3, \
-                      jsonb_build_object('from', 'leased', \
-                        'to', CASE WHEN u.exhausted THEN 'dead' ELSE 'queued' END, \
-                        'reason', 'lease_expired', \
-                        'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) \
-               FROM u WHERE u.prev = 'leased' ORDER BY u.priority DESC, u.run_at, u.id), \
-             leased AS (INSERT INTO events ({EVENT_COLUMNS}) \
-               SELECT u.tenant, 'leased', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
-                      u.correlation_id, $3, \
-                      jsonb_build_object('from', 'queued', 'to', 'leased', \
-                        'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                        'lease_expires_at', u.lease_expires_at) \
-               FROM u WHERE NOT u.exhausted ORDER BY u.priority DESC, u.run_at, u.id) \
+             ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
+               SELECT e.tenant, e.etype, e.id, e.run_id, e.queue, e.project, e.kind, e.worker_id, \
+                      e.correlation_id, $3, e.edata FROM ( \
+                 SELECT u.*, 0 AS ord, \
+                        CASE WHEN u.exhausted THEN 'dead' ELSE 'lease_expired' END AS etype, \
+                        jsonb_build_object('from', 'leased', \
+                          'to', CASE WHEN u.exhausted THEN 'dead' ELSE 'queued' END, \
+                          'reason', 'lease_expired', \
+                          'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) AS edata \
+                 FROM u WHERE u.prev = 'leased' \
+                 UNION ALL \
+                 SELECT u.*, 1 AS ord, 'leased' AS etype, \
+                        jsonb_build_object('from', 'queued', 'to', 'leased', \
+                          'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
+                          'lease_expires_at', u.lease_expires_at) AS edata \
+                 FROM u WHERE NOT u.exhausted) e \
+               ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
              SELECT * FROM u ORDER BY priority DESC, run_at, id"
         );
         let rows = sqlx::query(&sql)

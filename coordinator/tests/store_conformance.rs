@@ -1,0 +1,785 @@
+//! One store conformance suite: every body runs on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use leasehold_coordinator::store::{
+    ClaimParams, Finished, JobFilter, NewJobRow, Outcome, OutcomeKind, Store,
+};
+use leasehold_coordinator::validate;
+use leasehold_proto::{Artifact, FailureInfo, HeartbeatItem, HeartbeatStatus, JobState, NewJob};
+use serde_json::json;
+
+fn new_job(queue: &str, kind: &str, now: DateTime<Utc>) -> NewJobRow {
+    let job: NewJob =
+        serde_json::from_value(json!({"queue": queue, "kind": kind, "payload": {"n": 1}})).unwrap();
+    validate::new_job(job, "default", None, now).unwrap()
+}
+
+fn claim_params(queue: &str, max_jobs: u32, ttl_ms: u64) -> ClaimParams {
+    ClaimParams {
+        tenant: "default".into(),
+        worker_id: "w1".into(),
+        worker_version: Some("test/1".into()),
+        queues: vec![queue.into()],
+        max_jobs,
+        lease_ttl_ms: ttl_ms,
+    }
+}
+
+fn complete(job_id: uuid::Uuid, token: i64) -> Outcome {
+    Outcome {
+        job_id,
+        fencing_token: token,
+        kind: OutcomeKind::Complete {
+            result: json!({"ok": true}),
+            artifacts: vec![],
+        },
+    }
+}
+
+fn fail(job_id: uuid::Uuid, token: i64, retryable: bool, retry_at: DateTime<Utc>) -> Outcome {
+    Outcome {
+        job_id,
+        fencing_token: token,
+        kind: OutcomeKind::Fail {
+            error: FailureInfo {
+                class: "Boom".into(),
+                message: "it broke".into(),
+                retryable,
+            },
+            retry_at,
+        },
+    }
+}
+
+async fn event_types(store: &Arc<dyn Store>, job: uuid::Uuid) -> Vec<String> {
+    let events = store.events_after(0, 10_000).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "event ids strictly increase: {ids:?}"
+    );
+    events
+        .into_iter()
+        .filter(|e| e.job_id == Some(job))
+        .map(|e| e.kind)
+        .collect()
+}
+
+async fn enqueue_get_and_idempotency(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut a = new_job("q", "k", now);
+    a.idempotency_key = Some("key-1".into());
+    let first = store.enqueue(now, vec![a.clone()]).await.unwrap();
+    assert!(!first[0].replayed);
+    let mut again = new_job("q", "k", now);
+    again.idempotency_key = Some("key-1".into());
+    let second = store.enqueue(now, vec![again]).await.unwrap();
+    assert!(second[0].replayed);
+    assert_eq!(second[0].job.id, first[0].job.id);
+    // Same key on another queue is another job.
+    let mut other = new_job("q2", "k", now);
+    other.idempotency_key = Some("key-1".into());
+    let third = store.enqueue(now, vec![other]).await.unwrap();
+    assert!(!third[0].replayed);
+    assert_ne!(third[0].job.id, first[0].job.id);
+    // A duplicate inside one batch returns the first of the batch.
+    let mut b1 = new_job("q", "k", now);
+    b1.idempotency_key = Some("key-2".into());
+    let mut b2 = new_job("q", "k", now);
+    b2.idempotency_key = Some("key-2".into());
+    let batch = store.enqueue(now, vec![b1, b2]).await.unwrap();
+    assert!(!batch[0].replayed && batch[1].replayed);
+    assert_eq!(batch[0].job.id, batch[1].job.id);
+
+    let got = store
+        .get_job("default", first[0].job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.state, JobState::Queued);
+    assert_eq!(got.payload, json!({"n": 1}));
+    assert!(got.inputs_hash.starts_with("sha256:"));
+    assert!(
+        store
+            .get_job("other-tenant", first[0].job.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(event_types(&store, got.id).await, vec!["enqueued"]);
+}
+
+async fn claim_order_and_batch(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut low = new_job("q", "k", now);
+    low.priority = -5;
+    let mut high = new_job("q", "k", now);
+    high.priority = 10;
+    let mut later = new_job("q", "k", now);
+    later.run_at = now + Duration::seconds(60);
+    let plain = new_job("q", "k", now);
+    let ids: Vec<_> = store
+        .enqueue(now, vec![low, high, later, plain])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.job.id)
+        .collect();
+    let claimed = store
+        .claim(now, &claim_params("q", 10, 300_000))
+        .await
+        .unwrap();
+    let got: Vec<_> = claimed.leases.iter().map(|l| l.job.id).collect();
+    assert_eq!(
+        got,
+        vec![ids[1], ids[3], ids[0]],
+        "priority, then run_at/id; future job not due"
+    );
+    for lease in &claimed.leases {
+        assert_eq!(lease.fencing_token, 1);
+        assert_eq!(lease.attempt, 1);
+        assert_eq!(lease.lease_ttl_ms, 300_000);
+        assert_eq!(lease.job.state, JobState::Leased);
+        assert_eq!(lease.job.worker_id.as_deref(), Some("w1"));
+    }
+    let next = store
+        .next_ready_at("default", &["q".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next <= now + Duration::seconds(60));
+    // Once due, the future job is claimable.
+    let due = store
+        .claim(now + Duration::seconds(61), &claim_params("q", 10, 30_000))
+        .await
+        .unwrap();
+    assert_eq!(due.leases.len(), 1);
+    assert_eq!(due.leases[0].job.id, ids[2]);
+}
+
+async fn stale_token_changes_nothing(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let lease = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let before = store.get_job("default", id).await.unwrap().unwrap();
+    let events_before = store.events_after(0, 10_000).await.unwrap().len();
+    for outcome in [
+        complete(id, lease.fencing_token + 1),
+        fail(id, lease.fencing_token - 1, true, now),
+        Outcome {
+            job_id: id,
+            fencing_token: 99,
+            kind: OutcomeKind::Release,
+        },
+    ] {
+        let r = store.finish(now, "default", vec![outcome]).await.unwrap();
+        assert!(
+            matches!(r[0], Finished::LeaseLost(JobState::Leased)),
+            "{r:?}"
+        );
+    }
+    let hb = store
+        .heartbeat(
+            now,
+            "default",
+            &[HeartbeatItem {
+                job_id: id,
+                fencing_token: 7,
+                progress: None,
+                checkpoint: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hb[0].status, HeartbeatStatus::Lost);
+    assert_eq!(store.get_job("default", id).await.unwrap().unwrap(), before);
+    assert_eq!(
+        store.events_after(0, 10_000).await.unwrap().len(),
+        events_before
+    );
+    let missing = store
+        .finish(now, "default", vec![complete(uuid::Uuid::now_v7(), 1)])
+        .await
+        .unwrap();
+    assert!(matches!(missing[0], Finished::NotFound));
+}
+
+async fn expired_lease_is_reclaimed_with_next_token(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let id = store
+        .enqueue(t0, vec![new_job("q", "k", t0)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let old = store
+        .claim(t0, &claim_params("q", 1, 5_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // Before the deadline nobody else gets it.
+    assert!(
+        store
+            .claim(t0 + Duration::seconds(4), &claim_params("q", 1, 5_000))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    let t1 = t0 + Duration::seconds(6);
+    let claimed = store.claim(t1, &claim_params("q", 1, 5_000)).await.unwrap();
+    assert_eq!(claimed.expired, 1);
+    let new = &claimed.leases[0];
+    assert_eq!(new.job.id, id);
+    assert_eq!(new.fencing_token, old.fencing_token + 1);
+    assert_eq!(new.attempt, 2);
+    // The zombie's heartbeat and outcome are refused; the new attempt's outcome stands.
+    let hb = store
+        .heartbeat(
+            t1,
+            "default",
+            &[HeartbeatItem {
+                job_id: id,
+                fencing_token: old.fencing_token,
+                progress: None,
+                checkpoint: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hb[0].status, HeartbeatStatus::Lost);
+    let zombie = store
+        .finish(t1, "default", vec![complete(id, old.fencing_token)])
+        .await
+        .unwrap();
+    assert!(matches!(zombie[0], Finished::LeaseLost(JobState::Leased)));
+    let done = store
+        .finish(t1, "default", vec![complete(id, new.fencing_token)])
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &done[0] else {
+        panic!("{done:?}")
+    };
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.fencing_token, 2);
+    assert_eq!(
+        event_types(&store, id).await,
+        vec!["enqueued", "leased", "lease_expired", "leased", "succeeded"]
+    );
+}
+
+async fn expiry_with_attempts_spent_is_dead(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let mut row = new_job("q", "k", t0);
+    row.max_attempts = 1;
+    let id = store.enqueue(t0, vec![row]).await.unwrap()[0].job.id;
+    store.claim(t0, &claim_params("q", 1, 1_000)).await.unwrap();
+    let later = store
+        .claim(t0 + Duration::seconds(2), &claim_params("q", 1, 1_000))
+        .await
+        .unwrap();
+    assert!(later.leases.is_empty());
+    assert_eq!(later.expired, 1);
+    let job = store.get_job("default", id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.last_error.unwrap()["class"], "lease_expired");
+}
+
+async fn fail_retry_and_dead(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let mut row = new_job("q", "k", t0);
+    row.max_attempts = 2;
+    let id = store.enqueue(t0, vec![row]).await.unwrap()[0].job.id;
+    let l1 = store
+        .claim(t0, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let retry_at = t0 + Duration::seconds(10);
+    let r = store
+        .finish(
+            t0,
+            "default",
+            vec![fail(id, l1.fencing_token, true, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.run_at.timestamp_micros(), retry_at.timestamp_micros());
+    assert_eq!(job.last_error.as_ref().unwrap()["class"], "Boom");
+    assert!(
+        store
+            .claim(t0 + Duration::seconds(5), &claim_params("q", 1, 30_000))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    let l2 = store
+        .claim(retry_at, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(l2.attempt, 2);
+    let r = store
+        .finish(
+            retry_at,
+            "default",
+            vec![fail(id, l2.fencing_token, true, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Dead, "attempts spent");
+    assert!(job.finished_at.is_some());
+
+    // A fatal error ends the job at once, attempts or not.
+    let id2 = store
+        .enqueue(t0, vec![new_job("q", "k", t0)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(retry_at, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let r = store
+        .finish(
+            retry_at,
+            "default",
+            vec![fail(id2, l.fencing_token, false, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(
+        event_types(&store, id).await,
+        vec!["enqueued", "leased", "retry_scheduled", "leased", "dead"]
+    );
+
+    // Operator retry brings it back with a fresh budget.
+    let t = store
+        .retry_job(retry_at, "default", id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.changed);
+    assert_eq!(t.job.state, JobState::Queued);
+    assert_eq!(t.job.attempt, 0);
+    let again = store
+        .retry_job(retry_at, "default", id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again.changed, "retrying a queued job changes nothing");
+}
+
+async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let r = store
+        .finish(
+            now,
+            "default",
+            vec![Outcome {
+                job_id: id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Release,
+            }],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
+    let l2 = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(
+        (l2.attempt, l2.fencing_token),
+        (1, 2),
+        "attempt reused, token still grows"
+    );
+}
+
+async fn cancel_paths(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let queued = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let t = store
+        .cancel_job(now, "default", queued, "operator")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.changed);
+    assert_eq!(t.job.state, JobState::Cancelled);
+    let twice = store
+        .cancel_job(now, "default", queued, "operator")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!twice.changed);
+    assert_eq!(twice.job.state, JobState::Cancelled);
+
+    let leased = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let t = store
+        .cancel_job(now, "default", leased, "stop")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.job.state, t.job.cancel_requested),
+        (JobState::Leased, true)
+    );
+    let hb = store
+        .heartbeat(
+            now,
+            "default",
+            &[HeartbeatItem {
+                job_id: leased,
+                fencing_token: l.fencing_token,
+                progress: None,
+                checkpoint: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hb[0].status, HeartbeatStatus::CancelRequested);
+    let r = store
+        .finish(
+            now,
+            "default",
+            vec![fail(leased, l.fencing_token, true, now)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(
+        job.state,
+        JobState::Cancelled,
+        "a worker stopping a cancel-requested job ends it cancelled"
+    );
+    assert!(
+        store
+            .cancel_job(now, "default", uuid::Uuid::now_v7(), "x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        event_types(&store, leased).await,
+        vec!["enqueued", "leased", "cancel_requested", "cancelled"]
+    );
+}
+
+async fn heartbeat_extends_and_keeps_checkpoint(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let id = store
+        .enqueue(t0, vec![new_job("q", "k", t0)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(t0, &claim_params("q", 1, 5_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let t1 = t0 + Duration::seconds(4);
+    let hb = store
+        .heartbeat(
+            t1,
+            "default",
+            &[HeartbeatItem {
+                job_id: id,
+                fencing_token: l.fencing_token,
+                progress: Some(json!({"pct": 50})),
+                checkpoint: Some(json!({"page": 7})),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hb[0].status, HeartbeatStatus::Ok);
+    assert_eq!(
+        hb[0].expires_at.unwrap().timestamp_millis(),
+        (t1 + Duration::seconds(5)).timestamp_millis()
+    );
+    // Past the original deadline but within the extended one: still held.
+    assert!(
+        store
+            .claim(t0 + Duration::seconds(6), &claim_params("q", 1, 5_000))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    // After the extended deadline another attempt takes it, with the checkpoint.
+    let l2 = store
+        .claim(t1 + Duration::seconds(6), &claim_params("q", 1, 5_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(l2.checkpoint, Some(json!({"page": 7})));
+    assert_eq!(l2.job.progress, Some(json!({"pct": 50})));
+}
+
+async fn complete_records_result_and_artifacts(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let artifact = Artifact {
+        name: "out/report.txt".into(),
+        digest: format!("sha256:{}", "a".repeat(64)),
+        size: 3,
+        media_type: "text/plain".into(),
+    };
+    let r = store
+        .finish(
+            now,
+            "default",
+            vec![Outcome {
+                job_id: id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Complete {
+                    result: json!({"rows": 3}),
+                    artifacts: vec![artifact.clone()],
+                },
+            }],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.result, Some(json!({"rows": 3})));
+    assert_eq!(job.artifacts, vec![artifact]);
+    assert_eq!(job.worker_version.as_deref(), Some("test/1"));
+    // Terminal: a second outcome is lease_lost and cancel changes nothing.
+    let again = store
+        .finish(now, "default", vec![complete(id, l.fencing_token)])
+        .await
+        .unwrap();
+    assert!(matches!(again[0], Finished::LeaseLost(JobState::Succeeded)));
+    let c = store
+        .cancel_job(now, "default", id, "late")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!c.changed);
+}
+
+async fn paused_queue_grants_nothing(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    store
+        .enqueue(now, vec![new_job("q", "k", now), new_job("q", "k", now)])
+        .await
+        .unwrap();
+    let info = store
+        .set_queue_paused(now, "default", "q", true)
+        .await
+        .unwrap();
+    assert!(info.paused);
+    assert_eq!(info.depth.queued, 2);
+    assert!(
+        store
+            .claim(now, &claim_params("q", 5, 30_000))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    store
+        .set_queue_paused(now, "default", "q", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim(now, &claim_params("q", 5, 30_000))
+            .await
+            .unwrap()
+            .leases
+            .len(),
+        2
+    );
+    let queues = store.queues("default").await.unwrap();
+    assert_eq!(queues.len(), 1);
+    assert_eq!((queues[0].depth.leased, queues[0].paused), (2, false));
+    // Pausing a queue with no jobs yet is allowed (prepare before deploying producers).
+    let empty = store
+        .set_queue_paused(now, "default", "later", true)
+        .await
+        .unwrap();
+    assert!(empty.paused);
+}
+
+async fn list_is_newest_first_with_filters(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let row = new_job(if i % 2 == 0 { "even" } else { "odd" }, "k", now);
+        ids.push(store.enqueue(now, vec![row]).await.unwrap()[0].job.id);
+    }
+    let page1 = store
+        .list_jobs(&JobFilter {
+            tenant: "default".into(),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[6], ids[5], ids[4]]
+    );
+    let page2 = store
+        .list_jobs(&JobFilter {
+            tenant: "default".into(),
+            limit: 3,
+            before: Some(ids[4]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[2], ids[1]]
+    );
+    let evens = store
+        .list_jobs(&JobFilter {
+            tenant: "default".into(),
+            queue: Some("even".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(evens.len(), 4);
+    let leased = store
+        .list_jobs(&JobFilter {
+            tenant: "default".into(),
+            state: Some(JobState::Leased),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(leased.is_empty());
+    let other = store
+        .list_jobs(&JobFilter {
+            tenant: "nobody".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "tenants are isolated");
+}
+
+async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let rows: Vec<_> = (0..300).map(|_| new_job("q", "k", now)).collect();
+    store.enqueue(now, rows).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let mut p = claim_params("q", 7, 30_000);
+                p.worker_id = format!("w{w}");
+                let got = store.claim(now, &p).await.unwrap();
+                if got.leases.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.leases.into_iter().map(|l| l.job.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for t in tasks {
+        for id in t.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "job {id} leased twice");
+        }
+    }
+    assert_eq!(total, 300);
+}
+
+on_both_backends!(
+    enqueue_get_and_idempotency,
+    claim_order_and_batch,
+    stale_token_changes_nothing,
+    expired_lease_is_reclaimed_with_next_token,
+    expiry_with_attempts_spent_is_dead,
+    fail_retry_and_dead,
+    release_gives_the_attempt_back,
+    cancel_paths,
+    heartbeat_extends_and_keeps_checkpoint,
+    complete_records_result_and_artifacts,
+    paused_queue_grants_nothing,
+    list_is_newest_first_with_filters,
+    concurrent_claimers_never_share_a_job,
+);

@@ -77,6 +77,8 @@ impl AppState {
 /// puts it on a socket.
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
+    // Install the recorder before the first request so no early sample is dropped.
+    crate::metrics::handle();
     let request_id = HeaderName::from_static(leasehold_proto::REQUEST_ID_HEADER);
     Router::new()
         .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))

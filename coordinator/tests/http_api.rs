@@ -1,0 +1,1053 @@
+//! The v1 API through the real router (in-process, `tower::ServiceExt::oneshot`), on SQLite and
+//! on PostgreSQL.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use leasehold_coordinator::clock::OffsetClock;
+use leasehold_coordinator::store::Store;
+use leasehold_coordinator::{AppState, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    clock: OffsetClock,
+    store: Arc<dyn Store>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    fn new(store: Arc<dyn Store>) -> Self {
+        let (mut state, shutdown) = AppState::new(store.clone());
+        std::mem::forget(shutdown);
+        let clock = OffsetClock::default();
+        state.clock = Arc::new(clock.clone());
+        Self {
+            router: app(state),
+            clock,
+            store,
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        assert!(
+            headers.contains_key("x-request-id"),
+            "{method} {path}: no X-Request-Id"
+        );
+        assert_eq!(headers.get("leasehold-api-version").unwrap(), "1");
+        if !status.is_success() {
+            // Every error is the envelope, carrying the same request id as the header.
+            let err = &body["error"];
+            assert!(
+                err["code"].is_string() && err["message"].is_string(),
+                "{method} {path}: {body}"
+            );
+            assert_eq!(
+                err["request_id"],
+                headers.get("x-request-id").unwrap().to_str().unwrap()
+            );
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
+        self.raw(method, path, bytes, &[("content-type", "application/json")])
+            .await
+    }
+
+    async fn enqueue(&self, queue: &str) -> Value {
+        let r = self
+            .call(
+                "POST",
+                "/v1/jobs",
+                Some(json!({"queue": queue, "kind": "k", "payload": {"x": 1}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    async fn claim(&self, queue: &str, worker: &str, ttl: u64) -> Vec<Value> {
+        let r = self
+            .call("POST", "/v1/leases", Some(json!({"worker_id": worker, "queues": [queue], "max_jobs": 10, "lease_ttl_ms": ttl})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["leases"].as_array().unwrap().clone()
+    }
+
+    /// Everything the store holds, to prove a rejected request changed nothing.
+    async fn snapshot(&self) -> (usize, Vec<leasehold_proto::Job>) {
+        let events = self.store.events_after(0, 100_000).await.unwrap().len();
+        let jobs = self
+            .store
+            .list_jobs(&leasehold_coordinator::store::JobFilter {
+                tenant: "default".into(),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (events, jobs)
+    }
+}
+
+async fn walkthrough_and_headers(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let job = api.enqueue("emails").await;
+    assert_eq!(job["state"], "queued");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let leases = api.claim("emails", "w1", 30_000).await;
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0]["fencing_token"], 1);
+    assert_eq!(leases[0]["job"]["id"], id.as_str());
+    assert_eq!(leases[0]["retry"]["max_attempts"], 25);
+    let hb = api
+        .call("POST", "/v1/leases/heartbeat", Some(json!({"worker_id": "w1", "leases": [{"job_id": id, "fencing_token": 1, "progress": {"pct": 10}}]})))
+        .await;
+    assert_eq!(hb.body["leases"][0]["status"], "ok");
+    let done = api
+        .call(
+            "POST",
+            &format!("/v1/jobs/{id}/complete"),
+            Some(json!({"fencing_token": 1, "result": {"sent": true}})),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(done.body["state"], "succeeded");
+    let got = api.call("GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(got.body["result"], json!({"sent": true}));
+    let queues = api.call("GET", "/v1/queues", None).await;
+    assert_eq!(queues.body["queues"][0]["depth"]["succeeded"], 1);
+    let ready = api.call("GET", "/ready", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let metrics = api.raw("GET", "/metrics", vec![], &[]).await;
+    let text = metrics.body.as_str().unwrap().to_owned();
+    assert!(text.contains("leasehold_jobs{"), "{text}");
+    assert!(
+        text.contains("leasehold_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+async fn idempotency_header_replays(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let body = serde_json::to_vec(&json!({"queue": "q", "kind": "k"})).unwrap();
+    let first = api
+        .raw(
+            "POST",
+            "/v1/jobs",
+            body.clone(),
+            &[("idempotency-key", "order-42")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let second = api
+        .raw("POST", "/v1/jobs", body, &[("idempotency-key", "order-42")])
+        .await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(second.body["id"], first.body["id"]);
+    assert_eq!(second.body["idempotency_key"], "order-42");
+    // Body key works the same way.
+    let third = api
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"queue": "q", "kind": "k", "idempotency_key": "order-42"})),
+        )
+        .await;
+    assert_eq!(
+        (third.status, &third.body["id"]),
+        (StatusCode::OK, &first.body["id"])
+    );
+    // Batch: per-job keys, answer in order with `replayed`.
+    let batch = api
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"jobs": [
+            {"queue": "q", "kind": "k", "idempotency_key": "order-42"},
+            {"queue": "q", "kind": "k", "idempotency_key": "order-43"}]})),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::CREATED);
+    assert_eq!(batch.body["jobs"][0]["replayed"], true);
+    assert_eq!(batch.body["jobs"][0]["id"], first.body["id"]);
+    assert_eq!(batch.body["jobs"][1]["replayed"], false);
+}
+
+async fn zombie_is_fenced_off(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
+    let old = api.claim("q", "zombie", 1_000).await;
+    assert_eq!(old[0]["fencing_token"], 1);
+    api.clock.advance_ms(1_500);
+    let new = api.claim("q", "fresh", 30_000).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0]["fencing_token"], 2, "reclaimed with token + 1");
+    assert_eq!(new[0]["attempt"], 2);
+    let before = api.call("GET", &format!("/v1/jobs/{id}"), None).await.body;
+    let hb = api
+        .call("POST", "/v1/leases/heartbeat", Some(json!({"worker_id": "zombie", "leases": [{"job_id": id, "fencing_token": 1, "checkpoint": {"evil": true}}]})))
+        .await;
+    assert_eq!(hb.body["leases"][0]["status"], "lost");
+    for (verb, body) in [
+        ("complete", json!({"fencing_token": 1, "result": "zombie"})),
+        (
+            "fail",
+            json!({"fencing_token": 1, "error": {"class": "X", "message": "m", "retryable": false}}),
+        ),
+        ("release", json!({"fencing_token": 1})),
+    ] {
+        let r = api
+            .call("POST", &format!("/v1/jobs/{id}/{verb}"), Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{verb}");
+        assert_eq!(r.body["error"]["code"], "lease_lost");
+        assert_eq!(r.body["error"]["details"]["state"], "leased");
+    }
+    assert_eq!(
+        api.call("GET", &format!("/v1/jobs/{id}"), None).await.body,
+        before,
+        "nothing changed"
+    );
+    let done = api
+        .call(
+            "POST",
+            &format!("/v1/jobs/{id}/complete"),
+            Some(json!({"fencing_token": 2, "result": "fresh"})),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(done.body["result"], "fresh");
+    assert_eq!(done.body["worker_id"], "fresh");
+}
+
+async fn long_poll_wakes_on_enqueue(store: Arc<dyn Store>) {
+    let api = Arc::new(Api::new(store));
+    // Nothing ready: returns empty after about wait_ms.
+    let started = Instant::now();
+    let r = api
+        .call(
+            "POST",
+            "/v1/leases",
+            Some(json!({"worker_id": "w", "queues": ["lp"], "wait_ms": 300})),
+        )
+        .await;
+    assert!(r.body["leases"].as_array().unwrap().is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        started.elapsed()
+    );
+    // A waiting claimer gets a job the moment it is enqueued.
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = api
+                .call(
+                    "POST",
+                    "/v1/leases",
+                    Some(json!({"worker_id": "w", "queues": ["lp"], "wait_ms": 20000})),
+                )
+                .await;
+            (r.body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let enqueued_at = Instant::now();
+    api.enqueue("lp").await;
+    let (body, waited) = waiter.await.unwrap();
+    assert_eq!(body["leases"].as_array().unwrap().len(), 1);
+    assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
+    assert!(enqueued_at.elapsed() < Duration::from_secs(5));
+    // A job scheduled shortly in the future wakes the claimer when due, with no enqueue.
+    let run_at = (chrono::Utc::now() + chrono::Duration::milliseconds(400)).to_rfc3339();
+    api.call(
+        "POST",
+        "/v1/jobs",
+        Some(json!({"queue": "lp", "kind": "k", "run_at": run_at})),
+    )
+    .await;
+    let started = Instant::now();
+    let r = api
+        .call(
+            "POST",
+            "/v1/leases",
+            Some(json!({"worker_id": "w", "queues": ["lp"], "wait_ms": 20000})),
+        )
+        .await;
+    assert_eq!(r.body["leases"].as_array().unwrap().len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+async fn cancel_retry_pause_over_http(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
+    let c = api
+        .raw("POST", &format!("/v1/jobs/{id}/cancel"), vec![], &[])
+        .await;
+    assert_eq!(
+        (c.status, &c.body["state"]),
+        (StatusCode::OK, &json!("cancelled"))
+    );
+    let again = api
+        .call(
+            "POST",
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(json!({"reason": "twice"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "cancel is idempotent");
+    let retried = api
+        .call("POST", &format!("/v1/jobs/{id}/retry"), None)
+        .await;
+    assert_eq!(
+        (retried.status, &retried.body["state"]),
+        (StatusCode::OK, &json!("queued"))
+    );
+    let not_dead = api
+        .call("POST", &format!("/v1/jobs/{id}/retry"), None)
+        .await;
+    assert_eq!(
+        (not_dead.status, &not_dead.body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("invalid_state"))
+    );
+    let p = api.call("POST", "/v1/queues/q/pause", None).await;
+    assert_eq!(p.body["paused"], true);
+    assert!(api.claim("q", "w", 30_000).await.is_empty());
+    api.call("POST", "/v1/queues/q/resume", None).await;
+    let leases = api.claim("q", "w", 30_000).await;
+    assert_eq!(leases.len(), 1);
+    // Leased: cancel is requested, the heartbeat carries it, the worker reports cancelled.
+    let c = api
+        .call("POST", &format!("/v1/jobs/{id}/cancel"), None)
+        .await;
+    assert_eq!(
+        (&c.body["state"], &c.body["cancel_requested"]),
+        (&json!("leased"), &json!(true))
+    );
+    let token = leases[0]["fencing_token"].clone();
+    let hb = api
+        .call(
+            "POST",
+            "/v1/leases/heartbeat",
+            Some(json!({"worker_id": "w", "leases": [{"job_id": id, "fencing_token": token}]})),
+        )
+        .await;
+    assert_eq!(hb.body["leases"][0]["status"], "cancel_requested");
+    let f = api
+        .call("POST", &format!("/v1/jobs/{id}/fail"), Some(json!({"fencing_token": token, "error": {"class": "Cancelled", "message": "stopped"}})))
+        .await;
+    assert_eq!(f.body["state"], "cancelled");
+    // Finished jobs cannot be cancelled.
+    let id2 = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
+    let l = api.claim("q", "w", 30_000).await;
+    api.call(
+        "POST",
+        &format!("/v1/jobs/{id2}/complete"),
+        Some(json!({"fencing_token": l[0]["fencing_token"]})),
+    )
+    .await;
+    let late = api
+        .call("POST", &format!("/v1/jobs/{id2}/cancel"), None)
+        .await;
+    assert_eq!(
+        (late.status, &late.body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("invalid_state"))
+    );
+}
+
+async fn list_pages_with_cursor(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(api.enqueue("q").await["id"].clone());
+    }
+    let p1 = api.call("GET", "/v1/jobs?limit=2", None).await;
+    assert_eq!(
+        p1.body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let cursor = p1.body["next_cursor"].as_str().unwrap().to_owned();
+    let p2 = api
+        .call("GET", &format!("/v1/jobs?limit=2&cursor={cursor}"), None)
+        .await;
+    assert_eq!(p2.body["jobs"][0]["id"], ids[2]);
+    let p3 = api
+        .call(
+            "GET",
+            &format!(
+                "/v1/jobs?limit=2&cursor={}",
+                p2.body["next_cursor"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(p3.body["jobs"].as_array().unwrap().len(), 1);
+    assert!(p3.body["next_cursor"].is_null());
+    // A huge limit is capped, not an error.
+    let all = api
+        .call(
+            "GET",
+            "/v1/jobs?limit=4000000000&state=queued&queue=q",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (all.status, all.body["jobs"].as_array().unwrap().len()),
+        (StatusCode::OK, 5)
+    );
+}
+
+async fn injection_strings_are_data(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let evil = "x'); DROP TABLE jobs; --";
+    let r = api
+        .call("POST", "/v1/jobs", Some(json!({"queue": "q", "kind": "k", "payload": {"s": evil}, "idempotency_key": evil, "correlation_id": evil, "project": evil})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let got = api
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", r.body["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    for field in ["idempotency_key", "correlation_id", "project"] {
+        assert_eq!(got.body[field], evil);
+    }
+    assert_eq!(got.body["payload"]["s"], evil);
+    assert_eq!(
+        api.call("GET", "/v1/jobs", None).await.body["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "table intact"
+    );
+}
+
+/// At least 25 bad inputs: each gets its precise status and code, and the store is unchanged.
+async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
+    let evil = "q'; DROP TABLE jobs;--";
+    let huge_payload =
+        json!({"queue": "q", "kind": "k", "payload": {"blob": "x".repeat(1_100_000)}});
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "k"})).collect();
+    let j = |v: Value| serde_json::to_vec(&v).unwrap();
+    let cases: Vec<(&str, &str, String, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+        (
+            "malformed json",
+            "POST",
+            "/v1/jobs".into(),
+            b"{\"kind\":".to_vec(),
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "plain text",
+            "POST",
+            "/v1/jobs".into(),
+            b"hello".to_vec(),
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "empty body",
+            "POST",
+            "/v1/jobs".into(),
+            vec![],
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "non-utf8 bytes",
+            "POST",
+            "/v1/jobs".into(),
+            vec![0xff, 0xfe, 0x7b],
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "trailing garbage",
+            "POST",
+            "/v1/jobs".into(),
+            b"{\"kind\":\"k\"} x".to_vec(),
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "array body",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!([1, 2])),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "kind wrong type",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": 5})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "kind missing",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"queue": "q"})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "priority string",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "priority": "high"})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "priority huge",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "priority": 5000})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "max_attempts zero",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "max_attempts": 0})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "max_attempts negative",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "max_attempts": -3})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "queue with space",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "queue": "my queue"})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "queue injection",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "queue": evil})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "kind injection",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": evil})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "tenant injection",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k"})),
+            vec![("leasehold-tenant", "t' OR 1=1")],
+            422,
+            "validation_failed",
+        ),
+        (
+            "key with control chars",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "idempotency_key": "a\nb"})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "run_at not a date",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"kind": "k", "run_at": "tomorrow"})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "payload over 1 MiB",
+            "POST",
+            "/v1/jobs".into(),
+            j(huge_payload),
+            vec![],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "body over limit",
+            "POST",
+            "/v1/jobs".into(),
+            vec![b' '; 9 * 1024 * 1024],
+            vec![],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "batch of 1001",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"jobs": too_many})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "empty batch",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"jobs": []})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "header key on batch",
+            "POST",
+            "/v1/jobs".into(),
+            j(json!({"jobs": [{"kind": "k"}]})),
+            vec![("idempotency-key", "k1")],
+            422,
+            "validation_failed",
+        ),
+        (
+            "bad uuid get",
+            "GET",
+            "/v1/jobs/not-a-uuid".into(),
+            vec![],
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad uuid complete",
+            "POST",
+            "/v1/jobs/1234/complete".into(),
+            j(json!({"fencing_token": 1})),
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown job",
+            "GET",
+            format!("/v1/jobs/{}", uuid::Uuid::now_v7()),
+            vec![],
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "cancel unknown job",
+            "POST",
+            format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()),
+            vec![],
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "complete unknown job",
+            "POST",
+            format!("/v1/jobs/{}/complete", uuid::Uuid::now_v7()),
+            j(json!({"fencing_token": 1})),
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "limit zero",
+            "GET",
+            "/v1/jobs?limit=0".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "limit negative",
+            "GET",
+            "/v1/jobs?limit=-1".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "limit overflow",
+            "GET",
+            "/v1/jobs?limit=99999999999999999999".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "limit text",
+            "GET",
+            "/v1/jobs?limit=ten".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "bad cursor",
+            "GET",
+            "/v1/jobs?cursor=%27%3B--".into(),
+            vec![],
+            vec![],
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad state filter",
+            "GET",
+            "/v1/jobs?state=running".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "queue filter injection",
+            "GET",
+            "/v1/jobs?queue=a%27%20OR%20%271%27%3D%271".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "unknown query param",
+            "GET",
+            "/v1/jobs?sate=queued".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim no queues",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": []})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim max_jobs zero",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": 0})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim max_jobs huge",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": 100000})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim negative max_jobs",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": -1})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim ttl tiny",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": ["q"], "lease_ttl_ms": 10})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim wait huge",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": ["q"], "wait_ms": 1_000_000_000u64})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim empty worker",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "", "queues": ["q"]})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "claim queue injection",
+            "POST",
+            "/v1/leases".into(),
+            j(json!({"worker_id": "w", "queues": [evil]})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "heartbeat token as text",
+            "POST",
+            "/v1/leases/heartbeat".into(),
+            j(json!({"worker_id": "w", "leases": [{"job_id": id, "fencing_token": "1"}]})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "heartbeat bad job id",
+            "POST",
+            "/v1/leases/heartbeat".into(),
+            j(json!({"worker_id": "w", "leases": [{"job_id": "nope", "fencing_token": 1}]})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "artifact traversal",
+            "POST",
+            format!("/v1/jobs/{id}/complete"),
+            j(
+                json!({"fencing_token": 1, "artifacts": [{"name": "../etc/passwd", "digest": format!("sha256:{}", "0".repeat(64)), "size": 1, "media_type": "text/plain"}]}),
+            ),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "artifact bad digest",
+            "POST",
+            format!("/v1/jobs/{id}/complete"),
+            j(
+                json!({"fencing_token": 1, "artifacts": [{"name": "a", "digest": "md5:abc", "size": 1, "media_type": "text/plain"}]}),
+            ),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "fail without error",
+            "POST",
+            format!("/v1/jobs/{id}/fail"),
+            j(json!({"fencing_token": 1})),
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "pause bad queue",
+            "POST",
+            "/v1/queues/bad%20name/pause".into(),
+            vec![],
+            vec![],
+            422,
+            "validation_failed",
+        ),
+        (
+            "unknown route",
+            "GET",
+            "/v1/nothing".into(),
+            vec![],
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            "DELETE",
+            "/v1/jobs".into(),
+            vec![],
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "stale token",
+            "POST",
+            format!("/v1/jobs/{id}/complete"),
+            j(json!({"fencing_token": 1})),
+            vec![],
+            409,
+            "lease_lost",
+        ),
+        (
+            "retry a queued job",
+            "POST",
+            format!("/v1/jobs/{id}/retry"),
+            vec![],
+            vec![],
+            409,
+            "invalid_state",
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    let before = api.snapshot().await;
+    for (name, method, path, body, headers, status, code) in cases {
+        let r = api.raw(method, &path, body, &headers).await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], code, "{name}: {}", r.body);
+        assert_eq!(api.snapshot().await, before, "{name} changed the store");
+    }
+    // Field naming on the common mistakes.
+    let r = api
+        .call("POST", "/v1/jobs", Some(json!({"queue": "q"})))
+        .await;
+    assert_eq!(r.body["error"]["details"]["field"], "kind");
+    let r = api
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"jobs": [{"kind": "k"}, {"kind": "k", "priority": "x"}]})),
+        )
+        .await;
+    assert_eq!(r.body["error"]["details"]["field"], "jobs[1].priority");
+}
+
+on_both_backends!(
+    walkthrough_and_headers,
+    idempotency_header_replays,
+    zombie_is_fenced_off,
+    long_poll_wakes_on_enqueue,
+    cancel_retry_pause_over_http,
+    list_pages_with_cursor,
+    injection_strings_are_data,
+    bad_inputs_are_rejected_and_change_nothing,
+);
+
+/// `proto/openapi.json` is the generated document, byte for byte. Regenerate with
+/// `LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test http_api openapi`.
+#[tokio::test]
+async fn openapi_document_is_current() {
+    let generated = leasehold_coordinator::http::openapi::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/openapi.json");
+    if std::env::var("LEASEHOLD_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "proto/openapi.json is stale: run LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test http_api openapi"
+    );
+    let (store, _guard) = common::sqlite_store().await;
+    let api = Api::new(store);
+    let served = api.call("GET", "/.well-known/openapi", None).await;
+    let parsed: Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(served.body, parsed);
+    for path in [
+        "/v1/jobs",
+        "/v1/leases",
+        "/v1/leases/heartbeat",
+        "/v1/jobs/{id}/complete",
+        "/v1/queues",
+    ] {
+        assert!(
+            parsed["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
+    }
+}

@@ -26,8 +26,10 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Path to the `leasehold` binary: `LEASEHOLD_BIN`, else the workspace's debug build, built
-/// once per test process if needed (a no-op when it is fresh).
+/// Path to the `leasehold` binary: `LEASEHOLD_BIN` (set by `scripts/test`), else a build of
+/// the coordinator made once per test process into `target/testkit` — its own target dir, so
+/// that this build and the test build (whose feature sets differ) do not keep relinking each
+/// other's binary.
 pub fn leasehold_bin() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -36,6 +38,10 @@ pub fn leasehold_bin() -> Result<PathBuf> {
                 return Ok(PathBuf::from(bin));
             }
             let root = workspace_root();
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join("target"))
+                .join("testkit");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .args([
@@ -46,15 +52,14 @@ pub fn leasehold_bin() -> Result<PathBuf> {
                     "--bin",
                     "leasehold",
                 ])
+                .arg("--target-dir")
+                .arg(&target)
                 .current_dir(&root)
                 .status()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !status.success() {
                 return Err("building the leasehold binary failed".into());
             }
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| root.join("target"));
             Ok(target.join("debug").join("leasehold"))
         })
         .clone()

@@ -1,0 +1,87 @@
+//! PostgreSQL stopped under a running coordinator: requests answer 503 `unavailable` in the
+//! error envelope; once PostgreSQL is back the same process answers 200 again, no restart.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use leasehold_testkit::{Coordinator, PrivatePostgres, postgres_url};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_is_503_and_recovers_without_restart() {
+    // Runs its own server (stopping the shared one would disturb other suites), but only where
+    // the PostgreSQL suites run at all.
+    if postgres_url("postgres_outage::recovers").is_none() {
+        return;
+    }
+    let pg = PrivatePostgres::start_new().unwrap();
+    let coord = Coordinator::spawn(Some(&pg.url())).await.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let enqueue = || {
+        http.post(format!("{}/v1/jobs", coord.url))
+            .json(&json!({"queue": "q", "kind": "k"}))
+            .send()
+    };
+    let first: Value = enqueue().await.unwrap().json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+
+    pg.stop().unwrap();
+    for path in ["/ready", "/v1/queues"] {
+        let r = http
+            .get(format!("{}{path}", coord.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
+        assert!(
+            !body.to_string().contains("postgres@"),
+            "no connection details leak: {body}"
+        );
+    }
+    let r = enqueue().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unavailable"
+    );
+    // Liveness stays green: the process is fine, its database is not.
+    assert_eq!(
+        http.get(format!("{}/health", coord.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    pg.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .get(format!("{}/ready", coord.url))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coordinator did not recover: {}",
+            coord.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(enqueue().await.unwrap().status(), 201);
+    let got = http
+        .get(format!("{}/v1/jobs/{id}", coord.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "data from before the outage is intact");
+}

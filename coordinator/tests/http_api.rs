@@ -484,6 +484,17 @@ async fn injection_strings_are_data(store: Arc<dyn Store>) {
     );
 }
 
+/// One row of the bad-input table: name, method, path, body, headers, status, error code.
+type BadInput<'a> = (
+    &'a str,
+    &'a str,
+    String,
+    Vec<u8>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 /// At least 25 bad inputs: each gets its precise status and code, and the store is unchanged.
 async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
     let api = Api::new(store);
@@ -493,7 +504,7 @@ async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
         json!({"queue": "q", "kind": "k", "payload": {"blob": "x".repeat(1_100_000)}});
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "k"})).collect();
     let j = |v: Value| serde_json::to_vec(&v).unwrap();
-    let cases: Vec<(&str, &str, String, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<BadInput<'_>> = vec![
         (
             "malformed json",
             "POST",

@@ -10,6 +10,7 @@ mod event;
 mod job;
 mod lease;
 mod queue;
+mod worker;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::Event;
@@ -23,6 +24,10 @@ pub use lease::{
     ReleaseRequest, RetryHints,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList};
+pub use worker::{
+    ClientMessage, OutcomeKind, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest,
+    OutcomesResponse, ServerMessage,
+};
 
 /// Value of the `Leasehold-Api-Version` header on every response.
 pub const API_VERSION: &str = "1";

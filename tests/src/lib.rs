@@ -80,14 +80,13 @@ pub fn postgres_url(test: &str) -> Option<String> {
         .filter(|u| !u.is_empty())
     {
         Some(url) => {
-            if let Ok(marker) = std::env::var("LEASEHOLD_PG_MARKER") {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
+            if let Ok(marker) = std::env::var("LEASEHOLD_PG_MARKER")
+                && let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(marker)
-                {
-                    let _ = writeln!(f, "{test}");
-                }
+            {
+                let _ = writeln!(f, "{test}");
             }
             Some(url)
         }
@@ -191,18 +190,18 @@ impl Coordinator {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + patience;
         loop {
-            if let Ok(r) = client.get(format!("{}/health", self.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = client.get(format!("{}/health", self.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "coordinator exited early with {status}; log: {}",
-                        self.log()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "coordinator exited early with {status}; log: {}",
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 bail!("coordinator did not become healthy; log: {}", self.log());

@@ -138,7 +138,7 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
             if job.state == JobState::Queued {
                 state.ready.notify();
             }
-            Ok(ApiJson(job))
+            Ok(ApiJson(*job))
         }
         Some(Finished::LeaseLost(current)) => Err(ApiError::new(
             ErrorCode::LeaseLost,

@@ -207,7 +207,7 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub enum Finished {
     /// Recorded; the job as stored now.
-    Ok(Job),
+    Ok(Box<Job>),
     /// The job is not leased under that token; nothing changed. Carries the current state.
     LeaseLost(JobState),
     /// No such job in this tenant.

@@ -640,7 +640,7 @@ impl Store for PostgresStore {
                 Some(row) => {
                     let job = decode_job(&row)?;
                     notify |= job.state == JobState::Queued;
-                    out.push(Finished::Ok(job));
+                    out.push(Finished::Ok(Box::new(job)));
                 }
                 None => out.push(match fetch_job(&mut tx, tenant, outcome.job_id).await? {
                     Some(job) => Finished::LeaseLost(job.state),

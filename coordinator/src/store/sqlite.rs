@@ -697,7 +697,7 @@ impl Store for SqliteStore {
                         data,
                     )
                     .await?;
-                    out.push(Finished::Ok(job));
+                    out.push(Finished::Ok(Box::new(job)));
                 }
                 None => out.push(match fetch_job(&mut tx, tenant, outcome.job_id).await? {
                     Some(job) => Finished::LeaseLost(job.state),

@@ -1,0 +1,189 @@
+//! The worker session protocol: batch outcomes over HTTP (`POST /v1/leases/outcomes`) and the
+//! push transport over WebSocket (`GET /v1/workers/connect`).
+//!
+//! On the WebSocket every frame is one JSON text message tagged by `type`. The worker opens with
+//! [`ClientMessage::Hello`], then grants credit ([`ClientMessage::Credit`], one per free slot);
+//! the coordinator pushes [`ServerMessage::Leases`] as jobs become ready, never more than the
+//! credit outstanding. Heartbeats and outcomes travel on the same socket, each answered by an
+//! ack carrying the same `seq`. A socket that closes leaves its leases to expire (or to be
+//! released first, on a graceful drain).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::job::JobState;
+use crate::lease::{Artifact, FailureInfo, HeartbeatItem, HeartbeatResult, Lease};
+
+/// What a worker reports for one lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutcomeReport {
+    /// The job.
+    pub job_id: Uuid,
+    /// The lease's token.
+    pub fencing_token: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: OutcomeKind,
+}
+
+/// The three ways a lease ends. A `fail` of a job whose cancel was requested ends it
+/// `cancelled`; this is how workers report a cancelled handler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The handler succeeded.
+    Complete {
+        /// Its result.
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        result: serde_json::Value,
+        /// Artifacts it uploaded (any order; stored sorted by name).
+        #[serde(default)]
+        artifacts: Vec<Artifact>,
+        /// `sha256:` of the JCS form of the name-sorted manifest; checked when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manifest_digest: Option<String>,
+    },
+    /// The handler failed.
+    Fail {
+        /// What went wrong.
+        error: FailureInfo,
+        /// When to run again if retryable and attempts remain; default now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Given back unrun (graceful drain): no attempt spent.
+    Release,
+}
+
+/// Body of `POST /v1/leases/outcomes`: many outcomes in one transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutcomesRequest {
+    /// At most 1000 outcomes.
+    pub outcomes: Vec<OutcomeReport>,
+    /// Tenant; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// How one outcome was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Recorded.
+    Ok,
+    /// The token is stale or the job is no longer leased; nothing changed.
+    LeaseLost,
+    /// No such job.
+    NotFound,
+}
+
+/// The answer for one outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutcomeResult {
+    /// The job.
+    pub job_id: Uuid,
+    /// How it was received.
+    pub status: OutcomeStatus,
+    /// The job's state afterwards (its current state when `lease_lost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+}
+
+/// Answer of `POST /v1/leases/outcomes`, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutcomesResponse {
+    /// One result per outcome sent.
+    pub results: Vec<OutcomeResult>,
+}
+
+/// Worker → coordinator frames on `/v1/workers/connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First frame: who I am and what I take.
+    Hello {
+        /// Stable id of this worker process.
+        worker_id: String,
+        /// Queues to take leases from.
+        queues: Vec<String>,
+        /// Lease length for every lease pushed on this session.
+        lease_ttl_ms: u64,
+        /// SDK and application version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker_version: Option<String>,
+        /// Tenant; default `default`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+    },
+    /// `n` more slots are free: the coordinator may push up to `n` more leases.
+    Credit {
+        /// Slots added.
+        n: u32,
+    },
+    /// Extend these leases (answered by `heartbeat_ack` with the same `seq`).
+    Heartbeat {
+        /// Correlates the ack.
+        seq: u64,
+        /// The leases.
+        leases: Vec<HeartbeatItem>,
+    },
+    /// Record these outcomes (answered by `outcomes_ack` with the same `seq`).
+    Outcomes {
+        /// Correlates the ack.
+        seq: u64,
+        /// The outcomes.
+        outcomes: Vec<OutcomeReport>,
+    },
+    /// Stop pushing leases (graceful drain); heartbeats and outcomes still work.
+    Drain,
+}
+
+/// Coordinator → worker frames on `/v1/workers/connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `hello`.
+    Welcome {
+        /// Id of this session, for logs.
+        session_id: Uuid,
+    },
+    /// Newly granted leases (each consumes one credit).
+    Leases {
+        /// The leases.
+        leases: Vec<Lease>,
+    },
+    /// Answer to `heartbeat`.
+    HeartbeatAck {
+        /// The heartbeat's `seq`.
+        seq: u64,
+        /// One result per lease, in request order.
+        leases: Vec<HeartbeatResult>,
+    },
+    /// Answer to `outcomes`.
+    OutcomesAck {
+        /// The outcomes' `seq`.
+        seq: u64,
+        /// One result per outcome, in request order.
+        results: Vec<OutcomeResult>,
+    },
+    /// A failure. With `seq`, it answers that request (which had no effect); without, the
+    /// session is over and the socket closes.
+    Error {
+        /// The request it answers, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        /// What went wrong (same envelope body as HTTP errors).
+        error: ErrorBody,
+    },
+}

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     /// else `leasehold.db` in the data directory.
     #[arg(long, env = "LEASEHOLD_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Where the SQLite file (and later artifacts) live.
+    /// Where the SQLite file and the artifacts live.
     #[arg(long, env = "LEASEHOLD_DATA_DIR", default_value = ".")]
     pub data_dir: PathBuf,
     /// SQLite durability: `normal` survives process crashes, `full` also power loss.
@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "LEASEHOLD_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Largest artifact in bytes.
+    #[arg(long, env = "LEASEHOLD_MAX_ARTIFACT_BYTES", default_value_t = crate::http::artifacts::DEFAULT_MAX_ARTIFACT_BYTES)]
+    pub max_artifact_bytes: u64,
     /// How long to keep trying to reach the database at start-up, in seconds.
     #[arg(long, env = "LEASEHOLD_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
     pub connect_timeout_secs: u64,

@@ -39,6 +39,21 @@ impl ApiError {
         self
     }
 
+    /// Prefixes the `field` in the details (and the message) with `prefix`, for errors inside
+    /// a batch element: `queue` → `jobs[3].queue`.
+    pub fn prefix_field(mut self, prefix: &str) -> Self {
+        if let Some(field) = self
+            .details
+            .get("field")
+            .and_then(serde_json::Value::as_str)
+        {
+            let field = format!("{prefix}.{field}");
+            self.message = format!("{prefix}: {}", self.message);
+            self.details["field"] = serde_json::Value::String(field);
+        }
+        self
+    }
+
     /// 400: unparseable request.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
@@ -53,6 +68,16 @@ impl ApiError {
     /// 404 for a missing resource.
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, what)
+    }
+
+    /// The envelope body for this error.
+    pub fn into_body(self, request_id: &str) -> leasehold_proto::ErrorBody {
+        leasehold_proto::ErrorBody {
+            code: self.code,
+            message: self.message,
+            details: self.details,
+            request_id: request_id.to_owned(),
+        }
     }
 
     /// The HTTP status for this error.

@@ -22,6 +22,8 @@ pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 /// Jobs enqueued (new, not replayed).
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
+/// Open worker WebSocket sessions.
+pub const WORKER_SESSIONS: &str = "leasehold_worker_sessions";
 /// Outcomes recorded, by resulting state.
 pub const OUTCOMES: &str = "leasehold_outcomes_total";
 

@@ -79,7 +79,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let url = args.resolved_database_url();
     let (store, pg) =
         open_store(&url, &args, Duration::from_secs(args.connect_timeout_secs)).await?;
-    let (mut state, shutdown_tx) = AppState::new(store.clone());
+    let (mut state, shutdown_tx) = AppState::new(store.clone(), args.data_dir.clone());
+    state.max_artifact_bytes = args.max_artifact_bytes;
     state.max_body_bytes = args.max_body_bytes;
     if let Some(pg) = &pg {
         crate::notify::spawn_pg_listener(pg, state.ready.clone(), state.shutdown.clone());

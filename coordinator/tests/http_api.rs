@@ -21,6 +21,7 @@ struct Api {
     router: Router,
     clock: OffsetClock,
     store: Arc<dyn Store>,
+    _artifacts: common::DirGuard,
 }
 
 struct Reply {
@@ -31,14 +32,17 @@ struct Reply {
 
 impl Api {
     fn new(store: Arc<dyn Store>) -> Self {
-        let (mut state, shutdown) = AppState::new(store.clone());
+        let dir = common::temp_dir("artifacts");
+        let (mut state, shutdown) = AppState::new(store.clone(), dir.0.clone());
         std::mem::forget(shutdown);
+        state.max_artifact_bytes = 1024 * 1024;
         let clock = OffsetClock::default();
         state.clock = Arc::new(clock.clone());
         Self {
             router: app(state),
             clock,
             store,
+            _artifacts: dir,
         }
     }
 
@@ -1019,7 +1023,169 @@ async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
     assert_eq!(r.body["error"]["details"]["field"], "jobs[1].priority");
 }
 
+async fn artifacts_are_verified_and_deduplicated(store: Arc<dyn Store>) {
+    use sha2::Digest;
+    let api = Api::new(store);
+    let bytes = b"hello artifact".to_vec();
+    let digest = format!(
+        "sha256:{}",
+        leasehold_coordinator::http::artifacts::hex(&sha2::Sha256::digest(&bytes))
+    );
+    let path = format!("/v1/artifacts/{digest}");
+    let missing = api.raw("GET", &path, vec![], &[]).await;
+    assert_eq!(
+        (missing.status, &missing.body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+    let first = api.raw("PUT", &path, bytes.clone(), &[]).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(
+        (first.body["size"].as_u64(), &first.body["created"]),
+        (Some(bytes.len() as u64), &json!(true))
+    );
+    let again = api.raw("PUT", &path, bytes.clone(), &[]).await;
+    assert_eq!(
+        (again.status, &again.body["created"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let response = api
+        .router
+        .clone()
+        .oneshot(Request::builder().uri(&path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+        bytes
+    );
+    // A body that does not hash to the digest is refused and nothing is kept.
+    let other = format!("sha256:{}", "1".repeat(64));
+    let wrong = api
+        .raw(
+            "PUT",
+            &format!("/v1/artifacts/{other}"),
+            b"not it".to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, &wrong.body["error"]["code"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("validation_failed")
+        )
+    );
+    assert_eq!(
+        api.raw("GET", &format!("/v1/artifacts/{other}"), vec![], &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Malformed digests and oversized blobs.
+    for bad in [
+        "sha256:XYZ",
+        "md5:abc",
+        "sha256:ABCDEF0000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let r = api
+            .raw("PUT", &format!("/v1/artifacts/{bad}"), b"x".to_vec(), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let big = vec![7u8; 1024 * 1024 + 1];
+    let big_digest = format!(
+        "sha256:{}",
+        leasehold_coordinator::http::artifacts::hex(&sha2::Sha256::digest(&big))
+    );
+    let r = api
+        .raw("PUT", &format!("/v1/artifacts/{big_digest}"), big, &[])
+        .await;
+    assert_eq!(
+        (r.status, &r.body["error"]["code"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!("payload_too_large"))
+    );
+    assert_eq!(
+        api.raw("GET", &format!("/v1/artifacts/{big_digest}"), vec![], &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn batch_outcomes_are_fenced_one_by_one(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    for _ in 0..3 {
+        api.enqueue("b").await;
+    }
+    let leases = api.claim("b", "w", 30_000).await;
+    assert_eq!(leases.len(), 3);
+    let id = |i: usize| leases[i]["job"]["id"].clone();
+    let token = |i: usize| leases[i]["fencing_token"].clone();
+    let artifacts = json!([{"name": "b.txt", "digest": format!("sha256:{}", "b".repeat(64)), "size": 2, "media_type": "text/plain"},
+                           {"name": "a.txt", "digest": format!("sha256:{}", "a".repeat(64)), "size": 1, "media_type": "text/plain"}]);
+    let mut sorted = artifacts.as_array().unwrap().clone();
+    sorted.sort_by_key(|a| a["name"].as_str().unwrap().to_owned());
+    let manifest_digest = leasehold_coordinator::validate::jcs_digest(&Value::Array(sorted));
+    // A wrong manifest digest rejects the whole batch; nothing is written.
+    let bad = api
+        .call("POST", "/v1/leases/outcomes", Some(json!({"outcomes": [
+            {"job_id": id(0), "fencing_token": token(0), "outcome": "complete", "artifacts": artifacts, "manifest_digest": format!("sha256:{}", "0".repeat(64))}]})))
+        .await;
+    assert_eq!(
+        (bad.status, &bad.body["error"]["details"]["field"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("outcomes[0].manifest_digest")
+        )
+    );
+    let r = api
+        .call("POST", "/v1/leases/outcomes", Some(json!({"outcomes": [
+            {"job_id": id(0), "fencing_token": token(0), "outcome": "complete", "result": 1, "artifacts": artifacts, "manifest_digest": manifest_digest},
+            {"job_id": id(1), "fencing_token": token(1), "outcome": "fail", "error": {"class": "E", "message": "m", "retryable": true}},
+            {"job_id": id(2), "fencing_token": token(2), "outcome": "release"},
+            {"job_id": id(0), "fencing_token": 99, "outcome": "complete"},
+            {"job_id": uuid::Uuid::now_v7(), "fencing_token": 1, "outcome": "release"}]})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let statuses: Vec<_> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["status"].clone(), x["state"].clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (json!("ok"), json!("succeeded")),
+            (json!("ok"), json!("queued")),
+            (json!("ok"), json!("queued")),
+            (json!("lease_lost"), json!("succeeded")),
+            (json!("not_found"), Value::Null),
+        ]
+    );
+    let job = api
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", id(0).as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        job.body["artifacts"][0]["name"], "a.txt",
+        "manifest stored sorted by name"
+    );
+}
+
 on_both_backends!(
+    artifacts_are_verified_and_deduplicated,
+    batch_outcomes_are_fenced_one_by_one,
     walkthrough_and_headers,
     idempotency_header_replays,
     zombie_is_fenced_off,

@@ -159,6 +159,25 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueName {
     }
 }
 
+/// The `{digest}` path segment of an artifact (422 unless `sha256:<64 lowercase hex>`).
+#[derive(Debug, Clone)]
+pub struct ArtifactDigest(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ArtifactDigest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_param(parts).await?;
+        if !validate::is_digest(&raw) {
+            return Err(ApiError::validation(
+                "digest",
+                "digest must be sha256:<64 lowercase hex>",
+            ));
+        }
+        Ok(Self(raw))
+    }
+}
+
 /// The tenant a request acts for: the `Leasehold-Tenant` header, default `default`. (Once API
 /// keys carry tenants, the key decides and the header must agree.)
 #[derive(Debug, Clone)]

@@ -77,7 +77,8 @@ pub(crate) async fn enqueue(
             .enumerate()
             .map(|(i, job)| {
                 let t = tenant.merge(job.tenant.as_deref(), given)?;
-                validate::new_job(job, &t, None, now).map_err(|e| prefix_field(e, i))
+                validate::new_job(job, &t, None, now)
+                    .map_err(|e| e.prefix_field(&format!("jobs[{i}]")))
             })
             .collect::<ApiResult<Vec<_>>>()?
     } else {
@@ -128,16 +129,6 @@ pub(crate) async fn enqueue(
         ApiJson(one.job),
     )
         .into_response())
-}
-
-/// Names the batch element in a validation error (`jobs[3].queue`).
-fn prefix_field(mut err: ApiError, index: usize) -> ApiError {
-    if let Some(field) = err.details.get("field").and_then(Value::as_str) {
-        let field = format!("jobs[{index}].{field}");
-        err.message = format!("jobs[{index}]: {}", err.message);
-        err.details["field"] = json!(field);
-    }
-    err
 }
 
 /// One job.

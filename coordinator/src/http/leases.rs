@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use leasehold_proto::{
     ClaimRequest, ClaimResponse, CompleteRequest, ErrorCode, ErrorEnvelope, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, Job, JobState, ReleaseRequest,
+    FailureInfo, HeartbeatItem, HeartbeatRequest, HeartbeatResponse, HeartbeatResult, Job,
+    JobState, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest, OutcomesResponse,
+    ReleaseRequest,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -32,28 +34,16 @@ pub(crate) async fn claim(
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> ApiResult<ApiJson<ClaimResponse>> {
     let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
-    validate::label("worker_id", &req.worker_id)?;
-    validate::opt_label("worker_version", &req.worker_version)?;
-    if req.queues.is_empty() || req.queues.len() > 100 {
-        return Err(ApiError::validation("queues", "name 1 to 100 queues"));
-    }
-    for q in &req.queues {
-        validate::name("queues", q)?;
-    }
     let max_jobs = validate::range("max_jobs", req.max_jobs, 1, validate::MAX_BATCH as u32)?;
-    let lease_ttl_ms = validate::range("lease_ttl_ms", req.lease_ttl_ms, 1000, 86_400_000)?;
     let wait_ms = validate::range("wait_ms", req.wait_ms, 0, MAX_WAIT_MS)?;
-    let mut queues = req.queues;
-    queues.sort();
-    queues.dedup();
-    let params = ClaimParams {
+    let params = claim_params(
         tenant,
-        worker_id: req.worker_id,
-        worker_version: req.worker_version,
-        queues,
+        req.worker_id,
+        req.worker_version,
+        req.queues,
         max_jobs,
-        lease_ttl_ms,
-    };
+        req.lease_ttl_ms,
+    )?;
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let mut shutdown = state.shutdown.clone();
     loop {
@@ -85,6 +75,65 @@ pub(crate) async fn claim(
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// Validates what a worker asks for (HTTP claim or WebSocket hello) into claim parameters.
+pub(crate) fn claim_params(
+    tenant: String,
+    worker_id: String,
+    worker_version: Option<String>,
+    mut queues: Vec<String>,
+    max_jobs: u32,
+    lease_ttl_ms: u64,
+) -> ApiResult<ClaimParams> {
+    validate::label("worker_id", &worker_id)?;
+    validate::opt_label("worker_version", &worker_version)?;
+    if queues.is_empty() || queues.len() > 100 {
+        return Err(ApiError::validation("queues", "name 1 to 100 queues"));
+    }
+    for q in &queues {
+        validate::name("queues", q)?;
+    }
+    let lease_ttl_ms = validate::range("lease_ttl_ms", lease_ttl_ms, 1000, 86_400_000)?;
+    queues.sort();
+    queues.dedup();
+    Ok(ClaimParams {
+        tenant,
+        worker_id,
+        worker_version,
+        queues,
+        max_jobs,
+        lease_ttl_ms,
+    })
+}
+
+/// Heartbeats for many leases (HTTP or WebSocket): validated, then extended in one call.
+pub(crate) async fn heartbeat_many(
+    state: &AppState,
+    tenant: &str,
+    leases: &[HeartbeatItem],
+) -> ApiResult<Vec<HeartbeatResult>> {
+    if leases.len() > validate::MAX_BATCH {
+        return Err(ApiError::validation(
+            "leases",
+            "at most 1000 leases per heartbeat",
+        ));
+    }
+    for item in leases {
+        if let Some(p) = &item.progress {
+            validate::json_size("progress", p)?;
+        }
+        if let Some(c) = &item.checkpoint {
+            validate::json_size("checkpoint", c)?;
+        }
+    }
+    if leases.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(state
+        .store
+        .heartbeat(state.clock.now(), tenant, leases)
+        .await?)
 }
 
 /// Extend every lease of a worker at once.
@@ -121,6 +170,131 @@ pub(crate) async fn heartbeat(
         .heartbeat(state.clock.now(), &tenant, &req.leases)
         .await?;
     Ok(ApiJson(HeartbeatResponse { leases }))
+}
+
+/// Checks a reported outcome and turns it into a store outcome.
+pub(crate) fn outcome_from_report(
+    report: OutcomeReport,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Outcome> {
+    let kind = match report.outcome {
+        leasehold_proto::OutcomeKind::Complete {
+            result,
+            artifacts,
+            manifest_digest,
+        } => {
+            validate::json_size("result", &result)?;
+            let artifacts = validate::artifacts(artifacts)?;
+            if let Some(claimed) = manifest_digest {
+                let actual = validate::jcs_digest(&json!(artifacts));
+                if claimed != actual {
+                    return Err(ApiError::validation(
+                        "manifest_digest",
+                        format!("manifest_digest {claimed} does not match the manifest ({actual})"),
+                    ));
+                }
+            }
+            OutcomeKind::Complete { result, artifacts }
+        }
+        leasehold_proto::OutcomeKind::Fail { error, retry_at } => {
+            check_failure(&error)?;
+            OutcomeKind::Fail {
+                error,
+                retry_at: retry_at.unwrap_or(now),
+            }
+        }
+        leasehold_proto::OutcomeKind::Release => OutcomeKind::Release,
+    };
+    Ok(Outcome {
+        job_id: report.job_id,
+        fencing_token: report.fencing_token,
+        kind,
+    })
+}
+
+fn check_failure(error: &FailureInfo) -> ApiResult<()> {
+    validate::label("error.class", &error.class)?;
+    if error.message.len() > 64 * 1024 {
+        return Err(ApiError::validation(
+            "error.message",
+            "error.message is over 64 KiB",
+        ));
+    }
+    Ok(())
+}
+
+/// Records many outcomes in one transaction (HTTP batch or WebSocket); a bad outcome rejects
+/// the whole batch before anything is written.
+pub(crate) async fn finish_many(
+    state: &AppState,
+    tenant: &str,
+    reports: Vec<OutcomeReport>,
+) -> ApiResult<Vec<OutcomeResult>> {
+    if reports.len() > validate::MAX_BATCH {
+        return Err(ApiError::validation(
+            "outcomes",
+            "at most 1000 outcomes per call",
+        ));
+    }
+    let now = state.clock.now();
+    let outcomes = reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            outcome_from_report(r, now).map_err(|e| e.prefix_field(&format!("outcomes[{i}]")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    if outcomes.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<_> = outcomes.iter().map(|o| o.job_id).collect();
+    let finished = state.store.finish(now, tenant, outcomes).await?;
+    let mut requeued = false;
+    let results = ids
+        .into_iter()
+        .zip(finished)
+        .map(|(job_id, f)| match f {
+            Finished::Ok(job) => {
+                metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str())
+                    .increment(1);
+                requeued |= job.state == JobState::Queued;
+                OutcomeResult {
+                    job_id,
+                    status: OutcomeStatus::Ok,
+                    state: Some(job.state),
+                }
+            }
+            Finished::LeaseLost(current) => OutcomeResult {
+                job_id,
+                status: OutcomeStatus::LeaseLost,
+                state: Some(current),
+            },
+            Finished::NotFound => OutcomeResult {
+                job_id,
+                status: OutcomeStatus::NotFound,
+                state: None,
+            },
+        })
+        .collect();
+    if requeued {
+        state.ready.notify();
+    }
+    Ok(results)
+}
+
+/// Record many outcomes at once (the SDK flushes completions in groups).
+#[utoipa::path(post, path = "/v1/leases/outcomes", tag = "leases", request_body = OutcomesRequest,
+    responses((status = 200, body = OutcomesResponse), (status = 422, body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn outcomes(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<OutcomesRequest>,
+) -> ApiResult<ApiJson<OutcomesResponse>> {
+    let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
+    let results = finish_many(&state, &tenant, req.outcomes).await?;
+    Ok(ApiJson(OutcomesResponse { results }))
 }
 
 /// Records one outcome and maps the fenced answer to HTTP.
@@ -161,16 +335,16 @@ pub(crate) async fn complete(
     JobId(id): JobId,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> ApiResult<ApiJson<Job>> {
-    validate::json_size("result", &req.result)?;
-    let artifacts = validate::artifacts(req.artifacts)?;
-    let outcome = Outcome {
+    let report = OutcomeReport {
         job_id: id,
         fencing_token: req.fencing_token,
-        kind: OutcomeKind::Complete {
+        outcome: leasehold_proto::OutcomeKind::Complete {
             result: req.result,
-            artifacts,
+            artifacts: req.artifacts,
+            manifest_digest: None,
         },
     };
+    let outcome = outcome_from_report(report, state.clock.now())?;
     finish_one(&state, &tenant.0, outcome).await
 }
 
@@ -186,22 +360,15 @@ pub(crate) async fn fail(
     JobId(id): JobId,
     ApiJson(req): ApiJson<FailRequest>,
 ) -> ApiResult<ApiJson<Job>> {
-    validate::label("error.class", &req.error.class)?;
-    if req.error.message.len() > 64 * 1024 {
-        return Err(ApiError::validation(
-            "error.message",
-            "error.message is over 64 KiB",
-        ));
-    }
-    let now = state.clock.now();
-    let outcome = Outcome {
+    let report = OutcomeReport {
         job_id: id,
         fencing_token: req.fencing_token,
-        kind: OutcomeKind::Fail {
+        outcome: leasehold_proto::OutcomeKind::Fail {
             error: req.error,
-            retry_at: req.retry_at.unwrap_or(now),
+            retry_at: req.retry_at,
         },
     };
+    let outcome = outcome_from_report(report, state.clock.now())?;
     finish_one(&state, &tenant.0, outcome).await
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, shared state and the middleware every response passes through.
 
+pub mod artifacts;
 mod cursor;
 pub mod extract;
 mod jobs;
@@ -7,6 +8,7 @@ mod leases;
 pub mod openapi;
 mod queues;
 mod service;
+mod workers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use leasehold_proto::{API_VERSION, API_VERSION_HEADER, ErrorBody, ErrorCode, ErrorEnvelope};
+use leasehold_proto::{API_VERSION, API_VERSION_HEADER, ErrorCode, ErrorEnvelope};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,6 +48,10 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Request body cap in bytes.
     pub max_body_bytes: usize,
+    /// Where artifacts are stored (`<data_dir>/artifacts`).
+    pub data_dir: std::path::PathBuf,
+    /// Cap on one artifact in bytes.
+    pub max_artifact_bytes: u64,
 }
 
 impl std::fmt::Debug for AppState {
@@ -58,9 +64,10 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `store` with the wall clock and default limits. The returned sender ends
+    /// State over `store` (artifacts under `data_dir`) with the wall clock and default limits.
+    /// The returned sender ends
     /// long-polls when set to true.
-    pub fn new(store: Arc<dyn Store>) -> (Self, watch::Sender<bool>) {
+    pub fn new(store: Arc<dyn Store>, data_dir: std::path::PathBuf) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let state = Self {
             store,
@@ -68,6 +75,8 @@ impl AppState {
             ready: ReadySignal::new(),
             shutdown: rx,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            data_dir,
+            max_artifact_bytes: artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
         };
         (state, tx)
     }
@@ -80,6 +89,14 @@ pub fn app(state: AppState) -> Router {
     // Install the recorder before the first request so no early sample is dropped.
     crate::metrics::handle();
     let request_id = HeaderName::from_static(leasehold_proto::REQUEST_ID_HEADER);
+    // Streaming routes (WebSocket sessions, artifact transfers) must not be cut by the
+    // request timeout; everything else is.
+    let streaming = Router::new()
+        .route("/v1/workers/connect", get(workers::connect))
+        .route(
+            "/v1/artifacts/{digest}",
+            axum::routing::put(artifacts::put).get(artifacts::get),
+        );
     Router::new()
         .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
@@ -90,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{id}/release", post(leases::release))
         .route("/v1/leases", post(leases::claim))
         .route("/v1/leases/heartbeat", post(leases::heartbeat))
+        .route("/v1/leases/outcomes", post(leases::outcomes))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
@@ -97,6 +115,12 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(service::ready))
         .route("/metrics", get(service::metrics))
         .route("/.well-known/openapi", get(service::openapi))
+        // Long-polls last at most 60 s; nothing else comes near this bound.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(90),
+        ))
+        .merge(streaming)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -108,11 +132,6 @@ pub fn app(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(middleware::from_fn(finish_response))
-                // Long-polls last at most 60 s; nothing else comes near this bound.
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Duration::from_secs(90),
-                ))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
 }
@@ -202,12 +221,7 @@ fn error_for_status(status: StatusCode) -> ApiError {
 fn render_error(err: ApiError, request_id: &str) -> Response {
     let status = err.status();
     let envelope = ErrorEnvelope {
-        error: ErrorBody {
-            code: err.code,
-            message: err.message,
-            details: err.details,
-            request_id: request_id.to_owned(),
-        },
+        error: err.into_body(request_id),
     };
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let mut response = (status, Body::from(body)).into_response();

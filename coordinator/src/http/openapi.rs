@@ -13,6 +13,8 @@ use utoipa::OpenApi;
         super::jobs::enqueue, super::jobs::list, super::jobs::get, super::jobs::cancel,
         super::jobs::retry, super::leases::claim, super::leases::heartbeat,
         super::leases::complete, super::leases::fail, super::leases::release,
+        super::leases::outcomes, super::workers::connect, super::artifacts::put,
+        super::artifacts::get,
         super::queues::list, super::queues::pause, super::queues::resume,
         super::service::health, super::service::ready, super::service::metrics,
         super::service::openapi,
@@ -29,9 +31,13 @@ use utoipa::OpenApi;
         leasehold_proto::CompleteRequest, leasehold_proto::FailRequest,
         leasehold_proto::FailureInfo, leasehold_proto::ReleaseRequest, leasehold_proto::Artifact,
         leasehold_proto::QueueInfo, leasehold_proto::QueueDepth, leasehold_proto::QueueList,
-        leasehold_proto::Event, super::jobs::CancelRequest,
+        leasehold_proto::Event, super::jobs::CancelRequest, super::artifacts::ArtifactStored,
+        leasehold_proto::OutcomeReport, leasehold_proto::OutcomeKind,
+        leasehold_proto::OutcomesRequest, leasehold_proto::OutcomesResponse,
+        leasehold_proto::OutcomeResult, leasehold_proto::OutcomeStatus,
+        leasehold_proto::ClientMessage, leasehold_proto::ServerMessage,
     )),
-    tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "service"))
+    tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "service"))
 )]
 pub struct ApiDoc;
 

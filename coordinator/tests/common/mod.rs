@@ -15,15 +15,24 @@ impl Drop for DirGuard {
     }
 }
 
+/// A fresh temp dir, removed on drop.
+pub fn temp_dir(label: &str) -> DirGuard {
+    let dir = std::env::temp_dir().join(format!(
+        "leasehold-{label}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    DirGuard(dir)
+}
+
 /// A fresh SQLite store in its own temp dir.
 pub async fn sqlite_store() -> (Arc<dyn Store>, DirGuard) {
-    let dir =
-        std::env::temp_dir().join(format!("leasehold-store-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let guard = temp_dir("store");
+    let dir = guard.0.clone();
     let store = SqliteStore::open(&dir.join("t.db"), SqliteSync::Normal)
         .await
         .expect("open sqlite");
-    (Arc::new(store), DirGuard(dir))
+    (Arc::new(store), guard)
 }
 
 /// A fresh PostgreSQL store in its own schema, or `None` when PostgreSQL is not configured

@@ -1,0 +1,304 @@
+//! The push transport: one WebSocket per worker at `GET /v1/workers/connect`.
+//!
+//! After `hello`, two loops share the socket. The *reader* answers `credit`, `heartbeat`,
+//! `outcomes` and `drain` in arrival order. The *pusher* claims as many leases as the worker has
+//! credit for whenever work is ready — woken by the same signal as HTTP long-polls, and by the
+//! next `run_at` or lease deadline — and pushes them. Frames go out through one writer task.
+//! See `leasehold_proto::ClientMessage` / `ServerMessage` for the frames.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use leasehold_proto::{ClientMessage, ErrorCode, ServerMessage};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::{Tenant, tenant_header_given};
+use super::leases::{claim_params, finish_many, heartbeat_many};
+use crate::error::ApiError;
+use crate::store::{ClaimParams, Outcome, OutcomeKind};
+use crate::validate;
+
+/// How long a new socket may take to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ping interval; a socket silent for three intervals is closed.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// Most credit a worker may hold at once.
+const MAX_CREDIT: u32 = 10_000;
+/// Longest the pusher sleeps without re-checking.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Credit and drain state, shared by the reader (writes) and the pusher (reads).
+#[derive(Debug, Clone, Copy, Default)]
+struct Flow {
+    credit: u32,
+    draining: bool,
+}
+
+/// Upgrade to a worker session.
+#[utoipa::path(get, path = "/v1/workers/connect", tag = "leases",
+    responses((status = 101, description = "WebSocket worker session; frames are ClientMessage / ServerMessage"),
+              (status = 400, body = leasehold_proto::ErrorEnvelope)))]
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let header_given = tenant_header_given(&headers);
+    ws.max_message_size(state.max_body_bytes)
+        .on_upgrade(move |socket| session(state, tenant, header_given, socket))
+}
+
+fn frame(msg: &ServerMessage) -> Message {
+    Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
+}
+
+fn error_frame(err: ApiError, seq: Option<u64>, session: Uuid) -> Message {
+    frame(&ServerMessage::Error {
+        seq,
+        error: err.into_body(&session.to_string()),
+    })
+}
+
+async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: WebSocket) {
+    let session_id = Uuid::now_v7();
+    let (mut sink, mut stream) = socket.split();
+
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientMessage>(&text)
+            .map_err(|e| ApiError::invalid_request(format!("bad hello frame: {e}"))),
+        Ok(_) => Err(ApiError::invalid_request("expected a hello text frame")),
+        Err(_) => Err(ApiError::invalid_request("no hello within 10 s")),
+    };
+    let params = hello.and_then(|msg| match msg {
+        ClientMessage::Hello {
+            worker_id,
+            queues,
+            lease_ttl_ms,
+            worker_version,
+            tenant: body_tenant,
+        } => {
+            let tenant = tenant.merge(body_tenant.as_deref(), header_given)?;
+            claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)
+        }
+        _ => Err(ApiError::invalid_request("the first frame must be hello")),
+    });
+    let params = match params {
+        Ok(p) => p,
+        Err(err) => {
+            let _ = sink.send(error_frame(err, None, session_id)).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("worker_session", %session_id, worker_id = %params.worker_id);
+    let _enter = span.enter();
+    tracing::info!(queues = ?params.queues, "worker connected");
+    metrics::gauge!(crate::metrics::WORKER_SESSIONS).increment(1.0);
+
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let _ = out_tx
+        .send(frame(&ServerMessage::Welcome { session_id }))
+        .await;
+
+    let flow = Arc::new(watch::channel(Flow::default()).0);
+    let pusher = tokio::spawn(push_leases(
+        state.clone(),
+        params.clone(),
+        flow.clone(),
+        out_tx.clone(),
+    ));
+
+    let mut shutdown = state.shutdown.clone();
+    let mut last_seen = Instant::now();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                last_seen = Instant::now();
+                let text = match msg {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        let _ = out_tx.send(error_frame(ApiError::invalid_request("frames are JSON text"), None, session_id)).await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                };
+                let msg = match serde_json::from_str::<ClientMessage>(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let err = ApiError::invalid_request(format!("bad frame: {e}"));
+                        let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                        break;
+                    }
+                };
+                let reply = match msg {
+                    ClientMessage::Credit { n } => {
+                        flow.send_modify(|f| f.credit = f.credit.saturating_add(n).min(MAX_CREDIT));
+                        None
+                    }
+                    ClientMessage::Drain => {
+                        flow.send_modify(|f| f.draining = true);
+                        None
+                    }
+                    ClientMessage::Heartbeat { seq, leases } => Some(
+                        match heartbeat_many(&state, &params.tenant, &leases).await {
+                            Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
+                            Err(err) => error_frame(err, Some(seq), session_id),
+                        },
+                    ),
+                    ClientMessage::Outcomes { seq, outcomes } => Some(
+                        match finish_many(&state, &params.tenant, outcomes).await {
+                            Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
+                            Err(err) => error_frame(err, Some(seq), session_id),
+                        },
+                    ),
+                    ClientMessage::Hello { .. } => {
+                        let err = ApiError::invalid_request("hello was already sent");
+                        let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                        break;
+                    }
+                };
+                if let Some(reply) = reply
+                    && out_tx.send(reply).await.is_err()
+                {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > PING_EVERY * 3 {
+                    tracing::info!("worker silent for too long; closing");
+                    break;
+                }
+                if out_tx.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                let err = ApiError::new(ErrorCode::Unavailable, "the coordinator is shutting down; reconnect");
+                let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                break;
+            }
+        }
+    }
+    pusher.abort();
+    drop(out_tx);
+    let _ = writer.await;
+    metrics::gauge!(crate::metrics::WORKER_SESSIONS).decrement(1.0);
+    tracing::info!("worker disconnected");
+}
+
+/// Claims and pushes leases while the worker has credit, until it drains or goes away.
+async fn push_leases(
+    state: AppState,
+    mut params: ClaimParams,
+    flow_tx: Arc<watch::Sender<Flow>>,
+    out: mpsc::Sender<Message>,
+) {
+    let mut flow = flow_tx.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Wait for credit.
+        let credit = loop {
+            let f = *flow.borrow_and_update();
+            if f.draining || *shutdown.borrow() {
+                return;
+            }
+            if f.credit > 0 {
+                break f.credit;
+            }
+            tokio::select! {
+                changed = flow.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        };
+        let mut wake = state.ready.subscribe();
+        params.max_jobs = credit.min(validate::MAX_BATCH as u32);
+        let claimed = match state.store.claim(state.clock.now(), &params).await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(%err, "claim for a worker session failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(claimed.expired);
+        if !claimed.leases.is_empty() {
+            let n = claimed.leases.len() as u32;
+            metrics::counter!(crate::metrics::LEASES_GRANTED).increment(u64::from(n));
+            flow_tx.send_modify(|f| f.credit = f.credit.saturating_sub(n));
+            let held: Vec<(Uuid, i64)> = claimed
+                .leases
+                .iter()
+                .map(|l| (l.job.id, l.fencing_token))
+                .collect();
+            if out
+                .send(frame(&ServerMessage::Leases {
+                    leases: claimed.leases,
+                }))
+                .await
+                .is_err()
+            {
+                // The socket is gone before the leases left: give them back at once.
+                release(&state, &params.tenant, held).await;
+                return;
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let mut until = now + MAX_IDLE;
+        if let Ok(Some(at)) = state
+            .store
+            .next_ready_at(&params.tenant, &params.queues)
+            .await
+        {
+            let in_ms = (at - state.clock.now()).num_milliseconds().max(0) as u64;
+            until = until.min(now + Duration::from_millis(in_ms + 1));
+        }
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            changed = flow.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn release(state: &AppState, tenant: &str, held: Vec<(Uuid, i64)>) {
+    let outcomes = held
+        .into_iter()
+        .map(|(job_id, fencing_token)| Outcome {
+            job_id,
+            fencing_token,
+            kind: OutcomeKind::Release,
+        })
+        .collect();
+    if let Err(err) = state
+        .store
+        .finish(state.clock.now(), tenant, outcomes)
+        .await
+    {
+        tracing::warn!(%err, "could not release undelivered leases; they will expire");
+    }
+    state.ready.notify();
+}

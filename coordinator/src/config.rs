@@ -23,6 +23,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document (the contents of `proto/openapi.json`).
     Openapi,
+    /// Operator commands against a running coordinator.
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Log output format.

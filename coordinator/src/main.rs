@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", leasehold_coordinator::http::openapi::openapi_json());
             Ok(())
         }
+        Command::Client(command) => {
+            std::process::exit(leasehold_coordinator::cli::run(command).await);
+        }
         Command::Serve(args) => {
             let filter = EnvFilter::try_from_env("LEASEHOLD_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));

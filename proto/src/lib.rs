@@ -10,6 +10,7 @@ mod event;
 mod job;
 mod lease;
 mod queue;
+mod run;
 mod worker;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
@@ -24,6 +25,10 @@ pub use lease::{
     ReleaseRequest, RetryHints,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList};
+pub use run::{
+    LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunPlan, RunStatus, SchedulerRun,
+    SchedulerRunInput,
+};
 pub use worker::{
     ClientMessage, OutcomeKind, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest,
     OutcomesResponse, ServerMessage,

@@ -1,0 +1,491 @@
+//! [`Client`]: enqueue, inspect, cancel, retry and wait for jobs.
+//!
+//! Every call retries transport faults and 429/502/503/504 with jittered backoff. Enqueues are
+//! safe to retry: each logical call carries one idempotency key (the caller's, the deterministic
+//! one from [`JobSpec::deterministic_key`], or a fresh UUIDv4) on every attempt, so a network
+//! blip never creates two jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{
+    BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState,
+    NewJob, QueueInfo, QueueList,
+};
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::artifact::Sha256Stream;
+use crate::error::{Error, Result};
+use crate::idempotency;
+use crate::retry::RetryPolicy;
+use crate::transport::http::{Answer, DEFAULT_TIMEOUT, HttpApi};
+
+/// A job to enqueue, built fluently. Converts from a wire [`NewJob`] too.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct JobSpec {
+    job: NewJob,
+    deterministic: bool,
+}
+
+impl JobSpec {
+    /// A job of `kind` with `payload` on the `default` queue.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            job: NewJob {
+                queue: leasehold_proto::DEFAULT_QUEUE.to_owned(),
+                kind: kind.into(),
+                payload,
+                priority: 0,
+                max_attempts: None,
+                run_at: None,
+                idempotency_key: None,
+                correlation_id: None,
+                project: None,
+                tenant: None,
+                backoff: None,
+            },
+            deterministic: false,
+        }
+    }
+
+    /// Queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.job.queue = queue.into();
+        self
+    }
+
+    /// Priority, -1000..=1000 (higher first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.job.priority = priority;
+        self
+    }
+
+    /// Attempts before the job is `dead`, 1..=1000 (default 25).
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.job.max_attempts = Some(n);
+        self
+    }
+
+    /// Not runnable before this instant.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.job.run_at = Some(at);
+        self
+    }
+
+    /// Explicit idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.job.idempotency_key = Some(key.into());
+        self.deterministic = false;
+        self
+    }
+
+    /// Idempotency key derived from queue, kind and payload ([`idempotency::key_for`]): the
+    /// same job enqueued twice, by anyone, is one job.
+    pub fn deterministic_key(mut self) -> Self {
+        self.deterministic = true;
+        self
+    }
+
+    /// Correlation id (ties the job to an upstream request or trace).
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.job.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Project, for provenance.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.job.project = Some(project.into());
+        self
+    }
+
+    /// Tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.job.tenant = Some(tenant.into());
+        self
+    }
+
+    /// The job's own retry backoff (workers use it instead of their default policy).
+    pub fn backoff(mut self, initial: Duration, multiplier: f64, max_delay: Duration) -> Self {
+        self.job.backoff = Some(BackoffHint {
+            initial_ms: u64::try_from(initial.as_millis()).unwrap_or(u64::MAX),
+            multiplier,
+            max_delay_ms: u64::try_from(max_delay.as_millis()).unwrap_or(u64::MAX),
+        });
+        self
+    }
+
+    /// The wire form, with its idempotency key settled (given, deterministic, or a fresh
+    /// UUIDv4 for this logical call).
+    pub fn into_new_job(self) -> Result<NewJob> {
+        let mut job = self.job;
+        crate::validate::queue_name(&job.queue)?;
+        crate::validate::kind(&job.kind)?;
+        if self.deterministic {
+            job.idempotency_key = Some(idempotency::key_for(&job.queue, &job.kind, &job.payload)?);
+        } else if job.idempotency_key.is_none() {
+            job.idempotency_key = Some(idempotency::random_key());
+        }
+        Ok(job)
+    }
+}
+
+impl From<NewJob> for JobSpec {
+    fn from(job: NewJob) -> Self {
+        Self {
+            job,
+            deterministic: false,
+        }
+    }
+}
+
+/// An enqueued job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The job (the earlier one when `replayed`).
+    pub job: Job,
+    /// True when the coordinator already had a job with this idempotency key (including when
+    /// an earlier attempt of this same call got through before a retry).
+    pub replayed: bool,
+}
+
+/// Filters for [`Client::list`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ListJobs {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Page size (coordinator default 50, cap 500).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    url: String,
+    api_key: Option<String>,
+    tenant: Option<String>,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl ClientBuilder {
+    /// API key, sent as `Authorization: Bearer …`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Tenant for every call (the `Leasehold-Tenant` header).
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Timeout of one request (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry policy for transport faults (default [`RetryPolicy::transport`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client> {
+        Ok(Client {
+            http: Arc::new(HttpApi::new(
+                &self.url,
+                self.api_key,
+                self.tenant,
+                self.timeout,
+                self.retry,
+            )?),
+        })
+    }
+}
+
+/// The producer and operator side of the API. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: Arc<HttpApi>,
+}
+
+impl Client {
+    /// A client of the coordinator at `url` with defaults.
+    pub fn new(url: impl Into<String>) -> Result<Self> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a client of the coordinator at `url`.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            api_key: None,
+            tenant: None,
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::transport(),
+        }
+    }
+
+    /// Enqueues one job.
+    pub async fn enqueue(&self, job: impl Into<JobSpec>) -> Result<Enqueued> {
+        let job = job.into().into_new_job()?;
+        let timeout = self.http.timeout;
+        let answer: Answer<Job> = self
+            .http
+            .retrying("enqueue", || {
+                self.http
+                    .call(Method::POST, "/v1/jobs", Some(&job), &[], timeout)
+            })
+            .await?;
+        let replayed = answer.status == reqwest::StatusCode::OK
+            || answer
+                .headers
+                .get(leasehold_proto::IDEMPOTENT_REPLAYED_HEADER)
+                .is_some_and(|v| v.as_bytes() == b"true");
+        Ok(Enqueued {
+            job: answer.body,
+            replayed,
+        })
+    }
+
+    /// Enqueues many jobs, in request order. Up to 1000 go in one transaction; larger inputs are
+    /// sent in chunks of 1000 (each chunk atomic, and safe to retry thanks to the keys).
+    pub async fn enqueue_many<I, J>(&self, jobs: I) -> Result<Vec<EnqueuedJob>>
+    where
+        I: IntoIterator<Item = J>,
+        J: Into<JobSpec>,
+    {
+        let jobs = jobs
+            .into_iter()
+            .map(|j| j.into().into_new_job())
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(jobs.len());
+        let timeout = self.http.timeout;
+        for chunk in jobs.chunks(1000) {
+            let body = EnqueueBatchRequest {
+                jobs: chunk.to_vec(),
+            };
+            let answer: Answer<EnqueueBatchResponse> = self
+                .http
+                .retrying("enqueue batch", || {
+                    self.http
+                        .call(Method::POST, "/v1/jobs", Some(&body), &[], timeout)
+                })
+                .await?;
+            out.extend(answer.body.jobs);
+        }
+        Ok(out)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let timeout = self.http.timeout;
+        let answer: Answer<T> = self
+            .http
+            .retrying("get", || {
+                self.http
+                    .call::<(), T>(Method::GET, path, None, &[], timeout)
+            })
+            .await?;
+        Ok(answer.body)
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T> {
+        let timeout = self.http.timeout;
+        let answer: Answer<T> = self
+            .http
+            .retrying("post", || {
+                self.http.call(Method::POST, path, body, &[], timeout)
+            })
+            .await?;
+        Ok(answer.body)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: Uuid) -> Result<Job> {
+        self.get_json(&format!("/v1/jobs/{id}")).await
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(&self, query: &ListJobs) -> Result<JobList> {
+        let mut params = Vec::new();
+        if let Some(q) = &query.queue {
+            params.push(format!("queue={}", encode(q)));
+        }
+        if let Some(s) = query.state {
+            params.push(format!("state={}", s.as_str()));
+        }
+        if let Some(k) = &query.kind {
+            params.push(format!("kind={}", encode(k)));
+        }
+        if let Some(l) = query.limit {
+            params.push(format!("limit={l}"));
+        }
+        if let Some(c) = &query.cursor {
+            params.push(format!("cursor={}", encode(c)));
+        }
+        let path = if params.is_empty() {
+            "/v1/jobs".to_owned()
+        } else {
+            format!("/v1/jobs?{}", params.join("&"))
+        };
+        self.get_json(&path).await
+    }
+
+    /// Cancels a job: at once when queued or blocked, at its next heartbeat when leased.
+    /// Cancelling a cancelled job is not an error.
+    pub async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<Job> {
+        let body = reason.map(|r| json!({ "reason": r }));
+        self.post_json(&format!("/v1/jobs/{id}/cancel"), body.as_ref())
+            .await
+    }
+
+    /// Sends a `dead` or `cancelled` job back to `queued` with a fresh attempt budget.
+    pub async fn retry(&self, id: Uuid) -> Result<Job> {
+        self.post_json(&format!("/v1/jobs/{id}/retry"), None).await
+    }
+
+    /// Waits until the job reaches a terminal state (`succeeded`, `dead`, `cancelled`), polling
+    /// with growing intervals (50 ms up to 1 s). [`Error::Timeout`] if it has not within
+    /// `timeout`.
+    pub async fn wait(&self, id: Uuid, timeout: Duration) -> Result<Job> {
+        let deadline = Instant::now() + timeout;
+        let mut every = Duration::from_millis(50);
+        loop {
+            let job = self.get(id).await?;
+            if job.state.is_terminal() {
+                return Ok(job);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            tokio::time::sleep_until((now + every).min(deadline)).await;
+            every = (every * 3 / 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Every queue with its depth per state.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        Ok(self.get_json::<QueueList>("/v1/queues").await?.queues)
+    }
+
+    /// Stops new leases on a queue.
+    pub async fn pause_queue(&self, name: &str) -> Result<QueueInfo> {
+        crate::validate::queue_name(name)?;
+        self.post_json(&format!("/v1/queues/{name}/pause"), None)
+            .await
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume_queue(&self, name: &str) -> Result<QueueInfo> {
+        crate::validate::queue_name(name)?;
+        self.post_json(&format!("/v1/queues/{name}/resume"), None)
+            .await
+    }
+
+    /// Submits a run (a DAG of jobs). Not available yet: the coordinator has no `POST /v1/runs`;
+    /// this returns [`Error::Unsupported`] without sending anything.
+    pub async fn submit_run(&self, _run: &serde_json::Value) -> Result<serde_json::Value> {
+        Err(Error::Unsupported(
+            "POST /v1/runs is not implemented by the coordinator yet".into(),
+        ))
+    }
+
+    /// Downloads an artifact into `writer`, verifying its digest while streaming. Returns the
+    /// size. On a digest mismatch the bytes written so far must be discarded by the caller.
+    pub async fn download_artifact<W: AsyncWrite + Unpin>(
+        &self,
+        digest: &str,
+        writer: &mut W,
+    ) -> Result<u64> {
+        if !crate::artifact::is_digest(digest) {
+            return Err(Error::InvalidArgument(format!(
+                "{digest:?} is not sha256:<64 lowercase hex>"
+            )));
+        }
+        let mut response = self.http.get_artifact(digest).await?;
+        let mut hash = Sha256Stream::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Error::from_reqwest(e, self.http.timeout))?
+        {
+            hash.update(&chunk);
+            writer.write_all(&chunk).await?;
+        }
+        writer.flush().await?;
+        let size = hash.size();
+        let got = hash.finish();
+        if got != digest {
+            return Err(Error::Protocol(format!(
+                "artifact {digest} arrived with digest {got}"
+            )));
+        }
+        Ok(size)
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_settle_their_key() -> Result<()> {
+        let a = JobSpec::new("k", json!({"x": 1})).into_new_job()?;
+        let b = JobSpec::new("k", json!({"x": 1})).into_new_job()?;
+        assert_ne!(a.idempotency_key, b.idempotency_key, "fresh key per call");
+        let d = JobSpec::new("k", json!({"x": 1}))
+            .queue("q")
+            .deterministic_key()
+            .into_new_job()?;
+        assert_eq!(
+            d.idempotency_key,
+            Some(idempotency::key_for("q", "k", &json!({"x": 1}))?)
+        );
+        assert!(
+            JobSpec::new("bad kind", json!(null))
+                .into_new_job()
+                .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn query_encoding() {
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+}

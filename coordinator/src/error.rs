@@ -89,7 +89,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(detail) => {
+            StoreError::Unavailable(detail) | StoreError::Retryable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::new(
                     ErrorCode::Unavailable,

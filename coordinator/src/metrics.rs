@@ -22,6 +22,14 @@ pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 /// Jobs enqueued (new, not replayed).
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
+/// Runs by status (`created`, then the terminal status each reaches).
+pub const RUNS_TOTAL: &str = "orchestrator_runs_total";
+/// Queued jobs per queue (refreshed on each scrape).
+pub const QUEUE_DEPTH: &str = "orchestrator_queue_depth";
+/// Failures that were scheduled for another attempt.
+pub const STEP_RETRIES: &str = "orchestrator_step_retries_total";
+/// Time from submission to the end of a run.
+pub const RUN_DURATION: &str = "orchestrator_run_duration_seconds";
 /// Open worker WebSocket sessions.
 pub const WORKER_SESSIONS: &str = "leasehold_worker_sessions";
 /// Outcomes recorded, by resulting state.
@@ -33,12 +41,26 @@ const BUCKETS: &[f64] = &[
     60.0,
 ];
 
+/// Run durations: seconds to a day.
+const RUN_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
+
+/// Records a run reaching a terminal status (called once, by the replica that ended it).
+pub fn run_ended(status: &str, seconds: f64) {
+    metrics::counter!(RUNS_TOTAL, "status" => status.to_owned()).increment(1);
+    metrics::histogram!(RUN_DURATION, "status" => status.to_owned()).record(seconds);
+}
+
 /// The process-wide exporter handle.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RUN_DURATION.to_owned()), RUN_BUCKETS)
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
             Ok(handle) => handle,
@@ -51,6 +73,16 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Sets the job gauges from fresh counts; every state of a known queue is written so that a
 /// drained state drops to zero instead of keeping its last value.
 pub fn record_state_counts(counts: &[StateCount]) {
+    let mut queued = std::collections::BTreeMap::<String, i64>::new();
+    for c in counts {
+        let entry = queued.entry(c.queue.clone()).or_default();
+        if c.state == leasehold_proto::JobState::Queued {
+            *entry += c.count;
+        }
+    }
+    for (queue, n) in queued {
+        metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(n as f64);
+    }
     let mut seen = std::collections::BTreeSet::new();
     for c in counts {
         seen.insert((c.tenant.clone(), c.queue.clone()));

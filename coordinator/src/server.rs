@@ -19,6 +19,9 @@ pub enum ServeError {
     /// The database could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    /// An environment setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The socket could not be bound or served.
     #[error("cannot serve on the socket: {0}")]
     Io(#[from] std::io::Error),
@@ -79,7 +82,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let url = args.resolved_database_url();
     let (store, pg) =
         open_store(&url, &args, Duration::from_secs(args.connect_timeout_secs)).await?;
+    let access = crate::http::access::AccessConfig::from_env().map_err(ServeError::Config)?;
     let (mut state, shutdown_tx) = AppState::new(store.clone(), args.data_dir.clone());
+    state.access = crate::http::access::Access::new(access);
     state.max_artifact_bytes = args.max_artifact_bytes;
     state.max_body_bytes = args.max_body_bytes;
     if let Some(pg) = &pg {
@@ -89,18 +94,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     tracing::info!(
         listen = %local,
+        api_key = state.access.config().requires_key(),
         database = %redact_url(&url),
         backend = store.backend().as_str(),
         "leasehold coordinator ready"
     );
     let router = app(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = shutdown_tx.send(true);
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = shutdown_tx.send(true);
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -139,7 +139,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let raw = path_param(parts).await?;
         Uuid::parse_str(&raw).map(JobId).map_err(|_| {
-            ApiError::invalid_request(format!("job id {raw:?} is not a UUID"))
+            ApiError::invalid_request(format!("id {raw:?} is not a UUID"))
                 .with_details(serde_json::json!({"field": "id"}))
         })
     }

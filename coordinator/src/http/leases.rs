@@ -258,6 +258,9 @@ pub(crate) async fn finish_many(
                 metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str())
                     .increment(1);
                 requeued |= job.state == JobState::Queued;
+                if job.state == JobState::Queued && job.last_error.is_some() && job.attempt > 0 {
+                    metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
+                }
                 OutcomeResult {
                     job_id,
                     status: OutcomeStatus::Ok,
@@ -311,6 +314,9 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
             metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str()).increment(1);
             if job.state == JobState::Queued {
                 state.ready.notify();
+                if job.last_error.is_some() && job.attempt > 0 {
+                    metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
+                }
             }
             Ok(ApiJson(*job))
         }

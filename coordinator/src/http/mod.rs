@@ -1,12 +1,16 @@
 //! The HTTP surface: routes, shared state and the middleware every response passes through.
 
+pub mod access;
 pub mod artifacts;
 mod cursor;
 pub mod extract;
+mod feed;
 mod jobs;
 mod leases;
+mod legacy;
 pub mod openapi;
 mod queues;
+mod runs;
 mod service;
 mod workers;
 
@@ -52,7 +56,16 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Cap on one artifact in bytes.
     pub max_artifact_bytes: u64,
+    /// Live fan-out of ledger events.
+    pub events: crate::events::EventHub,
+    /// API key, CORS and rate limit.
+    pub access: access::Access,
 }
+
+/// Marks an error-status response whose body is not an error (e.g. a failing health report),
+/// so the envelope renderer leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeepBody;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +82,10 @@ impl AppState {
     /// long-polls when set to true.
     pub fn new(store: Arc<dyn Store>, data_dir: std::path::PathBuf) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
+        let events = crate::events::EventHub::start(store.clone(), rx.clone());
         let state = Self {
+            events,
+            access: access::Access::default(),
             store,
             clock: Arc::new(crate::clock::SystemClock),
             ready: ReadySignal::new(),
@@ -96,7 +112,13 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/artifacts/{digest}",
             axum::routing::put(artifacts::put).get(artifacts::get),
-        );
+        )
+        .route("/v1/events", get(feed::events))
+        .route("/v1/ledger/export", get(feed::ledger_export))
+        .route("/runs/{runId}/events", get(legacy::legacy_events))
+        .route("/runs/stream", get(legacy::runs_stream));
+    let access = state.access.clone();
+    let cors = access.config().cors();
     Router::new()
         .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
@@ -111,6 +133,28 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/runs", post(runs::submit))
+        .route("/v1/runs/plan", post(runs::plan_only))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route(
+            "/orchestrator/runs",
+            post(legacy::record_scheduler_run).get(legacy::list_scheduler_runs),
+        )
+        .route("/runs", post(legacy::legacy_create))
+        .route(
+            "/runs/{runId}",
+            get(legacy::legacy_get)
+                .delete(legacy::legacy_cancel)
+                .post(legacy::runbook_action),
+        )
+        .route("/runs/{runId}/checkpoints", post(legacy::legacy_checkpoint))
+        .route("/api/v1/orchestrator/runs", post(legacy::runbook_start))
+        .route("/admin/health", get(legacy::admin_health))
+        .route(
+            "/api/v1/orchestrator/admin/health",
+            get(legacy::admin_health),
+        )
         .route("/health", get(service::health))
         .route("/ready", get(service::ready))
         .route("/metrics", get(service::metrics))
@@ -132,8 +176,12 @@ pub fn app(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(middleware::from_fn(finish_response))
+                // Inside the envelope renderer, so 401 and 429 carry the request id too.
+                .layer(middleware::from_fn_with_state(access, access::guard))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
+        // Outermost: preflights are answered and every response carries the CORS headers.
+        .layer(tower::util::option_layer(cors))
 }
 
 fn make_span(req: &Request) -> tracing::Span {
@@ -174,7 +222,9 @@ async fn finish_response(req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let mut response = next.run(req).await;
     let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
+    if (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<KeepBody>().is_none()
+    {
         let pending = response.extensions_mut().remove::<PendingError>();
         let err = pending.map_or_else(|| error_for_status(status), |p| p.0);
         let mut rendered = render_error(err, &request_id);

@@ -14,7 +14,13 @@ use utoipa::OpenApi;
         super::jobs::retry, super::leases::claim, super::leases::heartbeat,
         super::leases::complete, super::leases::fail, super::leases::release,
         super::leases::outcomes, super::workers::connect, super::artifacts::put,
-        super::artifacts::get,
+        super::artifacts::get, super::runs::submit, super::runs::plan_only, super::runs::get,
+        super::runs::cancel, super::feed::events, super::feed::ledger_export,
+        super::legacy::record_scheduler_run, super::legacy::list_scheduler_runs,
+        super::legacy::legacy_create, super::legacy::legacy_get, super::legacy::legacy_cancel,
+        super::legacy::legacy_checkpoint, super::legacy::legacy_events,
+        super::legacy::runbook_start, super::legacy::runbook_action, super::legacy::runs_stream,
+        super::legacy::admin_health,
         super::queues::list, super::queues::pause, super::queues::resume,
         super::service::health, super::service::ready, super::service::metrics,
         super::service::openapi,
@@ -36,8 +42,13 @@ use utoipa::OpenApi;
         leasehold_proto::OutcomesRequest, leasehold_proto::OutcomesResponse,
         leasehold_proto::OutcomeResult, leasehold_proto::OutcomeStatus,
         leasehold_proto::ClientMessage, leasehold_proto::ServerMessage,
+        leasehold_proto::NewRun, leasehold_proto::RunJobSpec, leasehold_proto::Run,
+        leasehold_proto::RunJob, leasehold_proto::RunStatus, leasehold_proto::RunPlan,
+        leasehold_proto::SchedulerRunInput, leasehold_proto::SchedulerRun,
+        leasehold_proto::LedgerManifest, super::legacy::CheckpointInput,
     )),
-    tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "service"))
+    tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "runs"), (name = "events"),
+          (name = "operators"), (name = "legacy"), (name = "service"))
 )]
 pub struct ApiDoc;
 

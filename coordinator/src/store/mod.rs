@@ -6,17 +6,21 @@
 //! time and no background process is needed for lease expiry to be correct.
 
 mod postgres;
+mod postgres_runs;
+mod runs;
 mod sqlite;
+mod sqlite_runs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Artifact, BackoffHint, Event, FailureInfo, HeartbeatItem, HeartbeatResult, Job, JobState,
-    Lease, QueueInfo,
+    Lease, QueueInfo, Run, SchedulerRun, SchedulerRunInput,
 };
 use uuid::Uuid;
 
 pub use postgres::{PostgresStore, READY_CHANNEL};
+pub use runs::{NewRunRow, RunJobRow};
 pub use sqlite::{SqliteStore, SqliteSync};
 
 /// Which database a store talks to.
@@ -47,6 +51,10 @@ pub enum StoreError {
     /// A constraint or input the database rejected (409 or 422 depending on the caller).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A transient conflict between transactions (deadlock, serialization failure): running
+    /// the same work again will succeed (503 if it keeps happening).
+    #[error("transient conflict: {0}")]
+    Retryable(String),
     /// Anything else: a bug or corrupt data (500; the details are logged, not shown).
     #[error("database error: {0}")]
     Internal(String),
@@ -63,7 +71,9 @@ impl From<sqlx::Error> for StoreError {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 // PostgreSQL connection exceptions (08…), shutdown (57P01-57P03), too many
                 // connections (53300); SQLite busy/locked (5, 6, 261, 517).
-                if code.starts_with("08")
+                if code == "40P01" || code == "40001" {
+                    Self::Retryable(err.to_string())
+                } else if code.starts_with("08")
                     || code.starts_with("57P")
                     || code == "53300"
                     || matches!(code.as_str(), "5" | "6" | "261" | "517")
@@ -328,7 +338,85 @@ pub trait Store: Send + Sync + 'static {
     async fn state_counts(&self) -> StoreResult<Vec<StateCount>>;
 
     /// Events with id greater than `after`, oldest first.
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.list_events(&EventFilter {
+            after,
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Events matching `filter`, oldest first. With `filter.settled` on PostgreSQL only events
+    /// whose transaction is older than every running one are returned, so a live reader
+    /// resuming after id N never skips an id that commits late.
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+
+    /// The newest event id (0 when the ledger is empty); where a live tail starts.
+    async fn last_event_id(&self) -> StoreResult<i64>;
+
+    /// Creates a run and its jobs (parents first) in one transaction; a known `run_token`
+    /// returns the existing run with `false`.
+    async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)>;
+
+    /// One run with its jobs and aggregate status.
+    async fn get_run(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>>;
+
+    /// Cancels a run: queued and blocked jobs end `cancelled`, leased ones get
+    /// `cancel_requested`. Cancelling an ended run changes nothing.
+    async fn cancel_run(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Run>>;
+
+    /// Appends an event about a run (legacy checkpoints); `None` when the run does not exist.
+    async fn add_run_event(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        run_id: Uuid,
+        kind: &str,
+        job_id: Option<Uuid>,
+        data: serde_json::Value,
+    ) -> StoreResult<Option<Event>>;
+
+    /// Stores one scheduler run record.
+    async fn record_scheduler_run(
+        &self,
+        now: DateTime<Utc>,
+        input: &SchedulerRunInput,
+    ) -> StoreResult<SchedulerRun>;
+
+    /// Scheduler run records, newest first.
+    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>>;
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this tenant (all when `None`, for operators' exports).
+    pub tenant: Option<String>,
+    /// Ids strictly greater than this.
+    pub after: i64,
+    /// Only this run.
+    pub run_id: Option<Uuid>,
+    /// Only this job.
+    pub job_id: Option<Uuid>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only these types (all when empty).
+    pub types: Vec<String>,
+    /// Only events at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: u32,
+    /// Only events no running transaction can still precede (live tails need this; a
+    /// one-off read does not).
+    pub settled: bool,
 }
 
 /// The `dead` or `queued` state a failure leads to, given what the row says.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, Lease, QueueInfo,
-    RetryHints,
+    RetryHints, Run, SchedulerRun, SchedulerRunInput,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -18,9 +18,11 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::postgres_runs::{after_job_change, refresh_run_status};
 use super::{
-    Backend, ClaimParams, Claimed, Enqueued, Finished, JobFilter, NewJobRow, Outcome, OutcomeKind,
-    QueueAccumulator, StateCount, Store, StoreError, StoreResult, Transition, pick_queue,
+    Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
+    NewRunRow, Outcome, OutcomeKind, QueueAccumulator, StateCount, Store, StoreError, StoreResult,
+    Transition, pick_queue,
 };
 
 /// The LISTEN/NOTIFY channel on which enqueues, releases and retries announce ready work.
@@ -34,10 +36,10 @@ pub struct PostgresStore {
 }
 
 /// The columns every event insert copies from a job row; `job` is the CTE alias of that row.
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "tenant, type, job_id, run_id, queue, project, kind, worker_id, correlation_id, at, data";
 
-fn decode_job(row: &PgRow) -> StoreResult<Job> {
+pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
     let state: String = row.try_get("state")?;
     let state = JobState::parse(&state)
         .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
@@ -160,100 +162,11 @@ fn with_event(update_sql: &str, event_type_sql: &str, event_data_sql: &str, at: 
 }
 
 impl PostgresStore {
-    async fn claim_once(
+    /// Inserts jobs (with their `enqueued` events) inside the caller's transaction and
+    /// announces them on the ready channel (delivered on commit).
+    pub(super) async fn insert_jobs(
         &self,
-        now: DateTime<Utc>,
-        params: &ClaimParams,
-    ) -> Result<Claimed, sqlx::Error> {
-        // `prev` tells fresh claims from expired leases taken over; an expired lease whose
-        // attempts are spent goes to `dead` instead of being leased again.
-        let sql = format!(
-            "WITH cand AS MATERIALIZED ( \
-               SELECT id, state AS prev, (state = 'leased' AND attempt >= max_attempts) AS exhausted \
-               FROM jobs \
-               WHERE tenant = $1 AND queue = ANY($2) \
-                 AND ((state = 'queued' AND run_at <= $3) \
-                      OR (state = 'leased' AND lease_expires_at <= $3)) \
-                 AND NOT EXISTS (SELECT 1 FROM queues q \
-                                 WHERE q.tenant = jobs.tenant AND q.name = jobs.queue AND q.paused) \
-               ORDER BY priority DESC, run_at, id \
-               LIMIT $4 \
-               FOR UPDATE SKIP LOCKED), \
-             u AS ( \
-               UPDATE jobs j SET \
-                 state = CASE WHEN c.exhausted THEN 'dead' ELSE 'leased' END, \
-                 attempt = CASE WHEN c.exhausted THEN j.attempt ELSE j.attempt + 1 END, \
-                 lease_epoch = CASE WHEN c.exhausted THEN j.lease_epoch ELSE j.lease_epoch + 1 END, \
-                 started_at = CASE WHEN c.exhausted THEN j.started_at ELSE $3 END, \
-                 lease_expires_at = CASE WHEN c.exhausted THEN NULL ELSE $3 + $5 * interval '1 millisecond' END, \
-                 finished_at = CASE WHEN c.exhausted THEN $3 ELSE NULL END, \
-                 last_error = CASE WHEN c.exhausted THEN '{{\"class\":\"lease_expired\",\"message\":\"lease expired and attempts are spent\",\"retryable\":false}}'::jsonb ELSE j.last_error END, \
-                 lease_ttl_ms = $5, \
-                 worker_id = CASE WHEN c.exhausted THEN j.worker_id ELSE $6 END, \
-                 worker_version = CASE WHEN c.exhausted THEN j.worker_version ELSE $7 END, \
-                 updated_at = $3 \
-               FROM cand c WHERE j.id = c.id \
-               RETURNING j.*, c.prev, c.exhausted), \
-             ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
-               SELECT e.tenant, e.etype, e.id, e.run_id, e.queue, e.project, e.kind, e.worker_id, \
-                      e.correlation_id, $3, e.edata FROM ( \
-                 SELECT u.*, 0 AS ord, \
-                        CASE WHEN u.exhausted THEN 'dead' ELSE 'lease_expired' END AS etype, \
-                        jsonb_build_object('from', 'leased', \
-                          'to', CASE WHEN u.exhausted THEN 'dead' ELSE 'queued' END, \
-                          'reason', 'lease_expired', \
-                          'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) AS edata \
-                 FROM u WHERE u.prev = 'leased' \
-                 UNION ALL \
-                 SELECT u.*, 1 AS ord, 'leased' AS etype, \
-                        jsonb_build_object('from', 'queued', 'to', 'leased', \
-                          'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                          'lease_expires_at', u.lease_expires_at) AS edata \
-                 FROM u WHERE NOT u.exhausted) e \
-               ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
-             SELECT * FROM u ORDER BY priority DESC, run_at, id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&params.tenant)
-            .bind(&params.queues)
-            .bind(now)
-            .bind(i64::from(params.max_jobs))
-            .bind(params.lease_ttl_ms as i64)
-            .bind(&params.worker_id)
-            .bind(&params.worker_version)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed = Claimed::default();
-        for row in &rows {
-            let prev: String = row.try_get("prev")?;
-            let exhausted: bool = row.try_get("exhausted")?;
-            if prev == "leased" {
-                claimed.expired += 1;
-            }
-            if !exhausted {
-                let job = decode_job(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                claimed
-                    .leases
-                    .push(lease_of(job).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
-            }
-        }
-        Ok(claimed)
-    }
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn enqueue(
-        &self,
+        tx: &mut PgConnection,
         now: DateTime<Utc>,
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
@@ -268,7 +181,6 @@ impl Store for PostgresStore {
             "jsonb_build_object('to', u.state, 'run_at', u.run_at, 'priority', u.priority)",
             "$10",
         );
-        let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(jobs.len());
         let mut queues: Vec<String> = Vec::new();
         for new in &jobs {
@@ -327,6 +239,204 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        Ok(out)
+    }
+
+    /// One attempt at recording outcomes (see [`Store::finish`]).
+    async fn finish_once(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: &[Outcome],
+    ) -> StoreResult<Vec<Finished>> {
+        // The fencing check lives in the WHERE clause of the one UPDATE: zero rows means the
+        // lease is gone and nothing was written.
+        const FENCE: &str =
+            " WHERE id = $1 AND tenant = $2 AND state = 'leased' AND lease_epoch = $3 RETURNING *";
+        let complete = with_event(
+            &format!(
+                "UPDATE jobs SET state = 'succeeded', result = $5, artifacts = $6, finished_at = $4, \
+                 updated_at = $4, lease_expires_at = NULL{FENCE}"
+            ),
+            "'succeeded'",
+            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch, \
+             'attempt', u.attempt, 'artifacts', jsonb_array_length(u.artifacts))",
+            "$4",
+        );
+        let fail = with_event(
+            &format!(
+                "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' \
+                   WHEN $5 AND attempt < max_attempts THEN 'queued' ELSE 'dead' END, \
+                 run_at = $6, last_error = $7, updated_at = $4, lease_expires_at = NULL, \
+                 finished_at = CASE WHEN cancel_requested OR NOT $5 OR attempt >= max_attempts \
+                   THEN $4 ELSE NULL END{FENCE}"
+            ),
+            "CASE u.state WHEN 'queued' THEN 'retry_scheduled' ELSE u.state END",
+            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch, \
+             'attempt', u.attempt, 'error', u.last_error, 'retry_at', u.run_at)",
+            "$4",
+        );
+        let release = with_event(
+            &format!(
+                "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                 attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END, \
+                 run_at = $4, updated_at = $4, lease_expires_at = NULL, \
+                 finished_at = CASE WHEN cancel_requested THEN $4 ELSE NULL END{FENCE}"
+            ),
+            "CASE u.state WHEN 'queued' THEN 'released' ELSE u.state END",
+            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch)",
+            "$4",
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(outcomes.len());
+        let mut notify = false;
+        for outcome in outcomes {
+            let query = match &outcome.kind {
+                OutcomeKind::Complete { result, artifacts } => sqlx::query(&complete)
+                    .bind(outcome.job_id)
+                    .bind(tenant)
+                    .bind(outcome.fencing_token)
+                    .bind(now)
+                    .bind(result)
+                    .bind(Json(artifacts)),
+                OutcomeKind::Fail { error, retry_at } => sqlx::query(&fail)
+                    .bind(outcome.job_id)
+                    .bind(tenant)
+                    .bind(outcome.fencing_token)
+                    .bind(now)
+                    .bind(error.retryable)
+                    .bind(*retry_at)
+                    .bind(Json(error)),
+                OutcomeKind::Release => sqlx::query(&release)
+                    .bind(outcome.job_id)
+                    .bind(tenant)
+                    .bind(outcome.fencing_token)
+                    .bind(now),
+            };
+            match query.fetch_optional(&mut *tx).await? {
+                Some(row) => {
+                    let job = decode_job(&row)?;
+                    notify |= job.state == JobState::Queued;
+                    after_job_change(&mut tx, &job, now).await?;
+                    out.push(Finished::Ok(Box::new(job)));
+                }
+                None => out.push(match fetch_job(&mut tx, tenant, outcome.job_id).await? {
+                    Some(job) => Finished::LeaseLost(job.state),
+                    None => Finished::NotFound,
+                }),
+            }
+        }
+        if notify {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(READY_CHANNEL)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim_once(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
+        let mut tx = self.pool.begin().await?;
+        // `prev` tells fresh claims from expired leases taken over; an expired lease whose
+        // attempts are spent goes to `dead` instead of being leased again.
+        let sql = format!(
+            "WITH cand AS MATERIALIZED ( \
+               SELECT id, state AS prev, (state = 'leased' AND attempt >= max_attempts) AS exhausted \
+               FROM jobs \
+               WHERE tenant = $1 AND queue = ANY($2) \
+                 AND ((state = 'queued' AND run_at <= $3) \
+                      OR (state = 'leased' AND lease_expires_at <= $3)) \
+                 AND NOT EXISTS (SELECT 1 FROM queues q \
+                                 WHERE q.tenant = jobs.tenant AND q.name = jobs.queue AND q.paused) \
+               ORDER BY priority DESC, run_at, id \
+               LIMIT $4 \
+               FOR UPDATE SKIP LOCKED), \
+             u AS ( \
+               UPDATE jobs j SET \
+                 state = CASE WHEN c.exhausted THEN 'dead' ELSE 'leased' END, \
+                 attempt = CASE WHEN c.exhausted THEN j.attempt ELSE j.attempt + 1 END, \
+                 lease_epoch = CASE WHEN c.exhausted THEN j.lease_epoch ELSE j.lease_epoch + 1 END, \
+                 started_at = CASE WHEN c.exhausted THEN j.started_at ELSE $3 END, \
+                 lease_expires_at = CASE WHEN c.exhausted THEN NULL ELSE $3 + $5 * interval '1 millisecond' END, \
+                 finished_at = CASE WHEN c.exhausted THEN $3 ELSE NULL END, \
+                 last_error = CASE WHEN c.exhausted THEN '{{\"class\":\"lease_expired\",\"message\":\"lease expired and attempts are spent\",\"retryable\":false}}'::jsonb ELSE j.last_error END, \
+                 lease_ttl_ms = $5, \
+                 worker_id = CASE WHEN c.exhausted THEN j.worker_id ELSE $6 END, \
+                 worker_version = CASE WHEN c.exhausted THEN j.worker_version ELSE $7 END, \
+                 updated_at = $3 \
+               FROM cand c WHERE j.id = c.id \
+               RETURNING j.*, c.prev, c.exhausted), \
+             ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
+               SELECT e.tenant, e.etype, e.id, e.run_id, e.queue, e.project, e.kind, e.worker_id, \
+                      e.correlation_id, $3, e.edata FROM ( \
+                 SELECT u.*, 0 AS ord, \
+                        CASE WHEN u.exhausted THEN 'dead' ELSE 'lease_expired' END AS etype, \
+                        jsonb_build_object('from', 'leased', \
+                          'to', CASE WHEN u.exhausted THEN 'dead' ELSE 'queued' END, \
+                          'reason', 'lease_expired', \
+                          'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) AS edata \
+                 FROM u WHERE u.prev = 'leased' \
+                 UNION ALL \
+                 SELECT u.*, 1 AS ord, 'leased' AS etype, \
+                        jsonb_build_object('from', 'queued', 'to', 'leased', \
+                          'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
+                          'lease_expires_at', u.lease_expires_at) AS edata \
+                 FROM u WHERE NOT u.exhausted) e \
+               ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
+             SELECT * FROM u ORDER BY priority DESC, run_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&params.tenant)
+            .bind(&params.queues)
+            .bind(now)
+            .bind(i64::from(params.max_jobs))
+            .bind(params.lease_ttl_ms as i64)
+            .bind(&params.worker_id)
+            .bind(&params.worker_version)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Claimed::default();
+        for row in &rows {
+            let prev: String = row.try_get("prev")?;
+            let exhausted: bool = row.try_get("exhausted")?;
+            if prev == "leased" {
+                claimed.expired += 1;
+            }
+            let job = decode_job(row)?;
+            if exhausted {
+                after_job_change(&mut tx, &job, now).await?;
+            } else {
+                if let Some(run_id) = job.run_id {
+                    refresh_run_status(&mut tx, run_id, now).await?;
+                }
+                claimed.leases.push(lease_of(job)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        now: DateTime<Utc>,
+        jobs: Vec<NewJobRow>,
+    ) -> StoreResult<Vec<Enqueued>> {
+        let mut tx = self.pool.begin().await?;
+        let out = self.insert_jobs(&mut tx, now, jobs).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -404,9 +514,11 @@ impl Store for PostgresStore {
             .bind(job.state.as_str())
             .fetch_one(&mut *tx)
             .await?;
+        let updated = decode_job(&row)?;
+        after_job_change(&mut tx, &updated, now).await?;
         tx.commit().await?;
         Ok(Some(Transition {
-            job: decode_job(&row)?,
+            job: updated,
             changed: true,
         }))
     }
@@ -436,6 +548,7 @@ impl Store for PostgresStore {
         let transition = match row {
             Some(row) => {
                 let job = decode_job(&row)?;
+                after_job_change(&mut tx, &job, now).await?;
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(READY_CHANNEL)
                     .bind(format!("{}/{}", job.tenant, job.queue))
@@ -456,9 +569,8 @@ impl Store for PostgresStore {
         let mut tries = 0;
         loop {
             match self.claim_once(now, params).await {
-                Ok(claimed) => return Ok(claimed),
-                Err(err) if is_retryable(&err) && tries < 3 => tries += 1,
-                Err(err) => return Err(err.into()),
+                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
+                other => return other,
             }
         }
     }
@@ -572,91 +684,13 @@ impl Store for PostgresStore {
         tenant: &str,
         outcomes: Vec<Outcome>,
     ) -> StoreResult<Vec<Finished>> {
-        // The fencing check lives in the WHERE clause of the one UPDATE: zero rows means the
-        // lease is gone and nothing was written.
-        const FENCE: &str =
-            " WHERE id = $1 AND tenant = $2 AND state = 'leased' AND lease_epoch = $3 RETURNING *";
-        let complete = with_event(
-            &format!(
-                "UPDATE jobs SET state = 'succeeded', result = $5, artifacts = $6, finished_at = $4, \
-                 updated_at = $4, lease_expires_at = NULL{FENCE}"
-            ),
-            "'succeeded'",
-            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch, \
-             'attempt', u.attempt, 'artifacts', jsonb_array_length(u.artifacts))",
-            "$4",
-        );
-        let fail = with_event(
-            &format!(
-                "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' \
-                   WHEN $5 AND attempt < max_attempts THEN 'queued' ELSE 'dead' END, \
-                 run_at = $6, last_error = $7, updated_at = $4, lease_expires_at = NULL, \
-                 finished_at = CASE WHEN cancel_requested OR NOT $5 OR attempt >= max_attempts \
-                   THEN $4 ELSE NULL END{FENCE}"
-            ),
-            "CASE u.state WHEN 'queued' THEN 'retry_scheduled' ELSE u.state END",
-            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch, \
-             'attempt', u.attempt, 'error', u.last_error, 'retry_at', u.run_at)",
-            "$4",
-        );
-        let release = with_event(
-            &format!(
-                "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
-                 attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END, \
-                 run_at = $4, updated_at = $4, lease_expires_at = NULL, \
-                 finished_at = CASE WHEN cancel_requested THEN $4 ELSE NULL END{FENCE}"
-            ),
-            "CASE u.state WHEN 'queued' THEN 'released' ELSE u.state END",
-            "jsonb_build_object('from', 'leased', 'to', u.state, 'fencing_token', u.lease_epoch)",
-            "$4",
-        );
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(outcomes.len());
-        let mut notify = false;
-        for outcome in &outcomes {
-            let query = match &outcome.kind {
-                OutcomeKind::Complete { result, artifacts } => sqlx::query(&complete)
-                    .bind(outcome.job_id)
-                    .bind(tenant)
-                    .bind(outcome.fencing_token)
-                    .bind(now)
-                    .bind(result)
-                    .bind(Json(artifacts)),
-                OutcomeKind::Fail { error, retry_at } => sqlx::query(&fail)
-                    .bind(outcome.job_id)
-                    .bind(tenant)
-                    .bind(outcome.fencing_token)
-                    .bind(now)
-                    .bind(error.retryable)
-                    .bind(*retry_at)
-                    .bind(Json(error)),
-                OutcomeKind::Release => sqlx::query(&release)
-                    .bind(outcome.job_id)
-                    .bind(tenant)
-                    .bind(outcome.fencing_token)
-                    .bind(now),
-            };
-            match query.fetch_optional(&mut *tx).await? {
-                Some(row) => {
-                    let job = decode_job(&row)?;
-                    notify |= job.state == JobState::Queued;
-                    out.push(Finished::Ok(Box::new(job)));
-                }
-                None => out.push(match fetch_job(&mut tx, tenant, outcome.job_id).await? {
-                    Some(job) => Finished::LeaseLost(job.state),
-                    None => Finished::NotFound,
-                }),
+        let mut tries = 0;
+        loop {
+            match self.finish_once(now, tenant, &outcomes).await {
+                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
+                other => return other,
             }
         }
-        if notify {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(READY_CHANNEL)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(out)
     }
 
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>> {
@@ -734,29 +768,57 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("type")?,
-                    job_id: row.try_get("job_id")?,
-                    run_id: row.try_get("run_id")?,
-                    tenant: row.try_get("tenant")?,
-                    queue: row.try_get("queue")?,
-                    project: row.try_get("project")?,
-                    job_kind: row.try_get("kind")?,
-                    worker_id: row.try_get("worker_id")?,
-                    correlation_id: row.try_get("correlation_id")?,
-                    at: row.try_get("at")?,
-                    data: row.try_get("data")?,
-                })
-            })
-            .collect()
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        self.list_events_impl(filter).await
+    }
+
+    async fn last_event_id(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {
+        self.create_run_impl(now, run).await
+    }
+
+    async fn get_run(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        self.get_run_impl(tenant, id).await
+    }
+
+    async fn cancel_run(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Run>> {
+        self.cancel_run_impl(now, tenant, id).await
+    }
+
+    async fn add_run_event(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        run_id: Uuid,
+        kind: &str,
+        job_id: Option<Uuid>,
+        data: Value,
+    ) -> StoreResult<Option<Event>> {
+        self.add_run_event_impl(now, tenant, run_id, kind, job_id, data)
+            .await
+    }
+
+    async fn record_scheduler_run(
+        &self,
+        now: DateTime<Utc>,
+        input: &SchedulerRunInput,
+    ) -> StoreResult<SchedulerRun> {
+        self.record_scheduler_run_impl(now, input).await
+    }
+
+    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
+        self.list_scheduler_runs_impl(limit).await
     }
 }

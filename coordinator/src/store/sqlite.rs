@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, Lease, QueueInfo,
-    RetryHints,
+    RetryHints, Run, SchedulerRun, SchedulerRunInput,
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -19,9 +19,11 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
-    Backend, ClaimParams, Claimed, Enqueued, Finished, JobFilter, NewJobRow, Outcome, OutcomeKind,
-    StateCount, Store, StoreError, StoreResult, Transition, event_type_for,
+    Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
+    NewRunRow, Outcome, OutcomeKind, StateCount, Store, StoreError, StoreResult, Transition,
+    event_type_for,
 };
 
 /// SQLite's `synchronous` setting: `Normal` is durable across application crashes and fast;
@@ -38,21 +40,21 @@ pub enum SqliteSync {
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 /// Microseconds since the epoch, the on-disk time format.
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
+pub(super) fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Internal(format!("timestamp out of range: {us}")))
 }
 
-fn opt_time(us: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+pub(super) fn opt_time(us: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
     us.map(from_micros).transpose()
 }
 
@@ -65,7 +67,7 @@ fn parse_json(s: Option<String>) -> StoreResult<Option<Value>> {
         .transpose()
 }
 
-fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
+pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
     let state: String = row.try_get("state")?;
     let state = JobState::parse(&state)
         .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
@@ -111,7 +113,7 @@ fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
 }
 
 /// Appends one event about `job` inside the caller's transaction.
-async fn append_event(
+pub(super) async fn append_event(
     conn: &mut SqliteConnection,
     job: &Job,
     kind: &str,
@@ -206,8 +208,81 @@ impl SqliteStore {
         Self::open(opts.get_filename(), sync).await
     }
 
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+    pub(super) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl SqliteStore {
+    /// Inserts jobs (with their `enqueued` events) inside the caller's transaction; a job whose
+    /// idempotency key exists already comes back `replayed`.
+    pub(super) async fn insert_jobs(
+        &self,
+        tx: &mut SqliteConnection,
+        now: DateTime<Utc>,
+        jobs: Vec<NewJobRow>,
+    ) -> StoreResult<Vec<Enqueued>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            let row = sqlx::query(
+                "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
+                 run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
+                 inputs_hash, backoff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
+                 DO NOTHING RETURNING *",
+            )
+            .bind(new.id)
+            .bind(&new.tenant)
+            .bind(&new.queue)
+            .bind(&new.kind)
+            .bind(new.state.as_str())
+            .bind(json_text(&new.payload))
+            .bind(new.priority)
+            .bind(new.max_attempts)
+            .bind(micros(new.run_at))
+            .bind(micros(now))
+            .bind(micros(now))
+            .bind(&new.idempotency_key)
+            .bind(&new.correlation_id)
+            .bind(&new.project)
+            .bind(new.run_id)
+            .bind(&new.inputs_hash)
+            .bind(new.backoff.as_ref().map(|b| json!(b).to_string()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => {
+                    let job = decode_job(&row)?;
+                    append_event(
+                        tx,
+                        &job,
+                        "enqueued",
+                        now,
+                        json!({"to": job.state, "run_at": job.run_at, "priority": job.priority}),
+                    )
+                    .await?;
+                    out.push(Enqueued {
+                        job,
+                        replayed: false,
+                    });
+                }
+                None => {
+                    let row = sqlx::query(
+                        "SELECT * FROM jobs WHERE tenant = ? AND queue = ? AND idempotency_key = ?",
+                    )
+                    .bind(&new.tenant)
+                    .bind(&new.queue)
+                    .bind(&new.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    out.push(Enqueued {
+                        job: decode_job(&row)?,
+                        replayed: true,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -247,6 +322,7 @@ async fn bury_exhausted(
             json!({"from": "leased", "to": "dead", "reason": "lease_expired", "fencing_token": job.fencing_token}),
         )
         .await?;
+        after_job_change(conn, &job, now).await?;
     }
     Ok(rows.len() as u64)
 }
@@ -268,66 +344,7 @@ impl Store for SqliteStore {
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for new in jobs {
-            let row = sqlx::query(
-                "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
-                 run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
-                 DO NOTHING RETURNING *",
-            )
-            .bind(new.id)
-            .bind(&new.tenant)
-            .bind(&new.queue)
-            .bind(&new.kind)
-            .bind(new.state.as_str())
-            .bind(json_text(&new.payload))
-            .bind(new.priority)
-            .bind(new.max_attempts)
-            .bind(micros(new.run_at))
-            .bind(micros(now))
-            .bind(micros(now))
-            .bind(&new.idempotency_key)
-            .bind(&new.correlation_id)
-            .bind(&new.project)
-            .bind(new.run_id)
-            .bind(&new.inputs_hash)
-            .bind(new.backoff.as_ref().map(|b| json!(b).to_string()))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(row) => {
-                    let job = decode_job(&row)?;
-                    append_event(
-                        &mut tx,
-                        &job,
-                        "enqueued",
-                        now,
-                        json!({"to": job.state, "run_at": job.run_at, "priority": job.priority}),
-                    )
-                    .await?;
-                    out.push(Enqueued {
-                        job,
-                        replayed: false,
-                    });
-                }
-                None => {
-                    let row = sqlx::query(
-                        "SELECT * FROM jobs WHERE tenant = ? AND queue = ? AND idempotency_key = ?",
-                    )
-                    .bind(&new.tenant)
-                    .bind(&new.queue)
-                    .bind(&new.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    out.push(Enqueued {
-                        job: decode_job(&row)?,
-                        replayed: true,
-                    });
-                }
-            }
-        }
+        let out = self.insert_jobs(&mut tx, now, jobs).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -407,6 +424,7 @@ impl Store for SqliteStore {
             json!({"from": job.state, "to": updated.state, "reason": reason}),
         )
         .await?;
+        after_job_change(&mut tx, &updated, now).await?;
         tx.commit().await?;
         Ok(Some(Transition {
             job: updated,
@@ -449,6 +467,7 @@ impl Store for SqliteStore {
             json!({"from": job.state, "to": "queued"}),
         )
         .await?;
+        after_job_change(&mut tx, &updated, now).await?;
         tx.commit().await?;
         Ok(Some(Transition {
             job: updated,
@@ -529,6 +548,9 @@ impl Store for SqliteStore {
                        "lease_expires_at": job.lease_expires_at}),
             )
             .await?;
+            if let Some(run_id) = job.run_id {
+                refresh_run_status(&mut tx, run_id, now).await?;
+            }
             leases.push(lease_of(job)?);
         }
         tx.commit().await?;
@@ -697,6 +719,7 @@ impl Store for SqliteStore {
                         data,
                     )
                     .await?;
+                    after_job_change(&mut tx, &job, now).await?;
                     out.push(Finished::Ok(Box::new(job)));
                 }
                 None => out.push(match fetch_job(&mut tx, tenant, outcome.job_id).await? {
@@ -776,29 +799,57 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("type")?,
-                    job_id: row.try_get("job_id")?,
-                    run_id: row.try_get("run_id")?,
-                    tenant: row.try_get("tenant")?,
-                    queue: row.try_get("queue")?,
-                    project: row.try_get("project")?,
-                    job_kind: row.try_get("kind")?,
-                    worker_id: row.try_get("worker_id")?,
-                    correlation_id: row.try_get("correlation_id")?,
-                    at: from_micros(row.try_get("at")?)?,
-                    data: parse_json(Some(row.try_get("data")?))?.unwrap_or(Value::Null),
-                })
-            })
-            .collect()
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        self.list_events_impl(filter).await
+    }
+
+    async fn last_event_id(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {
+        self.create_run_impl(now, run).await
+    }
+
+    async fn get_run(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        self.get_run_impl(tenant, id).await
+    }
+
+    async fn cancel_run(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Run>> {
+        self.cancel_run_impl(now, tenant, id).await
+    }
+
+    async fn add_run_event(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        run_id: Uuid,
+        kind: &str,
+        job_id: Option<Uuid>,
+        data: Value,
+    ) -> StoreResult<Option<Event>> {
+        self.add_run_event_impl(now, tenant, run_id, kind, job_id, data)
+            .await
+    }
+
+    async fn record_scheduler_run(
+        &self,
+        now: DateTime<Utc>,
+        input: &SchedulerRunInput,
+    ) -> StoreResult<SchedulerRun> {
+        self.record_scheduler_run_impl(now, input).await
+    }
+
+    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
+        self.list_scheduler_runs_impl(limit).await
     }
 }

@@ -1,0 +1,194 @@
+//! The live event feed. One tailer per process reads the ledger (every 100 ms while anyone
+//! listens) and fans new events out over a bounded broadcast channel. A listener first catches
+//! up from the database, then follows the broadcast; if it falls more than the channel's
+//! capacity behind, it is told so with a `resync` marker and catches up from the database again
+//! — a slow consumer costs only itself, never the coordinator or other listeners.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasehold_proto::Event;
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{EventFilter, Store, StoreResult};
+
+/// Events buffered per listener before it must resync from the database.
+pub const LISTENER_BUFFER: usize = 1024;
+/// Page size for catch-up reads.
+const PAGE: u32 = 500;
+
+/// Fan-out of new ledger events.
+#[derive(Debug, Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl EventHub {
+    /// Starts the tailer over `store` at the ledger's current end.
+    pub fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Self {
+        let (tx, _) = broadcast::channel(LISTENER_BUFFER);
+        let hub = Self { tx: tx.clone() };
+        tokio::spawn(async move {
+            let mut last: Option<i64> = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                if tx.receiver_count() == 0 && last.is_some() {
+                    // Nobody listens: just remember where the ledger ends.
+                    last = None;
+                    continue;
+                }
+                let after = match last {
+                    Some(id) => id,
+                    None => match store.last_event_id().await {
+                        Ok(id) => {
+                            last = Some(id);
+                            id
+                        }
+                        Err(err) => {
+                            tracing::debug!(%err, "event tailer cannot read the ledger");
+                            continue;
+                        }
+                    },
+                };
+                match store
+                    .list_events(&EventFilter {
+                        after,
+                        limit: PAGE,
+                        settled: true,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(events) => {
+                        for event in events {
+                            last = Some(event.id);
+                            let _ = tx.send(Arc::new(event));
+                        }
+                    }
+                    Err(err) => tracing::debug!(%err, "event tailer cannot read the ledger"),
+                }
+            }
+        });
+        hub
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+}
+
+/// Whether `event` passes `filter` (tenant, run, job, queue, types; ids are checked apart).
+pub fn matches(filter: &EventFilter, event: &Event) -> bool {
+    filter.tenant.as_ref().is_none_or(|t| *t == event.tenant)
+        && filter.run_id.is_none_or(|r| event.run_id == Some(r))
+        && filter.job_id.is_none_or(|j| event.job_id == Some(j))
+        && filter
+            .queue
+            .as_ref()
+            .is_none_or(|q| event.queue.as_ref() == Some(q))
+        && (filter.types.is_empty() || filter.types.contains(&event.kind))
+}
+
+/// What a listener gets next.
+#[derive(Debug)]
+pub enum Delivery {
+    /// An event (in id order, never repeated).
+    Event(Arc<Event>),
+    /// The listener fell behind the live buffer; events continue from the database.
+    Resync {
+        /// Last id delivered before the resync.
+        last_id: i64,
+    },
+}
+
+/// One listener: catch-up from the database, then the live broadcast, with resync on lag.
+pub struct Listener {
+    store: Arc<dyn Store>,
+    hub: EventHub,
+    filter: EventFilter,
+    live: Option<broadcast::Receiver<Arc<Event>>>,
+    backlog: std::collections::VecDeque<Arc<Event>>,
+    resync_pending: bool,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("after", &self.filter.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Events matching `filter`, strictly after `filter.after`.
+    pub fn new(store: Arc<dyn Store>, hub: EventHub, mut filter: EventFilter) -> Self {
+        filter.limit = PAGE;
+        filter.settled = true;
+        Self {
+            store,
+            hub,
+            filter,
+            live: None,
+            backlog: Default::default(),
+            resync_pending: false,
+        }
+    }
+
+    /// The next delivery; waits for new events. Errors only when the database fails during
+    /// catch-up (the caller may retry).
+    pub async fn next(&mut self) -> StoreResult<Delivery> {
+        loop {
+            if self.resync_pending {
+                self.resync_pending = false;
+                return Ok(Delivery::Resync {
+                    last_id: self.filter.after,
+                });
+            }
+            if let Some(e) = self.backlog.pop_front() {
+                self.filter.after = e.id;
+                return Ok(Delivery::Event(e));
+            }
+            if self.live.is_none() {
+                // Subscribe before reading, so nothing published meanwhile is lost; duplicates
+                // are dropped by id below.
+                let rx = self.hub.subscribe();
+                let page = self.store.list_events(&self.filter).await?;
+                let full = page.len() == PAGE as usize;
+                self.backlog.extend(page.into_iter().map(Arc::new));
+                if !full {
+                    self.live = Some(rx);
+                }
+                continue;
+            }
+            let Some(rx) = self.live.as_mut() else {
+                continue;
+            };
+            match rx.recv().await {
+                Ok(e) if e.id > self.filter.after && matches(&self.filter, &e) => {
+                    self.filter.after = e.id;
+                    return Ok(Delivery::Event(e));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.live = None;
+                    self.resync_pending = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.live = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The last id delivered.
+    pub fn last_id(&self) -> i64 {
+        self.filter.after
+    }
+}

@@ -1,0 +1,259 @@
+//! `GET /v1/events` (SSE, resumable with `Last-Event-ID`) and `GET /v1/ledger/export` (NDJSON
+//! in a time window, ending with a manifest line).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use leasehold_proto::{ErrorEnvelope, LedgerManifest};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::artifacts::hex;
+use super::extract::{QueryParams, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Delivery, Listener};
+use crate::store::EventFilter;
+use crate::validate;
+
+/// Keep-alive comment interval on streams.
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Where a stream resumes: `Last-Event-ID` wins over `?after=`.
+pub(crate) fn resume_point(headers: &HeaderMap, query: &QueryParams) -> ApiResult<i64> {
+    if let Some(v) = headers.get("last-event-id") {
+        let s = v.to_str().unwrap_or("");
+        return s.trim().parse::<i64>().map_err(|_| {
+            ApiError::validation(
+                "Last-Event-ID",
+                format!("Last-Event-ID must be an event id, got {s:?}"),
+            )
+        });
+    }
+    Ok(query.parse::<i64>("after")?.unwrap_or(0).max(0))
+}
+
+/// Turns a listener into SSE frames; `render` names and shapes each event.
+pub(crate) fn sse_stream<F>(
+    mut listener: Listener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    first: Option<SseEvent>,
+    render: F,
+) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: Fn(&leasehold_proto::Event) -> Option<SseEvent> + Send + 'static,
+{
+    async_stream(move |tx| async move {
+        if let Some(first) = first {
+            if tx.send(first).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                next = listener.next() => next,
+                _ = shutdown.changed() => return,
+            };
+            let frame = match next {
+                Ok(Delivery::Event(e)) => match render(&e) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+                Ok(Delivery::Resync { last_id }) => SseEvent::default()
+                    .event("resync")
+                    .data(serde_json::json!({"last_event_id": last_id, "reason": "slow consumer: continuing from the ledger"}).to_string()),
+                Err(err) => {
+                    tracing::warn!(%err, "event stream cannot read the ledger; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A tiny channel-backed stream: the producer runs as a task and stops when the body is dropped.
+fn async_stream<T, F, Fut>(producer: F) -> impl Stream<Item = Result<T, Infallible>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    // One slot: the producer reads the next page only when the client has taken the last one.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(producer(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (Ok(item), rx))
+    })
+}
+
+fn parse_filter(tenant: String, query: &QueryParams) -> ApiResult<EventFilter> {
+    let uuid = |name: &str| -> ApiResult<Option<Uuid>> {
+        query
+            .get(name)
+            .map(|raw| {
+                Uuid::parse_str(raw)
+                    .map_err(|_| ApiError::validation(name, format!("{name} must be a UUID")))
+            })
+            .transpose()
+    };
+    if let Some(q) = query.get("queue") {
+        validate::name("queue", q)?;
+    }
+    let types: Vec<String> = query
+        .get("type")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for t in &types {
+        validate::name("type", t)?;
+    }
+    Ok(EventFilter {
+        tenant: Some(tenant),
+        run_id: uuid("run_id")?,
+        job_id: uuid("job_id")?,
+        queue: query.get("queue").map(str::to_owned),
+        types,
+        ..Default::default()
+    })
+}
+
+/// The live event feed (SSE). Filters: `run_id`, `job_id`, `queue`, `type` (comma-separated).
+/// Resume with `Last-Event-ID` (or `?after=`): no gap, no duplicate. A listener that falls
+/// behind gets a `resync` event and continues from the ledger.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("after" = Option<i64>, Query), ("run_id" = Option<Uuid>, Query), ("job_id" = Option<Uuid>, Query),
+           ("queue" = Option<String>, Query), ("type" = Option<String>, Query),
+           ("Last-Event-ID" = Option<i64>, Header)),
+    responses((status = 200, description = "text/event-stream; each event's id is its ledger id", content_type = "text/event-stream"),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    query.only(&["after", "run_id", "job_id", "queue", "type", "api_key"])?;
+    let mut filter = parse_filter(tenant.0, &query)?;
+    filter.after = resume_point(&headers, &query)?;
+    let listener = Listener::new(state.store.clone(), state.events.clone(), filter);
+    let stream = sse_stream(listener, state.shutdown.clone(), None, |e| {
+        let data = serde_json::to_string(e).ok()?;
+        Some(
+            SseEvent::default()
+                .id(e.id.to_string())
+                .event(e.kind.clone())
+                .data(data),
+        )
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response())
+}
+
+fn parse_time(query: &QueryParams, name: &str) -> ApiResult<DateTime<Utc>> {
+    let raw = query
+        .get(name)
+        .ok_or_else(|| ApiError::validation(name, format!("`{name}` is required (RFC 3339)")))?;
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::validation(
+                name,
+                format!("`{name}` must be an RFC 3339 timestamp, got {raw:?}"),
+            )
+        })
+}
+
+/// Events with `from <= at < to` as NDJSON, oldest first, streamed; the last line is a manifest
+/// with the count, first and last ids and the sha256 of every byte before it.
+#[utoipa::path(get, path = "/v1/ledger/export", tag = "events",
+    params(("from" = String, Query, description = "RFC 3339, inclusive"), ("to" = String, Query, description = "RFC 3339, exclusive")),
+    responses((status = 200, description = "application/x-ndjson: events, then one LedgerManifest line", content_type = "application/x-ndjson"),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn ledger_export(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    query.only(&["from", "to"])?;
+    let from = parse_time(&query, "from")?;
+    let to = parse_time(&query, "to")?;
+    if to <= from {
+        return Err(ApiError::validation("to", "`to` must be after `from`"));
+    }
+    let store = state.store.clone();
+    let mut filter = EventFilter {
+        tenant: Some(tenant.0),
+        from: Some(from),
+        to: Some(to),
+        limit: 1000,
+        ..Default::default()
+    };
+    let stream = async_stream(move |tx: tokio::sync::mpsc::Sender<Bytes>| async move {
+        let mut hasher = Sha256::new();
+        let (mut count, mut first_id, mut last_id) = (0u64, None, None);
+        loop {
+            let page = match store.list_events(&filter).await {
+                Ok(p) => p,
+                Err(err) => {
+                    // Ending without a manifest tells the reader the export is incomplete.
+                    tracing::warn!(%err, "ledger export aborted");
+                    return;
+                }
+            };
+            let done = page.len() < filter.limit as usize;
+            let mut chunk = Vec::with_capacity(page.len() * 256);
+            for e in &page {
+                if let Ok(line) = serde_json::to_vec(e) {
+                    chunk.extend_from_slice(&line);
+                    chunk.push(b'\n');
+                }
+                count += 1;
+                first_id.get_or_insert(e.id);
+                last_id = Some(e.id);
+                filter.after = e.id;
+            }
+            hasher.update(&chunk);
+            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+            if done {
+                break;
+            }
+        }
+        let manifest = LedgerManifest {
+            kind: "manifest".into(),
+            count,
+            first_id,
+            last_id,
+            from,
+            to,
+            sha256: format!("sha256:{}", hex(&hasher.finalize())),
+        };
+        let mut line = serde_json::to_vec(&manifest).unwrap_or_default();
+        line.push(b'\n');
+        let _ = tx.send(Bytes::from(line)).await;
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}

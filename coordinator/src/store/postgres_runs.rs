@@ -1,0 +1,490 @@
+//! Runs, DAG bookkeeping, the event feed and scheduler records on PostgreSQL. Functions taking
+//! a connection run inside the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{Event, Job, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use serde_json::{Value, json};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::postgres::{EVENT_COLUMNS, PostgresStore};
+use super::runs::{NewRunRow, RunRecord, aggregate, assemble};
+use super::{EventFilter, StoreError, StoreResult};
+
+/// Appends events of `kind` for the jobs returned by `sql` (an `UPDATE … RETURNING *` whose
+/// `$1` is now); `data` is SQL over the returned row `u`.
+fn update_with_events(sql: &str, kind: &str, data: &str) -> String {
+    format!(
+        "WITH u AS ({sql}), ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
+           SELECT u.tenant, '{kind}', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
+                  u.correlation_id, $1, {data} FROM u ORDER BY u.id) \
+         SELECT * FROM u"
+    )
+}
+
+/// Reacts to a job of a run changing state (see the SQLite twin). The run row is locked first:
+/// two parents finishing in concurrent transactions would otherwise each miss the other's
+/// success and leave their child blocked forever.
+pub(super) async fn after_job_change(
+    conn: &mut PgConnection,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(run_id) = job.run_id else {
+        return Ok(());
+    };
+    sqlx::query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE")
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
+    match job.state {
+        JobState::Succeeded => {
+            let sql = update_with_events(
+                "UPDATE jobs SET state = 'queued', run_at = $1, updated_at = $1 \
+                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE parent_id = $2) \
+                 AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
+                                 WHERE d.job_id = jobs.id AND p.state <> 'succeeded') RETURNING *",
+                "unblocked",
+                "jsonb_build_object('from', 'blocked', 'to', 'queued', 'parent', $2::uuid)",
+            );
+            let rows = sqlx::query(&sql)
+                .bind(now)
+                .bind(job.id)
+                .fetch_all(&mut *conn)
+                .await?;
+            if !rows.is_empty() {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::READY_CHANNEL)
+                    .bind(&job.tenant)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        JobState::Dead | JobState::Cancelled => {
+            let sql = format!(
+                "WITH RECURSIVE d(id) AS ( \
+                   SELECT job_id FROM job_deps WHERE parent_id = $2 \
+                   UNION SELECT jd.job_id FROM job_deps jd JOIN d ON jd.parent_id = d.id), \
+                 u AS (UPDATE jobs SET state = 'cancelled', cancel_reason = 'upstream_failed', \
+                         finished_at = $1, updated_at = $1 \
+                       WHERE id IN (SELECT id FROM d) AND state IN ('blocked', 'queued') RETURNING *), \
+                 ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
+                   SELECT u.tenant, 'cancelled', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
+                          u.correlation_id, $1, jsonb_build_object('from', 'blocked', 'to', 'cancelled', \
+                          'reason', 'upstream_failed', 'upstream', $2::uuid) FROM u ORDER BY u.id) \
+                 SELECT count(*) FROM u"
+            );
+            sqlx::query(&sql)
+                .bind(now)
+                .bind(job.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        _ => {}
+    }
+    refresh_run_status(conn, run_id, now).await
+}
+
+/// Recomputes a run's status; on a change stores it and appends a `run_status` event.
+pub(super) async fn refresh_run_status(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let rows =
+        sqlx::query("SELECT state, started_at IS NOT NULL AS started FROM jobs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let states = rows
+        .iter()
+        .map(|r| {
+            let s: String = r.try_get("state")?;
+            Ok((
+                JobState::parse(&s).unwrap_or(JobState::Queued),
+                r.try_get::<bool, _>("started")?,
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let cancelled: Option<DateTime<Utc>> = run.try_get("cancelled_at")?;
+    let status = aggregate(&states, cancelled.is_some());
+    let stored: String = run.try_get("status")?;
+    if stored != status.as_str() {
+        if status.is_terminal() {
+            let created: DateTime<Utc> = run.try_get::<DateTime<Utc>, _>("created_at")?;
+            crate::metrics::run_ended(
+                status.as_str(),
+                (now - created).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+        sqlx::query("UPDATE runs SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await?;
+        append_run_event(
+            conn,
+            &run,
+            "run_status",
+            None,
+            now,
+            json!({"from": stored, "status": status}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn append_run_event(
+    conn: &mut PgConnection,
+    run: &PgRow,
+    kind: &str,
+    job_id: Option<Uuid>,
+    now: DateTime<Utc>,
+    data: Value,
+) -> StoreResult<Event> {
+    let row = sqlx::query(
+        "INSERT INTO events (tenant, type, job_id, run_id, project, correlation_id, at, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+    )
+    .bind(run.try_get::<String, _>("tenant")?)
+    .bind(kind)
+    .bind(job_id)
+    .bind(run.try_get::<Uuid, _>("id")?)
+    .bind(run.try_get::<Option<String>, _>("project")?)
+    .bind(run.try_get::<Option<String>, _>("correlation_id")?)
+    .bind(now)
+    .bind(data)
+    .fetch_one(&mut *conn)
+    .await?;
+    decode_event(&row)
+}
+
+pub(super) fn decode_event(row: &PgRow) -> StoreResult<Event> {
+    Ok(Event {
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        job_id: row.try_get("job_id")?,
+        run_id: row.try_get("run_id")?,
+        tenant: row.try_get("tenant")?,
+        queue: row.try_get("queue")?,
+        project: row.try_get("project")?,
+        job_kind: row.try_get("kind")?,
+        worker_id: row.try_get("worker_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        at: row.try_get("at")?,
+        data: row.try_get("data")?,
+    })
+}
+
+async fn load_run(conn: &mut PgConnection, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+    let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let record = RunRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        run_token: row.try_get("run_token")?,
+        name: row.try_get("name")?,
+        project: row.try_get("project")?,
+        correlation_id: row.try_get("correlation_id")?,
+        mode: row.try_get("mode")?,
+        created_at: row.try_get("created_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+    };
+    let jobs = sqlx::query(
+        "SELECT j.id, j.run_key, j.kind, j.queue, j.state, j.attempt, j.cancel_reason, j.started_at, \
+         j.finished_at, COALESCE((SELECT array_agg(p.run_key ORDER BY p.run_key) FROM job_deps d \
+           JOIN jobs p ON p.id = d.parent_id WHERE d.job_id = j.id), '{}') AS parents \
+         FROM jobs j WHERE j.run_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let jobs = jobs
+        .iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            let id: Uuid = r.try_get("id")?;
+            Ok((
+                RunJob {
+                    key: r
+                        .try_get::<Option<String>, _>("run_key")?
+                        .unwrap_or_default(),
+                    job_id: id,
+                    kind: r.try_get("kind")?,
+                    queue: r.try_get("queue")?,
+                    state: JobState::parse(&state)
+                        .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?,
+                    depends_on: r.try_get("parents")?,
+                    attempt: r.try_get("attempt")?,
+                    cancel_reason: r.try_get("cancel_reason")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                },
+                id,
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(assemble(record, jobs)))
+}
+
+impl PostgresStore {
+    pub(super) async fn create_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        run: NewRunRow,
+    ) -> StoreResult<(Run, bool)> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(token) = &run.run_token {
+            // Serializes submissions of one token across replicas.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+                .bind(&run.tenant)
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
+            let existing: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE tenant = $1 AND run_token = $2")
+                    .bind(&run.tenant)
+                    .bind(token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = existing {
+                let found = load_run(&mut tx, &run.tenant, id).await?;
+                tx.commit().await?;
+                return found
+                    .map(|r| (r, false))
+                    .ok_or_else(|| StoreError::Internal("run vanished".into()));
+            }
+        }
+        let run_row = sqlx::query(
+            "INSERT INTO runs (id, tenant, run_token, name, project, correlation_id, mode, status, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) RETURNING *",
+        )
+        .bind(run.id)
+        .bind(&run.tenant)
+        .bind(&run.run_token)
+        .bind(&run.name)
+        .bind(&run.project)
+        .bind(&run.correlation_id)
+        .bind(&run.mode)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        append_run_event(
+            &mut tx,
+            &run_row,
+            "run_created",
+            None,
+            now,
+            json!({"jobs": run.jobs.len(), "mode": run.mode}),
+        )
+        .await?;
+        let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
+        let inserted = self.insert_jobs(&mut tx, now, rows).await?;
+        for (spec, enq) in run.jobs.iter().zip(&inserted) {
+            sqlx::query("UPDATE jobs SET run_key = $1 WHERE id = $2")
+                .bind(&spec.key)
+                .bind(enq.job.id)
+                .execute(&mut *tx)
+                .await?;
+            if !spec.parents.is_empty() {
+                sqlx::query(
+                    "INSERT INTO job_deps (job_id, parent_id) SELECT $1, unnest($2::uuid[])",
+                )
+                .bind(enq.job.id)
+                .bind(&spec.parents)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let created = load_run(&mut tx, &run.tenant, run.id).await?;
+        tx.commit().await?;
+        created
+            .map(|r| (r, true))
+            .ok_or_else(|| StoreError::Internal("run vanished".into()))
+    }
+
+    pub(super) async fn get_run_impl(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        let mut conn = self.pool().acquire().await?;
+        load_run(&mut conn, tenant, id).await
+    }
+
+    pub(super) async fn cancel_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Run>> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET cancelled_at = $1, updated_at = $1 WHERE id = $2 AND tenant = $3 \
+             AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            let sql = update_with_events(
+                "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', finished_at = $1, \
+                 updated_at = $1 WHERE run_id = $2 AND state IN ('blocked', 'queued') RETURNING *",
+                "cancelled",
+                "jsonb_build_object('to', 'cancelled', 'reason', 'run_cancelled')",
+            );
+            sqlx::query(&sql)
+                .bind(now)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let sql = update_with_events(
+                "UPDATE jobs SET cancel_requested = true, cancel_reason = 'run_cancelled', updated_at = $1 \
+                 WHERE run_id = $2 AND state = 'leased' AND NOT cancel_requested RETURNING *",
+                "cancel_requested",
+                "jsonb_build_object('reason', 'run_cancelled')",
+            );
+            sqlx::query(&sql)
+                .bind(now)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            refresh_run_status(&mut tx, id, now).await?;
+        }
+        let run = load_run(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    pub(super) async fn add_run_event_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        run_id: Uuid,
+        kind: &str,
+        job_id: Option<Uuid>,
+        data: Value,
+    ) -> StoreResult<Option<Event>> {
+        let mut tx = self.pool().begin().await?;
+        let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
+            .bind(run_id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let event = append_run_event(&mut tx, &run, kind, job_id, now, data).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    pub(super) async fn list_events_impl(&self, f: &EventFilter) -> StoreResult<Vec<Event>> {
+        // Stay below the oldest transaction still running: ids are allocated before commit,
+        // so a lower id may still appear; a reader must never step over it.
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE id > ");
+        qb.push_bind(f.after);
+        if f.settled {
+            qb.push(" AND tx_id < pg_snapshot_xmin(pg_current_snapshot())");
+        }
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t);
+        }
+        if let Some(r) = f.run_id {
+            qb.push(" AND run_id = ").push_bind(r);
+        }
+        if let Some(j) = f.job_id {
+            qb.push(" AND job_id = ").push_bind(j);
+        }
+        if let Some(q) = &f.queue {
+            qb.push(" AND queue = ").push_bind(q);
+        }
+        if !f.types.is_empty() {
+            qb.push(" AND type = ANY(").push_bind(&f.types).push(")");
+        }
+        if let Some(from) = f.from {
+            qb.push(" AND at >= ").push_bind(from);
+        }
+        if let Some(to) = f.to {
+            qb.push(" AND at < ").push_bind(to);
+        }
+        qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+        let rows = qb.build().fetch_all(self.pool()).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    pub(super) async fn record_scheduler_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        input: &SchedulerRunInput,
+    ) -> StoreResult<SchedulerRun> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
+             tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
+             error, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(input.started_at)
+        .bind(input.completed_at)
+        .bind(&input.status)
+        .bind(input.tables_assessed)
+        .bind(input.tables_skipped)
+        .bind(input.tables_healthy)
+        .bind(input.jobs_submitted)
+        .bind(input.jobs_completed)
+        .bind(input.jobs_failed)
+        .bind(input.dry_run)
+        .bind(&input.error)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(SchedulerRun {
+            id,
+            input: input.clone(),
+        })
+    }
+
+    pub(super) async fn list_scheduler_runs_impl(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<SchedulerRun>> {
+        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SchedulerRun {
+                    id: r.try_get("id")?,
+                    input: SchedulerRunInput {
+                        started_at: r.try_get("started_at")?,
+                        completed_at: r.try_get("completed_at")?,
+                        status: r.try_get("status")?,
+                        tables_assessed: r.try_get("tables_assessed")?,
+                        tables_skipped: r.try_get("tables_skipped")?,
+                        tables_healthy: r.try_get("tables_healthy")?,
+                        jobs_submitted: r.try_get("jobs_submitted")?,
+                        jobs_completed: r.try_get("jobs_completed")?,
+                        jobs_failed: r.try_get("jobs_failed")?,
+                        dry_run: r.try_get("dry_run")?,
+                        error: r.try_get("error")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}

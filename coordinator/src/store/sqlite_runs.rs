@@ -1,0 +1,500 @@
+//! Runs, DAG bookkeeping, the event feed and scheduler records on SQLite. Every function that
+//! takes a connection runs inside the caller's write transaction.
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{Event, Job, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use serde_json::{Value, json};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use super::runs::{NewRunRow, RunRecord, aggregate, assemble};
+use super::sqlite::{SqliteStore, append_event, decode_job, from_micros, micros, opt_time};
+use super::{EventFilter, StoreError, StoreResult};
+
+/// Reacts to a job of a run changing state: success unblocks children whose parents all
+/// succeeded; `dead` or `cancelled` cancels every descendant (`upstream_failed`); then the
+/// run's aggregate status is refreshed (with a `run_status` event when it changes).
+pub(super) async fn after_job_change(
+    conn: &mut SqliteConnection,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(run_id) = job.run_id else {
+        return Ok(());
+    };
+    match job.state {
+        JobState::Succeeded => {
+            let rows = sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = ?1, updated_at = ?1 \
+                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE parent_id = ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
+                                 WHERE d.job_id = jobs.id AND p.state <> 'succeeded') \
+                 RETURNING *",
+            )
+            .bind(micros(now))
+            .bind(job.id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let child = decode_job(row)?;
+                append_event(
+                    conn,
+                    &child,
+                    "unblocked",
+                    now,
+                    json!({"from": "blocked", "to": "queued", "parent": job.id}),
+                )
+                .await?;
+            }
+        }
+        JobState::Dead | JobState::Cancelled => {
+            let rows = sqlx::query(
+                "WITH RECURSIVE d(id) AS ( \
+                   SELECT job_id FROM job_deps WHERE parent_id = ?2 \
+                   UNION SELECT jd.job_id FROM job_deps jd JOIN d ON jd.parent_id = d.id) \
+                 UPDATE jobs SET state = 'cancelled', cancel_reason = 'upstream_failed', \
+                   finished_at = ?1, updated_at = ?1 \
+                 WHERE id IN (SELECT id FROM d) AND state IN ('blocked', 'queued') RETURNING *",
+            )
+            .bind(micros(now))
+            .bind(job.id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let child = decode_job(row)?;
+                append_event(conn, &child, "cancelled", now, json!({"from": "blocked", "to": "cancelled", "reason": "upstream_failed", "upstream": job.id})).await?;
+            }
+        }
+        _ => {}
+    }
+    refresh_run_status(conn, run_id, now).await
+}
+
+/// Recomputes a run's status; on a change stores it and appends a `run_status` event.
+pub(super) async fn refresh_run_status(
+    conn: &mut SqliteConnection,
+    run_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = ?")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let rows =
+        sqlx::query("SELECT state, started_at IS NOT NULL AS started FROM jobs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let states = rows
+        .iter()
+        .map(|r| {
+            let s: String = r.try_get("state")?;
+            let started: i64 = r.try_get("started")?;
+            Ok((
+                JobState::parse(&s).unwrap_or(JobState::Queued),
+                started != 0,
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let cancelled: Option<i64> = run.try_get("cancelled_at")?;
+    let status = aggregate(&states, cancelled.is_some());
+    let stored: String = run.try_get("status")?;
+    if stored != status.as_str() {
+        if status.is_terminal() {
+            let created: DateTime<Utc> = from_micros(run.try_get("created_at")?)?;
+            crate::metrics::run_ended(
+                status.as_str(),
+                (now - created).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+        sqlx::query("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(micros(now))
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await?;
+        append_run_event(
+            conn,
+            &run,
+            "run_status",
+            None,
+            now,
+            json!({"from": stored, "status": status}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn append_run_event(
+    conn: &mut SqliteConnection,
+    run: &SqliteRow,
+    kind: &str,
+    job_id: Option<Uuid>,
+    now: DateTime<Utc>,
+    data: Value,
+) -> StoreResult<Event> {
+    let row = sqlx::query(
+        "INSERT INTO events (tenant, type, job_id, run_id, project, correlation_id, at, data) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+    )
+    .bind(run.try_get::<String, _>("tenant")?)
+    .bind(kind)
+    .bind(job_id)
+    .bind(run.try_get::<Uuid, _>("id")?)
+    .bind(run.try_get::<Option<String>, _>("project")?)
+    .bind(run.try_get::<Option<String>, _>("correlation_id")?)
+    .bind(micros(now))
+    .bind(data.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    decode_event(&row)
+}
+
+pub(super) fn decode_event(row: &SqliteRow) -> StoreResult<Event> {
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        job_id: row.try_get("job_id")?,
+        run_id: row.try_get("run_id")?,
+        tenant: row.try_get("tenant")?,
+        queue: row.try_get("queue")?,
+        project: row.try_get("project")?,
+        job_kind: row.try_get("kind")?,
+        worker_id: row.try_get("worker_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        at: from_micros(row.try_get("at")?)?,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+    })
+}
+
+fn decode_record(row: &SqliteRow) -> StoreResult<RunRecord> {
+    Ok(RunRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        run_token: row.try_get("run_token")?,
+        name: row.try_get("name")?,
+        project: row.try_get("project")?,
+        correlation_id: row.try_get("correlation_id")?,
+        mode: row.try_get("mode")?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        cancelled_at: opt_time(row.try_get("cancelled_at")?)?,
+    })
+}
+
+async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+    let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let record = decode_record(&row)?;
+    let jobs = sqlx::query(
+        "SELECT j.id, j.run_key, j.kind, j.queue, j.state, j.attempt, j.cancel_reason, j.started_at, \
+         j.finished_at, (SELECT group_concat(p.run_key, char(31)) FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
+                          WHERE d.job_id = j.id) AS parents \
+         FROM jobs j WHERE j.run_id = ?",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let jobs = jobs
+        .iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            let parents: Option<String> = r.try_get("parents")?;
+            let mut depends_on: Vec<String> = parents
+                .map(|p| p.split('\u{1f}').map(str::to_owned).collect())
+                .unwrap_or_default();
+            depends_on.sort();
+            let id: Uuid = r.try_get("id")?;
+            Ok((
+                RunJob {
+                    key: r
+                        .try_get::<Option<String>, _>("run_key")?
+                        .unwrap_or_default(),
+                    job_id: id,
+                    kind: r.try_get("kind")?,
+                    queue: r.try_get("queue")?,
+                    state: JobState::parse(&state)
+                        .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?,
+                    depends_on,
+                    attempt: r.try_get("attempt")?,
+                    cancel_reason: r.try_get("cancel_reason")?,
+                    started_at: opt_time(r.try_get("started_at")?)?,
+                    finished_at: opt_time(r.try_get("finished_at")?)?,
+                },
+                id,
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(assemble(record, jobs)))
+}
+
+fn push_event_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, f: &'a EventFilter) {
+    qb.push(" WHERE id > ").push_bind(f.after);
+    if let Some(t) = &f.tenant {
+        qb.push(" AND tenant = ").push_bind(t);
+    }
+    if let Some(r) = f.run_id {
+        qb.push(" AND run_id = ").push_bind(r);
+    }
+    if let Some(j) = f.job_id {
+        qb.push(" AND job_id = ").push_bind(j);
+    }
+    if let Some(q) = &f.queue {
+        qb.push(" AND queue = ").push_bind(q);
+    }
+    if !f.types.is_empty() {
+        qb.push(" AND type IN (");
+        let mut sep = qb.separated(", ");
+        for t in &f.types {
+            sep.push_bind(t);
+        }
+        qb.push(")");
+    }
+    if let Some(from) = f.from {
+        qb.push(" AND at >= ").push_bind(micros(from));
+    }
+    if let Some(to) = f.to {
+        qb.push(" AND at < ").push_bind(micros(to));
+    }
+    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+}
+
+impl SqliteStore {
+    pub(super) async fn create_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        run: NewRunRow,
+    ) -> StoreResult<(Run, bool)> {
+        let mut tx = self.begin_write().await?;
+        if let Some(token) = &run.run_token {
+            let existing: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE tenant = ? AND run_token = ?")
+                    .bind(&run.tenant)
+                    .bind(token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = existing {
+                let found = load_run(&mut tx, &run.tenant, id).await?;
+                tx.commit().await?;
+                return found
+                    .map(|r| (r, false))
+                    .ok_or_else(|| StoreError::Internal("run vanished".into()));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO runs (id, tenant, run_token, name, project, correlation_id, mode, status, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(run.id)
+        .bind(&run.tenant)
+        .bind(&run.run_token)
+        .bind(&run.name)
+        .bind(&run.project)
+        .bind(&run.correlation_id)
+        .bind(&run.mode)
+        .bind(micros(now))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        let run_row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(run.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        append_run_event(
+            &mut tx,
+            &run_row,
+            "run_created",
+            None,
+            now,
+            json!({"jobs": run.jobs.len(), "mode": run.mode}),
+        )
+        .await?;
+        let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
+        let inserted = self.insert_jobs(&mut tx, now, rows).await?;
+        for (spec, enq) in run.jobs.iter().zip(&inserted) {
+            sqlx::query("UPDATE jobs SET run_key = ? WHERE id = ?")
+                .bind(&spec.key)
+                .bind(enq.job.id)
+                .execute(&mut *tx)
+                .await?;
+            for parent in &spec.parents {
+                sqlx::query("INSERT INTO job_deps (job_id, parent_id) VALUES (?, ?)")
+                    .bind(enq.job.id)
+                    .bind(parent)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let created = load_run(&mut tx, &run.tenant, run.id).await?;
+        tx.commit().await?;
+        created
+            .map(|r| (r, true))
+            .ok_or_else(|| StoreError::Internal("run vanished".into()))
+    }
+
+    pub(super) async fn get_run_impl(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        let mut conn = self.reader.acquire().await?;
+        load_run(&mut conn, tenant, id).await
+    }
+
+    pub(super) async fn cancel_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<Run>> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE runs SET cancelled_at = ?1, updated_at = ?1 WHERE id = ?2 AND tenant = ?3 AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')")
+            .bind(micros(now))
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 1 {
+            let rows = sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', finished_at = ?1, \
+                 updated_at = ?1 WHERE run_id = ?2 AND state IN ('blocked', 'queued') RETURNING *",
+            )
+            .bind(micros(now))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let job = decode_job(row)?;
+                append_event(
+                    &mut tx,
+                    &job,
+                    "cancelled",
+                    now,
+                    json!({"to": "cancelled", "reason": "run_cancelled"}),
+                )
+                .await?;
+            }
+            let rows = sqlx::query(
+                "UPDATE jobs SET cancel_requested = 1, cancel_reason = 'run_cancelled', updated_at = ?1 \
+                 WHERE run_id = ?2 AND state = 'leased' AND cancel_requested = 0 RETURNING *",
+            )
+            .bind(micros(now))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let job = decode_job(row)?;
+                append_event(
+                    &mut tx,
+                    &job,
+                    "cancel_requested",
+                    now,
+                    json!({"reason": "run_cancelled"}),
+                )
+                .await?;
+            }
+            refresh_run_status(&mut tx, id, now).await?;
+        }
+        let run = load_run(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    pub(super) async fn add_run_event_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        run_id: Uuid,
+        kind: &str,
+        job_id: Option<Uuid>,
+        data: Value,
+    ) -> StoreResult<Option<Event>> {
+        let mut tx = self.begin_write().await?;
+        let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+            .bind(run_id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let event = append_run_event(&mut tx, &run, kind, job_id, now, data).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    pub(super) async fn list_events_impl(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM events");
+        push_event_filter(&mut qb, filter);
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    pub(super) async fn record_scheduler_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        input: &SchedulerRunInput,
+    ) -> StoreResult<SchedulerRun> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
+             tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
+             error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(micros(input.started_at))
+        .bind(micros(input.completed_at))
+        .bind(&input.status)
+        .bind(input.tables_assessed)
+        .bind(input.tables_skipped)
+        .bind(input.tables_healthy)
+        .bind(input.jobs_submitted)
+        .bind(input.jobs_completed)
+        .bind(input.jobs_failed)
+        .bind(input.dry_run)
+        .bind(&input.error)
+        .bind(micros(now))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(SchedulerRun {
+            id,
+            input: input.clone(),
+        })
+    }
+
+    pub(super) async fn list_scheduler_runs_impl(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<SchedulerRun>> {
+        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SchedulerRun {
+                    id: r.try_get("id")?,
+                    input: SchedulerRunInput {
+                        started_at: from_micros(r.try_get("started_at")?)?,
+                        completed_at: from_micros(r.try_get("completed_at")?)?,
+                        status: r.try_get("status")?,
+                        tables_assessed: r.try_get("tables_assessed")?,
+                        tables_skipped: r.try_get("tables_skipped")?,
+                        tables_healthy: r.try_get("tables_healthy")?,
+                        jobs_submitted: r.try_get("jobs_submitted")?,
+                        jobs_completed: r.try_get("jobs_completed")?,
+                        jobs_failed: r.try_get("jobs_failed")?,
+                        dry_run: r.try_get::<i64, _>("dry_run")? != 0,
+                        error: r.try_get("error")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}

@@ -76,3 +76,90 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A router served on a real socket (for SSE, WebSocket and CORS tests).
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Artifacts dir guard.
+    pub _dir: DirGuard,
+    /// Keeps long-polls and streams alive until dropped.
+    pub _shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Serves `app(state)` for `store`, letting `configure` adjust the state first.
+pub async fn serve_with(
+    store: Arc<dyn Store>,
+    configure: impl FnOnce(&mut leasehold_coordinator::AppState),
+) -> Served {
+    let dir = temp_dir("served");
+    let (mut state, shutdown) = leasehold_coordinator::AppState::new(store, dir.0.clone());
+    configure(&mut state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = leasehold_coordinator::app(state)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    Served {
+        url: format!("http://127.0.0.1:{}", addr.port()),
+        _dir: dir,
+        _shutdown: shutdown,
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default)]
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Reads server-sent events from a streaming response, one at a time.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` at end of stream or after `wait`.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<Sse> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = Sse::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    }
+                }
+                if data.is_empty() && ev.event.is_none() {
+                    continue; // a comment (keep-alive)
+                }
+                ev.data = data.join("\n");
+                return Some(ev);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+}

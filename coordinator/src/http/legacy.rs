@@ -198,7 +198,6 @@ pub(crate) struct CheckpointInput {
     name: String,
     /// Any JSON.
     #[serde(default)]
-    #[schema(value_type = Object)]
     data: Value,
     /// The job it belongs to, if any.
     #[serde(default)]

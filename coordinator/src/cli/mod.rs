@@ -1,20 +1,123 @@
 //! The operator CLI: `leasehold jobs|queues|run|events|ledger …`, a client of the HTTP API.
+//!
+//! Every command talks to a running coordinator (`--url`, `LEASEHOLD_URL`, default
+//! `http://127.0.0.1:7070`) with the API key from `LEASEHOLD_API_KEY` or
+//! `ORCHESTRATOR_API_KEY` and the tenant from `LEASEHOLD_TENANT`. Output is a human table by
+//! default and JSON with `--json`, always on stdout; diagnostics go to stderr. Exit codes: 0 ok,
+//! 1 the server answered an error, 2 usage or local error, 3 cannot connect, 4 a ledger export
+//! did not verify, 130 interrupted. `docs/cli.md` is the user's guide.
 
-use clap::Subcommand;
+mod client;
+mod error;
+mod events;
+mod jobs;
+mod ledger;
+mod output;
+mod progress;
+mod queues;
+mod runs;
+mod sse;
 
-/// Client subcommands (filled in by the CLI work).
+use clap::{Args, Subcommand};
+
+pub use events::EventsArgs;
+pub use jobs::JobsArgs;
+pub use ledger::LedgerArgs;
+pub use queues::QueuesArgs;
+pub use runs::RunArgs;
+
+use client::Api;
+use error::{CliError, CliResult};
+
+/// Default coordinator URL.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
+
+/// Client subcommands: each talks to a running coordinator.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Inspect and manage jobs.
-    Jobs,
+    /// Inspect and manage jobs: list, get, cancel, retry.
+    Jobs(JobsArgs),
+    /// Queue depths per state; pause and resume claiming.
+    Queues(QueuesArgs),
+    /// Runs (DAGs of jobs): plan, start, get, cancel, stream.
+    Run(RunArgs),
+    /// Follow the event feed.
+    Events(EventsArgs),
+    /// Export the event ledger as verified NDJSON.
+    Ledger(LedgerArgs),
+}
+
+/// Options every client command takes, before or after its subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Coordinator base URL.
+    #[arg(long, global = true, env = "LEASEHOLD_URL", default_value = DEFAULT_URL, help_heading = "Global options")]
+    pub url: String,
+    /// Machine output: JSON on stdout instead of tables.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Tenant to act for (sent as the `Leasehold-Tenant` header).
+    #[arg(
+        long,
+        global = true,
+        env = "LEASEHOLD_TENANT",
+        help_heading = "Global options"
+    )]
+    pub tenant: Option<String>,
+}
+
+/// What a command needs: the coordinator and the output mode.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// The coordinator.
+    pub(crate) api: Api,
+    /// `--json`.
+    pub(crate) json: bool,
+}
+
+impl GlobalArgs {
+    fn ctx(&self) -> CliResult<Ctx> {
+        Ok(Ctx {
+            api: Api::new(&self.url, self.tenant.as_deref())?,
+            json: self.json,
+        })
+    }
 }
 
 /// Runs a client command; returns the process exit code.
 pub async fn run(command: ClientCommand) -> i32 {
-    match command {
-        ClientCommand::Jobs => {
-            eprintln!("not implemented yet");
-            2
+    let result = match command {
+        ClientCommand::Jobs(args) => match args.global.ctx() {
+            Ok(ctx) => jobs::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Queues(args) => match args.global.ctx() {
+            Ok(ctx) => queues::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Run(args) => match args.global.ctx() {
+            Ok(ctx) => runs::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Events(args) => match args.global.ctx() {
+            Ok(ctx) => events::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Ledger(args) => match args.global.ctx() {
+            Ok(ctx) => ledger::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => error::EXIT_OK,
+        Err(err) => {
+            if !matches!(err, CliError::BrokenPipe) {
+                eprintln!("error: {err}");
+                if let Some(details) = err.details() {
+                    eprintln!("  details: {details}");
+                }
+            }
+            err.exit_code()
         }
     }
 }

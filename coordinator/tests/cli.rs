@@ -1,0 +1,710 @@
+//! The operator CLI (`leasehold jobs|queues|run|events|ledger …`) against a real coordinator:
+//! the same binary started with `serve` on a temp SQLite directory, driven as a subprocess.
+//! Checks stdout (tables and `--json`), stderr messages, exit codes, and effects over HTTP.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leasehold");
+
+/// A `leasehold serve` on a fresh SQLite directory, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = temp_dir("cli");
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("LEASEHOLD_DATABASE_URL")
+            .env_remove("ORCHESTRATOR_API_KEY")
+            .env("LEASEHOLD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = server.http.get(server.path("/health")).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "the coordinator did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    async fn enqueue(&self, queue: &str, kind: &str, tenant: Option<&str>) -> Value {
+        let mut request = self
+            .http
+            .post(self.path("/v1/jobs"))
+            .json(&json!({"queue": queue, "kind": kind, "payload": {"n": 1}}));
+        if let Some(t) = tenant {
+            request = request.header("leasehold-tenant", t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self.http.get(self.path(path)).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Runs `leasehold <args>` against this server.
+    async fn cli(&self, args: &[&str]) -> Run {
+        cli(&self.url, args, &[]).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "leasehold-{label}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What a CLI invocation produced.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    #[track_caller]
+    fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+}
+
+/// `leasehold --url <url> <args>` with a clean environment plus `env`.
+async fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output: Output = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("LEASEHOLD_URL", url)
+        .env_remove("LEASEHOLD_API_KEY")
+        .env_remove("ORCHESTRATOR_API_KEY")
+        .env_remove("LEASEHOLD_TENANT")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn id_of(job: &Value) -> String {
+    job["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn jobs_list_and_get_as_tables_and_json() {
+    let server = Server::start().await;
+    let a = server.enqueue("emails", "send_welcome", None).await;
+    let b = server.enqueue("emails", "send_receipt", None).await;
+    let c = server.enqueue("reports", "build", None).await;
+
+    let run = server.cli(&["jobs", "list"]).await;
+    run.ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "QUEUE", "KIND", "STATE", "ATTEMPTS", "PRIORITY", "CREATED"
+        ]
+    );
+    // Newest first.
+    assert!(lines[1].starts_with(&id_of(&c)), "{}", run.stdout);
+    assert!(lines[3].starts_with(&id_of(&a)), "{}", run.stdout);
+    let row: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(row[1..6], ["emails", "send_receipt", "queued", "0/25", "0"]);
+
+    // Filters, and --json both after and before the subcommand.
+    let run = server
+        .cli(&["jobs", "list", "--queue", "emails", "--json"])
+        .await;
+    let listed = run.ok().json();
+    let ids: Vec<String> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(ids, [id_of(&b), id_of(&a)]);
+    assert!(listed["next_cursor"].is_null());
+    let run = server
+        .cli(&[
+            "jobs", "--json", "list", "--kind", "build", "--state", "queued",
+        ])
+        .await;
+    assert_eq!(run.ok().json()["jobs"][0]["id"], c["id"]);
+
+    // One page at a time, or every page with --all.
+    let run = server.cli(&["jobs", "list", "--limit", "1"]).await;
+    assert_eq!(run.ok().stdout.lines().count(), 2);
+    assert!(
+        run.stderr.contains("--all") && run.stderr.contains("--cursor"),
+        "{run:#?}"
+    );
+    let run = server
+        .cli(&["jobs", "list", "--limit", "1", "--all", "--json"])
+        .await;
+    assert_eq!(run.ok().json()["jobs"].as_array().unwrap().len(), 3);
+
+    // `get`: key/value lines, or the job exactly as the API returns it.
+    let run = server.cli(&["jobs", "get", &id_of(&a)]).await;
+    run.ok();
+    assert!(run.stdout.starts_with("id:"), "{}", run.stdout);
+    for needle in [
+        id_of(&a).as_str(),
+        "state:",
+        "queued",
+        "send_welcome",
+        "0/25",
+        r#"{"n":1}"#,
+    ] {
+        assert!(run.stdout.contains(needle), "{needle} in {}", run.stdout);
+    }
+    let run = server.cli(&["jobs", "get", &id_of(&a), "--json"]).await;
+    assert_eq!(
+        run.ok().json(),
+        server.get(&format!("/v1/jobs/{}", id_of(&a))).await
+    );
+}
+
+#[tokio::test]
+async fn cancel_and_retry_change_the_job() {
+    let server = Server::start().await;
+    let job = server.enqueue("work", "k", None).await;
+    let id = id_of(&job);
+
+    let run = server
+        .cli(&["jobs", "cancel", &id, "--reason", "operator request"])
+        .await;
+    assert!(run.ok().stdout.contains("cancelled"), "{run:#?}");
+    let seen = server.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(seen["state"], "cancelled");
+    assert_eq!(seen["cancel_reason"], "operator request");
+    // Cancelling twice is not an error.
+    server.cli(&["jobs", "cancel", &id]).await.ok();
+
+    let run = server.cli(&["jobs", "retry", &id, "--json"]).await;
+    assert_eq!(run.ok().json()["state"], "queued");
+    assert_eq!(
+        server.get(&format!("/v1/jobs/{id}")).await["state"],
+        "queued"
+    );
+
+    // A queued job cannot be retried: the server's envelope, exit 1.
+    let run = server.cli(&["jobs", "retry", &id]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.starts_with("error: invalid_state: ") && run.stderr.contains("(request "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn queues_list_pause_and_resume() {
+    let server = Server::start().await;
+    server.enqueue("emails", "k", None).await;
+    server.enqueue("emails", "k", None).await;
+    server.enqueue("reports", "k", None).await;
+
+    let run = server.cli(&["queues", "list"]).await;
+    let lines: Vec<Vec<&str>> = run
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec![
+                "QUEUE",
+                "PAUSED",
+                "BLOCKED",
+                "QUEUED",
+                "LEASED",
+                "SUCCEEDED",
+                "DEAD",
+                "CANCELLED"
+            ],
+            vec!["emails", "no", "0", "2", "0", "0", "0", "0"],
+            vec!["reports", "no", "0", "1", "0", "0", "0", "0"],
+        ]
+    );
+
+    let run = server.cli(&["queues", "pause", "emails"]).await;
+    assert!(run.ok().stdout.contains("paused"), "{run:#?}");
+    let queues = server.get("/v1/queues").await;
+    assert_eq!(queues["queues"][0]["name"], "emails");
+    assert_eq!(queues["queues"][0]["paused"], true);
+    let run = server.cli(&["queues", "list", "--json"]).await;
+    assert_eq!(run.ok().json(), queues);
+
+    let run = server.cli(&["queues", "resume", "emails", "--json"]).await;
+    assert_eq!(run.ok().json()["paused"], false);
+    assert_eq!(server.get("/v1/queues").await["queues"][0]["paused"], false);
+}
+
+#[tokio::test]
+async fn the_tenant_comes_from_the_environment() {
+    let server = Server::start().await;
+    server.enqueue("q", "default-job", None).await;
+    let theirs = server.enqueue("q", "acme-job", Some("acme")).await;
+    let run = cli(
+        &server.url,
+        &["jobs", "list", "--json"],
+        &[("LEASEHOLD_TENANT", "acme")],
+    )
+    .await;
+    let jobs = run.ok().json()["jobs"].clone();
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    assert_eq!(jobs[0]["id"], theirs["id"]);
+    assert_eq!(jobs[0]["tenant"], "acme");
+}
+
+#[tokio::test]
+async fn exit_codes_name_what_went_wrong() {
+    let server = Server::start().await;
+
+    // 1: the server's envelope, code and request id printed.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let run = server.cli(&["jobs", "get", &missing]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.starts_with("error: not_found: ") && run.stderr.contains(&missing),
+        "{}",
+        run.stderr
+    );
+    let request_id = run
+        .stderr
+        .split("(request ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(request_id).unwrap().get_version_num(),
+        4
+    );
+    let run = server.cli(&["queues", "pause", "no spaces"]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("validation_failed"), "{}", run.stderr);
+
+    // 3: nothing listens there; the URL tried and the cause are printed.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let run = cli(&dead, &["jobs", "list"], &[]).await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains(&format!("cannot connect to {dead}/v1/jobs"))
+            && run.stderr.contains("refused"),
+        "{}",
+        run.stderr
+    );
+
+    // 2: usage and local problems, before any request.
+    let dir = temp_dir("cli-files");
+    let not_json = dir.join("dag.json");
+    std::fs::write(&not_json, "{ nope").unwrap();
+    let not_a_run = dir.join("run.json");
+    std::fs::write(&not_a_run, r#"{"jobs": [{"key": "a"}]}"#).unwrap();
+    let missing_file = dir.join("missing.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "start", missing_file.to_str().unwrap()],
+            "cannot read",
+        ),
+        (
+            vec!["run", "plan", not_json.to_str().unwrap()],
+            "is not valid JSON",
+        ),
+        (vec!["run", "start", not_a_run.to_str().unwrap()], "jobs[0]"),
+        (
+            vec![
+                "ledger",
+                "export",
+                "--from",
+                "yesterday",
+                "--to",
+                "2026-01-01T00:00:00Z",
+                "-o",
+                "x",
+            ],
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "ledger",
+                "export",
+                "--from",
+                "2026-01-02T00:00:00Z",
+                "--to",
+                "2026-01-01T00:00:00Z",
+                "-o",
+                "x",
+            ],
+            "must be before",
+        ),
+        (vec!["jobs", "get", "not-a-uuid"], "invalid value"),
+        (vec!["jobs", "list", "--state", "sleeping"], "invalid value"),
+        (vec!["jobs", "list", "--url", "localhost:7070"], "http://"),
+    ];
+    for (args, needle) in cases {
+        let run = server.cli(&args).await;
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_api_key_is_sent_but_never_shown() {
+    // A one-shot fake coordinator that records the request head and answers 401.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = r#"{"error":{"code":"unauthorized","message":"a valid API key is required","request_id":"r-1"}}"#;
+        let answer = format!(
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8(head).unwrap().to_lowercase()
+    });
+    let run = cli(
+        &url,
+        &["queues", "list"],
+        &[
+            ("ORCHESTRATOR_API_KEY", "s3cret-key"),
+            ("LEASEHOLD_TENANT", "acme"),
+        ],
+    )
+    .await;
+    let head = seen.await.unwrap();
+    assert!(head.contains("authorization: bearer s3cret-key"), "{head}");
+    assert!(head.contains("leasehold-tenant: acme"), "{head}");
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr.trim(),
+        "error: unauthorized: a valid API key is required (request r-1)"
+    );
+    assert!(!run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"));
+}
+
+/// A scripted stand-in for the coordinator, for what a real one never does (a corrupt export, a
+/// dropped stream): answers the n-th connection with `answers[n]` (raw HTTP) and closes it;
+/// later connections are held open unanswered. Records each request head, lower-cased.
+struct Fake {
+    url: String,
+    heads: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Fake {
+    async fn start(answers: Vec<Vec<u8>>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, heads) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for answer in answers.into_iter().map(Some).chain(std::iter::repeat(None)) {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+                match answer {
+                    Some(answer) => {
+                        let _ = socket.write_all(&answer).await;
+                        let _ = socket.shutdown().await;
+                    }
+                    None => held.push(socket),
+                }
+            }
+        });
+        Self { url, heads }
+    }
+}
+
+/// A `200` whose body is `body`, closed after it (no length: the close ends it).
+fn streamed(content_type: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\nconnection: close\r\n\r\n{body}")
+        .into_bytes()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn event_json(id: i64, kind: &str) -> String {
+    json!({"id": id, "type": kind, "job_id": null, "run_id": null, "tenant": "default",
+        "queue": "q", "project": null, "job_kind": "k", "worker_id": null,
+        "correlation_id": null, "at": "2026-11-22T10:00:00Z", "data": {}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn ledger_exports_that_do_not_verify_fail_with_exit_4() {
+    let events = format!(
+        "{}\n{}\n",
+        event_json(1, "enqueued"),
+        event_json(2, "leased")
+    );
+    let manifest = |count: u64, sha: &str| {
+        json!({"type": "manifest", "count": count, "first_id": 1, "last_id": 2,
+            "from": "2026-11-22T00:00:00Z", "to": "2026-11-23T00:00:00Z", "sha256": sha})
+        .to_string()
+    };
+    let good_sha = format!("sha256:{}", sha256_hex(events.as_bytes()));
+    let bodies = [
+        // Good: the only one that ends in a renamed, verified file.
+        format!("{events}{}\n", manifest(2, &good_sha)),
+        // Wrong count.
+        format!("{events}{}\n", manifest(3, &good_sha)),
+        // Wrong digest.
+        format!(
+            "{events}{}\n",
+            manifest(2, &format!("sha256:{}", "0".repeat(64)))
+        ),
+        // Cut short: no manifest line.
+        events.clone(),
+    ];
+    let fake = Fake::start(
+        bodies
+            .iter()
+            .map(|b| streamed("application/x-ndjson", b))
+            .collect(),
+    )
+    .await;
+    let dir = temp_dir("cli-ledger");
+    let args = |file: &str| -> Vec<String> {
+        [
+            "ledger",
+            "export",
+            "--from",
+            "2026-11-22T00:00:00Z",
+            "--to",
+            "2026-11-23T00:00:00+00:00",
+            "-o",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([dir.join(file).display().to_string()])
+        .collect()
+    };
+    let run = |file: &'static str| {
+        let url = fake.url.clone();
+        let args = args(file);
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&url, &refs, &[]).await
+        }
+    };
+
+    let ok = run("good.ndjson").await;
+    ok.ok();
+    assert!(ok.stdout.contains("exported 2 events"), "{ok:#?}");
+    assert!(ok.stdout.contains(&good_sha), "{ok:#?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("good.ndjson")).unwrap(),
+        bodies[0]
+    );
+    assert!(!dir.join("good.ndjson.part").exists());
+
+    for (file, needle) in [
+        ("count.ndjson", "counts 3 events but 2 arrived"),
+        ("digest.ndjson", "hash to"),
+        ("short.ndjson", "not a manifest"),
+    ] {
+        let run = run(file).await;
+        assert_eq!(run.code, 4, "{file}: {run:#?}");
+        assert!(run.stderr.contains(needle), "{file}: {}", run.stderr);
+        assert!(!dir.join(file).exists(), "{file} must not look verified");
+        assert!(dir.join(format!("{file}.part")).exists());
+    }
+    let mut fake = fake;
+    let head = fake.heads.recv().await.unwrap();
+    assert!(
+        head.starts_with(
+            "get /v1/ledger/export?from=2026-11-22t00%3a00%3a00z&to=2026-11-23t00%3a00%3a00z "
+        ),
+        "{head}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn event_streams_resume_with_last_event_id_after_a_drop() {
+    let sse = |ids: &[i64]| {
+        let mut body = String::from(": keep-alive\n\n");
+        for id in ids {
+            body.push_str(&format!(
+                "id: {id}\nevent: enqueued\ndata: {}\n\n",
+                event_json(*id, "enqueued")
+            ));
+        }
+        streamed("text/event-stream", &body)
+    };
+    // The first connection delivers 1 and 2 and drops; the second delivers 3 and drops; the
+    // third hangs on (no answer) until the CLI is stopped.
+    let fake = Fake::start(vec![sse(&[1, 2]), sse(&[3])]).await;
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "events", "tail", "--json", "--queue", "q", "--after", "0", "--url", &fake.url,
+        ])
+        .env_remove("LEASEHOLD_API_KEY")
+        .env_remove("ORCHESTRATOR_API_KEY")
+        .env_remove("LEASEHOLD_TENANT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = {
+        use tokio::io::AsyncBufReadExt;
+        tokio::io::BufReader::new(child.stdout.take().unwrap()).lines()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("an event line in time")
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        ids.push(event["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    let mut fake = fake;
+    let first = fake.heads.recv().await.unwrap();
+    assert!(
+        first.starts_with("get /v1/events?queue=q&after=0 "),
+        "{first}"
+    );
+    assert!(!first.contains("last-event-id"), "{first}");
+    let second = fake.heads.recv().await.unwrap();
+    assert!(second.contains("last-event-id: 2\r\n"), "{second}");
+    assert!(
+        !second.contains("after="),
+        "a stale ?after= must not compete: {second}"
+    );
+    let third = tokio::time::timeout(Duration::from_secs(20), fake.heads.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(third.contains("last-event-id: 3\r\n"), "{third}");
+
+    // Ctrl-C ends the tail with 130.
+    interrupt(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    {
+        use tokio::io::AsyncReadExt;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+    }
+    assert!(stderr.contains("reconnecting after event 2"), "{stderr}");
+}
+
+/// Sends SIGINT, as Ctrl-C in a terminal would.
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,918 @@
+//! Leasehold's benchmark harness (issue 7): W1–W5 over HTTP on SQLite and PostgreSQL, the
+//! raw-SQL ceiling, and the peers (River's `river bench`, pgqueuer through its public API),
+//! in one run; writes `bench/results/<mode>-<time>.{json,md}` and prints the Markdown table.
+//!
+//! Normally started by `bench/run`, which provides PostgreSQL, the release coordinator and the
+//! peers. See bench/README.md for every knob.
+
+mod ceiling;
+mod coord;
+mod driver;
+mod measure;
+mod peers;
+mod pg;
+mod procstat;
+mod report;
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::coord::Coordinator;
+use crate::driver::{Driver, RawHttp};
+use crate::measure::Probe;
+use crate::pg::Pg;
+use crate::report::{Goal, Machine, Measurement, Report, Row};
+use crate::workloads::{Bench, Producer, Sizes, Variant};
+
+#[derive(Debug, Parser)]
+#[command(about = "Leasehold benchmark harness (see bench/README.md)")]
+struct Args {
+    /// `smoke` (tiny sizes, every row once), `quick` (< 5 min) or `full` (5 runs).
+    #[arg(long, default_value = "quick")]
+    mode: String,
+    /// Runs per row (default: 5 in full mode, else 1).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Admin URL of the PostgreSQL to use (must be allowed to create databases).
+    #[arg(long, env = "LEASEHOLD_BENCH_DATABASE_URL")]
+    pg_url: Option<String>,
+    /// The PostgreSQL cluster was made for this run (CPU of exited backends is then counted).
+    #[arg(long)]
+    pg_private: bool,
+    /// `river` CLI binary; River rows are "not installed" without it.
+    #[arg(long)]
+    river: Option<PathBuf>,
+    /// Python of the venv holding pgqueuer; pgqueuer rows are "not installed" without it.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The pgqueuer driver script.
+    #[arg(long, default_value = "bench/peers/pgqueuer_bench.py")]
+    pgqueuer_script: PathBuf,
+    /// Where to write results.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// SQLite durability settings to run.
+    #[arg(long, value_delimiter = ',', default_value = "normal,full")]
+    sqlite_synchronous: Vec<String>,
+    /// PostgreSQL `synchronous_commit` settings to run.
+    #[arg(long, value_delimiter = ',', default_value = "on,off")]
+    pg_synchronous_commit: Vec<String>,
+    /// Skip these parts (comma list of: sqlite, postgres, ceiling, river, pgqueuer, fsync).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Directory on the database's filesystem for `pg_test_fsync` (default: the temp dir).
+    #[arg(long)]
+    fsync_dir: Option<PathBuf>,
+    /// `pg_test_fsync` binary (default: the newest under /usr/lib/postgresql).
+    #[arg(long)]
+    pg_test_fsync: Option<PathBuf>,
+}
+
+/// Collects measurements into rows keyed across runs.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<Row>,
+}
+
+impl Rows {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        system: &str,
+        store: &str,
+        driver: &str,
+        workload: &str,
+        variant: &str,
+        settings: BTreeMap<String, String>,
+        result: Result<Measurement>,
+    ) {
+        let key = format!("{workload}|{system}|{store}|{driver}|{variant}");
+        let idx = match self.rows.iter().position(|r| r.key == key) {
+            Some(i) => i,
+            None => {
+                self.rows.push(Row {
+                    key,
+                    system: system.into(),
+                    store: store.into(),
+                    driver: driver.into(),
+                    workload: workload.into(),
+                    variant: variant.into(),
+                    settings,
+                    status: "ok".into(),
+                    runs: Vec::new(),
+                });
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[idx];
+        match result {
+            Ok(m) => {
+                let rate = m.jobs_per_s.unwrap_or(0.0);
+                eprintln!(
+                    "  {workload} {system} {store} {driver} {variant}: {rate:.0}/s{}",
+                    m.latency_ms
+                        .as_ref()
+                        .map(|l| format!(", p50 {:.2} ms, p99 {:.2} ms", l.p50, l.p99))
+                        .unwrap_or_default()
+                );
+                row.runs.push(m);
+            }
+            Err(e) => {
+                eprintln!("  {workload} {system} {store} {driver} {variant}: FAILED: {e:#}");
+                row.status = format!("failed: {}", format!("{e:#}").replace('|', "/"));
+            }
+        }
+    }
+
+    fn add_variant(&mut self, system: &str, store: &str, driver: &str, v: Variant) {
+        self.add(
+            system, store, driver, v.workload, &v.variant, v.settings, v.result,
+        );
+    }
+
+    fn not_installed(&mut self, system: &str, workload: &str, why: &str) {
+        let key = format!("{workload}|{system}|not installed");
+        if self.rows.iter().any(|r| r.key == key) {
+            return;
+        }
+        self.rows.push(Row {
+            key,
+            system: system.into(),
+            store: "PostgreSQL".into(),
+            driver: "–".into(),
+            workload: workload.into(),
+            variant: "–".into(),
+            settings: BTreeMap::new(),
+            status: format!("not installed ({why})"),
+            runs: Vec::new(),
+        });
+    }
+
+    fn find(
+        &self,
+        workload: &str,
+        system: &str,
+        store: &str,
+        variant_prefix: &str,
+    ) -> Option<&Row> {
+        self.rows.iter().find(|r| {
+            r.workload == workload
+                && r.system == system
+                && r.store == store
+                && r.variant.starts_with(variant_prefix)
+                && r.status == "ok"
+                && !r.runs.is_empty()
+        })
+    }
+}
+
+fn store_pg(sc: &str) -> String {
+    format!("PostgreSQL sc={sc}")
+}
+
+fn store_sqlite(sync: &str) -> String {
+    format!("SQLite {}", sync.to_uppercase())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn leasehold_rows(
+    rows: &mut Rows,
+    store: &str,
+    coord: &Coordinator,
+    pg: Option<&Pg>,
+    driver: &dyn Driver,
+    sizes: &Sizes,
+    http: &reqwest::Client,
+    extra: &BTreeMap<String, String>,
+) {
+    let probe = Probe {
+        coordinator: coord.pid(),
+        pg: pg.cloned(),
+        harness_is_worker: true,
+        ..Probe::default()
+    };
+    let bench = Bench {
+        producer: Producer {
+            http: http.clone(),
+            url: coord.url.clone(),
+        },
+        driver,
+        probe,
+        sizes,
+    };
+    let name = driver.name();
+    let with = |mut v: Variant| {
+        v.settings.extend(extra.clone());
+        v
+    };
+    rows.add_variant("leasehold", store, &name, with(bench.w1().await));
+    rows.add_variant("leasehold", store, &name, with(bench.w2().await));
+    for (slots, jobs) in sizes.w3_jobs {
+        rows.add_variant("leasehold", store, &name, with(bench.w3(slots, jobs).await));
+    }
+    for rate in &sizes.w4_rates {
+        rows.add_variant("leasehold", store, &name, with(bench.w4(*rate).await));
+    }
+    for clients in [1, 16] {
+        rows.add_variant(
+            "leasehold",
+            store,
+            &name,
+            with(bench.w5_single(clients).await),
+        );
+    }
+    for batch in [100, 1000] {
+        rows.add_variant("leasehold", store, &name, with(bench.w5_bulk(batch).await));
+    }
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn find_pg_test_fsync() -> Option<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin/pg_test_fsync")))
+        .filter(|p| p.exists())
+        .collect();
+    v.sort();
+    v.pop()
+}
+
+/// ops/s of the first `fdatasync` line of `pg_test_fsync -s 1` (one 8 kB write per sync).
+fn fsync_rate(bin: &Path, dir: &Path) -> Result<String> {
+    let file = dir.join(format!("pg_test_fsync-{}.out", std::process::id()));
+    let out = std::process::Command::new(bin)
+        .arg("-s")
+        .arg("1")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .context("running pg_test_fsync")?;
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pick = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .rev()
+                    .nth(3)
+                    .and_then(|x| x.parse::<f64>().ok())
+            })
+    };
+    match (pick("fdatasync"), pick("fsync")) {
+        (Some(a), Some(b)) => Ok(format!(
+            "{a:.0} fdatasync/s, {b:.0} fsync/s (pg_test_fsync -s 1, one 8 kB write per sync)"
+        )),
+        _ => Ok(format!(
+            "could not parse pg_test_fsync output: {}",
+            text.lines().take(5).collect::<Vec<_>>().join(" / ")
+        )),
+    }
+}
+
+fn machine_facts(args: &Args, pg: Option<&Pg>) -> Machine {
+    let mut f = BTreeMap::new();
+    f.insert(
+        "cores".into(),
+        std::thread::available_parallelism()
+            .map(|n| n.get().to_string())
+            .unwrap_or_default(),
+    );
+    let cpuinfo = read_trim("/proc/cpuinfo");
+    f.insert(
+        "cpu".into(),
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("?")
+            .trim()
+            .to_owned(),
+    );
+    f.insert("kernel".into(), read_trim("/proc/sys/kernel/osrelease"));
+    let mem = read_trim("/proc/meminfo");
+    if let Some(l) = mem.lines().next() {
+        f.insert(
+            "memory".into(),
+            l.trim_start_matches("MemTotal:").trim().to_owned(),
+        );
+    }
+    f.insert("load average at start".into(), read_trim("/proc/loadavg"));
+    f.insert(
+        "coordinator binary".into(),
+        coord::coordinator_bin().display().to_string(),
+    );
+    if let Some(pg) = pg {
+        f.insert("postgresql".into(), pg.version.clone());
+        f.insert(
+            "postgresql cluster".into(),
+            if pg.private {
+                "private to this run (initdb in a temp dir, default settings)".into()
+            } else {
+                "shared (given URL): CPU counts only live server processes; xid deltas may \
+                 include other clients' transactions"
+                    .into()
+            },
+        );
+    }
+    if !args.skip.iter().any(|s| s == "fsync") && args.mode != "smoke" {
+        let bin = args.pg_test_fsync.clone().or_else(find_pg_test_fsync);
+        let dir = args.fsync_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let v = match bin {
+            Some(b) => fsync_rate(&b, &dir).unwrap_or_else(|e| format!("failed: {e:#}")),
+            None => "pg_test_fsync not found".into(),
+        };
+        f.insert("fsync rate".into(), v);
+    }
+    Machine { facts: f }
+}
+
+struct Ctx {
+    args: Args,
+    sizes: Sizes,
+    http: reqwest::Client,
+    pg: Option<Pg>,
+    lh_db: Option<String>,
+    river_db: Option<String>,
+    pgq_db: Option<String>,
+    river_ok: Option<String>,
+    pgq_ok: Option<String>,
+    notes: Vec<String>,
+}
+
+impl Ctx {
+    fn skip(&self, part: &str) -> bool {
+        self.args.skip.iter().any(|s| s == part)
+    }
+}
+
+async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
+    let driver = RawHttp {
+        http: ctx.http.clone(),
+    };
+    let sizes = ctx.sizes.clone();
+    // --- Leasehold on SQLite ---
+    if !ctx.skip("sqlite") {
+        for sync in ctx.args.sqlite_synchronous.clone() {
+            let store = store_sqlite(&sync);
+            eprintln!("run {run}: leasehold on {store}");
+            let coord =
+                Coordinator::spawn(None, &[("LEASEHOLD_SQLITE_SYNCHRONOUS", sync.as_str())])
+                    .await?;
+            let mut extra = BTreeMap::new();
+            extra.insert("sqlite_synchronous".into(), sync.clone());
+            extra.insert("journal_mode".into(), "WAL".into());
+            leasehold_rows(
+                rows, &store, &coord, None, &driver, &sizes, &ctx.http, &extra,
+            )
+            .await;
+            drop(coord);
+        }
+    }
+    // --- Leasehold on PostgreSQL ---
+    if let (Some(pg), Some(db)) = (ctx.pg.clone(), ctx.lh_db.clone())
+        && !ctx.skip("postgres")
+    {
+        for sc in ctx.args.pg_synchronous_commit.clone() {
+            let store = store_pg(&sc);
+            eprintln!("run {run}: leasehold on {store}");
+            pg.set_synchronous_commit(&db, sc == "on").await?;
+            let (url, schema) = pg::fresh_schema(&db).await?;
+            let coord = Coordinator::spawn(Some(&url), &[]).await?;
+            let mut extra = BTreeMap::new();
+            extra.insert("synchronous_commit".into(), sc.clone());
+            leasehold_rows(
+                rows,
+                &store,
+                &coord,
+                Some(&pg),
+                &driver,
+                &sizes,
+                &ctx.http,
+                &extra,
+            )
+            .await;
+            drop(coord);
+            pg::drop_schema(&db, &schema).await?;
+        }
+    }
+    // --- Ceiling ---
+    if !ctx.skip("ceiling") {
+        let variant = format!(
+            "{} jobs, {}×{}",
+            sizes.w1_jobs, sizes.w1_claimers, sizes.w1_batch
+        );
+        if !ctx.skip("sqlite") {
+            for sync in ctx.args.sqlite_synchronous.clone() {
+                let dir = std::env::temp_dir().join(format!(
+                    "leasehold-bench-ceiling-{}",
+                    uuid::Uuid::new_v4().simple()
+                ));
+                std::fs::create_dir_all(&dir)?;
+                let probe = Probe {
+                    harness_is_worker: true,
+                    ..Probe::default()
+                };
+                let m =
+                    ceiling::sqlite(&dir, sync == "full", sizes.w1_jobs, sizes.w1_batch, &probe)
+                        .await;
+                let _ = std::fs::remove_dir_all(&dir);
+                let mut s = BTreeMap::new();
+                s.insert("sqlite_synchronous".into(), sync.clone());
+                s.insert("claim_batch".into(), sizes.w1_batch.to_string());
+                s.insert("loops".into(), "1 (single writer)".into());
+                rows.add(
+                    "ceiling",
+                    &store_sqlite(&sync),
+                    "raw-sql",
+                    "W1",
+                    &variant,
+                    s,
+                    m,
+                );
+            }
+        }
+        if let (Some(pg), Some(db)) = (ctx.pg.clone(), ctx.lh_db.clone()) {
+            for sc in ctx.args.pg_synchronous_commit.clone() {
+                pg.set_synchronous_commit(&db, sc == "on").await?;
+                let (url, schema) = pg::fresh_schema(&db).await?;
+                let probe = Probe {
+                    pg: Some(pg.clone()),
+                    harness_is_worker: true,
+                    ..Probe::default()
+                };
+                let m = ceiling::postgres(
+                    &url,
+                    sizes.w1_jobs,
+                    sizes.w1_claimers,
+                    sizes.w1_batch,
+                    &probe,
+                    sizes.patience,
+                )
+                .await;
+                pg::drop_schema(&db, &schema).await?;
+                let mut s = BTreeMap::new();
+                s.insert("synchronous_commit".into(), sc.clone());
+                s.insert("claim_batch".into(), sizes.w1_batch.to_string());
+                s.insert("loops".into(), sizes.w1_claimers.to_string());
+                rows.add("ceiling", &store_pg(&sc), "raw-sql", "W1", &variant, s, m);
+            }
+        }
+    }
+    // --- River ---
+    if !ctx.skip("river") {
+        match (
+            &ctx.river_ok,
+            &ctx.args.river,
+            ctx.pg.clone(),
+            ctx.river_db.clone(),
+        ) {
+            (Some(version), Some(bin), Some(pg), Some(db)) => {
+                for sc in ctx.args.pg_synchronous_commit.clone() {
+                    pg.set_synchronous_commit(&db, sc == "on").await?;
+                    let probe = Probe {
+                        pg: Some(pg.clone()),
+                        reaped_children_are_workers: true,
+                        ..Probe::default()
+                    };
+                    let m =
+                        peers::river_bench(bin, &db, sizes.w1_jobs, &probe, sizes.patience).await;
+                    let mut s = BTreeMap::new();
+                    s.insert("version".into(), version.clone());
+                    s.insert("synchronous_commit".into(), sc.clone());
+                    s.insert(
+                        "client settings".into(),
+                        "river bench built-ins: MaxWorkers 2000, FetchCooldown 2 ms, \
+                         FetchPollInterval 20 ms (not adjustable in this CLI version)"
+                            .into(),
+                    );
+                    rows.add(
+                        "river",
+                        &store_pg(&sc),
+                        "river bench -n",
+                        "W1",
+                        &format!("{} jobs", sizes.w1_jobs),
+                        s,
+                        m,
+                    );
+                }
+            }
+            _ => rows.not_installed(
+                "river",
+                "W1",
+                ctx.args
+                    .river
+                    .as_ref()
+                    .map_or("no --river binary", |_| "river migrate-up failed"),
+            ),
+        }
+    }
+    // --- pgqueuer ---
+    if !ctx.skip("pgqueuer") {
+        match (
+            &ctx.pgq_ok,
+            &ctx.args.python,
+            ctx.pg.clone(),
+            ctx.pgq_db.clone(),
+        ) {
+            (Some(version), Some(python), Some(pg), Some(db)) => {
+                let script = ctx.args.pgqueuer_script.clone();
+                for sc in ctx.args.pg_synchronous_commit.clone() {
+                    pg.set_synchronous_commit(&db, sc == "on").await?;
+                    let probe = Probe {
+                        pg: Some(pg.clone()),
+                        ..Probe::default()
+                    };
+                    for (label, procs, batch) in [("defaults", 1usize, 10usize), ("best", 2, 1000)]
+                    {
+                        let m = peers::pgqueuer_w1(
+                            python,
+                            &script,
+                            &db,
+                            sizes.w1_jobs,
+                            procs,
+                            batch,
+                            &probe,
+                            sizes.patience,
+                        )
+                        .await;
+                        let mut s = BTreeMap::new();
+                        s.insert("version".into(), version.clone());
+                        s.insert("synchronous_commit".into(), sc.clone());
+                        s.insert("processes".into(), procs.to_string());
+                        s.insert("batch_size".into(), batch.to_string());
+                        s.insert("durability".into(), "durable (default)".into());
+                        rows.add(
+                            "pgqueuer",
+                            &store_pg(&sc),
+                            "pgqueuer API",
+                            "W1",
+                            &format!(
+                                "{} jobs, {label} ({procs} proc × batch {batch})",
+                                sizes.w1_jobs
+                            ),
+                            s,
+                            m,
+                        );
+                    }
+                    if sc == "on" {
+                        for rate in &sizes.w4_rates {
+                            let m = peers::pgqueuer_w4(
+                                python,
+                                &script,
+                                &db,
+                                *rate,
+                                sizes.w4_secs,
+                                &probe,
+                                sizes.patience,
+                            )
+                            .await;
+                            let mut s = BTreeMap::new();
+                            s.insert("version".into(), version.clone());
+                            s.insert("synchronous_commit".into(), sc.clone());
+                            s.insert("processes".into(), "1 worker + 1 producer".into());
+                            s.insert("batch_size".into(), "10 (default)".into());
+                            rows.add(
+                                "pgqueuer",
+                                &store_pg(&sc),
+                                "pgqueuer API",
+                                "W4",
+                                &format!("{rate} jobs/s open loop"),
+                                s,
+                                m,
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {
+                let why = if ctx.args.python.is_none() {
+                    "no --python with pgqueuer"
+                } else {
+                    "pgqueuer import failed"
+                };
+                rows.not_installed("pgqueuer", "W1", why);
+                rows.not_installed("pgqueuer", "W4", why);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn median_rate(row: Option<&Row>) -> Option<f64> {
+    row.and_then(Row::rate).map(|s| s.median)
+}
+
+fn ratios_and_goals(rows: &Rows, report: &mut Report) {
+    let w1 = |system: &str, store: &str, prefix: &str| {
+        median_rate(rows.find("W1", system, store, prefix))
+    };
+    let mut ratio = |name: String, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b)
+            && b > 0.0
+        {
+            report.ratios.insert(name, a / b);
+        }
+    };
+    for sc in ["on", "off"] {
+        let store = store_pg(sc);
+        let lh = w1("leasehold", &store, "");
+        ratio(
+            format!("W1 {store}: leasehold / ceiling"),
+            lh,
+            w1("ceiling", &store, ""),
+        );
+        ratio(
+            format!("W1 {store}: leasehold / River"),
+            lh,
+            w1("river", &store, ""),
+        );
+        let pgq = |label: &str| {
+            rows.rows
+                .iter()
+                .find(|r| {
+                    r.workload == "W1"
+                        && r.system == "pgqueuer"
+                        && r.store == store
+                        && r.variant.contains(label)
+                        && !r.runs.is_empty()
+                })
+                .and_then(Row::rate)
+                .map(|s| s.median)
+        };
+        ratio(
+            format!("W1 {store}: leasehold / pgqueuer best"),
+            lh,
+            pgq("best"),
+        );
+        ratio(
+            format!("W1 {store}: leasehold / pgqueuer defaults"),
+            lh,
+            pgq("defaults"),
+        );
+    }
+    for sync in ["normal", "full"] {
+        let store = store_sqlite(sync);
+        ratio(
+            format!("W1 {store}: leasehold / ceiling"),
+            w1("leasehold", &store, ""),
+            w1("ceiling", &store, ""),
+        );
+    }
+    let w4_p = |system: &str, store: &str, f: fn(&report::Percentiles) -> f64| {
+        rows.find("W4", system, store, "100 jobs/s")
+            .and_then(|r| r.spread(|m| m.latency_ms.as_ref().map(f)))
+            .map(|s| s.median)
+    };
+    ratio(
+        "W4 100/s p50: pgqueuer / leasehold (PostgreSQL sc=on)".into(),
+        w4_p("pgqueuer", &store_pg("on"), |p| p.p50),
+        w4_p("leasehold", &store_pg("on"), |p| p.p50),
+    );
+    ratio(
+        "W4 100/s p99: pgqueuer / leasehold (PostgreSQL sc=on)".into(),
+        w4_p("pgqueuer", &store_pg("on"), |p| p.p99),
+        w4_p("leasehold", &store_pg("on"), |p| p.p99),
+    );
+
+    let pg_on = store_pg("on");
+    let lh_pg = w1("leasehold", &pg_on, "");
+    let goal = |goal: &str, measured: Option<String>, met: Option<bool>| Goal {
+        goal: goal.into(),
+        measured: measured.unwrap_or_else(|| "not measured in this run".into()),
+        met,
+    };
+    let r = &report.ratios;
+    let get = |k: String| r.get(&k).copied();
+    let mut goals = vec![
+        goal(
+            "W1 PostgreSQL sc=on ≥ 30k jobs/s",
+            lh_pg.map(|v| format!("{v:.0} jobs/s ({:.2}× the goal)", v / 30_000.0)),
+            lh_pg.map(|v| v >= 30_000.0),
+        ),
+        {
+            let v = get(format!("W1 {pg_on}: leasehold / River"));
+            goal(
+                "W1 PostgreSQL sc=on ≥ 1.5× River",
+                v.map(|v| format!("{v:.2}×")),
+                v.map(|v| v >= 1.5),
+            )
+        },
+        {
+            let v = get(format!("W1 {pg_on}: leasehold / pgqueuer best"));
+            goal(
+                "W1 PostgreSQL sc=on ≥ 1.5× pgqueuer's best configuration",
+                v.map(|v| format!("{v:.2}×")),
+                v.map(|v| v >= 1.5),
+            )
+        },
+        {
+            let v = get(format!("W1 {pg_on}: leasehold / ceiling"));
+            goal(
+                "W1 PostgreSQL sc=on ≥ 70% of the ceiling (same batch)",
+                v.map(|v| format!("{:.0}%", v * 100.0)),
+                v.map(|v| v >= 0.7),
+            )
+        },
+        {
+            let v = w1("leasehold", &store_sqlite("normal"), "");
+            goal(
+                "W1 SQLite NORMAL ≥ 60k jobs/s",
+                v.map(|v| format!("{v:.0} jobs/s ({:.2}× the goal)", v / 60_000.0)),
+                v.map(|v| v >= 60_000.0),
+            )
+        },
+        {
+            let p50 = w4_p("leasehold", &pg_on, |p| p.p50);
+            let p99 = w4_p("leasehold", &pg_on, |p| p.p99);
+            goal(
+                "W4 at 100 jobs/s (PostgreSQL sc=on): p50 ≤ 1 ms, p99 ≤ 3 ms",
+                p50.zip(p99)
+                    .map(|(a, b)| format!("p50 {a:.2} ms, p99 {b:.2} ms")),
+                p50.zip(p99).map(|(a, b)| a <= 1.0 && b <= 3.0),
+            )
+        },
+        {
+            let p50 = w4_p("leasehold", &store_sqlite("normal"), |p| p.p50);
+            let p99 = w4_p("leasehold", &store_sqlite("normal"), |p| p.p99);
+            goal(
+                "W4 at 100 jobs/s (SQLite NORMAL): p50 ≤ 1 ms, p99 ≤ 3 ms",
+                p50.zip(p99)
+                    .map(|(a, b)| format!("p50 {a:.2} ms, p99 {b:.2} ms")),
+                p50.zip(p99).map(|(a, b)| a <= 1.0 && b <= 3.0),
+            )
+        },
+        goal(
+            "Python and Go SDKs each ≥ 0.7× the Rust SDK on W1",
+            Some("SDK rows not built yet (raw-HTTP driver only)".into()),
+            None,
+        ),
+        {
+            let v = rows
+                .find("W1", "leasehold", &pg_on, "")
+                .and_then(|r| r.spread(Measurement::cpu_us_per_job))
+                .map(|s| s.median);
+            goal(
+                "≤ 100 µs CPU per job across all processes (W1, PostgreSQL sc=on)",
+                v.map(|v| format!("{v:.0} µs/job")),
+                v.map(|v| v <= 100.0),
+            )
+        },
+        goal(
+            "coordinator RSS ≤ 64 MiB with 1M queued; claim latency at 1M ≤ 1.5× at 1k",
+            None,
+            None,
+        ),
+    ];
+    report.goals.append(&mut goals);
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let runs = args.runs.unwrap_or(if args.mode == "full" { 5 } else { 1 });
+    let sizes = Sizes::for_mode(&args.mode);
+    let started_at = chrono::Utc::now();
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut notes = Vec::new();
+    let pg = match &args.pg_url {
+        Some(url) => Some(Pg::open(url, args.pg_private).await?),
+        None => {
+            notes.push(
+                "no PostgreSQL URL: PostgreSQL, ceiling-PostgreSQL and peer rows skipped".into(),
+            );
+            None
+        }
+    };
+    let mut ctx = Ctx {
+        sizes,
+        http,
+        pg: pg.clone(),
+        lh_db: None,
+        river_db: None,
+        pgq_db: None,
+        river_ok: None,
+        pgq_ok: None,
+        notes,
+        args,
+    };
+    if let Some(pg) = &pg {
+        for (slot, name) in [
+            (&mut ctx.lh_db, "leasehold_bench"),
+            (&mut ctx.river_db, "leasehold_bench_river"),
+            (&mut ctx.pgq_db, "leasehold_bench_pgqueuer"),
+        ] {
+            let (url, note) = pg.fresh_database(name).await?;
+            if let Some(n) = note {
+                ctx.notes.push(n);
+            }
+            *slot = Some(url);
+        }
+        for s in [
+            "fsync",
+            "synchronous_commit",
+            "shared_buffers",
+            "wal_sync_method",
+            "max_connections",
+        ] {
+            if let Ok(v) = pg.setting(s).await {
+                ctx.notes
+                    .push(format!("PostgreSQL server setting {s} = {v}"));
+            }
+        }
+    }
+    // Peers: check they work before the runs.
+    if let (Some(bin), Some(db)) = (&ctx.args.river, &ctx.river_db)
+        && !ctx.skip("river")
+    {
+        match peers::river_migrate(bin, db).await {
+            Ok(()) => {
+                let v = std::process::Command::new(bin)
+                    .arg("version")
+                    .output()
+                    .ok()
+                    .and_then(|o| String::from_utf8(o.stdout).ok())
+                    .and_then(|s| s.lines().next().map(str::to_owned))
+                    .unwrap_or_else(|| "?".into());
+                ctx.river_ok = Some(v);
+            }
+            Err(e) => ctx.notes.push(format!("river migrate-up failed: {e:#}")),
+        }
+    }
+    if let Some(python) = &ctx.args.python
+        && !ctx.skip("pgqueuer")
+    {
+        match peers::pgqueuer_version(python, &ctx.args.pgqueuer_script).await {
+            Ok(v) => ctx.pgq_ok = Some(format!("pgqueuer {v}")),
+            Err(e) => ctx
+                .notes
+                .push(format!("pgqueuer driver failed to start: {e:#}")),
+        }
+    }
+    let machine = machine_facts(&ctx.args, pg.as_ref());
+    let mut rows = Rows::default();
+    for run in 1..=runs {
+        run_once(&mut ctx, &mut rows, run).await?;
+    }
+    let mut report = Report {
+        mode: ctx.args.mode.clone(),
+        runs,
+        started_at: started_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine,
+        rows: Vec::new(),
+        ratios: BTreeMap::new(),
+        goals: Vec::new(),
+        notes: ctx.notes.clone(),
+    };
+    ratios_and_goals(&rows, &mut report);
+    report.notes.push(format!(
+        "load average at end: {} (2 cores; other work on the machine shows up as noise)",
+        read_trim("/proc/loadavg")
+    ));
+    report.rows = rows.rows;
+    let md = report.markdown();
+    std::fs::create_dir_all(&ctx.args.out)?;
+    let stamp = started_at.format("%Y%m%d-%H%M%S");
+    let base = ctx.args.out.join(format!("{}-{stamp}", report.mode));
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(base.with_extension("md"), &md)?;
+    std::fs::write(
+        ctx.args.out.join(format!("latest-{}.json", report.mode)),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(ctx.args.out.join(format!("latest-{}.md", report.mode)), &md)?;
+    println!("{md}");
+    eprintln!("wrote {}.{{json,md}}", base.display());
+    let failed: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|r| r.status.starts_with("failed"))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} row(s) failed: {}",
+            failed.len(),
+            failed
+                .iter()
+                .map(|r| r.key.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
+}

@@ -92,7 +92,8 @@ pub(super) async fn refresh_run_status(
     run_id: Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1")
+    // Locked, so two transactions changing jobs of one run never both report the same change.
+    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1 FOR UPDATE")
         .bind(run_id)
         .fetch_optional(&mut *conn)
         .await?

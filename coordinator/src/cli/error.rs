@@ -72,12 +72,15 @@ impl CliError {
         }
     }
 
-    /// Further lines for a human: the envelope's details, when there are any.
+    /// A further line for a human: the details of a validation error (which field, which
+    /// keys); other codes' details only repeat the message.
     pub(crate) fn details(&self) -> Option<String> {
         match self {
             Self::Api {
-                details: Some(d), ..
-            } => Some(d.to_string()),
+                code,
+                details: Some(d),
+                ..
+            } if code == "validation_failed" => Some(d.to_string()),
             _ => None,
         }
     }

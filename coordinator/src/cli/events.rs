@@ -80,7 +80,7 @@ pub(crate) async fn run(ctx: &Ctx, command: EventsCommand) -> CliResult {
     }
     let json = ctx.json;
     let follow = follow(&ctx.api, query, args.after, |event| {
-        print_event(event, json)?;
+        print_event(event, json, false)?;
         Ok(Flow::Continue)
     });
     tokio::select! {
@@ -201,8 +201,9 @@ where
     }
 }
 
-/// Prints one event: its raw JSON with `--json`, else a human line.
-pub(crate) fn print_event(event: &SseEvent, json: bool) -> CliResult {
+/// Prints one event: its raw JSON with `--json`, else a human line (without the run id when
+/// `one_run`: every event of a run's stream names the same run).
+pub(crate) fn print_event(event: &SseEvent, json: bool, one_run: bool) -> CliResult {
     if json {
         return match serde_json::from_str::<Value>(&event.data) {
             Ok(v) if event.data.contains('\n') => output::print_json_line(&v),
@@ -213,11 +214,11 @@ pub(crate) fn print_event(event: &SseEvent, json: bool) -> CliResult {
             })),
         };
     }
-    output::print(&event_line(event))
+    output::print(&event_line(event, one_run))
 }
 
 /// `2026-11-22T15:07:35Z  #42  succeeded  job=… run=… queue=emails kind=send worker=w-1  {…}`.
-pub(crate) fn event_line(event: &SseEvent) -> String {
+pub(crate) fn event_line(event: &SseEvent, one_run: bool) -> String {
     let Ok(Value::Object(v)) = serde_json::from_str::<Value>(&event.data) else {
         return output::clean(&format!("{}: {}", event.event, event.data));
     };
@@ -242,6 +243,9 @@ pub(crate) fn event_line(event: &SseEvent) -> String {
         ("kind", "job_kind"),
         ("worker", "worker_id"),
     ] {
+        if one_run && key == "run_id" {
+            continue;
+        }
         if let Some(value) = text(key) {
             line.push_str(&format!(" {label}={value}"));
         }
@@ -270,14 +274,20 @@ mod tests {
             data: r#"{"id":42,"type":"succeeded","job_id":"j","run_id":null,"tenant":"default","queue":"emails","job_kind":"send","worker_id":"w-1","at":"2026-11-22T15:07:35.5Z","data":{"from":"leased"}}"#.into(),
         };
         assert_eq!(
-            event_line(&event),
+            event_line(&event, false),
             r#"2026-11-22T15:07:35Z  #42  succeeded job=j queue=emails kind=send worker=w-1  {"from":"leased"}"#
         );
+        let in_run = SseEvent {
+            data: event.data.replace(r#""run_id":null"#, r#""run_id":"r""#),
+            ..event.clone()
+        };
+        assert!(event_line(&in_run, false).contains(" run=r "));
+        assert!(!event_line(&in_run, true).contains("run="));
         let other = SseEvent {
             id: None,
             event: "hello".into(),
             data: "hi\nthere".into(),
         };
-        assert_eq!(event_line(&other), "hello: hi there");
+        assert_eq!(event_line(&other, false), "hello: hi there");
     }
 }

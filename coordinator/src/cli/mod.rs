@@ -111,7 +111,8 @@ pub async fn run(command: ClientCommand) -> i32 {
     match result {
         Ok(()) => error::EXIT_OK,
         Err(err) => {
-            if !matches!(err, CliError::BrokenPipe) {
+            // Ctrl-C is how streams are stopped: the shell shows it, no message needed.
+            if !matches!(err, CliError::BrokenPipe | CliError::Interrupted) {
                 eprintln!("error: {err}");
                 if let Some(details) = err.details() {
                     eprintln!("  details: {details}");

@@ -77,18 +77,18 @@ pub(crate) async fn run(ctx: &Ctx, command: RunCommand) -> CliResult {
             }
             let text = if answer.status == StatusCode::CREATED {
                 format!(
-                    "run {} started: {} ({} jobs)",
+                    "run {} started: {} ({})",
                     run.id,
                     run.status.as_str(),
-                    run.jobs.len()
+                    jobs(run.jobs.len())
                 )
             } else {
                 format!(
-                    "run {} already submitted with token {}: {} ({} jobs)",
+                    "run {} already submitted with token {}: {} ({})",
                     run.id,
                     output::opt(run.run_token.as_deref()),
                     run.status.as_str(),
-                    run.jobs.len()
+                    jobs(run.jobs.len())
                 )
             };
             output::print(&text)?;
@@ -116,8 +116,13 @@ pub(crate) async fn run(ctx: &Ctx, command: RunCommand) -> CliResult {
 /// Reads and checks a DAG file locally (bad file or JSON → exit 2 before any request), then
 /// returns it as sent: the file's own JSON, with `run_token` set when `token` is given.
 fn load_dag(path: &Path, token: Option<&str>) -> CliResult<Value> {
-    let shown = path.display();
-    let text = if path == Path::new("-") {
+    let stdin = path == Path::new("-");
+    let shown = if stdin {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let text = if stdin {
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| CliError::usage(format!("cannot read the DAG from stdin: {e}")))?
     } else {
@@ -126,6 +131,11 @@ fn load_dag(path: &Path, token: Option<&str>) -> CliResult<Value> {
     };
     let mut value: Value = serde_json::from_str(&text)
         .map_err(|e| CliError::usage(format!("{shown} is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(CliError::usage(format!(
+            "{shown} must hold a JSON object with a \"jobs\" array"
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize::<_, NewRun>(de).map_err(|e| {
         let at = e.path().to_string();
@@ -155,10 +165,19 @@ fn plan_text(plan: &RunPlan) -> String {
         ]);
     }
     format!(
-        "valid DAG: {} jobs, in this order (nothing was created)\n\n{}",
-        plan.order.len(),
+        "valid DAG: {}, in this order (nothing was created)\n\n{}",
+        jobs(plan.order.len()),
         table.render()
     )
+}
+
+/// `1 job`, `4 jobs`.
+fn jobs(n: usize) -> String {
+    if n == 1 {
+        "1 job".to_owned()
+    } else {
+        format!("{n} jobs")
+    }
 }
 
 fn depends(keys: &[String]) -> String {
@@ -254,7 +273,7 @@ async fn stream(ctx: &Ctx, id: Uuid) -> CliResult {
         vec![("run_id", id.to_string())],
         Some(0),
         |event| {
-            events::print_event(event, json)?;
+            events::print_event(event, json, true)?;
             if let Some(status) = terminal_status(event) {
                 ended = Some(status);
                 return Ok(Flow::Stop);

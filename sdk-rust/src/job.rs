@@ -292,6 +292,22 @@ impl JobContext {
         data.artifacts.push(artifact);
     }
 
+    /// Adds an artifact uploaded earlier (by an earlier attempt, say, as recorded in a
+    /// checkpoint) to this attempt's manifest without uploading it again. The blob must already
+    /// be stored under its digest.
+    pub fn declare_artifact(&self, artifact: Artifact) -> Result<()> {
+        artifact::validate_name(&artifact.name)?;
+        artifact::validate_media_type(&artifact.media_type)?;
+        if !artifact::is_digest(&artifact.digest) {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is not sha256:<64 lowercase hex>",
+                artifact.digest
+            )));
+        }
+        self.record(artifact);
+        Ok(())
+    }
+
     /// Uploads `reader` as artifact `name` (`application/octet-stream`): hashed while it is
     /// copied to a temporary file, then streamed to `PUT /v1/artifacts/{digest}`. The completion
     /// carries it in the manifest. Putting the same name again replaces the entry.

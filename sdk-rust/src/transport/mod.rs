@@ -56,6 +56,9 @@ pub(crate) async fn run_connection(core: Arc<Core>) {
             }
             Err(ws::ConnectError::Refused(err) | ws::ConnectError::Failed(err)) => Some(err),
         };
+        if core.stop.is_cancelled() || core.drain.is_cancelled() {
+            return;
+        }
         failures = failures.saturating_add(1);
         let delay = core.jitter(&policy, failures);
         match &error {

@@ -1,0 +1,474 @@
+//! The Rust SDK against a real coordinator process over real sockets: each behaviour of the
+//! worker protocol, on the WebSocket transport and on the HTTP long-poll fallback.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use leasehold::proto::JobState;
+use leasehold::{
+    CancelReason, Client, HandlerError, JobContext, JobSpec, NotSentReason, OutcomeAck,
+    SessionConfig, Transport, Worker, WorkerSession,
+};
+use leasehold_testkit::Coordinator;
+use leasehold_testkit::sdk::{RunningWorker, eventually, init_tracing, wait_for_state};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+const TTL: Duration = Duration::from_millis(1000);
+
+fn worker(url: &str, queue: &str, transport: Transport) -> leasehold::WorkerBuilder {
+    Worker::builder(url)
+        .queues([queue])
+        .concurrency(8)
+        .lease_ttl(TTL)
+        .transport(transport)
+        .poll_wait(Duration::from_secs(2))
+        .app_version("sdk-tests/1")
+}
+
+async fn completes_jobs(transport: Transport) -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let jobs = client
+        .enqueue_many((0..20).map(|i| JobSpec::new("double", json!({ "n": i })).queue("math")))
+        .await?;
+    let running = RunningWorker::start(
+        worker(&coord.url, "math", transport)
+            .handler("double", |ctx: JobContext| async move {
+                let n = ctx.payload()["n"].as_i64().unwrap_or(0);
+                Ok(json!({ "double": n * 2, "key": ctx.idempotency_key() }))
+            })
+            .build()?,
+    );
+    for (i, j) in jobs.iter().enumerate() {
+        let done = client.wait(j.job.id, PATIENCE).await?;
+        assert_eq!(done.state, JobState::Succeeded);
+        let result = done.result.unwrap();
+        assert_eq!(result["double"], json!(i as i64 * 2));
+        // Client enqueues always carry a key; handlers see it.
+        assert_eq!(result["key"], json!(j.job.idempotency_key.clone().unwrap()));
+        let version = done.worker_version.unwrap();
+        assert!(
+            version.starts_with("leasehold-rust/") && version.ends_with(" sdk-tests/1"),
+            "{version}"
+        );
+    }
+    running.stop().await
+}
+
+#[tokio::test]
+async fn completes_jobs_over_websocket() -> Result<()> {
+    completes_jobs(Transport::WebSocket).await
+}
+
+#[tokio::test]
+async fn completes_jobs_over_http_long_poll() -> Result<()> {
+    completes_jobs(Transport::Http).await
+}
+
+#[tokio::test]
+async fn cancellation_reaches_a_running_handler() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let seen: Arc<Mutex<Option<CancelReason>>> = Arc::default();
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen2 = seen.clone();
+    let running = RunningWorker::start(
+        worker(&coord.url, "cancel", Transport::Auto)
+            .handler("wait", move |ctx: JobContext| {
+                let seen = seen2.clone();
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(ctx.id());
+                    ctx.cancelled().await;
+                    *seen.lock().unwrap() = ctx.cancel_reason();
+                    Err::<Value, _>(HandlerError::cancelled("stopped as asked"))
+                }
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("wait", json!({})).queue("cancel"))
+        .await?;
+    let started = tokio::time::timeout(PATIENCE, started_rx.recv()).await?;
+    assert_eq!(started, Some(job.job.id));
+    client.cancel(job.job.id, Some("test")).await?;
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!(*seen.lock().unwrap(), Some(CancelReason::CancelRequested));
+    running.stop().await
+}
+
+#[tokio::test]
+async fn checkpoint_survives_into_the_next_attempt() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let running = RunningWorker::start(
+        worker(&coord.url, "cp", Transport::Auto)
+            .handler("resume", |ctx: JobContext| async move {
+                if ctx.attempt() == 1 {
+                    assert_eq!(ctx.last_checkpoint(), None);
+                    ctx.checkpoint(json!({ "done": 1 }));
+                    ctx.checkpoint(json!({ "done": 2 })); // latest wins
+                    assert_eq!(ctx.last_checkpoint(), Some(json!({ "done": 2 })));
+                    // Fails at once: the checkpoint must still reach the coordinator first.
+                    return Err(HandlerError::retry_after("crash", Duration::ZERO));
+                }
+                Ok(json!({ "resumed_from": ctx.last_checkpoint(), "attempt": ctx.attempt() }))
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(
+            JobSpec::new("resume", json!({}))
+                .queue("cp")
+                .max_attempts(3),
+        )
+        .await?;
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(
+        done.result,
+        Some(json!({ "resumed_from": { "done": 2 }, "attempt": 2 }))
+    );
+    running.stop().await
+}
+
+#[tokio::test]
+async fn retries_follow_the_policy_and_fatal_errors_do_not_retry() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let starts: Arc<Mutex<HashMap<String, Vec<tokio::time::Instant>>>> = Arc::default();
+    let starts2 = starts.clone();
+    let running = RunningWorker::start(
+        worker(&coord.url, "retry", Transport::Auto)
+            .handler("flaky", move |ctx: JobContext| {
+                let starts = starts2.clone();
+                async move {
+                    let name = ctx.payload()["name"].as_str().unwrap_or("").to_owned();
+                    starts
+                        .lock()
+                        .unwrap()
+                        .entry(name.clone())
+                        .or_default()
+                        .push(tokio::time::Instant::now());
+                    match name.as_str() {
+                        "fatal" => Err(HandlerError::fatal("bad input").with_class("bad_input")),
+                        _ if ctx.attempt() < 3 => {
+                            // Any std error converts into a retryable failure.
+                            let n: i32 = "not a number".parse()?;
+                            Ok(json!(n))
+                        }
+                        _ => Ok(json!({ "attempt": ctx.attempt() })),
+                    }
+                }
+            })
+            .build()?,
+    );
+    let flaky = client
+        .enqueue(
+            JobSpec::new("flaky", json!({ "name": "flaky" }))
+                .queue("retry")
+                .max_attempts(5)
+                .backoff(Duration::from_millis(300), 2.0, Duration::from_millis(600)),
+        )
+        .await?;
+    let fatal = client
+        .enqueue(JobSpec::new("flaky", json!({ "name": "fatal" })).queue("retry"))
+        .await?;
+    let done = client.wait(flaky.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempt, 3);
+    assert_eq!(done.result, Some(json!({ "attempt": 3 })));
+    let last_error = done.last_error.unwrap();
+    assert_eq!(last_error["class"], "ParseIntError");
+    assert_eq!(last_error["retryable"], true);
+    let gaps: Vec<Duration> = {
+        let starts = starts.lock().unwrap();
+        let s = &starts["flaky"];
+        s.windows(2).map(|w| w[1] - w[0]).collect()
+    };
+    // Full jitter: each delay lies within [0, ceiling] (300 ms, then 600 ms), plus pickup time.
+    assert_eq!(gaps.len(), 2);
+    assert!(gaps[0] < Duration::from_millis(300 + 1500), "{gaps:?}");
+    assert!(gaps[1] < Duration::from_millis(600 + 1500), "{gaps:?}");
+
+    let dead = client.wait(fatal.job.id, PATIENCE).await?;
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.attempt, 1);
+    assert_eq!(dead.last_error.unwrap()["class"], "bad_input");
+    running.stop().await
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_retryable_failure() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let running = RunningWorker::start(
+        worker(&coord.url, "panic", Transport::Auto)
+            .retry_policy(leasehold::RetryPolicy {
+                initial: Duration::from_millis(10),
+                ..Default::default()
+            })
+            .handler("boom", |ctx: JobContext| async move {
+                if ctx.attempt() == 1 {
+                    panic!("kaboom on attempt 1");
+                }
+                Ok(json!("survived"))
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("boom", json!({})).queue("panic"))
+        .await?;
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempt, 2);
+    let err = done.last_error.unwrap();
+    assert_eq!(err["class"], "panic");
+    assert_eq!(err["message"], "kaboom on attempt 1");
+    running.stop().await
+}
+
+#[tokio::test]
+async fn an_unknown_kind_fails_fatally() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let running = RunningWorker::start(
+        worker(&coord.url, "mixed", Transport::Auto)
+            .handler("known", |_ctx: JobContext| async move { Ok(json!(null)) })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("unknown", json!({})).queue("mixed"))
+        .await?;
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Dead);
+    assert_eq!(done.attempt, 1);
+    let err = done.last_error.unwrap();
+    assert_eq!(err["class"], "unknown_kind");
+    assert!(err["message"].as_str().unwrap().contains("\"unknown\""));
+    running.stop().await
+}
+
+/// Someone else ends the job under our fencing token (as a zombie-fencing stand-in): the next
+/// heartbeat answers `lost`, the handler's cancellation fires, and its outcome is never sent.
+#[tokio::test]
+async fn a_lost_lease_cancels_the_handler_and_drops_its_outcome() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let mut cfg = SessionConfig::new(&coord.url, ["lost"]);
+    cfg.lease_ttl = TTL;
+    let session = WorkerSession::start(cfg)?;
+    let job = client
+        .enqueue(JobSpec::new("x", json!({})).queue("lost"))
+        .await?;
+    let leased = session.next_job(Some(PATIENCE)).await?.unwrap();
+    assert_eq!(leased.id(), job.job.id);
+    // Complete it behind the worker's back with its own token.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/jobs/{}/complete", coord.url, job.job.id))
+        .json(&json!({ "fencing_token": leased.fencing_token(), "result": "imposter" }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    tokio::time::timeout(PATIENCE, leased.cancelled()).await?;
+    assert_eq!(leased.cancel_reason(), Some(CancelReason::LeaseLost));
+    let ack = leased.complete(json!("late")).wait().await;
+    assert_eq!(ack, OutcomeAck::NotSent(NotSentReason::LeaseLost));
+    assert_eq!(
+        client.get(job.job.id).await?.result,
+        Some(json!("imposter"))
+    );
+    session.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn artifacts_are_hashed_streamed_and_listed_in_the_manifest() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let big2 = big.clone();
+    let running = RunningWorker::start(
+        worker(&coord.url, "art", Transport::Auto)
+            .handler("make", move |ctx: JobContext| {
+                let big = big2.clone();
+                async move {
+                    assert!(ctx.put_artifact("../escape", &mut &b"x"[..]).await.is_err());
+                    let a = ctx
+                        .put_artifact("out/z-big.bin", &mut big.as_slice())
+                        .await?;
+                    ctx.put_artifact_bytes("out/a.txt", "text/plain", &b"hello"[..])
+                        .await?;
+                    Ok(json!({ "big": a.digest }))
+                }
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("make", json!({})).queue("art"))
+        .await?;
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+    let names: Vec<&str> = done.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["out/a.txt", "out/z-big.bin"]);
+    let big_entry = &done.artifacts[1];
+    assert_eq!(big_entry.digest, leasehold::artifact::digest_bytes(&big));
+    assert_eq!(big_entry.size, big.len() as u64);
+    assert_eq!(done.artifacts[0].media_type, "text/plain");
+    let mut downloaded = Vec::new();
+    let size = client
+        .download_artifact(&big_entry.digest, &mut downloaded)
+        .await?;
+    assert_eq!(size, big.len() as u64);
+    assert_eq!(downloaded, big);
+    running.stop().await
+}
+
+#[tokio::test]
+async fn enqueue_with_a_deterministic_key_makes_one_job() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let spec = || {
+        JobSpec::new("report", json!({ "b": 2, "a": 1 }))
+            .queue("idem")
+            .deterministic_key()
+    };
+    let first = client.enqueue(spec()).await?;
+    let second = client.enqueue(spec()).await?;
+    assert!(!first.replayed);
+    assert!(second.replayed);
+    assert_eq!(first.job.id, second.job.id);
+    assert_eq!(
+        first.job.idempotency_key.as_deref(),
+        Some(
+            leasehold::idempotency::key_for("idem", "report", &json!({ "a": 1, "b": 2 }))?.as_str()
+        )
+    );
+    // Without a key, each call is its own job.
+    let a = client
+        .enqueue(JobSpec::new("report", json!({})).queue("idem"))
+        .await?;
+    let b = client
+        .enqueue(JobSpec::new("report", json!({})).queue("idem"))
+        .await?;
+    assert_ne!(a.job.id, b.job.id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_releases_unfinished_jobs_without_spending_an_attempt() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = RunningWorker::start(
+        worker(&coord.url, "drain", Transport::Auto)
+            .drain_timeout(Duration::from_millis(200))
+            .handler("slow", move |_ctx: JobContext| {
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(());
+                    // Ignores cancellation on purpose.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(json!(null))
+                }
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("slow", json!({})).queue("drain"))
+        .await?;
+    tokio::time::timeout(PATIENCE, started_rx.recv()).await?;
+    running.stop().await?;
+    let after = client.get(job.job.id).await?;
+    assert_eq!(after.state, JobState::Queued);
+    assert_eq!(after.attempt, 0, "a release gives the attempt back");
+    Ok(())
+}
+
+#[tokio::test]
+async fn progress_is_reported_with_heartbeats() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let running = RunningWorker::start(
+        worker(&coord.url, "prog", Transport::Auto)
+            .handler("long", move |ctx: JobContext| {
+                let mut go = go_rx.clone();
+                async move {
+                    ctx.progress(json!({ "pct": 10 }));
+                    ctx.progress(json!({ "pct": 50 }));
+                    let _ = go.wait_for(|g| *g).await;
+                    Ok(json!(null))
+                }
+            })
+            .build()?,
+    );
+    let job = client
+        .enqueue(JobSpec::new("long", json!({})).queue("prog"))
+        .await?;
+    let seen = eventually("progress 50", PATIENCE, || async {
+        let j = client.get(job.job.id).await?;
+        Ok((j.progress == Some(json!({ "pct": 50 }))).then_some(j))
+    })
+    .await?;
+    // Heartbeats kept the 1 s lease alive meanwhile.
+    assert_eq!(seen.state, JobState::Leased);
+    assert_eq!(seen.attempt, 1);
+    go_tx.send_replace(true);
+    let done = client.wait(job.job.id, PATIENCE).await?;
+    assert_eq!(done.attempt, 1);
+    running.stop().await
+}
+
+#[tokio::test]
+async fn put_artifact_streams_a_reader() -> Result<()> {
+    // A reader that yields its bytes in small pieces still hashes to the plain digest.
+    let data = vec![42u8; 70_000];
+    let mut reader = tokio::io::BufReader::with_capacity(1000, data.as_slice());
+    let staged = leasehold::artifact::stage(&mut reader, &std::env::temp_dir()).await?;
+    assert_eq!(staged.digest, leasehold::artifact::digest_bytes(&data));
+    let mut back = Vec::new();
+    tokio::fs::File::open(staged.path())
+        .await?
+        .read_to_end(&mut back)
+        .await?;
+    assert_eq!(back, data);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_with_a_bad_queue_fails_to_build_or_start() -> Result<()> {
+    let built = Worker::builder("http://127.0.0.1:1")
+        .queues(["bad queue"])
+        .handler("k", |_ctx: JobContext| async move { Ok(json!(null)) })
+        .build()?;
+    let err = built.run(std::future::pending()).await.unwrap_err();
+    assert!(matches!(err, leasehold::Error::InvalidArgument(_)), "{err}");
+    assert!(
+        Worker::builder("not a url")
+            .queues(["q"])
+            .handler("k", |_ctx: JobContext| async move { Ok(json!(null)) })
+            .build()
+            .is_err()
+    );
+    let _ = wait_for_state; // used by other suites
+    Ok(())
+}

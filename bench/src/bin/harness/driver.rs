@@ -14,7 +14,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Wall-clock nanoseconds since the epoch (the clock payload timestamps use; shared across
@@ -186,7 +186,10 @@ struct JobLite {
 }
 
 struct RawRunning {
-    tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    claimers: Vec<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
+    patience: Duration,
 }
 
 #[async_trait]
@@ -195,12 +198,19 @@ impl Running for RawRunning {
         Vec::new()
     }
 
+    /// Lets every claim request in flight finish (a long poll returns within `wait_ms`) rather
+    /// than cutting connections: a claim cancelled mid-transaction by a client disconnect has
+    /// been seen to wedge the SQLite store's writer (see bench/README.md).
     async fn stop(self: Box<Self>) {
-        for t in &self.tasks {
-            t.abort();
+        let _ = self.stop.send(true);
+        for mut t in self.claimers {
+            if tokio::time::timeout(self.patience, &mut t).await.is_err() {
+                t.abort();
+            }
         }
-        for t in self.tasks {
-            let _ = t.await;
+        let mut f = self.flusher;
+        if tokio::time::timeout(self.patience, &mut f).await.is_err() {
+            f.abort();
         }
     }
 }
@@ -216,20 +226,29 @@ impl Driver for RawHttp {
     async fn start(&self, url: &str, cfg: &WorkerCfg, sink: Arc<Sink>) -> Result<Box<dyn Running>> {
         let slots = Arc::new(Semaphore::new(cfg.slots));
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-        let mut tasks = Vec::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut claimers = Vec::new();
         for c in 0..cfg.claimers {
-            let (http, url, cfg, sink, slots, tx) = (
+            let (http, url, cfg, sink, slots, tx, mut stop) = (
                 self.http.clone(),
                 url.to_owned(),
                 cfg.clone(),
                 sink.clone(),
                 slots.clone(),
                 tx.clone(),
+                stop_rx.clone(),
             );
-            tasks.push(tokio::spawn(async move {
+            claimers.push(tokio::spawn(async move {
                 let worker_id = format!("bench-{c}");
                 loop {
-                    let Ok(first) = slots.clone().acquire_owned().await else {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let first = tokio::select! {
+                        p = slots.clone().acquire_owned() => p,
+                        _ = stop.changed() => return,
+                    };
+                    let Ok(first) = first else {
                         return;
                     };
                     let mut permits = vec![first];
@@ -289,7 +308,7 @@ impl Driver for RawHttp {
         }
         drop(tx);
         let (http, url) = (self.http.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
+        let flusher = tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
             loop {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -331,7 +350,12 @@ impl Driver for RawHttp {
                     drop(permit);
                 });
             }
-        }));
-        Ok(Box::new(RawRunning { tasks }))
+        });
+        Ok(Box::new(RawRunning {
+            stop: stop_tx,
+            claimers,
+            flusher,
+            patience: Duration::from_millis(cfg.wait_ms) + Duration::from_secs(5),
+        }))
     }
 }

@@ -228,6 +228,18 @@ async fn leasehold_rows(
     for batch in [100, 1000] {
         rows.add_variant("leasehold", store, &name, with(bench.w5_bulk(batch).await));
     }
+    let failed = rows
+        .rows
+        .iter()
+        .any(|r| r.store == store && r.status.starts_with("failed"));
+    if failed {
+        let log = coord.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!(
+            "  coordinator log (last lines):\n    {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+        );
+    }
 }
 
 fn read_trim(path: &str) -> String {

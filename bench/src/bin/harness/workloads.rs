@@ -328,7 +328,7 @@ impl Bench<'_> {
             slots: 100,
             batch: 10,
             claimers: 2,
-            wait_ms: 10_000,
+            wait_ms: 1_000,
             handler: Handler::Noop,
         };
         let count = ((rate * s.w4_secs).round() as u64).max(1);

@@ -1,5 +1,5 @@
-//! The live event feed. One tailer per process reads the ledger (every 100 ms while anyone
-//! listens) and fans new events out over a bounded broadcast channel. A listener first catches
+//! The live event feed. One tailer per process reads the settled end of the ledger every
+//! 100 ms and fans new events out over a bounded broadcast channel. A listener first catches
 //! up from the database, then follows the broadcast; if it falls more than the channel's
 //! capacity behind, it is told so with a `resync` marker and catches up from the database again
 //! — a slow consumer costs only itself, never the coordinator or other listeners.
@@ -37,11 +37,8 @@ impl EventHub {
                     _ = tick.tick() => {}
                     _ = shutdown.changed() => return,
                 }
-                if tx.receiver_count() == 0 && last.is_some() {
-                    // Nobody listens: just remember where the ledger ends.
-                    last = None;
-                    continue;
-                }
+                // The cursor keeps moving even while nobody listens, so a listener's catch-up
+                // read and this tail always overlap (duplicates are dropped by id), never gap.
                 let after = match last {
                     Some(id) => id,
                     None => match store.last_event_id().await {

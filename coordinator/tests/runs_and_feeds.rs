@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use leasehold_coordinator::store::Store;
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous: on PostgreSQL an event reaches live listeners once every older transaction in the
+/// cluster has ended, and CI machines are busy.
+const WAIT: Duration = Duration::from_secs(30);
 
 struct Client {
     http: reqwest::Client,

@@ -51,10 +51,10 @@ where
     F: Fn(&leasehold_proto::Event) -> Option<SseEvent> + Send + 'static,
 {
     async_stream(move |tx| async move {
-        if let Some(first) = first {
-            if tx.send(first).await.is_err() {
-                return;
-            }
+        if let Some(first) = first
+            && tx.send(first).await.is_err()
+        {
+            return;
         }
         loop {
             let next = tokio::select! {

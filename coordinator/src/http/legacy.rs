@@ -336,13 +336,14 @@ pub(crate) async fn runs_stream(
     State(state): State<AppState>,
     tenant: Tenant,
     ws: WebSocketUpgrade,
-) -> Response {
-    ws.on_upgrade(move |socket| stream_runs(state, tenant.0, socket))
+) -> ApiResult<Response> {
+    // Fixed before the upgrade answer: every change after the client sees 101 is streamed.
+    let after = state.store.last_event_id().await?;
+    Ok(ws.on_upgrade(move |socket| stream_runs(state, tenant.0, after, socket)))
 }
 
-async fn stream_runs(state: AppState, tenant: String, socket: WebSocket) {
+async fn stream_runs(state: AppState, tenant: String, after: i64, socket: WebSocket) {
     let (mut sink, mut incoming) = socket.split();
-    let after = state.store.last_event_id().await.unwrap_or(0);
     let filter = EventFilter {
         tenant: Some(tenant),
         after,

@@ -773,11 +773,7 @@ impl Store for PostgresStore {
     }
 
     async fn last_event_id(&self) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        self.last_settled_event_id().await
     }
 
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {

@@ -58,3 +58,41 @@ async fn operating_walkthrough_with_curl_works_verbatim() {
     assert!(manifest["count"].as_u64().unwrap() >= 5, "{manifest}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn operating_walkthrough_with_the_cli_works_verbatim() {
+    let coord = Coordinator::spawn(None).await.unwrap();
+    let port = coord.url.rsplit(':').next().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("operating-cli-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scripts = section_scripts("## Operating Leasehold");
+    // The DAG file comes from the first block; the CLI block follows.
+    let setup = scripts[0].split("\n\n").next().unwrap().to_owned();
+    let bin = leasehold_testkit::leasehold_bin().unwrap();
+    let script = format!("{setup}\n{}", scripts[1])
+        .replace("./target/release/leasehold", &bin.display().to_string())
+        .replace("localhost:7070", &format!("localhost:{port}"))
+        .replace("/tmp/", &format!("{}/", dir.display()));
+    let out = tokio::process::Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(stdout.contains("nothing was created"), "plan: {stdout}");
+    assert!(stdout.contains("run_created"), "events tail: {stdout}");
+    assert!(stdout.contains("cancelled"), "cancel: {stdout}");
+    assert!(stdout.contains("etl"), "queues list: {stdout}");
+    assert!(
+        stderr.contains("verified") || stdout.contains("verified"),
+        "export verified: {stderr}{stdout}"
+    );
+    let ledger = std::fs::read_to_string(dir.join("ledger-cli.ndjson")).unwrap();
+    assert!(ledger.lines().last().unwrap().contains("\"manifest\""));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -76,3 +76,65 @@ async fn sigterm_ends_long_polls_and_exits_cleanly() {
     // The waiting claimer got an answer (an empty claim), not a reset connection.
     assert_eq!(poll.await.unwrap().unwrap(), 200);
 }
+
+/// Clients that hang up in the middle of writes (timeouts shorter than the request) must never
+/// leave a transaction open: afterwards the store still takes writes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hanging_up_mid_request_never_wedge_the_store() {
+    let coord = Coordinator::spawn(None).await.unwrap();
+    let http = reqwest::Client::new();
+    let jobs: Vec<serde_json::Value> = (0..1000)
+        .map(|i| json!({"queue": "cut", "kind": "k", "payload": {"i": i}}))
+        .collect();
+    for _ in 0..3 {
+        http.post(format!("{}/v1/jobs", coord.url))
+            .json(&json!({"jobs": jobs}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut cut = Vec::new();
+    for i in 0..60u64 {
+        let (url, timeout) = (
+            coord.url.clone(),
+            Duration::from_micros(200 + (i * 97) % 3000),
+        );
+        cut.push(tokio::spawn(async move {
+            let impatient = reqwest::Client::builder().timeout(timeout).build().unwrap();
+            let _ = impatient
+                .post(format!("{url}/v1/leases"))
+                .json(&json!({"worker_id": format!("cut-{i}"), "queues": ["cut"], "max_jobs": 200}))
+                .send()
+                .await;
+            let _ = impatient
+                .post(format!("{url}/v1/jobs"))
+                .json(&json!({"jobs": [{"queue": "cut", "kind": "k"}]}))
+                .send()
+                .await;
+        }));
+    }
+    for t in cut {
+        t.await.unwrap();
+    }
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = patient
+        .post(format!("{}/v1/jobs", coord.url))
+        .json(&json!({"queue": "after", "kind": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "the store still takes writes");
+    let claim: Value = patient
+        .post(format!("{}/v1/leases", coord.url))
+        .json(&json!({"worker_id": "w", "queues": ["after"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claim["leases"].as_array().unwrap().len(), 1);
+}

@@ -82,6 +82,8 @@ impl AppState {
     /// long-polls when set to true.
     pub fn new(store: Arc<dyn Store>, data_dir: std::path::PathBuf) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
+        // Every write finishes its transaction even when the client hangs up mid-request.
+        let store: Arc<dyn Store> = Arc::new(crate::store::Detached(store));
         let events = crate::events::EventHub::start(store.clone(), rx.clone());
         let state = Self {
             events,

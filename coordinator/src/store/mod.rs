@@ -5,6 +5,7 @@
 //! token changes nothing. `now` is always passed in (see [`crate::clock`]) so that tests control
 //! time and no background process is needed for lease expiry to be correct.
 
+mod detached;
 mod postgres;
 mod postgres_runs;
 mod runs;
@@ -19,6 +20,7 @@ use leasehold_proto::{
 };
 use uuid::Uuid;
 
+pub use detached::Detached;
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub use runs::{NewRunRow, RunJobRow};
 pub use sqlite::{SqliteStore, SqliteSync};

@@ -226,6 +226,8 @@ pub(crate) struct Core {
     ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<LeasedJob>>,
     /// Slots in use, published for the claim loop, the credit writer and the drain.
     pub(crate) active_tx: watch::Sender<usize>,
+    /// Slots counted as taken (see `taken`), for the claim loop and the credit writer.
+    pub(crate) taken_tx: watch::Sender<usize>,
     /// Outcomes waiting and in flight, published for the drain.
     pub(crate) pending_tx: watch::Sender<usize>,
     pub(crate) outcomes_queued: Notify,
@@ -261,6 +263,7 @@ impl Core {
             ready_tx: Mutex::new(Some(ready_tx)),
             ready_rx: tokio::sync::Mutex::new(ready_rx),
             active_tx: watch::channel(0).0,
+            taken_tx: watch::channel(0).0,
             pending_tx: watch::channel(0).0,
             outcomes_queued: Notify::new(),
             drain: CancellationToken::new(),
@@ -275,14 +278,24 @@ impl Core {
 
     fn publish(&self, st: &State) {
         self.active_tx.send_replace(st.active);
-        self.pending_tx
-            .send_replace(st.outcomes.len() + st.in_flight);
+        let unacked = st.outcomes.len() + st.in_flight;
+        self.pending_tx.send_replace(unacked);
+        self.taken_tx.send_replace(self.taken(st));
+    }
+
+    /// Slots counted as taken: leases not yet ended, plus backpressure from outcomes not yet
+    /// acknowledged beyond one `concurrency`'s worth. A coordinator slow to record outcomes
+    /// thus slows the intake of new leases instead of letting held leases (and heartbeats)
+    /// grow without bound until they time out.
+    fn taken(&self, st: &State) -> usize {
+        let unacked = st.outcomes.len() + st.in_flight;
+        st.active + unacked.saturating_sub(self.cfg.concurrency)
     }
 
     /// Free slots right now.
     pub(crate) fn free_slots(&self) -> usize {
-        let active = lock(&self.state).active;
-        self.cfg.concurrency.saturating_sub(active)
+        let taken = self.taken(&lock(&self.state));
+        self.cfg.concurrency.saturating_sub(taken)
     }
 
     /// Takes in leases from either transport.

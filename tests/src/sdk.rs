@@ -238,3 +238,54 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A TCP proxy in front of `target` (`host:port`) that refuses every WebSocket upgrade with a
+/// plain `404` — like an older coordinator or a proxy that does not pass upgrades — and passes
+/// everything else through. Returns its `http://` URL and a counter of refused upgrades.
+pub async fn proxy_without_websocket(
+    target: &str,
+) -> Result<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    let target = target.to_owned();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let target = target.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // Read the first request head.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let lower = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if lower.contains("upgrade: websocket") {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let _ = client
+                        .write_all(
+                            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                if upstream.write_all(&head).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    Ok((url, refused))
+}

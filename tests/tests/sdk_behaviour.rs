@@ -13,7 +13,9 @@ use leasehold::{
     SessionConfig, Transport, Worker, WorkerSession,
 };
 use leasehold_testkit::Coordinator;
-use leasehold_testkit::sdk::{RunningWorker, eventually, init_tracing, wait_for_state};
+use leasehold_testkit::sdk::{
+    RunningWorker, eventually, init_tracing, proxy_without_websocket, wait_for_state,
+};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -69,6 +71,34 @@ async fn completes_jobs_over_websocket() -> Result<()> {
 #[tokio::test]
 async fn completes_jobs_over_http_long_poll() -> Result<()> {
     completes_jobs(Transport::Http).await
+}
+
+/// `Transport::Auto` against a server that refuses the WebSocket upgrade: the worker falls
+/// back to HTTP long-polling and gets the work done.
+#[tokio::test]
+async fn auto_transport_falls_back_to_long_poll_when_the_upgrade_is_refused() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let target = coord.url.trim_start_matches("http://").to_owned();
+    let (proxy_url, refused) = proxy_without_websocket(&target).await?;
+    let client = Client::new(&coord.url)?;
+    let running = RunningWorker::start(
+        worker(&proxy_url, "fallback", Transport::Auto)
+            .handler("echo", |ctx: JobContext| async move {
+                Ok(ctx.payload().clone())
+            })
+            .build()?,
+    );
+    let jobs = client
+        .enqueue_many((0..10).map(|i| JobSpec::new("echo", json!(i)).queue("fallback")))
+        .await?;
+    for (i, j) in jobs.iter().enumerate() {
+        let done = client.wait(j.job.id, PATIENCE).await?;
+        assert_eq!(done.result, Some(json!(i)));
+    }
+    // The only way in was HTTP: the socket was tried and refused.
+    assert!(refused.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    running.stop().await
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ pub(crate) async fn run_connection(core: Arc<Core>) {
 /// time, until the session drains. A drain abandons a waiting long-poll: should the coordinator
 /// grant a lease in that very instant, the lease simply expires after its TTL.
 async fn claim_loop(core: &Arc<Core>) {
-    let mut active = core.active_tx.subscribe();
+    let mut active = core.taken_tx.subscribe();
     let policy = RetryPolicy::reconnect();
     let mut failures = 0u32;
     loop {

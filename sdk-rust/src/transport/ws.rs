@@ -283,7 +283,7 @@ pub(crate) async fn run_session(core: &Arc<Core>, socket: Socket) -> Result<()> 
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let link = Arc::new(WsLink::new(out_tx));
     core.ws.send_replace(Some(link.clone()));
-    let mut active = core.active_tx.subscribe();
+    let mut active = core.taken_tx.subscribe();
     let mut outstanding: usize = 0;
     let mut drained = false;
     let mut ping = tokio::time::interval(PING_EVERY);

@@ -34,7 +34,12 @@ pub(crate) async fn run_connection(core: Arc<Core>) {
             // No new socket once draining: heartbeats and outcomes go over HTTP.
             return;
         }
-        let error = match ws::connect(&core).await {
+        let connected = tokio::select! {
+            c = ws::connect(&core) => c,
+            () = core.stop.cancelled() => return,
+            () = core.drain.cancelled() => return,
+        };
+        let error = match connected {
             Ok(socket) => {
                 failures = 0;
                 match ws::run_session(&core, socket).await {

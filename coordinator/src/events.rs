@@ -16,18 +16,26 @@ use crate::store::{EventFilter, Store, StoreResult};
 pub const LISTENER_BUFFER: usize = 1024;
 /// Page size for catch-up reads.
 const PAGE: u32 = 500;
+/// How far behind the ledger's settled end the tailer starts.
+const STARTUP_OVERLAP: i64 = 1000;
 
 /// Fan-out of new ledger events.
 #[derive(Debug, Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<Arc<Event>>,
+    /// True once the tailer knows where it starts; listeners wait for it (see [`Listener`]).
+    started: watch::Receiver<bool>,
 }
 
 impl EventHub {
     /// Starts the tailer over `store` at the ledger's current end.
     pub fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Self {
         let (tx, _) = broadcast::channel(LISTENER_BUFFER);
-        let hub = Self { tx: tx.clone() };
+        let (started_tx, started) = watch::channel(false);
+        let hub = Self {
+            tx: tx.clone(),
+            started,
+        };
         tokio::spawn(async move {
             let mut last: Option<i64> = None;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -41,9 +49,14 @@ impl EventHub {
                 // read and this tail always overlap (duplicates are dropped by id), never gap.
                 let after = match last {
                     Some(id) => id,
+                    // Start a little behind the settled end: a transaction that had taken a lower
+                    // id but not yet committed at start-up is still published (listeners drop
+                    // what they already have by id).
                     None => match store.last_event_id().await {
                         Ok(id) => {
+                            let id = id.saturating_sub(STARTUP_OVERLAP).max(0);
                             last = Some(id);
+                            let _ = started_tx.send(true);
                             id
                         }
                         Err(err) => {
@@ -77,6 +90,13 @@ impl EventHub {
     /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    /// Waits until the tailer has fixed its starting point. A listener that went live before
+    /// that could miss events committed between its catch-up read and the tailer's start.
+    pub async fn started(&self) {
+        let mut started = self.started.clone();
+        let _ = started.wait_for(|s| *s).await;
     }
 }
 
@@ -152,6 +172,7 @@ impl Listener {
                 return Ok(Delivery::Event(e));
             }
             if self.live.is_none() {
+                self.hub.started().await;
                 // Subscribe before reading, so nothing published meanwhile is lost; duplicates
                 // are dropped by id below.
                 let rx = self.hub.subscribe();

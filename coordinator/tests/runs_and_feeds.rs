@@ -434,11 +434,17 @@ async fn runbook_surface_and_ledger(store: Arc<dyn Store>) {
     // The stream saw the run appear and get cancelled.
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("run status on /runs/stream")
-            .unwrap()
-            .unwrap();
+        let Ok(msg) = tokio::time::timeout(WAIT, ws.next()).await else {
+            let events: Vec<String> = store
+                .events_after(0, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| format!("{}:{}", e.id, e.kind))
+                .collect();
+            panic!("no run status on /runs/stream; seen {seen:?}; ledger {events:?}");
+        };
+        let msg = msg.unwrap().unwrap();
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             let v: Value = serde_json::from_str(&t).unwrap();
             assert_eq!(v["runId"], json!(id));

@@ -158,18 +158,30 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                         flow.send_modify(|f| f.draining = true);
                         None
                     }
-                    ClientMessage::Heartbeat { seq, leases } => Some(
-                        match heartbeat_many(&state, &params.tenant, &leases).await {
-                            Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
-                            Err(err) => error_frame(err, Some(seq), session_id),
-                        },
-                    ),
-                    ClientMessage::Outcomes { seq, outcomes } => Some(
-                        match finish_many(&state, &params.tenant, outcomes).await {
-                            Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
-                            Err(err) => error_frame(err, Some(seq), session_id),
-                        },
-                    ),
+                    // Answered on their own tasks: one slow database call must not hold up
+                    // credit, the other acks or the pusher (acks carry `seq`, order is free).
+                    ClientMessage::Heartbeat { seq, leases } => {
+                        let (state, tenant, out) = (state.clone(), params.tenant.clone(), out_tx.clone());
+                        tokio::spawn(async move {
+                            let reply = match heartbeat_many(&state, &tenant, &leases).await {
+                                Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
+                                Err(err) => error_frame(err, Some(seq), session_id),
+                            };
+                            let _ = out.send(reply).await;
+                        });
+                        None
+                    }
+                    ClientMessage::Outcomes { seq, outcomes } => {
+                        let (state, tenant, out) = (state.clone(), params.tenant.clone(), out_tx.clone());
+                        tokio::spawn(async move {
+                            let reply = match finish_many(&state, &tenant, outcomes).await {
+                                Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
+                                Err(err) => error_frame(err, Some(seq), session_id),
+                            };
+                            let _ = out.send(reply).await;
+                        });
+                        None
+                    }
                     ClientMessage::Hello { .. } => {
                         let err = ApiError::invalid_request("hello was already sent");
                         let _ = out_tx.send(error_frame(err, None, session_id)).await;

@@ -404,12 +404,25 @@ impl Client {
             .await
     }
 
-    /// Submits a run (a DAG of jobs). Not available yet: the coordinator has no `POST /v1/runs`;
-    /// this returns [`Error::Unsupported`] without sending anything.
-    pub async fn submit_run(&self, _run: &serde_json::Value) -> Result<serde_json::Value> {
-        Err(Error::Unsupported(
-            "POST /v1/runs is not implemented by the coordinator yet".into(),
-        ))
+    /// Submits a run: a DAG of jobs (each with a `key` and the `depends_on` keys it waits for).
+    /// A run without a `run_token` gets a fresh one, so a retried submission returns the same
+    /// run instead of starting a second one.
+    pub async fn submit_run(&self, run: &leasehold_proto::NewRun) -> Result<leasehold_proto::Run> {
+        let mut run = run.clone();
+        run.run_token
+            .get_or_insert_with(|| Uuid::new_v4().to_string());
+        let body = serde_json::to_value(&run).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.post_json("/v1/runs", Some(&body)).await
+    }
+
+    /// One run with its jobs and aggregate status.
+    pub async fn get_run(&self, id: Uuid) -> Result<leasehold_proto::Run> {
+        self.get_json(&format!("/v1/runs/{id}")).await
+    }
+
+    /// Cancels a run (idempotent): waiting jobs end cancelled, running ones are asked to stop.
+    pub async fn cancel_run(&self, id: Uuid) -> Result<leasehold_proto::Run> {
+        self.post_json(&format!("/v1/runs/{id}/cancel"), None).await
     }
 
     /// Downloads an artifact into `writer`, verifying its digest while streaming. Returns the

@@ -502,3 +502,32 @@ async fn a_worker_with_a_bad_queue_fails_to_build_or_start() -> Result<()> {
     let _ = wait_for_state; // used by other suites
     Ok(())
 }
+
+#[tokio::test]
+async fn runs_are_submitted_idempotently_and_cancelled() -> Result<()> {
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let run: leasehold::proto::NewRun = serde_json::from_value(json!({"jobs": [
+        {"key": "fetch", "kind": "fetch", "queue": "runs"},
+        {"key": "parse", "kind": "parse", "queue": "runs", "depends_on": ["fetch"]}]}))?;
+    let first = client.submit_run(&run).await?;
+    assert_eq!(first.status, leasehold::proto::RunStatus::Pending);
+    assert_eq!(
+        first.jobs.iter().map(|j| j.state).collect::<Vec<_>>(),
+        vec![JobState::Queued, JobState::Blocked]
+    );
+    assert!(
+        first.run_token.is_some(),
+        "a token is generated so retries are idempotent"
+    );
+    let mut again = run.clone();
+    again.run_token = first.run_token.clone();
+    assert_eq!(client.submit_run(&again).await?.id, first.id);
+    let cancelled = client.cancel_run(first.id).await?;
+    assert_eq!(cancelled.status, leasehold::proto::RunStatus::Cancelled);
+    assert_eq!(
+        client.get_run(first.id).await?.status,
+        leasehold::proto::RunStatus::Cancelled
+    );
+    Ok(())
+}

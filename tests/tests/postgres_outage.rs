@@ -29,7 +29,7 @@ async fn database_down_is_503_and_recovers_without_restart() {
     let id = first["id"].as_str().unwrap().to_owned();
 
     pg.stop().unwrap();
-    for path in ["/ready", "/v1/queues"] {
+    for path in ["/ready", "/v1/queues", "/orchestrator/runs"] {
         let r = http
             .get(format!("{}{path}", coord.url))
             .send()
@@ -45,6 +45,17 @@ async fn database_down_is_503_and_recovers_without_restart() {
     }
     let r = enqueue().await.unwrap();
     assert_eq!(r.status(), 503);
+    let record = http
+        .post(format!("{}/orchestrator/runs", coord.url))
+        .json(&json!({"started_at": "2026-04-25T14:00:00+00:00", "completed_at": "2026-04-25T14:02:45+00:00", "status": "completed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        record.status(),
+        503,
+        "scheduler records answer 503 while PostgreSQL is down"
+    );
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
         "unavailable"

@@ -480,3 +480,25 @@ pub(crate) fn pick_queue(queues: Vec<QueueInfo>, name: &str) -> StoreResult<Queu
         .find(|q| q.name == name)
         .ok_or_else(|| StoreError::Internal(format!("queue {name} vanished")))
 }
+
+/// The lease a freshly claimed job row stands for (shared by both stores).
+pub(crate) fn lease_of(job: Job) -> StoreResult<Lease> {
+    let expires_at = job
+        .lease_expires_at
+        .ok_or_else(|| StoreError::Internal("leased job without deadline".into()))?;
+    let ttl = (expires_at - job.started_at.unwrap_or(expires_at))
+        .num_milliseconds()
+        .max(0) as u64;
+    Ok(Lease {
+        fencing_token: job.fencing_token,
+        expires_at,
+        lease_ttl_ms: ttl,
+        attempt: job.attempt,
+        checkpoint: job.checkpoint.clone(),
+        retry: leasehold_proto::RetryHints {
+            max_attempts: job.max_attempts,
+            backoff: job.backoff.clone(),
+        },
+        job,
+    })
+}

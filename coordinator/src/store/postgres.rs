@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, Lease, QueueInfo,
-    RetryHints, Run, SchedulerRun, SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, QueueInfo, Run,
+    SchedulerRun, SchedulerRunInput,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -22,7 +22,7 @@ use super::postgres_runs::{after_job_change, refresh_run_status};
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
     NewRunRow, Outcome, OutcomeKind, QueueAccumulator, StateCount, Store, StoreError, StoreResult,
-    Transition, pick_queue,
+    Transition, lease_of, pick_queue,
 };
 
 /// The LISTEN/NOTIFY channel on which enqueues, releases and retries announce ready work.
@@ -77,27 +77,6 @@ pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
         result: row.try_get("result")?,
         last_error: row.try_get("last_error")?,
         artifacts: artifacts.0,
-    })
-}
-
-fn lease_of(job: Job) -> StoreResult<Lease> {
-    let expires_at = job
-        .lease_expires_at
-        .ok_or_else(|| StoreError::Internal("leased job without deadline".into()))?;
-    let ttl = (expires_at - job.started_at.unwrap_or(expires_at))
-        .num_milliseconds()
-        .max(0) as u64;
-    Ok(Lease {
-        fencing_token: job.fencing_token,
-        expires_at,
-        lease_ttl_ms: ttl,
-        attempt: job.attempt,
-        checkpoint: job.checkpoint.clone(),
-        retry: RetryHints {
-            max_attempts: job.max_attempts,
-            backoff: job.backoff.clone(),
-        },
-        job,
     })
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, Lease, QueueInfo,
-    RetryHints, Run, SchedulerRun, SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, QueueInfo, Run,
+    SchedulerRun, SchedulerRunInput,
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -23,7 +23,7 @@ use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
     NewRunRow, Outcome, OutcomeKind, StateCount, Store, StoreError, StoreResult, Transition,
-    event_type_for,
+    event_type_for, lease_of,
 };
 
 /// SQLite's `synchronous` setting: `Normal` is durable across application crashes and fast;
@@ -151,27 +151,6 @@ async fn fetch_job(
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(decode_job).transpose()
-}
-
-fn lease_of(job: Job) -> StoreResult<Lease> {
-    let expires_at = job
-        .lease_expires_at
-        .ok_or_else(|| StoreError::Internal("leased job without deadline".into()))?;
-    let ttl = (expires_at - job.started_at.unwrap_or(expires_at))
-        .num_milliseconds()
-        .max(0) as u64;
-    Ok(Lease {
-        fencing_token: job.fencing_token,
-        expires_at,
-        lease_ttl_ms: ttl,
-        attempt: job.attempt,
-        checkpoint: job.checkpoint.clone(),
-        retry: RetryHints {
-            max_attempts: job.max_attempts,
-            backoff: job.backoff.clone(),
-        },
-        job,
-    })
 }
 
 impl SqliteStore {

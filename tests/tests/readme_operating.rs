@@ -69,10 +69,11 @@ async fn operating_walkthrough_with_the_cli_works_verbatim() {
     // The DAG file comes from the first block; the CLI block follows.
     let setup = scripts[0].split("\n\n").next().unwrap().to_owned();
     let bin = leasehold_testkit::leasehold_bin().unwrap();
+    // Temp paths first: the binary's own path may live under /tmp too.
     let script = format!("{setup}\n{}", scripts[1])
+        .replace("/tmp/", &format!("{}/", dir.display()))
         .replace("./target/release/leasehold", &bin.display().to_string())
-        .replace("localhost:7070", &format!("localhost:{port}"))
-        .replace("/tmp/", &format!("{}/", dir.display()));
+        .replace("localhost:7070", &format!("localhost:{port}"));
     let out = tokio::process::Command::new("bash")
         .arg("-euo")
         .arg("pipefail")

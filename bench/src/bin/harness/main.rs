@@ -319,10 +319,11 @@ fn machine_facts(args: &Args, pg: Option<&Pg>) -> Machine {
         );
     }
     f.insert("load average at start".into(), read_trim("/proc/loadavg"));
-    f.insert(
-        "coordinator binary".into(),
-        coord::coordinator_bin().display().to_string(),
-    );
+    let mut bin = coord::coordinator_bin().display().to_string();
+    if let Ok(src) = std::env::var("LEASEHOLD_BENCH_COORDINATOR_SOURCE") {
+        bin = format!("{bin} (release build of the {src})");
+    }
+    f.insert("coordinator binary".into(), bin);
     if let Some(pg) = pg {
         f.insert("postgresql".into(), pg.version.clone());
         f.insert(

@@ -244,6 +244,10 @@ impl Report {
             };
             let mut notes = Vec::new();
             for key in [
+                "claim_p50_ms_at_1k",
+                "claim_p50_ms_at_big",
+                "claim_p50_ratio",
+                "fill_rows_per_s",
                 "efficiency",
                 "ideal_per_s",
                 "enqueue_rows_per_s",

@@ -25,6 +25,8 @@ pub(crate) struct Sizes {
     pub(crate) w4_secs: f64,
     pub(crate) w5_secs: f64,
     pub(crate) w5_bulk_rows: u64,
+    /// W6 (depth): claim latency at 1k queued and at this many queued (0: skipped).
+    pub(crate) w6_big: u64,
     pub(crate) patience: Duration,
 }
 
@@ -42,6 +44,7 @@ impl Sizes {
                 w4_secs: 0.5,
                 w5_secs: 0.3,
                 w5_bulk_rows: 1000,
+                w6_big: 5000,
                 patience: Duration::from_secs(30),
             },
             "quick" => Self {
@@ -55,6 +58,7 @@ impl Sizes {
                 w4_secs: 1.5,
                 w5_secs: 1.0,
                 w5_bulk_rows: 10_000,
+                w6_big: 0,
                 patience: Duration::from_secs(120),
             },
             _ => Self {
@@ -68,7 +72,8 @@ impl Sizes {
                 w4_secs: 20.0,
                 w5_secs: 10.0,
                 w5_bulk_rows: 100_000,
-                patience: Duration::from_secs(600),
+                w6_big: 1_000_000,
+                patience: Duration::from_secs(1800),
             },
         }
     }
@@ -448,6 +453,80 @@ impl Bench<'_> {
         .await;
         Variant {
             workload: "W5",
+            variant,
+            settings,
+            result,
+        }
+    }
+
+    /// One claim of one job, timed (ns); the lease is completed so depth stays put.
+    async fn timed_claim(&self, queue: &str) -> Result<u64> {
+        let t = Instant::now();
+        let r = self
+            .producer
+            .http
+            .post(format!("{}/v1/leases", self.producer.url))
+            .json(&json!({"worker_id": "w6", "queues": [queue], "max_jobs": 1, "lease_ttl_ms": 60_000}))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "claim: {}", r.status());
+        let body: Value = r.json().await?;
+        let ns = t.elapsed().as_nanos() as u64;
+        let lease = &body["leases"][0];
+        ensure!(lease.is_object(), "claim returned no lease: {body}");
+        let r = self
+            .producer
+            .http
+            .post(format!("{}/v1/leases/outcomes", self.producer.url))
+            .json(&json!({"outcomes": [{"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"], "outcome": "complete"}]}))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "complete: {}", r.status());
+        Ok(ns)
+    }
+
+    /// W6: claim latency (one job per claim, 30 samples) with 1000 jobs queued and with
+    /// `w6_big` queued, and the coordinator's peak RSS while the queue grows.
+    pub(crate) async fn w6(&self) -> Variant {
+        let s = self.sizes;
+        let big = s.w6_big;
+        let variant = format!("claim latency at 1k vs {big} queued");
+        let mut settings = std::collections::BTreeMap::new();
+        settings.insert("samples".into(), "30 claims of 1 job at each depth".into());
+        let result = async {
+            let probe = self.probe_with(Vec::new());
+            let mark = probe.begin().await;
+            self.producer.fill("w6", 1000, 1000).await?;
+            let mut small = Vec::new();
+            for _ in 0..30 {
+                small.push(self.timed_claim("w6").await?);
+            }
+            let started = Instant::now();
+            let mut i = 1000;
+            while i < big {
+                let k = 1000.min(big - i);
+                self.producer.enqueue_batch("w6", i, k).await?;
+                i += k;
+            }
+            let fill_rate = (big - 1000) as f64 / started.elapsed().as_secs_f64();
+            let mut large = Vec::new();
+            for _ in 0..30 {
+                large.push(self.timed_claim("w6").await?);
+            }
+            let mut m = probe.end(mark, big, None).await;
+            m.jobs_per_s = None;
+            let ps = Percentiles::from_ns(small).context("no samples")?;
+            let pl = Percentiles::from_ns(large).context("no samples")?;
+            m.extra.insert("claim_p50_ms_at_1k".into(), ps.p50);
+            m.extra.insert("claim_p50_ms_at_big".into(), pl.p50);
+            m.extra.insert("claim_p50_ratio".into(), pl.p50 / ps.p50);
+            m.extra.insert("fill_rows_per_s".into(), fill_rate);
+            m.latency_ms = Some(pl);
+            Ok(m)
+        }
+        .await;
+        Variant {
+            workload: "W6",
             variant,
             settings,
             result,

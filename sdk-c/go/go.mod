@@ -1,0 +1,3 @@
+module example.invalid/leasehold/sdk-c/go
+
+go 1.24

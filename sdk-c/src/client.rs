@@ -1,0 +1,351 @@
+//! `lh_client`: enqueue, inspect, cancel, retry and wait for jobs. Answers are the coordinator's
+//! JSON, handed over as `lh_bytes`.
+
+use std::ffi::c_char;
+use std::mem::ManuallyDrop;
+use std::time::Duration;
+
+use leasehold::proto::NewJob;
+use leasehold::{Client, JobSpec};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use uuid::Uuid;
+
+use crate::cancel::{self, block_on, lh_cancel, runtime, to_timeout};
+use crate::error::{Failure, guard, guard_void, lh_result};
+use crate::mem::{Out, free_handle, handle, lh_bytes, opt_text, parse_json, text};
+use crate::worker::PolicyJson;
+
+/// The configuration `lh_client_new` takes, as JSON (see sdk-c/README.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientConfig {
+    url: String,
+    api_key: Option<String>,
+    tenant: Option<String>,
+    timeout_ms: Option<u64>,
+    retry_policy: Option<PolicyJson>,
+    threads: Option<usize>,
+}
+
+/// A job to enqueue: the coordinator's `NewJob` plus `deterministic_key`.
+#[derive(Debug, Deserialize)]
+struct JobJson {
+    #[serde(flatten)]
+    job: NewJob,
+    /// Derive the idempotency key from queue, kind and payload (`leasehold-idem-v1`).
+    #[serde(default)]
+    deterministic_key: bool,
+}
+
+impl From<JobJson> for JobSpec {
+    fn from(j: JobJson) -> Self {
+        let spec = JobSpec::from(j.job);
+        if j.deterministic_key {
+            spec.deterministic_key()
+        } else {
+            spec
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EnqueuedJson<'a> {
+    #[serde(flatten)]
+    job: &'a leasehold::proto::Job,
+    replayed: bool,
+}
+
+/// A client of one coordinator, with a small runtime of its own. Every function taking a
+/// `const lh_client *` may be called from several threads at once.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct lh_client {
+    client: Client,
+    rt: ManuallyDrop<Runtime>,
+}
+
+impl Drop for lh_client {
+    fn drop(&mut self) {
+        // SAFETY: taken exactly once, here.
+        let rt = unsafe { ManuallyDrop::take(&mut self.rt) };
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+fn to_bytes<T: Serialize>(value: &T) -> Result<lh_bytes, Failure> {
+    serde_json::to_vec(value)
+        .map(lh_bytes::from_vec)
+        .map_err(|e| Failure::new(lh_result::LH_INTERNAL, e.to_string()))
+}
+
+/// # Safety
+/// `(id, len)` is valid for reads.
+unsafe fn parse_job_id(id: *const c_char, len: usize) -> Result<Uuid, Failure> {
+    if id.is_null() {
+        return Err(Failure::null("job_id"));
+    }
+    // SAFETY: per the contract.
+    let s = unsafe { text(id, len, "job_id") }?;
+    Uuid::parse_str(s).map_err(|e| Failure::invalid(format!("job_id {s:?} is not a UUID: {e}")))
+}
+
+/// Makes a client from its JSON configuration (`{"url": …}` plus optional `api_key`, `tenant`,
+/// `timeout_ms`, `retry_policy`, `threads`). Sends nothing yet.
+///
+/// # Safety
+/// `config_json` is valid for reads of `len` bytes; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_new(
+    config_json: *const c_char,
+    len: usize,
+    out: *mut *mut lh_client,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: per the contract.
+        let cfg: ClientConfig = unsafe { parse_json(config_json, len, "config_json") }?;
+        let mut builder = Client::builder(cfg.url);
+        if let Some(k) = cfg.api_key {
+            builder = builder.api_key(k);
+        }
+        if let Some(t) = cfg.tenant {
+            builder = builder.tenant(t);
+        }
+        if let Some(ms) = cfg.timeout_ms {
+            builder = builder.timeout(Duration::from_millis(ms));
+        }
+        if let Some(p) = cfg.retry_policy {
+            builder = builder.retry_policy(p.into());
+        }
+        let rt = runtime(Some(cfg.threads.unwrap_or(1)), "leasehold-client")?;
+        let client = {
+            let _enter = rt.enter();
+            builder.build()
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                rt.shutdown_background();
+                return Err(e.into());
+            }
+        };
+        out.write(crate::mem::into_handle(lh_client {
+            client,
+            rt: ManuallyDrop::new(rt),
+        }));
+        Ok(())
+    })
+}
+
+/// Enqueues one job. `job_json` is the coordinator's job body (`{"kind": …, "queue": …,
+/// "payload": …, "priority", "max_attempts", "run_at", "idempotency_key", "correlation_id",
+/// "project", "tenant", "backoff"}`) plus optionally `"deterministic_key": true`. Safe to retry:
+/// the call carries one idempotency key (yours, the deterministic one, or a fresh UUIDv4) on
+/// every attempt. Writes the job with `"replayed"` (true when the key matched an earlier job) as
+/// JSON to `*out`.
+///
+/// # Safety
+/// `client` is NULL or live; `job_json` is valid for reads of `len` bytes; `cancel` is NULL or
+/// live; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_enqueue(
+    client: *const lh_client,
+    job_json: *const c_char,
+    len: usize,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let job: JobJson = unsafe { parse_json(job_json, len, "job_json") }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let done = block_on(&c.rt, cancel, async {
+            Ok(c.client.enqueue(JobSpec::from(job)).await?)
+        })?;
+        out.write(to_bytes(&EnqueuedJson {
+            job: &done.job,
+            replayed: done.replayed,
+        })?);
+        Ok(())
+    })
+}
+
+/// Enqueues a JSON array of jobs (each as for `lh_client_enqueue`), 1000 per transaction, and
+/// writes the array of enqueued jobs (each with `"replayed"`) in request order.
+///
+/// # Safety
+/// As `lh_client_enqueue`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_enqueue_many(
+    client: *const lh_client,
+    jobs_json: *const c_char,
+    len: usize,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let jobs: Vec<JobJson> = unsafe { parse_json(jobs_json, len, "jobs_json") }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let done = block_on(&c.rt, cancel, async {
+            Ok(c.client
+                .enqueue_many(jobs.into_iter().map(JobSpec::from))
+                .await?)
+        })?;
+        out.write(to_bytes(&done)?);
+        Ok(())
+    })
+}
+
+/// Writes the job with id `job_id` (`len` bytes, a UUID) as JSON. `LH_NOT_FOUND` if unknown.
+///
+/// # Safety
+/// `client` is NULL or live; `job_id` is valid for reads of `len` bytes; `cancel` is NULL or
+/// live; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_get(
+    client: *const lh_client,
+    job_id: *const c_char,
+    len: usize,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let id = unsafe { parse_job_id(job_id, len) }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let job = block_on(&c.rt, cancel, async { Ok(c.client.get(id).await?) })?;
+        out.write(to_bytes(&job)?);
+        Ok(())
+    })
+}
+
+/// Cancels a job (at once when queued, at its next heartbeat when leased; cancelling a
+/// cancelled job is not an error), with an optional `reason` (NULL or empty: none), and writes
+/// the job as JSON.
+///
+/// # Safety
+/// As `lh_client_get`; `reason` is NULL or valid for reads of `reason_len` bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lh_client_cancel(
+    client: *const lh_client,
+    job_id: *const c_char,
+    len: usize,
+    reason: *const c_char,
+    reason_len: usize,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let id = unsafe { parse_job_id(job_id, len) }?;
+        let reason = unsafe { opt_text(reason, reason_len, "reason") }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let job = block_on(&c.rt, cancel, async {
+            Ok(c.client.cancel(id, reason).await?)
+        })?;
+        out.write(to_bytes(&job)?);
+        Ok(())
+    })
+}
+
+/// Sends a `dead` or `cancelled` job back to `queued` with a fresh attempt budget; writes it.
+///
+/// # Safety
+/// As `lh_client_get`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_retry(
+    client: *const lh_client,
+    job_id: *const c_char,
+    len: usize,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let id = unsafe { parse_job_id(job_id, len) }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let job = block_on(&c.rt, cancel, async { Ok(c.client.retry(id).await?) })?;
+        out.write(to_bytes(&job)?);
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` (negative: no limit) until the job is terminal (`succeeded`,
+/// `dead`, `cancelled`) and writes it as JSON. `LH_TIMEOUT` if it is not by then.
+///
+/// # Safety
+/// As `lh_client_get`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_wait(
+    client: *const lh_client,
+    job_id: *const c_char,
+    len: usize,
+    timeout_ms: i64,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let id = unsafe { parse_job_id(job_id, len) }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let limit = to_timeout(timeout_ms).unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600));
+        let job = block_on(&c.rt, cancel, async {
+            c.client.wait(id, limit).await.map_err(|e| match e {
+                leasehold::Error::Timeout(_) => Failure::new(
+                    lh_result::LH_TIMEOUT,
+                    format!("job {id} is not terminal after {limit:?}"),
+                ),
+                other => other.into(),
+            })
+        })?;
+        out.write(to_bytes(&job)?);
+        Ok(())
+    })
+}
+
+/// Writes every queue with its depth per state as a JSON array.
+///
+/// # Safety
+/// `client` is NULL or live; `cancel` is NULL or live; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_queues(
+    client: *const lh_client,
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract (all of the below).
+        let c = unsafe { handle(client, "client") }?;
+        let out = unsafe { Out::new(out, "out") }?;
+        let cancel = unsafe { cancel::optional(cancel) };
+        let queues = block_on(&c.rt, cancel, async { Ok(c.client.queues().await?) })?;
+        out.write(to_bytes(&queues)?);
+        Ok(())
+    })
+}
+
+/// Frees a client. NULL is ignored.
+///
+/// # Safety
+/// `client` is NULL or a live handle that no other thread is using, and is not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_client_free(client: *mut lh_client) {
+    // SAFETY: per the contract.
+    guard_void(|| unsafe { free_handle(client) });
+}

@@ -1,0 +1,478 @@
+//! `lh_worker`: a [`WorkerSession`] on a runtime of its own, driven by the caller pulling jobs.
+
+use std::collections::VecDeque;
+use std::ffi::c_char;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use leasehold::{Error, RetryPolicy, SessionConfig, Transport, WorkerSession};
+use serde::Deserialize;
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+use crate::cancel::{block_on, runtime, to_timeout};
+use crate::error::{Failure, guard, guard_void, lh_result};
+use crate::job::lh_job;
+use crate::mem::{CText, Out, free_handle, handle, into_handle, lh_str, parse_json};
+
+/// A retry policy as JSON (`leasehold-retry-v1`, see proto/vectors/README.md).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyJson {
+    pub(crate) initial_ms: u64,
+    pub(crate) multiplier: f64,
+    pub(crate) max_delay_ms: u64,
+    pub(crate) max_attempts: u32,
+}
+
+impl From<PolicyJson> for RetryPolicy {
+    fn from(p: PolicyJson) -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(p.initial_ms),
+            multiplier: p.multiplier,
+            max_delay: Duration::from_millis(p.max_delay_ms),
+            max_attempts: p.max_attempts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TransportJson {
+    Auto,
+    Websocket,
+    Http,
+}
+
+/// The configuration `lh_worker_new` takes, as JSON. Unknown fields are refused, so that a typo
+/// fails loudly. See sdk-c/README.md for the meaning and defaults of each field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerConfig {
+    url: String,
+    queues: Vec<String>,
+    concurrency: Option<usize>,
+    lease_ttl_ms: Option<u64>,
+    worker_id: Option<String>,
+    app_version: Option<String>,
+    tenant: Option<String>,
+    api_key: Option<String>,
+    transport: Option<TransportJson>,
+    poll_wait_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    staging_dir: Option<String>,
+    retry_policy: Option<PolicyJson>,
+    rng_seed: Option<u64>,
+    threads: Option<usize>,
+    #[serde(default)]
+    cancel_events: bool,
+}
+
+impl WorkerConfig {
+    fn session_config(self) -> SessionConfig {
+        let mut cfg = SessionConfig::new(self.url, self.queues);
+        if let Some(n) = self.concurrency {
+            cfg.concurrency = n;
+        }
+        if let Some(ms) = self.lease_ttl_ms {
+            cfg.lease_ttl = Duration::from_millis(ms);
+        }
+        if let Some(id) = self.worker_id {
+            cfg.worker_id = id;
+        }
+        // The Rust core's version, then this layer's, then the application's.
+        let mut version = format!(
+            "{} leasehold-c/{}",
+            leasehold::sdk_version(),
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(app) = self.app_version.filter(|a| !a.is_empty()) {
+            version.push(' ');
+            version.push_str(&app);
+        }
+        cfg.worker_version = version;
+        cfg.tenant = self.tenant;
+        cfg.api_key = self.api_key;
+        cfg.transport = match self.transport {
+            None | Some(TransportJson::Auto) => Transport::Auto,
+            Some(TransportJson::Websocket) => Transport::WebSocket,
+            Some(TransportJson::Http) => Transport::Http,
+        };
+        if let Some(ms) = self.poll_wait_ms {
+            cfg.poll_wait = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.request_timeout_ms {
+            cfg.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(dir) = self.staging_dir {
+            cfg.staging_dir = dir.into();
+        }
+        if let Some(p) = self.retry_policy {
+            cfg.retry_policy = p.into();
+        }
+        cfg.rng_seed = self.rng_seed;
+        cfg
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct EventState {
+    queue: VecDeque<u64>,
+    closed: bool,
+}
+
+/// Tags of jobs whose cancellation fired, waiting for `lh_worker_next_cancellation`.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    state: Mutex<EventState>,
+    ready: Condvar,
+}
+
+impl Events {
+    /// Queues `tag` unless its job has ended (`done` fired) or the queue is closed.
+    pub(crate) fn push_unless_done(&self, tag: u64, done: &CancellationToken) {
+        let mut st = lock(&self.state);
+        if !st.closed && !done.is_cancelled() {
+            st.queue.push_back(tag);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Marks the job ended (`done`) and forgets an event of it not read yet, atomically with
+    /// respect to [`Events::push_unless_done`]: once this returns, `tag` is never reported.
+    pub(crate) fn finish(&self, tag: u64, done: &CancellationToken) {
+        let mut st = lock(&self.state);
+        done.cancel();
+        st.queue.retain(|t| *t != tag);
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_all();
+    }
+
+    /// The next tag, `Ok(None)` on timeout, `Err` once closed and empty.
+    fn wait(&self, timeout: Option<Duration>) -> Result<Option<u64>, ()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(tag) = st.queue.pop_front() {
+                return Ok(Some(tag));
+            }
+            if st.closed {
+                return Err(());
+            }
+            st = match deadline {
+                None => self.ready.wait(st).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    self.ready
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// What a worker handle and its jobs share. Dropped (runtime stopped) when the worker handle
+/// and every job handle are freed.
+#[derive(Debug)]
+pub(crate) struct WorkerCore {
+    session: ManuallyDrop<WorkerSession>,
+    pub(crate) events: Option<Arc<Events>>,
+    next_tag: AtomicU64,
+    worker_id: CText,
+    rt: ManuallyDrop<Runtime>,
+}
+
+impl WorkerCore {
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    pub(crate) fn next_tag(&self) -> u64 {
+        self.next_tag.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Drop for WorkerCore {
+    fn drop(&mut self) {
+        if let Some(events) = &self.events {
+            events.close();
+        }
+        // SAFETY: dropped exactly once, here; neither field is used afterwards. The session goes
+        // first (it stops its tasks), then the runtime that ran them.
+        unsafe {
+            ManuallyDrop::drop(&mut self.session);
+            let rt = ManuallyDrop::take(&mut self.rt);
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A worker: one session with the coordinator (transport, credit, heartbeats, outcome batching,
+/// lease watchdog) on a runtime of its own. Every function taking a `const lh_worker *` may be
+/// called from several threads at once; `lh_worker_free` may not overlap any of them.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct lh_worker {
+    core: Arc<WorkerCore>,
+}
+
+impl Drop for lh_worker {
+    fn drop(&mut self) {
+        // Jobs still held keep the session (and its heartbeats) alive until they are freed, but
+        // a freed worker takes no more leases.
+        self.core.session.drain();
+    }
+}
+
+/// Starts a worker from its JSON configuration (`len` bytes at `config_json`; see
+/// sdk-c/README.md): validates it, starts the runtime's threads and begins connecting. Leases
+/// start to arrive at once; pull them with `lh_worker_next`. An unreachable coordinator is not
+/// an error here: the session keeps reconnecting with backoff.
+///
+/// Errors: `LH_NULL_ARGUMENT`, `LH_INVALID_JSON` (not JSON, an unknown field, a wrong type),
+/// `LH_INVALID_ARGUMENT` (a bad URL, queue name, concurrency, lease TTL …).
+///
+/// # Safety
+/// `config_json` is valid for reads of `len` bytes; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_new(
+    config_json: *const c_char,
+    len: usize,
+    out: *mut *mut lh_worker,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: per the contract.
+        let cfg: WorkerConfig = unsafe { parse_json(config_json, len, "config_json") }?;
+        let threads = cfg.threads;
+        let events = cfg.cancel_events.then(|| Arc::new(Events::default()));
+        let session_cfg = cfg.session_config();
+        let rt = runtime(threads, "leasehold-worker")?;
+        let session = {
+            let _enter = rt.enter();
+            WorkerSession::start(session_cfg)
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                rt.shutdown_background();
+                return Err(e.into());
+            }
+        };
+        let worker_id = CText::new(session.worker_id());
+        let core = Arc::new(WorkerCore {
+            session: ManuallyDrop::new(session),
+            events,
+            next_tag: AtomicU64::new(1),
+            worker_id,
+            rt: ManuallyDrop::new(rt),
+        });
+        out.write(into_handle(lh_worker { core }));
+        Ok(())
+    })
+}
+
+/// This worker's id (borrowed; valid until `lh_worker_free`).
+///
+/// # Safety
+/// `worker` is NULL or live; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_id(worker: *const lh_worker, out: *mut lh_str) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let w = unsafe { handle(worker, "worker") }?;
+        // SAFETY: per the contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        out.write(w.core.worker_id.as_lh_str());
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` milliseconds (negative: no limit) for the next leased job and
+/// writes a new job handle to `*out`. The job's lease is kept alive by heartbeats until it is
+/// ended (`lh_job_complete`, `lh_job_fail`, `lh_job_cancelled`, `lh_job_release`) or freed
+/// (which releases it). Free every job with `lh_job_free`.
+///
+/// Returns `LH_TIMEOUT` when no job came in time, `LH_CLOSED` once the worker drains or shuts
+/// down, or the error that stopped the session (the coordinator refused its configuration or
+/// credentials) once. Several threads may wait at once; each job goes to one of them.
+///
+/// # Safety
+/// `worker` is NULL or live; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_next(
+    worker: *const lh_worker,
+    timeout_ms: i64,
+    out: *mut *mut lh_job,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let w = unsafe { handle(worker, "worker") }?;
+        // SAFETY: per the contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        let timeout = to_timeout(timeout_ms);
+        let next = block_on(w.core.runtime(), None, async {
+            w.core.session.next_job(timeout).await.map_err(|e| match e {
+                Error::SessionClosed => Failure::new(
+                    lh_result::LH_CLOSED,
+                    "the worker is draining or shut down: no more jobs",
+                ),
+                other => other.into(),
+            })
+        })?;
+        let Some(leased) = next else {
+            return Err(Failure::new(
+                lh_result::LH_TIMEOUT,
+                "no job was leased within the timeout",
+            ));
+        };
+        out.write(into_handle(lh_job::new(leased, w.core.clone())));
+        Ok(())
+    })
+}
+
+/// With `"cancel_events": true` in the configuration: waits up to `timeout_ms` (negative: no
+/// limit) until the cancellation of one of this worker's unended jobs fires (cancel requested,
+/// lease lost or expired, shutdown) and writes that job's tag (`lh_job_get_info`'s `tag`) to
+/// `*tag`. Each job is reported at most once; a job ended or freed first is never reported.
+/// One thread can thus watch every running job without polling.
+///
+/// Returns `LH_TIMEOUT`, or `LH_CLOSED` once `lh_worker_shutdown` has finished and every event
+/// was read; `LH_INVALID_ARGUMENT` when the worker was made without `cancel_events`.
+///
+/// # Safety
+/// `worker` is NULL or live; `tag` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_next_cancellation(
+    worker: *const lh_worker,
+    timeout_ms: i64,
+    tag: *mut u64,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let w = unsafe { handle(worker, "worker") }?;
+        // SAFETY: per the contract.
+        let out = unsafe { Out::new(tag, "tag") }?;
+        let events = w.core.events.as_ref().ok_or_else(|| {
+            Failure::invalid("this worker was created without \"cancel_events\": true")
+        })?;
+        match events.wait(to_timeout(timeout_ms)) {
+            Ok(Some(t)) => {
+                out.write(t);
+                Ok(())
+            }
+            Ok(None) => Err(Failure::new(
+                lh_result::LH_TIMEOUT,
+                "no cancellation within the timeout",
+            )),
+            Err(()) => Err(Failure::new(
+                lh_result::LH_CLOSED,
+                "the worker is shut down: no more cancellations",
+            )),
+        }
+    })
+}
+
+/// Stops taking new leases: queued jobs no caller has taken yet are released, waiting
+/// `lh_worker_next` calls return `LH_CLOSED`. Jobs already taken keep running and can still be
+/// ended. Does not block; idempotent.
+///
+/// # Safety
+/// `worker` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_drain(worker: *const lh_worker) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let w = unsafe { handle(worker, "worker") }?;
+        w.core.session.drain();
+        Ok(())
+    })
+}
+
+/// Graceful shutdown: drains, waits up to `drain_timeout_ms` for the jobs still running to be
+/// ended, releases the rest (their cancellation fires with reason `LH_CANCEL_SHUTDOWN`; no
+/// attempt is spent; their late outcomes are dropped), delivers every outcome still queued, and
+/// closes the connection. Writes how many jobs had to be released to `*released` unless it is
+/// NULL. Blocks; call it from a thread other than those running jobs. The handle stays valid
+/// (for `lh_worker_free`); `lh_worker_next` then returns `LH_CLOSED`.
+///
+/// # Safety
+/// `worker` is NULL or live; `released` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_shutdown(
+    worker: *const lh_worker,
+    drain_timeout_ms: u64,
+    released: *mut usize,
+) -> lh_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let w = unsafe { handle(worker, "worker") }?;
+        // SAFETY: per the contract.
+        let released_out = unsafe { Out::optional(released) };
+        let grace = Duration::from_millis(drain_timeout_ms);
+        let n = block_on(w.core.runtime(), None, async {
+            Ok(w.core.session.shutdown(grace).await)
+        })?;
+        if let Some(events) = &w.core.events {
+            events.close();
+        }
+        if let Some(out) = released_out {
+            out.write(n);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the worker handle. Without a prior `lh_worker_shutdown` nothing is waited for: the
+/// worker stops taking leases, jobs not yet pulled are released, and the session ends once every
+/// job handle of this worker is freed too (jobs still held keep their heartbeats until then;
+/// their leases expire if the session ends first). NULL is ignored.
+///
+/// # Safety
+/// `worker` is NULL or a live handle that no other thread is using, and is not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lh_worker_free(worker: *mut lh_worker) {
+    // SAFETY: per the contract.
+    guard_void(|| unsafe { free_handle(worker) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_deliver_in_order_then_close() {
+        let e = Events::default();
+        let live = CancellationToken::new();
+        let ended = CancellationToken::new();
+        e.push_unless_done(1, &live);
+        e.push_unless_done(2, &live);
+        e.push_unless_done(9, &ended);
+        e.finish(9, &ended);
+        e.push_unless_done(9, &ended);
+        assert_eq!(e.wait(Some(Duration::ZERO)), Ok(Some(1)));
+        assert_eq!(e.wait(None), Ok(Some(2)));
+        assert_eq!(e.wait(Some(Duration::from_millis(5))), Ok(None));
+        e.push_unless_done(3, &live);
+        e.close();
+        assert_eq!(e.wait(None), Ok(Some(3)));
+        assert_eq!(e.wait(None), Err(()));
+        e.push_unless_done(4, &live);
+        assert_eq!(e.wait(None), Err(()));
+    }
+}

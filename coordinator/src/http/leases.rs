@@ -255,12 +255,7 @@ pub(crate) async fn finish_many(
         .zip(finished)
         .map(|(job_id, f)| match f {
             Finished::Ok(job) => {
-                metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str())
-                    .increment(1);
-                requeued |= job.state == JobState::Queued;
-                if job.state == JobState::Queued && job.last_error.is_some() && job.attempt > 0 {
-                    metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
-                }
+                requeued |= count_outcome(&job);
                 OutcomeResult {
                     job_id,
                     status: OutcomeStatus::Ok,
@@ -300,6 +295,17 @@ pub(crate) async fn outcomes(
     Ok(ApiJson(OutcomesResponse { results }))
 }
 
+/// Counts a recorded outcome (and a scheduled retry); true when the job is queued again, so
+/// that waiting claimers must be woken.
+fn count_outcome(job: &Job) -> bool {
+    metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str()).increment(1);
+    let requeued = job.state == JobState::Queued;
+    if requeued && job.last_error.is_some() && job.attempt > 0 {
+        metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
+    }
+    requeued
+}
+
 /// Records one outcome and maps the fenced answer to HTTP.
 async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResult<ApiJson<Job>> {
     let (id, token) = (outcome.job_id, outcome.fencing_token);
@@ -311,12 +317,8 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
         .next();
     match result {
         Some(Finished::Ok(job)) => {
-            metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str()).increment(1);
-            if job.state == JobState::Queued {
+            if count_outcome(&job) {
                 state.ready.notify();
-                if job.last_error.is_some() && job.attempt > 0 {
-                    metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
-                }
             }
             Ok(ApiJson(*job))
         }

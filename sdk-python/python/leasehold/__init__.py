@@ -1,0 +1,66 @@
+"""Leasehold worker SDK for Python.
+
+    import leasehold
+
+    worker = leasehold.Worker("http://127.0.0.1:7070", queues=["default"], concurrency=8)
+
+    @worker.task("greet")
+    def greet(ctx: leasehold.Context) -> dict:
+        return {"greeting": f"hello, {ctx.payload['name']}"}
+
+    worker.run()  # until SIGINT/SIGTERM, then drains
+
+The protocol (claims, coalesced heartbeats, fencing, lease-loss cancellation, retries with
+jitter, idempotency keys, artifact hashing, drain) runs in the Rust core, with the GIL
+released; this package is the Pythonic surface over it.
+"""
+
+from __future__ import annotations
+
+from . import _native
+from .algorithms import canonical_json, digest, idempotency_key, manifest_digest
+from .client import AsyncClient, Client
+from .context import ArtifactSource, AsyncContext, Context
+from .errors import (
+    CoordinatorError,
+    Fatal,
+    JobCancelled,
+    LeaseholdError,
+    LeaseLost,
+    Retry,
+    WorkerClosed,
+)
+from .models import Artifact, Backoff, Enqueued, JobInfo, JobPage, JobSpec, QueueInfo, RunInfo, RunJob
+from .worker import Worker
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "Artifact",
+    "ArtifactSource",
+    "AsyncClient",
+    "AsyncContext",
+    "Backoff",
+    "Client",
+    "Context",
+    "CoordinatorError",
+    "Enqueued",
+    "Fatal",
+    "JobCancelled",
+    "JobInfo",
+    "JobPage",
+    "JobSpec",
+    "LeaseLost",
+    "LeaseholdError",
+    "QueueInfo",
+    "Retry",
+    "RunInfo",
+    "RunJob",
+    "Worker",
+    "WorkerClosed",
+    "__version__",
+    "canonical_json",
+    "digest",
+    "idempotency_key",
+    "manifest_digest",
+]

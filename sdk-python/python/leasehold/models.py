@@ -1,0 +1,259 @@
+"""Typed views of what the coordinator returns, and of what is enqueued."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+__all__ = [
+    "Artifact",
+    "Backoff",
+    "Enqueued",
+    "JobInfo",
+    "JobPage",
+    "JobSpec",
+    "QueueInfo",
+    "RunInfo",
+    "RunJob",
+]
+
+_TERMINAL = frozenset({"succeeded", "dead", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact in a job's manifest: name, ``sha256:<hex>`` digest, size and media type."""
+
+    name: str
+    digest: str
+    size: int
+    media_type: str
+
+    @classmethod
+    def _from_json(cls, d: Mapping[str, Any]) -> Artifact:
+        return cls(str(d["name"]), str(d["digest"]), int(d["size"]), str(d["media_type"]))
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as the coordinator reports it. ``raw`` holds every field of the wire form."""
+
+    id: str
+    queue: str
+    kind: str
+    state: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    priority: int
+    result: Any
+    last_error: Optional[Dict[str, Any]]
+    progress: Any
+    checkpoint: Any
+    cancel_requested: bool
+    artifacts: List[Artifact]
+    idempotency_key: Optional[str]
+    correlation_id: Optional[str]
+    run_id: Optional[str]
+    worker_id: Optional[str]
+    created_at: str
+    finished_at: Optional[str]
+    raw: Dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """Whether the job reached a terminal state (succeeded, dead or cancelled)."""
+        return self.state in _TERMINAL
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> JobInfo:
+        return cls(
+            id=d["id"],
+            queue=d["queue"],
+            kind=d["kind"],
+            state=d["state"],
+            payload=d.get("payload"),
+            attempt=int(d.get("attempt", 0)),
+            max_attempts=int(d.get("max_attempts", 0)),
+            priority=int(d.get("priority", 0)),
+            result=d.get("result"),
+            last_error=d.get("last_error"),
+            progress=d.get("progress"),
+            checkpoint=d.get("checkpoint"),
+            cancel_requested=bool(d.get("cancel_requested", False)),
+            artifacts=[Artifact._from_json(a) for a in d.get("artifacts") or []],
+            idempotency_key=d.get("idempotency_key"),
+            correlation_id=d.get("correlation_id"),
+            run_id=d.get("run_id"),
+            worker_id=d.get("worker_id"),
+            created_at=d.get("created_at", ""),
+            finished_at=d.get("finished_at"),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """An enqueued job; ``replayed`` is true when the coordinator already had a job with the same
+    idempotency key and returned that one instead."""
+
+    job: JobInfo
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of jobs, newest first; pass ``next_cursor`` to get the next page."""
+
+    jobs: List[JobInfo]
+    next_cursor: Optional[str]
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue: whether it is paused, and its depth per job state."""
+
+    name: str
+    paused: bool
+    depth: Dict[str, int]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run (a DAG of jobs) with its aggregate status."""
+
+    id: str
+    status: str
+    name: Optional[str]
+    jobs: List[Dict[str, Any]]
+    raw: Dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A job's retry backoff: ``initial`` seconds, times ``multiplier`` per attempt, capped at
+    ``max_delay`` seconds; each delay is drawn uniformly below that ceiling (full jitter)."""
+
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 600.0
+
+    def _to_json(self) -> Dict[str, Any]:
+        for name in ("initial", "multiplier", "max_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Backoff.{name} must be a number, got {type(value).__name__}")
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"Backoff.{name} must be finite and non-negative, got {value}")
+        return {
+            "initial_ms": round(self.initial * 1000),
+            "multiplier": float(self.multiplier),
+            "max_delay_ms": round(self.max_delay * 1000),
+        }
+
+
+def _dumps(what: str, value: Any) -> str:
+    """JSON text of ``value``, with a clear ``TypeError``/``ValueError`` when it has none."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except TypeError as e:
+        raise TypeError(f"{what} must be JSON-serializable: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{what} must be JSON-serializable: {e}") from None
+
+
+def _opt_str(name: str, value: Optional[str]) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(name: str, value: Optional[int]) -> Optional[int]:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job to enqueue (for :meth:`Client.enqueue_many`; :meth:`Client.enqueue` takes the same
+    fields as keyword arguments).
+
+    Without an ``idempotency_key`` the SDK assigns a fresh one per call, so the call is safe to
+    retry; ``deterministic_key=True`` on the client call derives it from queue, kind and
+    payload instead (the same job enqueued twice becomes one).
+    """
+
+    kind: str
+    payload: Any = None
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: Optional[int] = None
+    run_at: Optional[datetime.datetime] = None
+    idempotency_key: Optional[str] = None
+    correlation_id: Optional[str] = None
+    project: Optional[str] = None
+    backoff: Optional[Backoff] = None
+
+    def _to_json(self) -> Dict[str, Any]:
+        if not isinstance(self.kind, str):
+            raise TypeError(f"kind must be a string, got {type(self.kind).__name__}")
+        if not isinstance(self.queue, str):
+            raise TypeError(f"queue must be a string, got {type(self.queue).__name__}")
+        d: Dict[str, Any] = {
+            "kind": self.kind,
+            "queue": self.queue,
+            "payload": json.loads(_dumps("payload", self.payload)),
+            "priority": _opt_int("priority", self.priority),
+        }
+        if self.max_attempts is not None:
+            d["max_attempts"] = _opt_int("max_attempts", self.max_attempts)
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime.datetime):
+                raise TypeError(f"run_at must be a datetime, got {type(self.run_at).__name__}")
+            if self.run_at.tzinfo is None:
+                raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+            d["run_at"] = self.run_at.astimezone(datetime.timezone.utc).isoformat()
+        for name in ("idempotency_key", "correlation_id", "project"):
+            value = _opt_str(name, getattr(self, name))
+            if value is not None:
+                d[name] = value
+        if self.backoff is not None:
+            if not isinstance(self.backoff, Backoff):
+                raise TypeError(f"backoff must be a leasehold.Backoff, got {type(self.backoff).__name__}")
+            d["backoff"] = self.backoff._to_json()
+        return d
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One job of a run: ``key`` names it within the run; ``depends_on`` lists the keys it waits
+    for."""
+
+    key: str
+    kind: str
+    payload: Any = None
+    depends_on: Sequence[str] = ()
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: Optional[int] = None
+    backoff: Optional[Backoff] = None
+
+    def _to_json(self) -> Dict[str, Any]:
+        if isinstance(self.depends_on, str):
+            raise TypeError("depends_on must be a list of keys, not a string")
+        d: Dict[str, Any] = {
+            "key": self.key,
+            "kind": self.kind,
+            "payload": json.loads(_dumps("payload", self.payload)),
+            "depends_on": list(self.depends_on),
+            "queue": self.queue,
+            "priority": _opt_int("priority", self.priority),
+        }
+        if self.max_attempts is not None:
+            d["max_attempts"] = _opt_int("max_attempts", self.max_attempts)
+        if self.backoff is not None:
+            d["backoff"] = self.backoff._to_json()
+        return d

@@ -127,7 +127,12 @@ class _Operations:
                 raise TypeError(f"run jobs must be leasehold.RunJob values, got {type(j).__name__}")
             wire.append(j._to_json())
         run: Dict[str, Any] = {"jobs": wire}
-        for key, value in (("name", name), ("run_token", run_token), ("project", project), ("correlation_id", correlation_id)):
+        for key, value in (
+            ("name", name),
+            ("run_token", run_token),
+            ("project", project),
+            ("correlation_id", correlation_id),
+        ):
             if value is not None:
                 run[key] = value
         return _Call("submit_run", {"run": run}, _run)
@@ -173,7 +178,9 @@ def _spec(
     project: Optional[str],
     backoff: Optional[Backoff],
 ) -> JobSpec:
-    return JobSpec(kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff)
+    return JobSpec(
+        kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+    )
 
 
 class Client:
@@ -209,7 +216,9 @@ class Client:
         backoff: Optional[Backoff] = None,
     ) -> Enqueued:
         """Enqueues one job of ``kind`` with a JSON-serializable ``payload``."""
-        spec = _spec(kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff)
+        spec = _spec(
+            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+        )
         return self._call(_Operations.enqueue(spec, deterministic_key))
 
     def enqueue_many(self, jobs: Iterable[JobSpec], *, deterministic_keys: bool = False) -> List[Enqueued]:
@@ -317,7 +326,9 @@ class AsyncClient:
         backoff: Optional[Backoff] = None,
     ) -> Enqueued:
         """See :meth:`Client.enqueue`."""
-        spec = _spec(kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff)
+        spec = _spec(
+            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+        )
         return await self._call(_Operations.enqueue(spec, deterministic_key))
 
     async def enqueue_many(self, jobs: Iterable[JobSpec], *, deterministic_keys: bool = False) -> List[Enqueued]:

@@ -22,7 +22,7 @@ _DEFAULT_MEDIA_TYPE = "application/octet-stream"
 _UNSET: Any = object()
 
 
-def _artifact(t: "tuple[str, str, int, str]") -> Artifact:
+def _artifact(t: tuple[str, str, int, str]) -> Artifact:
     return Artifact(*t)
 
 

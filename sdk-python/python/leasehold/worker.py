@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import types
-from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, TypeVar, Union
 
 from . import _native
 from .context import AsyncContext, Context
@@ -92,7 +92,7 @@ class _Loop:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def submit(self, coro: "types.CoroutineType[Any, Any, None]") -> None:
+    def submit(self, coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def _wind_down(self, grace: float) -> None:
@@ -108,7 +108,7 @@ class _Loop:
             done = asyncio.run_coroutine_threadsafe(self._wind_down(grace), self.loop)
             try:
                 done.result(grace + 1.0)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:
                 log.debug("asyncio loop wind-down did not finish", exc_info=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(grace + 1.0)
@@ -153,7 +153,7 @@ class Worker:
         api_key: Optional[str] = None,
         transport: str = "auto",
         poll_wait: float = 10.0,
-        staging_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+        staging_dir: Optional[Union[str, os.PathLike[str]]] = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a string, got {type(url).__name__}")
@@ -390,5 +390,3 @@ class Worker:
                 _settle(job, task.exception(), None if task.exception() else task.result())
         finally:
             cancelled.cancel()
-
-

@@ -59,7 +59,11 @@ fn uuid_field(args: &Value, name: &str) -> PyResult<Uuid> {
 fn spec(job: Value, deterministic: bool) -> PyResult<JobSpec> {
     let job: NewJob = serde_json::from_value(job).map_err(|e| bad(format!("bad job: {e}")))?;
     let spec = JobSpec::from(job);
-    Ok(if deterministic { spec.deterministic_key() } else { spec })
+    Ok(if deterministic {
+        spec.deterministic_key()
+    } else {
+        spec
+    })
 }
 
 impl Op {

@@ -9,7 +9,11 @@ use pyo3::types::PyDict;
 
 /// Raises `leasehold.errors.<class>(message, **attrs)`; if that module cannot be imported (the
 /// native module used on its own) falls back to `RuntimeError`.
-fn raise(class: &str, message: String, attrs: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>) -> PyErr {
+fn raise(
+    class: &str,
+    message: String,
+    attrs: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>,
+) -> PyErr {
     Python::attach(|py| {
         let built = (|| -> PyResult<PyErr> {
             let cls = py.import("leasehold.errors")?.getattr(class)?;

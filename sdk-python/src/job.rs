@@ -168,7 +168,9 @@ impl PyJob {
             }),
             Some(t) => {
                 let t = seconds("timeout", t)?;
-                block(py, async move { Ok(tokio::time::timeout(t, fired).await.is_ok()) })
+                block(py, async move {
+                    Ok(tokio::time::timeout(t, fired).await.is_ok())
+                })
             }
         }
     }

@@ -41,7 +41,9 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
         .thread_name("leasehold-rt")
         .enable_all()
         .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("leasehold: cannot start its runtime: {e}")))?;
+        .map_err(|e| {
+            PyRuntimeError::new_err(format!("leasehold: cannot start its runtime: {e}"))
+        })?;
     let rt: &'static Runtime = Box::leak(Box::new(rt));
     *slot = Some((pid, rt));
     Ok(rt)
@@ -92,9 +94,8 @@ where
     let mut fut = Box::pin(fut);
     loop {
         // The timer is made inside `block_on`, where the runtime's clock is in context.
-        let waited = py.detach(|| {
-            rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut fut).await })
-        });
+        let waited =
+            py.detach(|| rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut fut).await }));
         match waited {
             Ok(out) => return out,
             Err(_elapsed) => py.check_signals()?,

@@ -465,6 +465,14 @@ impl SqliteStore {
     }
 }
 
+/// A job chosen by a claim, in claim order.
+struct Candidate {
+    id: Uuid,
+    /// Taken over from an expired lease (else it was queued).
+    expired: bool,
+    run_id: Option<Uuid>,
+}
+
 /// Expired leases whose attempts are spent: they end `dead` instead of being re-leased.
 async fn bury_exhausted(
     conn: &mut SqliteConnection,
@@ -491,19 +499,38 @@ async fn bury_exhausted(
     }
     qb.push(") RETURNING *");
     let rows = qb.build().fetch_all(&mut *conn).await?;
-    for row in &rows {
-        let job = decode_job(row)?;
-        append_event(
-            conn,
-            &job,
-            "dead",
-            now,
-            json!({"from": "leased", "to": "dead", "reason": "lease_expired", "fencing_token": job.fencing_token}),
-        )
-        .await?;
-        after_job_change(conn, &job, now).await?;
+    let jobs = rows
+        .iter()
+        .map(decode_job)
+        .collect::<StoreResult<Vec<_>>>()?;
+    // Events in the order the rows came back (as before), one multi-row `INSERT` per group:
+    // a job that belongs to a run ends its group, so its DAG bookkeeping (and events) come
+    // right after its own event, as with one job at a time.
+    let mut start = 0;
+    while start < jobs.len() {
+        let mut end = start;
+        while end < jobs.len() {
+            end += 1;
+            if jobs[end - 1].run_id.is_some() {
+                break;
+            }
+        }
+        let events: Vec<(&Job, &str, Value)> = jobs[start..end]
+            .iter()
+            .map(|job| {
+                (
+                    job,
+                    "dead",
+                    json!({"from": "leased", "to": "dead", "reason": "lease_expired",
+                           "fencing_token": job.fencing_token}),
+                )
+            })
+            .collect();
+        append_events(conn, &events, now).await?;
+        after_job_change(conn, &jobs[end - 1], now).await?;
+        start = end;
     }
-    Ok(rows.len() as u64)
+    Ok(jobs.len() as u64)
 }
 
 #[async_trait]
@@ -659,7 +686,7 @@ impl Store for SqliteStore {
         let buried = bury_exhausted(&mut tx, now, params).await?;
         // Two index-friendly halves (ready queued jobs, expired leases), merged in claim order.
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, state, priority, run_at FROM jobs WHERE tenant = ",
+            "SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ",
         );
         let push_common = |qb: &mut QueryBuilder<'_, Sqlite>| {
             qb.push(" AND queue IN (");
@@ -675,62 +702,109 @@ impl Store for SqliteStore {
             .push(" AND state = 'queued' AND run_at <= ")
             .push_bind(micros(now));
         push_common(&mut qb);
-        qb.push(" UNION ALL SELECT id, state, priority, run_at FROM jobs WHERE tenant = ")
+        qb.push(" UNION ALL SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ")
             .push_bind(&params.tenant)
             .push(" AND state = 'leased' AND lease_expires_at <= ")
             .push_bind(micros(now));
         push_common(&mut qb);
         qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
             .push_bind(i64::from(params.max_jobs));
-        let candidates = qb.build().fetch_all(&mut *tx).await?;
+        let candidates = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Candidate {
+                    id: row.try_get("id")?,
+                    expired: row.try_get::<String, _>("state")? == "leased",
+                    run_id: row.try_get("run_id")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
 
+        // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As in `finish`, a chunk ends after a
+        // job of a run, so that run's status is refreshed (and its event written) before the
+        // next job is leased, as with one job at a time.
         let expires = now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64);
         let mut leases = Vec::with_capacity(candidates.len());
         let mut reclaimed = 0;
-        for cand in &candidates {
-            let id: Uuid = cand.try_get("id")?;
-            let prev: String = cand.try_get("state")?;
-            let row = sqlx::query(
-                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
-                 lease_epoch = lease_epoch + 1, started_at = ?, lease_expires_at = ?, \
-                 lease_ttl_ms = ?, worker_id = ?, worker_version = ?, updated_at = ? \
-                 WHERE id = ? RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(micros(expires))
-            .bind(params.lease_ttl_ms as i64)
-            .bind(&params.worker_id)
-            .bind(&params.worker_version)
-            .bind(micros(now))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let job = decode_job(&row)?;
-            if prev == "leased" {
-                reclaimed += 1;
-                append_event(
-                    &mut tx,
-                    &job,
-                    "lease_expired",
-                    now,
-                    json!({"from": "leased", "to": "queued", "fencing_token": job.fencing_token - 1}),
-                )
-                .await?;
+        let mut start = 0;
+        while start < candidates.len() {
+            let mut end = start;
+            while end < candidates.len() && end - start < BATCH_ROWS {
+                end += 1;
+                if candidates[end - 1].run_id.is_some() {
+                    break;
+                }
             }
-            append_event(
-                &mut tx,
-                &job,
-                "leased",
-                now,
-                json!({"from": if prev == "leased" { "queued" } else { prev.as_str() }, "to": "leased",
-                       "fencing_token": job.fencing_token, "attempt": job.attempt,
-                       "lease_expires_at": job.lease_expires_at}),
-            )
-            .await?;
-            if let Some(run_id) = job.run_id {
+            let chunk = &candidates[start..end];
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
+                 lease_epoch = lease_epoch + 1, started_at = ",
+            );
+            qb.push_bind(micros(now))
+                .push(", lease_expires_at = ")
+                .push_bind(micros(expires))
+                .push(", lease_ttl_ms = ")
+                .push_bind(params.lease_ttl_ms as i64)
+                .push(", worker_id = ")
+                .push_bind(&params.worker_id)
+                .push(", worker_version = ")
+                .push_bind(&params.worker_version)
+                .push(", updated_at = ")
+                .push_bind(micros(now))
+                .push(" WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for cand in chunk {
+                sep.push_bind(cand.id);
+            }
+            qb.push(") RETURNING *");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            let mut updated = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let job = decode_job(row)?;
+                updated.insert(job.id, job);
+            }
+            // RETURNING order is unspecified: put the jobs back in claim order.
+            let jobs = chunk
+                .iter()
+                .map(|cand| {
+                    updated
+                        .remove(&cand.id)
+                        .map(|job| (cand.expired, job))
+                        .ok_or_else(|| {
+                            StoreError::Internal(format!("claimed job {} vanished", cand.id))
+                        })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut events: Vec<(&Job, &str, Value)> = Vec::with_capacity(jobs.len() + 1);
+            for (expired, job) in &jobs {
+                if *expired {
+                    reclaimed += 1;
+                    events.push((
+                        job,
+                        "lease_expired",
+                        json!({"from": "leased", "to": "queued", "fencing_token": job.fencing_token - 1}),
+                    ));
+                }
+                events.push((
+                    job,
+                    "leased",
+                    json!({"from": "queued", "to": "leased",
+                           "fencing_token": job.fencing_token, "attempt": job.attempt,
+                           "lease_expires_at": job.lease_expires_at}),
+                ));
+            }
+            append_events(&mut tx, &events, now).await?;
+            // Only the last job of a chunk can belong to a run.
+            if let Some(run_id) = jobs.last().and_then(|(_, job)| job.run_id) {
                 refresh_run_status(&mut tx, run_id, now).await?;
             }
-            leases.push(lease_of(job)?);
+            for (_, job) in jobs {
+                leases.push(lease_of(job)?);
+            }
+            start = end;
         }
         tx.commit().await?;
         Ok(Claimed {
@@ -770,52 +844,77 @@ impl Store for SqliteStore {
         tenant: &str,
         items: &[HeartbeatItem],
     ) -> StoreResult<Vec<HeartbeatResult>> {
+        // One `UPDATE … FROM` per chunk, each item fenced by its token in the WHERE clause; a
+        // chunk ends before a job named twice (the second heartbeat sees the first's writes),
+        // and the checkpoint events of a chunk are written by one `INSERT` in input order.
         let mut tx = self.begin_write().await?;
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let row = sqlx::query(
-                "UPDATE jobs SET lease_expires_at = ? + lease_ttl_ms * 1000, \
-                 progress = COALESCE(?, progress), checkpoint = COALESCE(?, checkpoint), \
-                 updated_at = ? WHERE id = ? AND tenant = ? AND state = 'leased' \
-                 AND lease_epoch = ? RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(item.progress.as_ref().map(json_text))
-            .bind(item.checkpoint.as_ref().map(json_text))
-            .bind(micros(now))
-            .bind(item.job_id)
-            .bind(tenant)
-            .bind(item.fencing_token)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                out.push(HeartbeatResult {
-                    job_id: item.job_id,
-                    status: HeartbeatStatus::Lost,
-                    expires_at: None,
-                });
-                continue;
-            };
-            let job = decode_job(&row)?;
-            if let Some(cp) = &item.checkpoint {
-                append_event(
-                    &mut tx,
-                    &job,
-                    "checkpoint",
-                    now,
-                    json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
-                )
-                .await?;
+        let mut start = 0;
+        while start < items.len() {
+            let mut seen = HashSet::new();
+            let mut end = start;
+            while end < items.len() && end - start < BATCH_ROWS && seen.insert(items[end].job_id) {
+                end += 1;
             }
-            out.push(HeartbeatResult {
-                job_id: job.id,
-                status: if job.cancel_requested {
-                    HeartbeatStatus::CancelRequested
-                } else {
-                    HeartbeatStatus::Ok
-                },
-                expires_at: job.lease_expires_at,
+            let chunk = &items[start..end];
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("WITH i(id, token, progress, checkpoint) AS (");
+            qb.push_values(chunk, |mut b, item| {
+                b.push_bind(item.job_id)
+                    .push_bind(item.fencing_token)
+                    .push_bind(item.progress.as_ref().map(json_text))
+                    .push_bind(item.checkpoint.as_ref().map(json_text));
             });
+            qb.push(") UPDATE jobs SET lease_expires_at = ")
+                .push_bind(micros(now))
+                .push(
+                    " + jobs.lease_ttl_ms * 1000, \
+                     progress = COALESCE(i.progress, jobs.progress), \
+                     checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ",
+                )
+                .push_bind(micros(now))
+                .push(" FROM i WHERE jobs.id = i.id AND jobs.tenant = ")
+                .push_bind(tenant)
+                .push(" AND jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            let mut updated = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let job = decode_job(row)?;
+                updated.insert(job.id, job);
+            }
+            let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
+            let events: Vec<(&Job, &str, Value)> = chunk
+                .iter()
+                .zip(&jobs)
+                .filter_map(|(item, job)| Some((job.as_ref()?, item.checkpoint.as_ref()?)))
+                .map(|(job, cp)| {
+                    (
+                        job,
+                        "checkpoint",
+                        json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
+                    )
+                })
+                .collect();
+            append_events(&mut tx, &events, now).await?;
+            for (item, job) in chunk.iter().zip(jobs) {
+                out.push(match job {
+                    None => HeartbeatResult {
+                        job_id: item.job_id,
+                        status: HeartbeatStatus::Lost,
+                        expires_at: None,
+                    },
+                    Some(job) => HeartbeatResult {
+                        job_id: job.id,
+                        status: if job.cancel_requested {
+                            HeartbeatStatus::CancelRequested
+                        } else {
+                            HeartbeatStatus::Ok
+                        },
+                        expires_at: job.lease_expires_at,
+                    },
+                });
+            }
+            start = end;
         }
         tx.commit().await?;
         Ok(out)
@@ -1345,6 +1444,8 @@ mod tests {
         let now = now();
         let mut enqueue_ms = Vec::new();
         let mut finish_ms = Vec::new();
+        let mut claim_ms = Vec::new();
+        let mut heartbeat_ms = Vec::new();
         for round in 0..5 {
             let rows: Vec<NewJobRow> = (0..N)
                 .map(|i| job("q", Some(&format!("{round}-{i}")), now))
@@ -1352,8 +1453,23 @@ mod tests {
             let t = std::time::Instant::now();
             store.enqueue(now, rows).await.unwrap();
             enqueue_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = std::time::Instant::now();
             let leases = store.claim(now, &params(N as u32)).await.unwrap().leases;
+            claim_ms.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(leases.len(), N);
+            let items: Vec<HeartbeatItem> = leases
+                .iter()
+                .map(|l| HeartbeatItem {
+                    job_id: l.job.id,
+                    fencing_token: l.fencing_token,
+                    progress: Some(json!({"done": 1})),
+                    checkpoint: None,
+                })
+                .collect();
+            let t = std::time::Instant::now();
+            let beats = store.heartbeat(now, "default", &items).await.unwrap();
+            heartbeat_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(beats.iter().all(|b| b.status == HeartbeatStatus::Ok));
             let outcomes: Vec<Outcome> = leases
                 .iter()
                 .map(|l| Outcome {
@@ -1372,5 +1488,261 @@ mod tests {
         }
         println!("enqueue {N} jobs, ms per batch: {enqueue_ms:.1?}");
         println!("finish {N} completes, ms per batch: {finish_ms:.1?}");
+        println!("claim {N} jobs, ms per batch: {claim_ms:.1?}");
+        println!("heartbeat {N} leases, ms per batch: {heartbeat_ms:.1?}");
+        // Claims of 100 out of a deeper queue.
+        let rows: Vec<NewJobRow> = (0..N).map(|_| job("q", None, now)).collect();
+        store.enqueue(now, rows).await.unwrap();
+        let mut claim100_ms = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let leases = store.claim(now, &params(100)).await.unwrap().leases;
+            claim100_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(leases.len(), 100);
+        }
+        println!("claim 100 jobs, ms per batch: {claim100_ms:.1?}");
+    }
+
+    /// Claim order (priority, then run_at, then id) across two queues, skipping a paused queue
+    /// and a job not yet due, taking over an expired lease (new token, attempt spent) and
+    /// burying an expired lease whose attempts are spent; events in a fixed order.
+    #[tokio::test]
+    async fn claim_order_takeover_and_events() {
+        let db = store().await;
+        let store = &db.store;
+        let t0 = now();
+        let s = Span::seconds;
+        let mk = |queue: &str, priority: i32, run_at: DateTime<Utc>, max_attempts: i32| {
+            let mut j = job(queue, None, t0);
+            j.priority = priority;
+            j.run_at = run_at;
+            j.max_attempts = max_attempts;
+            j
+        };
+        let exhausted = mk("a", 0, t0 - s(300), 1);
+        let expired = mk("b", 1, t0 - s(200), 3);
+        let a_low = mk("a", 0, t0 - s(10), 3);
+        let a_high = mk("a", 5, t0, 3);
+        let b_high = mk("b", 5, t0 - s(5), 3);
+        let b_later = mk("b", 0, t0 + s(3600), 3);
+        let paused = mk("c", 9, t0 - s(100), 3);
+        let a_low_tie = mk("a", 0, t0 - s(10), 3);
+        let rows = vec![
+            exhausted.clone(),
+            expired.clone(),
+            a_low.clone(),
+            a_high.clone(),
+            b_high.clone(),
+            b_later.clone(),
+            paused.clone(),
+            a_low_tie.clone(),
+        ];
+        store.enqueue(t0 - s(400), rows).await.unwrap();
+        store
+            .set_queue_paused(t0, "default", "c", true)
+            .await
+            .unwrap();
+        let mut p = params(1);
+        p.queues = vec!["a".into()];
+        let first = store.claim(t0 - s(250), &p).await.unwrap();
+        assert_eq!(first.leases[0].job.id, exhausted.id);
+        p.queues = vec!["b".into()];
+        let second = store.claim(t0 - s(120), &p).await.unwrap();
+        assert_eq!(second.leases[0].job.id, expired.id);
+        let last = store.last_event_id().await.unwrap();
+
+        let mut p = params(10);
+        p.queues = vec!["a".into(), "b".into(), "c".into()];
+        p.worker_id = "w2".into();
+        p.worker_version = Some("v2".into());
+        p.lease_ttl_ms = 30_000;
+        let claimed = store.claim(t0, &p).await.unwrap();
+        assert_eq!(claimed.expired, 2);
+        let ids: Vec<Uuid> = claimed.leases.iter().map(|l| l.job.id).collect();
+        assert_eq!(
+            ids,
+            [b_high.id, a_high.id, expired.id, a_low.id, a_low_tie.id]
+        );
+        for l in &claimed.leases {
+            let takeover = l.job.id == expired.id;
+            assert_eq!(l.fencing_token, if takeover { 2 } else { 1 });
+            assert_eq!(l.attempt, if takeover { 2 } else { 1 });
+            assert_eq!(l.expires_at, t0 + s(30));
+            assert_eq!(l.lease_ttl_ms, 30_000);
+            assert_eq!(l.job.state, JobState::Leased);
+            assert_eq!(l.job.worker_id.as_deref(), Some("w2"));
+            assert_eq!(l.job.worker_version.as_deref(), Some("v2"));
+            assert_eq!((l.job.started_at, l.job.updated_at), (Some(t0), t0));
+            let stored = store.get_job("default", l.job.id).await.unwrap().unwrap();
+            assert_eq!(stored, l.job);
+        }
+        let dead = store
+            .get_job("default", exhausted.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((dead.state, dead.finished_at), (JobState::Dead, Some(t0)));
+        for id in [b_later.id, paused.id] {
+            let j = store.get_job("default", id).await.unwrap().unwrap();
+            assert_eq!(j.state, JobState::Queued);
+        }
+
+        let events = store
+            .list_events(&EventFilter {
+                after: last,
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+        let got: Vec<(&str, Option<Uuid>, Option<&str>, Value)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.kind.as_str(),
+                    e.job_id,
+                    e.worker_id.as_deref(),
+                    e.data.clone(),
+                )
+            })
+            .collect();
+        let leased = |id: Uuid, from: &str, token: i64| {
+            (
+                "leased",
+                Some(id),
+                Some("w2"),
+                json!({"from": from, "to": "leased", "fencing_token": token,
+                       "attempt": token, "lease_expires_at": t0 + s(30)}),
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                (
+                    "dead",
+                    Some(exhausted.id),
+                    Some("w"),
+                    json!({"from": "leased", "to": "dead", "reason": "lease_expired",
+                           "fencing_token": 1})
+                ),
+                leased(b_high.id, "queued", 1),
+                leased(a_high.id, "queued", 1),
+                (
+                    "lease_expired",
+                    Some(expired.id),
+                    Some("w2"),
+                    json!({"from": "leased", "to": "queued", "fencing_token": 1})
+                ),
+                leased(expired.id, "queued", 2),
+                leased(a_low.id, "queued", 1),
+                leased(a_low_tie.id, "queued", 1),
+            ]
+        );
+    }
+
+    /// A heartbeat batch answers per item as one-by-one application: a job named twice (the
+    /// second keeps the first's progress), a stale token, an unknown job, a cancel request;
+    /// checkpoint events in input order.
+    #[tokio::test]
+    async fn heartbeat_batch_answers_per_item() {
+        let db = store().await;
+        let store = &db.store;
+        let t0 = now();
+        let rows: Vec<NewJobRow> = (0..3).map(|_| job("q", None, t0)).collect();
+        store.enqueue(t0, rows).await.unwrap();
+        let leases = store.claim(t0, &params(3)).await.unwrap().leases;
+        let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
+        store
+            .cancel_job(t0, "default", c.job.id, "stop")
+            .await
+            .unwrap();
+        let last = store.last_event_id().await.unwrap();
+        let t1 = t0 + Span::seconds(10);
+        let item = |l: &Lease, token: i64, progress: Option<Value>, checkpoint: Option<Value>| {
+            HeartbeatItem {
+                job_id: l.job.id,
+                fencing_token: token,
+                progress,
+                checkpoint,
+            }
+        };
+        let unknown = HeartbeatItem {
+            job_id: Uuid::now_v7(),
+            fencing_token: 1,
+            progress: None,
+            checkpoint: None,
+        };
+        let results = store
+            .heartbeat(
+                t1,
+                "default",
+                &[
+                    item(
+                        a,
+                        a.fencing_token,
+                        Some(json!({"p": 1})),
+                        Some(json!({"c": 1})),
+                    ),
+                    item(b, b.fencing_token + 1, None, Some(json!({"c": "stale"}))),
+                    item(a, a.fencing_token, None, Some(json!({"c": 2}))),
+                    unknown.clone(),
+                    item(c, c.fencing_token, Some(json!({"p": 3})), None),
+                    item(b, b.fencing_token, None, Some(json!({"c": "b"}))),
+                ],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(Uuid, HeartbeatStatus, Option<DateTime<Utc>>)> = results
+            .iter()
+            .map(|r| (r.job_id, r.status, r.expires_at))
+            .collect();
+        let until = Some(t1 + Span::seconds(60));
+        assert_eq!(
+            got,
+            [
+                (a.job.id, HeartbeatStatus::Ok, until),
+                (b.job.id, HeartbeatStatus::Lost, None),
+                (a.job.id, HeartbeatStatus::Ok, until),
+                (unknown.job_id, HeartbeatStatus::Lost, None),
+                (c.job.id, HeartbeatStatus::CancelRequested, until),
+                (b.job.id, HeartbeatStatus::Ok, until),
+            ]
+        );
+        let ja = store.get_job("default", a.job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (ja.progress, ja.checkpoint, ja.updated_at),
+            (Some(json!({"p": 1})), Some(json!({"c": 2})), t1)
+        );
+        let jc = store.get_job("default", c.job.id).await.unwrap().unwrap();
+        assert_eq!((jc.progress, jc.checkpoint), (Some(json!({"p": 3})), None));
+        let events = store
+            .list_events(&EventFilter {
+                after: last,
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+        let got: Vec<(&str, Option<Uuid>, Value)> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.job_id, e.data.clone()))
+            .collect();
+        let cp = |l: &Lease, c: Value| {
+            (
+                "checkpoint",
+                Some(l.job.id),
+                json!({"fencing_token": l.fencing_token, "checkpoint": c}),
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                cp(a, json!({"c": 1})),
+                cp(a, json!({"c": 2})),
+                cp(b, json!({"c": "b"}))
+            ]
+        );
     }
 }

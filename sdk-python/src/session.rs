@@ -82,9 +82,10 @@ impl PySession {
         if let Some(id) = worker_id {
             cfg.worker_id = id;
         }
-        cfg.worker_version = match app_version {
-            Some(app) => format!("{SDK_VERSION} {app}"),
-            None => SDK_VERSION.to_owned(),
+        // The Rust core's version, then this layer's, then the application's (as the C ABI does).
+        cfg.worker_version = match app_version.filter(|a| !a.is_empty()) {
+            Some(app) => format!("{} {SDK_VERSION} {app}", leasehold::sdk_version()),
+            None => format!("{} {SDK_VERSION}", leasehold::sdk_version()),
         };
         cfg.tenant = tenant;
         cfg.api_key = api_key;

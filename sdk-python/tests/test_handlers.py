@@ -14,7 +14,7 @@ from conftest import running
 
 
 def test_sync_and_async_handlers_complete_jobs(url: str, client: leasehold.Client, queue: str) -> None:
-    worker = leasehold.Worker(url, queues=[queue], concurrency=4)
+    worker = leasehold.Worker(url, queues=[queue], concurrency=4, app_version="tests/1")
     threads: List[str] = []
 
     @worker.task("add")
@@ -36,6 +36,10 @@ def test_sync_and_async_handlers_complete_jobs(url: str, client: leasehold.Clien
     assert done_a.state == "succeeded" and done_a.result == {"sum": 5, "attempt": 1}
     assert done_b.state == "succeeded" and done_b.result == "HELLO"
     assert threads and all(t.startswith("leasehold-worker-") for t in threads)
+    # The core's version, then the Python layer's, then the application's.
+    version = done_a.raw["worker_version"].split()
+    assert version[0].startswith("leasehold-rust/") and version[1].startswith("leasehold-python/")
+    assert version[2:] == ["tests/1"]
 
 
 def test_retry_waits_its_backoff_then_succeeds(url: str, client: leasehold.Client, queue: str) -> None:

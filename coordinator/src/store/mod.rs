@@ -10,6 +10,7 @@ mod postgres;
 mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_leases;
 mod sqlite_runs;
 
 use async_trait::async_trait;

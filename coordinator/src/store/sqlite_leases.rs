@@ -1,0 +1,517 @@
+//! The lease hot path on SQLite: claiming jobs (burying expired leases whose attempts are
+//! spent), heartbeats and finishing leased jobs, each as one write transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
+use serde_json::{Value, json};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use super::sqlite::{BATCH_ROWS, SqliteStore, append_events, decode_job, json_text, micros};
+use super::sqlite_runs::{after_job_change, refresh_run_status};
+use super::{
+    ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
+    lease_of,
+};
+
+/// Applies `outcomes` (distinct jobs, at most [`BATCH_ROWS`]) with one `UPDATE … FROM`, each
+/// fenced by its token in the WHERE clause (an outcome whose lease is gone matches no row and
+/// writes nothing; SET expressions read the row as it was). Returns the updated job for each
+/// outcome, `None` where the lease was not held under that token. Writes no events.
+async fn finish_chunk(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    tenant: &str,
+    outcomes: &[Outcome],
+) -> StoreResult<Vec<Option<Job>>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "WITH i(id, token, outcome, result, artifacts, retryable, retry_at, error) AS (",
+    );
+    qb.push_values(outcomes, |mut b, o| {
+        b.push_bind(o.job_id).push_bind(o.fencing_token);
+        match &o.kind {
+            OutcomeKind::Complete { result, artifacts } => {
+                b.push_bind("complete")
+                    .push_bind(Some(json_text(result)))
+                    .push_bind(Some(json!(artifacts).to_string()))
+                    .push_bind(false)
+                    .push_bind(None::<i64>)
+                    .push_bind(None::<String>);
+            }
+            OutcomeKind::Fail { error, retry_at } => {
+                b.push_bind("fail")
+                    .push_bind(None::<String>)
+                    .push_bind(None::<String>)
+                    .push_bind(error.retryable)
+                    .push_bind(Some(micros(*retry_at)))
+                    .push_bind(Some(json!(error).to_string()));
+            }
+            OutcomeKind::Release => {
+                b.push_bind("release")
+                    .push_bind(None::<String>)
+                    .push_bind(None::<String>)
+                    .push_bind(false)
+                    .push_bind(None::<i64>)
+                    .push_bind(None::<String>);
+            }
+        }
+    });
+    let t = micros(now);
+    // Per kind exactly the SET list of the one-job statements it replaces; the terminal test
+    // of a failure is spelled twice because SET expressions see the old row.
+    qb.push(
+        ") UPDATE jobs SET \
+         state = CASE i.outcome \
+           WHEN 'complete' THEN 'succeeded' \
+           WHEN 'fail' THEN CASE WHEN jobs.cancel_requested = 1 THEN 'cancelled' \
+             WHEN i.retryable AND jobs.attempt < jobs.max_attempts THEN 'queued' ELSE 'dead' END \
+           ELSE CASE WHEN jobs.cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END END, \
+         attempt = CASE WHEN i.outcome = 'release' THEN \
+           CASE WHEN jobs.cancel_requested = 1 THEN jobs.attempt ELSE jobs.attempt - 1 END \
+           ELSE jobs.attempt END, \
+         result = CASE WHEN i.outcome = 'complete' THEN i.result ELSE jobs.result END, \
+         artifacts = CASE WHEN i.outcome = 'complete' THEN i.artifacts ELSE jobs.artifacts END, \
+         last_error = CASE WHEN i.outcome = 'fail' THEN i.error ELSE jobs.last_error END, \
+         run_at = CASE i.outcome WHEN 'fail' THEN i.retry_at WHEN 'release' THEN ",
+    )
+    .push_bind(t)
+    .push(
+        " ELSE jobs.run_at END, \
+         finished_at = CASE i.outcome WHEN 'complete' THEN ",
+    )
+    .push_bind(t)
+    .push(
+        " WHEN 'fail' THEN CASE WHEN jobs.cancel_requested = 1 OR NOT i.retryable \
+           OR jobs.attempt >= jobs.max_attempts THEN ",
+    )
+    .push_bind(t)
+    .push(" ELSE NULL END ELSE CASE WHEN jobs.cancel_requested = 1 THEN ")
+    .push_bind(t)
+    .push(" ELSE NULL END END, updated_at = ")
+    .push_bind(t)
+    .push(
+        ", lease_expires_at = NULL FROM i \
+         WHERE jobs.id = i.id AND jobs.tenant = ",
+    )
+    .push_bind(tenant)
+    .push(" AND jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *");
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let mut updated = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let job = decode_job(row)?;
+        updated.insert(job.id, job);
+    }
+    Ok(outcomes.iter().map(|o| updated.remove(&o.job_id)).collect())
+}
+
+/// The ids among `ids` (in `tenant`) for which `filter` (a condition on `jobs`) holds, with
+/// their state; one query per [`BATCH_ROWS`] ids.
+async fn states_of(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    ids: &[Uuid],
+    filter: &str,
+) -> StoreResult<HashMap<Uuid, JobState>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(BATCH_ROWS) {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, state FROM jobs WHERE tenant = ");
+        qb.push_bind(tenant)
+            .push(" AND ")
+            .push(filter)
+            .push(" AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            let state: String = row.try_get("state")?;
+            let state = JobState::parse(&state)
+                .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
+            out.insert(row.try_get("id")?, state);
+        }
+    }
+    Ok(out)
+}
+
+/// A job chosen by a claim, in claim order.
+struct Candidate {
+    id: Uuid,
+    /// Taken over from an expired lease (else it was queued).
+    expired: bool,
+    run_id: Option<Uuid>,
+}
+
+/// Expired leases whose attempts are spent: they end `dead` instead of being re-leased.
+async fn bury_exhausted(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    params: &ClaimParams,
+) -> StoreResult<u64> {
+    let mut qb = QueryBuilder::<Sqlite>::new("UPDATE jobs SET state = 'dead', finished_at = ");
+    qb.push_bind(micros(now))
+        .push(", updated_at = ")
+        .push_bind(micros(now))
+        .push(", lease_expires_at = NULL, last_error = ")
+        .push_bind(
+            json!({"class": "lease_expired", "message": "lease expired and attempts are spent", "retryable": false})
+                .to_string(),
+        )
+        .push(" WHERE tenant = ")
+        .push_bind(&params.tenant)
+        .push(" AND state = 'leased' AND lease_expires_at <= ")
+        .push_bind(micros(now))
+        .push(" AND attempt >= max_attempts AND queue IN (");
+    let mut sep = qb.separated(", ");
+    for q in &params.queues {
+        sep.push_bind(q);
+    }
+    qb.push(") RETURNING *");
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let jobs = rows
+        .iter()
+        .map(decode_job)
+        .collect::<StoreResult<Vec<_>>>()?;
+    // Events in the order the rows came back (as before), one multi-row `INSERT` per group:
+    // a job that belongs to a run ends its group, so its DAG bookkeeping (and events) come
+    // right after its own event, as with one job at a time.
+    let mut start = 0;
+    while start < jobs.len() {
+        let mut end = start;
+        while end < jobs.len() {
+            end += 1;
+            if jobs[end - 1].run_id.is_some() {
+                break;
+            }
+        }
+        let events: Vec<(&Job, &str, Value)> = jobs[start..end]
+            .iter()
+            .map(|job| {
+                (
+                    job,
+                    "dead",
+                    json!({"from": "leased", "to": "dead", "reason": "lease_expired",
+                           "fencing_token": job.fencing_token}),
+                )
+            })
+            .collect();
+        append_events(conn, &events, now).await?;
+        after_job_change(conn, &jobs[end - 1], now).await?;
+        start = end;
+    }
+    Ok(jobs.len() as u64)
+}
+
+impl SqliteStore {
+    pub(super) async fn claim_impl(
+        &self,
+        now: DateTime<Utc>,
+        params: &ClaimParams,
+    ) -> StoreResult<Claimed> {
+        let mut tx = self.begin_write().await?;
+        let buried = bury_exhausted(&mut tx, now, params).await?;
+        // Two index-friendly halves (ready queued jobs, expired leases), merged in claim order.
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ",
+        );
+        let push_common = |qb: &mut QueryBuilder<'_, Sqlite>| {
+            qb.push(" AND queue IN (");
+            let mut sep = qb.separated(", ");
+            for q in &params.queues {
+                sep.push_bind(q.clone());
+            }
+            qb.push(") AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ")
+                .push_bind(params.tenant.clone())
+                .push(")");
+        };
+        qb.push_bind(&params.tenant)
+            .push(" AND state = 'queued' AND run_at <= ")
+            .push_bind(micros(now));
+        push_common(&mut qb);
+        qb.push(" UNION ALL SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ")
+            .push_bind(&params.tenant)
+            .push(" AND state = 'leased' AND lease_expires_at <= ")
+            .push_bind(micros(now));
+        push_common(&mut qb);
+        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
+            .push_bind(i64::from(params.max_jobs));
+        let candidates = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Candidate {
+                    id: row.try_get("id")?,
+                    expired: row.try_get::<String, _>("state")? == "leased",
+                    run_id: row.try_get("run_id")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+
+        // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As in `finish`, a chunk ends after a
+        // job of a run, so that run's status is refreshed (and its event written) before the
+        // next job is leased, as with one job at a time.
+        let expires = now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64);
+        let mut leases = Vec::with_capacity(candidates.len());
+        let mut reclaimed = 0;
+        let mut start = 0;
+        while start < candidates.len() {
+            let mut end = start;
+            while end < candidates.len() && end - start < BATCH_ROWS {
+                end += 1;
+                if candidates[end - 1].run_id.is_some() {
+                    break;
+                }
+            }
+            let chunk = &candidates[start..end];
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
+                 lease_epoch = lease_epoch + 1, started_at = ",
+            );
+            qb.push_bind(micros(now))
+                .push(", lease_expires_at = ")
+                .push_bind(micros(expires))
+                .push(", lease_ttl_ms = ")
+                .push_bind(params.lease_ttl_ms as i64)
+                .push(", worker_id = ")
+                .push_bind(&params.worker_id)
+                .push(", worker_version = ")
+                .push_bind(&params.worker_version)
+                .push(", updated_at = ")
+                .push_bind(micros(now))
+                .push(" WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for cand in chunk {
+                sep.push_bind(cand.id);
+            }
+            qb.push(") RETURNING *");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            let mut updated = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let job = decode_job(row)?;
+                updated.insert(job.id, job);
+            }
+            // RETURNING order is unspecified: put the jobs back in claim order.
+            let jobs = chunk
+                .iter()
+                .map(|cand| {
+                    updated
+                        .remove(&cand.id)
+                        .map(|job| (cand.expired, job))
+                        .ok_or_else(|| {
+                            StoreError::Internal(format!("claimed job {} vanished", cand.id))
+                        })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut events: Vec<(&Job, &str, Value)> = Vec::with_capacity(jobs.len() + 1);
+            for (expired, job) in &jobs {
+                if *expired {
+                    reclaimed += 1;
+                    events.push((
+                        job,
+                        "lease_expired",
+                        json!({"from": "leased", "to": "queued", "fencing_token": job.fencing_token - 1}),
+                    ));
+                }
+                events.push((
+                    job,
+                    "leased",
+                    json!({"from": "queued", "to": "leased",
+                           "fencing_token": job.fencing_token, "attempt": job.attempt,
+                           "lease_expires_at": job.lease_expires_at}),
+                ));
+            }
+            append_events(&mut tx, &events, now).await?;
+            // Only the last job of a chunk can belong to a run.
+            if let Some(run_id) = jobs.last().and_then(|(_, job)| job.run_id) {
+                refresh_run_status(&mut tx, run_id, now).await?;
+            }
+            for (_, job) in jobs {
+                leases.push(lease_of(job)?);
+            }
+            start = end;
+        }
+        tx.commit().await?;
+        Ok(Claimed {
+            leases,
+            expired: buried + reclaimed,
+        })
+    }
+
+    pub(super) async fn heartbeat_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        items: &[HeartbeatItem],
+    ) -> StoreResult<Vec<HeartbeatResult>> {
+        // One `UPDATE … FROM` per chunk, each item fenced by its token in the WHERE clause; a
+        // chunk ends before a job named twice (the second heartbeat sees the first's writes),
+        // and the checkpoint events of a chunk are written by one `INSERT` in input order.
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut start = 0;
+        while start < items.len() {
+            let mut seen = HashSet::new();
+            let mut end = start;
+            while end < items.len() && end - start < BATCH_ROWS && seen.insert(items[end].job_id) {
+                end += 1;
+            }
+            let chunk = &items[start..end];
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("WITH i(id, token, progress, checkpoint) AS (");
+            qb.push_values(chunk, |mut b, item| {
+                b.push_bind(item.job_id)
+                    .push_bind(item.fencing_token)
+                    .push_bind(item.progress.as_ref().map(json_text))
+                    .push_bind(item.checkpoint.as_ref().map(json_text));
+            });
+            qb.push(") UPDATE jobs SET lease_expires_at = ")
+                .push_bind(micros(now))
+                .push(
+                    " + jobs.lease_ttl_ms * 1000, \
+                     progress = COALESCE(i.progress, jobs.progress), \
+                     checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ",
+                )
+                .push_bind(micros(now))
+                .push(" FROM i WHERE jobs.id = i.id AND jobs.tenant = ")
+                .push_bind(tenant)
+                .push(" AND jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            let mut updated = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let job = decode_job(row)?;
+                updated.insert(job.id, job);
+            }
+            let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
+            let events: Vec<(&Job, &str, Value)> = chunk
+                .iter()
+                .zip(&jobs)
+                .filter_map(|(item, job)| Some((job.as_ref()?, item.checkpoint.as_ref()?)))
+                .map(|(job, cp)| {
+                    (
+                        job,
+                        "checkpoint",
+                        json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
+                    )
+                })
+                .collect();
+            append_events(&mut tx, &events, now).await?;
+            for (item, job) in chunk.iter().zip(jobs) {
+                out.push(match job {
+                    None => HeartbeatResult {
+                        job_id: item.job_id,
+                        status: HeartbeatStatus::Lost,
+                        expires_at: None,
+                    },
+                    Some(job) => HeartbeatResult {
+                        job_id: job.id,
+                        status: if job.cancel_requested {
+                            HeartbeatStatus::CancelRequested
+                        } else {
+                            HeartbeatStatus::Ok
+                        },
+                        expires_at: job.lease_expires_at,
+                    },
+                });
+            }
+            start = end;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(super) async fn finish_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> StoreResult<Vec<Finished>> {
+        // Outcomes are applied in input order, one `UPDATE … FROM` per chunk of the batch. A
+        // chunk ends before a job named a second time (that report must see the first one's
+        // effect) and after a job that belongs to a run (its DAG bookkeeping must run, and
+        // write its events, before the next outcome), so results and events are exactly
+        // those of applying the outcomes one by one. A batch without runs or repeats (and at
+        // most BATCH_ROWS long) is one chunk: one UPDATE, one INSERT of its events, and one
+        // SELECT if some lease was lost.
+        let mut tx = self.begin_write().await?;
+        // `run_id` never changes, so this holds for the whole transaction.
+        let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
+            let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job_id).collect();
+            states_of(&mut tx, tenant, &ids, "run_id IS NOT NULL")
+                .await?
+                .into_keys()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut out = Vec::with_capacity(outcomes.len());
+        let mut start = 0;
+        while start < outcomes.len() {
+            let mut seen = HashSet::new();
+            let mut end = start;
+            while end < outcomes.len()
+                && end - start < BATCH_ROWS
+                && seen.insert(outcomes[end].job_id)
+            {
+                end += 1;
+                if in_run.contains(&outcomes[end - 1].job_id) {
+                    break;
+                }
+            }
+            let chunk = &outcomes[start..end];
+            let updated = finish_chunk(&mut tx, now, tenant, chunk).await?;
+            let lost: Vec<Uuid> = chunk
+                .iter()
+                .zip(&updated)
+                .filter(|(_, job)| job.is_none())
+                .map(|(o, _)| o.job_id)
+                .collect();
+            let current = if lost.is_empty() {
+                HashMap::new()
+            } else {
+                states_of(&mut tx, tenant, &lost, "1").await?
+            };
+            let events: Vec<(&Job, &str, Value)> = chunk
+                .iter()
+                .zip(&updated)
+                .filter_map(|(outcome, job)| job.as_ref().map(|job| (outcome, job)))
+                .map(|(outcome, job)| {
+                    let mut data = match &outcome.kind {
+                        OutcomeKind::Complete { artifacts, .. } => {
+                            json!({"artifacts": artifacts.len()})
+                        }
+                        OutcomeKind::Fail { error, retry_at } => {
+                            json!({"error": error, "retry_at": retry_at})
+                        }
+                        OutcomeKind::Release => json!({}),
+                    };
+                    data["from"] = json!("leased");
+                    data["to"] = json!(job.state);
+                    data["fencing_token"] = json!(job.fencing_token);
+                    data["attempt"] = json!(job.attempt);
+                    (job, event_type_for(job.state, &outcome.kind), data)
+                })
+                .collect();
+            append_events(&mut tx, &events, now).await?;
+            // Only the last job of a chunk can belong to a run (no-op for the others).
+            for job in updated.iter().flatten() {
+                after_job_change(&mut tx, job, now).await?;
+            }
+            for (outcome, job) in chunk.iter().zip(updated) {
+                out.push(match job {
+                    Some(job) => Finished::Ok(Box::new(job)),
+                    None => match current.get(&outcome.job_id) {
+                        Some(state) => Finished::LeaseLost(*state),
+                        None => Finished::NotFound,
+                    },
+                });
+            }
+            start = end;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}

@@ -7,6 +7,7 @@
 
 mod detached;
 mod postgres;
+mod postgres_leases;
 mod postgres_runs;
 mod runs;
 mod sqlite;

@@ -1,0 +1,217 @@
+//! The batch paths and both claim forms against a real PostgreSQL (skipped without one,
+//! like the conformance suite).
+use super::*;
+use crate::store::OutcomeKind;
+use crate::store::postgres_leases::MERGED_CLAIM_MAX_QUEUES;
+use chrono::Duration as Span;
+use leasehold_proto::{FailureInfo, Lease};
+
+async fn store(test: &str) -> Option<PostgresStore> {
+    let base = leasehold_testkit::postgres_url(test)?;
+    let url = leasehold_testkit::fresh_schema(&base).await.unwrap();
+    Some(PostgresStore::connect(&url).await.unwrap())
+}
+
+fn job(queue: &str, priority: i32, run_at: DateTime<Utc>, key: Option<&str>) -> NewJobRow {
+    NewJobRow {
+        id: Uuid::now_v7(),
+        tenant: "default".into(),
+        queue: queue.into(),
+        kind: "k".into(),
+        payload: serde_json::json!({"q": queue}),
+        priority,
+        max_attempts: 3,
+        run_at,
+        idempotency_key: key.map(str::to_owned),
+        correlation_id: None,
+        project: None,
+        run_id: None,
+        inputs_hash: "sha256:0".into(),
+        backoff: None,
+        state: JobState::Queued,
+    }
+}
+
+fn params(queues: &[String], max_jobs: u32) -> ClaimParams {
+    ClaimParams {
+        tenant: "default".into(),
+        worker_id: "w".into(),
+        worker_version: None,
+        queues: queues.to_vec(),
+        max_jobs,
+        lease_ttl_ms: 60_000,
+    }
+}
+
+/// Claim order across queues (priority, then run_at, then id), paused queues skipped and
+/// expired leases taken over, for the merged form and the per-queue form alike.
+#[tokio::test]
+async fn claim_orders_across_queues_in_both_forms() {
+    for n_queues in [3, MERGED_CLAIM_MAX_QUEUES + 4] {
+        let Some(store) = store("postgres::claim_orders_across_queues").await else {
+            return;
+        };
+        let t0 = Utc::now() - Span::minutes(10);
+        let queues: Vec<String> = (0..n_queues).map(|i| format!("q{i}")).collect();
+        let mut rows = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            for k in 0..4 {
+                let at = t0 + Span::seconds((k * n_queues + i) as i64);
+                rows.push(job(q, (k % 2) as i32, at, None));
+            }
+        }
+        // Not yet due, and in a queue that will be paused: never claimed.
+        rows.push(job(&queues[0], 9, t0 + Span::hours(1), None));
+        rows.push(job("paused", 9, t0, None));
+        let mut all = queues.clone();
+        all.push("paused".into());
+        store.enqueue(t0, rows.clone()).await.unwrap();
+        store
+            .set_queue_paused(t0, "default", "paused", true)
+            .await
+            .unwrap();
+        // One lease that has expired by `now`, taken over in its place in the order.
+        let first = store.claim(t0, &params(&queues[..1], 1)).await.unwrap();
+        let expired_id = first.leases[0].job.id;
+        let now = t0 + Span::minutes(5);
+
+        let mut expected: Vec<&NewJobRow> = rows
+            .iter()
+            .filter(|r| r.queue != "paused" && r.run_at <= now)
+            .collect();
+        expected.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let expected: Vec<Uuid> = expected.iter().map(|r| r.id).collect();
+        assert!(expected.contains(&expired_id));
+
+        let mut got = Vec::new();
+        let mut expired = 0;
+        loop {
+            let claimed = store.claim(now, &params(&all, 5)).await.unwrap();
+            if claimed.leases.is_empty() {
+                break;
+            }
+            expired += claimed.expired;
+            got.extend(claimed.leases.iter().map(|l| l.job.id));
+        }
+        assert_eq!(got, expected, "{n_queues} queues");
+        assert_eq!(expired, 1);
+    }
+}
+
+/// A batch naming one job twice, mixing kinds, stale tokens and unknown jobs answers each
+/// item as if applied one by one; a batch enqueue with a repeated key stores the first.
+#[tokio::test]
+async fn batches_answer_per_item() {
+    let Some(store) = store("postgres::batches_answer_per_item").await else {
+        return;
+    };
+    // PostgreSQL keeps microseconds.
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let rows = vec![
+        job("q", 0, now, Some("a")),
+        job("q", 0, now, None),
+        job("q", 0, now, Some("a")),
+        job("q", 0, now, None),
+    ];
+    let enq = store.enqueue(now, rows.clone()).await.unwrap();
+    assert_eq!(
+        enq.iter().map(|e| e.replayed).collect::<Vec<_>>(),
+        [false, false, true, false]
+    );
+    assert_eq!(enq[2].job.id, rows[0].id);
+    let again = store
+        .enqueue(now, vec![job("q", 0, now, Some("a"))])
+        .await
+        .unwrap();
+    assert!(again[0].replayed);
+    assert_eq!(again[0].job.id, rows[0].id);
+
+    let leases = store
+        .claim(now, &params(&["q".into()], 10))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 3);
+    let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
+    let outcome = |l: &Lease, token: i64, kind: OutcomeKind| Outcome {
+        job_id: l.job.id,
+        fencing_token: token,
+        kind,
+    };
+    let complete = OutcomeKind::Complete {
+        result: serde_json::json!({"ok": 1}),
+        artifacts: vec![],
+    };
+    let fail = OutcomeKind::Fail {
+        error: FailureInfo {
+            class: "E".into(),
+            message: "m".into(),
+            retryable: true,
+        },
+        retry_at: now + Span::seconds(30),
+    };
+    let missing = Outcome {
+        job_id: Uuid::now_v7(),
+        fencing_token: 1,
+        kind: OutcomeKind::Release,
+    };
+    let results = store
+        .finish(
+            now,
+            "default",
+            vec![
+                outcome(a, a.fencing_token + 1, complete.clone()),
+                outcome(a, a.fencing_token, complete.clone()),
+                outcome(a, a.fencing_token, OutcomeKind::Release),
+                outcome(b, b.fencing_token, fail),
+                missing,
+                outcome(c, c.fencing_token, OutcomeKind::Release),
+            ],
+        )
+        .await
+        .unwrap();
+    let summary: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
+            Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
+            Finished::NotFound => "not found".into(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "lost leased",
+            "ok succeeded",
+            "lost succeeded",
+            "ok queued",
+            "not found",
+            "ok queued"
+        ]
+    );
+    let Finished::Ok(released) = &results[5] else {
+        unreachable!()
+    };
+    assert_eq!((released.attempt, released.run_at), (0, now));
+    let events = store
+        .list_events(&EventFilter {
+            after: 0,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let tail: Vec<&str> = events
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(tail, ["released", "retry_scheduled", "succeeded"]);
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+}

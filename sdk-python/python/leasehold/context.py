@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import IO, Any, Awaitable, Optional, Union
+from typing import IO, Any, Awaitable, Iterator, Optional, Union
 
 from . import _native
 from .errors import JobCancelled, LeaseLost
@@ -37,6 +37,21 @@ def _is_binary_file(data: object) -> bool:
     if isinstance(data, io.TextIOBase):
         raise TypeError("put_artifact needs a binary file object (open it with 'rb'), not a text file")
     return hasattr(data, "read")
+
+
+def _chunks(f: IO[bytes]) -> Iterator[bytes]:
+    """The contents of a binary file object, in chunks of up to 1 MiB."""
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(f"the file object returned {type(chunk).__name__}, not bytes")
+        yield bytes(chunk)
+
+
+def _unsupported(data: object) -> TypeError:
+    return TypeError(f"put_artifact takes bytes, a path or a binary file object, not {type(data).__name__}")
 
 
 class _BaseContext:
@@ -169,18 +184,13 @@ class Context(_BaseContext):
         if _is_binary_file(data):
             writer = self._job.artifact_writer(name, media_type)
             try:
-                while True:
-                    chunk = data.read(_CHUNK)
-                    if not chunk:
-                        break
-                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"the file object returned {type(chunk).__name__}, not bytes")
-                    writer.write(bytes(chunk))
+                for chunk in _chunks(data):
+                    writer.write(chunk)
             except BaseException:
                 writer.abort()
                 raise
             return _artifact(writer.finish())
-        raise TypeError(f"put_artifact takes bytes, a path or a binary file object, not {type(data).__name__}")
+        raise _unsupported(data)
 
 
 class AsyncContext(_BaseContext):
@@ -212,15 +222,10 @@ class AsyncContext(_BaseContext):
         if _is_binary_file(data):
             writer = self._job.artifact_writer(name, media_type)
             try:
-                while True:
-                    chunk = data.read(_CHUNK)
-                    if not chunk:
-                        break
-                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"the file object returned {type(chunk).__name__}, not bytes")
-                    await writer.write_async(bytes(chunk))
+                for chunk in _chunks(data):
+                    await writer.write_async(chunk)
             except BaseException:
                 writer.abort()
                 raise
             return _artifact(await writer.finish_async())
-        raise TypeError(f"put_artifact takes bytes, a path or a binary file object, not {type(data).__name__}")
+        raise _unsupported(data)

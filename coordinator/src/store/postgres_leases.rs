@@ -174,98 +174,41 @@ async fn current_states(
         .collect()
 }
 
-/// Claims naming up to this many queues use one merged, exactly-locking scan; more queues use a
-/// `LATERAL` per queue (planning the merged form grows with the number of branches: ~3 ms at
-/// 8 queues, 100+ ms at 100).
-pub(super) const MERGED_CLAIM_MAX_QUEUES: usize = 8;
-
-/// The body of the claim's `cand` CTE for `queues` distinct queues (`$1` tenant, `$2` the
-/// sorted queue names, `$3` now, `$4` how many): rows `(id, prev, exhausted)`, at most `$4`,
-/// each locked `FOR UPDATE SKIP LOCKED`, in claim order (priority descending, `run_at`, id).
+/// The body of the claim's `cand` CTE (`$1` tenant, `$2` the sorted queue names, `$3` now,
+/// `$4` how many): rows `(id, prev, exhausted)`, at most `$4`, each locked `FOR UPDATE SKIP
+/// LOCKED`, in claim order (priority descending, `run_at`, id).
 ///
-/// Each queue contributes two index-ordered branches: due queued jobs (`jobs_ready`, already in
-/// claim order) and expired leases (`jobs_leased` range, sorted; few rows). A paused queue's
-/// branches are switched off by a one-time filter, so its backlog is never read. The old single
-/// scan with `queue = ANY($2)` and an `OR` of the two states could use no index order and cost a
-/// sequential scan plus a sort of the whole table on every claim.
-fn claim_candidates(queues: usize) -> String {
+/// Per queue, two branches each lock their first `$4` free rows in index order: due queued jobs
+/// (`jobs_ready`, already in claim order) and expired leases (`jobs_leased`; few rows). The best
+/// `$4` of those are claimed; rows locked but not claimed are released at commit. A paused
+/// queue's branches are switched off by a one-time filter, so its backlog is never read.
+///
+/// Each branch is the plain `ORDER BY … LIMIT … FOR UPDATE SKIP LOCKED` shape on purpose: its
+/// `LIMIT` is what makes the planner walk the ordered index and stop after `$4` rows whatever
+/// the table statistics say. An earlier form merged unlocked branches and locked on the join
+/// back to `jobs`; planned without a `LIMIT` inside the branches, it chose a sequential scan and
+/// a sort of the whole backlog on every claim (23–36 ms at 20k queued against 1.2 ms for this
+/// form, worst on a freshly filled, never analyzed table: see docs/postgres-claim.md).
+fn claim_candidates() -> String {
     const ORDER: &str = "ORDER BY priority DESC, run_at, id";
-    let paused = |queue: &str| {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = {queue} \
-             AND q.paused)"
-        )
-    };
-    let fresh = |queue: &str| {
-        format!(
-            "jobs WHERE tenant = $1 AND queue = {queue} AND state = 'queued' AND run_at <= $3 \
-             AND {}",
-            paused(queue)
-        )
-    };
-    let expired = |queue: &str| {
-        format!(
-            "jobs WHERE tenant = $1 AND queue = {queue} AND state = 'leased' \
-             AND lease_expires_at <= $3 AND {}",
-            paused(queue)
-        )
-    };
-    if queues <= MERGED_CLAIM_MAX_QUEUES {
-        // The branches are read without locks and merged lazily (Merge Append); the join back
-        // to `jobs j` is what gets locked, one row at a time in claim order, until `$4` are
-        // held. A row another claimer holds is skipped; one changed since the snapshot is
-        // re-checked against the WHERE clause on `j` (hence repeated there). Locking inside the
-        // branches instead would lose their order (PostgreSQL drops sort order across a
-        // LockRows node) and lock rows that are then not claimed. `c` must stay a subquery
-        // (its ORDER BY keeps it from being flattened): a re-check of a row changed since the
-        // snapshot then reuses the candidate row instead of re-running every branch, which
-        // under concurrent claimers cost seconds per claim.
-        let branches = (1..=queues)
-            .flat_map(|i| {
-                let queue = format!("($2::text[])[{i}]");
-                [
-                    format!(
-                        "SELECT * FROM (SELECT id, priority, run_at FROM {} {ORDER}) f{i}",
-                        fresh(&queue)
-                    ),
-                    format!(
-                        "SELECT * FROM (SELECT id, priority, run_at FROM {} {ORDER}) e{i}",
-                        expired(&queue)
-                    ),
-                ]
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        format!(
-            "SELECT j.id, j.state AS prev, \
-                    (j.state = 'leased' AND j.attempt >= j.max_attempts) AS exhausted \
-             FROM (SELECT * FROM ({branches}) m {ORDER}) c JOIN jobs j ON j.id = c.id \
-             WHERE j.tenant = $1 \
-               AND ((j.state = 'queued' AND j.run_at <= $3) \
-                    OR (j.state = 'leased' AND j.lease_expires_at <= $3)) \
-             ORDER BY c.priority DESC, c.run_at, c.id \
-             LIMIT $4 \
-             FOR UPDATE OF j SKIP LOCKED"
-        )
-    } else {
-        // Per queue, each branch locks its first `$4` free rows in order; the best `$4` of
-        // those are claimed. Rows locked but not claimed are released at commit.
-        let queue = "qn.name";
-        format!(
-            "SELECT c.id, c.prev, c.exhausted \
-             FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ( \
-               SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
-                              FROM {} {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) f \
-               UNION ALL \
-               SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
-                                     priority, run_at \
-                              FROM {} {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e) c \
-             ORDER BY c.priority DESC, c.run_at, c.id \
-             LIMIT $4",
-            fresh(queue),
-            expired(queue),
-        )
-    }
+    let not_paused = "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = qn.name \
+                      AND q.paused)";
+    format!(
+        "SELECT c.id, c.prev, c.exhausted \
+         FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ( \
+           SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
+                          FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'queued' \
+                            AND run_at <= $3 AND {not_paused} \
+                          {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) f \
+           UNION ALL \
+           SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
+                                 priority, run_at \
+                          FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'leased' \
+                            AND lease_expires_at <= $3 AND {not_paused} \
+                          {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e) c \
+         ORDER BY c.priority DESC, c.run_at, c.id \
+         LIMIT $4"
+    )
 }
 
 impl PostgresStore {
@@ -505,7 +448,7 @@ impl PostgresStore {
                  FROM u WHERE NOT u.exhausted) e \
                ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
              SELECT * FROM u ORDER BY priority DESC, run_at, id",
-            cand = claim_candidates(queues.len()),
+            cand = claim_candidates(),
         );
         let rows = sqlx::query(&sql)
             .bind(&params.tenant)

@@ -64,6 +64,10 @@ struct Args {
     /// Skip these parts (comma list of: sqlite, postgres, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
+    /// Run only these Leasehold workloads (comma list of W1…W6; default: all). Peer and ceiling
+    /// rows are controlled by `--skip`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Directory on the database's filesystem for `pg_test_fsync` (default: the temp dir).
     #[arg(long)]
     fsync_dir: Option<PathBuf>,
@@ -209,26 +213,36 @@ async fn leasehold_rows(
         v.settings.extend(extra.clone());
         v
     };
-    rows.add_variant("leasehold", store, &name, with(bench.w1().await));
-    rows.add_variant("leasehold", store, &name, with(bench.w2().await));
-    for (slots, jobs) in sizes.w3_jobs {
-        rows.add_variant("leasehold", store, &name, with(bench.w3(slots, jobs).await));
+    if sizes.wants("W1") {
+        rows.add_variant("leasehold", store, &name, with(bench.w1().await));
     }
-    for rate in &sizes.w4_rates {
-        rows.add_variant("leasehold", store, &name, with(bench.w4(*rate).await));
+    if sizes.wants("W2") {
+        rows.add_variant("leasehold", store, &name, with(bench.w2().await));
     }
-    for clients in [1, 16] {
-        rows.add_variant(
-            "leasehold",
-            store,
-            &name,
-            with(bench.w5_single(clients).await),
-        );
+    if sizes.wants("W3") {
+        for (slots, jobs) in sizes.w3_jobs {
+            rows.add_variant("leasehold", store, &name, with(bench.w3(slots, jobs).await));
+        }
     }
-    for batch in [100, 1000] {
-        rows.add_variant("leasehold", store, &name, with(bench.w5_bulk(batch).await));
+    if sizes.wants("W4") {
+        for rate in &sizes.w4_rates {
+            rows.add_variant("leasehold", store, &name, with(bench.w4(*rate).await));
+        }
     }
-    if sizes.w6_big > 0 {
+    if sizes.wants("W5") {
+        for clients in [1, 16] {
+            rows.add_variant(
+                "leasehold",
+                store,
+                &name,
+                with(bench.w5_single(clients).await),
+            );
+        }
+        for batch in [100, 1000] {
+            rows.add_variant("leasehold", store, &name, with(bench.w5_bulk(batch).await));
+        }
+    }
+    if sizes.w6_big > 0 && sizes.wants("W6") {
         rows.add_variant("leasehold", store, &name, with(bench.w6().await));
     }
     let failed = rows
@@ -833,7 +847,8 @@ fn ratios_and_goals(rows: &Rows, report: &mut Report) {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let runs = args.runs.unwrap_or(if args.mode == "full" { 5 } else { 1 });
-    let sizes = Sizes::for_mode(&args.mode);
+    let mut sizes = Sizes::for_mode(&args.mode);
+    sizes.only = args.only.clone();
     let started_at = chrono::Utc::now();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)

@@ -28,9 +28,16 @@ pub(crate) struct Sizes {
     /// W6 (depth): claim latency at 1k queued and at this many queued (0: skipped).
     pub(crate) w6_big: u64,
     pub(crate) patience: Duration,
+    /// Leasehold workloads to run (`W1`…`W6`); empty: all of them.
+    pub(crate) only: Vec<String>,
 }
 
 impl Sizes {
+    /// Whether the Leasehold workload `w` (e.g. `"W1"`) is to run.
+    pub(crate) fn wants(&self, w: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o.eq_ignore_ascii_case(w))
+    }
+
     pub(crate) fn for_mode(mode: &str) -> Self {
         match mode {
             "smoke" => Self {
@@ -46,6 +53,7 @@ impl Sizes {
                 w5_bulk_rows: 1000,
                 w6_big: 5000,
                 patience: Duration::from_secs(30),
+                only: Vec::new(),
             },
             "quick" => Self {
                 w1_jobs: 20_000,
@@ -60,6 +68,7 @@ impl Sizes {
                 w5_bulk_rows: 10_000,
                 w6_big: 0,
                 patience: Duration::from_secs(120),
+                only: Vec::new(),
             },
             _ => Self {
                 w1_jobs: 100_000,
@@ -74,6 +83,7 @@ impl Sizes {
                 w5_bulk_rows: 100_000,
                 w6_big: 1_000_000,
                 patience: Duration::from_secs(1800),
+                only: Vec::new(),
             },
         }
     }

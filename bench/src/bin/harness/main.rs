@@ -13,6 +13,7 @@ mod peers;
 mod pg;
 mod procstat;
 mod report;
+mod sdk_driver;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -61,7 +62,23 @@ struct Args {
     /// PostgreSQL `synchronous_commit` settings to run.
     #[arg(long, value_delimiter = ',', default_value = "on,off")]
     pg_synchronous_commit: Vec<String>,
-    /// Skip these parts (comma list of: sqlite, postgres, ceiling, river, pgqueuer, fsync).
+    /// Rust SDK no-op worker (`sdk_noop`, release); its W1 rows are "not installed" without it.
+    #[arg(long)]
+    sdk_rust: Option<PathBuf>,
+    /// Python with the `leasehold` SDK installed; python-sdk rows are "not installed" without it.
+    #[arg(long)]
+    sdk_python: Option<PathBuf>,
+    /// The Python SDK no-op worker script.
+    #[arg(long, default_value = "bench/sdk_noop.py")]
+    sdk_python_script: PathBuf,
+    /// Go SDK no-op worker (`sdk-c/go/cmd/leasehold-noop`, linked against the release C
+    /// library); go-sdk rows are "not installed" without it.
+    #[arg(long)]
+    sdk_go: Option<PathBuf>,
+    /// `concurrency` of the SDK workers (as in bench/sdk-ratio).
+    #[arg(long, default_value_t = 16)]
+    sdk_concurrency: usize,
+    /// Skip these parts (comma list of: sqlite, postgres, sdk, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Run only these Leasehold workloads (comma list of W1…W6; default: all). Peer and ceiling
@@ -139,15 +156,26 @@ impl Rows {
     }
 
     fn not_installed(&mut self, system: &str, workload: &str, why: &str) {
-        let key = format!("{workload}|{system}|not installed");
+        self.not_installed_at(system, "PostgreSQL", "–", workload, why);
+    }
+
+    fn not_installed_at(
+        &mut self,
+        system: &str,
+        store: &str,
+        driver: &str,
+        workload: &str,
+        why: &str,
+    ) {
+        let key = format!("{workload}|{system}|{store}|{driver}|not installed");
         if self.rows.iter().any(|r| r.key == key) {
             return;
         }
         self.rows.push(Row {
             key,
             system: system.into(),
-            store: "PostgreSQL".into(),
-            driver: "–".into(),
+            store: store.into(),
+            driver: driver.into(),
             workload: workload.into(),
             variant: "–".into(),
             settings: BTreeMap::new(),
@@ -156,6 +184,7 @@ impl Rows {
         });
     }
 
+    /// The first measured row; for `leasehold`, the raw-HTTP driver's (see [`Rows::find_driver`]).
     fn find(
         &self,
         workload: &str,
@@ -163,10 +192,28 @@ impl Rows {
         store: &str,
         variant_prefix: &str,
     ) -> Option<&Row> {
+        let driver = if system == "leasehold" {
+            "raw-http"
+        } else {
+            ""
+        };
+        self.find_driver(workload, system, store, driver, variant_prefix)
+    }
+
+    /// The first measured row through `driver` (`""`: any driver).
+    fn find_driver(
+        &self,
+        workload: &str,
+        system: &str,
+        store: &str,
+        driver: &str,
+        variant_prefix: &str,
+    ) -> Option<&Row> {
         self.rows.iter().find(|r| {
             r.workload == workload
                 && r.system == system
                 && r.store == store
+                && (driver.is_empty() || r.driver == driver)
                 && r.variant.starts_with(variant_prefix)
                 && r.status == "ok"
                 && !r.runs.is_empty()
@@ -376,6 +423,8 @@ struct Ctx {
     pgq_db: Option<String>,
     river_ok: Option<String>,
     pgq_ok: Option<String>,
+    /// Each SDK's no-op worker, or why it is not installed.
+    sdks: Vec<(&'static str, Result<sdk_driver::SdkWorker, String>)>,
     notes: Vec<String>,
 }
 
@@ -417,6 +466,10 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
             )
             .await;
             drop(coord);
+            if sync == "normal" {
+                let fresh = sdk_driver::FreshStore::Sqlite(&sync);
+                sdk_driver::sdk_rows(ctx, rows, run, &store, fresh, &extra).await?;
+            }
         }
     }
     // --- Leasehold on PostgreSQL ---
@@ -444,6 +497,10 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
             .await;
             drop(coord);
             pg::drop_schema(&db, &schema).await?;
+            if sc == "on" {
+                let fresh = sdk_driver::FreshStore::Postgres { pg: &pg, db: &db };
+                sdk_driver::sdk_rows(ctx, rows, run, &store, fresh, &extra).await?;
+            }
         }
     }
     // --- Ceiling ---
@@ -701,6 +758,18 @@ fn ratios_and_goals(rows: &Rows, report: &mut Report) {
             pgq("defaults"),
         );
     }
+    for store in [store_sqlite("normal"), store_pg("on")] {
+        let sdk = |d: &str| median_rate(rows.find_driver("W1", "leasehold", &store, d, ""));
+        let rust = sdk("rust-sdk");
+        for d in ["python-sdk", "go-sdk"] {
+            ratio(format!("W1 {store}: {d} / rust-sdk"), sdk(d), rust);
+        }
+        ratio(
+            format!("W1 {store}: rust-sdk / raw-http"),
+            rust,
+            sdk("raw-http"),
+        );
+    }
     for sync in ["normal", "full"] {
         let store = store_sqlite(sync);
         ratio(
@@ -792,11 +861,7 @@ fn ratios_and_goals(rows: &Rows, report: &mut Report) {
                 p50.zip(p99).map(|(a, b)| a <= 1.0 && b <= 3.0),
             )
         },
-        goal(
-            "Python and Go SDKs each ≥ 0.7× the Rust SDK on W1",
-            Some("SDK rows not built yet (raw-HTTP driver only)".into()),
-            None,
-        ),
+        sdk_driver::sdk_goal(r),
         {
             let v = rows
                 .find("W1", "leasehold", &pg_on, "")
@@ -873,6 +938,7 @@ async fn main() -> Result<()> {
         pgq_db: None,
         river_ok: None,
         pgq_ok: None,
+        sdks: Vec::new(),
         notes,
         args,
     };
@@ -928,6 +994,16 @@ async fn main() -> Result<()> {
                 .notes
                 .push(format!("pgqueuer driver failed to start: {e:#}")),
         }
+    }
+    if !ctx.skip("sdk") {
+        let paths = sdk_driver::SdkPaths {
+            rust: ctx.args.sdk_rust.clone(),
+            python: ctx.args.sdk_python.clone(),
+            python_script: ctx.args.sdk_python_script.clone(),
+            go: ctx.args.sdk_go.clone(),
+            concurrency: ctx.args.sdk_concurrency,
+        };
+        ctx.sdks = sdk_driver::sdk_workers(&paths, &ctx.http).await;
     }
     let machine = machine_facts(&ctx.args, pg.as_ref());
     let mut rows = Rows::default();

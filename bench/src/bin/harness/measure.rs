@@ -80,6 +80,17 @@ impl Probe {
         }
     }
 
+    /// Counts the CPU that [`Probe::worker_pids`] used so far as spent before `mark`: for
+    /// worker processes started after [`Probe::begin`], whose start-up is not measured.
+    pub(crate) fn exclude_worker_startup(&self, mark: &mut Mark) {
+        let used: f64 = self
+            .worker_pids
+            .iter()
+            .map(|pid| procstat::cpu_secs(*pid).unwrap_or(0.0))
+            .sum();
+        *mark.cpu.by_role.entry("workers".into()).or_insert(0.0) += used;
+    }
+
     /// Ends the measurement of `jobs` jobs; `secs` overrides the wall time when the workload
     /// timed itself.
     pub(crate) async fn end(&self, mark: Mark, jobs: u64, secs: Option<f64>) -> Measurement {
@@ -102,6 +113,15 @@ impl Probe {
             && let Some(v) = procstat::peak_rss_mib(std::process::id())
         {
             rss.insert("workers".into(), v);
+        }
+        // Worker processes: their peak over their whole life (start-up included), summed.
+        if !self.worker_pids.is_empty() {
+            let sum: f64 = self
+                .worker_pids
+                .iter()
+                .filter_map(|pid| procstat::peak_rss_mib(*pid))
+                .sum();
+            *rss.entry("workers".into()).or_insert(0.0) += sum;
         }
         let per_1k = |v: f64| {
             if jobs == 0 {

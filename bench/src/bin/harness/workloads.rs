@@ -181,13 +181,16 @@ impl Bench<'_> {
         let result = async {
             let enqueue_rate = self.producer.fill("w1", s.w1_jobs, 1000).await?;
             let sink = Sink::new();
-            let mark = self.probe.begin().await;
-            let started = Instant::now();
+            let mut mark = self.probe.begin().await;
+            // Timed from when the workers are up (an SDK process has printed `ready`; an
+            // in-process driver has spawned its tasks), like bench/sdk-ratio.
             let running = self
                 .driver
                 .start(&self.producer.url, &cfg, sink.clone())
                 .await?;
+            let started = Instant::now();
             let probe = self.probe_with(running.pids());
+            probe.exclude_worker_startup(&mut mark);
             let waited = sink.wait_completed(s.w1_jobs, s.patience).await;
             let secs = started.elapsed().as_secs_f64();
             let mut m = probe.end(mark, s.w1_jobs, Some(secs)).await;

@@ -30,7 +30,11 @@ use crate::report::{Goal, Machine, Measurement, Report, Row};
 use crate::workloads::{Bench, Producer, Sizes, Variant};
 
 #[derive(Debug, Parser)]
-#[command(about = "Leasehold benchmark harness (see bench/README.md)")]
+// A flag given twice takes its last value, so that `bench/run … --out DIR` overrides bench/run's.
+#[command(
+    about = "Leasehold benchmark harness (see bench/README.md)",
+    args_override_self = true
+)]
 struct Args {
     /// `smoke` (tiny sizes, every row once), `quick` (< 5 min) or `full` (5 runs).
     #[arg(long, default_value = "quick")]

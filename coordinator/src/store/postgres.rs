@@ -473,10 +473,12 @@ impl Store for PostgresStore {
         tenant: &str,
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
+        // `lease_expires_at IS NOT NULL` lets the lease search use `jobs_lease_expiry`.
         let t: Option<DateTime<Utc>> = sqlx::query_scalar(
             "SELECT LEAST( \
                (SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND tenant = $1 AND queue = ANY($2)), \
-               (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = $1 AND queue = ANY($2)))",
+               (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = $1 AND queue = ANY($2) \
+                AND lease_expires_at IS NOT NULL))",
         )
         .bind(tenant)
         .bind(queues)

@@ -24,6 +24,26 @@ fn is_retryable(err: &sqlx::Error) -> bool {
 /// Applies `outcomes` (distinct jobs) in one statement, each fenced by its token, with one
 /// event per recorded outcome in input order. Returns the updated job for each outcome, `None`
 /// where the lease was not held under that token (nothing written).
+/// Plans the hot-path statements of the current transaction as nested loops over index probes.
+///
+/// Claims, outcome batches and heartbeats touch a handful of rows named by id (or found by an
+/// ordered index walk with a `LIMIT`), on a table that churns faster than autovacuum analyzes
+/// it. Left to its statistics, the planner hash-joined a batch of 1000 outcomes with a
+/// sequential scan of the whole table (1.4–1.7 s per batch at 20k jobs) whenever a batch looked
+/// big next to the table. Index probes are the right plan at every size these statements see,
+/// so the transaction says so. `set_config(…, true)` lasts until the transaction ends and must
+/// run before the statements it is for are planned. See docs/postgres-hot-path.md.
+async fn plan_by_index(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'off', true), \
+                set_config('enable_hashjoin', 'off', true), \
+                set_config('enable_mergejoin', 'off', true)",
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 async fn finish_chunk(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
@@ -179,7 +199,7 @@ async fn current_states(
 /// LOCKED`, in claim order (priority descending, `run_at`, id).
 ///
 /// Per queue, two branches each lock their first `$4` free rows in index order: due queued jobs
-/// (`jobs_ready`, already in claim order) and expired leases (`jobs_leased`; few rows). The best
+/// (`jobs_ready`, already in claim order) and expired leases (`jobs_lease_expiry`; few rows). The best
 /// `$4` of those are claimed; rows locked but not claimed are released at commit. A paused
 /// queue's branches are switched off by a one-time filter, so its backlog is never read.
 ///
@@ -188,7 +208,7 @@ async fn current_states(
 /// the table statistics say. An earlier form merged unlocked branches and locked on the join
 /// back to `jobs`; planned without a `LIMIT` inside the branches, it chose a sequential scan and
 /// a sort of the whole backlog on every claim (23–36 ms at 20k queued against 1.2 ms for this
-/// form, worst on a freshly filled, never analyzed table: see docs/postgres-claim.md).
+/// form, worst on a freshly filled, never analyzed table: see docs/postgres-hot-path.md).
 fn claim_candidates() -> String {
     const ORDER: &str = "ORDER BY priority DESC, run_at, id";
     let not_paused = "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = qn.name \
@@ -269,15 +289,22 @@ impl PostgresStore {
         );
         let mut tries = 0;
         let rows = loop {
-            let result = sqlx::query(&sql)
-                .bind(&ids)
-                .bind(&tokens)
-                .bind(&progress)
-                .bind(&checkpoints)
-                .bind(now)
-                .bind(tenant)
-                .fetch_all(self.pool())
-                .await;
+            let result = async {
+                let mut tx = self.pool().begin().await?;
+                plan_by_index(&mut tx).await?;
+                let rows = sqlx::query(&sql)
+                    .bind(&ids)
+                    .bind(&tokens)
+                    .bind(&progress)
+                    .bind(&checkpoints)
+                    .bind(now)
+                    .bind(tenant)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(rows)
+            }
+            .await;
             match result {
                 Ok(rows) => break rows,
                 Err(err) if is_retryable(&err) && tries < 3 => tries += 1,
@@ -341,18 +368,19 @@ impl PostgresStore {
         outcomes: &[Outcome],
     ) -> StoreResult<Vec<Finished>> {
         let mut tx = self.pool().begin().await?;
+        plan_by_index(&mut tx).await?;
         // `run_id` never changes, so this holds for the whole transaction.
         let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
             let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job_id).collect();
-            sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE tenant = $1 AND id = ANY($2) AND run_id IS NOT NULL",
-            )
-            .bind(tenant)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
+            // By id alone (ids are unique across tenants; the finish itself checks the tenant):
+            // with `tenant = $1` here the planner, lacking statistics on a freshly filled
+            // table, scanned the whole tenant instead of probing the primary key.
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND run_id IS NOT NULL")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
         } else {
             HashSet::new()
         };
@@ -411,6 +439,7 @@ impl PostgresStore {
             return Ok(Claimed::default());
         }
         let mut tx = self.pool().begin().await?;
+        plan_by_index(&mut tx).await?;
         // `prev` tells fresh claims from expired leases taken over; an expired lease whose
         // attempts are spent goes to `dead` instead of being leased again.
         let sql = format!(

@@ -768,6 +768,82 @@ async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
     assert_eq!(total, 300);
 }
 
+/// Every job has a lease deadline exactly while it is leased, through every way in and out of
+/// `leased` (the PostgreSQL expired-lease index is partial on `lease_expires_at IS NOT NULL`).
+async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let mut rows: Vec<NewJobRow> = (0..6).map(|_| new_job("ld", "k", t0)).collect();
+    rows[5].max_attempts = 1;
+    store.enqueue(t0, rows).await.unwrap();
+    let check = |step: &'static str| {
+        let store = store.clone();
+        async move {
+            let filter = JobFilter {
+                tenant: "default".into(),
+                queue: Some("ld".into()),
+                state: None,
+                kind: None,
+                before: None,
+                limit: 100,
+            };
+            let jobs = store.list_jobs(&filter).await.unwrap();
+            assert_eq!(jobs.len(), 6, "{step}");
+            for j in jobs {
+                assert_eq!(
+                    j.state == JobState::Leased,
+                    j.lease_expires_at.is_some(),
+                    "{step}: job in state {:?} with lease_expires_at {:?}",
+                    j.state,
+                    j.lease_expires_at
+                );
+            }
+        }
+    };
+    check("enqueued").await;
+    let leases = store
+        .claim(t0, &claim_params("ld", 6, 1_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 6);
+    check("claimed").await;
+    let l = |i: usize| (leases[i].job.id, leases[i].fencing_token);
+    store
+        .cancel_job(t0, "default", l(4).0, "operator")
+        .await
+        .unwrap();
+    check("cancel requested").await;
+    let outcomes = vec![
+        complete(l(0).0, l(0).1),
+        fail(l(1).0, l(1).1, true, t0),
+        fail(l(2).0, l(2).1, false, t0),
+        Outcome {
+            job_id: l(3).0,
+            fencing_token: l(3).1,
+            kind: OutcomeKind::Release,
+        },
+        fail(l(4).0, l(4).1, true, t0),
+    ];
+    let finished = store.finish(t0, "default", outcomes).await.unwrap();
+    assert!(finished.iter().all(|f| matches!(f, Finished::Ok(_))));
+    check("finished").await;
+    // Job 5 (one attempt) expires: dead; jobs 1 and 3 are leased again.
+    let later = t0 + Duration::seconds(5);
+    let again = store
+        .claim(later, &claim_params("ld", 6, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(again.expired, 1);
+    assert_eq!(again.leases.len(), 2);
+    check("expired and re-claimed").await;
+    store
+        .retry_job(later, "default", l(2).0)
+        .await
+        .unwrap()
+        .unwrap();
+    check("dead job retried").await;
+}
+
 on_both_backends!(
     enqueue_get_and_idempotency,
     claim_order_and_batch,
@@ -782,4 +858,5 @@ on_both_backends!(
     paused_queue_grants_nothing,
     list_is_newest_first_with_filters,
     concurrent_claimers_never_share_a_job,
+    lease_deadline_is_set_exactly_while_leased,
 );

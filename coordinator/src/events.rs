@@ -16,6 +16,8 @@ use crate::store::{EventFilter, Store, StoreResult};
 pub const LISTENER_BUFFER: usize = 1024;
 /// Page size for catch-up reads.
 const PAGE: u32 = 500;
+/// Ids the tailer steps over per tick while nobody listens.
+const SKIP_PAGE: u32 = 10_000;
 /// How far behind the ledger's settled end the tailer starts.
 const STARTUP_OVERLAP: i64 = 1000;
 
@@ -65,6 +67,25 @@ impl EventHub {
                         }
                     },
                 };
+                if tx.receiver_count() == 0 {
+                    // Nobody listens: move the cursor as a settled read would, without reading
+                    // the events (reading and decoding every event cost ~50 µs of coordinator
+                    // CPU per job under load). The count is checked again after the read: a
+                    // listener that subscribed before the second check is served from `after`
+                    // below; one that subscribes later catches up from the database past `end`
+                    // itself, so the tail and its catch-up still overlap.
+                    match store.settled_event_end(after, SKIP_PAGE).await {
+                        Ok(end) if tx.receiver_count() == 0 => {
+                            last = Some(after.max(end));
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::debug!(%err, "event tailer cannot read the ledger");
+                            continue;
+                        }
+                    }
+                }
                 match store
                     .list_events(&EventFilter {
                         after,

@@ -844,6 +844,32 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
     check("dead job retried").await;
 }
 
+/// The live tail's cursor moves exactly as far as a settled read would reach.
+async fn settled_event_end_matches_a_settled_read(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let start = store.last_event_id().await.unwrap();
+    let rows: Vec<NewJobRow> = (0..5).map(|_| new_job("se", "k", now)).collect();
+    store.enqueue(now, rows).await.unwrap();
+    let filter = |limit| leasehold_coordinator::store::EventFilter {
+        after: start,
+        limit,
+        settled: true,
+        ..Default::default()
+    };
+    let all = store.list_events(&filter(1000)).await.unwrap();
+    assert_eq!(all.len(), 5, "one enqueued event per job");
+    for limit in [1, 3, 5, 1000] {
+        let read = store.list_events(&filter(limit)).await.unwrap();
+        assert_eq!(
+            store.settled_event_end(start, limit).await.unwrap(),
+            read.last().unwrap().id,
+            "limit {limit}"
+        );
+    }
+    let end = all.last().unwrap().id;
+    assert_eq!(store.settled_event_end(end, 10).await.unwrap(), end);
+}
+
 on_both_backends!(
     enqueue_get_and_idempotency,
     claim_order_and_batch,
@@ -859,4 +885,5 @@ on_both_backends!(
     list_is_newest_first_with_filters,
     concurrent_claimers_never_share_a_job,
     lease_deadline_is_set_exactly_while_leased,
+    settled_event_end_matches_a_settled_read,
 );

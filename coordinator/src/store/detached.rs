@@ -157,6 +157,10 @@ impl Store for Detached {
         self.0.last_event_id().await
     }
 
+    async fn settled_event_end(&self, after: i64, limit: u32) -> StoreResult<i64> {
+        self.0.settled_event_end(after, limit).await
+    }
+
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {
         detach!(self, |s| s.create_run(now, run))
     }

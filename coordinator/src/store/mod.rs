@@ -359,6 +359,23 @@ pub trait Store: Send + Sync + 'static {
     /// The newest event id (0 when the ledger is empty); where a live tail starts.
     async fn last_event_id(&self) -> StoreResult<i64>;
 
+    /// The id of the last event a settled [`list_events`](Self::list_events) after `after`
+    /// would return among its next `limit` (or `after` when there is none), without reading
+    /// the events: how the live tail moves on while nobody listens.
+    async fn settled_event_end(&self, after: i64, limit: u32) -> StoreResult<i64> {
+        let filter = EventFilter {
+            after,
+            limit,
+            settled: true,
+            ..Default::default()
+        };
+        Ok(self
+            .list_events(&filter)
+            .await?
+            .last()
+            .map_or(after, |e| e.id))
+    }
+
     /// Creates a run and its jobs (parents first) in one transaction; a known `run_token`
     /// returns the existing run with `false`.
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)>;

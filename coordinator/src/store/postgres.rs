@@ -588,6 +588,26 @@ impl Store for PostgresStore {
         self.last_settled_event_id().await
     }
 
+    async fn settled_event_end(&self, after: i64, limit: u32) -> StoreResult<i64> {
+        // The settled read of `list_events`, ids only.
+        let rows = sqlx::query(
+            "SELECT id, tx_id >= pg_snapshot_xmin(pg_current_snapshot()) AS unsettled \
+             FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut end = after;
+        for row in &rows {
+            if row.try_get::<bool, _>("unsettled")? {
+                break;
+            }
+            end = row.try_get("id")?;
+        }
+        Ok(end)
+    }
+
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {
         self.create_run_impl(now, run).await
     }

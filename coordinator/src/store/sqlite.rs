@@ -618,6 +618,18 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn settled_event_end(&self, after: i64, limit: u32) -> StoreResult<i64> {
+        // One writer commits in id order, so every visible event has settled.
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(MAX(id), ?1) FROM \
+             (SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2)",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {
         self.create_run_impl(now, run).await
     }

@@ -79,8 +79,9 @@ struct Args {
     /// library); go-sdk rows are "not installed" without it.
     #[arg(long)]
     sdk_go: Option<PathBuf>,
-    /// `concurrency` of the SDK workers (as in bench/sdk-ratio).
-    #[arg(long, default_value_t = 16)]
+    /// `concurrency` of the SDK workers: enough slots for claims of the same order as the
+    /// raw-HTTP driver's (the SDK grants a quarter of its slots per credit message).
+    #[arg(long, default_value_t = 256)]
     sdk_concurrency: usize,
     /// Skip these parts (comma list of: sqlite, postgres, sdk, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]

@@ -11,8 +11,11 @@ use leasehold_coordinator::store::{
     ClaimParams, Finished, JobFilter, NewJobRow, Outcome, OutcomeKind, Store,
 };
 use leasehold_coordinator::validate;
-use leasehold_proto::{Artifact, FailureInfo, HeartbeatItem, HeartbeatStatus, JobState, NewJob};
+use leasehold_proto::{
+    Artifact, FailureInfo, HeartbeatItem, HeartbeatStatus, JobState, Lease, NewJob,
+};
 use serde_json::json;
+use uuid::Uuid;
 
 fn new_job(queue: &str, kind: &str, now: DateTime<Utc>) -> NewJobRow {
     let job: NewJob =
@@ -856,7 +859,16 @@ async fn settled_event_end_matches_a_settled_read(store: Arc<dyn Store>) {
         settled: true,
         ..Default::default()
     };
-    let all = store.list_events(&filter(1000)).await.unwrap();
+    // On PostgreSQL an event is settled once every transaction older than its own has ended,
+    // in the whole cluster (other tests' included); from then on it stays settled.
+    let mut all = Vec::new();
+    for _ in 0..200 {
+        all = store.list_events(&filter(1000)).await.unwrap();
+        if all.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(all.len(), 5, "one enqueued event per job");
     for limit in [1, 3, 5, 1000] {
         let read = store.list_events(&filter(limit)).await.unwrap();
@@ -868,6 +880,162 @@ async fn settled_event_end_matches_a_settled_read(store: Arc<dyn Store>) {
     }
     let end = all.last().unwrap().id;
     assert_eq!(store.settled_event_end(end, 10).await.unwrap(), end);
+}
+
+/// A batch naming one job twice, mixing kinds, stale tokens and unknown jobs answers each
+/// item as if applied one by one; a batch enqueue with a repeated key stores the first.
+async fn batches_answer_per_item(store: Arc<dyn Store>) {
+    // Both stores keep microseconds.
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let job = |key: Option<&str>| {
+        let mut row = new_job("q", "k", now);
+        row.idempotency_key = key.map(str::to_owned);
+        row
+    };
+    let rows = vec![job(Some("a")), job(None), job(Some("a")), job(None)];
+    let enq = store.enqueue(now, rows.clone()).await.unwrap();
+    assert_eq!(
+        enq.iter().map(|e| e.replayed).collect::<Vec<_>>(),
+        [false, false, true, false]
+    );
+    assert_eq!(enq[2].job.id, rows[0].id);
+    let ids: Vec<Uuid> = enq.iter().map(|e| e.job.id).collect();
+    assert_eq!(ids, [rows[0].id, rows[1].id, rows[0].id, rows[3].id]);
+    let again = store
+        .enqueue(now, vec![job(None), job(Some("a")), job(Some("b"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|e| e.replayed).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert_eq!(again[1].job.id, rows[0].id);
+    let enqueued = store
+        .list_events(&leasehold_coordinator::store::EventFilter {
+            after: 0,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let enqueued: Vec<Option<Uuid>> = enqueued.iter().map(|e| e.job_id).collect();
+    assert_eq!(
+        enqueued,
+        [
+            rows[0].id,
+            rows[1].id,
+            rows[3].id,
+            again[0].job.id,
+            again[2].job.id
+        ]
+        .map(Some)
+        .to_vec()
+    );
+
+    let leases = store
+        .claim(now, &claim_params("q", 3, 60_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 3);
+    let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
+    let outcome = |l: &Lease, token: i64, kind: OutcomeKind| Outcome {
+        job_id: l.job.id,
+        fencing_token: token,
+        kind,
+    };
+    let complete = OutcomeKind::Complete {
+        result: json!({"ok": 1}),
+        artifacts: vec![],
+    };
+    let fail = OutcomeKind::Fail {
+        error: FailureInfo {
+            class: "E".into(),
+            message: "m".into(),
+            retryable: true,
+        },
+        retry_at: now + Duration::seconds(30),
+    };
+    let missing = Outcome {
+        job_id: Uuid::now_v7(),
+        fencing_token: 1,
+        kind: OutcomeKind::Release,
+    };
+    let last = store.last_event_id().await.unwrap();
+    let results = store
+        .finish(
+            now,
+            "default",
+            vec![
+                outcome(a, a.fencing_token + 1, complete.clone()),
+                outcome(a, a.fencing_token, complete.clone()),
+                outcome(a, a.fencing_token, OutcomeKind::Release),
+                outcome(b, b.fencing_token, fail),
+                missing,
+                outcome(c, c.fencing_token, OutcomeKind::Release),
+            ],
+        )
+        .await
+        .unwrap();
+    let summary: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
+            Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
+            Finished::NotFound => "not found".into(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "lost leased",
+            "ok succeeded",
+            "lost succeeded",
+            "ok queued",
+            "not found",
+            "ok queued"
+        ]
+    );
+    let Finished::Ok(released) = &results[5] else {
+        unreachable!()
+    };
+    assert_eq!((released.attempt, released.run_at), (0, now));
+    let Finished::Ok(failed) = &results[3] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (failed.attempt, failed.run_at, failed.finished_at),
+        (1, now + Duration::seconds(30), None)
+    );
+    let events = store
+        .list_events(&leasehold_coordinator::store::EventFilter {
+            after: last,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<(&str, Option<Uuid>)> =
+        events.iter().map(|e| (e.kind.as_str(), e.job_id)).collect();
+    assert_eq!(
+        got,
+        [
+            ("succeeded", Some(a.job.id)),
+            ("retry_scheduled", Some(b.job.id)),
+            ("released", Some(c.job.id)),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(
+        events[0].data,
+        json!({"from": "leased", "to": "succeeded", "fencing_token": a.fencing_token,
+               "attempt": 1, "artifacts": 0})
+    );
+    assert_eq!(
+        events[2].data,
+        json!({"from": "leased", "to": "queued", "fencing_token": c.fencing_token,
+               "attempt": 0})
+    );
 }
 
 on_both_backends!(
@@ -886,4 +1054,5 @@ on_both_backends!(
     concurrent_claimers_never_share_a_job,
     lease_deadline_is_set_exactly_while_leased,
     settled_event_end_matches_a_settled_read,
+    batches_answer_per_item,
 );

@@ -141,7 +141,7 @@ async fn finish_chunk(
                       'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
                       'error', u.last_error, 'retry_at', u.run_at) \
                     ELSE jsonb_build_object('from', 'leased', 'to', u.state, \
-                      'fencing_token', u.lease_epoch) END \
+                      'fencing_token', u.lease_epoch, 'attempt', u.attempt) END \
            FROM u ORDER BY u.ord) \
          SELECT * FROM u ORDER BY ord"
     );

@@ -1,9 +1,7 @@
 //! The batch paths and the claim against a real PostgreSQL (skipped without one,
 //! like the conformance suite).
 use super::*;
-use crate::store::OutcomeKind;
 use chrono::Duration as Span;
-use leasehold_proto::{FailureInfo, Lease};
 
 async fn store(test: &str) -> Option<PostgresStore> {
     let base = leasehold_testkit::postgres_url(test)?;
@@ -100,117 +98,4 @@ async fn claim_orders_across_queues() {
         assert_eq!(got, expected, "{n_queues} queues");
         assert_eq!(expired, 1);
     }
-}
-
-/// A batch naming one job twice, mixing kinds, stale tokens and unknown jobs answers each
-/// item as if applied one by one; a batch enqueue with a repeated key stores the first.
-#[tokio::test]
-async fn batches_answer_per_item() {
-    let Some(store) = store("postgres::batches_answer_per_item").await else {
-        return;
-    };
-    // PostgreSQL keeps microseconds.
-    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
-    let rows = vec![
-        job("q", 0, now, Some("a")),
-        job("q", 0, now, None),
-        job("q", 0, now, Some("a")),
-        job("q", 0, now, None),
-    ];
-    let enq = store.enqueue(now, rows.clone()).await.unwrap();
-    assert_eq!(
-        enq.iter().map(|e| e.replayed).collect::<Vec<_>>(),
-        [false, false, true, false]
-    );
-    assert_eq!(enq[2].job.id, rows[0].id);
-    let again = store
-        .enqueue(now, vec![job("q", 0, now, Some("a"))])
-        .await
-        .unwrap();
-    assert!(again[0].replayed);
-    assert_eq!(again[0].job.id, rows[0].id);
-
-    let leases = store
-        .claim(now, &params(&["q".into()], 10))
-        .await
-        .unwrap()
-        .leases;
-    assert_eq!(leases.len(), 3);
-    let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
-    let outcome = |l: &Lease, token: i64, kind: OutcomeKind| Outcome {
-        job_id: l.job.id,
-        fencing_token: token,
-        kind,
-    };
-    let complete = OutcomeKind::Complete {
-        result: serde_json::json!({"ok": 1}),
-        artifacts: vec![],
-    };
-    let fail = OutcomeKind::Fail {
-        error: FailureInfo {
-            class: "E".into(),
-            message: "m".into(),
-            retryable: true,
-        },
-        retry_at: now + Span::seconds(30),
-    };
-    let missing = Outcome {
-        job_id: Uuid::now_v7(),
-        fencing_token: 1,
-        kind: OutcomeKind::Release,
-    };
-    let results = store
-        .finish(
-            now,
-            "default",
-            vec![
-                outcome(a, a.fencing_token + 1, complete.clone()),
-                outcome(a, a.fencing_token, complete.clone()),
-                outcome(a, a.fencing_token, OutcomeKind::Release),
-                outcome(b, b.fencing_token, fail),
-                missing,
-                outcome(c, c.fencing_token, OutcomeKind::Release),
-            ],
-        )
-        .await
-        .unwrap();
-    let summary: Vec<String> = results
-        .iter()
-        .map(|r| match r {
-            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
-            Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
-            Finished::NotFound => "not found".into(),
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            "lost leased",
-            "ok succeeded",
-            "lost succeeded",
-            "ok queued",
-            "not found",
-            "ok queued"
-        ]
-    );
-    let Finished::Ok(released) = &results[5] else {
-        unreachable!()
-    };
-    assert_eq!((released.attempt, released.run_at), (0, now));
-    let events = store
-        .list_events(&EventFilter {
-            after: 0,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let tail: Vec<&str> = events
-        .iter()
-        .rev()
-        .take(3)
-        .map(|e| e.kind.as_str())
-        .collect();
-    assert_eq!(tail, ["released", "retry_scheduled", "succeeded"]);
-    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
 }

@@ -961,7 +961,18 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
         fencing_token: 1,
         kind: OutcomeKind::Release,
     };
-    let last = store.last_event_id().await.unwrap();
+    // The newest event visible now (`last_event_id` is the *settled* end on PostgreSQL, which
+    // other tests' transactions in the cluster can hold back).
+    let last = store
+        .list_events(&leasehold_coordinator::store::EventFilter {
+            after: 0,
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
     let results = store
         .finish(
             now,

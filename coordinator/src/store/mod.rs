@@ -440,6 +440,28 @@ pub struct EventFilter {
     pub settled: bool,
 }
 
+/// Where the chunk of `outcomes` that starts at `start` ends (exclusive), for stores that write
+/// a batch of outcomes a chunk at a time: at most `max` outcomes, ending before a job named a
+/// second time (that report must see the first one's effect) and right after a job in `in_run`
+/// (its DAG bookkeeping must run before the next outcome). Applying the chunks in order thus
+/// gives exactly the results and events of applying the outcomes one by one.
+pub(crate) fn outcome_chunk_end(
+    outcomes: &[Outcome],
+    start: usize,
+    max: usize,
+    in_run: &std::collections::HashSet<Uuid>,
+) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut end = start;
+    while end < outcomes.len() && end - start < max && seen.insert(outcomes[end].job_id) {
+        end += 1;
+        if in_run.contains(&outcomes[end - 1].job_id) {
+            break;
+        }
+    }
+    end
+}
+
 /// The `dead` or `queued` state a failure leads to, given what the row says.
 pub(crate) fn event_type_for(state: JobState, outcome: &OutcomeKind) -> &'static str {
     match (state, outcome) {

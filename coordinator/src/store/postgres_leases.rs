@@ -388,14 +388,7 @@ impl PostgresStore {
         let mut notify = false;
         let mut start = 0;
         while start < outcomes.len() {
-            let mut seen = HashSet::new();
-            let mut end = start;
-            while end < outcomes.len() && seen.insert(outcomes[end].job_id) {
-                end += 1;
-                if in_run.contains(&outcomes[end - 1].job_id) {
-                    break;
-                }
-            }
+            let end = super::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
             let chunk = &outcomes[start..end];
             let mut updated = finish_chunk(&mut tx, now, tenant, chunk).await?;
             let lost: Vec<Uuid> = chunk

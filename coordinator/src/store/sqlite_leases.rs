@@ -457,17 +457,7 @@ impl SqliteStore {
         let mut out = Vec::with_capacity(outcomes.len());
         let mut start = 0;
         while start < outcomes.len() {
-            let mut seen = HashSet::new();
-            let mut end = start;
-            while end < outcomes.len()
-                && end - start < BATCH_ROWS
-                && seen.insert(outcomes[end].job_id)
-            {
-                end += 1;
-                if in_run.contains(&outcomes[end - 1].job_id) {
-                    break;
-                }
-            }
+            let end = super::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
             let chunk = &outcomes[start..end];
             let updated = finish_chunk(&mut tx, now, tenant, chunk).await?;
             let lost: Vec<Uuid> = chunk

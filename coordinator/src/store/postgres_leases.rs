@@ -9,7 +9,9 @@ use serde_json::Value;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::postgres::{EVENT_COLUMNS, PostgresStore, READY_CHANNEL, decode_job, internal};
+use super::postgres::{
+    EVENT_COLUMNS, PostgresStore, READY_CHANNEL, begin_by_index, decode_job, internal,
+};
 use super::postgres_runs::{after_job_change, refresh_run_status};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
@@ -24,26 +26,6 @@ fn is_retryable(err: &sqlx::Error) -> bool {
 /// Applies `outcomes` (distinct jobs) in one statement, each fenced by its token, with one
 /// event per recorded outcome in input order. Returns the updated job for each outcome, `None`
 /// where the lease was not held under that token (nothing written).
-/// Plans the hot-path statements of the current transaction as nested loops over index probes.
-///
-/// Claims, outcome batches and heartbeats touch a handful of rows named by id (or found by an
-/// ordered index walk with a `LIMIT`), on a table that churns faster than autovacuum analyzes
-/// it. Left to its statistics, the planner hash-joined a batch of 1000 outcomes with a
-/// sequential scan of the whole table (1.4–1.7 s per batch at 20k jobs) whenever a batch looked
-/// big next to the table. Index probes are the right plan at every size these statements see,
-/// so the transaction says so. `set_config(…, true)` lasts until the transaction ends and must
-/// run before the statements it is for are planned. See docs/postgres-hot-path.md.
-async fn plan_by_index(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT set_config('enable_seqscan', 'off', true), \
-                set_config('enable_hashjoin', 'off', true), \
-                set_config('enable_mergejoin', 'off', true)",
-    )
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 async fn finish_chunk(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
@@ -290,8 +272,7 @@ impl PostgresStore {
         let mut tries = 0;
         let rows = loop {
             let result = async {
-                let mut tx = self.pool().begin().await?;
-                plan_by_index(&mut tx).await?;
+                let mut tx = begin_by_index(self.pool()).await?;
                 let rows = sqlx::query(&sql)
                     .bind(&ids)
                     .bind(&tokens)
@@ -367,8 +348,7 @@ impl PostgresStore {
         tenant: &str,
         outcomes: &[Outcome],
     ) -> StoreResult<Vec<Finished>> {
-        let mut tx = self.pool().begin().await?;
-        plan_by_index(&mut tx).await?;
+        let mut tx = begin_by_index(self.pool()).await?;
         // `run_id` never changes, so this holds for the whole transaction.
         let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
             let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job_id).collect();
@@ -431,8 +411,7 @@ impl PostgresStore {
         if queues.is_empty() {
             return Ok(Claimed::default());
         }
-        let mut tx = self.pool().begin().await?;
-        plan_by_index(&mut tx).await?;
+        let mut tx = begin_by_index(self.pool()).await?;
         // `prev` tells fresh claims from expired leases taken over; an expired lease whose
         // attempts are spent goes to `dead` instead of being leased again.
         let sql = format!(

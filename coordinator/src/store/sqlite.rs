@@ -200,14 +200,18 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // No ping before each use (sqlx's default): a file connection does not go stale, and
+        // the ping is one more hand-off to the connection's thread per transaction.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(base.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(base.read_only(true))
             .await?;

@@ -52,6 +52,7 @@ pub fn spawn_pg_listener(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let pool = store.pool().clone();
+    let store = store.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -82,6 +83,8 @@ pub fn spawn_pg_listener(
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     msg = listener.try_recv() => match msg {
+                        // Our own enqueue's echo: its handler has woken the local claimers.
+                        Ok(Some(n)) if store.is_own_wakeup(n.payload()) => {}
                         Ok(Some(_)) => signal.notify(),
                         // Connection lost: the next try_recv reconnects; wake claimers now.
                         Ok(None) => signal.notify(),

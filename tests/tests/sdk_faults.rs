@@ -178,11 +178,14 @@ async fn an_unreachable_coordinator_past_the_deadline_cancels_the_handler() -> R
     );
     let ack = leased.complete(json!("too late")).wait().await;
     assert_eq!(ack, OutcomeAck::NotSent(NotSentReason::LeaseExpired));
+    // Closed before the restart: left running, this session (nobody takes its jobs any more)
+    // could claim the expired job again first and keep it leased by heartbeats, starving the
+    // survivor (seen once in a full run).
+    session.shutdown(Duration::from_secs(1)).await;
     coord.start().await?;
     let running = survivor(&coord.url, "gone", "survivor")?;
     let done = client.wait(job.job.id, PATIENCE).await?;
     assert_eq!(done.result, Some(json!({ "worker": "survivor" })));
-    session.shutdown(Duration::from_secs(1)).await;
     running.stop().await
 }
 

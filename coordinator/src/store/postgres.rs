@@ -34,6 +34,8 @@ pub const READY_CHANNEL: &str = "leasehold_ready";
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
+    /// Ends the payload of the wake-ups this store's enqueues send (see [`Self::is_own_wakeup`]).
+    origin: String,
 }
 
 /// The columns every event insert copies from a job row; `job` is the CTE alias of that row.
@@ -139,7 +141,19 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            pool,
+            options,
+            origin: format!("@{}", Uuid::new_v4().simple()),
+        })
+    }
+
+    /// Whether a ready-channel payload came from this store's own `enqueue`, whose caller wakes
+    /// the local claimers itself (the HTTP handler, right after the commit). Its echo through
+    /// LISTEN would wake every idle claimer a second time, each for an empty claim transaction.
+    /// Wake-ups from other replicas and from other writes (runs, retries) carry no such tag.
+    pub fn is_own_wakeup(&self, payload: &str) -> bool {
+        payload.ends_with(&self.origin)
     }
 
     /// Options for a dedicated connection (the LISTEN side of wake-ups).
@@ -182,13 +196,15 @@ pub(super) fn internal(err: serde_json::Error) -> StoreError {
 impl PostgresStore {
     /// Inserts jobs (with their `enqueued` events, in input order) inside the caller's
     /// transaction with one `INSERT … SELECT FROM UNNEST(…)`, which also announces them on the
-    /// ready channel, once per tenant and queue (`pg_notify`, delivered on commit). A job whose idempotency key exists already (or appeared
+    /// ready channel, once per tenant and queue (`pg_notify`, delivered on commit; `origin`
+    /// ends the payload, see [`Self::is_own_wakeup`]). A job whose idempotency key exists already (or appeared
     /// earlier in the same batch) is not inserted; the existing job is returned, `replayed`.
     pub(super) async fn insert_jobs(
         &self,
         tx: &mut PgConnection,
         now: DateTime<Utc>,
         jobs: Vec<NewJobRow>,
+        origin: Option<&str>,
     ) -> StoreResult<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -258,8 +274,8 @@ impl PostgresStore {
                       u.worker_id, u.correlation_id, $16, \
                       jsonb_build_object('to', u.state, 'run_at', u.run_at, 'priority', u.priority) \
                FROM u JOIN input i ON i.id = u.id ORDER BY i.ord), \
-             n AS (SELECT pg_notify($17, k) FROM (SELECT DISTINCT u.tenant || '/' || u.queue AS k \
-                                                  FROM u) d) \
+             n AS (SELECT pg_notify($17, k || $18) FROM (SELECT DISTINCT u.tenant || '/' || u.queue \
+                                                         AS k FROM u) d) \
              SELECT *, (SELECT count(*) FROM n) AS notified FROM u"
         );
         let rows = sqlx::query(&sql)
@@ -280,6 +296,7 @@ impl PostgresStore {
             .bind(&backoffs)
             .bind(now)
             .bind(READY_CHANNEL)
+            .bind(origin.unwrap_or_default())
             .fetch_all(&mut *tx)
             .await?;
         let mut inserted = HashMap::with_capacity(rows.len());
@@ -372,7 +389,9 @@ impl Store for PostgresStore {
         } else {
             self.pool.begin().await?
         };
-        let out = self.insert_jobs(&mut tx, now, jobs).await?;
+        let out = self
+            .insert_jobs(&mut tx, now, jobs, Some(&self.origin))
+            .await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -296,7 +296,7 @@ impl PostgresStore {
         )
         .await?;
         let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
-        let inserted = self.insert_jobs(&mut tx, now, rows, None).await?;
+        let inserted = self.insert_jobs(&mut tx, now, rows, None, false).await?;
         for (spec, enq) in run.jobs.iter().zip(&inserted) {
             sqlx::query("UPDATE jobs SET run_key = $1 WHERE id = $2")
                 .bind(&spec.key)

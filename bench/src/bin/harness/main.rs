@@ -8,25 +8,31 @@
 mod ceiling;
 mod coord;
 mod driver;
+mod goals;
+mod machine;
 mod measure;
 mod peers;
 mod pg;
 mod procstat;
 mod report;
+mod rows;
 mod sdk_driver;
 mod workloads;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use crate::coord::Coordinator;
 use crate::driver::{Driver, RawHttp};
+use crate::goals::ratios_and_goals;
+use crate::machine::{machine_facts, read_trim};
 use crate::measure::Probe;
 use crate::pg::Pg;
-use crate::report::{Goal, Machine, Measurement, Report, Row};
+use crate::report::{Report, Row};
+use crate::rows::{Rows, store_pg, store_sqlite};
 use crate::workloads::{Bench, Producer, Sizes, Variant};
 
 #[derive(Debug, Parser)]
@@ -96,142 +102,6 @@ struct Args {
     /// `pg_test_fsync` binary (default: the newest under /usr/lib/postgresql).
     #[arg(long)]
     pg_test_fsync: Option<PathBuf>,
-}
-
-/// Collects measurements into rows keyed across runs.
-#[derive(Default)]
-struct Rows {
-    rows: Vec<Row>,
-}
-
-impl Rows {
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &mut self,
-        system: &str,
-        store: &str,
-        driver: &str,
-        workload: &str,
-        variant: &str,
-        settings: BTreeMap<String, String>,
-        result: Result<Measurement>,
-    ) {
-        let key = format!("{workload}|{system}|{store}|{driver}|{variant}");
-        let idx = match self.rows.iter().position(|r| r.key == key) {
-            Some(i) => i,
-            None => {
-                self.rows.push(Row {
-                    key,
-                    system: system.into(),
-                    store: store.into(),
-                    driver: driver.into(),
-                    workload: workload.into(),
-                    variant: variant.into(),
-                    settings,
-                    status: "ok".into(),
-                    runs: Vec::new(),
-                });
-                self.rows.len() - 1
-            }
-        };
-        let row = &mut self.rows[idx];
-        match result {
-            Ok(m) => {
-                let rate = m.jobs_per_s.unwrap_or(0.0);
-                eprintln!(
-                    "  {workload} {system} {store} {driver} {variant}: {rate:.0}/s{}",
-                    m.latency_ms
-                        .as_ref()
-                        .map(|l| format!(", p50 {:.2} ms, p99 {:.2} ms", l.p50, l.p99))
-                        .unwrap_or_default()
-                );
-                row.runs.push(m);
-            }
-            Err(e) => {
-                eprintln!("  {workload} {system} {store} {driver} {variant}: FAILED: {e:#}");
-                row.status = format!("failed: {}", format!("{e:#}").replace('|', "/"));
-            }
-        }
-    }
-
-    fn add_variant(&mut self, system: &str, store: &str, driver: &str, v: Variant) {
-        self.add(
-            system, store, driver, v.workload, &v.variant, v.settings, v.result,
-        );
-    }
-
-    fn not_installed(&mut self, system: &str, workload: &str, why: &str) {
-        self.not_installed_at(system, "PostgreSQL", "–", workload, why);
-    }
-
-    fn not_installed_at(
-        &mut self,
-        system: &str,
-        store: &str,
-        driver: &str,
-        workload: &str,
-        why: &str,
-    ) {
-        let key = format!("{workload}|{system}|{store}|{driver}|not installed");
-        if self.rows.iter().any(|r| r.key == key) {
-            return;
-        }
-        self.rows.push(Row {
-            key,
-            system: system.into(),
-            store: store.into(),
-            driver: driver.into(),
-            workload: workload.into(),
-            variant: "–".into(),
-            settings: BTreeMap::new(),
-            status: format!("not installed ({why})"),
-            runs: Vec::new(),
-        });
-    }
-
-    /// The first measured row; for `leasehold`, the raw-HTTP driver's (see [`Rows::find_driver`]).
-    fn find(
-        &self,
-        workload: &str,
-        system: &str,
-        store: &str,
-        variant_prefix: &str,
-    ) -> Option<&Row> {
-        let driver = if system == "leasehold" {
-            "raw-http"
-        } else {
-            ""
-        };
-        self.find_driver(workload, system, store, driver, variant_prefix)
-    }
-
-    /// The first measured row through `driver` (`""`: any driver).
-    fn find_driver(
-        &self,
-        workload: &str,
-        system: &str,
-        store: &str,
-        driver: &str,
-        variant_prefix: &str,
-    ) -> Option<&Row> {
-        self.rows.iter().find(|r| {
-            r.workload == workload
-                && r.system == system
-                && r.store == store
-                && (driver.is_empty() || r.driver == driver)
-                && r.variant.starts_with(variant_prefix)
-                && r.status == "ok"
-                && !r.runs.is_empty()
-        })
-    }
-}
-
-fn store_pg(sc: &str) -> String {
-    format!("PostgreSQL sc={sc}")
-}
-
-fn store_sqlite(sync: &str) -> String {
-    format!("SQLite {}", sync.to_uppercase())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -309,113 +179,6 @@ async fn leasehold_rows(
             tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
         );
     }
-}
-
-fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn find_pg_test_fsync() -> Option<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join("bin/pg_test_fsync")))
-        .filter(|p| p.exists())
-        .collect();
-    v.sort();
-    v.pop()
-}
-
-/// ops/s of the first `fdatasync` line of `pg_test_fsync -s 1` (one 8 kB write per sync).
-fn fsync_rate(bin: &Path, dir: &Path) -> Result<String> {
-    let file = dir.join(format!("pg_test_fsync-{}.out", std::process::id()));
-    let out = std::process::Command::new(bin)
-        .arg("-s")
-        .arg("1")
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .context("running pg_test_fsync")?;
-    let _ = std::fs::remove_file(&file);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let pick = |name: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| {
-                l.split_whitespace()
-                    .rev()
-                    .nth(3)
-                    .and_then(|x| x.parse::<f64>().ok())
-            })
-    };
-    match (pick("fdatasync"), pick("fsync")) {
-        (Some(a), Some(b)) => Ok(format!(
-            "{a:.0} fdatasync/s, {b:.0} fsync/s (pg_test_fsync -s 1, one 8 kB write per sync)"
-        )),
-        _ => Ok(format!(
-            "could not parse pg_test_fsync output: {}",
-            text.lines().take(5).collect::<Vec<_>>().join(" / ")
-        )),
-    }
-}
-
-fn machine_facts(args: &Args, pg: Option<&Pg>) -> Machine {
-    let mut f = BTreeMap::new();
-    f.insert(
-        "cores".into(),
-        std::thread::available_parallelism()
-            .map(|n| n.get().to_string())
-            .unwrap_or_default(),
-    );
-    let cpuinfo = read_trim("/proc/cpuinfo");
-    f.insert(
-        "cpu".into(),
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split(':').nth(1))
-            .unwrap_or("?")
-            .trim()
-            .to_owned(),
-    );
-    f.insert("kernel".into(), read_trim("/proc/sys/kernel/osrelease"));
-    let mem = read_trim("/proc/meminfo");
-    if let Some(l) = mem.lines().next() {
-        f.insert(
-            "memory".into(),
-            l.trim_start_matches("MemTotal:").trim().to_owned(),
-        );
-    }
-    f.insert("load average at start".into(), read_trim("/proc/loadavg"));
-    let mut bin = coord::coordinator_bin().display().to_string();
-    if let Ok(src) = std::env::var("LEASEHOLD_BENCH_COORDINATOR_SOURCE") {
-        bin = format!("{bin} (release build of the {src})");
-    }
-    f.insert("coordinator binary".into(), bin);
-    if let Some(pg) = pg {
-        f.insert("postgresql".into(), pg.version.clone());
-        f.insert(
-            "postgresql cluster".into(),
-            if pg.private {
-                "private to this run (initdb in a temp dir, default settings)".into()
-            } else {
-                "shared (given URL): CPU counts only live server processes; xid deltas may \
-                 include other clients' transactions"
-                    .into()
-            },
-        );
-    }
-    if !args.skip.iter().any(|s| s == "fsync") && args.mode != "smoke" {
-        let bin = args.pg_test_fsync.clone().or_else(find_pg_test_fsync);
-        let dir = args.fsync_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let v = match bin {
-            Some(b) => fsync_rate(&b, &dir).unwrap_or_else(|e| format!("failed: {e:#}")),
-            None => "pg_test_fsync not found".into(),
-        };
-        f.insert("fsync rate".into(), v);
-    }
-    Machine { facts: f }
 }
 
 struct Ctx {
@@ -709,208 +472,6 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn median_rate(row: Option<&Row>) -> Option<f64> {
-    row.and_then(Row::rate).map(|s| s.median)
-}
-
-fn ratios_and_goals(rows: &Rows, report: &mut Report) {
-    let w1 = |system: &str, store: &str, prefix: &str| {
-        median_rate(rows.find("W1", system, store, prefix))
-    };
-    let mut ratio = |name: String, a: Option<f64>, b: Option<f64>| {
-        if let (Some(a), Some(b)) = (a, b)
-            && b > 0.0
-        {
-            report.ratios.insert(name, a / b);
-        }
-    };
-    for sc in ["on", "off"] {
-        let store = store_pg(sc);
-        let lh = w1("leasehold", &store, "");
-        ratio(
-            format!("W1 {store}: leasehold / ceiling"),
-            lh,
-            w1("ceiling", &store, ""),
-        );
-        ratio(
-            format!("W1 {store}: leasehold / River"),
-            lh,
-            w1("river", &store, ""),
-        );
-        let pgq = |label: &str| {
-            rows.rows
-                .iter()
-                .find(|r| {
-                    r.workload == "W1"
-                        && r.system == "pgqueuer"
-                        && r.store == store
-                        && r.variant.contains(label)
-                        && !r.runs.is_empty()
-                })
-                .and_then(Row::rate)
-                .map(|s| s.median)
-        };
-        ratio(
-            format!("W1 {store}: leasehold / pgqueuer best"),
-            lh,
-            pgq("best"),
-        );
-        ratio(
-            format!("W1 {store}: leasehold / pgqueuer defaults"),
-            lh,
-            pgq("defaults"),
-        );
-    }
-    for store in [store_sqlite("normal"), store_pg("on")] {
-        let sdk = |d: &str| median_rate(rows.find_driver("W1", "leasehold", &store, d, ""));
-        let rust = sdk("rust-sdk");
-        for d in ["python-sdk", "go-sdk"] {
-            ratio(format!("W1 {store}: {d} / rust-sdk"), sdk(d), rust);
-        }
-        ratio(
-            format!("W1 {store}: rust-sdk / raw-http"),
-            rust,
-            sdk("raw-http"),
-        );
-    }
-    for sync in ["normal", "full"] {
-        let store = store_sqlite(sync);
-        ratio(
-            format!("W1 {store}: leasehold / ceiling"),
-            w1("leasehold", &store, ""),
-            w1("ceiling", &store, ""),
-        );
-    }
-    let w4_p = |system: &str, store: &str, f: fn(&report::Percentiles) -> f64| {
-        rows.find("W4", system, store, "100 jobs/s")
-            .and_then(|r| r.spread(|m| m.latency_ms.as_ref().map(f)))
-            .map(|s| s.median)
-    };
-    ratio(
-        "W4 100/s p50: pgqueuer / leasehold (PostgreSQL sc=on)".into(),
-        w4_p("pgqueuer", &store_pg("on"), |p| p.p50),
-        w4_p("leasehold", &store_pg("on"), |p| p.p50),
-    );
-    ratio(
-        "W4 100/s p99: pgqueuer / leasehold (PostgreSQL sc=on)".into(),
-        w4_p("pgqueuer", &store_pg("on"), |p| p.p99),
-        w4_p("leasehold", &store_pg("on"), |p| p.p99),
-    );
-
-    let pg_on = store_pg("on");
-    let lh_pg = w1("leasehold", &pg_on, "");
-    let goal = |goal: &str, measured: Option<String>, met: Option<bool>| Goal {
-        goal: goal.into(),
-        measured: measured.unwrap_or_else(|| "not measured in this run".into()),
-        met,
-    };
-    let r = &report.ratios;
-    let get = |k: String| r.get(&k).copied();
-    let mut goals = vec![
-        goal(
-            "W1 PostgreSQL sc=on ≥ 30k jobs/s",
-            lh_pg.map(|v| format!("{v:.0} jobs/s ({:.2}× the goal)", v / 30_000.0)),
-            lh_pg.map(|v| v >= 30_000.0),
-        ),
-        {
-            let v = get(format!("W1 {pg_on}: leasehold / River"));
-            goal(
-                "W1 PostgreSQL sc=on ≥ 1.5× River",
-                v.map(|v| format!("{v:.2}×")),
-                v.map(|v| v >= 1.5),
-            )
-        },
-        {
-            let v = get(format!("W1 {pg_on}: leasehold / pgqueuer best"));
-            goal(
-                "W1 PostgreSQL sc=on ≥ 1.5× pgqueuer's best configuration",
-                v.map(|v| format!("{v:.2}×")),
-                v.map(|v| v >= 1.5),
-            )
-        },
-        {
-            let v = get(format!("W1 {pg_on}: leasehold / ceiling"));
-            goal(
-                "W1 PostgreSQL sc=on ≥ 70% of the ceiling (same batch)",
-                v.map(|v| format!("{:.0}%", v * 100.0)),
-                v.map(|v| v >= 0.7),
-            )
-        },
-        {
-            let v = w1("leasehold", &store_sqlite("normal"), "");
-            goal(
-                "W1 SQLite NORMAL ≥ 60k jobs/s",
-                v.map(|v| format!("{v:.0} jobs/s ({:.2}× the goal)", v / 60_000.0)),
-                v.map(|v| v >= 60_000.0),
-            )
-        },
-        {
-            let p50 = w4_p("leasehold", &pg_on, |p| p.p50);
-            let p99 = w4_p("leasehold", &pg_on, |p| p.p99);
-            goal(
-                "W4 at 100 jobs/s (PostgreSQL sc=on): p50 ≤ 1 ms, p99 ≤ 3 ms",
-                p50.zip(p99)
-                    .map(|(a, b)| format!("p50 {a:.2} ms, p99 {b:.2} ms")),
-                p50.zip(p99).map(|(a, b)| a <= 1.0 && b <= 3.0),
-            )
-        },
-        {
-            let p50 = w4_p("leasehold", &store_sqlite("normal"), |p| p.p50);
-            let p99 = w4_p("leasehold", &store_sqlite("normal"), |p| p.p99);
-            goal(
-                "W4 at 100 jobs/s (SQLite NORMAL): p50 ≤ 1 ms, p99 ≤ 3 ms",
-                p50.zip(p99)
-                    .map(|(a, b)| format!("p50 {a:.2} ms, p99 {b:.2} ms")),
-                p50.zip(p99).map(|(a, b)| a <= 1.0 && b <= 3.0),
-            )
-        },
-        sdk_driver::sdk_goal(r),
-        {
-            let v = rows
-                .find("W1", "leasehold", &pg_on, "")
-                .and_then(|r| r.spread(Measurement::cpu_us_per_job))
-                .map(|s| s.median);
-            goal(
-                "≤ 100 µs CPU per job across all processes (W1, PostgreSQL sc=on)",
-                v.map(|v| format!("{v:.0} µs/job")),
-                v.map(|v| v <= 100.0),
-            )
-        },
-        {
-            let row = rows
-                .rows
-                .iter()
-                .find(|r| r.workload == "W6" && r.store == pg_on && !r.runs.is_empty());
-            let big = row.map(|r| r.variant.clone()).unwrap_or_default();
-            let ratio = row
-                .and_then(|r| r.spread(|m| m.extra.get("claim_p50_ratio").copied()))
-                .map(|s| s.median);
-            let rss = row
-                .and_then(|r| r.spread(|m| m.peak_rss_mib.get("coordinator").copied()))
-                .map(|s| s.max);
-            let full = big.contains("1000000");
-            goal(
-                "coordinator RSS ≤ 64 MiB with 1M queued; claim latency at 1M ≤ 1.5× at 1k (PostgreSQL sc=on)",
-                ratio.zip(rss).map(|(r, m)| {
-                    format!(
-                        "{big}: claim p50 ratio {r:.2}×, coordinator peak RSS {m:.0} MiB{}",
-                        if full {
-                            ""
-                        } else {
-                            " (not at 1M: full mode only)"
-                        }
-                    )
-                }),
-                ratio
-                    .zip(rss)
-                    .filter(|_| full)
-                    .map(|(r, m)| r <= 1.5 && m <= 64.0),
-            )
-        },
-    ];
-    report.goals.append(&mut goals);
 }
 
 #[tokio::main]

@@ -24,13 +24,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::Ctx;
 use crate::coord::Coordinator;
 use crate::driver::{Driver, Running, Sink, WorkerCfg};
 use crate::measure::Probe;
 use crate::pg::Pg;
 use crate::report::Goal;
+use crate::rows::{Rows, store_pg, store_sqlite};
 use crate::workloads::{Bench, Producer};
-use crate::{Ctx, Rows, store_pg, store_sqlite};
 
 /// The three SDKs, in the order of the table.
 pub(crate) const SDK_NAMES: [&str; 3] = ["rust-sdk", "python-sdk", "go-sdk"];

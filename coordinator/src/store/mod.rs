@@ -7,10 +7,12 @@
 
 mod detached;
 mod postgres;
+mod postgres_enqueue;
 mod postgres_leases;
 mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_enqueue;
 mod sqlite_leases;
 mod sqlite_runs;
 

@@ -3,7 +3,6 @@
 //! (the `IN (… LIMIT … SKIP LOCKED)` form can over-claim, PostgreSQL bug #15715). Every state
 //! change and its event are written by one statement (data-modifying CTEs), hence atomically.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -85,15 +84,16 @@ pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
 
 /// Begins a transaction whose statements are planned as nested loops over index probes.
 ///
-/// Small enqueues, claims, outcome batches and heartbeats touch a handful of rows named by id (or found by an
-/// ordered index walk with a `LIMIT`), on a table that churns faster than autovacuum analyzes
-/// it. Left to its statistics, the planner hash-joined a batch of 1000 outcomes with a
+/// Small enqueues, claims, outcome batches and heartbeats touch a handful of rows named by id
+/// (or found by an ordered index walk with a `LIMIT`), on a table that churns faster than
+/// autovacuum analyzes it. Left to its statistics, the planner hash-joined a batch of 1000 outcomes with a
 /// sequential scan of the whole table (1.4–1.7 s per batch at 20k jobs) whenever a batch looked
 /// big next to the table. Index probes are the right plan at every size these statements see,
 /// so the transaction says so. With that settled, each statement's generic plan is the plan:
 /// `force_generic_plan` keeps PostgreSQL from planning these statements anew at every
-/// execution (1.2 ms of a 1.8 ms claim, 0.7 ms of a 1.2 ms single-job enqueue). `SET LOCAL` lasts until the transaction ends; sent with `BEGIN`
-/// as one simple query, it costs no round trip of its own. See docs/postgres-hot-path.md.
+/// execution (1.2 ms of a 1.8 ms claim, 0.7 ms of a 1.2 ms single-job enqueue). `SET LOCAL`
+/// lasts until the transaction ends; sent with `BEGIN` as one simple query, it costs no round
+/// trip of its own. See docs/postgres-hot-path.md.
 pub(super) async fn begin_by_index(
     pool: &sqlx::PgPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
@@ -191,185 +191,6 @@ fn with_event(update_sql: &str, event_type_sql: &str, event_data_sql: &str, at: 
 
 pub(super) fn internal(err: serde_json::Error) -> StoreError {
     StoreError::Internal(err.to_string())
-}
-
-impl PostgresStore {
-    /// Inserts jobs (with their `enqueued` events, in input order) inside the caller's
-    /// transaction with one `INSERT … SELECT FROM UNNEST(…)`, which also announces them on the
-    /// ready channel, once per tenant and queue (`pg_notify`, delivered on commit; `origin`
-    /// ends the payload, see [`Self::is_own_wakeup`]). A job whose idempotency key exists
-    /// already (or appeared earlier in the same batch) is not inserted; the existing job is
-    /// returned, `replayed`. `by_index`: the caller's transaction is a [`begin_by_index`] one.
-    pub(super) async fn insert_jobs(
-        &self,
-        tx: &mut PgConnection,
-        now: DateTime<Utc>,
-        jobs: Vec<NewJobRow>,
-        origin: Option<&str>,
-        by_index: bool,
-    ) -> StoreResult<Vec<Enqueued>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = jobs.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut tenants = Vec::with_capacity(n);
-        let mut queues = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut states = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut priorities = Vec::with_capacity(n);
-        let mut max_attempts = Vec::with_capacity(n);
-        let mut run_ats = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut correlation_ids = Vec::with_capacity(n);
-        let mut projects = Vec::with_capacity(n);
-        let mut run_ids = Vec::with_capacity(n);
-        let mut hashes = Vec::with_capacity(n);
-        let mut backoffs = Vec::with_capacity(n);
-        for new in &jobs {
-            ids.push(new.id);
-            tenants.push(new.tenant.as_str());
-            queues.push(new.queue.as_str());
-            kinds.push(new.kind.as_str());
-            states.push(new.state.as_str());
-            payloads.push(new.payload.to_string());
-            priorities.push(new.priority);
-            max_attempts.push(new.max_attempts);
-            run_ats.push(new.run_at);
-            keys.push(new.idempotency_key.as_deref());
-            correlation_ids.push(new.correlation_id.as_deref());
-            projects.push(new.project.as_deref());
-            run_ids.push(new.run_id);
-            hashes.push(new.inputs_hash.as_str());
-            backoffs.push(
-                new.backoff
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(internal)?,
-            );
-        }
-        // Inside a `begin_by_index` transaction the statement is planned once, generically,
-        // under that transaction's planner settings, and PostgreSQL keeps that plan with the
-        // prepared statement whatever the settings of later executions: a batch enqueue
-        // running the same text afterwards got the by-index plan (nested loops over 1000 rows;
-        // bulk enqueue at 1000 per request fell from 16.5k to 6.9k rows/s). A comment makes
-        // the by-index text a prepared statement of its own.
-        let marker = if by_index { "/* by index */ " } else { "" };
-        // Rows are inserted in input order, so of two jobs with one idempotency key the first
-        // is stored and the second skipped, as with one statement per job.
-        let sql = format!(
-            "{marker}WITH input AS ( \
-               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                    $6::text[], $7::int[], $8::int[], $9::timestamptz[], \
-                                    $10::text[], $11::text[], $12::text[], $13::uuid[], \
-                                    $14::text[], $15::text[]) WITH ORDINALITY \
-                 AS t(id, tenant, queue, kind, state, payload, priority, max_attempts, run_at, \
-                      idempotency_key, correlation_id, project, run_id, inputs_hash, backoff, \
-                      ord)), \
-             u AS ( \
-               INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
-                 run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff) \
-               SELECT id, tenant, queue, kind, state, payload::jsonb, priority, max_attempts, \
-                 run_at, $16, $16, idempotency_key, correlation_id, project, run_id, inputs_hash, \
-                 backoff::jsonb \
-               FROM input ORDER BY ord \
-               ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
-               DO NOTHING RETURNING *), \
-             ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
-               SELECT u.tenant, 'enqueued', u.id, u.run_id, u.queue, u.project, u.kind, \
-                      u.worker_id, u.correlation_id, $16, \
-                      jsonb_build_object('to', u.state, 'run_at', u.run_at, 'priority', u.priority) \
-               FROM u JOIN input i ON i.id = u.id ORDER BY i.ord), \
-             n AS (SELECT pg_notify($17, k || $18) FROM (SELECT DISTINCT u.tenant || '/' || u.queue \
-                                                         AS k FROM u) d) \
-             SELECT *, (SELECT count(*) FROM n) AS notified FROM u"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&ids)
-            .bind(&tenants)
-            .bind(&queues)
-            .bind(&kinds)
-            .bind(&states)
-            .bind(&payloads)
-            .bind(&priorities)
-            .bind(&max_attempts)
-            .bind(&run_ats)
-            .bind(&keys)
-            .bind(&correlation_ids)
-            .bind(&projects)
-            .bind(&run_ids)
-            .bind(&hashes)
-            .bind(&backoffs)
-            .bind(now)
-            .bind(READY_CHANNEL)
-            .bind(origin.unwrap_or_default())
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut inserted = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let job = decode_job(row)?;
-            inserted.insert(job.id, job);
-        }
-        // Replays: the stored job of each idempotency key that was skipped (all in one query).
-        let skipped: Vec<&NewJobRow> = jobs
-            .iter()
-            .filter(|new| !inserted.contains_key(&new.id))
-            .collect();
-        let mut existing = HashMap::new();
-        if !skipped.is_empty() {
-            let rows = sqlx::query(
-                "SELECT * FROM jobs WHERE (tenant, queue, idempotency_key) IN \
-                 (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))",
-            )
-            .bind(
-                skipped
-                    .iter()
-                    .map(|j| j.tenant.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(skipped.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-            .bind(
-                skipped
-                    .iter()
-                    .map(|j| j.idempotency_key.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let job = decode_job(row)?;
-                let key = (
-                    job.tenant.clone(),
-                    job.queue.clone(),
-                    job.idempotency_key.clone(),
-                );
-                existing.insert(key, job);
-            }
-        }
-        let mut out = Vec::with_capacity(n);
-        for new in jobs {
-            match inserted.remove(&new.id) {
-                Some(job) => out.push(Enqueued {
-                    job,
-                    replayed: false,
-                }),
-                None => {
-                    let key = (new.tenant, new.queue, new.idempotency_key);
-                    let job = existing.get(&key).cloned().ok_or_else(|| {
-                        StoreError::Internal(format!("job {} neither inserted nor found", new.id))
-                    })?;
-                    out.push(Enqueued {
-                        job,
-                        replayed: true,
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[async_trait]

@@ -86,14 +86,14 @@ pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
 ///
 /// Small enqueues, claims, outcome batches and heartbeats touch a handful of rows named by id
 /// (or found by an ordered index walk with a `LIMIT`), on a table that churns faster than
-/// autovacuum analyzes it. Left to its statistics, the planner hash-joined a batch of 1000 outcomes with a
-/// sequential scan of the whole table (1.4–1.7 s per batch at 20k jobs) whenever a batch looked
-/// big next to the table. Index probes are the right plan at every size these statements see,
-/// so the transaction says so. With that settled, each statement's generic plan is the plan:
-/// `force_generic_plan` keeps PostgreSQL from planning these statements anew at every
-/// execution (1.2 ms of a 1.8 ms claim, 0.7 ms of a 1.2 ms single-job enqueue). `SET LOCAL`
-/// lasts until the transaction ends; sent with `BEGIN` as one simple query, it costs no round
-/// trip of its own. See docs/postgres-hot-path.md.
+/// autovacuum analyzes it. Left to its statistics, the planner hash-joined a batch of 1000
+/// outcomes with a sequential scan of the whole table (1.4–1.7 s per batch at 20k jobs)
+/// whenever a batch looked big next to the table. Index probes are the right plan at every
+/// size these statements see, so the transaction says so. With that settled, each statement's
+/// generic plan is the plan: `force_generic_plan` keeps PostgreSQL from planning these
+/// statements anew at every execution (1.2 ms of a 1.8 ms claim, 0.7 ms of a 1.2 ms single-job
+/// enqueue). `SET LOCAL` lasts until the transaction ends; sent with `BEGIN` as one simple
+/// query, it costs no round trip of its own. See docs/postgres-hot-path.md.
 pub(super) async fn begin_by_index(
     pool: &sqlx::PgPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {

@@ -115,7 +115,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// Marker left in the response extensions; the envelope middleware renders the body once the
-/// request id is known (see [`crate::http::finish_errors`]).
+/// request id is known (`finish_response` in `http/mod.rs`).
 #[derive(Debug, Clone)]
 pub struct PendingError(pub ApiError);
 

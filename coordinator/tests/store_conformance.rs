@@ -910,14 +910,7 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
         [false, true, false]
     );
     assert_eq!(again[1].job.id, rows[0].id);
-    let enqueued = store
-        .list_events(&leasehold_coordinator::store::EventFilter {
-            after: 0,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let enqueued = store.events_after(0, 100).await.unwrap();
     let enqueued: Vec<Option<Uuid>> = enqueued.iter().map(|e| e.job_id).collect();
     assert_eq!(
         enqueued,
@@ -964,11 +957,7 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
     // The newest event visible now (`last_event_id` is the *settled* end on PostgreSQL, which
     // other tests' transactions in the cluster can hold back).
     let last = store
-        .list_events(&leasehold_coordinator::store::EventFilter {
-            after: 0,
-            limit: 1000,
-            ..Default::default()
-        })
+        .events_after(0, 1000)
         .await
         .unwrap()
         .last()
@@ -1018,14 +1007,7 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
         (failed.attempt, failed.run_at, failed.finished_at),
         (1, now + Duration::seconds(30), None)
     );
-    let events = store
-        .list_events(&leasehold_coordinator::store::EventFilter {
-            after: last,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let events = store.events_after(last, 100).await.unwrap();
     let got: Vec<(&str, Option<Uuid>)> =
         events.iter().map(|e| (e.kind.as_str(), e.job_id)).collect();
     assert_eq!(

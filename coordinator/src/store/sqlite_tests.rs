@@ -119,14 +119,7 @@ async fn run_job_bookkeeping_precedes_next_outcome() {
         .await
         .unwrap();
     assert!(results.iter().all(|r| matches!(r, Finished::Ok(_))));
-    let events = store
-        .list_events(&EventFilter {
-            after: last,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let events = store.events_after(last, 100).await.unwrap();
     let got: Vec<(&str, Option<Uuid>)> =
         events.iter().map(|e| (e.kind.as_str(), e.job_id)).collect();
     assert_eq!(got.first(), Some(&("succeeded", Some(parent.id))));
@@ -289,14 +282,7 @@ async fn claim_order_takeover_and_events() {
         assert_eq!(j.state, JobState::Queued);
     }
 
-    let events = store
-        .list_events(&EventFilter {
-            after: last,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let events = store.events_after(last, 100).await.unwrap();
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
     let got: Vec<(&str, Option<Uuid>, Option<&str>, Value)> = events
         .iter()
@@ -417,14 +403,7 @@ async fn heartbeat_batch_answers_per_item() {
     );
     let jc = store.get_job("default", c.job.id).await.unwrap().unwrap();
     assert_eq!((jc.progress, jc.checkpoint), (Some(json!({"p": 3})), None));
-    let events = store
-        .list_events(&EventFilter {
-            after: last,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let events = store.events_after(last, 100).await.unwrap();
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
     let got: Vec<(&str, Option<Uuid>, Value)> = events
         .iter()

@@ -74,7 +74,9 @@ impl PostgresStore {
         // the by-index text a prepared statement of its own.
         let marker = if by_index { "/* by index */ " } else { "" };
         // Rows are inserted in input order, so of two jobs with one idempotency key the first
-        // is stored and the second skipped, as with one statement per job.
+        // is stored and the second skipped, as with one statement per job. `notified` is there
+        // only to run `n`: PostgreSQL skips a plain `SELECT` CTE that nothing reads (an
+        // uncorrelated subquery, run once; never when nothing was inserted).
         let sql = format!(
             "{marker}WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \

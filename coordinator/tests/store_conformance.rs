@@ -1031,6 +1031,127 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
     );
 }
 
+/// Batches of 24 (SQLite runs statements over 8 rows or more directly on its handle, smaller
+/// ones through sqlx; both must answer alike): claim, heartbeat and finish with stale tokens
+/// mixed in, then a claim that takes expired leases over.
+async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let rows: Vec<NewJobRow> = (0..30).map(|_| new_job("big", "k", now)).collect();
+    store.enqueue(now, rows).await.unwrap();
+    let leases = store
+        .claim(now, &claim_params("big", 24, 60_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 24);
+    assert!(leases.iter().all(|l| l.job.state == JobState::Leased
+        && l.job.attempt == 1
+        && l.job.payload == json!({"n": 1})
+        && l.job.worker_version.as_deref() == Some("test/1")));
+    // Claim order is queue order: ids are UUIDv7, made in enqueue order.
+    assert!(leases.windows(2).all(|w| w[0].job.id < w[1].job.id));
+
+    let t1 = now + Duration::seconds(10);
+    let items: Vec<HeartbeatItem> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| HeartbeatItem {
+            job_id: l.job.id,
+            // Every sixth is stale.
+            fencing_token: l.fencing_token + i64::from(i % 6 == 5),
+            progress: Some(json!({"i": i})),
+            checkpoint: (i % 2 == 0).then(|| json!({"page": i})),
+        })
+        .collect();
+    let last = store
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
+    let beats = store.heartbeat(t1, "default", &items).await.unwrap();
+    let lost: Vec<usize> = (0..24)
+        .filter(|&i| beats[i].status == HeartbeatStatus::Lost)
+        .collect();
+    assert_eq!(lost, [5, 11, 17, 23]);
+    assert!(beats.iter().zip(&leases).all(|(b, l)| b.job_id == l.job.id));
+    assert!(
+        beats
+            .iter()
+            .filter(|b| b.status == HeartbeatStatus::Ok)
+            .all(|b| b.expires_at.unwrap().timestamp_millis()
+                == (t1 + Duration::seconds(60)).timestamp_millis())
+    );
+    let checkpoints = store.events_after(last, 100).await.unwrap();
+    assert_eq!(checkpoints.len(), 12);
+    assert!(checkpoints.iter().all(|e| e.kind == "checkpoint"));
+
+    // Outcomes: complete, fail (retryable), release, stale, in turn; plus an unknown job.
+    let mut outcomes: Vec<Outcome> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match i % 4 {
+            0 => complete(l.job.id, l.fencing_token),
+            1 => fail(l.job.id, l.fencing_token, true, t1 + Duration::seconds(5)),
+            2 => Outcome {
+                job_id: l.job.id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Release,
+            },
+            _ => complete(l.job.id, l.fencing_token - 1),
+        })
+        .collect();
+    outcomes.push(complete(Uuid::now_v7(), 1));
+    let results = store.finish(t1, "default", outcomes).await.unwrap();
+    let summary: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
+            Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
+            Finished::NotFound => "not found".into(),
+        })
+        .collect();
+    let mut expected: Vec<String> = (0..24)
+        .map(|i| match i % 4 {
+            0 => "ok succeeded",
+            1 | 2 => "ok queued",
+            _ => "lost leased",
+        })
+        .map(str::to_owned)
+        .collect();
+    expected.push("not found".into());
+    assert_eq!(summary, expected);
+    let Finished::Ok(done) = &results[0] else {
+        unreachable!()
+    };
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert_eq!(done.finished_at, Some(t1));
+
+    // The six still-leased jobs expire; a claim of 24 takes them over (with the checkpoint
+    // of those that stored one) together with the released and queued ones.
+    let t2 = t1 + Duration::seconds(120);
+    let claimed = store
+        .claim(t2, &claim_params("big", 24, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(claimed.expired, 6);
+    // 6 expired + 6 released + 6 queued never claimed; the failed ones wait until t1 + 5 s,
+    // which t2 is past, so they come back too.
+    assert_eq!(claimed.leases.len(), 24);
+    let again: HashSet<Uuid> = claimed.leases.iter().map(|l| l.job.id).collect();
+    for (i, l) in leases.iter().enumerate() {
+        assert_eq!(again.contains(&l.job.id), i % 4 != 0, "job {i}");
+    }
+    let taken_over = claimed
+        .leases
+        .iter()
+        .find(|l| l.job.id == leases[3].job.id)
+        .unwrap();
+    assert_eq!(taken_over.fencing_token, leases[3].fencing_token + 1);
+    assert_eq!(taken_over.checkpoint, None);
+    assert_eq!(taken_over.job.progress, Some(json!({"i": 3})));
+}
+
 on_both_backends!(
     enqueue_get_and_idempotency,
     claim_order_and_batch,
@@ -1048,4 +1169,5 @@ on_both_backends!(
     lease_deadline_is_set_exactly_while_leased,
     settled_event_end_matches_a_settled_read,
     batches_answer_per_item,
+    large_batches_answer_like_small_ones,
 );

@@ -12,6 +12,7 @@ mod postgres_leases;
 mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_direct;
 mod sqlite_enqueue;
 mod sqlite_leases;
 mod sqlite_runs;

@@ -16,9 +16,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::sqlite_direct::{Arg, DIRECT_MIN_ROWS, JobColumns, decode_job_at, execute};
 use super::sqlite_runs::after_job_change;
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
@@ -61,55 +62,14 @@ pub(super) fn json_text(v: &Value) -> String {
     v.to_string()
 }
 
-fn parse_json(s: Option<String>) -> StoreResult<Option<Value>> {
-    s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Internal(e.to_string())))
-        .transpose()
+pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
+    let cols = JobColumns::find(|name| Ok(row.try_column(name)?.ordinal()))?;
+    decode_job_at(row, &cols)
 }
 
-pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
-    let state: String = row.try_get("state")?;
-    let state = JobState::parse(&state)
-        .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
-    let artifacts: String = row.try_get("artifacts")?;
-    let backoff: Option<String> = row.try_get("backoff")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        queue: row.try_get("queue")?,
-        kind: row.try_get("kind")?,
-        state,
-        payload: parse_json(Some(row.try_get("payload")?))?.unwrap_or(Value::Null),
-        priority: row.try_get("priority")?,
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        fencing_token: row.try_get("lease_epoch")?,
-        run_at: from_micros(row.try_get("run_at")?)?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-        updated_at: from_micros(row.try_get("updated_at")?)?,
-        started_at: opt_time(row.try_get("started_at")?)?,
-        finished_at: opt_time(row.try_get("finished_at")?)?,
-        lease_expires_at: opt_time(row.try_get("lease_expires_at")?)?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        correlation_id: row.try_get("correlation_id")?,
-        project: row.try_get("project")?,
-        run_id: row.try_get("run_id")?,
-        inputs_hash: row.try_get("inputs_hash")?,
-        backoff: backoff
-            .map(|b| serde_json::from_str(&b))
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?,
-        worker_id: row.try_get("worker_id")?,
-        worker_version: row.try_get("worker_version")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        cancel_reason: row.try_get("cancel_reason")?,
-        checkpoint: parse_json(row.try_get("checkpoint")?)?,
-        progress: parse_json(row.try_get("progress")?)?,
-        result: parse_json(row.try_get("result")?)?,
-        last_error: parse_json(row.try_get("last_error")?)?,
-        artifacts: serde_json::from_str(&artifacts)
-            .map_err(|e| StoreError::Internal(e.to_string()))?,
-    })
-}
+/// The column list of every event insert (one-row and multi-row, sqlx and direct).
+pub(super) const EVENT_INSERT: &str = "INSERT INTO events (tenant, type, job_id, run_id, \
+     queue, project, kind, worker_id, correlation_id, at, data)";
 
 /// Appends one event about `job` inside the caller's transaction.
 pub(super) async fn append_event(
@@ -119,24 +79,7 @@ pub(super) async fn append_event(
     now: DateTime<Utc>,
     data: Value,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (tenant, type, job_id, run_id, queue, project, kind, worker_id, \
-         correlation_id, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&job.tenant)
-    .bind(kind)
-    .bind(job.id)
-    .bind(job.run_id)
-    .bind(&job.queue)
-    .bind(&job.project)
-    .bind(&job.kind)
-    .bind(&job.worker_id)
-    .bind(&job.correlation_id)
-    .bind(micros(now))
-    .bind(json_text(&data))
-    .execute(conn)
-    .await?;
-    Ok(())
+    append_events(conn, &[(job, kind, data)], now).await
 }
 
 /// Rows per multi-row statement: 17 binds per job row keeps a statement far below SQLite's
@@ -150,25 +93,30 @@ pub(super) async fn append_events(
     events: &[(&Job, &str, Value)],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let at = micros(now);
     for chunk in events.chunks(BATCH_ROWS) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (tenant, type, job_id, run_id, queue, project, kind, worker_id, \
-             correlation_id, at, data) ",
-        );
-        qb.push_values(chunk, |mut b, (job, kind, data)| {
-            b.push_bind(job.tenant.as_str())
-                .push_bind(*kind)
-                .push_bind(job.id)
-                .push_bind(job.run_id)
-                .push_bind(job.queue.as_str())
-                .push_bind(job.project.as_deref())
-                .push_bind(job.kind.as_str())
-                .push_bind(job.worker_id.as_deref())
-                .push_bind(job.correlation_id.as_deref())
-                .push_bind(micros(now))
-                .push_bind(json_text(data));
-        });
-        qb.build().execute(&mut *conn).await?;
+        let data: Vec<String> = chunk.iter().map(|(_, _, d)| json_text(d)).collect();
+        let mut sql = String::from(EVENT_INSERT);
+        sql.push_str(" VALUES ");
+        let mut args = Vec::with_capacity(chunk.len() * 11);
+        for (n, ((job, kind, _), data)) in chunk.iter().zip(&data).enumerate() {
+            sql.push_str(if n == 0 { "" } else { ", " });
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            args.extend([
+                Arg::Text(&job.tenant),
+                Arg::Text(kind),
+                Arg::uuid(&job.id),
+                Arg::opt_uuid(job.run_id.as_ref()),
+                Arg::Text(&job.queue),
+                Arg::opt_text(job.project.as_deref()),
+                Arg::Text(&job.kind),
+                Arg::opt_text(job.worker_id.as_deref()),
+                Arg::opt_text(job.correlation_id.as_deref()),
+                Arg::Int(at),
+                Arg::Text(data),
+            ]);
+        }
+        execute(conn, &sql, &args, chunk.len() >= DIRECT_MIN_ROWS).await?;
     }
     Ok(())
 }

@@ -13,10 +13,13 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sqlite::{BATCH_ROWS, SqliteStore, append_events, decode_job, json_text, micros};
+use super::sqlite_direct::{
+    Arg, DIRECT_MIN_ROWS, fetch, fetch_jobs, numbered_rows, placeholders, required, uuid_at,
+};
 use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
@@ -33,42 +36,67 @@ async fn finish_chunk(
     tenant: &str,
     outcomes: &[Outcome],
 ) -> StoreResult<Vec<Option<Job>>> {
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "WITH i(id, token, outcome, result, artifacts, retryable, retry_at, error) AS (",
-    );
-    qb.push_values(outcomes, |mut b, o| {
-        b.push_bind(o.job_id).push_bind(o.fencing_token);
-        match &o.kind {
-            OutcomeKind::Complete { result, artifacts } => {
-                b.push_bind("complete")
-                    .push_bind(Some(json_text(result)))
-                    .push_bind(Some(json!(artifacts).to_string()))
-                    .push_bind(false)
-                    .push_bind(None::<i64>)
-                    .push_bind(None::<String>);
-            }
-            OutcomeKind::Fail { error, retry_at } => {
-                b.push_bind("fail")
-                    .push_bind(None::<String>)
-                    .push_bind(None::<String>)
-                    .push_bind(error.retryable)
-                    .push_bind(Some(micros(*retry_at)))
-                    .push_bind(Some(json!(error).to_string()));
-            }
-            OutcomeKind::Release => {
-                b.push_bind("release")
-                    .push_bind(None::<String>)
-                    .push_bind(None::<String>)
-                    .push_bind(false)
-                    .push_bind(None::<i64>)
-                    .push_bind(None::<String>);
-            }
-        }
-    });
+    /// One outcome's values, in the column order of `i` below.
+    struct Input {
+        outcome: &'static str,
+        result: Option<String>,
+        artifacts: Option<String>,
+        retryable: bool,
+        retry_at: Option<i64>,
+        error: Option<String>,
+    }
+    let inputs: Vec<Input> = outcomes
+        .iter()
+        .map(|o| match &o.kind {
+            OutcomeKind::Complete { result, artifacts } => Input {
+                outcome: "complete",
+                result: Some(json_text(result)),
+                artifacts: Some(json!(artifacts).to_string()),
+                retryable: false,
+                retry_at: None,
+                error: None,
+            },
+            OutcomeKind::Fail { error, retry_at } => Input {
+                outcome: "fail",
+                result: None,
+                artifacts: None,
+                retryable: error.retryable,
+                retry_at: Some(micros(*retry_at)),
+                error: Some(json!(error).to_string()),
+            },
+            OutcomeKind::Release => Input {
+                outcome: "release",
+                result: None,
+                artifacts: None,
+                retryable: false,
+                retry_at: None,
+                error: None,
+            },
+        })
+        .collect();
     let t = micros(now);
+    let mut sql = String::from(
+        "WITH i(id, token, outcome, result, artifacts, retryable, retry_at, error) AS (VALUES ",
+    );
+    // `?1` is the time and `?2` the tenant; the inputs are numbered from `?3` on.
+    sql.push_str(&numbered_rows(outcomes.len(), 8, 3));
+    let mut args = Vec::with_capacity(outcomes.len() * 8 + 2);
+    args.extend([Arg::Int(t), Arg::Text(tenant)]);
+    for (o, input) in outcomes.iter().zip(&inputs) {
+        args.extend([
+            Arg::uuid(&o.job_id),
+            Arg::Int(o.fencing_token),
+            Arg::Text(input.outcome),
+            Arg::opt_text(input.result.as_deref()),
+            Arg::opt_text(input.artifacts.as_deref()),
+            Arg::Int(i64::from(input.retryable)),
+            Arg::opt_int(input.retry_at),
+            Arg::opt_text(input.error.as_deref()),
+        ]);
+    }
     // Per kind exactly the SET list of the one-job statements it replaces; the terminal test
     // of a failure is spelled twice because SET expressions see the old row.
-    qb.push(
+    sql.push_str(
         ") UPDATE jobs SET \
          state = CASE i.outcome \
            WHEN 'complete' THEN 'succeeded' \
@@ -81,35 +109,22 @@ async fn finish_chunk(
          result = CASE WHEN i.outcome = 'complete' THEN i.result ELSE jobs.result END, \
          artifacts = CASE WHEN i.outcome = 'complete' THEN i.artifacts ELSE jobs.artifacts END, \
          last_error = CASE WHEN i.outcome = 'fail' THEN i.error ELSE jobs.last_error END, \
-         run_at = CASE i.outcome WHEN 'fail' THEN i.retry_at WHEN 'release' THEN ",
-    )
-    .push_bind(t)
-    .push(
-        " ELSE jobs.run_at END, \
-         finished_at = CASE i.outcome WHEN 'complete' THEN ",
-    )
-    .push_bind(t)
-    .push(
-        " WHEN 'fail' THEN CASE WHEN jobs.cancel_requested = 1 OR NOT i.retryable \
-           OR jobs.attempt >= jobs.max_attempts THEN ",
-    )
-    .push_bind(t)
-    .push(" ELSE NULL END ELSE CASE WHEN jobs.cancel_requested = 1 THEN ")
-    .push_bind(t)
-    .push(" ELSE NULL END END, updated_at = ")
-    .push_bind(t)
-    .push(
-        ", lease_expires_at = NULL FROM i \
-         WHERE jobs.id = i.id AND +jobs.tenant = ",
-    )
-    .push_bind(tenant)
-    .push(" AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *");
-    let rows = qb.build().fetch_all(&mut *conn).await?;
-    let mut updated = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let job = decode_job(row)?;
-        updated.insert(job.id, job);
-    }
+         run_at = CASE i.outcome WHEN 'fail' THEN i.retry_at WHEN 'release' THEN ?1 \
+           ELSE jobs.run_at END, \
+         finished_at = CASE i.outcome WHEN 'complete' THEN ?1 \
+           WHEN 'fail' THEN CASE WHEN jobs.cancel_requested = 1 OR NOT i.retryable \
+             OR jobs.attempt >= jobs.max_attempts THEN ?1 ELSE NULL END \
+           ELSE CASE WHEN jobs.cancel_requested = 1 THEN ?1 ELSE NULL END END, \
+         updated_at = ?1, lease_expires_at = NULL FROM i \
+         WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
+           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
+    );
+    let direct = outcomes.len() >= DIRECT_MIN_ROWS;
+    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+        .await?
+        .into_iter()
+        .map(|job| (job.id, job))
+        .collect();
     Ok(outcomes.iter().map(|o| updated.remove(&o.job_id)).collect())
 }
 
@@ -123,24 +138,154 @@ async fn states_of(
 ) -> StoreResult<HashMap<Uuid, JobState>> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(BATCH_ROWS) {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, state FROM jobs WHERE +tenant = ");
-        qb.push_bind(tenant)
-            .push(" AND ")
-            .push(filter)
-            .push(" AND id IN (");
-        let mut sep = qb.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
-        }
-        qb.push(")");
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            let state: String = row.try_get("state")?;
-            let state = JobState::parse(&state)
+        let sql = format!(
+            "SELECT id, state FROM jobs WHERE +tenant = ? AND {filter} AND id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut args = Vec::with_capacity(chunk.len() + 1);
+        args.push(Arg::Text(tenant));
+        args.extend(chunk.iter().map(Arg::uuid));
+        let direct = chunk.len() >= DIRECT_MIN_ROWS;
+        let rows = fetch(conn, &sql, &args, direct, |row| {
+            let id = required(uuid_at(row, 0)?, "id")?;
+            let state = row.text(1)?.unwrap_or_default();
+            let state = JobState::parse(state)
                 .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
-            out.insert(row.try_get("id")?, state);
-        }
+            Ok((id, state))
+        })
+        .await?;
+        out.extend(rows);
     }
     Ok(out)
+}
+
+/// A chunk of outcomes applied: the job recorded for each (`None` where the lease was lost)
+/// and the current state of each job whose lease was lost (for its answer).
+struct ChunkFinished {
+    updated: Vec<Option<Job>>,
+    current: HashMap<Uuid, JobState>,
+}
+
+/// [`finish_chunk`], then the events of the outcomes recorded (one `INSERT`, in input order)
+/// and the states of the jobs whose lease was lost.
+async fn finish_chunk_with_events(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    tenant: &str,
+    chunk: &[Outcome],
+) -> StoreResult<ChunkFinished> {
+    let updated = finish_chunk(conn, now, tenant, chunk).await?;
+    let lost: Vec<Uuid> = chunk
+        .iter()
+        .zip(&updated)
+        .filter(|(_, job)| job.is_none())
+        .map(|(o, _)| o.job_id)
+        .collect();
+    let current = if lost.is_empty() {
+        HashMap::new()
+    } else {
+        states_of(conn, tenant, &lost, "1").await?
+    };
+    let events: Vec<(&Job, &str, Value)> = chunk
+        .iter()
+        .zip(&updated)
+        .filter_map(|(outcome, job)| job.as_ref().map(|job| (outcome, job)))
+        .map(|(outcome, job)| {
+            let mut data = match &outcome.kind {
+                OutcomeKind::Complete { artifacts, .. } => json!({"artifacts": artifacts.len()}),
+                OutcomeKind::Fail { error, retry_at } => {
+                    json!({"error": error, "retry_at": retry_at})
+                }
+                OutcomeKind::Release => json!({}),
+            };
+            data["from"] = json!("leased");
+            data["to"] = json!(job.state);
+            data["fencing_token"] = json!(job.fencing_token);
+            data["attempt"] = json!(job.attempt);
+            (job, event_type_for(job.state, &outcome.kind), data)
+        })
+        .collect();
+    append_events(conn, &events, now).await?;
+    Ok(ChunkFinished { updated, current })
+}
+
+/// Extends the leases of `chunk` (distinct jobs), storing progress and checkpoints, and
+/// writes a `checkpoint` event for each checkpoint stored.
+async fn heartbeat_chunk(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    tenant: &str,
+    chunk: &[HeartbeatItem],
+) -> StoreResult<Vec<HeartbeatResult>> {
+    let t = micros(now);
+    let progress: Vec<Option<String>> = chunk
+        .iter()
+        .map(|i| i.progress.as_ref().map(json_text))
+        .collect();
+    let checkpoints: Vec<Option<String>> = chunk
+        .iter()
+        .map(|i| i.checkpoint.as_ref().map(json_text))
+        .collect();
+    // `?1` is the time and `?2` the tenant; the items are numbered from `?3` on.
+    let sql = format!(
+        "WITH i(id, token, progress, checkpoint) AS (VALUES {}) \
+         UPDATE jobs SET lease_expires_at = ?1 + jobs.lease_ttl_ms * 1000, \
+           progress = COALESCE(i.progress, jobs.progress), \
+           checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ?1 \
+         FROM i WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
+           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
+        numbered_rows(chunk.len(), 4, 3)
+    );
+    let mut args = Vec::with_capacity(chunk.len() * 4 + 2);
+    args.extend([Arg::Int(t), Arg::Text(tenant)]);
+    for ((item, progress), checkpoint) in chunk.iter().zip(&progress).zip(&checkpoints) {
+        args.extend([
+            Arg::uuid(&item.job_id),
+            Arg::Int(item.fencing_token),
+            Arg::opt_text(progress.as_deref()),
+            Arg::opt_text(checkpoint.as_deref()),
+        ]);
+    }
+    let direct = chunk.len() >= DIRECT_MIN_ROWS;
+    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+        .await?
+        .into_iter()
+        .map(|job| (job.id, job))
+        .collect();
+    let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
+    let events: Vec<(&Job, &str, Value)> = chunk
+        .iter()
+        .zip(&jobs)
+        .filter_map(|(item, job)| Some((job.as_ref()?, item.checkpoint.as_ref()?)))
+        .map(|(job, cp)| {
+            (
+                job,
+                "checkpoint",
+                json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
+            )
+        })
+        .collect();
+    append_events(conn, &events, now).await?;
+    Ok(chunk
+        .iter()
+        .zip(jobs)
+        .map(|(item, job)| match job {
+            None => HeartbeatResult {
+                job_id: item.job_id,
+                status: HeartbeatStatus::Lost,
+                expires_at: None,
+            },
+            Some(job) => HeartbeatResult {
+                job_id: job.id,
+                status: if job.cancel_requested {
+                    HeartbeatStatus::CancelRequested
+                } else {
+                    HeartbeatStatus::Ok
+                },
+                expires_at: job.lease_expires_at,
+            },
+        })
+        .collect())
 }
 
 /// A job chosen by a claim, in claim order.
@@ -211,6 +356,110 @@ async fn bury_exhausted(
     Ok(jobs.len() as u64)
 }
 
+/// The jobs a claim may take, in claim order: ready queued jobs and expired leases (two
+/// index-friendly halves, merged), in the claim's queues that are not paused.
+async fn select_candidates(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    params: &ClaimParams,
+) -> StoreResult<Vec<Candidate>> {
+    let t = micros(now);
+    let limit = i64::from(params.max_jobs);
+    let queues = placeholders(params.queues.len());
+    let half = |state_test: &str| {
+        format!(
+            "SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ? \
+             AND {state_test} <= ? AND queue IN ({queues}) \
+             AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ?)"
+        )
+    };
+    let sql = format!(
+        "{} UNION ALL {} ORDER BY priority DESC, run_at, id LIMIT ?",
+        half("state = 'queued' AND run_at"),
+        half("state = 'leased' AND lease_expires_at"),
+    );
+    let mut args = Vec::with_capacity(2 * params.queues.len() + 7);
+    for _ in 0..2 {
+        args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
+        args.extend(params.queues.iter().map(|q| Arg::Text(q)));
+        args.push(Arg::Text(&params.tenant));
+    }
+    args.push(Arg::Int(limit));
+    // Through sqlx (prepared once): how many jobs are ready is unknown until it has run, and
+    // an idle worker's claim (W4) finds one job or none however many it asks for.
+    fetch(conn, &sql, &args, false, |row| {
+        Ok(Candidate {
+            id: required(uuid_at(row, 0)?, "id")?,
+            expired: row.text(1)? == Some("leased"),
+            run_id: uuid_at(row, 4)?,
+        })
+    })
+    .await
+}
+
+/// Leases `chunk` (at most [`BATCH_ROWS`] candidates) with one `UPDATE … RETURNING` and
+/// writes its events (`lease_expired` for a lease taken over, then `leased`); returns the
+/// jobs in claim order.
+async fn lease_chunk(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    params: &ClaimParams,
+    chunk: &[Candidate],
+) -> StoreResult<Vec<Job>> {
+    let t = micros(now);
+    let expires = micros(now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64));
+    let ttl = params.lease_ttl_ms as i64;
+    let sql = format!(
+        "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
+         lease_epoch = lease_epoch + 1, started_at = ?, lease_expires_at = ?, lease_ttl_ms = ?, \
+         worker_id = ?, worker_version = ?, updated_at = ? WHERE id IN ({}) RETURNING *",
+        placeholders(chunk.len())
+    );
+    let mut args = vec![
+        Arg::Int(t),
+        Arg::Int(expires),
+        Arg::Int(ttl),
+        Arg::Text(&params.worker_id),
+        Arg::opt_text(params.worker_version.as_deref()),
+        Arg::Int(t),
+    ];
+    args.extend(chunk.iter().map(|c| Arg::uuid(&c.id)));
+    let direct = chunk.len() >= DIRECT_MIN_ROWS;
+    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+        .await?
+        .into_iter()
+        .map(|job| (job.id, job))
+        .collect();
+    // RETURNING order is unspecified: put the jobs back in claim order.
+    let jobs = chunk
+        .iter()
+        .map(|cand| {
+            updated
+                .remove(&cand.id)
+                .ok_or_else(|| StoreError::Internal(format!("claimed job {} vanished", cand.id)))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let mut events: Vec<(&Job, &str, Value)> = Vec::with_capacity(jobs.len() + 1);
+    for (cand, job) in chunk.iter().zip(&jobs) {
+        if cand.expired {
+            events.push((
+                job,
+                "lease_expired",
+                json!({"from": "leased", "to": "queued", "fencing_token": job.fencing_token - 1}),
+            ));
+        }
+        events.push((
+            job,
+            "leased",
+            json!({"from": "queued", "to": "leased",
+                   "fencing_token": job.fencing_token, "attempt": job.attempt,
+                   "lease_expires_at": job.lease_expires_at}),
+        ));
+    }
+    append_events(conn, &events, now).await?;
+    Ok(jobs)
+}
+
 impl SqliteStore {
     pub(super) async fn claim_impl(
         &self,
@@ -219,49 +468,10 @@ impl SqliteStore {
     ) -> StoreResult<Claimed> {
         let mut tx = self.begin_write().await?;
         let buried = bury_exhausted(&mut tx, now, params).await?;
-        // Two index-friendly halves (ready queued jobs, expired leases), merged in claim order.
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ",
-        );
-        let push_common = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            qb.push(" AND queue IN (");
-            let mut sep = qb.separated(", ");
-            for q in &params.queues {
-                sep.push_bind(q.clone());
-            }
-            qb.push(") AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ")
-                .push_bind(params.tenant.clone())
-                .push(")");
-        };
-        qb.push_bind(&params.tenant)
-            .push(" AND state = 'queued' AND run_at <= ")
-            .push_bind(micros(now));
-        push_common(&mut qb);
-        qb.push(" UNION ALL SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ")
-            .push_bind(&params.tenant)
-            .push(" AND state = 'leased' AND lease_expires_at <= ")
-            .push_bind(micros(now));
-        push_common(&mut qb);
-        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
-            .push_bind(i64::from(params.max_jobs));
-        let candidates = qb
-            .build()
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Candidate {
-                    id: row.try_get("id")?,
-                    expired: row.try_get::<String, _>("state")? == "leased",
-                    run_id: row.try_get("run_id")?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-
-        // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As in `finish`, a chunk ends after a
-        // job of a run, so that run's status is refreshed (and its event written) before the
-        // next job is leased, as with one job at a time.
-        let expires = now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64);
+        let candidates = select_candidates(&mut tx, now, params).await?;
+        // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As
+        // in `finish`, a chunk ends after a job of a run, so that run's status is refreshed
+        // (and its event written) before the next job is leased, as with one job at a time.
         let mut leases = Vec::with_capacity(candidates.len());
         let mut reclaimed = 0;
         let mut start = 0;
@@ -274,69 +484,13 @@ impl SqliteStore {
                 }
             }
             let chunk = &candidates[start..end];
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
-                 lease_epoch = lease_epoch + 1, started_at = ",
-            );
-            qb.push_bind(micros(now))
-                .push(", lease_expires_at = ")
-                .push_bind(micros(expires))
-                .push(", lease_ttl_ms = ")
-                .push_bind(params.lease_ttl_ms as i64)
-                .push(", worker_id = ")
-                .push_bind(&params.worker_id)
-                .push(", worker_version = ")
-                .push_bind(&params.worker_version)
-                .push(", updated_at = ")
-                .push_bind(micros(now))
-                .push(" WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for cand in chunk {
-                sep.push_bind(cand.id);
-            }
-            qb.push(") RETURNING *");
-            let rows = qb.build().fetch_all(&mut *tx).await?;
-            let mut updated = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let job = decode_job(row)?;
-                updated.insert(job.id, job);
-            }
-            // RETURNING order is unspecified: put the jobs back in claim order.
-            let jobs = chunk
-                .iter()
-                .map(|cand| {
-                    updated
-                        .remove(&cand.id)
-                        .map(|job| (cand.expired, job))
-                        .ok_or_else(|| {
-                            StoreError::Internal(format!("claimed job {} vanished", cand.id))
-                        })
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            let mut events: Vec<(&Job, &str, Value)> = Vec::with_capacity(jobs.len() + 1);
-            for (expired, job) in &jobs {
-                if *expired {
-                    reclaimed += 1;
-                    events.push((
-                        job,
-                        "lease_expired",
-                        json!({"from": "leased", "to": "queued", "fencing_token": job.fencing_token - 1}),
-                    ));
-                }
-                events.push((
-                    job,
-                    "leased",
-                    json!({"from": "queued", "to": "leased",
-                           "fencing_token": job.fencing_token, "attempt": job.attempt,
-                           "lease_expires_at": job.lease_expires_at}),
-                ));
-            }
-            append_events(&mut tx, &events, now).await?;
+            let jobs = lease_chunk(&mut tx, now, params, chunk).await?;
+            reclaimed += chunk.iter().filter(|c| c.expired).count() as u64;
             // Only the last job of a chunk can belong to a run.
-            if let Some(run_id) = jobs.last().and_then(|(_, job)| job.run_id) {
+            if let Some(run_id) = jobs.last().and_then(|job| job.run_id) {
                 refresh_run_status(&mut tx, run_id, now).await?;
             }
-            for (_, job) in jobs {
+            for job in jobs {
                 leases.push(lease_of(job)?);
             }
             start = end;
@@ -366,64 +520,7 @@ impl SqliteStore {
             while end < items.len() && end - start < BATCH_ROWS && seen.insert(items[end].job_id) {
                 end += 1;
             }
-            let chunk = &items[start..end];
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("WITH i(id, token, progress, checkpoint) AS (");
-            qb.push_values(chunk, |mut b, item| {
-                b.push_bind(item.job_id)
-                    .push_bind(item.fencing_token)
-                    .push_bind(item.progress.as_ref().map(json_text))
-                    .push_bind(item.checkpoint.as_ref().map(json_text));
-            });
-            qb.push(") UPDATE jobs SET lease_expires_at = ")
-                .push_bind(micros(now))
-                .push(
-                    " + jobs.lease_ttl_ms * 1000, \
-                     progress = COALESCE(i.progress, jobs.progress), \
-                     checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ",
-                )
-                .push_bind(micros(now))
-                .push(" FROM i WHERE jobs.id = i.id AND +jobs.tenant = ")
-                .push_bind(tenant)
-                .push(" AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *");
-            let rows = qb.build().fetch_all(&mut *tx).await?;
-            let mut updated = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let job = decode_job(row)?;
-                updated.insert(job.id, job);
-            }
-            let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
-            let events: Vec<(&Job, &str, Value)> = chunk
-                .iter()
-                .zip(&jobs)
-                .filter_map(|(item, job)| Some((job.as_ref()?, item.checkpoint.as_ref()?)))
-                .map(|(job, cp)| {
-                    (
-                        job,
-                        "checkpoint",
-                        json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
-                    )
-                })
-                .collect();
-            append_events(&mut tx, &events, now).await?;
-            for (item, job) in chunk.iter().zip(jobs) {
-                out.push(match job {
-                    None => HeartbeatResult {
-                        job_id: item.job_id,
-                        status: HeartbeatStatus::Lost,
-                        expires_at: None,
-                    },
-                    Some(job) => HeartbeatResult {
-                        job_id: job.id,
-                        status: if job.cancel_requested {
-                            HeartbeatStatus::CancelRequested
-                        } else {
-                            HeartbeatStatus::Ok
-                        },
-                        expires_at: job.lease_expires_at,
-                    },
-                });
-            }
+            out.extend(heartbeat_chunk(&mut tx, now, tenant, &items[start..end]).await?);
             start = end;
         }
         tx.commit().await?;
@@ -459,40 +556,8 @@ impl SqliteStore {
         while start < outcomes.len() {
             let end = super::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
             let chunk = &outcomes[start..end];
-            let updated = finish_chunk(&mut tx, now, tenant, chunk).await?;
-            let lost: Vec<Uuid> = chunk
-                .iter()
-                .zip(&updated)
-                .filter(|(_, job)| job.is_none())
-                .map(|(o, _)| o.job_id)
-                .collect();
-            let current = if lost.is_empty() {
-                HashMap::new()
-            } else {
-                states_of(&mut tx, tenant, &lost, "1").await?
-            };
-            let events: Vec<(&Job, &str, Value)> = chunk
-                .iter()
-                .zip(&updated)
-                .filter_map(|(outcome, job)| job.as_ref().map(|job| (outcome, job)))
-                .map(|(outcome, job)| {
-                    let mut data = match &outcome.kind {
-                        OutcomeKind::Complete { artifacts, .. } => {
-                            json!({"artifacts": artifacts.len()})
-                        }
-                        OutcomeKind::Fail { error, retry_at } => {
-                            json!({"error": error, "retry_at": retry_at})
-                        }
-                        OutcomeKind::Release => json!({}),
-                    };
-                    data["from"] = json!("leased");
-                    data["to"] = json!(job.state);
-                    data["fencing_token"] = json!(job.fencing_token);
-                    data["attempt"] = json!(job.attempt);
-                    (job, event_type_for(job.state, &outcome.kind), data)
-                })
-                .collect();
-            append_events(&mut tx, &events, now).await?;
+            let ChunkFinished { updated, current } =
+                finish_chunk_with_events(&mut tx, now, tenant, chunk).await?;
             // Only the last job of a chunk can belong to a run (no-op for the others).
             for job in updated.iter().flatten() {
                 after_job_change(&mut tx, job, now).await?;

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sqlite_direct::{Arg, DIRECT_MIN_ROWS, JobColumns, decode_job_at, execute};
+use super::sqlite_direct::{Arg, Exec, JobColumns, decode_job_at};
 use super::sqlite_runs::after_job_change;
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
@@ -42,6 +44,10 @@ pub enum SqliteSync {
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    /// How many jobs the latest claim found: the guess of how many the next one will find,
+    /// which picks how its candidate search runs (see `sqlite_direct`). Only speed depends
+    /// on it.
+    pub(super) last_claim_size: Arc<AtomicUsize>,
 }
 
 /// Microseconds since the epoch, the on-disk time format.
@@ -93,6 +99,15 @@ pub(super) async fn append_events(
     events: &[(&Job, &str, Value)],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    append_events_in(&mut Exec::for_rows(conn, events.len()).await?, events, now).await
+}
+
+/// [`append_events`] with statements run by `exec`.
+pub(super) async fn append_events_in(
+    exec: &mut Exec<'_>,
+    events: &[(&Job, &str, Value)],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     let at = micros(now);
     for chunk in events.chunks(BATCH_ROWS) {
         let data: Vec<String> = chunk.iter().map(|(_, _, d)| json_text(d)).collect();
@@ -116,7 +131,7 @@ pub(super) async fn append_events(
                 Arg::Text(data),
             ]);
         }
-        execute(conn, &sql, &args, chunk.len() >= DIRECT_MIN_ROWS).await?;
+        exec.execute(&sql, &args).await?;
     }
     Ok(())
 }
@@ -162,7 +177,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            last_claim_size: Arc::default(),
+        })
     }
 
     /// Opens a database from a `sqlite:` URL (`sqlite://leasehold.db`, `sqlite:///abs/path`).

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::{Job, JobState};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{LockedSqliteHandle, SqliteRow};
 use sqlx::{Column, Row, SqliteConnection};
 use uuid::Uuid;
 
@@ -99,95 +99,109 @@ fn sqlx_query<'q>(
     q
 }
 
-/// Runs `sql` with `args` and decodes each row it returns with `decode`: directly on the
-/// handle when `direct`, else through sqlx.
-pub(super) async fn fetch<T>(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    args: &[Arg<'_>],
-    direct: bool,
-    mut decode: impl FnMut(&dyn ColumnValues) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    if !direct {
-        let rows = sqlx_query(sql, args).fetch_all(&mut *conn).await?;
-        return rows.iter().map(|row| decode(row)).collect();
-    }
-    on_handle(conn, |db| {
-        let mut stmt = db.prepare(sql).map_err(direct_error)?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(args))
-            .map_err(direct_error)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(direct_error)? {
-            out.push(decode(row)?);
+/// Where statements run within a transaction: through sqlx, or on the connection's handle,
+/// locked away from sqlx's worker thread for as long as this lives (so the borrow checker
+/// keeps sqlx off the connection meanwhile).
+pub(super) enum Exec<'c> {
+    /// Through sqlx (each text prepared once per connection and cached).
+    Sqlx(&'c mut SqliteConnection),
+    /// On the handle, through rusqlite, on the calling thread.
+    Direct(Direct<'c>),
+}
+
+/// The handle of a connection, taken from sqlx's worker thread.
+pub(super) struct Direct<'c> {
+    // Fields drop in order: the rusqlite connection (finalizing its statements) before the
+    // lock is given back.
+    db: rusqlite::Connection,
+    _locked: LockedSqliteHandle<'c>,
+}
+
+impl<'c> Exec<'c> {
+    /// Statements on `conn`: on its handle when `direct` (one hand-off to take it), else
+    /// through sqlx.
+    pub(super) async fn new(conn: &'c mut SqliteConnection, direct: bool) -> StoreResult<Self> {
+        if !direct {
+            return Ok(Self::Sqlx(conn));
         }
-        Ok(out)
-    })
-    .await
-}
-
-/// [`fetch`] for statements that return whole `jobs` rows (`RETURNING *`).
-pub(super) async fn fetch_jobs(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    args: &[Arg<'_>],
-    direct: bool,
-) -> StoreResult<Vec<Job>> {
-    let mut cols: Option<JobColumns> = None;
-    fetch(conn, sql, args, direct, |row| {
-        let cols = match cols {
-            Some(cols) => cols,
-            None => *cols.insert(JobColumns::find(|name| row.index_of(name))?),
-        };
-        decode_job_at(row, &cols)
-    })
-    .await
-}
-
-/// Runs `sql` with `args` for its effect (directly on the handle when `direct`); returns
-/// the number of rows it changed.
-pub(super) async fn execute(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    args: &[Arg<'_>],
-    direct: bool,
-) -> StoreResult<u64> {
-    if !direct {
-        return Ok(sqlx_query(sql, args)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected());
+        let mut locked = conn.lock_handle().await?;
+        let raw = locked.as_raw_handle().as_ptr();
+        // SAFETY: `raw` is the open handle of this connection, and `_locked` keeps sqlx's
+        // worker thread off it until after `db` is dropped (field order). `from_handle`
+        // borrows the handle: a connection made this way never closes it. Its statements are
+        // finalized when `db` drops, so none is left for sqlx's `sqlite3_close` to trip on.
+        #[allow(unsafe_code)]
+        let db = unsafe { rusqlite::Connection::from_handle(raw) }.map_err(direct_error)?;
+        Ok(Self::Direct(Direct {
+            db,
+            _locked: locked,
+        }))
     }
-    on_handle(conn, |db| {
-        let n = db
-            .execute(sql, rusqlite::params_from_iter(args))
-            .map_err(direct_error)?;
-        Ok(n as u64)
-    })
-    .await
-}
 
-/// Runs `f` with the connection's SQLite handle, inside whatever transaction the connection
-/// is in. The handle is locked away from sqlx's worker thread for the call (one hand-off to
-/// take it), so `f` must not touch the connection through sqlx; it runs on the calling
-/// thread and should stay short (a batch of at most [`BATCH_ROWS`](super::sqlite::BATCH_ROWS)
-/// rows per statement).
-pub(super) async fn on_handle<T>(
-    conn: &mut SqliteConnection,
-    f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
-) -> StoreResult<T> {
-    let mut locked = conn.lock_handle().await?;
-    let raw = locked.as_raw_handle().as_ptr();
-    // SAFETY: `raw` is the open handle of this connection, and `locked` keeps sqlx's worker
-    // thread off it until it is dropped, after `db`. `from_handle` borrows the handle (a
-    // connection made this way never closes it), and `db` lives only for this call; its
-    // statements are finalized when it drops.
-    #[allow(unsafe_code)]
-    let db = unsafe { rusqlite::Connection::from_handle(raw) }.map_err(direct_error)?;
-    let out = f(&db);
-    drop(db);
-    drop(locked);
-    out
+    /// Statements over `rows` rows: directly when there are at least [`DIRECT_MIN_ROWS`].
+    pub(super) async fn for_rows(conn: &'c mut SqliteConnection, rows: usize) -> StoreResult<Self> {
+        Self::new(conn, rows >= DIRECT_MIN_ROWS).await
+    }
+
+    /// Runs `sql` with `args` and decodes each row it returns with `decode`.
+    pub(super) async fn fetch<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        mut decode: impl FnMut(&dyn ColumnValues) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        match self {
+            Self::Sqlx(conn) => {
+                let rows = sqlx_query(sql, args).fetch_all(&mut **conn).await?;
+                rows.iter().map(|row| decode(row)).collect()
+            }
+            Self::Direct(d) => {
+                let mut stmt = d.db.prepare_cached(sql).map_err(direct_error)?;
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(args))
+                    .map_err(direct_error)?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(direct_error)? {
+                    out.push(decode(row)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// [`fetch`](Self::fetch) for statements that return whole `jobs` rows (`RETURNING *`).
+    pub(super) async fn fetch_jobs(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Job>> {
+        let mut cols: Option<JobColumns> = None;
+        self.fetch(sql, args, |row| {
+            let cols = match cols {
+                Some(cols) => cols,
+                None => *cols.insert(JobColumns::find(|name| row.index_of(name))?),
+            };
+            decode_job_at(row, &cols)
+        })
+        .await
+    }
+
+    /// Runs `sql` with `args` for its effect; returns the number of rows it changed.
+    pub(super) async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        match self {
+            Self::Sqlx(conn) => Ok(sqlx_query(sql, args)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected()),
+            Self::Direct(d) => {
+                let mut stmt = d.db.prepare_cached(sql).map_err(direct_error)?;
+                let n = stmt
+                    .execute(rusqlite::params_from_iter(args))
+                    .map_err(direct_error)?;
+                Ok(n as u64)
+            }
+        }
+    }
 }
 
 /// Maps a rusqlite error to the store's classes, as `From<sqlx::Error>` does for sqlx's.

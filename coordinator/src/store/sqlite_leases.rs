@@ -9,6 +9,7 @@
 //! same trap on PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
@@ -16,10 +17,10 @@ use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sqlite::{BATCH_ROWS, SqliteStore, append_events, decode_job, json_text, micros};
-use super::sqlite_direct::{
-    Arg, DIRECT_MIN_ROWS, fetch, fetch_jobs, numbered_rows, placeholders, required, uuid_at,
+use super::sqlite::{
+    BATCH_ROWS, SqliteStore, append_events, append_events_in, decode_job, json_text, micros,
 };
+use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
 use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
@@ -31,7 +32,7 @@ use super::{
 /// writes nothing; SET expressions read the row as it was). Returns the updated job for each
 /// outcome, `None` where the lease was not held under that token. Writes no events.
 async fn finish_chunk(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     tenant: &str,
     outcomes: &[Outcome],
@@ -119,8 +120,8 @@ async fn finish_chunk(
          WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
            AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
     );
-    let direct = outcomes.len() >= DIRECT_MIN_ROWS;
-    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+    let mut updated: HashMap<Uuid, Job> = exec
+        .fetch_jobs(&sql, &args)
         .await?
         .into_iter()
         .map(|job| (job.id, job))
@@ -131,7 +132,7 @@ async fn finish_chunk(
 /// The ids among `ids` (in `tenant`) for which `filter` (a condition on `jobs`) holds, with
 /// their state; one query per [`BATCH_ROWS`] ids.
 async fn states_of(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     tenant: &str,
     ids: &[Uuid],
     filter: &str,
@@ -145,15 +146,15 @@ async fn states_of(
         let mut args = Vec::with_capacity(chunk.len() + 1);
         args.push(Arg::Text(tenant));
         args.extend(chunk.iter().map(Arg::uuid));
-        let direct = chunk.len() >= DIRECT_MIN_ROWS;
-        let rows = fetch(conn, &sql, &args, direct, |row| {
-            let id = required(uuid_at(row, 0)?, "id")?;
-            let state = row.text(1)?.unwrap_or_default();
-            let state = JobState::parse(state)
-                .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
-            Ok((id, state))
-        })
-        .await?;
+        let rows = exec
+            .fetch(&sql, &args, |row| {
+                let id = required(uuid_at(row, 0)?, "id")?;
+                let state = row.text(1)?.unwrap_or_default();
+                let state = JobState::parse(state)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?;
+                Ok((id, state))
+            })
+            .await?;
         out.extend(rows);
     }
     Ok(out)
@@ -169,12 +170,12 @@ struct ChunkFinished {
 /// [`finish_chunk`], then the events of the outcomes recorded (one `INSERT`, in input order)
 /// and the states of the jobs whose lease was lost.
 async fn finish_chunk_with_events(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     tenant: &str,
     chunk: &[Outcome],
 ) -> StoreResult<ChunkFinished> {
-    let updated = finish_chunk(conn, now, tenant, chunk).await?;
+    let updated = finish_chunk(exec, now, tenant, chunk).await?;
     let lost: Vec<Uuid> = chunk
         .iter()
         .zip(&updated)
@@ -184,7 +185,7 @@ async fn finish_chunk_with_events(
     let current = if lost.is_empty() {
         HashMap::new()
     } else {
-        states_of(conn, tenant, &lost, "1").await?
+        states_of(exec, tenant, &lost, "1").await?
     };
     let events: Vec<(&Job, &str, Value)> = chunk
         .iter()
@@ -205,14 +206,14 @@ async fn finish_chunk_with_events(
             (job, event_type_for(job.state, &outcome.kind), data)
         })
         .collect();
-    append_events(conn, &events, now).await?;
+    append_events_in(exec, &events, now).await?;
     Ok(ChunkFinished { updated, current })
 }
 
 /// Extends the leases of `chunk` (distinct jobs), storing progress and checkpoints, and
 /// writes a `checkpoint` event for each checkpoint stored.
 async fn heartbeat_chunk(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     tenant: &str,
     chunk: &[HeartbeatItem],
@@ -246,8 +247,8 @@ async fn heartbeat_chunk(
             Arg::opt_text(checkpoint.as_deref()),
         ]);
     }
-    let direct = chunk.len() >= DIRECT_MIN_ROWS;
-    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+    let mut updated: HashMap<Uuid, Job> = exec
+        .fetch_jobs(&sql, &args)
         .await?
         .into_iter()
         .map(|job| (job.id, job))
@@ -265,7 +266,7 @@ async fn heartbeat_chunk(
             )
         })
         .collect();
-    append_events(conn, &events, now).await?;
+    append_events_in(exec, &events, now).await?;
     Ok(chunk
         .iter()
         .zip(jobs)
@@ -359,7 +360,7 @@ async fn bury_exhausted(
 /// The jobs a claim may take, in claim order: ready queued jobs and expired leases (two
 /// index-friendly halves, merged), in the claim's queues that are not paused.
 async fn select_candidates(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
 ) -> StoreResult<Vec<Candidate>> {
@@ -385,9 +386,7 @@ async fn select_candidates(
         args.push(Arg::Text(&params.tenant));
     }
     args.push(Arg::Int(limit));
-    // Through sqlx (prepared once): how many jobs are ready is unknown until it has run, and
-    // an idle worker's claim (W4) finds one job or none however many it asks for.
-    fetch(conn, &sql, &args, false, |row| {
+    exec.fetch(&sql, &args, |row| {
         Ok(Candidate {
             id: required(uuid_at(row, 0)?, "id")?,
             expired: row.text(1)? == Some("leased"),
@@ -401,7 +400,7 @@ async fn select_candidates(
 /// writes its events (`lease_expired` for a lease taken over, then `leased`); returns the
 /// jobs in claim order.
 async fn lease_chunk(
-    conn: &mut SqliteConnection,
+    exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
     chunk: &[Candidate],
@@ -424,8 +423,8 @@ async fn lease_chunk(
         Arg::Int(t),
     ];
     args.extend(chunk.iter().map(|c| Arg::uuid(&c.id)));
-    let direct = chunk.len() >= DIRECT_MIN_ROWS;
-    let mut updated: HashMap<Uuid, Job> = fetch_jobs(conn, &sql, &args, direct)
+    let mut updated: HashMap<Uuid, Job> = exec
+        .fetch_jobs(&sql, &args)
         .await?
         .into_iter()
         .map(|job| (job.id, job))
@@ -456,7 +455,7 @@ async fn lease_chunk(
                    "lease_expires_at": job.lease_expires_at}),
         ));
     }
-    append_events(conn, &events, now).await?;
+    append_events_in(exec, &events, now).await?;
     Ok(jobs)
 }
 
@@ -468,7 +467,13 @@ impl SqliteStore {
     ) -> StoreResult<Claimed> {
         let mut tx = self.begin_write().await?;
         let buried = bury_exhausted(&mut tx, now, params).await?;
-        let candidates = select_candidates(&mut tx, now, params).await?;
+        // The candidate search runs before its size is known: guess from the latest claim
+        // (under load claims fill up; an idle worker's claim finds one job or none).
+        let guess = self.last_claim_size.load(Ordering::Relaxed);
+        let candidates =
+            select_candidates(&mut Exec::for_rows(&mut tx, guess).await?, now, params).await?;
+        self.last_claim_size
+            .store(candidates.len(), Ordering::Relaxed);
         // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As
         // in `finish`, a chunk ends after a job of a run, so that run's status is refreshed
         // (and its event written) before the next job is leased, as with one job at a time.
@@ -484,7 +489,9 @@ impl SqliteStore {
                 }
             }
             let chunk = &candidates[start..end];
-            let jobs = lease_chunk(&mut tx, now, params, chunk).await?;
+            let mut exec = Exec::for_rows(&mut tx, chunk.len()).await?;
+            let jobs = lease_chunk(&mut exec, now, params, chunk).await?;
+            drop(exec);
             reclaimed += chunk.iter().filter(|c| c.expired).count() as u64;
             // Only the last job of a chunk can belong to a run.
             if let Some(run_id) = jobs.last().and_then(|job| job.run_id) {
@@ -520,7 +527,9 @@ impl SqliteStore {
             while end < items.len() && end - start < BATCH_ROWS && seen.insert(items[end].job_id) {
                 end += 1;
             }
-            out.extend(heartbeat_chunk(&mut tx, now, tenant, &items[start..end]).await?);
+            let chunk = &items[start..end];
+            let mut exec = Exec::for_rows(&mut tx, chunk.len()).await?;
+            out.extend(heartbeat_chunk(&mut exec, now, tenant, chunk).await?);
             start = end;
         }
         tx.commit().await?;
@@ -544,7 +553,8 @@ impl SqliteStore {
         // `run_id` never changes, so this holds for the whole transaction.
         let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
             let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job_id).collect();
-            states_of(&mut tx, tenant, &ids, "run_id IS NOT NULL")
+            let mut exec = Exec::for_rows(&mut tx, ids.len()).await?;
+            states_of(&mut exec, tenant, &ids, "run_id IS NOT NULL")
                 .await?
                 .into_keys()
                 .collect()
@@ -556,8 +566,13 @@ impl SqliteStore {
         while start < outcomes.len() {
             let end = super::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
             let chunk = &outcomes[start..end];
-            let ChunkFinished { updated, current } =
-                finish_chunk_with_events(&mut tx, now, tenant, chunk).await?;
+            let ChunkFinished { updated, current } = finish_chunk_with_events(
+                &mut Exec::for_rows(&mut tx, chunk.len()).await?,
+                now,
+                tenant,
+                chunk,
+            )
+            .await?;
             // Only the last job of a chunk can belong to a run (no-op for the others).
             for job in updated.iter().flatten() {
                 after_job_change(&mut tx, job, now).await?;

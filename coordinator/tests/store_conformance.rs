@@ -1036,8 +1036,26 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
 /// mixed in, then a claim that takes expired leases over.
 async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
     let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
-    let rows: Vec<NewJobRow> = (0..30).map(|_| new_job("big", "k", now)).collect();
-    store.enqueue(now, rows).await.unwrap();
+    // 30 jobs, the last two with one idempotency key: the second is a replay of the first.
+    let keyed = |key: Option<&str>| {
+        let mut row = new_job("big", "k", now);
+        row.idempotency_key = key.map(str::to_owned);
+        row
+    };
+    let mut rows: Vec<NewJobRow> = (0..29).map(|_| keyed(None)).collect();
+    rows.push(keyed(Some("k29")));
+    rows.push(keyed(Some("k29")));
+    let enq = store.enqueue(now, rows.clone()).await.unwrap();
+    assert_eq!(enq.iter().filter(|e| e.replayed).count(), 1);
+    assert!(enq[30].replayed && enq[30].job.id == rows[29].id);
+    // A batch of 10 replaying it again among 9 new jobs.
+    let mut more: Vec<NewJobRow> = (0..9).map(|_| keyed(None)).collect();
+    more.insert(4, keyed(Some("k29")));
+    let enq2 = store.enqueue(now, more).await.unwrap();
+    let replayed: Vec<usize> = (0..10).filter(|&i| enq2[i].replayed).collect();
+    assert_eq!(replayed, [4]);
+    assert_eq!(enq2[4].job.id, rows[29].id);
+    assert!(enq2.iter().all(|e| e.job.state == JobState::Queued));
     let leases = store
         .claim(now, &claim_params("big", 24, 60_000))
         .await
@@ -1127,17 +1145,17 @@ async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
     assert_eq!(done.result, Some(json!({"ok": true})));
     assert_eq!(done.finished_at, Some(t1));
 
-    // The six still-leased jobs expire; a claim of 24 takes them over (with the checkpoint
-    // of those that stored one) together with the released and queued ones.
+    // The six still-leased jobs expire; a claim of up to 40 takes them over (with the
+    // checkpoint of those that stored one) together with the released and queued ones.
     let t2 = t1 + Duration::seconds(120);
     let claimed = store
-        .claim(t2, &claim_params("big", 24, 60_000))
+        .claim(t2, &claim_params("big", 40, 60_000))
         .await
         .unwrap();
     assert_eq!(claimed.expired, 6);
-    // 6 expired + 6 released + 6 queued never claimed; the failed ones wait until t1 + 5 s,
-    // which t2 is past, so they come back too.
-    assert_eq!(claimed.leases.len(), 24);
+    // 6 expired, 6 released, 6 failed (their retry time, t1 + 5 s, is past) and the 15 never
+    // claimed.
+    assert_eq!(claimed.leases.len(), 33);
     let again: HashSet<Uuid> = claimed.leases.iter().map(|l| l.job.id).collect();
     for (i, l) in leases.iter().enumerate() {
         assert_eq!(again.contains(&l.job.id), i % 4 != 0, "job {i}");

@@ -1,13 +1,17 @@
-//! Enqueue on SQLite: jobs and their `enqueued` events, in multi-row statements.
+//! Enqueue on SQLite: jobs and their `enqueued` events, in multi-row statements (run
+//! directly on the writer's handle for batches of `DIRECT_MIN_ROWS` or more, see
+//! `sqlite_direct`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::Job;
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
 
-use super::sqlite::{BATCH_ROWS, SqliteStore, append_events, decode_job, json_text, micros};
+use super::sqlite::{BATCH_ROWS, SqliteStore, append_events_in, json_text, micros};
+use super::sqlite_direct::{Arg, Exec, numbered_rows};
 use super::{Enqueued, NewJobRow, StoreError, StoreResult};
 
 impl SqliteStore {
@@ -26,40 +30,56 @@ impl SqliteStore {
     ) -> StoreResult<Vec<Enqueued>> {
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(BATCH_ROWS) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+            let mut exec = Exec::for_rows(&mut *tx, chunk.len()).await?;
+            let (at, payloads, backoffs): (i64, Vec<String>, Vec<Option<String>>) = (
+                micros(now),
+                chunk.iter().map(|new| json_text(&new.payload)).collect(),
+                chunk
+                    .iter()
+                    .map(|new| new.backoff.as_ref().map(|b| json!(b).to_string()))
+                    .collect(),
+            );
+            let mut sql = String::from(
                 "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff) ",
+                 inputs_hash, backoff) VALUES ",
             );
-            qb.push_values(chunk, |mut b, new| {
-                b.push_bind(new.id)
-                    .push_bind(new.tenant.as_str())
-                    .push_bind(new.queue.as_str())
-                    .push_bind(new.kind.as_str())
-                    .push_bind(new.state.as_str())
-                    .push_bind(json_text(&new.payload))
-                    .push_bind(new.priority)
-                    .push_bind(new.max_attempts)
-                    .push_bind(micros(new.run_at))
-                    .push_bind(micros(now))
-                    .push_bind(micros(now))
-                    .push_bind(new.idempotency_key.as_deref())
-                    .push_bind(new.correlation_id.as_deref())
-                    .push_bind(new.project.as_deref())
-                    .push_bind(new.run_id)
-                    .push_bind(new.inputs_hash.as_str())
-                    .push_bind(new.backoff.as_ref().map(|b| json!(b).to_string()));
-            });
-            qb.push(
+            let mut args = Vec::with_capacity(chunk.len() * 17);
+            for (n, ((new, payload), backoff)) in
+                chunk.iter().zip(&payloads).zip(&backoffs).enumerate()
+            {
+                sql.push_str(if n == 0 { "" } else { ", " });
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                args.extend([
+                    Arg::uuid(&new.id),
+                    Arg::Text(&new.tenant),
+                    Arg::Text(&new.queue),
+                    Arg::Text(&new.kind),
+                    Arg::Text(new.state.as_str()),
+                    Arg::Text(payload),
+                    Arg::Int(i64::from(new.priority)),
+                    Arg::Int(i64::from(new.max_attempts)),
+                    Arg::Int(micros(new.run_at)),
+                    Arg::Int(at),
+                    Arg::Int(at),
+                    Arg::opt_text(new.idempotency_key.as_deref()),
+                    Arg::opt_text(new.correlation_id.as_deref()),
+                    Arg::opt_text(new.project.as_deref()),
+                    Arg::opt_uuid(new.run_id.as_ref()),
+                    Arg::Text(&new.inputs_hash),
+                    Arg::opt_text(backoff.as_deref()),
+                ]);
+            }
+            sql.push_str(
                 " ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                  DO NOTHING RETURNING *",
             );
-            let rows = qb.build().fetch_all(&mut *tx).await?;
-            let mut inserted = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let job = decode_job(row)?;
-                inserted.insert(job.id, job);
-            }
+            let mut inserted: HashMap<Uuid, Job> = exec
+                .fetch_jobs(&sql, &args)
+                .await?
+                .into_iter()
+                .map(|job| (job.id, job))
+                .collect();
             // Replays: the stored job of each idempotency key that was skipped.
             let skipped: Vec<&NewJobRow> = chunk
                 .iter()
@@ -67,19 +87,23 @@ impl SqliteStore {
                 .collect();
             let mut existing = HashMap::new();
             if !skipped.is_empty() {
-                let mut qb =
-                    QueryBuilder::<Sqlite>::new("WITH k(tenant, queue, idempotency_key) AS (");
-                qb.push_values(&skipped, |mut b, new| {
-                    b.push_bind(new.tenant.as_str())
-                        .push_bind(new.queue.as_str())
-                        .push_bind(new.idempotency_key.as_deref());
-                });
-                qb.push(
-                    ") SELECT DISTINCT jobs.* FROM k JOIN jobs ON jobs.tenant = k.tenant \
-                     AND jobs.queue = k.queue AND jobs.idempotency_key = k.idempotency_key",
+                let keys = numbered_rows(skipped.len(), 3, 1);
+                let sql = format!(
+                    "WITH k(tenant, queue, idempotency_key) AS (VALUES {keys}) \
+                     SELECT DISTINCT jobs.* FROM k JOIN jobs ON jobs.tenant = k.tenant \
+                     AND jobs.queue = k.queue AND jobs.idempotency_key = k.idempotency_key"
                 );
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let job = decode_job(&row)?;
+                let args: Vec<Arg<'_>> = skipped
+                    .iter()
+                    .flat_map(|new| {
+                        [
+                            Arg::Text(&new.tenant),
+                            Arg::Text(&new.queue),
+                            Arg::opt_text(new.idempotency_key.as_deref()),
+                        ]
+                    })
+                    .collect();
+                for job in exec.fetch_jobs(&sql, &args).await? {
                     let key = (
                         job.tenant.clone(),
                         job.queue.clone(),
@@ -97,7 +121,8 @@ impl SqliteStore {
                     (job, "enqueued", data)
                 })
                 .collect();
-            append_events(tx, &events, now).await?;
+            append_events_in(&mut exec, &events, now).await?;
+            drop(exec);
             for new in chunk {
                 match inserted.remove(&new.id) {
                     Some(job) => out.push(Enqueued {

@@ -44,10 +44,13 @@ impl Pg {
         let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await?;
+        // Read the backend's parent while the backend lives: after `close` it exits, and a
+        // run that lost that race measured no database CPU at all.
+        let server = PgServer::from_backend(backend as u32, private);
         conn.close().await?;
         Ok(Self {
             admin_url: admin_url.to_owned(),
-            server: PgServer::from_backend(backend as u32, private),
+            server,
             version,
             private,
         })

@@ -15,7 +15,8 @@ impl PostgresStore {
     /// ready channel, once per tenant and queue (`pg_notify`, delivered on commit; `origin`
     /// ends the payload, see [`Self::is_own_wakeup`]). A job whose idempotency key exists
     /// already (or appeared earlier in the same batch) is not inserted; the existing job is
-    /// returned, `replayed`. `by_index`: the caller's transaction is a [`begin_by_index`] one.
+    /// returned, `replayed`. `by_index`: the caller's transaction is a
+    /// [`begin_by_index`](super::postgres::begin_by_index) one.
     pub(super) async fn insert_jobs(
         &self,
         tx: &mut PgConnection,

@@ -8,7 +8,7 @@
 //! connection those hand-offs sit inside the one critical section every write shares: under
 //! W1 (100 jobs per claim) the worker thread was busy only about half of the time the writer
 //! was held. A statement over many rows therefore takes the handle from the worker
-//! ([`on_handle`], sqlx's `lock_handle`) and runs through rusqlite on the calling thread,
+//! ([`Exec::Direct`], sqlx's `lock_handle`) and runs through rusqlite on the calling thread,
 //! decoding rows in place (bench/README.md, "Session-5 findings": W1 SQLite 1.5×).
 //!
 //! rusqlite prepares such a statement afresh each time (a connection made from a borrowed

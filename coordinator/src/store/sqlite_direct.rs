@@ -204,7 +204,9 @@ impl<'c> Exec<'c> {
     }
 }
 
-/// Maps a rusqlite error to the store's classes, as `From<sqlx::Error>` does for sqlx's.
+/// Maps a rusqlite error to the store's classes: busy or locked (as for sqlx's errors), a full
+/// disk and I/O failures are `Unavailable` (503: retry later), constraint violations
+/// `Conflict`, anything else `Internal`.
 pub(super) fn direct_error(err: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode as C;
     match err.sqlite_error_code() {

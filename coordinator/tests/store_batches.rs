@@ -1,0 +1,307 @@
+//! Store suite, batches: every body runs on SQLite and on PostgreSQL. Batches must answer
+//! item by item exactly as one call per item would, at the sizes SQLite runs through sqlx (under
+//! 8 rows) and directly on its handle (8 or more; docs/sqlite-direct.md).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use common::rows::{claim_params, complete, fail, new_job};
+use leasehold_coordinator::store::{Finished, NewJobRow, Outcome, OutcomeKind, Store};
+use leasehold_proto::{FailureInfo, HeartbeatItem, HeartbeatStatus, JobState, Lease};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Each answer of a batch as `ok <state>`, `lost <state>` or `not found`.
+fn summarize(results: &[Finished]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| match r {
+            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
+            Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
+            Finished::NotFound => "not found".into(),
+        })
+        .collect()
+}
+
+/// A batch naming one job twice, mixing kinds, stale tokens and unknown jobs answers each
+/// item as if applied one by one; a batch enqueue with a repeated key stores the first.
+async fn batches_answer_per_item(store: Arc<dyn Store>) {
+    // Both stores keep microseconds.
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let job = |key: Option<&str>| {
+        let mut row = new_job("q", "k", now);
+        row.idempotency_key = key.map(str::to_owned);
+        row
+    };
+    let rows = vec![job(Some("a")), job(None), job(Some("a")), job(None)];
+    let enq = store.enqueue(now, rows.clone()).await.unwrap();
+    assert_eq!(
+        enq.iter().map(|e| e.replayed).collect::<Vec<_>>(),
+        [false, false, true, false]
+    );
+    assert_eq!(enq[2].job.id, rows[0].id);
+    let ids: Vec<Uuid> = enq.iter().map(|e| e.job.id).collect();
+    assert_eq!(ids, [rows[0].id, rows[1].id, rows[0].id, rows[3].id]);
+    let again = store
+        .enqueue(now, vec![job(None), job(Some("a")), job(Some("b"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|e| e.replayed).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert_eq!(again[1].job.id, rows[0].id);
+    let enqueued = store.events_after(0, 100).await.unwrap();
+    let enqueued: Vec<Option<Uuid>> = enqueued.iter().map(|e| e.job_id).collect();
+    assert_eq!(
+        enqueued,
+        [
+            rows[0].id,
+            rows[1].id,
+            rows[3].id,
+            again[0].job.id,
+            again[2].job.id
+        ]
+        .map(Some)
+        .to_vec()
+    );
+
+    let leases = store
+        .claim(now, &claim_params("q", 3, 60_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 3);
+    let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
+    let outcome = |l: &Lease, token: i64, kind: OutcomeKind| Outcome {
+        job_id: l.job.id,
+        fencing_token: token,
+        kind,
+    };
+    let complete = OutcomeKind::Complete {
+        result: json!({"ok": 1}),
+        artifacts: vec![],
+    };
+    let fail = OutcomeKind::Fail {
+        error: FailureInfo {
+            class: "E".into(),
+            message: "m".into(),
+            retryable: true,
+        },
+        retry_at: now + Duration::seconds(30),
+    };
+    let missing = Outcome {
+        job_id: Uuid::now_v7(),
+        fencing_token: 1,
+        kind: OutcomeKind::Release,
+    };
+    // The newest event visible now (`last_event_id` is the *settled* end on PostgreSQL, which
+    // other tests' transactions in the cluster can hold back).
+    let last = store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
+    let results = store
+        .finish(
+            now,
+            "default",
+            vec![
+                outcome(a, a.fencing_token + 1, complete.clone()),
+                outcome(a, a.fencing_token, complete.clone()),
+                outcome(a, a.fencing_token, OutcomeKind::Release),
+                outcome(b, b.fencing_token, fail),
+                missing,
+                outcome(c, c.fencing_token, OutcomeKind::Release),
+            ],
+        )
+        .await
+        .unwrap();
+    let summary = summarize(&results);
+    assert_eq!(
+        summary,
+        [
+            "lost leased",
+            "ok succeeded",
+            "lost succeeded",
+            "ok queued",
+            "not found",
+            "ok queued"
+        ]
+    );
+    let Finished::Ok(released) = &results[5] else {
+        unreachable!()
+    };
+    assert_eq!((released.attempt, released.run_at), (0, now));
+    let Finished::Ok(failed) = &results[3] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (failed.attempt, failed.run_at, failed.finished_at),
+        (1, now + Duration::seconds(30), None)
+    );
+    let events = store.events_after(last, 100).await.unwrap();
+    let got: Vec<(&str, Option<Uuid>)> =
+        events.iter().map(|e| (e.kind.as_str(), e.job_id)).collect();
+    assert_eq!(
+        got,
+        [
+            ("succeeded", Some(a.job.id)),
+            ("retry_scheduled", Some(b.job.id)),
+            ("released", Some(c.job.id)),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(
+        events[0].data,
+        json!({"from": "leased", "to": "succeeded", "fencing_token": a.fencing_token,
+               "attempt": 1, "artifacts": 0})
+    );
+    assert_eq!(
+        events[2].data,
+        json!({"from": "leased", "to": "queued", "fencing_token": c.fencing_token,
+               "attempt": 0})
+    );
+}
+
+/// Batches of 24 (SQLite runs statements over 8 rows or more directly on its handle, smaller
+/// ones through sqlx; both must answer alike): claim, heartbeat and finish with stale tokens
+/// mixed in, then a claim that takes expired leases over.
+async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    // 30 jobs, the last two with one idempotency key: the second is a replay of the first.
+    let keyed = |key: Option<&str>| {
+        let mut row = new_job("big", "k", now);
+        row.idempotency_key = key.map(str::to_owned);
+        row
+    };
+    let mut rows: Vec<NewJobRow> = (0..29).map(|_| keyed(None)).collect();
+    rows.push(keyed(Some("k29")));
+    rows.push(keyed(Some("k29")));
+    let enq = store.enqueue(now, rows.clone()).await.unwrap();
+    assert_eq!(enq.iter().filter(|e| e.replayed).count(), 1);
+    assert!(enq[30].replayed && enq[30].job.id == rows[29].id);
+    // A batch of 10 replaying it again among 9 new jobs.
+    let mut more: Vec<NewJobRow> = (0..9).map(|_| keyed(None)).collect();
+    more.insert(4, keyed(Some("k29")));
+    let enq2 = store.enqueue(now, more).await.unwrap();
+    let replayed: Vec<usize> = (0..10).filter(|&i| enq2[i].replayed).collect();
+    assert_eq!(replayed, [4]);
+    assert_eq!(enq2[4].job.id, rows[29].id);
+    assert!(enq2.iter().all(|e| e.job.state == JobState::Queued));
+    let leases = store
+        .claim(now, &claim_params("big", 24, 60_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 24);
+    assert!(leases.iter().all(|l| l.job.state == JobState::Leased
+        && l.job.attempt == 1
+        && l.job.payload == json!({"n": 1})
+        && l.job.worker_version.as_deref() == Some("test/1")));
+    // Claim order is queue order: ids are UUIDv7, made in enqueue order.
+    assert!(leases.windows(2).all(|w| w[0].job.id < w[1].job.id));
+
+    let t1 = now + Duration::seconds(10);
+    let items: Vec<HeartbeatItem> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| HeartbeatItem {
+            job_id: l.job.id,
+            // Every sixth is stale.
+            fencing_token: l.fencing_token + i64::from(i % 6 == 5),
+            progress: Some(json!({"i": i})),
+            checkpoint: (i % 2 == 0).then(|| json!({"page": i})),
+        })
+        .collect();
+    let last = store
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
+    let beats = store.heartbeat(t1, "default", &items).await.unwrap();
+    let lost: Vec<usize> = (0..24)
+        .filter(|&i| beats[i].status == HeartbeatStatus::Lost)
+        .collect();
+    assert_eq!(lost, [5, 11, 17, 23]);
+    assert!(beats.iter().zip(&leases).all(|(b, l)| b.job_id == l.job.id));
+    assert!(
+        beats
+            .iter()
+            .filter(|b| b.status == HeartbeatStatus::Ok)
+            .all(|b| b.expires_at.unwrap().timestamp_millis()
+                == (t1 + Duration::seconds(60)).timestamp_millis())
+    );
+    let checkpoints = store.events_after(last, 100).await.unwrap();
+    assert_eq!(checkpoints.len(), 12);
+    assert!(checkpoints.iter().all(|e| e.kind == "checkpoint"));
+
+    // Outcomes: complete, fail (retryable), release, stale, in turn; plus an unknown job.
+    let mut outcomes: Vec<Outcome> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match i % 4 {
+            0 => complete(l.job.id, l.fencing_token),
+            1 => fail(l.job.id, l.fencing_token, true, t1 + Duration::seconds(5)),
+            2 => Outcome {
+                job_id: l.job.id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Release,
+            },
+            _ => complete(l.job.id, l.fencing_token - 1),
+        })
+        .collect();
+    outcomes.push(complete(Uuid::now_v7(), 1));
+    let results = store.finish(t1, "default", outcomes).await.unwrap();
+    let summary = summarize(&results);
+    let mut expected: Vec<String> = (0..24)
+        .map(|i| match i % 4 {
+            0 => "ok succeeded",
+            1 | 2 => "ok queued",
+            _ => "lost leased",
+        })
+        .map(str::to_owned)
+        .collect();
+    expected.push("not found".into());
+    assert_eq!(summary, expected);
+    let Finished::Ok(done) = &results[0] else {
+        unreachable!()
+    };
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert_eq!(done.finished_at, Some(t1));
+
+    // The six still-leased jobs expire; a claim of up to 40 takes them over (with the
+    // checkpoint of those that stored one) together with the released and queued ones.
+    let t2 = t1 + Duration::seconds(120);
+    let claimed = store
+        .claim(t2, &claim_params("big", 40, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(claimed.expired, 6);
+    // 6 expired, 6 released, 6 failed (their retry time, t1 + 5 s, is past) and the 15 never
+    // claimed.
+    assert_eq!(claimed.leases.len(), 33);
+    let again: HashSet<Uuid> = claimed.leases.iter().map(|l| l.job.id).collect();
+    for (i, l) in leases.iter().enumerate() {
+        assert_eq!(again.contains(&l.job.id), i % 4 != 0, "job {i}");
+    }
+    let taken_over = claimed
+        .leases
+        .iter()
+        .find(|l| l.job.id == leases[3].job.id)
+        .unwrap();
+    assert_eq!(taken_over.fencing_token, leases[3].fencing_token + 1);
+    assert_eq!(taken_over.checkpoint, None);
+    assert_eq!(taken_over.job.progress, Some(json!({"i": 3})));
+}
+
+on_both_backends!(
+    batches_answer_per_item,
+    large_batches_answer_like_small_ones
+);

@@ -465,6 +465,17 @@ pub(crate) fn outcome_chunk_end(
     end
 }
 
+/// The jobs of `chunk` whose outcome was not recorded (`updated` holds `None` for them): their
+/// lease was lost, or they do not exist; the caller looks up which.
+pub(crate) fn lost_leases(chunk: &[Outcome], updated: &[Option<Job>]) -> Vec<Uuid> {
+    chunk
+        .iter()
+        .zip(updated)
+        .filter(|(_, job)| job.is_none())
+        .map(|(o, _)| o.job_id)
+        .collect()
+}
+
 /// The `dead` or `queued` state a failure leads to, given what the row says.
 pub(crate) fn event_type_for(state: JobState, outcome: &OutcomeKind) -> &'static str {
     match (state, outcome) {

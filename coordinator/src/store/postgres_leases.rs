@@ -371,12 +371,7 @@ impl PostgresStore {
             let end = super::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
             let chunk = &outcomes[start..end];
             let mut updated = finish_chunk(&mut tx, now, tenant, chunk).await?;
-            let lost: Vec<Uuid> = chunk
-                .iter()
-                .zip(&updated)
-                .filter(|(_, job)| job.is_none())
-                .map(|(o, _)| o.job_id)
-                .collect();
+            let lost = super::lost_leases(chunk, &updated);
             let current = current_states(&mut tx, tenant, &lost).await?;
             for (outcome, job) in chunk.iter().zip(updated.drain(..)) {
                 out.push(match job {

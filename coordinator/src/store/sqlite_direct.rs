@@ -20,6 +20,8 @@
 //! break-even. Either way the statement text and its arguments ([`Arg`]) are the same, and the
 //! transaction stays sqlx's (`BEGIN IMMEDIATE`, commit, rollback when dropped).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use leasehold_proto::{Job, JobState};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -118,10 +120,10 @@ pub(super) struct Direct<'c> {
 }
 
 impl<'c> Exec<'c> {
-    /// Statements on `conn`: on its handle when `direct` (one hand-off to take it), else
-    /// through sqlx.
-    pub(super) async fn new(conn: &'c mut SqliteConnection, direct: bool) -> StoreResult<Self> {
-        if !direct {
+    /// Statements over `rows` rows on `conn`: on its handle when there are at least
+    /// [`DIRECT_MIN_ROWS`] (one hand-off to take it), else through sqlx.
+    pub(super) async fn for_rows(conn: &'c mut SqliteConnection, rows: usize) -> StoreResult<Self> {
+        if rows < DIRECT_MIN_ROWS {
             return Ok(Self::Sqlx(conn));
         }
         let mut locked = conn.lock_handle().await?;
@@ -136,11 +138,6 @@ impl<'c> Exec<'c> {
             db,
             _locked: locked,
         }))
-    }
-
-    /// Statements over `rows` rows: directly when there are at least [`DIRECT_MIN_ROWS`].
-    pub(super) async fn for_rows(conn: &'c mut SqliteConnection, rows: usize) -> StoreResult<Self> {
-        Self::new(conn, rows >= DIRECT_MIN_ROWS).await
     }
 
     /// Runs `sql` with `args` and decodes each row it returns with `decode`.
@@ -184,6 +181,21 @@ impl<'c> Exec<'c> {
             decode_job_at(row, &cols)
         })
         .await
+    }
+
+    /// [`fetch_jobs`](Self::fetch_jobs) keyed by id: `RETURNING` order is unspecified, so
+    /// callers put the jobs back in their own order.
+    pub(super) async fn fetch_jobs_by_id(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<HashMap<Uuid, Job>> {
+        Ok(self
+            .fetch_jobs(sql, args)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect())
     }
 
     /// Runs `sql` with `args` for its effect; returns the number of rows it changed.

@@ -31,14 +31,12 @@ impl SqliteStore {
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(BATCH_ROWS) {
             let mut exec = Exec::for_rows(&mut *tx, chunk.len()).await?;
-            let (at, payloads, backoffs): (i64, Vec<String>, Vec<Option<String>>) = (
-                micros(now),
-                chunk.iter().map(|new| json_text(&new.payload)).collect(),
-                chunk
-                    .iter()
-                    .map(|new| new.backoff.as_ref().map(|b| json!(b).to_string()))
-                    .collect(),
-            );
+            let at = micros(now);
+            let payloads: Vec<String> = chunk.iter().map(|new| json_text(&new.payload)).collect();
+            let backoffs: Vec<Option<String>> = chunk
+                .iter()
+                .map(|new| new.backoff.as_ref().map(|b| json!(b).to_string()))
+                .collect();
             let mut sql = String::from(
                 "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
@@ -74,12 +72,7 @@ impl SqliteStore {
                 " ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                  DO NOTHING RETURNING *",
             );
-            let mut inserted: HashMap<Uuid, Job> = exec
-                .fetch_jobs(&sql, &args)
-                .await?
-                .into_iter()
-                .map(|job| (job.id, job))
-                .collect();
+            let mut inserted: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
             // Replays: the stored job of each idempotency key that was skipped.
             let skipped: Vec<&NewJobRow> = chunk
                 .iter()

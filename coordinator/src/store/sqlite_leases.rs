@@ -120,12 +120,7 @@ async fn finish_chunk(
          WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
            AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
     );
-    let mut updated: HashMap<Uuid, Job> = exec
-        .fetch_jobs(&sql, &args)
-        .await?
-        .into_iter()
-        .map(|job| (job.id, job))
-        .collect();
+    let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
     Ok(outcomes.iter().map(|o| updated.remove(&o.job_id)).collect())
 }
 
@@ -176,12 +171,7 @@ async fn finish_chunk_with_events(
     chunk: &[Outcome],
 ) -> StoreResult<ChunkFinished> {
     let updated = finish_chunk(exec, now, tenant, chunk).await?;
-    let lost: Vec<Uuid> = chunk
-        .iter()
-        .zip(&updated)
-        .filter(|(_, job)| job.is_none())
-        .map(|(o, _)| o.job_id)
-        .collect();
+    let lost = super::lost_leases(chunk, &updated);
     let current = if lost.is_empty() {
         HashMap::new()
     } else {
@@ -247,12 +237,7 @@ async fn heartbeat_chunk(
             Arg::opt_text(checkpoint.as_deref()),
         ]);
     }
-    let mut updated: HashMap<Uuid, Job> = exec
-        .fetch_jobs(&sql, &args)
-        .await?
-        .into_iter()
-        .map(|job| (job.id, job))
-        .collect();
+    let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
     let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
     let events: Vec<(&Job, &str, Value)> = chunk
         .iter()
@@ -423,12 +408,7 @@ async fn lease_chunk(
         Arg::Int(t),
     ];
     args.extend(chunk.iter().map(|c| Arg::uuid(&c.id)));
-    let mut updated: HashMap<Uuid, Job> = exec
-        .fetch_jobs(&sql, &args)
-        .await?
-        .into_iter()
-        .map(|job| (job.id, job))
-        .collect();
+    let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
     // RETURNING order is unspecified: put the jobs back in claim order.
     let jobs = chunk
         .iter()

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum::serve::{ListenerExt, TapIo};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::ServeArgs;
 use crate::http::{AppState, app};
@@ -101,7 +102,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     let router = app(state);
     axum::serve(
-        listener,
+        no_delay(listener),
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
@@ -112,6 +113,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `listener` with Nagle's algorithm turned off on every accepted connection (axum 0.8 no
+/// longer does it). With it on, a WebSocket frame written while the previous one is still
+/// unacknowledged waits for the peer's delayed ACK, ~40 ms on Linux: pushed leases and outcome
+/// acks stalled that long, and the SDK rows of the W1 benchmark ran at half the raw-HTTP rate
+/// (bench/README.md, "Session-6 findings").
+pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    listener.tap_io(set_no_delay)
+}
+
+fn set_no_delay(tcp: &mut TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted connection");
+    }
 }
 
 async fn shutdown_signal() {
@@ -137,7 +153,7 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
 
     #[test]
     fn passwords_never_reach_logs() {
@@ -146,5 +162,22 @@ mod tests {
             "postgres://user:***@db:5432/x"
         );
         assert_eq!(redact_url("sqlite://leasehold.db"), "sqlite://leasehold.db");
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        use axum::serve::Listener;
+        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = plain.local_addr().expect("addr");
+        let mut listener = no_delay(plain);
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (accepted, peer) = listener.accept().await;
+        assert_eq!(peer, client.local_addr().expect("client addr"));
+        assert!(
+            accepted.nodelay().expect("getsockopt"),
+            "TCP_NODELAY must be set"
+        );
+        // The default it overrides, so that this test means something.
+        assert!(!client.nodelay().expect("getsockopt"));
     }
 }

@@ -103,6 +103,7 @@ pub async fn serve_with(
     let addr = listener.local_addr().expect("addr");
     let app = leasehold_coordinator::app(state)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = leasehold_coordinator::server::no_delay(listener);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     Served {
         url: format!("http://127.0.0.1:{}", addr.port()),

@@ -182,7 +182,7 @@ pub(crate) async fn connect(core: &Core) -> std::result::Result<Socket, ConnectE
             .headers_mut()
             .insert(crate::transport::http::TENANT_HEADER, value);
     }
-    let attempt = tokio_tungstenite::connect_async(request);
+    let attempt = handshake(request);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
         Err(_) => Err(ConnectError::Failed(Error::Timeout(HANDSHAKE_TIMEOUT))),
         Ok(Ok((socket, _response))) => Ok(socket),
@@ -211,6 +211,21 @@ pub(crate) async fn connect(core: &Core) -> std::result::Result<Socket, ConnectE
             message: crate::error::error_chain(&e),
         })),
     }
+}
+
+/// The WebSocket handshake, on a TCP connection with Nagle's algorithm off: with it on, a frame
+/// sent while the previous one is still unacknowledged waits for the coordinator's delayed ACK
+/// (~40 ms on Linux), which stalled credit and outcome frames.
+async fn handshake(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> std::result::Result<
+    (
+        Socket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    tokio_tungstenite::connect_async_with_config(request, None, true).await
 }
 
 /// Whether an error ends a worker session for good (the coordinator refused its configuration
@@ -422,6 +437,34 @@ fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sockets_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "ws://{}/v1/workers/connect",
+            listener.local_addr().expect("addr")
+        );
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            tokio_tungstenite::accept_async(tcp)
+                .await
+                .expect("server handshake")
+        });
+        let (socket, _) = handshake(url.into_client_request().expect("request"))
+            .await
+            .expect("handshake");
+        let MaybeTlsStream::Plain(tcp) = socket.get_ref() else {
+            panic!("expected a plain TCP stream");
+        };
+        assert!(
+            tcp.nodelay().expect("getsockopt"),
+            "TCP_NODELAY must be set"
+        );
+        drop(server.await.expect("server task"));
+    }
 
     #[test]
     fn socket_urls() {

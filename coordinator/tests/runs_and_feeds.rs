@@ -175,6 +175,88 @@ async fn dag_runs_unblock_and_cascade(store: Arc<dyn Store>) {
     assert!(c.claim("dag").await.is_empty());
 }
 
+/// Outcomes reported in batches (`POST /v1/leases/outcomes`, as the SDKs send them) drive a run
+/// like single-job reports: parents that succeed unblock their children, the run ends with its
+/// jobs. (The batch path reads back only each job's state, except for jobs of a run.)
+async fn batch_outcomes_drive_runs(store: Arc<dyn Store>) {
+    let (c, _s) = client(store).await;
+    let (_, run) = c.post("/v1/runs", dag()).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let key_of = |job_id: &Value, run: &Value| -> String {
+        run["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| &j["job_id"] == job_id)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let report = |lease: &Value, ok: bool| {
+        if ok {
+            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"], "outcome": "complete", "result": 1})
+        } else {
+            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"], "outcome": "fail",
+                   "error": {"class": "E", "message": "m", "retryable": false}})
+        }
+    };
+    // Roots a and e, in one batch.
+    let roots = c.claim("dag").await;
+    let batch: Vec<Value> = roots.iter().map(|l| report(l, true)).collect();
+    let (s, r) = c
+        .post("/v1/leases/outcomes", json!({"outcomes": batch}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["status"] == "ok" && x["state"] == "succeeded"),
+        "{r}"
+    );
+    // b and c are unblocked; c succeeds, b fails for good, in one batch: d (after c) unblocks.
+    let second = c.claim("dag").await;
+    let mut keys: Vec<String> = second
+        .iter()
+        .map(|l| key_of(&l["job"]["id"], &run))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["b", "c"]);
+    let batch: Vec<Value> = second
+        .iter()
+        .map(|l| report(l, key_of(&l["job"]["id"], &run) == "c"))
+        .collect();
+    let (s, r) = c
+        .post("/v1/leases/outcomes", json!({"outcomes": batch}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (_, now) = c.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(
+        states(&now),
+        vec![
+            ("a".into(), "succeeded".into()),
+            ("b".into(), "dead".into()),
+            ("c".into(), "succeeded".into()),
+            ("d".into(), "queued".into()),
+            ("e".into(), "succeeded".into())
+        ]
+    );
+    let last = c.claim("dag").await;
+    assert_eq!(last.len(), 1);
+    let (s, _) = c
+        .post(
+            "/v1/leases/outcomes",
+            json!({"outcomes": [report(&last[0], true)]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, done) = c.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["finished_at"].is_string());
+}
+
 async fn dag_success_and_cancel(store: Arc<dyn Store>) {
     let (c, _s) = client(store).await;
     let (_, run) = c.post("/v1/runs", json!({"jobs": [
@@ -584,6 +666,7 @@ async fn scheduler_run_records(store: Arc<dyn Store>) {
 on_both_backends!(
     dag_runs_unblock_and_cascade,
     dag_success_and_cancel,
+    batch_outcomes_drive_runs,
     event_feed_resumes_without_gap_or_duplicate,
     legacy_runs_service,
     runbook_surface_and_ledger,

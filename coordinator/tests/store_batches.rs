@@ -301,7 +301,102 @@ async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
     assert_eq!(taken_over.job.progress, Some(json!({"i": 3})));
 }
 
+/// `finish_states` (what the batch endpoints use) records exactly what `finish` records and
+/// answers with the state `finish` would show: two identical groups of leases, each finished
+/// with one of the two, end with the same rows, the same events and the same answers.
+async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let t1 = now + Duration::seconds(10);
+    let mut groups = Vec::new();
+    for queue in ["whole", "states"] {
+        let rows: Vec<NewJobRow> = (0..12).map(|_| new_job(queue, "k", now)).collect();
+        store.enqueue(now, rows).await.unwrap();
+        let leases = store
+            .claim(now, &claim_params(queue, 12, 60_000))
+            .await
+            .unwrap()
+            .leases;
+        assert_eq!(leases.len(), 12);
+        // Complete, fail (retryable), fail (final), release, stale token, in turn; then the
+        // first job a second time (already finished) and an unknown job.
+        let mut outcomes: Vec<Outcome> = leases
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match i % 5 {
+                0 => complete(l.job.id, l.fencing_token),
+                1 => fail(l.job.id, l.fencing_token, true, t1 + Duration::seconds(5)),
+                2 => fail(l.job.id, l.fencing_token, false, t1),
+                3 => Outcome {
+                    job_id: l.job.id,
+                    fencing_token: l.fencing_token,
+                    kind: OutcomeKind::Release,
+                },
+                _ => complete(l.job.id, l.fencing_token + 1),
+            })
+            .collect();
+        outcomes.push(complete(leases[0].job.id, leases[0].fencing_token));
+        outcomes.push(complete(Uuid::now_v7(), 1));
+        let last = store
+            .events_after(0, 100_000)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |e| e.id);
+        let answers: Vec<String> = if queue == "whole" {
+            summarize(&store.finish(t1, "default", outcomes).await.unwrap())
+        } else {
+            store
+                .finish_states(t1, "default", outcomes)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| match r {
+                    Finished::Ok(state) => format!("ok {}", state.as_str()),
+                    Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
+                    Finished::NotFound => "not found".into(),
+                })
+                .collect()
+        };
+        let mut stored = Vec::new();
+        for l in &leases {
+            let job = store.get_job("default", l.job.id).await.unwrap().unwrap();
+            stored.push((
+                job.state,
+                job.attempt,
+                job.result,
+                job.last_error,
+                job.run_at,
+                job.finished_at,
+            ));
+        }
+        let events: Vec<String> = store
+            .events_after(last, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.kind, e.data))
+            .collect();
+        groups.push((answers, stored, events));
+    }
+    let (whole, states) = (&groups[0], &groups[1]);
+    let expected: Vec<&str> = (0..12)
+        .map(|i| match i % 5 {
+            0 => "ok succeeded",
+            1 | 3 => "ok queued",
+            2 => "ok dead",
+            _ => "lost leased",
+        })
+        .chain(["lost succeeded", "not found"])
+        .collect();
+    assert_eq!(states.0, expected);
+    assert_eq!(whole.0, states.0);
+    assert_eq!(whole.1, states.1);
+    assert_eq!(states.2.len(), 10, "one event per recorded outcome");
+    assert_eq!(whole.2, states.2);
+}
+
 on_both_backends!(
     batches_answer_per_item,
-    large_batches_answer_like_small_ones
+    large_batches_answer_like_small_ones,
+    state_answers_match_whole_ones
 );

@@ -247,19 +247,22 @@ pub(crate) async fn finish_many(
     if outcomes.is_empty() {
         return Ok(vec![]);
     }
-    let ids: Vec<_> = outcomes.iter().map(|o| o.job_id).collect();
-    let finished = state.store.finish(now, tenant, outcomes).await?;
+    let asked: Vec<_> = outcomes
+        .iter()
+        .map(|o| (o.job_id, matches!(o.kind, OutcomeKind::Fail { .. })))
+        .collect();
+    let finished = state.store.finish_states(now, tenant, outcomes).await?;
     let mut requeued = false;
-    let results = ids
+    let results = asked
         .into_iter()
         .zip(finished)
-        .map(|(job_id, f)| match f {
-            Finished::Ok(job) => {
-                requeued |= count_outcome(&job);
+        .map(|((job_id, failed), f)| match f {
+            Finished::Ok(job_state) => {
+                requeued |= count_outcome(job_state, failed);
                 OutcomeResult {
                     job_id,
                     status: OutcomeStatus::Ok,
-                    state: Some(job.state),
+                    state: Some(job_state),
                 }
             }
             Finished::LeaseLost(current) => OutcomeResult {
@@ -295,12 +298,12 @@ pub(crate) async fn outcomes(
     Ok(ApiJson(OutcomesResponse { results }))
 }
 
-/// Counts a recorded outcome (and a scheduled retry); true when the job is queued again, so
-/// that waiting claimers must be woken.
-fn count_outcome(job: &Job) -> bool {
-    metrics::counter!(crate::metrics::OUTCOMES, "state" => job.state.as_str()).increment(1);
-    let requeued = job.state == JobState::Queued;
-    if requeued && job.last_error.is_some() && job.attempt > 0 {
+/// Counts a recorded outcome that left the job in `state` (and, for a failure, a scheduled
+/// retry); true when the job is queued again, so that waiting claimers must be woken.
+fn count_outcome(state: JobState, failed: bool) -> bool {
+    metrics::counter!(crate::metrics::OUTCOMES, "state" => state.as_str()).increment(1);
+    let requeued = state == JobState::Queued;
+    if requeued && failed {
         metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
     }
     requeued
@@ -309,6 +312,7 @@ fn count_outcome(job: &Job) -> bool {
 /// Records one outcome and maps the fenced answer to HTTP.
 async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResult<ApiJson<Job>> {
     let (id, token) = (outcome.job_id, outcome.fencing_token);
+    let failed = matches!(outcome.kind, OutcomeKind::Fail { .. });
     let result = state
         .store
         .finish(state.clock.now(), tenant, vec![outcome])
@@ -317,7 +321,7 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
         .next();
     match result {
         Some(Finished::Ok(job)) => {
-            if count_outcome(&job) {
+            if count_outcome(job.state, failed) {
                 state.ready.notify();
             }
             Ok(ApiJson(*job))

@@ -307,7 +307,7 @@ async fn release(state: &AppState, tenant: &str, held: Vec<(Uuid, i64)>) {
         .collect();
     if let Err(err) = state
         .store
-        .finish(state.clock.now(), tenant, outcomes)
+        .finish_states(state.clock.now(), tenant, outcomes)
         .await
     {
         tracing::warn!(%err, "could not release undelivered leases; they will expire");

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, QueueInfo, Run, SchedulerRun, SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, QueueInfo, Run, SchedulerRun,
+    SchedulerRunInput,
 };
 use uuid::Uuid;
 
@@ -126,6 +127,18 @@ impl Store for Detached {
             self,
             |s| async move { s.finish(now, &tenant, outcomes).await }
         )
+    }
+
+    async fn finish_states(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> StoreResult<Vec<Finished<JobState>>> {
+        let tenant = tenant.to_owned();
+        detach!(self, |s| async move {
+            s.finish_states(now, &tenant, outcomes).await
+        })
     }
 
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>> {

@@ -220,11 +220,12 @@ pub struct Outcome {
     pub kind: OutcomeKind,
 }
 
-/// The answer for one outcome.
-#[derive(Debug, Clone)]
-pub enum Finished {
-    /// Recorded; the job as stored now.
-    Ok(Box<Job>),
+/// The answer for one outcome: `T` is what a recorded outcome carries — the job as stored now
+/// ([`Store::finish`]) or its new state only ([`Store::finish_states`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finished<T = Box<Job>> {
+    /// Recorded.
+    Ok(T),
     /// The job is not leased under that token; nothing changed. Carries the current state.
     LeaseLost(JobState),
     /// No such job in this tenant.
@@ -328,6 +329,27 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         outcomes: Vec<Outcome>,
     ) -> StoreResult<Vec<Finished>>;
+
+    /// Like [`finish`](Self::finish), answering with each job's new state only: all the batch
+    /// endpoints report. A store may then skip reading whole rows back (PostgreSQL renders and
+    /// the coordinator parses every JSON column of a returned row).
+    async fn finish_states(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> StoreResult<Vec<Finished<JobState>>> {
+        Ok(self
+            .finish(now, tenant, outcomes)
+            .await?
+            .into_iter()
+            .map(|f| match f {
+                Finished::Ok(job) => Finished::Ok(job.state),
+                Finished::LeaseLost(state) => Finished::LeaseLost(state),
+                Finished::NotFound => Finished::NotFound,
+            })
+            .collect())
+    }
 
     /// Queues of a tenant with depth per state, sorted by name.
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>>;
@@ -467,7 +489,7 @@ pub(crate) fn outcome_chunk_end(
 
 /// The jobs of `chunk` whose outcome was not recorded (`updated` holds `None` for them): their
 /// lease was lost, or they do not exist; the caller looks up which.
-pub(crate) fn lost_leases(chunk: &[Outcome], updated: &[Option<Job>]) -> Vec<Uuid> {
+pub(crate) fn lost_leases<T>(chunk: &[Outcome], updated: &[Option<T>]) -> Vec<Uuid> {
     chunk
         .iter()
         .zip(updated)

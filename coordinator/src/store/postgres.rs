@@ -392,6 +392,15 @@ impl Store for PostgresStore {
         self.finish_impl(now, tenant, outcomes).await
     }
 
+    async fn finish_states(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> StoreResult<Vec<Finished<JobState>>> {
+        self.finish_states_impl(now, tenant, outcomes).await
+    }
+
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>> {
         let counts = sqlx::query(
             "SELECT queue, state, COUNT(*) AS n FROM jobs WHERE tenant = $1 GROUP BY queue, state",

@@ -7,6 +7,7 @@
 
 mod error;
 mod event;
+mod frame;
 mod job;
 mod lease;
 mod queue;

@@ -73,7 +73,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     let (mut sink, mut stream) = socket.split();
 
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientMessage>(&text)
+        Ok(Some(Ok(Message::Text(text)))) => ClientMessage::from_json(&text)
             .map_err(|e| ApiError::invalid_request(format!("bad hello frame: {e}"))),
         Ok(_) => Err(ApiError::invalid_request("expected a hello text frame")),
         Err(_) => Err(ApiError::invalid_request("no hello within 10 s")),
@@ -141,7 +141,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                let msg = match serde_json::from_str::<ClientMessage>(&text) {
+                let msg = match ClientMessage::from_json(&text) {
                     Ok(m) => m,
                     Err(e) => {
                         let err = ApiError::invalid_request(format!("bad frame: {e}"));

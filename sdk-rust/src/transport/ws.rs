@@ -268,7 +268,7 @@ pub(crate) async fn run_session(core: &Arc<Core>, socket: Socket) -> Result<()> 
         while let Some(frame) = stream.next().await {
             match frame {
                 Ok(Message::Text(text)) => {
-                    return Some(serde_json::from_str::<ServerMessage>(&text));
+                    return Some(ServerMessage::from_json(&text));
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => {}
@@ -364,7 +364,7 @@ pub(crate) async fn run_session(core: &Arc<Core>, socket: Socket) -> Result<()> 
             frame = stream.next() => {
                 last_seen = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
+                    Some(Ok(Message::Text(text))) => match ServerMessage::from_json(&text) {
                         Ok(msg) => {
                             if let Some(end) = handle(core, &link, msg, &mut outstanding) {
                                 break end;

@@ -1,5 +1,7 @@
-//! One store conformance suite: every body runs on SQLite and on PostgreSQL (batches:
-//! `store_batches.rs`).
+//! Store suite, lifecycle: enqueue and idempotency, claims, fencing tokens, lease expiry,
+//! heartbeats and completion. Every body runs on SQLite and on PostgreSQL (failure, release,
+//! cancel and retry: `store_transitions.rs`; queues, listings and events: `store_listings.rs`;
+//! batches: `store_batches.rs`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -8,24 +10,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use common::events::event_types;
 use common::rows::{claim_params, complete, fail, new_job};
 use leasehold_coordinator::store::{Finished, JobFilter, NewJobRow, Outcome, OutcomeKind, Store};
 use leasehold_proto::{Artifact, HeartbeatItem, HeartbeatStatus, JobState};
 use serde_json::json;
-
-async fn event_types(store: &Arc<dyn Store>, job: uuid::Uuid) -> Vec<String> {
-    let events = store.events_after(0, 10_000).await.unwrap();
-    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "event ids strictly increase: {ids:?}"
-    );
-    events
-        .into_iter()
-        .filter(|e| e.job_id == Some(job))
-        .map(|e| e.kind)
-        .collect()
-}
 
 async fn enqueue_get_and_idempotency(store: Arc<dyn Store>) {
     let now = Utc::now();
@@ -258,228 +247,6 @@ async fn expiry_with_attempts_spent_is_dead(store: Arc<dyn Store>) {
     assert_eq!(job.last_error.unwrap()["class"], "lease_expired");
 }
 
-async fn fail_retry_and_dead(store: Arc<dyn Store>) {
-    let t0 = Utc::now();
-    let mut row = new_job("q", "k", t0);
-    row.max_attempts = 2;
-    let id = store.enqueue(t0, vec![row]).await.unwrap()[0].job.id;
-    let l1 = store
-        .claim(t0, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    let retry_at = t0 + Duration::seconds(10);
-    let r = store
-        .finish(
-            t0,
-            "default",
-            vec![fail(id, l1.fencing_token, true, retry_at)],
-        )
-        .await
-        .unwrap();
-    let Finished::Ok(job) = &r[0] else { panic!() };
-    assert_eq!(job.state, JobState::Queued);
-    assert_eq!(job.run_at.timestamp_micros(), retry_at.timestamp_micros());
-    assert_eq!(job.last_error.as_ref().unwrap()["class"], "Boom");
-    assert!(
-        store
-            .claim(t0 + Duration::seconds(5), &claim_params("q", 1, 30_000))
-            .await
-            .unwrap()
-            .leases
-            .is_empty()
-    );
-    let l2 = store
-        .claim(retry_at, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    assert_eq!(l2.attempt, 2);
-    let r = store
-        .finish(
-            retry_at,
-            "default",
-            vec![fail(id, l2.fencing_token, true, retry_at)],
-        )
-        .await
-        .unwrap();
-    let Finished::Ok(job) = &r[0] else { panic!() };
-    assert_eq!(job.state, JobState::Dead, "attempts spent");
-    assert!(job.finished_at.is_some());
-
-    // A fatal error ends the job at once, attempts or not.
-    let id2 = store
-        .enqueue(t0, vec![new_job("q", "k", t0)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(retry_at, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    let r = store
-        .finish(
-            retry_at,
-            "default",
-            vec![fail(id2, l.fencing_token, false, retry_at)],
-        )
-        .await
-        .unwrap();
-    let Finished::Ok(job) = &r[0] else { panic!() };
-    assert_eq!(job.state, JobState::Dead);
-    assert_eq!(
-        event_types(&store, id).await,
-        vec!["enqueued", "leased", "retry_scheduled", "leased", "dead"]
-    );
-
-    // Operator retry brings it back with a fresh budget.
-    let t = store
-        .retry_job(retry_at, "default", id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(t.changed);
-    assert_eq!(t.job.state, JobState::Queued);
-    assert_eq!(t.job.attempt, 0);
-    let again = store
-        .retry_job(retry_at, "default", id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!again.changed, "retrying a queued job changes nothing");
-}
-
-async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    let id = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    let r = store
-        .finish(
-            now,
-            "default",
-            vec![Outcome {
-                job_id: id,
-                fencing_token: l.fencing_token,
-                kind: OutcomeKind::Release,
-            }],
-        )
-        .await
-        .unwrap();
-    let Finished::Ok(job) = &r[0] else { panic!() };
-    assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
-    let l2 = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    assert_eq!(
-        (l2.attempt, l2.fencing_token),
-        (1, 2),
-        "attempt reused, token still grows"
-    );
-}
-
-async fn cancel_paths(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    let queued = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let t = store
-        .cancel_job(now, "default", queued, "operator")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(t.changed);
-    assert_eq!(t.job.state, JobState::Cancelled);
-    let twice = store
-        .cancel_job(now, "default", queued, "operator")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!twice.changed);
-    assert_eq!(twice.job.state, JobState::Cancelled);
-
-    let leased = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    let t = store
-        .cancel_job(now, "default", leased, "stop")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (t.job.state, t.job.cancel_requested),
-        (JobState::Leased, true)
-    );
-    let hb = store
-        .heartbeat(
-            now,
-            "default",
-            &[HeartbeatItem {
-                job_id: leased,
-                fencing_token: l.fencing_token,
-                progress: None,
-                checkpoint: None,
-            }],
-        )
-        .await
-        .unwrap();
-    assert_eq!(hb[0].status, HeartbeatStatus::CancelRequested);
-    let r = store
-        .finish(
-            now,
-            "default",
-            vec![fail(leased, l.fencing_token, true, now)],
-        )
-        .await
-        .unwrap();
-    let Finished::Ok(job) = &r[0] else { panic!() };
-    assert_eq!(
-        job.state,
-        JobState::Cancelled,
-        "a worker stopping a cancel-requested job ends it cancelled"
-    );
-    assert!(
-        store
-            .cancel_job(now, "default", uuid::Uuid::now_v7(), "x")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        event_types(&store, leased).await,
-        vec!["enqueued", "leased", "cancel_requested", "cancelled"]
-    );
-}
-
 async fn heartbeat_extends_and_keeps_checkpoint(store: Arc<dyn Store>) {
     let t0 = Utc::now();
     let id = store
@@ -584,113 +351,6 @@ async fn complete_records_result_and_artifacts(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(!c.changed);
-}
-
-async fn paused_queue_grants_nothing(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    store
-        .enqueue(now, vec![new_job("q", "k", now), new_job("q", "k", now)])
-        .await
-        .unwrap();
-    let info = store
-        .set_queue_paused(now, "default", "q", true)
-        .await
-        .unwrap();
-    assert!(info.paused);
-    assert_eq!(info.depth.queued, 2);
-    assert!(
-        store
-            .claim(now, &claim_params("q", 5, 30_000))
-            .await
-            .unwrap()
-            .leases
-            .is_empty()
-    );
-    store
-        .set_queue_paused(now, "default", "q", false)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .claim(now, &claim_params("q", 5, 30_000))
-            .await
-            .unwrap()
-            .leases
-            .len(),
-        2
-    );
-    let queues = store.queues("default").await.unwrap();
-    assert_eq!(queues.len(), 1);
-    assert_eq!((queues[0].depth.leased, queues[0].paused), (2, false));
-    // Pausing a queue with no jobs yet is allowed (prepare before deploying producers).
-    let empty = store
-        .set_queue_paused(now, "default", "later", true)
-        .await
-        .unwrap();
-    assert!(empty.paused);
-}
-
-async fn list_is_newest_first_with_filters(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    let mut ids = Vec::new();
-    for i in 0..7 {
-        let row = new_job(if i % 2 == 0 { "even" } else { "odd" }, "k", now);
-        ids.push(store.enqueue(now, vec![row]).await.unwrap()[0].job.id);
-    }
-    let page1 = store
-        .list_jobs(&JobFilter {
-            tenant: "default".into(),
-            limit: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        page1.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![ids[6], ids[5], ids[4]]
-    );
-    let page2 = store
-        .list_jobs(&JobFilter {
-            tenant: "default".into(),
-            limit: 3,
-            before: Some(ids[4]),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![ids[3], ids[2], ids[1]]
-    );
-    let evens = store
-        .list_jobs(&JobFilter {
-            tenant: "default".into(),
-            queue: Some("even".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(evens.len(), 4);
-    let leased = store
-        .list_jobs(&JobFilter {
-            tenant: "default".into(),
-            state: Some(JobState::Leased),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(leased.is_empty());
-    let other = store
-        .list_jobs(&JobFilter {
-            tenant: "nobody".into(),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(other.is_empty(), "tenants are isolated");
 }
 
 async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
@@ -800,55 +460,14 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
     check("dead job retried").await;
 }
 
-/// The live tail's cursor moves exactly as far as a settled read would reach.
-async fn settled_event_end_matches_a_settled_read(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    let start = store.last_event_id().await.unwrap();
-    let rows: Vec<NewJobRow> = (0..5).map(|_| new_job("se", "k", now)).collect();
-    store.enqueue(now, rows).await.unwrap();
-    let filter = |limit| leasehold_coordinator::store::EventFilter {
-        after: start,
-        limit,
-        settled: true,
-        ..Default::default()
-    };
-    // On PostgreSQL an event is settled once every transaction older than its own has ended,
-    // in the whole cluster (other tests' included); from then on it stays settled.
-    let mut all = Vec::new();
-    for _ in 0..200 {
-        all = store.list_events(&filter(1000)).await.unwrap();
-        if all.len() == 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(all.len(), 5, "one enqueued event per job");
-    for limit in [1, 3, 5, 1000] {
-        let read = store.list_events(&filter(limit)).await.unwrap();
-        assert_eq!(
-            store.settled_event_end(start, limit).await.unwrap(),
-            read.last().unwrap().id,
-            "limit {limit}"
-        );
-    }
-    let end = all.last().unwrap().id;
-    assert_eq!(store.settled_event_end(end, 10).await.unwrap(), end);
-}
-
 on_both_backends!(
     enqueue_get_and_idempotency,
     claim_order_and_batch,
     stale_token_changes_nothing,
     expired_lease_is_reclaimed_with_next_token,
     expiry_with_attempts_spent_is_dead,
-    fail_retry_and_dead,
-    release_gives_the_attempt_back,
-    cancel_paths,
     heartbeat_extends_and_keeps_checkpoint,
     complete_records_result_and_artifacts,
-    paused_queue_grants_nothing,
-    list_is_newest_first_with_filters,
     concurrent_claimers_never_share_a_job,
     lease_deadline_is_set_exactly_while_leased,
-    settled_event_end_matches_a_settled_read,
 );

@@ -1,0 +1,241 @@
+//! Store suite, transitions: failure (retry later or dead), release, and the operator's cancel
+//! and retry. Every body runs on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use common::events::event_types;
+use common::rows::{claim_params, fail, new_job};
+use leasehold_coordinator::store::{Finished, Outcome, OutcomeKind, Store};
+use leasehold_proto::{HeartbeatItem, HeartbeatStatus, JobState};
+
+async fn fail_retry_and_dead(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let mut row = new_job("q", "k", t0);
+    row.max_attempts = 2;
+    let id = store.enqueue(t0, vec![row]).await.unwrap()[0].job.id;
+    let l1 = store
+        .claim(t0, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let retry_at = t0 + Duration::seconds(10);
+    let r = store
+        .finish(
+            t0,
+            "default",
+            vec![fail(id, l1.fencing_token, true, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.run_at.timestamp_micros(), retry_at.timestamp_micros());
+    assert_eq!(job.last_error.as_ref().unwrap()["class"], "Boom");
+    assert!(
+        store
+            .claim(t0 + Duration::seconds(5), &claim_params("q", 1, 30_000))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    let l2 = store
+        .claim(retry_at, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(l2.attempt, 2);
+    let r = store
+        .finish(
+            retry_at,
+            "default",
+            vec![fail(id, l2.fencing_token, true, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Dead, "attempts spent");
+    assert!(job.finished_at.is_some());
+
+    // A fatal error ends the job at once, attempts or not.
+    let id2 = store
+        .enqueue(t0, vec![new_job("q", "k", t0)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(retry_at, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let r = store
+        .finish(
+            retry_at,
+            "default",
+            vec![fail(id2, l.fencing_token, false, retry_at)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(
+        event_types(&store, id).await,
+        vec!["enqueued", "leased", "retry_scheduled", "leased", "dead"]
+    );
+
+    // Operator retry brings it back with a fresh budget.
+    let t = store
+        .retry_job(retry_at, "default", id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.changed);
+    assert_eq!(t.job.state, JobState::Queued);
+    assert_eq!(t.job.attempt, 0);
+    let again = store
+        .retry_job(retry_at, "default", id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again.changed, "retrying a queued job changes nothing");
+}
+
+async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let r = store
+        .finish(
+            now,
+            "default",
+            vec![Outcome {
+                job_id: id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Release,
+            }],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
+    let l2 = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(
+        (l2.attempt, l2.fencing_token),
+        (1, 2),
+        "attempt reused, token still grows"
+    );
+}
+
+async fn cancel_paths(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let queued = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let t = store
+        .cancel_job(now, "default", queued, "operator")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.changed);
+    assert_eq!(t.job.state, JobState::Cancelled);
+    let twice = store
+        .cancel_job(now, "default", queued, "operator")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!twice.changed);
+    assert_eq!(twice.job.state, JobState::Cancelled);
+
+    let leased = store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let l = store
+        .claim(now, &claim_params("q", 1, 30_000))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let t = store
+        .cancel_job(now, "default", leased, "stop")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.job.state, t.job.cancel_requested),
+        (JobState::Leased, true)
+    );
+    let hb = store
+        .heartbeat(
+            now,
+            "default",
+            &[HeartbeatItem {
+                job_id: leased,
+                fencing_token: l.fencing_token,
+                progress: None,
+                checkpoint: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hb[0].status, HeartbeatStatus::CancelRequested);
+    let r = store
+        .finish(
+            now,
+            "default",
+            vec![fail(leased, l.fencing_token, true, now)],
+        )
+        .await
+        .unwrap();
+    let Finished::Ok(job) = &r[0] else { panic!() };
+    assert_eq!(
+        job.state,
+        JobState::Cancelled,
+        "a worker stopping a cancel-requested job ends it cancelled"
+    );
+    assert!(
+        store
+            .cancel_job(now, "default", uuid::Uuid::now_v7(), "x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        event_types(&store, leased).await,
+        vec!["enqueued", "leased", "cancel_requested", "cancelled"]
+    );
+}
+
+on_both_backends!(
+    fail_retry_and_dead,
+    release_gives_the_attempt_back,
+    cancel_paths,
+);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::session::Core;
+use crate::engine::Core;
 
 /// Most leases in one heartbeat request (the coordinator's cap).
 const MAX_ITEMS: usize = 1000;
@@ -70,7 +70,7 @@ pub(crate) async fn beat_for(
 
 async fn send(
     core: &Core,
-    chunk: &[crate::session::SentItem],
+    chunk: &[crate::ledger::SentItem],
     timeout: std::time::Duration,
 ) -> bool {
     let sent_at = Instant::now();

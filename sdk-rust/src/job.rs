@@ -12,8 +12,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 use crate::artifact::{self, DEFAULT_MEDIA_TYPE};
+use crate::engine::Core;
 use crate::error::{Error, HandlerError, Result};
-use crate::session::Core;
 use crate::transport::http::HttpApi;
 use crate::util::lock;
 

@@ -44,13 +44,16 @@
 
 pub mod artifact;
 mod client;
+mod engine;
 mod error;
 mod heartbeat;
 pub mod idempotency;
 mod job;
+mod ledger;
 mod outcomes;
 pub mod retry;
 mod session;
+mod session_config;
 mod transport;
 mod util;
 mod validate;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::engine::Core;
 use crate::retry::RetryPolicy;
-use crate::session::Core;
 
 /// Most outcomes per request (the coordinator's cap).
 const MAX_BATCH: usize = 1000;

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use leasehold_proto::ClaimRequest;
 use tokio::time::Instant;
 
+use crate::engine::Core;
 use crate::retry::RetryPolicy;
-use crate::session::{Core, Transport};
+use crate::session_config::Transport;
 
 pub(crate) async fn run_connection(core: Arc<Core>) {
     let mut use_http = core.cfg.transport == Transport::Http;

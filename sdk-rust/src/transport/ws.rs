@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::Core;
 use crate::error::{Error, Result};
-use crate::session::Core;
 use crate::util::lock;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -1,0 +1,437 @@
+//! The engine shared by a session's background tasks and its jobs: [`Core`] and the [`State`]
+//! of the leases it holds — taking leases in, ending them, building failure outcomes, releasing
+//! what is left at shutdown, draining, and sending heartbeats and outcomes over the socket or
+//! HTTP. The heartbeat and outcome bookkeeping on the same state lives in [`crate::ledger`].
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use leasehold_proto::{
+    FailureInfo, HeartbeatItem, HeartbeatResult, Lease, OutcomeKind, OutcomeReport, OutcomeResult,
+};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::{Error, HandlerError, Result};
+use crate::job::{
+    CancelReason, JobContext, JobShared, LeasedJob, NotSentReason, OutcomeAck, OutcomeReceipt,
+};
+use crate::retry::{RetryPolicy, SplitMix64};
+use crate::session_config::SessionConfig;
+use crate::transport::http::HttpApi;
+use crate::transport::ws::WsLink;
+use crate::util::lock;
+
+/// Where a held lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Queued or running.
+    Active,
+    /// Its outcome is queued or in flight.
+    Ending,
+    /// Lost or expired; its handler may still run, its outcome will be dropped.
+    Lost(NotSentReason),
+    /// Released by a shutdown; a late outcome from its handler is dropped.
+    Released,
+}
+
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) job: Arc<JobShared>,
+    pub(crate) deadline: Instant,
+    pub(crate) phase: Phase,
+}
+
+impl Held {
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_millis(self.job.lease.lease_ttl_ms.max(1000))
+    }
+}
+
+/// An outcome waiting to be sent.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) report: OutcomeReport,
+    pub(crate) receipt: Option<oneshot::Sender<OutcomeAck>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) held: HashMap<Uuid, Held>,
+    /// Leases not yet ended (slots in use).
+    pub(crate) active: usize,
+    pub(crate) outcomes: VecDeque<Pending>,
+    /// Outcomes taken by the flusher and not yet answered.
+    pub(crate) in_flight: usize,
+}
+
+/// The engine shared by the session's tasks and its jobs.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) cfg: SessionConfig,
+    pub(crate) http: Arc<HttpApi>,
+    staging_dir: Arc<Path>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) ready_tx: Mutex<Option<mpsc::UnboundedSender<LeasedJob>>>,
+    pub(crate) ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<LeasedJob>>,
+    /// Slots in use, published for the claim loop, the credit writer and the drain.
+    pub(crate) active_tx: watch::Sender<usize>,
+    /// Slots counted as taken (see `taken`), for the claim loop and the credit writer.
+    pub(crate) taken_tx: watch::Sender<usize>,
+    /// Outcomes waiting and in flight, published for the drain.
+    pub(crate) pending_tx: watch::Sender<usize>,
+    pub(crate) outcomes_queued: Notify,
+    /// Fired when the session stops taking leases.
+    pub(crate) drain: CancellationToken,
+    /// Fired when every task must end.
+    pub(crate) stop: CancellationToken,
+    /// The open WebSocket, if any.
+    pub(crate) ws: watch::Sender<Option<Arc<WsLink>>>,
+    rng: Mutex<SplitMix64>,
+    pub(crate) fatal: Mutex<Option<Error>>,
+    me: Weak<Core>,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: SessionConfig) -> Result<Arc<Self>> {
+        let http = Arc::new(HttpApi::new(
+            &cfg.url,
+            cfg.api_key.clone(),
+            cfg.tenant.clone(),
+            cfg.request_timeout,
+            RetryPolicy::transport(),
+        )?);
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let rng = cfg
+            .rng_seed
+            .map_or_else(SplitMix64::from_entropy, SplitMix64::new);
+        let staging_dir: Arc<Path> = Arc::from(cfg.staging_dir.as_path());
+        Ok(Arc::new_cyclic(|me| Self {
+            http,
+            staging_dir,
+            state: Mutex::new(State::default()),
+            ready_tx: Mutex::new(Some(ready_tx)),
+            ready_rx: tokio::sync::Mutex::new(ready_rx),
+            active_tx: watch::channel(0).0,
+            taken_tx: watch::channel(0).0,
+            pending_tx: watch::channel(0).0,
+            outcomes_queued: Notify::new(),
+            drain: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            ws: watch::channel(None).0,
+            rng: Mutex::new(rng),
+            fatal: Mutex::new(None),
+            me: me.clone(),
+            cfg,
+        }))
+    }
+
+    pub(crate) fn publish(&self, st: &State) {
+        self.active_tx.send_replace(st.active);
+        let unacked = st.outcomes.len() + st.in_flight;
+        self.pending_tx.send_replace(unacked);
+        self.taken_tx.send_replace(self.taken(st));
+    }
+
+    /// Slots counted as taken: leases not yet ended, plus backpressure from outcomes not yet
+    /// acknowledged beyond one `concurrency`'s worth. A coordinator slow to record outcomes
+    /// thus slows the intake of new leases instead of letting held leases (and heartbeats)
+    /// grow without bound until they time out.
+    fn taken(&self, st: &State) -> usize {
+        let unacked = st.outcomes.len() + st.in_flight;
+        st.active + unacked.saturating_sub(self.cfg.concurrency)
+    }
+
+    /// Free slots right now.
+    pub(crate) fn free_slots(&self) -> usize {
+        let taken = self.taken(&lock(&self.state));
+        self.cfg.concurrency.saturating_sub(taken)
+    }
+
+    /// Takes in leases from either transport.
+    pub(crate) fn accept_leases(&self, leases: Vec<Lease>, received: Instant) {
+        if leases.is_empty() {
+            return;
+        }
+        let mut ready = Vec::with_capacity(leases.len());
+        {
+            let mut st = lock(&self.state);
+            let refuse = self.drain.is_cancelled() || self.stop.is_cancelled();
+            for lease in leases {
+                let ttl = Duration::from_millis(lease.lease_ttl_ms.max(1000));
+                // The coordinator started the lease a little before we saw it: keep a margin.
+                let deadline = received + ttl - ttl / 10;
+                let shared = Arc::new(JobShared::new(
+                    lease,
+                    self.http.clone(),
+                    self.staging_dir.clone(),
+                    &self.cfg.worker_id,
+                ));
+                let id = shared.id();
+                if st
+                    .held
+                    .get(&id)
+                    .is_some_and(|h| h.job.token() == shared.token())
+                {
+                    tracing::warn!(job_id = %id, "the same lease was delivered twice; ignoring the copy");
+                    continue;
+                }
+                if refuse {
+                    st.held.insert(
+                        id,
+                        Held {
+                            job: shared.clone(),
+                            deadline,
+                            phase: Phase::Ending,
+                        },
+                    );
+                    st.outcomes.push_back(Pending {
+                        report: OutcomeReport {
+                            job_id: id,
+                            fencing_token: shared.token(),
+                            outcome: OutcomeKind::Release,
+                        },
+                        receipt: None,
+                    });
+                    continue;
+                }
+                st.held.insert(
+                    id,
+                    Held {
+                        job: shared.clone(),
+                        deadline,
+                        phase: Phase::Active,
+                    },
+                );
+                st.active += 1;
+                ready.push(LeasedJob::new(shared, self.me.clone()));
+            }
+            self.publish(&st);
+        }
+        self.outcomes_queued.notify_one();
+        let tx = lock(&self.ready_tx).clone();
+        for job in ready {
+            {
+                let _enter = job.span().enter();
+                tracing::debug!("leased");
+            }
+            if let Some(tx) = &tx {
+                // A send fails only once the session is closing: the job drops and releases.
+                let _ = tx.send(job);
+            }
+        }
+    }
+
+    /// Ends a job's lease with `outcome` (called once per [`LeasedJob`]).
+    pub(crate) fn end(&self, job: &JobShared, outcome: OutcomeKind) -> OutcomeReceipt {
+        let (tx, rx) = oneshot::channel();
+        let mut st = lock(&self.state);
+        st.active = st.active.saturating_sub(1);
+        let id = job.id();
+        let mut queued = false;
+        let ack = match st.held.get_mut(&id) {
+            Some(h) if h.job.token() == job.token() => match h.phase {
+                Phase::Active => {
+                    h.phase = Phase::Ending;
+                    queued = true;
+                    None
+                }
+                Phase::Lost(reason) => {
+                    st.held.remove(&id);
+                    Some(OutcomeAck::NotSent(reason))
+                }
+                Phase::Released => Some(OutcomeAck::NotSent(NotSentReason::Released)),
+                Phase::Ending => Some(OutcomeAck::NotSent(NotSentReason::SessionClosed)),
+            },
+            // Replaced by a newer lease of the same job, or already forgotten.
+            _ => Some(OutcomeAck::NotSent(NotSentReason::LeaseLost)),
+        };
+        if queued {
+            st.outcomes.push_back(Pending {
+                report: OutcomeReport {
+                    job_id: id,
+                    fencing_token: job.token(),
+                    outcome,
+                },
+                receipt: Some(tx),
+            });
+        } else if let Some(ack) = ack {
+            let _enter = job.span().enter();
+            tracing::debug!(?ack, "outcome not sent");
+            let _ = tx.send(ack);
+        }
+        self.publish(&st);
+        drop(st);
+        if queued {
+            self.outcomes_queued.notify_one();
+        }
+        OutcomeReceipt::new(rx)
+    }
+
+    /// The failure outcome for `error`, with `retry_at` from the policy when it retries.
+    pub(crate) fn failure(&self, ctx: &JobContext, error: &HandlerError) -> OutcomeKind {
+        let (retryable, retry_at) = match error {
+            HandlerError::Retry { after, .. } => {
+                let lease = ctx.lease();
+                let attempt = ctx.attempt();
+                let delay = match after {
+                    Some(d) => Some(*d),
+                    None => {
+                        let policy = lease.retry.backoff.as_ref().map_or_else(
+                            || RetryPolicy {
+                                max_attempts: ctx.max_attempts(),
+                                ..self.cfg.retry_policy.clone()
+                            },
+                            |hint| RetryPolicy::from_hint(hint, lease.retry.max_attempts),
+                        );
+                        policy.next_delay(attempt, &mut lock(&self.rng))
+                    }
+                };
+                let retry_at = delay
+                    .filter(|_| attempt < ctx.max_attempts())
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| Utc::now() + d);
+                (true, retry_at)
+            }
+            HandlerError::Fatal { .. } | HandlerError::Cancelled { .. } => (false, None),
+        };
+        OutcomeKind::Fail {
+            error: FailureInfo {
+                class: clip(error.class(), 255),
+                message: clip(error.message(), 64 * 1024),
+                retryable,
+            },
+            retry_at,
+        }
+    }
+
+    /// Shutdown past its grace: gives back every lease still running (no attempt spent) and
+    /// fires its cancellation. Late outcomes from those handlers are dropped.
+    pub(crate) fn release_remaining(&self) -> usize {
+        let mut st = lock(&self.state);
+        let mut released = Vec::new();
+        for h in st.held.values_mut() {
+            if h.phase == Phase::Active {
+                h.phase = Phase::Released;
+                h.job.fire(CancelReason::Shutdown);
+                released.push((h.job.id(), h.job.token()));
+            }
+        }
+        for (job_id, fencing_token) in &released {
+            st.outcomes.push_back(Pending {
+                report: OutcomeReport {
+                    job_id: *job_id,
+                    fencing_token: *fencing_token,
+                    outcome: OutcomeKind::Release,
+                },
+                receipt: None,
+            });
+        }
+        self.publish(&st);
+        drop(st);
+        self.outcomes_queued.notify_one();
+        released.len()
+    }
+
+    /// Stops taking leases: WebSocket `drain`, no more long-polls, queued (unstarted) leases
+    /// released, and `next_job` reports the session closed once its queue is empty.
+    pub(crate) fn begin_drain(&self) {
+        if self.drain.is_cancelled() {
+            return;
+        }
+        tracing::info!(worker_id = %self.cfg.worker_id, "draining: no more leases");
+        self.drain.cancel();
+        drop(lock(&self.ready_tx).take());
+        if let Ok(mut rx) = self.ready_rx.try_lock() {
+            while let Ok(job) = rx.try_recv() {
+                drop(job);
+            }
+        }
+    }
+
+    /// Records a fatal error (bad configuration the coordinator refused) and closes the queue.
+    pub(crate) fn set_fatal(&self, err: Error) {
+        tracing::error!(error = %err, "worker session failed");
+        lock(&self.fatal).get_or_insert(err);
+        drop(lock(&self.ready_tx).take());
+        self.drain.cancel();
+    }
+
+    /// The WebSocket if one is open.
+    pub(crate) fn socket(&self) -> Option<Arc<WsLink>> {
+        self.ws.borrow().clone().filter(|l| !l.is_closed())
+    }
+
+    /// Sends heartbeat entries over the socket, falling back to HTTP.
+    pub(crate) async fn send_heartbeat(
+        &self,
+        items: Vec<HeartbeatItem>,
+        timeout: Duration,
+    ) -> Result<Vec<HeartbeatResult>> {
+        if let Some(ws) = self.socket() {
+            match ws.heartbeat(items.clone(), timeout).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "heartbeat over the socket failed; trying HTTP");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let req = leasehold_proto::HeartbeatRequest {
+            worker_id: self.cfg.worker_id.clone(),
+            leases: items,
+            tenant: self.cfg.tenant.clone(),
+        };
+        Ok(self.http.heartbeat(&req, timeout).await?.leases)
+    }
+
+    /// Sends outcomes over the socket, falling back to HTTP.
+    pub(crate) async fn send_outcomes(
+        &self,
+        outcomes: Vec<OutcomeReport>,
+        timeout: Duration,
+    ) -> Result<Vec<OutcomeResult>> {
+        if let Some(ws) = self.socket() {
+            match ws.outcomes(outcomes.clone(), timeout).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "outcomes over the socket failed; trying HTTP");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let req = leasehold_proto::OutcomesRequest {
+            outcomes,
+            tenant: self.cfg.tenant.clone(),
+        };
+        self.http.outcomes(&req, timeout).await
+    }
+
+    pub(crate) fn jitter(&self, policy: &RetryPolicy, attempt: u32) -> Duration {
+        policy.delay(attempt, &mut lock(&self.rng))
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        let clean: String = s
+            .chars()
+            .map(|c| if c.is_control() && max == 255 { ' ' } else { c })
+            .collect();
+        return if clean.is_empty() {
+            "error".to_owned()
+        } else {
+            clean
+        };
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    clip(&s[..end], max)
+}

@@ -1,0 +1,274 @@
+//! The lease ledger: the [`Core`] methods the heartbeat and outcome loops call on the held
+//! leases — heartbeat entries and their answers, deadline expiry, and the outcome queue's
+//! take, requeue, answer and refusal.
+
+use leasehold_proto::{
+    HeartbeatItem, HeartbeatResult, HeartbeatStatus, OutcomeKind, OutcomeResult, OutcomeStatus,
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::engine::{Core, Held, Pending, Phase};
+use crate::error::Error;
+use crate::job::{CancelReason, NotSentReason, OutcomeAck};
+use crate::util::lock;
+
+/// One heartbeat entry with the data versions it carries.
+#[derive(Debug)]
+pub(crate) struct SentItem {
+    pub(crate) item: HeartbeatItem,
+    progress_ver: u64,
+    checkpoint_ver: u64,
+}
+
+impl Core {
+    /// Heartbeat entries for every lease still held at the coordinator (all of them, or just
+    /// `only`), carrying progress and checkpoints not yet acknowledged.
+    pub(crate) fn heartbeat_items(&self, now: Instant, only: Option<&[Uuid]>) -> Vec<SentItem> {
+        let st = lock(&self.state);
+        let mut out = Vec::new();
+        let mut push = |h: &Held| {
+            if matches!(h.phase, Phase::Lost(_)) || h.deadline <= now {
+                return;
+            }
+            let data = lock(&h.job.data);
+            let progress = (data.progress_ver > data.progress_acked)
+                .then(|| data.progress.clone())
+                .flatten();
+            let checkpoint = (data.checkpoint_ver > data.checkpoint_acked)
+                .then(|| data.checkpoint.clone())
+                .flatten();
+            out.push(SentItem {
+                item: HeartbeatItem {
+                    job_id: h.job.id(),
+                    fencing_token: h.job.token(),
+                    progress,
+                    checkpoint,
+                },
+                progress_ver: data.progress_ver,
+                checkpoint_ver: data.checkpoint_ver,
+            });
+        };
+        match only {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| st.held.get(id))
+                .for_each(&mut push),
+            None => st.held.values().for_each(&mut push),
+        }
+        out
+    }
+
+    /// Applies a heartbeat answer; `sent_at` is when the request left (the new deadline counts
+    /// from there, which is never later than the coordinator's).
+    pub(crate) fn apply_heartbeat(
+        &self,
+        sent: &[SentItem],
+        results: &[HeartbeatResult],
+        sent_at: Instant,
+    ) {
+        if sent.len() != results.len() {
+            tracing::warn!(
+                sent = sent.len(),
+                answered = results.len(),
+                "heartbeat answer does not match the request; ignoring it"
+            );
+            return;
+        }
+        let mut st = lock(&self.state);
+        let mut forget = Vec::new();
+        for (s, r) in sent.iter().zip(results) {
+            if s.item.job_id != r.job_id {
+                tracing::warn!(job_id = %r.job_id, "heartbeat answer out of order; ignoring it");
+                continue;
+            }
+            let Some(h) = st.held.get_mut(&r.job_id) else {
+                continue;
+            };
+            if h.job.token() != s.item.fencing_token {
+                continue;
+            }
+            match r.status {
+                HeartbeatStatus::Ok | HeartbeatStatus::CancelRequested => {
+                    h.deadline = h.deadline.max(sent_at + h.ttl());
+                    {
+                        let mut data = lock(&h.job.data);
+                        data.progress_acked = data.progress_acked.max(s.progress_ver);
+                        data.checkpoint_acked = data.checkpoint_acked.max(s.checkpoint_ver);
+                    }
+                    if r.status == HeartbeatStatus::CancelRequested && h.phase == Phase::Active {
+                        h.job.fire(CancelReason::CancelRequested);
+                    }
+                }
+                HeartbeatStatus::Lost => match h.phase {
+                    Phase::Active => {
+                        h.phase = Phase::Lost(NotSentReason::LeaseLost);
+                        h.job.fire(CancelReason::LeaseLost);
+                    }
+                    // Its outcome may have been recorded a moment ago: let the outcome answer.
+                    Phase::Ending => {}
+                    Phase::Released => forget.push(r.job_id),
+                    Phase::Lost(_) => {}
+                },
+            }
+        }
+        for id in forget {
+            st.held.remove(&id);
+        }
+    }
+
+    /// Marks leases past their deadline as expired (firing their cancellation) and returns the
+    /// earliest deadline still ahead.
+    pub(crate) fn expire_overdue(&self, now: Instant) -> Option<Instant> {
+        let mut st = lock(&self.state);
+        let mut earliest: Option<Instant> = None;
+        let mut forget = Vec::new();
+        for (id, h) in &mut st.held {
+            if h.deadline <= now {
+                match h.phase {
+                    Phase::Active => {
+                        h.phase = Phase::Lost(NotSentReason::LeaseExpired);
+                        h.job.fire(CancelReason::LeaseExpired);
+                    }
+                    Phase::Released => forget.push(*id),
+                    Phase::Ending | Phase::Lost(_) => {}
+                }
+            } else if matches!(h.phase, Phase::Active | Phase::Ending) {
+                earliest = Some(earliest.map_or(h.deadline, |e| e.min(h.deadline)));
+            }
+        }
+        for id in forget {
+            st.held.remove(&id);
+        }
+        earliest
+    }
+
+    /// Takes up to `max` outcomes to send, dropping those whose lease deadline has passed.
+    pub(crate) fn take_outcomes(&self, max: usize, now: Instant) -> Vec<Pending> {
+        let mut st = lock(&self.state);
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let Some(p) = st.outcomes.pop_front() else {
+                break;
+            };
+            let id = p.report.job_id;
+            let live = st
+                .held
+                .get(&id)
+                .filter(|h| h.job.token() == p.report.fencing_token)
+                .map(|h| h.deadline > now);
+            match live {
+                Some(true) => batch.push(p),
+                Some(false) => {
+                    if let Some(h) = st.held.remove(&id) {
+                        let _enter = h.job.span().enter();
+                        tracing::warn!(
+                            "lease deadline passed before the outcome could be delivered; dropping it"
+                        );
+                    }
+                    if let Some(tx) = p.receipt {
+                        let _ = tx.send(OutcomeAck::NotSent(NotSentReason::LeaseExpired));
+                    }
+                }
+                None => {
+                    if let Some(tx) = p.receipt {
+                        let _ = tx.send(OutcomeAck::NotSent(NotSentReason::LeaseLost));
+                    }
+                }
+            }
+        }
+        st.in_flight += batch.len();
+        self.publish(&st);
+        batch
+    }
+
+    /// Ids in `batch` whose failure or release should carry unsent progress or checkpoints
+    /// first.
+    pub(crate) fn dirty_before_outcome(&self, batch: &[Pending]) -> Vec<Uuid> {
+        let st = lock(&self.state);
+        batch
+            .iter()
+            .filter(|p| !matches!(p.report.outcome, OutcomeKind::Complete { .. }))
+            .filter_map(|p| st.held.get(&p.report.job_id))
+            .filter(|h| lock(&h.job.data).dirty())
+            .map(|h| h.job.id())
+            .collect()
+    }
+
+    /// Puts an unsent batch back at the front of the queue.
+    pub(crate) fn requeue(&self, batch: Vec<Pending>) {
+        let mut st = lock(&self.state);
+        st.in_flight = st.in_flight.saturating_sub(batch.len());
+        for p in batch.into_iter().rev() {
+            st.outcomes.push_front(p);
+        }
+        self.publish(&st);
+    }
+
+    /// Applies the coordinator's answers to a sent batch.
+    pub(crate) fn apply_outcomes(&self, batch: Vec<Pending>, results: Vec<OutcomeResult>) {
+        let mut st = lock(&self.state);
+        st.in_flight = st.in_flight.saturating_sub(batch.len());
+        let mut results = results.into_iter();
+        for p in batch {
+            let id = p.report.job_id;
+            let result = results.next().filter(|r| r.job_id == id);
+            let span = st
+                .held
+                .get(&id)
+                .filter(|h| h.job.token() == p.report.fencing_token)
+                .map(|h| h.job.span().clone());
+            if span.is_some() {
+                st.held.remove(&id);
+            }
+            let _enter = span.as_ref().map(tracing::Span::enter);
+            let ack = match result {
+                Some(OutcomeResult {
+                    status: OutcomeStatus::Ok,
+                    state,
+                    ..
+                }) => {
+                    tracing::debug!(?state, "outcome recorded");
+                    OutcomeAck::Recorded { state }
+                }
+                Some(OutcomeResult { status, state, .. }) => {
+                    tracing::warn!(
+                        ?status,
+                        ?state,
+                        "outcome refused by the coordinator (lease lost or job gone); nothing changed"
+                    );
+                    OutcomeAck::Rejected { status, state }
+                }
+                None => {
+                    tracing::warn!("outcome answer missing or out of order");
+                    OutcomeAck::NotSent(NotSentReason::SessionClosed)
+                }
+            };
+            if let Some(tx) = p.receipt {
+                let _ = tx.send(ack);
+            }
+        }
+        self.publish(&st);
+    }
+
+    /// Drops outcomes the coordinator refused outright (a 4xx for the request itself).
+    pub(crate) fn refuse(&self, batch: Vec<Pending>, err: &Error) {
+        let mut st = lock(&self.state);
+        st.in_flight = st.in_flight.saturating_sub(batch.len());
+        for p in batch {
+            if st
+                .held
+                .get(&p.report.job_id)
+                .is_some_and(|h| h.job.token() == p.report.fencing_token)
+            {
+                st.held.remove(&p.report.job_id);
+            }
+            if let Some(tx) = p.receipt {
+                let _ = tx.send(OutcomeAck::Invalid {
+                    message: err.to_string(),
+                });
+            }
+        }
+        self.publish(&st);
+    }
+}

@@ -13,6 +13,8 @@
 //
 // The package links target/debug/libleasehold_c.a; to link another build, put its directory
 // first on the search path: CGO_LDFLAGS="-L$PWD/target/release" go build ./...
+// Go's build cache does not notice a rebuilt C library; after changing the Rust code, link
+// with CGO_LDFLAGS="$(scripts/cgo-ldflags target/debug)" or run go clean -cache.
 //
 // A worker:
 //

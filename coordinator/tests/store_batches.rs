@@ -17,10 +17,15 @@ use uuid::Uuid;
 
 /// Each answer of a batch as `ok <state>`, `lost <state>` or `not found`.
 fn summarize(results: &[Finished]) -> Vec<String> {
+    summarize_states(results.iter().map(|r| r.clone().map(|job| job.state)))
+}
+
+/// [`summarize`] for answers that carry the new state only (`Store::finish_states`).
+fn summarize_states(results: impl IntoIterator<Item = Finished<JobState>>) -> Vec<String> {
     results
-        .iter()
+        .into_iter()
         .map(|r| match r {
-            Finished::Ok(job) => format!("ok {}", job.state.as_str()),
+            Finished::Ok(state) => format!("ok {}", state.as_str()),
             Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
             Finished::NotFound => "not found".into(),
         })
@@ -345,17 +350,7 @@ async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
         let answers: Vec<String> = if queue == "whole" {
             summarize(&store.finish(t1, "default", outcomes).await.unwrap())
         } else {
-            store
-                .finish_states(t1, "default", outcomes)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| match r {
-                    Finished::Ok(state) => format!("ok {}", state.as_str()),
-                    Finished::LeaseLost(state) => format!("lost {}", state.as_str()),
-                    Finished::NotFound => "not found".into(),
-                })
-                .collect()
+            summarize_states(store.finish_states(t1, "default", outcomes).await.unwrap())
         };
         let mut stored = Vec::new();
         for l in &leases {

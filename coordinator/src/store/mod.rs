@@ -232,6 +232,17 @@ pub enum Finished<T = Box<Job>> {
     NotFound,
 }
 
+impl<T> Finished<T> {
+    /// The same answer, with what a recorded outcome carries mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Finished<U> {
+        match self {
+            Self::Ok(value) => Finished::Ok(f(value)),
+            Self::LeaseLost(state) => Finished::LeaseLost(state),
+            Self::NotFound => Finished::NotFound,
+        }
+    }
+}
+
 /// Result of an operator transition (cancel, retry).
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -343,11 +354,7 @@ pub trait Store: Send + Sync + 'static {
             .finish(now, tenant, outcomes)
             .await?
             .into_iter()
-            .map(|f| match f {
-                Finished::Ok(job) => Finished::Ok(job.state),
-                Finished::LeaseLost(state) => Finished::LeaseLost(state),
-                Finished::NotFound => Finished::NotFound,
-            })
+            .map(|f| f.map(|job| job.state))
             .collect())
     }
 

@@ -30,7 +30,7 @@ enum Recorded {
     Job(Box<Job>),
     /// The new state only: all the batch endpoints report. Returning whole rows made
     /// PostgreSQL render, and the coordinator parse, every JSON column of every finished job
-    /// (W1 PostgreSQL ~10% faster without; bench/README.md).
+    /// (W1 PostgreSQL ~9% faster without; bench/README.md).
     State(JobState),
 }
 
@@ -386,11 +386,7 @@ impl PostgresStore {
             .finish_retrying(now, tenant, &outcomes, false)
             .await?
             .into_iter()
-            .map(|f| match f {
-                Finished::Ok(recorded) => Finished::Ok(recorded.state()),
-                Finished::LeaseLost(state) => Finished::LeaseLost(state),
-                Finished::NotFound => Finished::NotFound,
-            })
+            .map(|f| f.map(|recorded| recorded.state()))
             .collect())
     }
 

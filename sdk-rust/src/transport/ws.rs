@@ -19,7 +19,9 @@ use leasehold_proto::{
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -186,7 +188,7 @@ pub(crate) async fn connect(core: &Core) -> std::result::Result<Socket, ConnectE
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
         Err(_) => Err(ConnectError::Failed(Error::Timeout(HANDSHAKE_TIMEOUT))),
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+        Ok(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();
             let body = response
                 .body()
@@ -216,15 +218,7 @@ pub(crate) async fn connect(core: &Core) -> std::result::Result<Socket, ConnectE
 /// The WebSocket handshake, on a TCP connection with Nagle's algorithm off: with it on, a frame
 /// sent while the previous one is still unacknowledged waits for the coordinator's delayed ACK
 /// (~40 ms on Linux), which stalled credit and outcome frames.
-async fn handshake(
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
-) -> std::result::Result<
-    (
-        Socket,
-        tokio_tungstenite::tungstenite::handshake::client::Response,
-    ),
-    tokio_tungstenite::tungstenite::Error,
-> {
+async fn handshake(request: Request) -> std::result::Result<(Socket, Response), WsError> {
     tokio_tungstenite::connect_async_with_config(request, None, true).await
 }
 

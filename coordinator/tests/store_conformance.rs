@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use common::events::event_types;
-use common::rows::{claim_params, complete, fail, new_job};
+use common::rows::{claim_one, claim_params, complete, enqueue_one, fail, new_job};
 use leasehold_coordinator::store::{Finished, JobFilter, NewJobRow, Outcome, OutcomeKind, Store};
 use leasehold_proto::{Artifact, HeartbeatItem, HeartbeatStatus, JobState};
 use serde_json::json;
@@ -110,18 +110,8 @@ async fn claim_order_and_batch(store: Arc<dyn Store>) {
 
 async fn stale_token_changes_nothing(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let id = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let lease = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let id = enqueue_one(&*store, "q", now).await;
+    let lease = claim_one(&*store, "q", now).await;
     let before = store.get_job("default", id).await.unwrap().unwrap();
     let events_before = store.events_after(0, 10_000).await.unwrap().len();
     for outcome in [
@@ -167,12 +157,7 @@ async fn stale_token_changes_nothing(store: Arc<dyn Store>) {
 
 async fn expired_lease_is_reclaimed_with_next_token(store: Arc<dyn Store>) {
     let t0 = Utc::now();
-    let id = store
-        .enqueue(t0, vec![new_job("q", "k", t0)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
+    let id = enqueue_one(&*store, "q", t0).await;
     let old = store
         .claim(t0, &claim_params("q", 1, 5_000))
         .await
@@ -249,12 +234,7 @@ async fn expiry_with_attempts_spent_is_dead(store: Arc<dyn Store>) {
 
 async fn heartbeat_extends_and_keeps_checkpoint(store: Arc<dyn Store>) {
     let t0 = Utc::now();
-    let id = store
-        .enqueue(t0, vec![new_job("q", "k", t0)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
+    let id = enqueue_one(&*store, "q", t0).await;
     let l = store
         .claim(t0, &claim_params("q", 1, 5_000))
         .await
@@ -302,18 +282,8 @@ async fn heartbeat_extends_and_keeps_checkpoint(store: Arc<dyn Store>) {
 
 async fn complete_records_result_and_artifacts(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let id = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let id = enqueue_one(&*store, "q", now).await;
+    let l = claim_one(&*store, "q", now).await;
     let artifact = Artifact {
         name: "out/report.txt".into(),
         digest: format!("sha256:{}", "a".repeat(64)),

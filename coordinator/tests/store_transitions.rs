@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use common::events::event_types;
-use common::rows::{claim_params, fail, new_job};
+use common::rows::{claim_one, claim_params, enqueue_one, fail, new_job};
 use leasehold_coordinator::store::{Finished, Outcome, OutcomeKind, Store};
 use leasehold_proto::{HeartbeatItem, HeartbeatStatus, JobState};
 
@@ -17,12 +17,7 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
     let mut row = new_job("q", "k", t0);
     row.max_attempts = 2;
     let id = store.enqueue(t0, vec![row]).await.unwrap()[0].job.id;
-    let l1 = store
-        .claim(t0, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let l1 = claim_one(&*store, "q", t0).await;
     let retry_at = t0 + Duration::seconds(10);
     let r = store
         .finish(
@@ -44,12 +39,7 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
             .leases
             .is_empty()
     );
-    let l2 = store
-        .claim(retry_at, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let l2 = claim_one(&*store, "q", retry_at).await;
     assert_eq!(l2.attempt, 2);
     let r = store
         .finish(
@@ -64,18 +54,8 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
     assert!(job.finished_at.is_some());
 
     // A fatal error ends the job at once, attempts or not.
-    let id2 = store
-        .enqueue(t0, vec![new_job("q", "k", t0)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(retry_at, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let id2 = enqueue_one(&*store, "q", t0).await;
+    let l = claim_one(&*store, "q", retry_at).await;
     let r = store
         .finish(
             retry_at,
@@ -110,18 +90,8 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
 
 async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let id = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let id = enqueue_one(&*store, "q", now).await;
+    let l = claim_one(&*store, "q", now).await;
     let r = store
         .finish(
             now,
@@ -136,12 +106,7 @@ async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
         .unwrap();
     let Finished::Ok(job) = &r[0] else { panic!() };
     assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
-    let l2 = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let l2 = claim_one(&*store, "q", now).await;
     assert_eq!(
         (l2.attempt, l2.fencing_token),
         (1, 2),
@@ -151,12 +116,7 @@ async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
 
 async fn cancel_paths(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let queued = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
+    let queued = enqueue_one(&*store, "q", now).await;
     let t = store
         .cancel_job(now, "default", queued, "operator")
         .await
@@ -172,18 +132,8 @@ async fn cancel_paths(store: Arc<dyn Store>) {
     assert!(!twice.changed);
     assert_eq!(twice.job.state, JobState::Cancelled);
 
-    let leased = store
-        .enqueue(now, vec![new_job("q", "k", now)])
-        .await
-        .unwrap()[0]
-        .job
-        .id;
-    let l = store
-        .claim(now, &claim_params("q", 1, 30_000))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let leased = enqueue_one(&*store, "q", now).await;
+    let l = claim_one(&*store, "q", now).await;
     let t = store
         .cancel_job(now, "default", leased, "stop")
         .await

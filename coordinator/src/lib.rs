@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod handoff;
 pub mod http;
 pub mod metrics;
 pub mod notify;

@@ -32,6 +32,9 @@ pub const STEP_RETRIES: &str = "orchestrator_step_retries_total";
 pub const RUN_DURATION: &str = "orchestrator_run_duration_seconds";
 /// Open worker WebSocket sessions.
 pub const WORKER_SESSIONS: &str = "leasehold_worker_sessions";
+/// Jobs leased in their enqueue's transaction to a claimer parked in a long poll
+/// (`crate::handoff`); each is also counted in `leasehold_leases_granted_total`.
+pub const HANDOFFS: &str = "leasehold_handoffs_total";
 /// Outcomes recorded, by resulting state.
 pub const OUTCOMES: &str = "leasehold_outcomes_total";
 

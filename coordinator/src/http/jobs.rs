@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use leasehold_proto::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, ErrorCode, ErrorEnvelope, Job, JobList,
     JobState, NewJob,
@@ -15,8 +16,10 @@ use super::cursor;
 use super::extract::{
     ApiJson, JobId, OptionalJson, QueryParams, Tenant, from_value, tenant_header_given,
 };
+use super::leases::release_undelivered;
 use crate::error::{ApiError, ApiResult};
-use crate::store::JobFilter;
+use crate::handoff::Taken;
+use crate::store::{Enqueued, JobFilter, NewJobRow, StoreResult};
 use crate::validate;
 
 /// Largest page of `GET /v1/jobs`.
@@ -86,12 +89,9 @@ pub(crate) async fn enqueue(
         let t = tenant.merge(job.tenant.as_deref(), given)?;
         vec![validate::new_job(job, &t, header_key, now)?]
     };
-    let enqueued = state.store.enqueue(now, rows).await?;
+    let enqueued = store_jobs(&state, now, rows).await?;
     let created = enqueued.iter().filter(|e| !e.replayed).count();
     metrics::counter!(crate::metrics::JOBS_ENQUEUED).increment(created as u64);
-    if created > 0 {
-        state.ready.notify();
-    }
     if batch {
         let status = if created > 0 {
             StatusCode::CREATED
@@ -129,6 +129,70 @@ pub(crate) async fn enqueue(
         ApiJson(one.job),
     )
         .into_response())
+}
+
+/// Stores validated jobs and wakes the claimers. A single job that is ready now goes straight
+/// to a claimer parked in a long poll on its queue, if there is one (crate::handoff).
+async fn store_jobs(
+    state: &AppState,
+    now: DateTime<Utc>,
+    mut rows: Vec<NewJobRow>,
+) -> ApiResult<Vec<Enqueued>> {
+    if let [row] = rows.as_slice()
+        && row.state == JobState::Queued
+        && row.run_at <= now
+        && row.run_id.is_none()
+        && let Some(taken) = state.handoffs.take(&row.tenant, &row.queue)
+    {
+        let row = rows
+            .pop()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no job"))?;
+        // On its own task: once leased, the job must reach its claimer or be released, even
+        // if this request's client hangs up (axum then drops this future).
+        let handoff = tokio::spawn(hand_off(state.clone(), now, row.clone(), taken));
+        match handoff.await {
+            Ok(Ok(Some(job))) => {
+                return Ok(vec![Enqueued {
+                    job,
+                    replayed: false,
+                }]);
+            }
+            Ok(Ok(None)) => rows.push(row),
+            Ok(Err(err)) => return Err(err.into()),
+            Err(err) => {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    format!("hand-off task failed: {err}"),
+                ));
+            }
+        }
+    }
+    let enqueued = state.store.enqueue(now, rows).await?;
+    if enqueued.iter().any(|e| !e.replayed) {
+        state.ready.notify();
+    }
+    Ok(enqueued)
+}
+
+/// Enqueues `row` leased to the claimer `taken` and answers that claimer; the job as enqueued,
+/// or `None` when it could not be handed off (nothing was written; `taken`, dropped, queries
+/// again).
+async fn hand_off(
+    state: AppState,
+    now: DateTime<Utc>,
+    row: NewJobRow,
+    taken: Taken,
+) -> StoreResult<Option<Job>> {
+    let Some((job, lease)) = state.store.enqueue_leased(now, row, taken.params()).await? else {
+        return Ok(None);
+    };
+    metrics::counter!(crate::metrics::HANDOFFS).increment(1);
+    let tenant = taken.params().tenant.clone();
+    if let Err(lease) = taken.deliver(lease) {
+        // The claimer left between the take and now: the job goes back to its queue.
+        release_undelivered(&state, &tenant, vec![(lease.job.id, lease.fencing_token)]).await;
+    }
+    Ok(Some(job))
 }
 
 /// One job.

@@ -7,11 +7,12 @@ use axum::http::HeaderMap;
 use leasehold_proto::{
     ClaimRequest, ClaimResponse, CompleteRequest, ErrorCode, ErrorEnvelope, FailRequest,
     FailureInfo, HeartbeatItem, HeartbeatRequest, HeartbeatResponse, HeartbeatResult, Job,
-    JobState, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest, OutcomesResponse,
-    ReleaseRequest,
+    JobState, Lease, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest,
+    OutcomesResponse, ReleaseRequest,
 };
 use serde_json::json;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
@@ -69,12 +70,52 @@ pub(crate) async fn claim(
             let in_ms = (at - state.clock.now()).num_milliseconds().max(0) as u64;
             until = until.min(now + Duration::from_millis(in_ms + 1));
         }
+        // Parked, an enqueue may lease its job to this claimer in its own transaction and
+        // answer here directly (crate::handoff); any other wake-up means query again.
+        let mut parking = state.handoffs.park(&params);
         tokio::select! {
+            handed = parking.recv() => if let Some(lease) = handed {
+                return Ok(handed_off(lease));
+            },
             _ = wake.changed() => {}
             _ = tokio::time::sleep_until(until) => {}
             _ = shutdown.changed() => {}
         }
+        // A lease handed off while another wake-up won the race is answered, not released.
+        if let Some(lease) = parking.try_recv() {
+            return Ok(handed_off(lease));
+        }
     }
+}
+
+/// The long poll's answer for a lease an enqueue handed off.
+fn handed_off(lease: Lease) -> ApiJson<ClaimResponse> {
+    metrics::counter!(crate::metrics::CLAIMS, "result" => "leased").increment(1);
+    metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
+    ApiJson(ClaimResponse {
+        leases: vec![lease],
+    })
+}
+
+/// Gives back leases that were granted but never reached their worker (its socket or long
+/// poll went away first), so their jobs run again now instead of after the lease expires.
+pub(crate) async fn release_undelivered(state: &AppState, tenant: &str, held: Vec<(Uuid, i64)>) {
+    let outcomes = held
+        .into_iter()
+        .map(|(job_id, fencing_token)| Outcome {
+            job_id,
+            fencing_token,
+            kind: OutcomeKind::Release,
+        })
+        .collect();
+    if let Err(err) = state
+        .store
+        .finish_states(state.clock.now(), tenant, outcomes)
+        .await
+    {
+        tracing::warn!(%err, "could not release undelivered leases; they will expire");
+    }
+    state.ready.notify();
 }
 
 /// Validates what a worker asks for (HTTP claim or WebSocket hello) into claim parameters.

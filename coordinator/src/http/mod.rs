@@ -33,6 +33,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, PendingError};
+use crate::handoff::Handoffs;
 use crate::notify::ReadySignal;
 use crate::store::Store;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Wakes long-polling claimers.
     pub ready: ReadySignal,
+    /// Claimers parked in a long poll, for direct hand-off of new jobs.
+    pub handoffs: Handoffs,
     /// Turns true when the server is shutting down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
     /// Request body cap in bytes.
@@ -91,6 +94,7 @@ impl AppState {
             store,
             clock: Arc::new(crate::clock::SystemClock),
             ready: ReadySignal::new(),
+            handoffs: Handoffs::new(),
             shutdown: rx,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             data_dir,

@@ -14,16 +14,16 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use leasehold_proto::{ClientMessage, ErrorCode, ServerMessage};
+use leasehold_proto::{ClientMessage, ErrorCode, Lease, ServerMessage};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Tenant, tenant_header_given};
-use super::leases::{claim_params, finish_many, heartbeat_many};
+use super::leases::{claim_params, finish_many, heartbeat_many, release_undelivered};
 use crate::error::ApiError;
-use crate::store::{ClaimParams, Outcome, OutcomeKind};
+use crate::store::ClaimParams;
 use crate::validate;
 
 /// How long a new socket may take to say `hello`.
@@ -256,23 +256,9 @@ async fn push_leases(
         backoff = Duration::from_millis(50);
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(claimed.expired);
         if !claimed.leases.is_empty() {
-            let n = claimed.leases.len() as u32;
-            metrics::counter!(crate::metrics::LEASES_GRANTED).increment(u64::from(n));
-            flow_tx.send_modify(|f| f.credit = f.credit.saturating_sub(n));
-            let held: Vec<(Uuid, i64)> = claimed
-                .leases
-                .iter()
-                .map(|l| (l.job.id, l.fencing_token))
-                .collect();
-            if out
-                .send(frame(&ServerMessage::Leases {
-                    leases: claimed.leases,
-                }))
-                .await
-                .is_err()
-            {
-                // The socket is gone before the leases left: give them back at once.
-                release(&state, &params.tenant, held).await;
+            metrics::counter!(crate::metrics::LEASES_GRANTED)
+                .increment(claimed.leases.len() as u64);
+            if !push(&state, &params.tenant, &flow_tx, &out, claimed.leases).await {
                 return;
             }
             continue;
@@ -287,30 +273,52 @@ async fn push_leases(
             let in_ms = (at - state.clock.now()).num_milliseconds().max(0) as u64;
             until = until.min(now + Duration::from_millis(in_ms + 1));
         }
+        // Parked, an enqueue may lease its job to this session directly (crate::handoff).
+        let mut parking = state.handoffs.park(&params);
+        let mut handed = None;
+        let mut stop = false;
         tokio::select! {
+            lease = parking.recv() => handed = lease,
             _ = wake.changed() => {}
             _ = tokio::time::sleep_until(until) => {}
-            changed = flow.changed() => if changed.is_err() { return },
-            _ = shutdown.changed() => return,
+            changed = flow.changed() => stop = changed.is_err(),
+            _ = shutdown.changed() => stop = true,
+        }
+        // A lease handed off while another wake-up won the race is pushed, not dropped.
+        if let Some(lease) = handed.or_else(|| parking.try_recv()) {
+            drop(parking);
+            metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
+            if !push(&state, &params.tenant, &flow_tx, &out, vec![lease]).await {
+                return;
+            }
+        }
+        if stop {
+            return;
         }
     }
 }
 
-async fn release(state: &AppState, tenant: &str, held: Vec<(Uuid, i64)>) {
-    let outcomes = held
-        .into_iter()
-        .map(|(job_id, fencing_token)| Outcome {
-            job_id,
-            fencing_token,
-            kind: OutcomeKind::Release,
-        })
-        .collect();
-    if let Err(err) = state
-        .store
-        .finish_states(state.clock.now(), tenant, outcomes)
-        .await
+/// Pushes `leases` to the worker and takes them off its credit; false when the worker drains
+/// or its socket is gone (the leases are then released at once rather than left to expire).
+async fn push(
+    state: &AppState,
+    tenant: &str,
+    flow_tx: &watch::Sender<Flow>,
+    out: &mpsc::Sender<Message>,
+    leases: Vec<Lease>,
+) -> bool {
+    let n = leases.len() as u32;
+    flow_tx.send_modify(|f| f.credit = f.credit.saturating_sub(n));
+    let held: Vec<(Uuid, i64)> = leases.iter().map(|l| (l.job.id, l.fencing_token)).collect();
+    // A drain that arrived while these were granted wants no more leases.
+    if flow_tx.borrow().draining
+        || out
+            .send(frame(&ServerMessage::Leases { leases }))
+            .await
+            .is_err()
     {
-        tracing::warn!(%err, "could not release undelivered leases; they will expire");
+        release_undelivered(state, tenant, held).await;
+        return false;
     }
-    state.ready.notify();
+    true
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, QueueInfo, Run, SchedulerRun,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run, SchedulerRun,
     SchedulerRunInput,
 };
 use uuid::Uuid;
@@ -57,6 +57,19 @@ impl Store for Detached {
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
         detach!(self, |s| s.enqueue(now, jobs))
+    }
+
+    async fn enqueue_leased(
+        &self,
+        now: DateTime<Utc>,
+        job: NewJobRow,
+        claim: &ClaimParams,
+    ) -> StoreResult<Option<(Job, Lease)>> {
+        let claim = claim.clone();
+        detach!(
+            self,
+            |s| async move { s.enqueue_leased(now, job, &claim).await }
+        )
     }
 
     async fn get_job(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Job>> {

@@ -289,6 +289,24 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, now: DateTime<Utc>, jobs: Vec<NewJobRow>)
     -> StoreResult<Vec<Enqueued>>;
 
+    /// Enqueues `job` (one job, ready at `now`, of no run) already leased to the worker of
+    /// `claim` — a claimer parked in a long poll, see [`crate::handoff`] — in one transaction
+    /// that writes the job's `enqueued` and `leased` events, as an enqueue and a claim would.
+    /// Answers the job as enqueued (what [`Store::enqueue`] would have answered) and its lease.
+    ///
+    /// `Ok(None)` when the job cannot be handed off — its queue is paused, its idempotency key
+    /// exists already, or this store does not hand off — and then nothing was written: the
+    /// caller enqueues the job as usual.
+    async fn enqueue_leased(
+        &self,
+        now: DateTime<Utc>,
+        job: NewJobRow,
+        claim: &ClaimParams,
+    ) -> StoreResult<Option<(Job, Lease)>> {
+        let _ = (now, job, claim);
+        Ok(None)
+    }
+
     /// One job of a tenant.
     async fn get_job(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Job>>;
 

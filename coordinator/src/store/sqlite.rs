@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, QueueInfo, Run, SchedulerRun,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run, SchedulerRun,
     SchedulerRunInput,
 };
 use serde_json::{Value, json};
@@ -216,6 +216,15 @@ impl Store for SqliteStore {
         let out = self.insert_jobs(&mut tx, now, jobs).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn enqueue_leased(
+        &self,
+        now: DateTime<Utc>,
+        job: NewJobRow,
+        claim: &ClaimParams,
+    ) -> StoreResult<Option<(Job, Lease)>> {
+        self.enqueue_leased_impl(now, job, claim).await
     }
 
     async fn get_job(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Job>> {

@@ -1,0 +1,273 @@
+//! Direct hand-off: a job enqueued while a claimer is parked in a long poll on its queue is
+//! leased to that claimer in the enqueue's own transaction and answered to it at once.
+//!
+//! Without it an idle worker's pickup is two transactions apart — the enqueue commits, wakes
+//! the claimer, and the claimer's claim commits — each with its round trips and its WAL flush
+//! (bench/README.md, W4). With it the enqueue writes the job already leased (with both its
+//! `enqueued` and `leased` events, as the two transactions would) and the claimer's long poll
+//! returns that lease without touching the database again.
+//!
+//! A claimer *parks* here after a claim that found nothing and before it sleeps; an enqueue
+//! *takes* the oldest parked claimer of the job's tenant and queue (first come, first served),
+//! so two enqueues never hand off to one claimer. Whatever goes wrong after the take is safe:
+//! a [`Taken`] dropped without a lease (the job was not ready, its queue paused, its key a
+//! replay, a database error) makes the claimer query again, as a wake-up would; a lease the
+//! claimer can no longer receive (it gave up or went away) comes back to [`Taken::deliver`]'s
+//! caller, which releases it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use leasehold_proto::Lease;
+use tokio::sync::oneshot;
+
+use crate::store::ClaimParams;
+
+/// Claimers parked in a long poll, oldest first. Cheap to clone (one shared registry).
+#[derive(Debug, Clone, Default)]
+pub struct Handoffs {
+    inner: Arc<Mutex<Registry>>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    next_id: u64,
+    parked: VecDeque<Parked>,
+}
+
+#[derive(Debug)]
+struct Parked {
+    id: u64,
+    params: ClaimParams,
+    tx: oneshot::Sender<Box<Lease>>,
+}
+
+/// A claimer's place in the registry; leaving it (drop) unparks the claimer.
+#[derive(Debug)]
+pub struct Parking {
+    id: u64,
+    rx: oneshot::Receiver<Box<Lease>>,
+    handoffs: Handoffs,
+}
+
+/// A parked claimer taken by an enqueue: hand it a lease, or drop it to make it query again.
+#[derive(Debug)]
+pub struct Taken {
+    params: ClaimParams,
+    tx: oneshot::Sender<Box<Lease>>,
+}
+
+impl Handoffs {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Nothing panics while holding the lock; a poisoned registry is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Parks a claimer with `params` (one job per hand-off, whatever its `max_jobs`).
+    pub fn park(&self, params: &ClaimParams) -> Parking {
+        let (tx, rx) = oneshot::channel();
+        let mut reg = self.registry();
+        reg.next_id += 1;
+        let id = reg.next_id;
+        reg.parked.push_back(Parked {
+            id,
+            params: params.clone(),
+            tx,
+        });
+        Parking {
+            id,
+            rx,
+            handoffs: self.clone(),
+        }
+    }
+
+    /// Takes the oldest parked claimer of `tenant` that claims from `queue`, if any.
+    pub fn take(&self, tenant: &str, queue: &str) -> Option<Taken> {
+        let mut reg = self.registry();
+        // A claimer whose request ended unparks itself on drop, so closed senders are rare;
+        // skip one anyway rather than hand it a lease.
+        reg.parked.retain(|p| !p.tx.is_closed());
+        let at = reg.parked.iter().position(|p| {
+            p.params.tenant == tenant
+                && p.params
+                    .queues
+                    .binary_search_by(|q| q.as_str().cmp(queue))
+                    .is_ok()
+        })?;
+        let p = reg.parked.remove(at)?;
+        Some(Taken {
+            params: p.params,
+            tx: p.tx,
+        })
+    }
+
+    /// How many claimers are parked (for tests and metrics).
+    pub fn parked(&self) -> usize {
+        self.registry().parked.len()
+    }
+}
+
+impl Parking {
+    /// Waits for a handed-off lease. `None` when the enqueue that took this claimer had no
+    /// lease for it after all: the claimer should query again (it is no longer parked).
+    pub async fn recv(&mut self) -> Option<Lease> {
+        (&mut self.rx).await.ok().map(|lease| *lease)
+    }
+
+    /// A lease handed off already, without waiting (checked when another wake-up won the race).
+    pub fn try_recv(&mut self) -> Option<Lease> {
+        self.rx.try_recv().ok().map(|lease| *lease)
+    }
+}
+
+impl Drop for Parking {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.handoffs.registry().parked.retain(|p| p.id != id);
+        // A lease delivered but never received is released by the deliverer: closing the
+        // receiver here makes a late `deliver` fail instead of leaving the lease in the channel.
+        self.rx.close();
+    }
+}
+
+impl Taken {
+    /// What the claimer asked for: its worker, lease length and version go on the lease.
+    pub fn params(&self) -> &ClaimParams {
+        &self.params
+    }
+
+    /// Answers the claimer's long poll with `lease`; gives the lease back when the claimer is
+    /// gone (its caller must then release it).
+    pub fn deliver(self, lease: Lease) -> Result<(), Box<Lease>> {
+        self.tx.send(Box::new(lease))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(tenant: &str, queues: &[&str]) -> ClaimParams {
+        let mut queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+        queues.sort();
+        ClaimParams {
+            tenant: tenant.into(),
+            worker_id: "w".into(),
+            worker_version: None,
+            queues,
+            max_jobs: 1,
+            lease_ttl_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn takes_the_oldest_matching_claimer_once() {
+        let h = Handoffs::new();
+        let _other_tenant = h.park(&params("t2", &["a"]));
+        let _other_queue = h.park(&params("t1", &["b"]));
+        let first = h.park(&params("t1", &["a", "c"]));
+        let _second = h.park(&params("t1", &["a"]));
+        assert_eq!(h.parked(), 4);
+        let taken = h.take("t1", "a").expect("a claimer of t1/a");
+        assert_eq!(taken.params().queues, ["a", "c"]);
+        assert_eq!(h.parked(), 3);
+        drop(first);
+        assert_eq!(h.parked(), 3, "a taken claimer is no longer parked");
+        assert!(h.take("t1", "a").is_some(), "the second claimer");
+        assert!(h.take("t1", "a").is_none(), "no claimer left for t1/a");
+        assert!(h.take("t3", "a").is_none());
+    }
+
+    #[test]
+    fn dropping_a_parking_unparks() {
+        let h = Handoffs::new();
+        let p = h.park(&params("t", &["q"]));
+        drop(p);
+        assert_eq!(h.parked(), 0);
+        assert!(h.take("t", "q").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_take_makes_the_claimer_query_again() {
+        let h = Handoffs::new();
+        let mut p = h.park(&params("t", &["q"]));
+        drop(h.take("t", "q"));
+        assert!(p.recv().await.is_none());
+    }
+
+    fn lease() -> Lease {
+        let now = chrono::Utc::now();
+        let job = leasehold_proto::Job {
+            id: uuid::Uuid::now_v7(),
+            tenant: "t".into(),
+            queue: "q".into(),
+            kind: "k".into(),
+            state: leasehold_proto::JobState::Leased,
+            payload: serde_json::json!({}),
+            priority: 0,
+            attempt: 1,
+            max_attempts: 3,
+            fencing_token: 1,
+            run_at: now,
+            created_at: now,
+            updated_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            lease_expires_at: Some(now),
+            idempotency_key: None,
+            correlation_id: None,
+            project: None,
+            run_id: None,
+            inputs_hash: "sha256:0".into(),
+            backoff: None,
+            worker_id: Some("w".into()),
+            worker_version: None,
+            cancel_requested: false,
+            cancel_reason: None,
+            checkpoint: None,
+            progress: None,
+            result: None,
+            last_error: None,
+            artifacts: Vec::new(),
+        };
+        Lease {
+            job,
+            fencing_token: 1,
+            expires_at: now,
+            lease_ttl_ms: 30_000,
+            attempt: 1,
+            checkpoint: None,
+            retry: leasehold_proto::RetryHints {
+                max_attempts: 3,
+                backoff: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivered_lease_reaches_the_parked_claimer() {
+        let h = Handoffs::new();
+        let mut p = h.park(&params("t", &["q"]));
+        let sent = lease();
+        h.take("t", "q")
+            .expect("parked")
+            .deliver(sent.clone())
+            .expect("claimer waiting");
+        assert_eq!(p.recv().await, Some(sent));
+    }
+
+    #[test]
+    fn a_lease_for_a_claimer_gone_comes_back() {
+        let h = Handoffs::new();
+        let p = h.park(&params("t", &["q"]));
+        let taken = h.take("t", "q").expect("parked");
+        drop(p);
+        let sent = lease();
+        assert_eq!(taken.deliver(sent.clone()), Err(Box::new(sent)));
+    }
+}

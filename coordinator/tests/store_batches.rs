@@ -390,7 +390,55 @@ async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
     assert_eq!(whole.2, states.2);
 }
 
+/// A single-job enqueue (its own statement on PostgreSQL) stores, answers and logs what the
+/// same job in a batch does, replays included.
+async fn single_enqueues_match_batched_ones(store: Arc<dyn Store>) {
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let row = |key: &str| {
+        let mut row = new_job("one", "k", now);
+        row.idempotency_key = Some(key.to_owned());
+        row.correlation_id = Some("corr".into());
+        row.priority = 3;
+        row
+    };
+    let alone = store.enqueue(now, vec![row("a")]).await.unwrap().remove(0);
+    let batch = store.enqueue(now, vec![row("b"), row("c")]).await.unwrap();
+    let strip = |job: &leasehold_proto::Job| {
+        let mut v = serde_json::to_value(job).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("id");
+        obj.remove("idempotency_key");
+        v
+    };
+    assert!(!alone.replayed && !batch[0].replayed);
+    assert_eq!(strip(&alone.job), strip(&batch[0].job), "answers");
+    let stored = |id| {
+        let store = store.clone();
+        async move { store.get_job("default", id).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        strip(&stored(alone.job.id).await),
+        strip(&stored(batch[0].job.id).await),
+        "stored rows"
+    );
+    let events = store.events_after(0, 1000).await.unwrap();
+    let of = |id| -> Vec<(String, serde_json::Value)> {
+        events
+            .iter()
+            .filter(|e| e.job_id == Some(id))
+            .map(|e| (e.kind.clone(), e.data.clone()))
+            .collect()
+    };
+    assert_eq!(of(alone.job.id), of(batch[0].job.id), "events");
+    assert_eq!(of(alone.job.id).len(), 1);
+    let again = store.enqueue(now, vec![row("a")]).await.unwrap().remove(0);
+    assert!(again.replayed);
+    assert_eq!(again.job.id, alone.job.id);
+    assert_eq!(of(alone.job.id).len(), 1, "a replay writes nothing");
+}
+
 on_both_backends!(
+    single_enqueues_match_batched_ones,
     batches_answer_per_item,
     large_batches_answer_like_small_ones,
     state_answers_match_whole_ones

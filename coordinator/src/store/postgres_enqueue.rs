@@ -192,42 +192,49 @@ impl PostgresStore {
         Ok(out)
     }
 
-    /// [`Store::enqueue_leased`](super::Store::enqueue_leased): one statement, outside any
-    /// explicit transaction, so the hand-off costs one round trip and one WAL flush (an
-    /// enqueue then a claim cost six round trips and two flushes). The job is inserted leased;
-    /// its `enqueued` event says `queued`, then its `leased` event, in that order, as the two
-    /// transactions would have written them. A paused queue or an existing idempotency key
-    /// inserts nothing.
-    pub(super) async fn enqueue_leased_impl(
+    /// One job, enqueued by one statement outside any explicit transaction: one round trip
+    /// and one WAL flush (an enqueue in a `BEGIN … COMMIT` took three round trips). With
+    /// `lease`, the job is inserted already leased to that claimer
+    /// ([`Store::enqueue_leased`](super::Store::enqueue_leased); an enqueue and a claim took
+    /// six round trips and two flushes): its `enqueued` event says `queued`, then its `leased`
+    /// event follows, as the two transactions would have written them, and no claimer is woken.
+    /// Answers the stored row, or `None` when nothing was inserted: the idempotency key exists,
+    /// or (with `lease`) the queue is paused.
+    pub(super) async fn insert_one(
         &self,
         now: DateTime<Utc>,
-        job: NewJobRow,
-        claim: &ClaimParams,
-    ) -> StoreResult<Option<(Job, Lease)>> {
+        job: &NewJobRow,
+        lease: Option<&ClaimParams>,
+    ) -> StoreResult<Option<Job>> {
+        // `n` runs only because the final SELECT reads it (see `insert_jobs`).
         let sql = format!(
             "WITH u AS ( \
                INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
                  max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                  lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
-                 inputs_hash, backoff, worker_id, worker_version) \
-               SELECT $1, $2, $3, $4, 'leased', $5::jsonb, $6, 1, $7, 1, $8, $9, $9, $9, \
-                 $9 + $10 * interval '1 millisecond', $10, $11, $12, $13, $14, $15::jsonb, $16, $17 \
-               WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $2 AND q.name = $3 \
-                                 AND q.paused) \
+                 run_id, inputs_hash, backoff, worker_id, worker_version) \
+               SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $8, $10, $11, $11, $12, \
+                 $12 + $13 * interval '1 millisecond', $13, $14, $15, $16, $17, $18, $19::jsonb, \
+                 $20, $21 \
+               WHERE $5 <> 'leased' OR NOT EXISTS ( \
+                 SELECT 1 FROM queues q WHERE q.tenant = $2 AND q.name = $3 AND q.paused) \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT u.tenant, e.type, u.id, u.run_id, u.queue, u.project, u.kind, e.worker_id, \
-                      u.correlation_id, $9, e.data \
+                      u.correlation_id, $11, e.data \
                FROM u CROSS JOIN LATERAL (VALUES \
-                 (1, 'enqueued', NULL::text, \
-                  jsonb_build_object('to', 'queued', 'run_at', u.run_at, 'priority', u.priority)), \
-                 (2, 'leased', u.worker_id, \
-                  jsonb_build_object('from', 'queued', 'to', 'leased', \
-                    'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                    'lease_expires_at', u.lease_expires_at))) AS e(ord, type, worker_id, data) \
-               ORDER BY e.ord) \
-             SELECT * FROM u"
+                 (1, 'enqueued', NULL::text, jsonb_build_object( \
+                   'to', CASE u.state WHEN 'leased' THEN 'queued' ELSE u.state END, \
+                   'run_at', u.run_at, 'priority', u.priority)), \
+                 (2, 'leased', u.worker_id, jsonb_build_object('from', 'queued', 'to', 'leased', \
+                   'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
+                   'lease_expires_at', u.lease_expires_at))) AS e(ord, type, worker_id, data) \
+               WHERE e.ord = 1 OR u.state = 'leased' \
+               ORDER BY e.ord), \
+             n AS (SELECT pg_notify($22, u.tenant || '/' || u.queue || $23) FROM u \
+                   WHERE u.state <> 'leased') \
+             SELECT *, (SELECT count(*) FROM n) AS notified FROM u"
         );
         let backoff = job
             .backoff
@@ -235,30 +242,65 @@ impl PostgresStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(internal)?;
+        let (state, attempt, started_at, ttl_ms) = match lease {
+            Some(claim) => ("leased", 1, Some(now), Some(claim.lease_ttl_ms as i64)),
+            None => (job.state.as_str(), 0, None, None),
+        };
         let row = sqlx::query(&sql)
             .bind(job.id)
             .bind(&job.tenant)
             .bind(&job.queue)
             .bind(&job.kind)
+            .bind(state)
             .bind(job.payload.to_string())
             .bind(job.priority)
+            .bind(attempt)
             .bind(job.max_attempts)
             .bind(job.run_at)
             .bind(now)
-            .bind(claim.lease_ttl_ms as i64)
+            .bind(started_at)
+            .bind(ttl_ms)
             .bind(&job.idempotency_key)
             .bind(&job.correlation_id)
             .bind(&job.project)
+            .bind(job.run_id)
             .bind(&job.inputs_hash)
             .bind(backoff)
-            .bind(&claim.worker_id)
-            .bind(&claim.worker_version)
+            .bind(lease.map(|c| c.worker_id.as_str()))
+            .bind(lease.and_then(|c| c.worker_version.as_deref()))
+            .bind(READY_CHANNEL)
+            .bind(&self.origin)
             .fetch_optional(self.pool())
             .await?;
-        let Some(row) = row else {
+        row.as_ref().map(decode_job).transpose()
+    }
+
+    /// The stored job of `job`'s idempotency key (an enqueue that inserted nothing).
+    pub(super) async fn replayed(&self, job: &NewJobRow) -> StoreResult<Job> {
+        let row = sqlx::query(
+            "SELECT * FROM jobs WHERE tenant = $1 AND queue = $2 AND idempotency_key = $3",
+        )
+        .bind(&job.tenant)
+        .bind(&job.queue)
+        .bind(&job.idempotency_key)
+        .fetch_optional(self.pool())
+        .await?;
+        let row = row.ok_or_else(|| {
+            StoreError::Internal(format!("job {} neither inserted nor found", job.id))
+        })?;
+        decode_job(&row)
+    }
+
+    /// [`Store::enqueue_leased`](super::Store::enqueue_leased), by [`Self::insert_one`].
+    pub(super) async fn enqueue_leased_impl(
+        &self,
+        now: DateTime<Utc>,
+        job: NewJobRow,
+        claim: &ClaimParams,
+    ) -> StoreResult<Option<(Job, Lease)>> {
+        let Some(leased) = self.insert_one(now, &job, Some(claim)).await? else {
             return Ok(None);
         };
-        let leased = decode_job(&row)?;
         let enqueued = as_enqueued(&leased);
         Ok(Some((enqueued, lease_of(leased)?)))
     }

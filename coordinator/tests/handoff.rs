@@ -19,12 +19,15 @@ use serde_json::{Value, json};
 /// `v` as JSON without the fields that differ between two otherwise identical jobs.
 fn json<T: serde::Serialize>(v: &T) -> Value {
     let mut v = serde_json::to_value(v).unwrap();
+    let strip = |obj: &mut serde_json::Map<String, Value>| {
+        for field in ["id", "queue", "idempotency_key"] {
+            obj.remove(field);
+        }
+    };
     let obj = v.as_object_mut().unwrap();
-    obj.remove("id");
-    obj.remove("queue");
+    strip(obj);
     if let Some(job) = obj.get_mut("job").and_then(Value::as_object_mut) {
-        job.remove("id");
-        job.remove("queue");
+        strip(job);
     }
     v
 }
@@ -34,11 +37,28 @@ fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
 }
 
+/// A job with every optional field set, as the API would store it.
+fn full_job(queue: &str, key: &str, now: DateTime<Utc>) -> leasehold_coordinator::store::NewJobRow {
+    let mut row = new_job(queue, "k", now);
+    row.idempotency_key = Some(key.into());
+    row.correlation_id = Some("corr-1".into());
+    row.project = Some("proj".into());
+    row.priority = 7;
+    row.max_attempts = 5;
+    row.run_at = now - chrono::Duration::milliseconds(1500);
+    row.backoff = Some(leasehold_proto::BackoffHint {
+        initial_ms: 250,
+        multiplier: 1.5,
+        max_delay_ms: 60_000,
+    });
+    row
+}
+
 async fn hand_off_writes_what_enqueue_then_claim_write(store: Arc<dyn Store>) {
     let now = now_micros();
     // The two-transaction way, in queue "a".
     let enqueued_a = store
-        .enqueue(now, vec![new_job("a", "k", now)])
+        .enqueue(now, vec![full_job("a", "key-a", now)])
         .await
         .unwrap()
         .remove(0)
@@ -51,7 +71,11 @@ async fn hand_off_writes_what_enqueue_then_claim_write(store: Arc<dyn Store>) {
         .remove(0);
     // The hand-off, in queue "b".
     let (enqueued_b, lease_b) = store
-        .enqueue_leased(now, new_job("b", "k", now), &claim_params("b", 1, 30_000))
+        .enqueue_leased(
+            now,
+            full_job("b", "key-b", now),
+            &claim_params("b", 1, 30_000),
+        )
         .await
         .unwrap()
         .expect("handed off");

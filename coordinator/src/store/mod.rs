@@ -14,6 +14,7 @@ mod runs;
 mod sqlite;
 mod sqlite_direct;
 mod sqlite_enqueue;
+mod sqlite_handoff;
 mod sqlite_leases;
 mod sqlite_runs;
 
@@ -584,6 +585,22 @@ pub(crate) fn pick_queue(queues: Vec<QueueInfo>, name: &str) -> StoreResult<Queu
 }
 
 /// The lease a freshly claimed job row stands for (shared by both stores).
+/// A job leased by its own enqueue (the hand-off) as that enqueue left it, before the lease
+/// written in the same transaction: what `enqueue` answers for a job nobody has claimed yet.
+pub(crate) fn as_enqueued(leased: &Job) -> Job {
+    Job {
+        state: JobState::Queued,
+        attempt: leased.attempt - 1,
+        fencing_token: leased.fencing_token - 1,
+        updated_at: leased.created_at,
+        started_at: None,
+        lease_expires_at: None,
+        worker_id: None,
+        worker_version: None,
+        ..leased.clone()
+    }
+}
+
 pub(crate) fn lease_of(job: Job) -> StoreResult<Lease> {
     let expires_at = job
         .lease_expires_at

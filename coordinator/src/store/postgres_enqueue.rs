@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use leasehold_proto::{Job, JobState, Lease};
+use leasehold_proto::{Job, Lease};
 
 use super::postgres::{EVENT_COLUMNS, PostgresStore, READY_CHANNEL, decode_job, internal};
-use super::{ClaimParams, Enqueued, NewJobRow, StoreError, StoreResult, lease_of};
+use super::{ClaimParams, Enqueued, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
 
 impl PostgresStore {
     /// Inserts jobs (with their `enqueued` events, in input order) inside the caller's
@@ -303,21 +303,5 @@ impl PostgresStore {
         };
         let enqueued = as_enqueued(&leased);
         Ok(Some((enqueued, lease_of(leased)?)))
-    }
-}
-
-/// The job as its enqueue left it, before the lease written in the same statement: what
-/// `enqueue` answers for a job nobody has claimed yet.
-fn as_enqueued(leased: &Job) -> Job {
-    Job {
-        state: JobState::Queued,
-        attempt: leased.attempt - 1,
-        fencing_token: leased.fencing_token - 1,
-        updated_at: leased.created_at,
-        started_at: None,
-        lease_expires_at: None,
-        worker_id: None,
-        worker_version: None,
-        ..leased.clone()
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState, Lease};
+use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
 use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
@@ -23,8 +23,8 @@ use super::sqlite::{
 use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
 use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
-    ClaimParams, Claimed, Finished, NewJobRow, Outcome, OutcomeKind, StoreError, StoreResult,
-    event_type_for, lease_of,
+    ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
+    lease_of,
 };
 
 /// Applies `outcomes` (distinct jobs, at most [`BATCH_ROWS`]) with one `UPDATE … FROM`, each
@@ -440,51 +440,6 @@ async fn lease_chunk(
 }
 
 impl SqliteStore {
-    /// [`Store::enqueue_leased`](super::Store::enqueue_leased): the enqueue's insert and the
-    /// claim's lease (the same statements as [`Self::insert_jobs`] and [`lease_chunk`]) in one
-    /// write transaction; rolled back, writing nothing, when the queue is paused or the
-    /// idempotency key exists.
-    pub(super) async fn enqueue_leased_impl(
-        &self,
-        now: DateTime<Utc>,
-        job: NewJobRow,
-        claim: &ClaimParams,
-    ) -> StoreResult<Option<(Job, Lease)>> {
-        let mut tx = self.begin_write().await?;
-        let paused: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM queues WHERE tenant = ? AND name = ? AND paused = 1")
-                .bind(&job.tenant)
-                .bind(&job.queue)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if paused.is_some() {
-            return Ok(None);
-        }
-        let id = job.id;
-        let Some(enqueued) = self.insert_jobs(&mut tx, now, vec![job]).await?.pop() else {
-            return Err(StoreError::Internal(format!(
-                "job {id} neither inserted nor found"
-            )));
-        };
-        if enqueued.replayed {
-            return Ok(None);
-        }
-        let candidate = Candidate {
-            id,
-            expired: false,
-            run_id: None,
-        };
-        let mut exec = Exec::for_rows(&mut tx, 1).await?;
-        let leased = lease_chunk(&mut exec, now, claim, &[candidate])
-            .await?
-            .pop();
-        drop(exec);
-        let leased =
-            leased.ok_or_else(|| StoreError::Internal(format!("handed-off job {id} vanished")))?;
-        tx.commit().await?;
-        Ok(Some((enqueued.job, lease_of(leased)?)))
-    }
-
     pub(super) async fn claim_impl(
         &self,
         now: DateTime<Utc>,

@@ -1,0 +1,104 @@
+//! The hand-off on SQLite ([`Store::enqueue_leased`](super::Store::enqueue_leased)): a job
+//! inserted already leased to a parked claimer, with its `enqueued` and `leased` events.
+//!
+//! On SQLite the cost of a small write transaction is its statements' trips to sqlx's
+//! connection thread, not their execution (docs/sqlite-direct.md). Done as an enqueue and a
+//! claim would do it — `BEGIN`, the paused check, the insert, its event, the lease update, its
+//! event, `COMMIT` — the hand-off took seven trips; here the row and both events are written
+//! by one multi-statement text, which sqlx runs in one trip (it binds `?` parameters across the
+//! statements in order), between `BEGIN IMMEDIATE` and `COMMIT`: three trips.
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{Job, JobState, Lease};
+use serde_json::json;
+
+use super::sqlite::{EVENT_INSERT, SqliteStore, from_micros, json_text, micros};
+use super::sqlite_direct::{Arg, Exec};
+use super::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
+
+impl SqliteStore {
+    /// The job inserted leased to `claim`'s worker, or `None` (rolled back, nothing written)
+    /// when its queue is paused or its idempotency key exists.
+    pub(super) async fn enqueue_leased_impl(
+        &self,
+        now: DateTime<Utc>,
+        job: NewJobRow,
+        claim: &ClaimParams,
+    ) -> StoreResult<Option<(Job, Lease)>> {
+        let at = micros(now);
+        let expires = micros(now + chrono::Duration::milliseconds(claim.lease_ttl_ms as i64));
+        // The events' data as the enqueue and the claim write it, from the values as stored
+        // (times at microsecond precision).
+        let enqueued = json_text(&json!({
+            "to": JobState::Queued, "run_at": from_micros(micros(job.run_at))?,
+            "priority": job.priority,
+        }));
+        let leased = json_text(&json!({
+            "from": "queued", "to": "leased", "fencing_token": 1, "attempt": 1,
+            "lease_expires_at": from_micros(expires)?,
+        }));
+        let payload = json_text(&job.payload);
+        let backoff = job.backoff.as_ref().map(|b| json_text(&json!(b)));
+        // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading `ON` as a join.
+        let sql = format!(
+            "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
+               max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
+               lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
+               inputs_hash, backoff, worker_id, worker_version) \
+             SELECT ?, ?, ?, ?, 'leased', ?, ?, 1, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM queues WHERE tenant = ? AND name = ? AND paused = 1) \
+             ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
+             DO NOTHING RETURNING *; \
+             {EVENT_INSERT} \
+             SELECT jobs.tenant, e.type, jobs.id, jobs.run_id, jobs.queue, jobs.project, \
+                    jobs.kind, e.worker, jobs.correlation_id, ?, e.data \
+             FROM jobs JOIN (SELECT 1 AS ord, 'enqueued' AS type, NULL AS worker, ? AS data \
+                             UNION ALL SELECT 2, 'leased', ?, ?) e \
+             WHERE jobs.id = ? AND jobs.state = 'leased' ORDER BY e.ord"
+        );
+        let args = [
+            Arg::uuid(&job.id),
+            Arg::Text(&job.tenant),
+            Arg::Text(&job.queue),
+            Arg::Text(&job.kind),
+            Arg::Text(&payload),
+            Arg::Int(i64::from(job.priority)),
+            Arg::Int(i64::from(job.max_attempts)),
+            Arg::Int(micros(job.run_at)),
+            Arg::Int(at),
+            Arg::Int(at),
+            Arg::Int(at),
+            Arg::Int(expires),
+            Arg::Int(claim.lease_ttl_ms as i64),
+            Arg::opt_text(job.idempotency_key.as_deref()),
+            Arg::opt_text(job.correlation_id.as_deref()),
+            Arg::opt_text(job.project.as_deref()),
+            Arg::Text(&job.inputs_hash),
+            Arg::opt_text(backoff.as_deref()),
+            Arg::Text(&claim.worker_id),
+            Arg::opt_text(claim.worker_version.as_deref()),
+            Arg::Text(&job.tenant),
+            Arg::Text(&job.queue),
+            // the events
+            Arg::Int(at),
+            Arg::Text(&enqueued),
+            Arg::Text(&claim.worker_id),
+            Arg::Text(&leased),
+            Arg::uuid(&job.id),
+        ];
+        let mut tx = self.begin_write().await?;
+        // Through sqlx, whatever the row count: only sqlx runs a multi-statement text.
+        let mut rows = Exec::Sqlx(&mut tx).fetch_jobs(&sql, &args).await?;
+        let Some(row) = rows.pop() else {
+            return Ok(None); // paused or replayed: dropping `tx` rolls back (nothing written)
+        };
+        if !rows.is_empty() || row.id != job.id {
+            return Err(StoreError::Internal(format!(
+                "the hand-off of job {} returned an unexpected row",
+                job.id
+            )));
+        }
+        tx.commit().await?;
+        Ok(Some((as_enqueued(&row), lease_of(row)?)))
+    }
+}

@@ -169,6 +169,44 @@ async fn hand_off_writes_nothing_when_it_cannot(store: Arc<dyn Store>) {
     assert_eq!(event_types(&store, first_id).await, ["enqueued"]);
 }
 
+/// A hand-off whose statement fails (here: a job id that exists) writes nothing and leaves the
+/// store usable: on SQLite the transaction its text opened is rolled back.
+async fn a_failed_hand_off_leaves_the_store_usable(store: Arc<dyn Store>) {
+    let now = now_micros();
+    let first = new_job("f", "k", now);
+    let id = first.id;
+    store.enqueue(now, vec![first.clone()]).await.unwrap();
+    let err = store
+        .enqueue_leased(now, first, &claim_params("f", 1, 30_000))
+        .await
+        .expect_err("a duplicate id is refused");
+    assert!(!err.to_string().is_empty());
+    assert_eq!(event_types(&store, id).await, ["enqueued"]);
+    assert_eq!(
+        store.get_job("default", id).await.unwrap().unwrap().state,
+        leasehold_proto::JobState::Queued
+    );
+    // The writer is not left inside a transaction: the next writes commit.
+    let (job, lease) = store
+        .enqueue_leased(now, new_job("f", "k", now), &claim_params("f", 1, 30_000))
+        .await
+        .unwrap()
+        .expect("handed off");
+    assert_eq!(lease.job.id, job.id);
+    let next = store
+        .enqueue(now, vec![new_job("f", "k", now)])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_job("default", next[0].job.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(event_types(&store, job.id).await, ["enqueued", "leased"]);
+}
+
 struct Client {
     http: reqwest::Client,
     url: String,
@@ -407,6 +445,7 @@ async fn a_worker_session_with_credit_gets_the_job_from_its_enqueue(store: Arc<d
 }
 
 on_both_backends!(
+    a_failed_hand_off_leaves_the_store_usable,
     a_worker_session_with_credit_gets_the_job_from_its_enqueue,
     hand_off_writes_what_enqueue_then_claim_write,
     hand_off_writes_nothing_when_it_cannot,

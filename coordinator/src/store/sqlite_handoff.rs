@@ -4,9 +4,12 @@
 //! On SQLite the cost of a small write transaction is its statements' trips to sqlx's
 //! connection thread, not their execution (docs/sqlite-direct.md). Done as an enqueue and a
 //! claim would do it — `BEGIN`, the paused check, the insert, its event, the lease update, its
-//! event, `COMMIT` — the hand-off took seven trips; here the row and both events are written
-//! by one multi-statement text, which sqlx runs in one trip (it binds `?` parameters across the
-//! statements in order), between `BEGIN IMMEDIATE` and `COMMIT`: three trips.
+//! event, `COMMIT` — the hand-off took seven trips. Here the whole transaction is one
+//! multi-statement text, `BEGIN IMMEDIATE; INSERT …; INSERT …; COMMIT`, which sqlx runs in one
+//! trip (binding `?` parameters across the statements in order). When the row cannot be
+//! inserted (paused queue, existing key) neither statement writes anything and the empty
+//! transaction commits; when a statement fails, the transaction the text opened is rolled back
+//! before the connection goes back to the pool.
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{Job, JobState, Lease};
@@ -41,7 +44,8 @@ impl SqliteStore {
         let backoff = job.backoff.as_ref().map(|b| json_text(&json!(b)));
         // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading `ON` as a join.
         let sql = format!(
-            "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
+            "BEGIN IMMEDIATE; \
+             INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
                max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
                inputs_hash, backoff, worker_id, worker_version) \
@@ -54,7 +58,8 @@ impl SqliteStore {
                     jobs.kind, e.worker, jobs.correlation_id, ?, e.data \
              FROM jobs JOIN (SELECT 1 AS ord, 'enqueued' AS type, NULL AS worker, ? AS data \
                              UNION ALL SELECT 2, 'leased', ?, ?) e \
-             WHERE jobs.id = ? AND jobs.state = 'leased' ORDER BY e.ord"
+             WHERE jobs.id = ? AND jobs.state = 'leased' ORDER BY e.ord; \
+             COMMIT"
         );
         let args = [
             Arg::uuid(&job.id),
@@ -86,11 +91,25 @@ impl SqliteStore {
             Arg::Text(&leased),
             Arg::uuid(&job.id),
         ];
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.writer.acquire().await?;
         // Through sqlx, whatever the row count: only sqlx runs a multi-statement text.
-        let mut rows = Exec::Sqlx(&mut tx).fetch_jobs(&sql, &args).await?;
+        let fetched = Exec::Sqlx(&mut conn).fetch_jobs(&sql, &args).await;
+        let mut rows = match fetched {
+            Ok(rows) => rows,
+            Err(err) => {
+                // Ends the text's transaction if it is still open ("no transaction is active"
+                // otherwise); a connection that cannot even do that is not reused.
+                if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+                    && !e.to_string().contains("no transaction is active")
+                {
+                    tracing::warn!(%e, "rollback after a failed hand-off failed; closing the connection");
+                    conn.close_on_drop();
+                }
+                return Err(err);
+            }
+        };
         let Some(row) = rows.pop() else {
-            return Ok(None); // paused or replayed: dropping `tx` rolls back (nothing written)
+            return Ok(None); // paused or replayed: nothing was written
         };
         if !rows.is_empty() || row.id != job.id {
             return Err(StoreError::Internal(format!(
@@ -98,7 +117,6 @@ impl SqliteStore {
                 job.id
             )));
         }
-        tx.commit().await?;
         Ok(Some((as_enqueued(&row), lease_of(row)?)))
     }
 }

@@ -184,7 +184,51 @@ async fn cancel_paths(store: Arc<dyn Store>) {
     );
 }
 
+/// Claims after empty ones (an idle worker's: on SQLite they look on a reader before taking
+/// the writer) still see, at the claim's own `now`, expired leases and jobs come due.
+async fn claims_after_empty_ones_see_expiry_and_due_jobs(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let id = store
+        .enqueue(t0, vec![new_job("idle", "k", t0)])
+        .await
+        .unwrap()[0]
+        .job
+        .id;
+    let first = store
+        .claim(t0, &claim_params("idle", 10, 1_000))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(first.len(), 1);
+    let empty = |at| {
+        let store = store.clone();
+        async move {
+            let c = store
+                .claim(at, &claim_params("idle", 10, 1_000))
+                .await
+                .unwrap();
+            c.leases.len()
+        }
+    };
+    assert_eq!(empty(t0).await, 0, "leased, not expired");
+    assert_eq!(empty(t0 + Duration::milliseconds(500)).await, 0);
+    let again = store
+        .claim(t0 + Duration::seconds(2), &claim_params("idle", 10, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(again.leases.len(), 1, "the expired lease is taken over");
+    assert_eq!(again.leases[0].job.id, id);
+    assert_eq!(again.leases[0].fencing_token, 2);
+    assert_eq!(empty(t0 + Duration::seconds(2)).await, 0);
+    let mut later = new_job("idle", "k", t0);
+    later.run_at = t0 + Duration::seconds(5);
+    store.enqueue(t0, vec![later]).await.unwrap();
+    assert_eq!(empty(t0 + Duration::seconds(3)).await, 0, "not due yet");
+    assert_eq!(empty(t0 + Duration::seconds(6)).await, 1, "due");
+}
+
 on_both_backends!(
+    claims_after_empty_ones_see_expiry_and_due_jobs,
     fail_retry_and_dead,
     release_gives_the_attempt_back,
     cancel_paths,

@@ -440,46 +440,11 @@ async fn lease_chunk(
 }
 
 impl SqliteStore {
-    /// Whether a claim with `params` may find anything at `now`: a ready job or an expired
-    /// lease in its queues (paused queues included: the claim itself leaves them out). Read on
-    /// a reader connection, as of the latest commit.
-    async fn anything_claimable(
-        &self,
-        now: DateTime<Utc>,
-        params: &ClaimParams,
-    ) -> StoreResult<bool> {
-        let queues = placeholders(params.queues.len());
-        let sql = format!(
-            "SELECT 1 FROM jobs WHERE tenant = ? AND state = 'queued' AND run_at <= ? \
-               AND queue IN ({queues}) \
-             UNION ALL SELECT 1 FROM jobs WHERE tenant = ? AND state = 'leased' \
-               AND lease_expires_at <= ? AND queue IN ({queues}) \
-             LIMIT 1"
-        );
-        let t = micros(now);
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for _ in 0..2 {
-            q = q.bind(&params.tenant).bind(t);
-            for queue in &params.queues {
-                q = q.bind(queue);
-            }
-        }
-        Ok(q.fetch_optional(&self.reader).await?.is_some())
-    }
-
     pub(super) async fn claim_impl(
         &self,
         now: DateTime<Utc>,
         params: &ClaimParams,
     ) -> StoreResult<Claimed> {
-        // An idle worker's claim usually finds nothing. While the latest claim found nothing,
-        // look on a reader first, so that an empty claim does not take the single writer for
-        // a transaction of several trips, holding up the enqueue that would give it work.
-        if self.last_claim_size.load(Ordering::Relaxed) == 0
-            && !self.anything_claimable(now, params).await?
-        {
-            return Ok(Claimed::default());
-        }
         let mut tx = self.begin_write().await?;
         let buried = bury_exhausted(&mut tx, now, params).await?;
         // The candidate search runs before its size is known: guess from the latest claim

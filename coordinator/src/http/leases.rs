@@ -73,16 +73,15 @@ pub(crate) async fn claim(
         // Parked, an enqueue may lease its job to this claimer in its own transaction and
         // answer here directly (crate::handoff); any other wake-up means query again.
         let mut parking = state.handoffs.park(&params);
+        let mut handed = None;
         tokio::select! {
-            handed = parking.recv() => if let Some(lease) = handed {
-                return Ok(handed_off(lease));
-            },
+            lease = parking.recv() => handed = lease,
             _ = wake.changed() => {}
             _ = tokio::time::sleep_until(until) => {}
             _ = shutdown.changed() => {}
         }
         // A lease handed off while another wake-up won the race is answered, not released.
-        if let Some(lease) = parking.try_recv() {
+        if let Some(lease) = handed.or_else(|| parking.try_recv()) {
             return Ok(handed_off(lease));
         }
     }

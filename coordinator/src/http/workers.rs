@@ -256,8 +256,6 @@ async fn push_leases(
         backoff = Duration::from_millis(50);
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(claimed.expired);
         if !claimed.leases.is_empty() {
-            metrics::counter!(crate::metrics::LEASES_GRANTED)
-                .increment(claimed.leases.len() as u64);
             if !push(&state, &params.tenant, &flow_tx, &out, claimed.leases).await {
                 return;
             }
@@ -287,7 +285,6 @@ async fn push_leases(
         // A lease handed off while another wake-up won the race is pushed, not dropped.
         if let Some(lease) = handed.or_else(|| parking.try_recv()) {
             drop(parking);
-            metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
             if !push(&state, &params.tenant, &flow_tx, &out, vec![lease]).await {
                 return;
             }
@@ -298,8 +295,9 @@ async fn push_leases(
     }
 }
 
-/// Pushes `leases` to the worker and takes them off its credit; false when the worker drains
-/// or its socket is gone (the leases are then released at once rather than left to expire).
+/// Counts `leases` as granted, pushes them to the worker and takes them off its credit; false
+/// when the worker drains or its socket is gone (the leases are then released at once rather
+/// than left to expire).
 async fn push(
     state: &AppState,
     tenant: &str,
@@ -308,6 +306,7 @@ async fn push(
     leases: Vec<Lease>,
 ) -> bool {
     let n = leases.len() as u32;
+    metrics::counter!(crate::metrics::LEASES_GRANTED).increment(u64::from(n));
     flow_tx.send_modify(|f| f.credit = f.credit.saturating_sub(n));
     let held: Vec<(Uuid, i64)> = leases.iter().map(|l| (l.job.id, l.fencing_token)).collect();
     // A drain that arrived while these were granted wants no more leases.

@@ -1,6 +1,6 @@
 //! Prometheus metrics through the `metrics` facade. The exporter is installed once per process
 //! (tests build many routers) and rendered by our own `/metrics` route; its HTTP listener and
-//! default TLS features stay off (see known-good-deps: one TLS provider).
+//! default TLS features stay off (one TLS provider: docs/DEPENDENCIES.md).
 
 use std::sync::OnceLock;
 
@@ -66,11 +66,46 @@ pub fn handle() -> &'static PrometheusHandle {
             })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                register_at_zero();
+                handle
+            }
             // Another recorder is installed (only in odd embeddings): render an empty registry.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
     })
+}
+
+/// Statuses a run ends in (`orchestrator_runs_total` also counts `created`).
+const RUN_END_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+/// Writes every counter (and the run-duration histogram) whose label values are known in
+/// advance at zero, so that `/metrics` shows them before their first event: an alert such as
+/// `increase(orchestrator_step_retries_total[5m]) > 10` then sees 0 on a healthy coordinator
+/// instead of "no data". Series labelled by queue or tenant appear with their first job.
+fn register_at_zero() {
+    for name in [
+        LEASES_GRANTED,
+        LEASE_EXPIRIES,
+        JOBS_ENQUEUED,
+        STEP_RETRIES,
+        HANDOFFS,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    metrics::counter!(RUNS_TOTAL, "status" => "created").absolute(0);
+    for status in RUN_END_STATUSES {
+        metrics::counter!(RUNS_TOTAL, "status" => status).absolute(0);
+        // Registering the histogram makes its `_count`/`_sum` render, at zero.
+        drop(metrics::histogram!(RUN_DURATION, "status" => status));
+    }
+    for result in ["leased", "empty"] {
+        metrics::counter!(CLAIMS, "result" => result).absolute(0);
+    }
+    for state in leasehold_proto::JobState::ALL {
+        metrics::counter!(OUTCOMES, "state" => state.as_str()).absolute(0);
+    }
+    metrics::gauge!(WORKER_SESSIONS).set(0.0);
 }
 
 /// Sets the job gauges from fresh counts; every state of a known queue is written so that a

@@ -42,13 +42,21 @@ struct HeartbeatAckBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OutcomesBody {
+    // The tag, already read; named so that every other unknown key is refused, as on serde's path.
+    #[serde(rename = "type")]
+    _tag: serde::de::IgnoredAny,
     seq: u64,
     outcomes: Vec<OutcomeReport>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct HeartbeatBody {
+    // The tag, already read; named so that every other unknown key is refused, as on serde's path.
+    #[serde(rename = "type")]
+    _tag: serde::de::IgnoredAny,
     seq: u64,
     leases: Vec<HeartbeatItem>,
 }

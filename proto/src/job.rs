@@ -67,6 +67,7 @@ impl std::fmt::Display for JobState {
 /// (exponential with full jitter) and sends `retry_at`; the coordinator only stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct BackoffHint {
     /// First delay in milliseconds.
     pub initial_ms: u64,
@@ -79,6 +80,7 @@ pub struct BackoffHint {
 /// A job to enqueue: the body of `POST /v1/jobs`, or one element of `{"jobs": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewJob {
     /// Queue name (`[A-Za-z0-9][A-Za-z0-9_.:-]*`, at most 128 bytes); default `default`.
     #[serde(default = "default_queue")]
@@ -122,6 +124,7 @@ fn default_queue() -> String {
 /// Body of a batch enqueue: `{"jobs": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct EnqueueBatchRequest {
     /// The jobs, at most 1000; all are inserted in one transaction.
     pub jobs: Vec<NewJob>,

@@ -7,6 +7,7 @@ use crate::job::{BackoffHint, Job};
 /// Body of `POST /v1/leases`: claim up to `max_jobs` ready jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// Stable id of the claiming worker process (1..=255 bytes).
     pub worker_id: String,
@@ -79,6 +80,7 @@ pub struct ClaimResponse {
 /// One lease in a heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct HeartbeatItem {
     /// The job.
     pub job_id: Uuid,
@@ -97,6 +99,7 @@ pub struct HeartbeatItem {
 /// Body of `POST /v1/leases/heartbeat`: every lease of one worker at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The worker.
     pub worker_id: String,
@@ -144,6 +147,7 @@ pub struct HeartbeatResponse {
 /// One entry of an artifact manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Artifact {
     /// Relative `/`-separated name, no `..`, no leading `/`, no NUL.
     pub name: String,
@@ -158,6 +162,7 @@ pub struct Artifact {
 /// Body of `POST /v1/jobs/{id}/complete`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The lease's token.
     pub fencing_token: i64,
@@ -173,6 +178,7 @@ pub struct CompleteRequest {
 /// A failure as reported by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct FailureInfo {
     /// Error class, e.g. the exception type.
     #[serde(default = "default_class")]
@@ -196,6 +202,7 @@ fn yes() -> bool {
 /// Body of `POST /v1/jobs/{id}/fail`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct FailRequest {
     /// The lease's token.
     pub fencing_token: i64,
@@ -209,6 +216,7 @@ pub struct FailRequest {
 /// Body of `POST /v1/jobs/{id}/release`: give the lease back unrun.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// The lease's token.
     pub fencing_token: i64,

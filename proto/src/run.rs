@@ -10,6 +10,7 @@ use crate::job::{BackoffHint, JobState};
 /// One job of a run, named by a key local to the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RunJobSpec {
     /// Key unique within the run (same rules as queue names).
     pub key: String,
@@ -43,6 +44,7 @@ fn default_queue() -> String {
 /// Body of `POST /v1/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewRun {
     /// Idempotency: a second submission with the same token returns the first run (200).
     #[serde(default, skip_serializing_if = "Option::is_none")]

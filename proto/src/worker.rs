@@ -17,8 +17,12 @@ use crate::job::JobState;
 use crate::lease::{Artifact, FailureInfo, HeartbeatItem, HeartbeatResult, Lease};
 
 /// What a worker reports for one lease.
+///
+/// Decoded through [`OutcomeWire`], so that a key the outcome does not know is refused (serde
+/// cannot refuse unknown keys of a struct that flattens an enum).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(try_from = "OutcomeWire")]
 pub struct OutcomeReport {
     /// The job.
     pub job_id: Uuid,
@@ -60,9 +64,111 @@ pub enum OutcomeKind {
     Release,
 }
 
+/// The `outcome` tag of an [`OutcomeReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OutcomeTag {
+    Complete,
+    Fail,
+    Release,
+}
+
+impl OutcomeTag {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Fail => "fail",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// Every key any outcome may carry; [`OutcomeReport`] then checks that the keys fit the tag.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeWire {
+    job_id: Uuid,
+    fencing_token: i64,
+    outcome: OutcomeTag,
+    #[serde(default)]
+    result: Option<serde_json::Value>,
+    #[serde(default)]
+    artifacts: Option<Vec<Artifact>>,
+    #[serde(default)]
+    manifest_digest: Option<String>,
+    #[serde(default)]
+    error: Option<FailureInfo>,
+    #[serde(default)]
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<OutcomeWire> for OutcomeReport {
+    type Error = String;
+
+    fn try_from(w: OutcomeWire) -> Result<Self, Self::Error> {
+        // The same wording as serde's own, so that the coordinator names the key alike.
+        let stray = |key: &str| {
+            Err(format!(
+                "unknown field `{key}` (not part of a `{}` outcome)",
+                w.outcome.as_str()
+            ))
+        };
+        let outcome = match w.outcome {
+            OutcomeTag::Complete => {
+                if w.error.is_some() {
+                    return stray("error");
+                }
+                if w.retry_at.is_some() {
+                    return stray("retry_at");
+                }
+                OutcomeKind::Complete {
+                    result: w.result.unwrap_or_default(),
+                    artifacts: w.artifacts.unwrap_or_default(),
+                    manifest_digest: w.manifest_digest,
+                }
+            }
+            OutcomeTag::Fail => {
+                for (key, given) in [
+                    ("result", w.result.is_some()),
+                    ("artifacts", w.artifacts.is_some()),
+                    ("manifest_digest", w.manifest_digest.is_some()),
+                ] {
+                    if given {
+                        return stray(key);
+                    }
+                }
+                OutcomeKind::Fail {
+                    error: w.error.ok_or("missing field `error`")?,
+                    retry_at: w.retry_at,
+                }
+            }
+            OutcomeTag::Release => {
+                for (key, given) in [
+                    ("result", w.result.is_some()),
+                    ("artifacts", w.artifacts.is_some()),
+                    ("manifest_digest", w.manifest_digest.is_some()),
+                    ("error", w.error.is_some()),
+                    ("retry_at", w.retry_at.is_some()),
+                ] {
+                    if given {
+                        return stray(key);
+                    }
+                }
+                OutcomeKind::Release
+            }
+        };
+        Ok(Self {
+            job_id: w.job_id,
+            fencing_token: w.fencing_token,
+            outcome,
+        })
+    }
+}
+
 /// Body of `POST /v1/leases/outcomes`: many outcomes in one transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct OutcomesRequest {
     /// At most 1000 outcomes.
     pub outcomes: Vec<OutcomeReport>,
@@ -108,7 +214,7 @@ pub struct OutcomesResponse {
 /// Worker → coordinator frames on `/v1/workers/connect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// First frame: who I am and what I take.
     Hello {

@@ -4,8 +4,11 @@ package leasehold
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -53,6 +56,24 @@ type JobSpec struct {
 	Project          string   `json:"project,omitempty"`
 	Tenant           string   `json:"tenant,omitempty"`
 	Backoff          *Backoff `json:"backoff,omitempty"`
+}
+
+// UnmarshalJSON decodes a job spec strictly: a key JobSpec does not know (a misspelt
+// "max_atempts", say) is an error naming it, as the coordinator and the C ABI refuse it, so a
+// typo in a spec read from a file never silently changes what runs.
+func (s *JobSpec) UnmarshalJSON(b []byte) error {
+	type plain JobSpec // the same fields, without this method
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("leasehold: job spec: %w", err)
+	}
+	if dec.More() {
+		return errors.New("leasehold: job spec: trailing data after the JSON object")
+	}
+	*s = JobSpec(p)
+	return nil
 }
 
 // JobError is the last failure recorded on a job.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -129,5 +130,26 @@ func TestClientErrors(t *testing.T) {
 	}
 	if _, err := unreachable.Get(ctx, "0191b3a4-0000-7000-8000-000000000000"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
+	}
+}
+
+// A job spec read from JSON refuses a misspelt field by name (the coordinator and the C ABI
+// refuse it too); the well-spelt spec enqueues with the field applied.
+func TestJobSpecFromJSONRefusesUnknownFields(t *testing.T) {
+	var spec JobSpec
+	err := json.Unmarshal([]byte(`{"queue":"q","kind":"k","max_atempts":5}`), &spec)
+	if err == nil || !strings.Contains(err.Error(), `unknown field "max_atempts"`) {
+		t.Fatalf("misspelt field: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"queue":"go-strict","kind":"k","max_attempts":5}`), &spec); err != nil {
+		t.Fatal(err)
+	}
+	client := newClient(t)
+	job, err := client.Enqueue(ctxFor(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.MaxAttempts != 5 || job.Queue != "go-strict" {
+		t.Fatalf("enqueued %+v", job)
 	}
 }

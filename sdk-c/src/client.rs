@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use leasehold::proto::NewJob;
 use leasehold::{Client, JobSpec};
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -28,14 +29,31 @@ struct ClientConfig {
     threads: Option<usize>,
 }
 
-/// A job to enqueue: the coordinator's `NewJob` plus `deterministic_key`.
-#[derive(Debug, Deserialize)]
+/// A job to enqueue: the coordinator's `NewJob` plus `deterministic_key`. Unknown keys are
+/// refused, as by the coordinator (serde cannot refuse them beside a flattened struct, hence the
+/// hand-written `Deserialize`).
+#[derive(Debug)]
 struct JobJson {
-    #[serde(flatten)]
     job: NewJob,
     /// Derive the idempotency key from queue, kind and payload (`leasehold-idem-v1`).
-    #[serde(default)]
     deterministic_key: bool,
+}
+
+impl<'de> Deserialize<'de> for JobJson {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let mut fields = serde_json::Map::deserialize(de)?;
+        let deterministic_key = match fields.remove("deterministic_key") {
+            None => false,
+            Some(v) => bool::deserialize(v)
+                .map_err(|e| D::Error::custom(format!("deterministic_key: {e}")))?,
+        };
+        let job =
+            NewJob::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Self {
+            job,
+            deterministic_key,
+        })
+    }
 }
 
 impl From<JobJson> for JobSpec {

@@ -45,6 +45,12 @@ CASES = [
     ),
     (lambda: leasehold.Client(URL).enqueue_many("abc"), TypeError, "iterable of leasehold.JobSpec"),  # type: ignore[arg-type]
     (lambda: leasehold.Client(URL).enqueue_many([{"kind": "k"}]), TypeError, "JobSpec values"),  # type: ignore[list-item]
+    # A misspelt field is refused by name, never silently dropped (as the coordinator refuses it).
+    (lambda: leasehold.Client(URL).enqueue("k", max_atempts=5), TypeError, "max_atempts"),  # type: ignore[call-arg]
+    (lambda: leasehold.AsyncClient(URL).enqueue("k", prioirty=1), TypeError, "prioirty"),  # type: ignore[call-arg]
+    (lambda: leasehold.JobSpec("k", max_atempts=5), TypeError, "max_atempts"),  # type: ignore[call-arg]
+    (lambda: leasehold.Worker(URL, qeues=["q"]), TypeError, "qeues"),  # type: ignore[call-arg]
+    (lambda: leasehold.Client(URL).submit_run([], run_tokn="t"), TypeError, "run_tokn"),  # type: ignore[call-arg]
     (lambda: leasehold.Client(URL).get(123), TypeError, "job id must be a string"),  # type: ignore[arg-type]
     (lambda: leasehold.Client(URL).get("not-a-uuid"), ValueError, "is not a UUID"),
     (lambda: leasehold.Client(URL).wait("00000000-0000-0000-0000-000000000000", -1), ValueError, "non-negative"),

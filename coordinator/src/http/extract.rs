@@ -1,6 +1,7 @@
 //! Extractors that turn every malformed input into our error envelope: axum's own rejections
 //! would answer in plain text. Syntax errors are 400, well-formed but wrong fields are 422 with
-//! the field's path, oversized bodies are 413.
+//! the field's path, oversized bodies are 413. Request bodies are strict: the v1 request types
+//! refuse keys they do not know (`deny_unknown_fields`), and the 422 names the key.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -57,22 +58,73 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = err.into_inner();
     match inner.classify() {
         serde_json::error::Category::Data => {
-            // serde reports a missing field at its parent's path; name the field itself.
-            let missing = inner
-                .to_string()
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_owned);
-            let field = match (path.as_str(), missing) {
-                (".", Some(m)) => m,
-                (".", None) => "body".to_owned(),
-                (p, Some(m)) => format!("{p}.{m}"),
-                (p, None) => p.to_owned(),
+            let text = inner.to_string();
+            // serde reports a missing or unknown field at its parent's path; name the field.
+            let (named, unknown) = match quoted_after(&text, "missing field `") {
+                Some(m) => (Some(m), false),
+                None => (quoted_after(&text, "unknown field `"), true),
             };
+            let field = match (path.as_str(), named) {
+                (".", Some(m)) => m.to_owned(),
+                (".", None) => "body".to_owned(),
+                // An unknown key is usually in the path already; a missing one never is.
+                (p, Some(m)) if p != m && !p.ends_with(&format!(".{m}")) => format!("{p}.{m}"),
+                (p, _) => p.to_owned(),
+            };
+            if unknown && let Some(key) = named {
+                return ApiError::validation(&field, unknown_field_message(&field, key, &text));
+            }
             ApiError::validation(&field, format!("invalid field `{field}`: {inner}"))
         }
         _ => ApiError::invalid_request(format!("invalid JSON: {inner}")),
     }
+}
+
+/// The text between `prefix` and the next backtick, e.g. the field of "missing field `x`".
+fn quoted_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    rest.split('`').next()
+}
+
+/// "unknown field `max_atempts` (did you mean `max_attempts`?); expected one of …": request
+/// bodies are strict, so that a misspelt field is refused instead of silently not applied.
+fn unknown_field_message(field: &str, key: &str, serde_text: &str) -> String {
+    // serde lists the known fields as "expected one of `a`, `b`" (or "expected `a`").
+    let known: Vec<&str> = serde_text
+        .split_once("expected ")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let suggestion = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    let expected = if known.is_empty() {
+        String::new()
+    } else {
+        format!("; known fields: {}", known.join(", "))
+    };
+    format!("unknown field `{field}`{suggestion}{expected}")
+}
+
+/// Levenshtein distance, for suggesting the field a typo meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -279,5 +331,75 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         serde_urlencoded::from_str::<Vec<(String, String)>>(query)
             .map(QueryParams)
             .map_err(|e| ApiError::invalid_request(format!("malformed query string: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use leasehold_proto::{ClaimRequest, EnqueueBatchRequest, NewJob, OutcomesRequest};
+
+    use super::*;
+
+    fn refusal<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> (String, String) {
+        let err = parse_json::<T>(body.as_bytes()).expect_err("must be refused");
+        let body = err.into_body("r");
+        let field = body.details["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (field, body.message)
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path_and_a_suggestion() {
+        let (field, message) = refusal::<NewJob>(r#"{"queue":"q","kind":"k","max_atempts":5}"#);
+        assert_eq!(field, "max_atempts");
+        assert!(
+            message.contains("did you mean `max_attempts`?"),
+            "{message}"
+        );
+
+        let (field, _) =
+            refusal::<EnqueueBatchRequest>(r#"{"jobs":[{"kind":"k"},{"kind":"k","prio":1}]}"#);
+        assert_eq!(field, "jobs[1].prio");
+
+        let (field, message) =
+            refusal::<ClaimRequest>(r#"{"worker_id":"w","queues":["q"],"zzz":1}"#);
+        assert_eq!(field, "zzz");
+        assert!(!message.contains("did you mean"), "{message}");
+
+        let (field, _) = refusal::<NewJob>(
+            r#"{"kind":"k","backoff":{"initial_ms":1,"multiplier":2,"max_delay_ms":3,"jitter":true}}"#,
+        );
+        assert_eq!(field, "backoff.jitter");
+    }
+
+    #[test]
+    fn outcomes_refuse_keys_of_another_outcome_and_unknown_keys() {
+        let id = Uuid::nil();
+        let (field, message) = refusal::<OutcomesRequest>(&format!(
+            r#"{{"outcomes":[{{"job_id":"{id}","fencing_token":1,"outcome":"fail","error":{{}},"result":1}}]}}"#
+        ));
+        assert_eq!(field, "outcomes[0].result");
+        assert!(message.contains("unknown field"), "{message}");
+        let (field, _) = refusal::<OutcomesRequest>(&format!(
+            r#"{{"outcomes":[{{"job_id":"{id}","fencing_token":1,"outcome":"complete","reslt":1}}]}}"#
+        ));
+        assert_eq!(field, "outcomes[0].reslt");
+        let ok: OutcomesRequest = parse_json(
+            format!(
+                r#"{{"outcomes":[{{"job_id":"{id}","fencing_token":1,"outcome":"release"}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("a release outcome parses");
+        assert_eq!(ok.outcomes.len(), 1);
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("max_atempts", "max_attempts"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kind", "kind"), 0);
     }
 }

@@ -273,6 +273,7 @@ pub(crate) async fn list(
 
 /// Optional body of a cancel.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CancelRequest {
     /// Why; recorded on the job and its event.
     #[serde(default)]

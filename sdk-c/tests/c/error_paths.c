@@ -161,6 +161,18 @@ int main(void) {
     expect("client_enqueue(invalid job)", lh_client_enqueue(client, S("{\"queue\":\"q\"}"), NULL,
                                                             &bytes),
            LH_INVALID_JSON, "missing field `kind`");
+    /* A misspelt job field is refused before anything is sent. */
+    expect("client_enqueue(unknown field)",
+           lh_client_enqueue(client, S("{\"queue\":\"q\",\"kind\":\"k\",\"max_atempts\":5}"), NULL,
+                             &bytes),
+           LH_INVALID_JSON, "unknown field `max_atempts`");
+    expect("client_enqueue_many(unknown field)",
+           lh_client_enqueue_many(client, S("[{\"kind\":\"k\"},{\"kind\":\"k\",\"prio\":1}]"), NULL,
+                                  &bytes),
+           LH_INVALID_JSON, "unknown field `prio`");
+    expect("client_enqueue(deterministic_key not a bool)",
+           lh_client_enqueue(client, S("{\"kind\":\"k\",\"deterministic_key\":1}"), NULL, &bytes),
+           LH_INVALID_JSON, "deterministic_key");
     lh_cancel *cancel = NULL;
     expect("cancel_new", lh_cancel_new(&cancel), LH_OK, NULL);
     expect("cancel_fire", lh_cancel_fire(cancel), LH_OK, NULL);

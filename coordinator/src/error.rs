@@ -103,6 +103,22 @@ impl From<StoreError> for ApiError {
                     "the request conflicts with stored data",
                 )
             }
+            StoreError::IdempotencyConflict(c) => Self::new(
+                ErrorCode::IdempotencyConflict,
+                format!(
+                    "idempotency key {:?} was used for job {} with a different {}; nothing was \
+                     stored (use a new key for new work)",
+                    c.key,
+                    c.existing,
+                    c.differs.join(" and ")
+                ),
+            )
+            .with_details(serde_json::json!({
+                "field": "idempotency_key",
+                "position": c.position,
+                "job_id": c.existing,
+                "differs": c.differs,
+            })),
             StoreError::Internal(detail) => {
                 tracing::error!(%detail, "store failure");
                 Self::new(

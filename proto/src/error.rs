@@ -45,6 +45,9 @@ pub enum ErrorCode {
     LeaseLost,
     /// 409: the job is in a state that does not allow this operation.
     InvalidState,
+    /// 409: the idempotency key was used already for a job with another kind or payload;
+    /// nothing was stored (`details.differs` names what differs, `details.job_id` the job).
+    IdempotencyConflict,
     /// 413: the body or one of its parts is over the size limit.
     PayloadTooLarge,
     /// 422: the request parsed but a field is invalid.
@@ -69,7 +72,7 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::LeaseLost | Self::InvalidState => 409,
+            Self::LeaseLost | Self::InvalidState | Self::IdempotencyConflict => 409,
             Self::PayloadTooLarge => 413,
             Self::ValidationFailed => 422,
             Self::RateLimited => 429,
@@ -88,6 +91,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::LeaseLost => "lease_lost",
             Self::InvalidState => "invalid_state",
+            Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::RateLimited => "rate_limited",

@@ -153,3 +153,22 @@ func TestJobSpecFromJSONRefusesUnknownFields(t *testing.T) {
 		t.Fatalf("enqueued %+v", job)
 	}
 }
+
+// A key reused for other work is the coordinator's 409 idempotency_conflict, not a replay of
+// the old job.
+func TestAKeyReusedForOtherWorkIsRefused(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	if _, err := client.Enqueue(ctx, JobSpec{Queue: queue, Kind: "k", Payload: 1, IdempotencyKey: "reused"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.Enqueue(ctx, JobSpec{Queue: queue, Kind: "k", Payload: 2, IdempotencyKey: "reused"})
+	var e *Error
+	if !errors.Is(err, ErrCoordinator) || !errors.As(err, &e) || e.HTTPStatus != 409 || e.APICode != "idempotency_conflict" {
+		t.Fatalf("reused key: %v (%+v)", err, e)
+	}
+	if !strings.Contains(e.Message, "different payload") {
+		t.Fatalf("message: %s", e.Message)
+	}
+}

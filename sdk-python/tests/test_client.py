@@ -37,6 +37,17 @@ def test_keys_make_enqueue_idempotent(client: leasehold.Client, queue: str) -> N
     assert len(many) == 5 and len({m.job.id for m in many}) == 5
 
 
+def test_a_key_reused_for_other_work_is_refused(client: leasehold.Client, queue: str) -> None:
+    first = client.enqueue("k", {"n": 1}, queue=queue, idempotency_key="reused")
+    with pytest.raises(leasehold.CoordinatorError) as refused:
+        client.enqueue("k", {"n": 2}, queue=queue, idempotency_key="reused")
+    assert refused.value.status == 409 and refused.value.code == "idempotency_conflict"
+    assert refused.value.details["differs"] == ["payload"]
+    assert refused.value.details["job_id"] == first.job.id
+    assert not refused.value.retryable
+    assert client.list(queue=queue).jobs == [client.get(first.job.id)]
+
+
 def test_runs_queues_and_waiting(client: leasehold.Client, queue: str) -> None:
     run = client.submit_run(
         [

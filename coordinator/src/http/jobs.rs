@@ -89,7 +89,15 @@ pub(crate) async fn enqueue(
         let t = tenant.merge(job.tenant.as_deref(), given)?;
         vec![validate::new_job(job, &t, header_key, now)?]
     };
-    let enqueued = store_jobs(&state, now, rows).await?;
+    let enqueued = store_jobs(&state, now, rows).await.map_err(|err| {
+        match err.details.get("position").and_then(Value::as_u64) {
+            // Name the batch's job whose key conflicts.
+            Some(i) if batch && err.code == ErrorCode::IdempotencyConflict => {
+                err.prefix_field(&format!("jobs[{i}]"))
+            }
+            _ => err,
+        }
+    })?;
     let created = enqueued.iter().filter(|e| !e.replayed).count();
     metrics::counter!(crate::metrics::JOBS_ENQUEUED).increment(created as u64);
     if batch {

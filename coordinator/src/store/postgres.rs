@@ -215,10 +215,7 @@ impl Store for PostgresStore {
                     job,
                     replayed: false,
                 },
-                None => Enqueued {
-                    job: self.replayed(job).await?,
-                    replayed: true,
-                },
+                None => super::replay_of(job, self.replayed(job).await?, 0)?,
             }]);
         }
         // A few jobs: planned once, by index (the single-job enqueue, in this form, spent 0.7 ms

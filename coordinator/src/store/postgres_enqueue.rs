@@ -171,21 +171,23 @@ impl PostgresStore {
             }
         }
         let mut out = Vec::with_capacity(n);
-        for new in jobs {
+        for (position, new) in jobs.into_iter().enumerate() {
             match inserted.remove(&new.id) {
                 Some(job) => out.push(Enqueued {
                     job,
                     replayed: false,
                 }),
                 None => {
-                    let key = (new.tenant, new.queue, new.idempotency_key);
+                    let key = (
+                        new.tenant.clone(),
+                        new.queue.clone(),
+                        new.idempotency_key.clone(),
+                    );
                     let job = existing.get(&key).cloned().ok_or_else(|| {
                         StoreError::Internal(format!("job {} neither inserted nor found", new.id))
                     })?;
-                    out.push(Enqueued {
-                        job,
-                        replayed: true,
-                    });
+                    // A conflict returns before the caller commits: the batch stores nothing.
+                    out.push(super::replay_of(&new, job, position)?);
                 }
             }
         }

@@ -134,10 +134,8 @@ impl SqliteStore {
                                 new.id
                             ))
                         })?;
-                        out.push(Enqueued {
-                            job,
-                            replayed: true,
-                        });
+                        // A conflict returns before the caller commits: nothing is stored.
+                        out.push(super::replay_of(new, job, out.len())?);
                     }
                 }
             }

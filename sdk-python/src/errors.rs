@@ -36,7 +36,13 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         // OSError(errno, strerror, filename) becomes the matching subclass (FileNotFoundError,
         // IsADirectoryError, PermissionError, …) and names the file.
         Error::File { path, source } => match source.raw_os_error() {
-            Some(errno) => PyOSError::new_err((errno, source.to_string(), path)),
+            Some(errno) => {
+                // Python's strerror, without Rust's " (os error N)" suffix.
+                let text = source.to_string();
+                let suffix = format!(" (os error {errno})");
+                let strerror = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+                PyOSError::new_err((errno, strerror, path))
+            }
             None => PyOSError::new_err(message),
         },
         Error::WaitTimeout {

@@ -41,7 +41,7 @@ pub(crate) fn to_py(err: Error) -> PyErr {
                 let text = source.to_string();
                 let suffix = format!(" (os error {errno})");
                 let strerror = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
-                PyOSError::new_err((errno, strerror, path))
+                PyOSError::new_err((errno, strerror, path.into_os_string()))
             }
             None => PyOSError::new_err(message),
         },

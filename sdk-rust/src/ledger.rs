@@ -393,7 +393,8 @@ mod tests {
     #[test]
     fn a_refused_result_becomes_a_final_failure_naming_the_cause() {
         let too_big = api(413, ErrorCode::PayloadTooLarge, "the limit is 10");
-        let f = replacement(&complete(serde_json::json!("0123456789")), &too_big).unwrap();
+        let f = replacement(&complete(serde_json::json!("0123456789")), &too_big)
+            .expect("a 413 on a result is answered");
         assert_eq!(f.class, "result_too_large");
         assert!(!f.retryable);
         assert_eq!(
@@ -402,7 +403,7 @@ mod tests {
              413 payload_too_large: the limit is 10"
         );
         let invalid = api(422, ErrorCode::ValidationFailed, "artifacts[0].name is bad");
-        let f = replacement(&complete(serde_json::json!(1)), &invalid).unwrap();
+        let f = replacement(&complete(serde_json::json!(1)), &invalid).expect("a 422 is answered");
         assert_eq!(f.class, "outcome_refused");
         assert!(
             f.message
@@ -416,7 +417,7 @@ mod tests {
             },
             retry_at: None,
         };
-        let f = replacement(&failure, &too_big).unwrap();
+        let f = replacement(&failure, &too_big).expect("a refused failure is answered");
         assert_eq!(f.class, "outcome_refused");
         assert!(f.message.contains("\"Boom\""), "{}", f.message);
     }

@@ -64,6 +64,7 @@ static const char *ack_name(lh_ack ack) {
     case LH_ACK_RELEASED: return "not sent (released)";
     case LH_ACK_SESSION_CLOSED: return "not sent (worker closed)";
     case LH_ACK_INVALID: return "refused as invalid";
+    case LH_ACK_RECORDED_AS_FAILURE: return "refused; recorded as a failure instead";
     default: return "unknown";
     }
 }

@@ -11,6 +11,7 @@
 //	go run . work                                      # the worker; Ctrl-C drains it
 //	go run . enqueue "the quick brown fox jumps over the lazy dog the end"
 //	go run . demo                                      # enqueue 3 jobs, work them, check, exit
+//	go run . demo -url http://127.0.0.1:7070           # -url goes before or after the command
 //
 // Expected output of `go run . demo` (ids and digests differ):
 //
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -242,39 +244,74 @@ func demo(ctx context.Context, url string) error {
 	return nil
 }
 
-func main() {
-	url := flag.String("url", "http://127.0.0.1:7070", "coordinator URL")
-	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go-worker [-url URL] work | enqueue TEXT... | demo")
-		flag.PrintDefaults()
+const usage = "usage: go-worker [-url URL] work | enqueue TEXT... | demo   (-url may also follow the command)"
+
+// parseArgs reads the command line: flags before the command, or right after it (`demo -url
+// http://…`). Anything it cannot place is an error, never silently ignored.
+func parseArgs(args []string) (url, cmd string, rest []string, err error) {
+	const defaultURL = "http://127.0.0.1:7070"
+	global := flag.NewFlagSet("go-worker", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.StringVar(&url, "url", defaultURL, "coordinator URL")
+	if err := global.Parse(args); err != nil {
+		return "", "", nil, err
 	}
-	flag.Parse()
+	if global.NArg() == 0 {
+		return "", "", nil, errors.New("no command given")
+	}
+	cmd = global.Arg(0)
+	sub := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	sub.SetOutput(io.Discard)
+	sub.StringVar(&url, "url", url, "coordinator URL")
+	if err := sub.Parse(global.Args()[1:]); err != nil {
+		return "", "", nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	rest = sub.Args()
+	switch cmd {
+	case "work", "demo":
+		if len(rest) > 0 {
+			return "", "", nil, fmt.Errorf("%s takes no arguments, got %q", cmd, rest)
+		}
+	case "enqueue":
+		if len(rest) == 0 {
+			return "", "", nil, errors.New("enqueue needs at least one TEXT")
+		}
+		for _, a := range rest {
+			if a == "-url" || a == "--url" || strings.HasPrefix(a, "-url=") || strings.HasPrefix(a, "--url=") {
+				return "", "", nil, fmt.Errorf("enqueue: put -url before the texts, not among them (%q)", a)
+			}
+		}
+	default:
+		return "", "", nil, fmt.Errorf("unknown command %q", cmd)
+	}
+	return url, cmd, rest, nil
+}
+
+func main() {
+	url, cmd, rest, err := parseArgs(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch flag.Arg(0) {
+	switch cmd {
 	case "work":
-		err = work(ctx, *url)
+		err = work(ctx, url)
 	case "enqueue":
-		if flag.NArg() < 2 {
-			flag.Usage()
-			os.Exit(2)
-		}
 		var jobs []leasehold.JobRecord
-		jobs, err = enqueue(ctx, *url, flag.Args()[1:], false)
+		jobs, err = enqueue(ctx, url, rest, false)
 		if err == nil {
 			fmt.Printf("enqueued %d job(s); waiting (run `go run . work` elsewhere)\n", len(jobs))
 			var done []leasehold.JobRecord
-			done, err = waitAll(ctx, *url, jobs)
+			done, err = waitAll(ctx, url, jobs)
 			for _, d := range done {
 				fmt.Println(describe(d))
 			}
 		}
 	case "demo":
-		err = demo(ctx, *url)
-	default:
-		flag.Usage()
-		os.Exit(2)
+		err = demo(ctx, url)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)

@@ -286,18 +286,41 @@ func (c *Client) Retry(ctx context.Context, id string) (JobRecord, error) {
 }
 
 // Wait waits until the job is terminal and returns it. It waits until ctx's deadline (or
-// without limit); cancelling ctx stops it with ctx.Err().
+// without limit): at the deadline it fails with an *Error of CodeTimeout (errors.Is(err,
+// ErrTimeout)) naming the job's state then, e.g. "job 0192… still queued after 1m0s (attempt 0
+// of 25)" (a job still queued usually has no worker on its queue). Cancelling ctx stops it with
+// ctx.Err().
 func (c *Client) Wait(ctx context.Context, id string) (JobRecord, error) {
 	var out JobRecord
 	timeout := int64(-1)
+	callCtx := ctx
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d).Milliseconds(), 0)
+		// The native wait ends at the deadline itself, saying how far the job got; only a
+		// cancellation of ctx before then interrupts it.
+		var stop context.CancelFunc
+		callCtx, stop = cancelOnly(ctx)
+		defer stop()
 	}
-	err := c.do(ctx, &out, func(p *C.lh_client, cancel *C.lh_cancel, b *C.lh_bytes) C.lh_result {
+	err := c.do(callCtx, &out, func(p *C.lh_client, cancel *C.lh_cancel, b *C.lh_bytes) C.lh_result {
 		ip, in := cstr(id)
 		return C.lh_client_wait(p, ip, in, C.int64_t(timeout), cancel, b)
 	})
 	return out, err
+}
+
+// cancelOnly is a context cancelled when ctx is cancelled, but not when ctx's deadline passes.
+func cancelOnly(ctx context.Context) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return out, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Queues lists every queue with its depth per state.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,36 @@ func TestAKeyReusedForOtherWorkIsRefused(t *testing.T) {
 	}
 	if !strings.Contains(e.Message, "different payload") {
 		t.Fatalf("message: %s", e.Message)
+	}
+}
+
+// Wait at ctx's deadline says how far the job got (here: nobody serves its queue), and an
+// explicit cancellation still stops it with ctx.Err().
+func TestWaitTimeoutNamesTheJobsState(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	job, err := client.Enqueue(ctxFor(t), JobSpec{Queue: queue, Kind: "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = client.Wait(ctx, job.ID)
+	var e *Error
+	want := fmt.Sprintf("job %s still queued after ", job.ID)
+	if !errors.Is(err, ErrTimeout) || !errors.As(err, &e) || e.Code != CodeTimeout ||
+		!strings.Contains(e.Message, want) || !strings.Contains(e.Message, fmt.Sprintf("(attempt 0 of %d)", job.MaxAttempts)) {
+		t.Fatalf("wait past the deadline: %v", err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := client.Wait(ctx, job.ID)
+		cancelled <- err
+	}()
+	cancel()
+	if err := recv(t, cancelled, "the cancelled wait"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
 	}
 }

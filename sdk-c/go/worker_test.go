@@ -479,3 +479,53 @@ func TestRunRefusesABadConfiguration(t *testing.T) {
 		t.Fatalf("bad queue: %v", err)
 	}
 }
+
+// A result over the coordinator's limit (1 MiB for a result) is refused; the SDK records a
+// final result_too_large failure in its place, so the job ends dead on its first attempt
+// instead of expiring and running again.
+func TestAResultOverTheLimitEndsTheJobDead(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	w := newWorker(t, testConfig(t, queue))
+	w.Handle("big", func(ctx context.Context, job *Job) (any, error) {
+		return map[string]string{"blob": strings.Repeat("x", 1_100_000)}, nil
+	})
+	startWorker(t, w)
+	job, err := client.Enqueue(ctx, JobSpec{Queue: queue, Kind: "big", MaxAttempts: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := client.Wait(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.State != StateDead || done.Attempt != 1 || done.LastError == nil || done.LastError.Retryable ||
+		done.LastError.Class != "result_too_large" || !strings.Contains(done.LastError.Message, "the limit is 1048576") {
+		t.Fatalf("%s attempt %d last error %+v", done.State, done.Attempt, done.LastError)
+	}
+}
+
+// PutArtifactFile on a missing file names the path.
+func TestPutArtifactFileOnAMissingFileNamesThePath(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	path := filepath.Join(t.TempDir(), "no-such-file.bin")
+	got := make(chan error, 1)
+	w := newWorker(t, testConfig(t, queue))
+	w.Handle("upload", func(ctx context.Context, job *Job) (any, error) {
+		_, err := job.PutArtifactFile(ctx, "out.bin", "", path)
+		got <- err
+		return nil, Fatal(errors.New("done"))
+	})
+	startWorker(t, w)
+	if _, err := client.Enqueue(ctx, JobSpec{Queue: queue, Kind: "upload"}); err != nil {
+		t.Fatal(err)
+	}
+	err := recv(t, got, "the upload's error")
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeIO || !strings.Contains(err.Error(), path) {
+		t.Fatalf("missing file: %v", err)
+	}
+}

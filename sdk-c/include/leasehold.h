@@ -181,10 +181,17 @@ enum lh_ack
      */
     LH_ACK_SESSION_CLOSED = 5,
     /**
-     * The coordinator refused the request carrying it as invalid; the lease will expire and the
-     * job run again.
+     * The coordinator refused the outcome, and the failure reported in its place too (or the
+     * refusal was not one a failure can answer); nothing was recorded, the lease will expire and
+     * the job run again.
      */
     LH_ACK_INVALID = 6,
+    /**
+     * The coordinator refused the outcome itself (413 for a result over its size limit, 422,
+     * …), so a non-retryable failure was recorded in its place (error class `result_too_large`
+     * or `outcome_refused`): the job ends `dead` with that cause and does not run again.
+     */
+    LH_ACK_RECORDED_AS_FAILURE = 7,
     /**
      * An answer this version of the header does not know.
      */
@@ -430,7 +437,9 @@ lh_result lh_client_retry(const lh_client *client,
 
 /**
  * Waits up to `timeout_ms` (negative: no limit) until the job is terminal (`succeeded`,
- * `dead`, `cancelled`) and writes it as JSON. `LH_TIMEOUT` if it is not by then.
+ * `dead`, `cancelled`) and writes it as JSON. `LH_TIMEOUT` if it is not by then, with a last
+ * error naming the job's state at the deadline (`job … still queued after 60s (attempt 0 of
+ * 25)`); `LH_TIMEOUT` with another message means the coordinator itself did not answer.
  *
  * # Safety
  * As `lh_client_get`.

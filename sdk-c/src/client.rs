@@ -303,7 +303,9 @@ pub unsafe extern "C" fn lh_client_retry(
 }
 
 /// Waits up to `timeout_ms` (negative: no limit) until the job is terminal (`succeeded`,
-/// `dead`, `cancelled`) and writes it as JSON. `LH_TIMEOUT` if it is not by then.
+/// `dead`, `cancelled`) and writes it as JSON. `LH_TIMEOUT` if it is not by then, with a last
+/// error naming the job's state at the deadline (`job … still queued after 60s (attempt 0 of
+/// 25)`); `LH_TIMEOUT` with another message means the coordinator itself did not answer.
 ///
 /// # Safety
 /// As `lh_client_get`.
@@ -323,15 +325,7 @@ pub unsafe extern "C" fn lh_client_wait(
         let id = unsafe { parse_job_id(job_id, len) }?;
         let cancel = unsafe { cancel::optional(cancel) };
         let limit = to_timeout(timeout_ms).unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600));
-        let job = block_on(&c.rt, cancel, async {
-            c.client.wait(id, limit).await.map_err(|e| match e {
-                leasehold::Error::Timeout(_) => Failure::new(
-                    lh_result::LH_TIMEOUT,
-                    format!("job {id} is not terminal after {limit:?}"),
-                ),
-                other => other.into(),
-            })
-        })?;
+        let job = block_on(&c.rt, cancel, async { Ok(c.client.wait(id, limit).await?) })?;
         out.write(to_bytes(&job)?);
         Ok(())
     })

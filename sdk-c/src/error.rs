@@ -142,13 +142,13 @@ impl From<Error> for Failure {
         let message = err.to_string();
         let code = match &err {
             Error::Unreachable { .. } => lh_result::LH_UNREACHABLE,
-            Error::Timeout(_) => lh_result::LH_TIMEOUT,
+            Error::Timeout(_) | Error::WaitTimeout { .. } => lh_result::LH_TIMEOUT,
             Error::Api { status: 404, .. } => lh_result::LH_NOT_FOUND,
             Error::Api { .. } => lh_result::LH_COORDINATOR,
             Error::LeaseLost { .. } => lh_result::LH_LEASE_LOST,
             Error::InvalidArgument(_) => lh_result::LH_INVALID_ARGUMENT,
             Error::Protocol(_) => lh_result::LH_PROTOCOL,
-            Error::Io(_) => lh_result::LH_IO,
+            Error::Io(_) | Error::File { .. } => lh_result::LH_IO,
             Error::SessionClosed => lh_result::LH_CLOSED,
             Error::Unsupported(_) => lh_result::LH_UNSUPPORTED,
             _ => lh_result::LH_INTERNAL,

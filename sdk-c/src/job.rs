@@ -67,9 +67,14 @@ pub enum lh_ack {
     LH_ACK_RELEASED = 4,
     /// Never sent: the worker closed first.
     LH_ACK_SESSION_CLOSED = 5,
-    /// The coordinator refused the request carrying it as invalid; the lease will expire and the
-    /// job run again.
+    /// The coordinator refused the outcome, and the failure reported in its place too (or the
+    /// refusal was not one a failure can answer); nothing was recorded, the lease will expire and
+    /// the job run again.
     LH_ACK_INVALID = 6,
+    /// The coordinator refused the outcome itself (413 for a result over its size limit, 422,
+    /// …), so a non-retryable failure was recorded in its place (error class `result_too_large`
+    /// or `outcome_refused`): the job ends `dead` with that cause and does not run again.
+    LH_ACK_RECORDED_AS_FAILURE = 7,
     /// An answer this version of the header does not know.
     LH_ACK_OTHER = 99,
 }
@@ -115,6 +120,9 @@ impl From<&OutcomeAck> for lh_outcome {
                 None,
             ),
             OutcomeAck::Invalid { .. } => (lh_ack::LH_ACK_INVALID, None),
+            OutcomeAck::RecordedAsFailure { state, .. } => {
+                (lh_ack::LH_ACK_RECORDED_AS_FAILURE, *state)
+            }
             _ => (lh_ack::LH_ACK_OTHER, None),
         };
         Self {

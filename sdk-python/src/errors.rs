@@ -33,6 +33,31 @@ pub(crate) fn to_py(err: Error) -> PyErr {
     match err {
         Error::InvalidArgument(m) => PyValueError::new_err(m),
         Error::Io(e) => PyOSError::new_err(e.to_string()),
+        // OSError(errno, strerror, filename) becomes the matching subclass (FileNotFoundError,
+        // IsADirectoryError, PermissionError, …) and names the file.
+        Error::File { path, source } => match source.raw_os_error() {
+            Some(errno) => {
+                // Python's strerror, without Rust's " (os error N)" suffix.
+                let text = source.to_string();
+                let suffix = format!(" (os error {errno})");
+                let strerror = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+                PyOSError::new_err((errno, strerror, path.into_os_string()))
+            }
+            None => PyOSError::new_err(message),
+        },
+        Error::WaitTimeout {
+            job_id,
+            state,
+            attempt,
+            max_attempts,
+            waited,
+        } => raise("WaitTimeout", message, |kw| {
+            kw.set_item("job_id", job_id.to_string())?;
+            kw.set_item("state", state.as_str())?;
+            kw.set_item("attempt", attempt)?;
+            kw.set_item("max_attempts", max_attempts)?;
+            kw.set_item("waited", waited.as_secs_f64())
+        }),
         Error::LeaseLost { job_id } => raise("LeaseLost", message, |kw| {
             kw.set_item("job_id", job_id.to_string())
         }),

@@ -107,3 +107,39 @@ def test_a_download_with_an_unknown_digest_leaves_no_file(client: leasehold.Clie
     assert not target.exists()
     with pytest.raises(ValueError):
         client.download_artifact("md5:abc", target)
+
+
+def test_put_artifact_on_a_missing_file_names_the_path(
+    url: str, client: leasehold.Client, queue: str, tmp_path: pathlib.Path
+) -> None:
+    missing = tmp_path / "no-such-file.bin"
+    seen: List[BaseException] = []
+    worker = leasehold.Worker(url, queues=[queue])
+
+    @worker.task("sync-missing")
+    def sync_missing(ctx: leasehold.Context) -> None:
+        try:
+            ctx.put_artifact("out.bin", missing)
+        except OSError as e:
+            seen.append(e)
+            raise
+
+    @worker.task("async-missing")
+    async def async_missing(ctx: leasehold.AsyncContext) -> None:
+        try:
+            await ctx.put_artifact("out.bin", str(missing))
+        except OSError as e:
+            seen.append(e)
+            raise
+
+    with running(worker) as errors:
+        a = client.enqueue("sync-missing", {}, queue=queue, max_attempts=1)
+        b = client.enqueue("async-missing", {}, queue=queue, max_attempts=1)
+        done = [client.wait(a.job.id, 20), client.wait(b.job.id, 20)]
+    assert not errors
+    assert len(seen) == 2
+    for e, job in zip(seen, done):
+        assert isinstance(e, FileNotFoundError) and e.filename == str(missing), repr(e)
+        assert str(missing) in str(e)
+        assert job.state == "dead" and job.last_error is not None
+        assert job.last_error["class"] == "FileNotFoundError" and str(missing) in job.last_error["message"]

@@ -108,3 +108,20 @@ def test_async_client(url: str, queue: str) -> None:
             await c.wait(e2.job.id, 0.2)
 
     asyncio.run(main())
+
+
+def test_wait_timeout_names_the_jobs_state(url: str, client: leasehold.Client, queue: str) -> None:
+    job = client.enqueue("nobody-serves-this", {}, queue=queue)
+    with pytest.raises(leasehold.WaitTimeout) as info:
+        client.wait(job.job.id, timeout=0.3)
+    e = info.value
+    assert isinstance(e, TimeoutError) and isinstance(e, leasehold.LeaseholdError)
+    assert str(e) == f"job {job.job.id} still queued after 300ms (attempt 0 of {job.job.max_attempts})"
+    assert (e.job_id, e.state, e.attempt, e.max_attempts) == (job.job.id, "queued", 0, job.job.max_attempts)
+    assert e.waited == pytest.approx(0.3)
+
+    async def main() -> None:
+        with pytest.raises(leasehold.WaitTimeout, match="still queued after 200ms"):
+            await leasehold.AsyncClient(url).wait(job.job.id, 0.2)
+
+    asyncio.run(main())

@@ -161,3 +161,22 @@ def test_heartbeats_keep_the_lease_while_python_hogs_the_gil(url: str, client: l
     assert done.attempt == 1
     assert done.result["cancelled"] is False and done.result["spins"] > 0
     assert done.result["token"] == done.raw["fencing_token"]
+
+
+def test_a_result_over_the_limit_ends_the_job_dead_at_once(url: str, client: leasehold.Client, queue: str) -> None:
+    """The coordinator refuses a result over 1 MiB (413): the SDK records a final
+    ``result_too_large`` failure in its place, so the job does not expire and run again."""
+    worker = leasehold.Worker(url, queues=[queue])
+
+    @worker.task("big")
+    def big(ctx: leasehold.Context) -> Dict[str, str]:
+        return {"blob": "x" * 1_100_000}
+
+    with running(worker) as errors:
+        job = client.enqueue("big", {}, queue=queue, max_attempts=5)
+        done = client.wait(job.job.id, 30)
+    assert not errors
+    assert done.state == "dead" and done.attempt == 1 and done.result is None
+    assert done.last_error is not None and done.last_error["class"] == "result_too_large"
+    assert not done.last_error["retryable"]
+    assert "the limit is 1048576" in done.last_error["message"], done.last_error

@@ -202,11 +202,12 @@ pub async fn stage<R: AsyncRead + Unpin>(reader: &mut R, dir: &Path) -> Result<S
 
 /// Digest and size of the file at `path`, read in 64 KiB chunks.
 pub async fn digest_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = tokio::fs::File::open(path).await?;
+    let fail = |e| Error::file(path, e);
+    let mut file = tokio::fs::File::open(path).await.map_err(fail)?;
     let mut hash = Sha256Stream::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf).await?;
+        let n = file.read(&mut buf).await.map_err(fail)?;
         if n == 0 {
             break;
         }

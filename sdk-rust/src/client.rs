@@ -366,8 +366,9 @@ impl Client {
     }
 
     /// Waits until the job reaches a terminal state (`succeeded`, `dead`, `cancelled`), polling
-    /// with growing intervals (50 ms up to 1 s). [`Error::Timeout`] if it has not within
-    /// `timeout`.
+    /// with growing intervals (50 ms up to 1 s). [`Error::WaitTimeout`], with the job's state at
+    /// the deadline, if it has not within `timeout` ([`Error::Timeout`] means the coordinator
+    /// itself did not answer).
     pub async fn wait(&self, id: Uuid, timeout: Duration) -> Result<Job> {
         let deadline = Instant::now() + timeout;
         let mut every = Duration::from_millis(50);
@@ -378,7 +379,13 @@ impl Client {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Timeout(timeout));
+                return Err(Error::WaitTimeout {
+                    job_id: id,
+                    state: job.state,
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    waited: timeout,
+                });
             }
             tokio::time::sleep_until((now + every).min(deadline)).await;
             every = (every * 3 / 2).min(Duration::from_secs(1));

@@ -58,6 +58,9 @@ impl Held {
 pub(crate) struct Pending {
     pub(crate) report: OutcomeReport,
     pub(crate) receipt: Option<oneshot::Sender<OutcomeAck>>,
+    /// A failure sent in place of an outcome the coordinator refused (see [`Core::refuse`]);
+    /// never replaced in turn.
+    pub(crate) replacement: bool,
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +200,7 @@ impl Core {
                             outcome: OutcomeKind::Release,
                         },
                         receipt: None,
+                        replacement: false,
                     });
                     continue;
                 }
@@ -259,6 +263,7 @@ impl Core {
                     outcome,
                 },
                 receipt: Some(tx),
+                replacement: false,
             });
         } else if let Some(ack) = ack {
             let _enter = job.span().enter();
@@ -330,6 +335,7 @@ impl Core {
                     outcome: OutcomeKind::Release,
                 },
                 receipt: None,
+                replacement: false,
             });
         }
         self.publish(&st);
@@ -417,7 +423,7 @@ impl Core {
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         let clean: String = s
             .chars()

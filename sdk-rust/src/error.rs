@@ -6,9 +6,10 @@
 //! once the SDK has given up.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use leasehold_proto::ErrorCode;
+use leasehold_proto::{ErrorCode, JobState};
 use uuid::Uuid;
 
 /// Result with the SDK's [`Error`].
@@ -32,6 +33,23 @@ pub enum Error {
     /// The coordinator did not answer in time. Retryable.
     #[error("the coordinator did not answer within {0:?}")]
     Timeout(Duration),
+    /// [`Client::wait`](crate::Client::wait) gave up: the coordinator answered, but the job was
+    /// not terminal by the deadline. Carries the job's state as last seen (a job still `queued`
+    /// after its wait usually has no worker on its queue). Retryable (waiting longer may see it
+    /// end).
+    #[error("job {job_id} still {state} after {waited:?} (attempt {attempt} of {max_attempts})")]
+    WaitTimeout {
+        /// The job waited for.
+        job_id: Uuid,
+        /// Its state at the deadline (`queued`, `leased` or `blocked`).
+        state: JobState,
+        /// Claims made so far (0: no worker has taken it yet).
+        attempt: i32,
+        /// Attempts allowed.
+        max_attempts: i32,
+        /// How long the wait lasted.
+        waited: Duration,
+    },
     /// The coordinator answered with an error envelope. Retryable only for 429, 502, 503 and
     /// 504; every other 4xx and 5xx is final.
     #[error("coordinator answered {status} {}: {message} (request id {request_id:?})", code.as_str())]
@@ -67,6 +85,15 @@ pub enum Error {
     /// A local file or stream failed (artifact staging). Not retryable.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A local file named by the caller could not be read (an artifact's path: missing,
+    /// unreadable, a directory). Not retryable.
+    #[error("cannot read {}: {source}", path.display())]
+    File {
+        /// The path as given.
+        path: PathBuf,
+        /// What failed (`source.kind()` is `NotFound` for a missing file).
+        source: std::io::Error,
+    },
     /// The worker session is shut down; no more jobs will come. Not retryable.
     #[error("the worker session is closed")]
     SessionClosed,
@@ -79,12 +106,13 @@ impl Error {
     /// Whether doing the same thing again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout(_) => true,
+            Self::Unreachable { .. } | Self::Timeout(_) | Self::WaitTimeout { .. } => true,
             Self::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             Self::LeaseLost { .. }
             | Self::InvalidArgument(_)
             | Self::Protocol(_)
             | Self::Io(_)
+            | Self::File { .. }
             | Self::SessionClosed
             | Self::Unsupported(_) => false,
         }
@@ -119,6 +147,14 @@ impl Error {
             Self::Unreachable {
                 message: error_chain(&err),
             }
+        }
+    }
+
+    /// An I/O failure on the caller's file at `path`.
+    pub(crate) fn file(path: &Path, source: std::io::Error) -> Self {
+        Self::File {
+            path: path.to_owned(),
+            source,
         }
     }
 

@@ -426,11 +426,27 @@ pub enum OutcomeAck {
     },
     /// Never sent.
     NotSent(NotSentReason),
-    /// The coordinator refused the request carrying it as invalid (a 4xx such as 413 or 422);
-    /// the lease will expire and the job run again.
+    /// The coordinator refused the request carrying it (a 4xx such as 413 for a result over its
+    /// size limit, or 422), and refused the failure the SDK reported in its place too (or the
+    /// refusal was not one a failure can answer); nothing was recorded, the lease will expire and
+    /// the job run again.
     Invalid {
         /// The coordinator's explanation.
         message: String,
+    },
+    /// The coordinator refused the outcome itself (a 4xx other than a lease refusal: 413 for a
+    /// result over its size limit, 422, …), so the SDK reported a non-retryable failure in its
+    /// place, which was recorded: the job ends (`dead`) with this cause instead of its lease
+    /// expiring and the job running again.
+    RecordedAsFailure {
+        /// The error class recorded: `result_too_large` (a result refused as too large) or
+        /// `outcome_refused` (any other refusal).
+        class: String,
+        /// The message recorded: what was refused and the coordinator's explanation (naming the
+        /// limit when the coordinator did).
+        message: String,
+        /// The job's state afterwards (`dead`, or `cancelled` if a cancel was requested).
+        state: Option<JobState>,
     },
 }
 

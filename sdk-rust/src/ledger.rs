@@ -3,12 +3,13 @@
 //! take, requeue, answer and refusal.
 
 use leasehold_proto::{
-    HeartbeatItem, HeartbeatResult, HeartbeatStatus, OutcomeKind, OutcomeResult, OutcomeStatus,
+    ErrorCode, FailureInfo, HeartbeatItem, HeartbeatResult, HeartbeatStatus, OutcomeKind,
+    OutcomeReport, OutcomeResult, OutcomeStatus,
 };
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::engine::{Core, Held, Pending, Phase};
+use crate::engine::{Core, Held, Pending, Phase, clip};
 use crate::error::Error;
 use crate::job::{CancelReason, NotSentReason, OutcomeAck};
 use crate::util::lock;
@@ -229,7 +230,14 @@ impl Core {
                     ..
                 }) => {
                     tracing::debug!(?state, "outcome recorded");
-                    OutcomeAck::Recorded { state }
+                    match (p.replacement, &p.report.outcome) {
+                        (true, OutcomeKind::Fail { error, .. }) => OutcomeAck::RecordedAsFailure {
+                            class: error.class.clone(),
+                            message: error.message.clone(),
+                            state,
+                        },
+                        _ => OutcomeAck::Recorded { state },
+                    }
                 }
                 Some(OutcomeResult { status, state, .. }) => {
                     tracing::warn!(
@@ -251,17 +259,54 @@ impl Core {
         self.publish(&st);
     }
 
-    /// Drops outcomes the coordinator refused outright (a 4xx for the request itself).
+    /// Handles outcomes the coordinator refused outright: a non-retryable error for the request
+    /// itself, each outcome sent alone (a refused batch is first split into single outcomes).
+    ///
+    /// A refused outcome is never dropped silently: unless the refusal is about the lease (409,
+    /// `lease_lost`) or is not a 4xx, a non-retryable failure naming the refusal takes its place
+    /// at the front of the queue (class `result_too_large` for a 413 on a result,
+    /// `outcome_refused` otherwise), so that the job ends `dead` with that cause at once instead
+    /// of expiring and running again. Anything else, and a refused replacement, is dropped with
+    /// [`OutcomeAck::Invalid`] (its lease will expire).
     pub(crate) fn refuse(&self, batch: Vec<Pending>, err: &Error) {
         let mut st = lock(&self.state);
         st.in_flight = st.in_flight.saturating_sub(batch.len());
         for p in batch {
-            if st
+            let id = p.report.job_id;
+            let ours = st
                 .held
-                .get(&p.report.job_id)
-                .is_some_and(|h| h.job.token() == p.report.fencing_token)
-            {
-                st.held.remove(&p.report.job_id);
+                .get(&id)
+                .filter(|h| h.job.token() == p.report.fencing_token)
+                .map(|h| h.job.span().clone());
+            let failure = ours
+                .as_ref()
+                .filter(|_| !p.replacement)
+                .and_then(|_| replacement(&p.report.outcome, err));
+            if let (Some(span), Some(error)) = (&ours, failure) {
+                let _enter = span.enter();
+                tracing::error!(
+                    error = %err,
+                    class = %error.class,
+                    "the coordinator refused the outcome; reporting a failure in its place"
+                );
+                st.outcomes.push_front(Pending {
+                    report: OutcomeReport {
+                        job_id: id,
+                        fencing_token: p.report.fencing_token,
+                        outcome: OutcomeKind::Fail {
+                            error,
+                            retry_at: None,
+                        },
+                    },
+                    receipt: p.receipt,
+                    replacement: true,
+                });
+                continue;
+            }
+            if let Some(span) = &ours {
+                let _enter = span.enter();
+                tracing::error!(error = %err, "the coordinator refused the outcome; dropping it (its lease will expire)");
+                st.held.remove(&id);
             }
             if let Some(tx) = p.receipt {
                 let _ = tx.send(OutcomeAck::Invalid {
@@ -270,5 +315,125 @@ impl Core {
             }
         }
         self.publish(&st);
+    }
+}
+
+/// The failure to report in place of `outcome` refused with `err`, when there is one: a 4xx
+/// other than a lease refusal, on a completion or a failure.
+fn replacement(outcome: &OutcomeKind, err: &Error) -> Option<FailureInfo> {
+    let Error::Api {
+        status,
+        code,
+        message,
+        ..
+    } = err
+    else {
+        return None;
+    };
+    if !(400..500).contains(status) || *status == 409 || *code == ErrorCode::LeaseLost {
+        return None;
+    }
+    let too_large = *status == 413 || *code == ErrorCode::PayloadTooLarge;
+    let said = format!("{status} {}: {}", code.as_str(), clip(message, 4096));
+    let (class, message) = match outcome {
+        OutcomeKind::Complete { result, .. } if too_large => {
+            let size = serde_json::to_vec(result).map_or(0, |v| v.len());
+            (
+                "result_too_large",
+                format!(
+                    "the coordinator refused the result ({size} bytes as JSON) as too large: {said}"
+                ),
+            )
+        }
+        OutcomeKind::Complete { .. } => (
+            "outcome_refused",
+            format!("the coordinator refused the completion: {said}"),
+        ),
+        OutcomeKind::Fail { error, .. } => (
+            "outcome_refused",
+            format!(
+                "the coordinator refused the failure report (class {:?}): {said}",
+                error.class
+            ),
+        ),
+        OutcomeKind::Release => return None,
+    };
+    Some(FailureInfo {
+        class: class.to_owned(),
+        message,
+        retryable: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use leasehold_proto::FailureInfo;
+
+    use super::*;
+
+    fn api(status: u16, code: ErrorCode, message: &str) -> Error {
+        Error::Api {
+            status,
+            code,
+            message: message.to_owned(),
+            details: serde_json::Value::Null,
+            request_id: "r".to_owned(),
+            retry_after: None,
+        }
+    }
+
+    fn complete(result: serde_json::Value) -> OutcomeKind {
+        OutcomeKind::Complete {
+            result,
+            artifacts: vec![],
+            manifest_digest: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_result_becomes_a_final_failure_naming_the_cause() {
+        let too_big = api(413, ErrorCode::PayloadTooLarge, "the limit is 10");
+        let f = replacement(&complete(serde_json::json!("0123456789")), &too_big)
+            .expect("a 413 on a result is answered");
+        assert_eq!(f.class, "result_too_large");
+        assert!(!f.retryable);
+        assert_eq!(
+            f.message,
+            "the coordinator refused the result (12 bytes as JSON) as too large: \
+             413 payload_too_large: the limit is 10"
+        );
+        let invalid = api(422, ErrorCode::ValidationFailed, "artifacts[0].name is bad");
+        let f = replacement(&complete(serde_json::json!(1)), &invalid).expect("a 422 is answered");
+        assert_eq!(f.class, "outcome_refused");
+        assert!(
+            f.message
+                .ends_with("422 validation_failed: artifacts[0].name is bad")
+        );
+        let failure = OutcomeKind::Fail {
+            error: FailureInfo {
+                class: "Boom".into(),
+                message: "m".into(),
+                retryable: true,
+            },
+            retry_at: None,
+        };
+        let f = replacement(&failure, &too_big).expect("a refused failure is answered");
+        assert_eq!(f.class, "outcome_refused");
+        assert!(f.message.contains("\"Boom\""), "{}", f.message);
+    }
+
+    #[test]
+    fn lease_refusals_and_non_4xx_errors_are_not_answered_with_a_failure() {
+        let result = complete(serde_json::json!(1));
+        for err in [
+            api(409, ErrorCode::InvalidState, "not leased"),
+            api(409, ErrorCode::LeaseLost, "stale token"),
+            api(500, ErrorCode::Internal, "oops"),
+            Error::Protocol("garbled".into()),
+        ] {
+            assert_eq!(replacement(&result, &err), None, "{err}");
+        }
+        let too_big = api(413, ErrorCode::PayloadTooLarge, "big");
+        assert_eq!(replacement(&OutcomeKind::Release, &too_big), None);
     }
 }

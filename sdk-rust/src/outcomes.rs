@@ -1,7 +1,9 @@
 //! The outcome flusher: sends queued outcomes in batches (up to 1000 per request), one batch
 //! in flight at a time, so that batches grow with load. A batch that cannot be delivered goes
 //! back to the front of the queue and is retried with jittered backoff; an outcome whose lease
-//! deadline passes meanwhile is dropped, never sent late.
+//! deadline passes meanwhile is dropped, never sent late. An outcome the coordinator refuses
+//! outright (a result over its size limit, …) is answered with a non-retryable failure naming
+//! the refusal (see [`Core::refuse`]), so the job ends with that cause instead of running again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +58,7 @@ pub(crate) async fn run(core: Arc<Core>) {
                     singles = batch.len();
                     core.requeue(batch);
                 } else {
-                    tracing::error!(error = %err, "the coordinator refused an outcome; dropping it (its lease will expire)");
+                    // Reported as a failure instead when it can be; dropped otherwise.
                     core.refuse(batch, &err);
                 }
             }

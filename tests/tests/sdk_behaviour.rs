@@ -531,3 +531,202 @@ async fn runs_are_submitted_idempotently_and_cancelled() -> Result<()> {
     );
     Ok(())
 }
+
+/// A result over the coordinator's size limit is refused (413); the SDK reports a
+/// non-retryable `result_too_large` failure in its place, so the job ends `dead` on its first
+/// attempt with that cause instead of expiring and running `max_attempts` times. The other
+/// outcomes completed at the same moment (most likely in one batch with it) are recorded.
+async fn oversized_result_ends_the_job_with_its_cause(
+    transport: Transport,
+    env: &[(&str, &str)],
+    big_bytes: usize,
+    coordinator_said: &str,
+) -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn_with_env(None, env).await?;
+    let client = Client::new(&coord.url)?;
+    let queue = "refused";
+    let mut cfg = SessionConfig::new(&coord.url, [queue]);
+    cfg.lease_ttl = TTL;
+    cfg.concurrency = 8;
+    cfg.transport = transport;
+    let session = WorkerSession::start(cfg)?;
+    let jobs = client
+        .enqueue_many((0..5).map(|i| {
+            JobSpec::new(if i == 2 { "big" } else { "small" }, json!(i))
+                .queue(queue)
+                .max_attempts(5)
+        }))
+        .await?;
+    let mut leased = Vec::new();
+    while leased.len() < jobs.len() {
+        leased.push(session.next_job(Some(PATIENCE)).await?.unwrap());
+    }
+    // Ended back to back: the outcomes queued behind the first travel together.
+    let receipts: Vec<_> = leased
+        .into_iter()
+        .map(|job| {
+            let id = job.id();
+            let result = if job.kind() == "big" {
+                json!({ "blob": "x".repeat(big_bytes) })
+            } else {
+                json!("fine")
+            };
+            (id, job.complete(result))
+        })
+        .collect();
+    for (id, receipt) in receipts {
+        let ack = tokio::time::timeout(PATIENCE, receipt.wait()).await?;
+        if id == jobs[2].job.id {
+            let OutcomeAck::RecordedAsFailure {
+                class,
+                message,
+                state,
+            } = ack
+            else {
+                panic!("expected RecordedAsFailure, got {ack:?}");
+            };
+            assert_eq!(class, "result_too_large");
+            assert!(message.contains("too large"), "{message}");
+            assert_eq!(state, Some(JobState::Dead));
+        } else {
+            assert_eq!(
+                ack,
+                OutcomeAck::Recorded {
+                    state: Some(JobState::Succeeded)
+                }
+            );
+        }
+    }
+    let big = client.wait(jobs[2].job.id, PATIENCE).await?;
+    assert_eq!(big.state, JobState::Dead);
+    assert_eq!(big.attempt, 1);
+    assert_eq!(big.result, None);
+    let err = big.last_error.unwrap();
+    assert_eq!(err["class"], "result_too_large", "{err}");
+    assert_eq!(err["retryable"], false, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{} bytes", big_bytes + 11)),
+        "{message}"
+    );
+    assert!(message.contains(coordinator_said), "{message}");
+    for j in jobs.iter().filter(|j| j.job.kind == "small") {
+        assert_eq!(client.get(j.job.id).await?.state, JobState::Succeeded);
+    }
+    session.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Over the request body limit (`--max-body-bytes`): over the socket the message is too big
+/// for it, so the outcome goes over HTTP, which answers 413.
+#[tokio::test]
+async fn a_result_over_the_body_limit_ends_the_job_dead_over_websocket() -> Result<()> {
+    let env = [("LEASEHOLD_MAX_BODY_BYTES", "65536")];
+    oversized_result_ends_the_job_with_its_cause(
+        Transport::WebSocket,
+        &env,
+        100_000,
+        "413 payload_too_large: request body is over the size limit",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_result_over_the_body_limit_ends_the_job_dead_over_http() -> Result<()> {
+    let env = [("LEASEHOLD_MAX_BODY_BYTES", "65536")];
+    oversized_result_ends_the_job_with_its_cause(
+        Transport::Http,
+        &env,
+        100_000,
+        "413 payload_too_large: request body is over the size limit",
+    )
+    .await
+}
+
+/// Within the body limit but over the 1 MiB limit of a result: the socket answers with an
+/// error frame (413) naming the limit.
+#[tokio::test]
+async fn a_result_over_the_result_limit_ends_the_job_dead_naming_the_limit() -> Result<()> {
+    oversized_result_ends_the_job_with_its_cause(
+        Transport::WebSocket,
+        &[],
+        1_100_000,
+        "result is 1100011 bytes; the limit is 1048576",
+    )
+    .await
+}
+
+/// `Client::wait` giving up says what it saw: the job's state at the deadline, distinct from
+/// the coordinator not answering.
+#[tokio::test]
+async fn wait_timeout_names_the_state_at_the_deadline() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let job = client
+        .enqueue(JobSpec::new("nobody", json!({})).queue("unserved"))
+        .await?;
+    let err = client
+        .wait(job.job.id, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    let leasehold::Error::WaitTimeout {
+        job_id,
+        state,
+        attempt,
+        max_attempts,
+        waited,
+    } = &err
+    else {
+        panic!("expected WaitTimeout, got {err:?}");
+    };
+    assert_eq!(*job_id, job.job.id);
+    assert_eq!(*state, JobState::Queued);
+    assert_eq!((*attempt, *max_attempts), (0, job.job.max_attempts));
+    assert_eq!(*waited, Duration::from_millis(300));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "job {} still queued after 300ms (attempt 0 of {})",
+            job.job.id, job.job.max_attempts
+        )
+    );
+    Ok(())
+}
+
+/// `put_artifact_file` on a missing file names the path.
+#[tokio::test]
+async fn put_artifact_file_on_a_missing_file_names_the_path() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let mut cfg = SessionConfig::new(&coord.url, ["missing"]);
+    cfg.lease_ttl = TTL;
+    let session = WorkerSession::start(cfg)?;
+    client
+        .enqueue(JobSpec::new("x", json!({})).queue("missing"))
+        .await?;
+    let leased = session.next_job(Some(PATIENCE)).await?.unwrap();
+    let path = std::env::temp_dir().join(format!("leasehold-no-such-{}.bin", leased.id()));
+    let err = leased
+        .put_artifact_file("out.bin", "application/octet-stream", &path)
+        .await
+        .unwrap_err();
+    let leasehold::Error::File {
+        path: named,
+        source,
+    } = &err
+    else {
+        panic!("expected Error::File, got {err:?}");
+    };
+    assert_eq!(named, &path);
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    drop(leased);
+    session.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}

@@ -28,6 +28,7 @@ from .errors import (
     LeaseholdError,
     LeaseLost,
     Retry,
+    WaitTimeout,
     WorkerClosed,
 )
 from .models import Artifact, Backoff, Enqueued, JobInfo, JobPage, JobSpec, QueueInfo, RunInfo, RunJob
@@ -56,6 +57,7 @@ __all__ = [
     "Retry",
     "RunInfo",
     "RunJob",
+    "WaitTimeout",
     "Worker",
     "WorkerClosed",
     "__version__",

@@ -250,8 +250,12 @@ class Client:
         return self._call(_Operations.retry(job_id))
 
     def wait(self, job_id: str, timeout: float = 60.0) -> JobInfo:
-        """Waits until the job is succeeded, dead or cancelled; :class:`TimeoutError` after
-        ``timeout`` seconds."""
+        """Waits until the job is succeeded, dead or cancelled.
+
+        Raises :class:`~leasehold.WaitTimeout` (a :class:`TimeoutError`) after ``timeout``
+        seconds, naming the job's state then (``job … still queued after 60s (attempt 0 of
+        25)``; its ``state`` and ``attempt`` attributes carry the same); a plain
+        :class:`TimeoutError` means the coordinator itself did not answer."""
         try:
             return self._call(_Operations.wait(job_id, timeout))
         except CoordinatorError as e:

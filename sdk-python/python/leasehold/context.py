@@ -174,7 +174,9 @@ class Context(_BaseContext):
         """Uploads an artifact and adds it to the job's manifest.
 
         ``data`` is bytes, a path (``str`` or ``os.PathLike``), or a binary file object; files and
-        streams are hashed (SHA-256, in Rust, GIL released) and streamed, never loaded whole.
+        streams are hashed (SHA-256, in Rust, GIL released) and streamed, never loaded whole. A
+        path that cannot be read raises the matching :class:`OSError` (``FileNotFoundError``, …)
+        with its ``filename``.
         """
         _check_name(name, media_type)
         if isinstance(data, (bytes, bytearray, memoryview)):

@@ -18,6 +18,7 @@ __all__ = [
     "LeaseLost",
     "LeaseholdError",
     "Retry",
+    "WaitTimeout",
     "WorkerClosed",
 ]
 
@@ -68,6 +69,38 @@ class CoordinatorError(LeaseholdError):
     def details(self) -> Any:
         """Structured details from the coordinator's error envelope (``None`` if none)."""
         return json.loads(self._details_json) if self._details_json else None
+
+
+class WaitTimeout(LeaseholdError, TimeoutError):
+    """``Client.wait`` gave up: the coordinator answered, but the job was not terminal by the
+    deadline. A :class:`TimeoutError`, whose message names the job's state then, e.g.
+    ``job 0192… still queued after 60s (attempt 0 of 25)`` (a job still ``queued`` usually has
+    no worker on its queue).
+
+    Attributes:
+        job_id: the job waited for.
+        state: its state at the deadline (``"queued"``, ``"leased"`` or ``"blocked"``).
+        attempt: claims made so far (0: no worker has taken it yet).
+        max_attempts: attempts allowed.
+        waited: seconds waited.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str = "",
+        state: str = "",
+        attempt: int = 0,
+        max_attempts: int = 0,
+        waited: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.waited = waited
 
 
 class LeaseLost(LeaseholdError):

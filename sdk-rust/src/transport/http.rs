@@ -282,7 +282,9 @@ impl HttpApi {
         // Generous: an upload may be large. 30 s plus one second per MiB.
         let timeout = self.timeout + Duration::from_secs(size / (1024 * 1024));
         self.retrying("artifact upload", || async {
-            let file = tokio::fs::File::open(path).await?;
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::file(path, e))?;
             let response = self
                 .builder(Method::PUT, &url_path, timeout)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")

@@ -11,6 +11,7 @@ mod frame;
 mod job;
 mod lease;
 mod queue;
+pub mod retry;
 mod run;
 mod worker;
 

@@ -32,7 +32,8 @@ pub(crate) struct ArtifactStored {
     created: bool,
 }
 
-fn blob_path(root: &Path, digest: &str) -> PathBuf {
+/// Where the blob of `digest` lives under the data directory.
+pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
     let hex = digest.trim_start_matches("sha256:");
     root.join("artifacts")
         .join("sha256")

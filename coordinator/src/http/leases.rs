@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
 use super::jobs::job_not_found;
+use super::outcome_checks;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ClaimParams, Claimed, Finished, Outcome, OutcomeKind};
 use crate::validate;
@@ -277,6 +278,15 @@ pub(crate) async fn finish_many(
         ));
     }
     let now = state.clock.now();
+    let mut reports = reports;
+    let mut rng = None;
+    for (i, report) in reports.iter_mut().enumerate() {
+        let at = |e: ApiError| e.prefix_field(&format!("outcomes[{i}]"));
+        outcome_checks::artifacts_stored(state, report)
+            .await
+            .map_err(at)?;
+        outcome_checks::default_retry_at(state, tenant, report, now, &mut rng).await?;
+    }
     let outcomes = reports
         .into_iter()
         .enumerate()
@@ -396,6 +406,7 @@ pub(crate) async fn complete(
             manifest_digest: None,
         },
     };
+    outcome_checks::artifacts_stored(&state, &report).await?;
     let outcome = outcome_from_report(report, state.clock.now())?;
     finish_one(&state, &tenant.0, outcome).await
 }
@@ -412,7 +423,7 @@ pub(crate) async fn fail(
     JobId(id): JobId,
     ApiJson(req): ApiJson<FailRequest>,
 ) -> ApiResult<ApiJson<Job>> {
-    let report = OutcomeReport {
+    let mut report = OutcomeReport {
         job_id: id,
         fencing_token: req.fencing_token,
         outcome: leasehold_proto::OutcomeKind::Fail {
@@ -420,7 +431,9 @@ pub(crate) async fn fail(
             retry_at: req.retry_at,
         },
     };
-    let outcome = outcome_from_report(report, state.clock.now())?;
+    let now = state.clock.now();
+    outcome_checks::default_retry_at(&state, &tenant.0, &mut report, now, &mut None).await?;
+    let outcome = outcome_from_report(report, now)?;
     finish_one(&state, &tenant.0, outcome).await
 }
 

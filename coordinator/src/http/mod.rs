@@ -9,6 +9,7 @@ mod jobs;
 mod leases;
 mod legacy;
 pub mod openapi;
+mod outcome_checks;
 mod queues;
 mod runs;
 mod service;

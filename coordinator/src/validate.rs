@@ -219,8 +219,9 @@ pub fn new_job(
         )?;
     }
     let inputs_hash = jcs_digest(&job.payload);
+    let id = Uuid::now_v7();
     Ok(NewJobRow {
-        id: Uuid::now_v7(),
+        id,
         tenant,
         queue: job.queue,
         kind: job.kind,
@@ -229,7 +230,9 @@ pub fn new_job(
         max_attempts,
         run_at: job.run_at.unwrap_or(now),
         idempotency_key,
-        correlation_id: job.correlation_id,
+        // Without one, the job's own id: every event of this piece of work shares a correlation
+        // id that can be handed on to other systems (a run's jobs get the run's, see runs.rs).
+        correlation_id: job.correlation_id.or_else(|| Some(id.to_string())),
         project: job.project,
         run_id: None,
         inputs_hash,

@@ -961,7 +961,7 @@ async fn runs_plan_start_get_and_cancel() {
     run.ok();
     assert!(
         run.stdout.starts_with(&format!(
-            "run:      {id}\nstatus:   pending\nname:     nightly\ntoken:    nightly-1\n"
+            "run:            {id}\nstatus:         pending\nname:           nightly\ntoken:          nightly-1\ncorrelation id: {id}\n"
         )),
         "{}",
         run.stdout

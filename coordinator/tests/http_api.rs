@@ -1003,8 +1003,22 @@ async fn batch_outcomes_are_fenced_one_by_one(store: Arc<dyn Store>) {
     assert_eq!(leases.len(), 3);
     let id = |i: usize| leases[i]["job"]["id"].clone();
     let token = |i: usize| leases[i]["fencing_token"].clone();
-    let artifacts = json!([{"name": "b.txt", "digest": format!("sha256:{}", "b".repeat(64)), "size": 2, "media_type": "text/plain"},
-                           {"name": "a.txt", "digest": format!("sha256:{}", "a".repeat(64)), "size": 1, "media_type": "text/plain"}]);
+    // Completions may name only stored artifacts: upload both first.
+    let mut digests = vec![];
+    for bytes in [b"bb".to_vec(), b"a".to_vec()] {
+        use sha2::Digest;
+        let digest = format!(
+            "sha256:{}",
+            leasehold_coordinator::http::artifacts::hex(&sha2::Sha256::digest(&bytes))
+        );
+        let put = api
+            .raw("PUT", &format!("/v1/artifacts/{digest}"), bytes, &[])
+            .await;
+        assert!(put.status.is_success(), "{}", put.body);
+        digests.push(digest);
+    }
+    let artifacts = json!([{"name": "b.txt", "digest": digests[0], "size": 2, "media_type": "text/plain"},
+                           {"name": "a.txt", "digest": digests[1], "size": 1, "media_type": "text/plain"}]);
     let mut sorted = artifacts.as_array().unwrap().clone();
     sorted.sort_by_key(|a| a["name"].as_str().unwrap().to_owned());
     let manifest_digest = leasehold_coordinator::validate::jcs_digest(&Value::Array(sorted));

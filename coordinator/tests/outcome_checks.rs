@@ -1,6 +1,7 @@
 //! What the coordinator checks or fills in on an outcome: a completion naming an artifact that
-//! was never uploaded is refused by name (the job stays leased), and a retryable failure
-//! reported without `retry_at` is scheduled by the job's backoff, not retried at once.
+//! was never uploaded is refused by name (the job stays leased), a retryable failure reported
+//! without `retry_at` is scheduled by the job's backoff, not retried at once, and an outcome
+//! retried after it was recorded is answered as recorded.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -163,7 +164,57 @@ async fn failures_without_retry_at_get_the_jobs_backoff(store: Arc<dyn Store>) {
     assert_eq!(r.body["state"], "dead");
 }
 
+/// A worker whose answer was lost retries the same outcome under the same token: it is answered
+/// as recorded (200), not `lease_lost`; a different outcome, or any outcome once a newer lease
+/// exists, is still refused.
+async fn a_retried_outcome_that_committed_is_answered_as_recorded(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let (id, token) = lease(&api, json!({"queue": "again", "kind": "k"})).await;
+    let complete = json!({"fencing_token": token, "result": {"n": 1}});
+    let path = format!("/v1/jobs/{id}/complete");
+    let first = api.call("POST", &path, Some(complete.clone())).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let before = api.snapshot().await;
+    let again = api.call("POST", &path, Some(complete)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["state"], "succeeded");
+    assert_eq!(api.snapshot().await, before, "the retry wrote something");
+    let batch =
+        json!({"outcomes": [{"job_id": id, "fencing_token": token, "outcome": "complete"}]});
+    let r = api.call("POST", "/v1/leases/outcomes", Some(batch)).await;
+    assert_eq!(r.body["results"][0]["status"], "ok", "{}", r.body);
+    assert_eq!(r.body["results"][0]["state"], "succeeded");
+    // Another outcome under that token was never recorded: refused.
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/jobs/{id}/fail"),
+            Some(json!({"fencing_token": token, "error": {"class": "x"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(api.snapshot().await, before);
+
+    // A retryable failure, retried: recorded once. Once the job is leased again, the old
+    // token's outcome is refused.
+    let (id, token) = lease(&api, json!({"queue": "again2", "kind": "k"})).await;
+    let fail = json!({"fencing_token": token, "error": {"class": "x"}, "retry_at": "2000-01-01T00:00:00Z"});
+    let path = format!("/v1/jobs/{id}/fail");
+    assert_eq!(
+        api.call("POST", &path, Some(fail.clone())).await.status,
+        StatusCode::OK
+    );
+    let r = api.call("POST", &path, Some(fail.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["attempt"], 1);
+    assert_eq!(api.claim("again2", "w2", 30_000).await.len(), 1);
+    let r = api.call("POST", &path, Some(fail)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "lease_lost");
+}
+
 on_both_backends!(
     completions_name_only_stored_artifacts,
     failures_without_retry_at_get_the_jobs_backoff,
+    a_retried_outcome_that_committed_is_answered_as_recorded,
 );

@@ -299,14 +299,31 @@ pub(crate) async fn finish_many(
     }
     let asked: Vec<_> = outcomes
         .iter()
-        .map(|o| (o.job_id, matches!(o.kind, OutcomeKind::Fail { .. })))
+        .map(|o| (o.job_id, o.fencing_token, outcome_checks::Sent::of(&o.kind)))
         .collect();
     let finished = state.store.finish_states(now, tenant, outcomes).await?;
+    // A refused outcome may be the retry of one recorded already (rare: read only then).
+    let mut recorded_before = vec![None; asked.len()];
+    for (i, ((job_id, token, sent), f)) in asked.iter().zip(&finished).enumerate() {
+        if let Finished::LeaseLost(_) = f {
+            recorded_before[i] =
+                outcome_checks::recorded_before(state, tenant, *job_id, *token, *sent)
+                    .await?
+                    .map(|job| job.state);
+        }
+    }
     let mut requeued = false;
     let results = asked
         .into_iter()
+        .map(|(job_id, _, sent)| (job_id, sent == outcome_checks::Sent::Fail))
         .zip(finished)
-        .map(|((job_id, failed), f)| match f {
+        .zip(recorded_before)
+        .map(|(((job_id, failed), f), before)| match f {
+            Finished::LeaseLost(_) if let Some(job_state) = before => OutcomeResult {
+                job_id,
+                status: OutcomeStatus::Ok,
+                state: Some(job_state),
+            },
             Finished::Ok(job_state) => {
                 requeued |= count_outcome(job_state, failed);
                 OutcomeResult {
@@ -363,6 +380,7 @@ fn count_outcome(state: JobState, failed: bool) -> bool {
 async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResult<ApiJson<Job>> {
     let (id, token) = (outcome.job_id, outcome.fencing_token);
     let failed = matches!(outcome.kind, OutcomeKind::Fail { .. });
+    let sent = outcome_checks::Sent::of(&outcome.kind);
     let result = state
         .store
         .finish(state.clock.now(), tenant, vec![outcome])
@@ -375,6 +393,12 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
                 state.ready.notify();
             }
             Ok(ApiJson(*job))
+        }
+        Some(Finished::LeaseLost(_))
+            if let Some(job) =
+                outcome_checks::recorded_before(state, tenant, id, token, sent).await? =>
+        {
+            Ok(ApiJson(job))
         }
         Some(Finished::LeaseLost(current)) => Err(ApiError::new(
             ErrorCode::LeaseLost,

@@ -68,3 +68,59 @@ pub(crate) async fn default_retry_at(
     *retry_at = Some(now.checked_add_signed(delay).unwrap_or(now));
     Ok(())
 }
+
+/// Which of the three outcomes a worker sent, for [`recorded_before`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Complete,
+    Fail,
+    Release,
+}
+
+impl Sent {
+    pub(crate) fn of(kind: &crate::store::OutcomeKind) -> Self {
+        match kind {
+            crate::store::OutcomeKind::Complete { .. } => Self::Complete,
+            crate::store::OutcomeKind::Fail { .. } => Self::Fail,
+            crate::store::OutcomeKind::Release => Self::Release,
+        }
+    }
+}
+
+/// For an outcome refused as not leased under `token`: the job, when that same outcome was
+/// already recorded under that very token — a worker whose answer was lost (coordinator
+/// restarted, connection cut) and that retries. Such a retry is answered as recorded instead of
+/// `lease_lost`, so the worker never reports an error for work that was kept. Decided from the
+/// job as stored: its token is still `token` (no newer lease) and its state is the one this
+/// outcome leads to; a job that lease expiry ended is not the worker's failure.
+pub(crate) async fn recorded_before(
+    state: &AppState,
+    tenant: &str,
+    id: uuid::Uuid,
+    token: i64,
+    sent: Sent,
+) -> ApiResult<Option<leasehold_proto::Job>> {
+    use leasehold_proto::JobState;
+    let Some(job) = state.store.get_job(tenant, id).await? else {
+        return Ok(None);
+    };
+    if job.fencing_token != token {
+        return Ok(None);
+    }
+    let expired = job
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e["class"] == "lease_expired");
+    let same = match sent {
+        Sent::Complete => job.state == JobState::Succeeded,
+        Sent::Fail => {
+            !expired
+                && matches!(
+                    job.state,
+                    JobState::Queued | JobState::Dead | JobState::Cancelled
+                )
+        }
+        Sent::Release => job.state == JobState::Queued,
+    };
+    Ok(same.then_some(job))
+}

@@ -131,6 +131,8 @@ pub(crate) fn rows(
     validate::opt_label("name", &run.name)?;
     let planned = plan(run.jobs)?;
     let run_id = Uuid::now_v7();
+    // A run's jobs share the run's correlation id: the caller's, else the run id.
+    let correlation_id = run.correlation_id.or_else(|| Some(run_id.to_string()));
     let mut ids: BTreeMap<String, Uuid> = BTreeMap::new();
     let mut out = Vec::with_capacity(planned.jobs.len());
     for (i, spec) in planned.jobs.iter().enumerate() {
@@ -142,7 +144,7 @@ pub(crate) fn rows(
             max_attempts: spec.max_attempts,
             run_at: None,
             idempotency_key: None,
-            correlation_id: run.correlation_id.clone(),
+            correlation_id: correlation_id.clone(),
             project: run.project.clone(),
             tenant: None,
             backoff: spec.backoff.clone(),
@@ -173,7 +175,7 @@ pub(crate) fn rows(
         run_token: run.run_token,
         name: run.name,
         project: run.project,
-        correlation_id: run.correlation_id,
+        correlation_id,
         mode,
         jobs: out,
     };

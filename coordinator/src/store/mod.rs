@@ -5,13 +5,16 @@
 //! token changes nothing. `now` is always passed in (see [`crate::clock`]) so that tests control
 //! time and no background process is needed for lease expiry to be correct.
 
+mod dag;
 mod detached;
 mod postgres;
+mod postgres_dag;
 mod postgres_enqueue;
 mod postgres_leases;
 mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_dag;
 mod sqlite_direct;
 mod sqlite_enqueue;
 mod sqlite_handoff;
@@ -281,6 +284,10 @@ pub struct Claimed {
 pub trait Store: Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
+
+    /// The signal this store bumps once a commit of its own made jobs ready (a run's child
+    /// unblocked, a replay): claimers wait on it.
+    fn ready_signal(&self) -> crate::notify::ReadySignal;
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -1,6 +1,7 @@
 //! Shared set-up for the coordinator's suites: a store per backend, each test on fresh data.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod dag;
 pub mod events;
 pub mod rows;
 

@@ -182,14 +182,9 @@ impl Worker {
     /// The next lease of the queue (long poll, or one credit on the session).
     pub async fn take(&mut self) -> Value {
         match &mut self.ws {
-            Some(ws) => {
-                send(ws, json!({"type": "credit", "n": 1})).await;
-                loop {
-                    let frame = recv(ws).await.expect("a lease pushed");
-                    if frame["type"] == "leases" {
-                        return frame["leases"][0].clone();
-                    }
-                }
+            Some(_) => {
+                self.credit(1).await;
+                self.pushed().await
             }
             None => {
                 let mut leases = self
@@ -247,6 +242,22 @@ impl Worker {
         let last = answer.as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["status"], "ok", "{answer}");
         last["state"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives the session `n` credit.
+    pub async fn credit(&mut self, n: u32) {
+        send(self.ws.as_mut().unwrap(), json!({"type": "credit", "n": n})).await;
+    }
+
+    /// The next lease the session pushes.
+    pub async fn pushed(&mut self) -> Value {
+        let ws = self.ws.as_mut().unwrap();
+        loop {
+            let frame = recv(ws).await.expect("a lease pushed");
+            if frame["type"] == "leases" {
+                return frame["leases"][0].clone();
+            }
+        }
     }
 
     async fn batch(&self, outcomes: Vec<Value>) -> Value {

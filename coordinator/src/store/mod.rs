@@ -330,7 +330,8 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> StoreResult<Option<Transition>>;
 
-    /// Sends a dead or cancelled job back to queued with a fresh attempt budget.
+    /// Sends a dead or cancelled job back to queued (blocked while a parent in its run has not
+    /// succeeded) with a fresh attempt budget, re-blocking its `upstream_failed` descendants.
     async fn retry_job(
         &self,
         now: DateTime<Utc>,

@@ -42,13 +42,15 @@ def free_port() -> int:
 class Coordinator:
     """`leasehold serve` on a free port with its own data directory."""
 
-    def __init__(self, data_dir: pathlib.Path) -> None:
+    def __init__(self, data_dir: pathlib.Path, database_url: Optional[str] = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "coordinator.log"
         self._log = open(self.log_path, "wb")
+        database = ["--database-url", database_url] if database_url else []
+        listen = ["--listen", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(
-            [coordinator_binary(), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(data_dir)],
+            [coordinator_binary(), "serve", *listen, "--data-dir", str(data_dir), *database],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -90,6 +92,27 @@ class Coordinator:
 @pytest.fixture(scope="session")
 def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
     c = Coordinator(tmp_path_factory.mktemp("coordinator"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
+    """A coordinator on PostgreSQL (``LEASEHOLD_TEST_DATABASE_URL``, a fresh schema). Skipped
+    without one, unless ``LEASEHOLD_REQUIRE_PG=1`` (the test command and CI), which fails."""
+    base = os.environ.get("LEASEHOLD_TEST_DATABASE_URL")
+    if not base:
+        if os.environ.get("LEASEHOLD_REQUIRE_PG") == "1":
+            pytest.fail("LEASEHOLD_REQUIRE_PG=1 but LEASEHOLD_TEST_DATABASE_URL is unset")
+        pytest.skip("LEASEHOLD_TEST_DATABASE_URL is unset")
+    schema = f"py_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", "-X", "-q", base, "-c", f"CREATE SCHEMA {schema}"], check=True)
+    marker = os.environ.get("LEASEHOLD_PG_MARKER")
+    if marker:
+        with open(marker, "a") as f:
+            f.write("sdk-python::pg_coordinator\n")
+    sep = "&" if "?" in base else "?"
+    c = Coordinator(tmp_path_factory.mktemp("pg-coordinator"), f"{base}{sep}options=-c%20search_path%3D{schema}")
     yield c
     c.stop()
 

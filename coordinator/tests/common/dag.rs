@@ -203,8 +203,12 @@ impl Worker {
             Via::Single => {
                 let id = lease["job"]["id"].as_str().unwrap();
                 let path = format!("/v1/jobs/{id}/{}", if ok { "complete" } else { "fail" });
+                // The batch form without the keys the single calls do not take (request
+                // bodies are strict).
                 let mut body = report(lease, ok);
-                body.as_object_mut().unwrap().remove("job_id");
+                let fields = body.as_object_mut().unwrap();
+                fields.remove("job_id");
+                fields.remove("outcome");
                 let (status, job) = self.api.post(&path, body).await;
                 assert_eq!(status, 200, "{job}");
                 return job["state"].as_str().unwrap().to_owned();

@@ -35,6 +35,8 @@ pub const WORKER_SESSIONS: &str = "leasehold_worker_sessions";
 /// Jobs leased in their enqueue's transaction to a claimer parked in a long poll
 /// (`crate::handoff`); each is also counted in `leasehold_leases_granted_total`.
 pub const HANDOFFS: &str = "leasehold_handoffs_total";
+/// Claimers parked in a long poll or a worker session with credit (refreshed on each scrape).
+pub const PARKED_CLAIMERS: &str = "leasehold_parked_claimers";
 /// Outcomes recorded, by resulting state.
 pub const OUTCOMES: &str = "leasehold_outcomes_total";
 

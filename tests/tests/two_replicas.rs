@@ -142,3 +142,88 @@ async fn enqueue_on_one_replica_wakes_a_claimer_on_the_other() {
     // Woken by NOTIFY, long before the 30 s long-poll would end.
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
 }
+
+/// How many claimers `url`'s coordinator has parked, from its `/metrics`.
+async fn parked(http: &reqwest::Client, url: &str) -> u64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("leasehold_parked_claimers "))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// A run's child unblocked by an outcome reported to one replica reaches a claimer parked on
+/// the other at once (NOTIFY on unblock, as on enqueue), not when its 20 s long poll ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_unblocked_on_one_replica_wakes_a_claimer_on_the_other() {
+    let Some(base) = postgres_url("two_replicas::cross_replica_unblock") else {
+        return;
+    };
+    let db = fresh_schema(&base).await.unwrap();
+    let a = Coordinator::spawn(Some(&db)).await.unwrap();
+    let b = Coordinator::spawn(Some(&db)).await.unwrap();
+    let http = reqwest::Client::new();
+    let run: Value = http
+        .post(format!("{}/v1/runs", a.url))
+        .json(&json!({"jobs": [{"key": "a", "kind": "k", "queue": "parents"},
+                                {"key": "b", "kind": "k", "queue": "children", "depends_on": ["a"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let child = run["jobs"][1]["job_id"].clone();
+    let waiter = {
+        let (url, http) = (b.url.clone(), http.clone());
+        tokio::spawn(async move {
+            let r: Value = http
+                .post(format!("{url}/v1/leases"))
+                .json(&json!({"worker_id": "w", "queues": ["children"], "wait_ms": 20000}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (r, Instant::now())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parked(&http, &b.url).await < 1 {
+        assert!(Instant::now() < deadline, "the claimer on b never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let claimed: Value = http
+        .post(format!("{}/v1/leases", a.url))
+        .json(&json!({"worker_id": "p", "queues": ["parents"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lease = &claimed["leases"][0];
+    let r: Value = http
+        .post(format!("{}/v1/leases/outcomes", a.url))
+        .json(&json!({"outcomes": [{"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"],
+                                    "outcome": "complete", "result": null}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"][0]["state"], "succeeded", "{r}");
+    let reported = Instant::now();
+    let (body, answered) = waiter.await.unwrap();
+    assert_eq!(body["leases"][0]["job"]["id"], child, "{body}");
+    let waited = answered.saturating_duration_since(reported);
+    assert!(waited < Duration::from_secs(2), "the child took {waited:?}");
+}

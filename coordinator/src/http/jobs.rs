@@ -322,7 +322,9 @@ pub(crate) async fn cancel(
     Ok(ApiJson(transition.job))
 }
 
-/// Send a dead (or cancelled) job back to `queued` with a fresh attempt budget.
+/// Send a dead (or cancelled) job back to `queued` with a fresh attempt budget; a job of a run
+/// whose parents have not all succeeded goes back to `blocked`, and its descendants cancelled
+/// `upstream_failed` are blocked again (docs/ARCHITECTURE.md, "Replay and dependency order").
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Job), (status = 404, body = ErrorEnvelope),

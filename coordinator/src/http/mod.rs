@@ -48,7 +48,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Source of "now" (injected in tests).
     pub clock: Arc<dyn Clock>,
-    /// Wakes long-polling claimers.
+    /// Wakes long-polling claimers (the store's [`Store::ready_signal`]).
     pub ready: ReadySignal,
     /// Claimers parked in a long poll, for direct hand-off of new jobs.
     pub handoffs: Handoffs,
@@ -89,12 +89,14 @@ impl AppState {
         // Every write finishes its transaction even when the client hangs up mid-request.
         let store: Arc<dyn Store> = Arc::new(crate::store::Detached(store));
         let events = crate::events::EventHub::start(store.clone(), rx.clone());
+        // The store's own signal: it wakes claimers when its bookkeeping makes jobs ready.
+        let ready = store.ready_signal();
         let state = Self {
             events,
             access: access::Access::default(),
             store,
             clock: Arc::new(crate::clock::SystemClock),
-            ready: ReadySignal::new(),
+            ready,
             handoffs: Handoffs::new(),
             shutdown: rx,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,

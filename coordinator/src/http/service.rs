@@ -36,6 +36,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         Ok(counts) => crate::metrics::record_state_counts(&counts),
         Err(err) => tracing::warn!(%err, "job counts unavailable for /metrics"),
     }
+    metrics::gauge!(crate::metrics::PARKED_CLAIMERS).set(state.handoffs.parked() as f64);
     let body = crate::metrics::handle().render();
     (
         [(

@@ -47,6 +47,10 @@ impl Store for Detached {
         self.0.backend()
     }
 
+    fn ready_signal(&self) -> crate::notify::ReadySignal {
+        self.0.ready_signal()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.0.ping().await
     }

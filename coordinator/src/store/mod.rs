@@ -5,13 +5,17 @@
 //! token changes nothing. `now` is always passed in (see [`crate::clock`]) so that tests control
 //! time and no background process is needed for lease expiry to be correct.
 
+mod dag;
 mod detached;
+mod outcomes;
 mod postgres;
+mod postgres_dag;
 mod postgres_enqueue;
 mod postgres_leases;
 mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_dag;
 mod sqlite_direct;
 mod sqlite_enqueue;
 mod sqlite_handoff;
@@ -27,6 +31,7 @@ use leasehold_proto::{
 use uuid::Uuid;
 
 pub use detached::Detached;
+pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub use runs::{NewRunRow, RunJobRow};
 pub use sqlite::{SqliteStore, SqliteSync};
@@ -325,6 +330,10 @@ pub trait Store: Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
 
+    /// The signal this store bumps once a commit of its own made jobs ready (a run's child
+    /// unblocked, a replay): claimers wait on it.
+    fn ready_signal(&self) -> crate::notify::ReadySignal;
+
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -366,7 +375,8 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> StoreResult<Option<Transition>>;
 
-    /// Sends a dead or cancelled job back to queued with a fresh attempt budget.
+    /// Sends a dead or cancelled job back to queued (blocked while a parent in its run has not
+    /// succeeded) with a fresh attempt budget, re-blocking its `upstream_failed` descendants.
     async fn retry_job(
         &self,
         now: DateTime<Utc>,
@@ -532,51 +542,6 @@ pub struct EventFilter {
     /// Only events no running transaction can still precede (live tails need this; a
     /// one-off read does not).
     pub settled: bool,
-}
-
-/// Where the chunk of `outcomes` that starts at `start` ends (exclusive), for stores that write
-/// a batch of outcomes a chunk at a time: at most `max` outcomes, ending before a job named a
-/// second time (that report must see the first one's effect) and right after a job in `in_run`
-/// (its DAG bookkeeping must run before the next outcome). Applying the chunks in order thus
-/// gives exactly the results and events of applying the outcomes one by one.
-pub(crate) fn outcome_chunk_end(
-    outcomes: &[Outcome],
-    start: usize,
-    max: usize,
-    in_run: &std::collections::HashSet<Uuid>,
-) -> usize {
-    let mut seen = std::collections::HashSet::new();
-    let mut end = start;
-    while end < outcomes.len() && end - start < max && seen.insert(outcomes[end].job_id) {
-        end += 1;
-        if in_run.contains(&outcomes[end - 1].job_id) {
-            break;
-        }
-    }
-    end
-}
-
-/// The jobs of `chunk` whose outcome was not recorded (`updated` holds `None` for them): their
-/// lease was lost, or they do not exist; the caller looks up which.
-pub(crate) fn lost_leases<T>(chunk: &[Outcome], updated: &[Option<T>]) -> Vec<Uuid> {
-    chunk
-        .iter()
-        .zip(updated)
-        .filter(|(_, job)| job.is_none())
-        .map(|(o, _)| o.job_id)
-        .collect()
-}
-
-/// The `dead` or `queued` state a failure leads to, given what the row says.
-pub(crate) fn event_type_for(state: JobState, outcome: &OutcomeKind) -> &'static str {
-    match (state, outcome) {
-        (JobState::Succeeded, _) => "succeeded",
-        (JobState::Cancelled, _) => "cancelled",
-        (JobState::Dead, _) => "dead",
-        (JobState::Queued, OutcomeKind::Release) => "released",
-        (JobState::Queued, _) => "retry_scheduled",
-        _ => "updated",
-    }
 }
 
 /// Folds `(queue, state, count)` rows and paused flags into [`QueueInfo`]s; shared by both

@@ -18,7 +18,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::postgres_runs::after_job_change;
+use super::dag::{self, DagEffects};
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
     NewRunRow, Outcome, QueueAccumulator, StateCount, Store, StoreError, StoreResult, Transition,
@@ -35,6 +35,8 @@ pub struct PostgresStore {
     options: PgConnectOptions,
     /// Ends the payload of the wake-ups this store's enqueues send (see [`Self::is_own_wakeup`]).
     pub(super) origin: String,
+    /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
+    pub(super) ready: crate::notify::ReadySignal,
 }
 
 /// The columns every event insert copies from a job row; `job` is the CTE alias of that row.
@@ -145,6 +147,7 @@ impl PostgresStore {
             pool,
             options,
             origin: format!("@{}", Uuid::new_v4().simple()),
+            ready: crate::notify::ReadySignal::new(),
         })
     }
 
@@ -197,6 +200,10 @@ pub(super) fn internal(err: serde_json::Error) -> StoreError {
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn ready_signal(&self) -> crate::notify::ReadySignal {
+        self.ready.clone()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -319,8 +326,10 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
         let updated = decode_job(&row)?;
-        after_job_change(&mut tx, &updated, now).await?;
+        let mut fx = DagEffects::default();
+        dag::after_job_change(&mut self.dag(&mut tx), (&updated).into(), now, &mut fx).await?;
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(Some(Transition {
             job: updated,
             changed: true,
@@ -333,40 +342,26 @@ impl Store for PostgresStore {
         tenant: &str,
         id: Uuid,
     ) -> StoreResult<Option<Transition>> {
-        let sql = with_event(
-            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = $1, updated_at = $1, \
-             finished_at = NULL, cancel_requested = false, cancel_reason = NULL, \
-             lease_expires_at = NULL WHERE id = $2 AND tenant = $3 \
-             AND state IN ('dead', 'cancelled') RETURNING *",
-            "'retried'",
-            "jsonb_build_object('to', 'queued')",
-            "$1",
-        );
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&sql)
-            .bind(now)
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE")
             .bind(id)
             .bind(tenant)
             .fetch_optional(&mut *tx)
             .await?;
-        let transition = match row {
-            Some(row) => {
-                let job = decode_job(&row)?;
-                after_job_change(&mut tx, &job, now).await?;
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(READY_CHANNEL)
-                    .bind(format!("{}/{}", job.tenant, job.queue))
-                    .execute(&mut *tx)
-                    .await?;
-                Some(Transition { job, changed: true })
-            }
-            None => fetch_job(&mut tx, tenant, id).await?.map(|job| Transition {
+        let Some(job) = row.as_ref().map(decode_job).transpose()? else {
+            return Ok(None);
+        };
+        if !matches!(job.state, JobState::Dead | JobState::Cancelled) {
+            return Ok(Some(Transition {
                 job,
                 changed: false,
-            }),
-        };
+            }));
+        }
+        let mut fx = DagEffects::default();
+        let job = dag::replay(&mut self.dag(&mut tx), &job, now, &mut fx).await?;
         tx.commit().await?;
-        Ok(transition)
+        fx.after_commit(&self.ready);
+        Ok(Some(Transition { job, changed: true }))
     }
 
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {

@@ -9,10 +9,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::dag::{self, DagEffects, JobChange};
 use super::postgres::{
     EVENT_COLUMNS, PostgresStore, READY_CHANNEL, begin_by_index, decode_job, internal,
 };
-use super::postgres_runs::{after_job_change, refresh_run_status};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
 };
@@ -25,20 +25,32 @@ fn is_retryable(err: &sqlx::Error) -> bool {
 
 /// A recorded outcome as [`finish_chunk`] reads it back.
 enum Recorded {
-    /// The whole row: for the single-job endpoints, and for jobs of a run (their DAG step
-    /// reads it).
+    /// The whole row: for the single-job endpoints.
     Job(Box<Job>),
-    /// The new state only: all the batch endpoints report. Returning whole rows made
-    /// PostgreSQL render, and the coordinator parse, every JSON column of every finished job
-    /// (W1 PostgreSQL ~9% faster without; bench/README.md).
-    State(JobState),
+    /// The new state and run only: all the batch endpoints report, and all a run's
+    /// bookkeeping needs. Returning whole rows made PostgreSQL render, and the coordinator
+    /// parse, every JSON column of every finished job (W1 PostgreSQL ~9% faster without;
+    /// bench/README.md).
+    State(JobState, Option<Uuid>),
 }
 
 impl Recorded {
     fn state(&self) -> JobState {
         match self {
             Self::Job(job) => job.state,
-            Self::State(state) => *state,
+            Self::State(state, _) => *state,
+        }
+    }
+
+    /// What the DAG bookkeeping needs to know about the outcome of `id`.
+    fn change(&self, id: Uuid) -> JobChange {
+        match self {
+            Self::Job(job) => JobChange::from(job.as_ref()),
+            Self::State(state, run_id) => JobChange {
+                id,
+                run_id: *run_id,
+                state: *state,
+            },
         }
     }
 }
@@ -151,7 +163,7 @@ async fn finish_chunk(
         answer = if whole {
             "SELECT * FROM u ORDER BY ord"
         } else {
-            "SELECT ord, state FROM u"
+            "SELECT ord, state, run_id FROM u"
         },
     );
     let rows = sqlx::query(&sql)
@@ -181,6 +193,7 @@ async fn finish_chunk(
             Recorded::State(
                 JobState::parse(&state)
                     .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?,
+                row.try_get("run_id")?,
             )
         });
     }
@@ -366,7 +379,7 @@ impl PostgresStore {
             .into_iter()
             .map(|f| match f {
                 Finished::Ok(Recorded::Job(job)) => Ok(Finished::Ok(job)),
-                Finished::Ok(Recorded::State(_)) => Err(StoreError::Internal(
+                Finished::Ok(Recorded::State(..)) => Err(StoreError::Internal(
                     "an outcome was read back without its row".into(),
                 )),
                 Finished::LeaseLost(state) => Ok(Finished::LeaseLost(state)),
@@ -401,7 +414,12 @@ impl PostgresStore {
         loop {
             match self.finish_once(now, tenant, outcomes, whole).await {
                 Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
-                other => return other,
+                Err(err) => return Err(err),
+                // Only the attempt that committed counts its ended runs and wakes claimers.
+                Ok((finished, fx)) => {
+                    fx.after_commit(&self.ready);
+                    return Ok(finished);
+                }
             }
         }
     }
@@ -412,15 +430,17 @@ impl PostgresStore {
     /// batch. A chunk ends before a job named a second time (that report must see the first
     /// one's effect) and after a job that belongs to a run (its DAG bookkeeping must run before
     /// the next outcome), so results and events are exactly those of applying the outcomes one
-    /// by one. A batch without runs or repeats is one chunk. Rows are read back if `whole`, and
-    /// always for jobs of a run.
+    /// by one. A batch without runs or repeats is one chunk. Rows are read back if `whole`;
+    /// else each outcome's state and run, which is all the bookkeeping of a run needs (a batch
+    /// of one is not looked up first, so its run comes from there). What is left to do after
+    /// the commit is returned, not done: this attempt may be rolled back and run again.
     async fn finish_once(
         &self,
         now: DateTime<Utc>,
         tenant: &str,
         outcomes: &[Outcome],
         whole: bool,
-    ) -> StoreResult<Vec<Finished<Recorded>>> {
+    ) -> StoreResult<(Vec<Finished<Recorded>>, DagEffects)> {
         let mut tx = begin_by_index(self.pool()).await?;
         // `run_id` never changes, so this holds for the whole transaction.
         let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
@@ -439,11 +459,11 @@ impl PostgresStore {
         };
         let mut out = Vec::with_capacity(outcomes.len());
         let mut notify = false;
+        let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
             let end = super::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
             let chunk = &outcomes[start..end];
-            let whole = whole || chunk.iter().any(|o| in_run.contains(&o.job_id));
             let mut updated = finish_chunk(&mut tx, now, tenant, chunk, whole).await?;
             let lost = super::lost_leases(chunk, &updated);
             let current = current_states(&mut tx, tenant, &lost).await?;
@@ -451,8 +471,10 @@ impl PostgresStore {
                 out.push(match recorded {
                     Some(recorded) => {
                         notify |= recorded.state() == JobState::Queued;
-                        if let Recorded::Job(job) = &recorded {
-                            after_job_change(&mut tx, job, now).await?;
+                        let change = recorded.change(outcome.job_id);
+                        if change.run_id.is_some() {
+                            let dag = &mut self.dag(&mut tx);
+                            dag::after_job_change(dag, change, now, &mut fx).await?;
                         }
                         Finished::Ok(recorded)
                     }
@@ -472,7 +494,7 @@ impl PostgresStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(out)
+        Ok((out, fx))
     }
 
     async fn claim_once(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
@@ -533,6 +555,7 @@ impl PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
         let mut claimed = Claimed::default();
+        let mut fx = DagEffects::default();
         for row in &rows {
             let prev: String = row.try_get("prev")?;
             let exhausted: bool = row.try_get("exhausted")?;
@@ -541,15 +564,16 @@ impl PostgresStore {
             }
             let job = decode_job(row)?;
             if exhausted {
-                after_job_change(&mut tx, &job, now).await?;
+                dag::after_job_change(&mut self.dag(&mut tx), (&job).into(), now, &mut fx).await?;
             } else {
                 if let Some(run_id) = job.run_id {
-                    refresh_run_status(&mut tx, run_id, now).await?;
+                    dag::refresh_run_status(&mut self.dag(&mut tx), run_id, now, &mut fx).await?;
                 }
                 claimed.leases.push(lease_of(job)?);
             }
         }
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(claimed)
     }
 }

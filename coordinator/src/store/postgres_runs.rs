@@ -2,14 +2,15 @@
 //! a connection run inside the caller's transaction.
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{Event, Job, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use leasehold_proto::{Event, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::dag::{self, DagEffects};
 use super::postgres::{EVENT_COLUMNS, PostgresStore};
-use super::runs::{NewRunRow, RunRecord, aggregate, assemble};
+use super::runs::{NewRunRow, RunRecord, assemble};
 use super::{EventFilter, StoreError, StoreResult};
 
 /// Appends events of `kind` for the jobs returned by `sql` (an `UPDATE … RETURNING *` whose
@@ -21,128 +22,6 @@ fn update_with_events(sql: &str, kind: &str, data: &str) -> String {
                   u.correlation_id, $1, {data} FROM u ORDER BY u.id) \
          SELECT * FROM u"
     )
-}
-
-/// Reacts to a job of a run changing state (see the SQLite twin). The run row is locked first:
-/// two parents finishing in concurrent transactions would otherwise each miss the other's
-/// success and leave their child blocked forever.
-pub(super) async fn after_job_change(
-    conn: &mut PgConnection,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let Some(run_id) = job.run_id else {
-        return Ok(());
-    };
-    sqlx::query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE")
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await?;
-    match job.state {
-        JobState::Succeeded => {
-            let sql = update_with_events(
-                "UPDATE jobs SET state = 'queued', run_at = $1, updated_at = $1 \
-                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE parent_id = $2) \
-                 AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
-                                 WHERE d.job_id = jobs.id AND p.state <> 'succeeded') RETURNING *",
-                "unblocked",
-                "jsonb_build_object('from', 'blocked', 'to', 'queued', 'parent', $2::uuid)",
-            );
-            let rows = sqlx::query(&sql)
-                .bind(now)
-                .bind(job.id)
-                .fetch_all(&mut *conn)
-                .await?;
-            if !rows.is_empty() {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(super::READY_CHANNEL)
-                    .bind(&job.tenant)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        JobState::Dead | JobState::Cancelled => {
-            let sql = format!(
-                "WITH RECURSIVE d(id) AS ( \
-                   SELECT job_id FROM job_deps WHERE parent_id = $2 \
-                   UNION SELECT jd.job_id FROM job_deps jd JOIN d ON jd.parent_id = d.id), \
-                 u AS (UPDATE jobs SET state = 'cancelled', cancel_reason = 'upstream_failed', \
-                         finished_at = $1, updated_at = $1 \
-                       WHERE id IN (SELECT id FROM d) AND state IN ('blocked', 'queued') RETURNING *), \
-                 ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
-                   SELECT u.tenant, 'cancelled', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
-                          u.correlation_id, $1, jsonb_build_object('from', 'blocked', 'to', 'cancelled', \
-                          'reason', 'upstream_failed', 'upstream', $2::uuid) FROM u ORDER BY u.id) \
-                 SELECT count(*) FROM u"
-            );
-            sqlx::query(&sql)
-                .bind(now)
-                .bind(job.id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        _ => {}
-    }
-    refresh_run_status(conn, run_id, now).await
-}
-
-/// Recomputes a run's status; on a change stores it and appends a `run_status` event.
-pub(super) async fn refresh_run_status(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    // Locked, so two transactions changing jobs of one run never both report the same change.
-    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1 FOR UPDATE")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    let rows =
-        sqlx::query("SELECT state, started_at IS NOT NULL AS started FROM jobs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let states = rows
-        .iter()
-        .map(|r| {
-            let s: String = r.try_get("state")?;
-            Ok((
-                JobState::parse(&s).unwrap_or(JobState::Queued),
-                r.try_get::<bool, _>("started")?,
-            ))
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    let cancelled: Option<DateTime<Utc>> = run.try_get("cancelled_at")?;
-    let status = aggregate(&states, cancelled.is_some());
-    let stored: String = run.try_get("status")?;
-    if stored != status.as_str() {
-        if status.is_terminal() {
-            let created: DateTime<Utc> = run.try_get::<DateTime<Utc>, _>("created_at")?;
-            crate::metrics::run_ended(
-                status.as_str(),
-                (now - created).num_milliseconds() as f64 / 1000.0,
-            );
-        }
-        sqlx::query("UPDATE runs SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(now)
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
-        append_run_event(
-            conn,
-            &run,
-            "run_status",
-            None,
-            now,
-            json!({"from": stored, "status": status}),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 async fn append_run_event(
@@ -332,6 +211,7 @@ impl PostgresStore {
         id: Uuid,
     ) -> StoreResult<Option<Run>> {
         let mut tx = self.pool().begin().await?;
+        let mut fx = DagEffects::default();
         let updated = sqlx::query(
             "UPDATE runs SET cancelled_at = $1, updated_at = $1 WHERE id = $2 AND tenant = $3 \
              AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')",
@@ -365,10 +245,11 @@ impl PostgresStore {
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-            refresh_run_status(&mut tx, id, now).await?;
+            dag::refresh_run_status(&mut self.dag(&mut tx), id, now, &mut fx).await?;
         }
         let run = load_run(&mut tx, tenant, id).await?;
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(run)
     }
 

@@ -21,8 +21,9 @@ use sqlx::sqlite::{
 use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::dag::{self, DagEffects};
+use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, JobColumns, decode_job_at};
-use super::sqlite_runs::after_job_change;
 use super::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
     NewRunRow, Outcome, StateCount, Store, StoreError, StoreResult, Transition,
@@ -48,6 +49,8 @@ pub struct SqliteStore {
     /// which picks how its candidate search runs (see `sqlite_direct`). Only speed depends
     /// on it.
     pub(super) last_claim_size: Arc<AtomicUsize>,
+    /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
+    pub(super) ready: crate::notify::ReadySignal,
 }
 
 /// Microseconds since the epoch, the on-disk time format.
@@ -181,6 +184,7 @@ impl SqliteStore {
             writer,
             reader,
             last_claim_size: Arc::default(),
+            ready: crate::notify::ReadySignal::new(),
         })
     }
 
@@ -200,6 +204,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn ready_signal(&self) -> crate::notify::ReadySignal {
+        self.ready.clone()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -302,8 +310,10 @@ impl Store for SqliteStore {
             json!({"from": job.state, "to": updated.state, "reason": reason}),
         )
         .await?;
-        after_job_change(&mut tx, &updated, now).await?;
+        let mut fx = DagEffects::default();
+        dag::after_job_change(&mut SqliteDag(&mut tx), (&updated).into(), now, &mut fx).await?;
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(Some(Transition {
             job: updated,
             changed: true,
@@ -326,31 +336,11 @@ impl Store for SqliteStore {
                 changed: false,
             }));
         }
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?, updated_at = ?, \
-             finished_at = NULL, cancel_requested = 0, cancel_reason = NULL, \
-             lease_expires_at = NULL WHERE id = ? RETURNING *",
-        )
-        .bind(micros(now))
-        .bind(micros(now))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let updated = decode_job(&row)?;
-        append_event(
-            &mut tx,
-            &updated,
-            "retried",
-            now,
-            json!({"from": job.state, "to": "queued"}),
-        )
-        .await?;
-        after_job_change(&mut tx, &updated, now).await?;
+        let mut fx = DagEffects::default();
+        let job = dag::replay(&mut SqliteDag(&mut tx), &job, now, &mut fx).await?;
         tx.commit().await?;
-        Ok(Some(Transition {
-            job: updated,
-            changed: true,
-        }))
+        fx.after_commit(&self.ready);
+        Ok(Some(Transition { job, changed: true }))
     }
 
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {

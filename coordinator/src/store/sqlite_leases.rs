@@ -17,11 +17,12 @@ use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::dag::{self, DagEffects};
 use super::sqlite::{
     BATCH_ROWS, SqliteStore, append_events, append_events_in, decode_job, json_text, micros,
 };
+use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
-use super::sqlite_runs::{after_job_change, refresh_run_status};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
     lease_of,
@@ -287,6 +288,7 @@ async fn bury_exhausted(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
     params: &ClaimParams,
+    fx: &mut DagEffects,
 ) -> StoreResult<u64> {
     let mut qb = QueryBuilder::<Sqlite>::new("UPDATE jobs SET state = 'dead', finished_at = ");
     qb.push_bind(micros(now))
@@ -336,7 +338,7 @@ async fn bury_exhausted(
             })
             .collect();
         append_events(conn, &events, now).await?;
-        after_job_change(conn, &jobs[end - 1], now).await?;
+        dag::after_job_change(&mut SqliteDag(conn), (&jobs[end - 1]).into(), now, fx).await?;
         start = end;
     }
     Ok(jobs.len() as u64)
@@ -446,7 +448,8 @@ impl SqliteStore {
         params: &ClaimParams,
     ) -> StoreResult<Claimed> {
         let mut tx = self.begin_write().await?;
-        let buried = bury_exhausted(&mut tx, now, params).await?;
+        let mut fx = DagEffects::default();
+        let buried = bury_exhausted(&mut tx, now, params, &mut fx).await?;
         // The candidate search runs before its size is known: guess from the latest claim
         // (under load claims fill up; an idle worker's claim finds one job or none).
         let guess = self.last_claim_size.load(Ordering::Relaxed);
@@ -475,7 +478,7 @@ impl SqliteStore {
             reclaimed += chunk.iter().filter(|c| c.expired).count() as u64;
             // Only the last job of a chunk can belong to a run.
             if let Some(run_id) = jobs.last().and_then(|job| job.run_id) {
-                refresh_run_status(&mut tx, run_id, now).await?;
+                dag::refresh_run_status(&mut SqliteDag(&mut tx), run_id, now, &mut fx).await?;
             }
             for job in jobs {
                 leases.push(lease_of(job)?);
@@ -483,6 +486,7 @@ impl SqliteStore {
             start = end;
         }
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(Claimed {
             leases,
             expired: buried + reclaimed,
@@ -542,6 +546,7 @@ impl SqliteStore {
             HashSet::new()
         };
         let mut out = Vec::with_capacity(outcomes.len());
+        let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
             let end = super::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
@@ -555,7 +560,7 @@ impl SqliteStore {
             .await?;
             // Only the last job of a chunk can belong to a run (no-op for the others).
             for job in updated.iter().flatten() {
-                after_job_change(&mut tx, job, now).await?;
+                dag::after_job_change(&mut SqliteDag(&mut tx), job.into(), now, &mut fx).await?;
             }
             for (outcome, job) in chunk.iter().zip(updated) {
                 out.push(match job {
@@ -569,6 +574,7 @@ impl SqliteStore {
             start = end;
         }
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(out)
     }
 }

@@ -2,133 +2,17 @@
 //! takes a connection runs inside the caller's write transaction.
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{Event, Job, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use leasehold_proto::{Event, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
 use serde_json::{Value, json};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::runs::{NewRunRow, RunRecord, aggregate, assemble};
+use super::dag::{self, DagEffects};
+use super::runs::{NewRunRow, RunRecord, assemble};
 use super::sqlite::{SqliteStore, append_event, decode_job, from_micros, micros, opt_time};
+use super::sqlite_dag::SqliteDag;
 use super::{EventFilter, StoreError, StoreResult};
-
-/// Reacts to a job of a run changing state: success unblocks children whose parents all
-/// succeeded; `dead` or `cancelled` cancels every descendant (`upstream_failed`); then the
-/// run's aggregate status is refreshed (with a `run_status` event when it changes).
-pub(super) async fn after_job_change(
-    conn: &mut SqliteConnection,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let Some(run_id) = job.run_id else {
-        return Ok(());
-    };
-    match job.state {
-        JobState::Succeeded => {
-            let rows = sqlx::query(
-                "UPDATE jobs SET state = 'queued', run_at = ?1, updated_at = ?1 \
-                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE parent_id = ?2) \
-                 AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
-                                 WHERE d.job_id = jobs.id AND p.state <> 'succeeded') \
-                 RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(job.id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in &rows {
-                let child = decode_job(row)?;
-                append_event(
-                    conn,
-                    &child,
-                    "unblocked",
-                    now,
-                    json!({"from": "blocked", "to": "queued", "parent": job.id}),
-                )
-                .await?;
-            }
-        }
-        JobState::Dead | JobState::Cancelled => {
-            let rows = sqlx::query(
-                "WITH RECURSIVE d(id) AS ( \
-                   SELECT job_id FROM job_deps WHERE parent_id = ?2 \
-                   UNION SELECT jd.job_id FROM job_deps jd JOIN d ON jd.parent_id = d.id) \
-                 UPDATE jobs SET state = 'cancelled', cancel_reason = 'upstream_failed', \
-                   finished_at = ?1, updated_at = ?1 \
-                 WHERE id IN (SELECT id FROM d) AND state IN ('blocked', 'queued') RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(job.id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in &rows {
-                let child = decode_job(row)?;
-                append_event(conn, &child, "cancelled", now, json!({"from": "blocked", "to": "cancelled", "reason": "upstream_failed", "upstream": job.id})).await?;
-            }
-        }
-        _ => {}
-    }
-    refresh_run_status(conn, run_id, now).await
-}
-
-/// Recomputes a run's status; on a change stores it and appends a `run_status` event.
-pub(super) async fn refresh_run_status(
-    conn: &mut SqliteConnection,
-    run_id: Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = ?")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    let rows =
-        sqlx::query("SELECT state, started_at IS NOT NULL AS started FROM jobs WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let states = rows
-        .iter()
-        .map(|r| {
-            let s: String = r.try_get("state")?;
-            let started: i64 = r.try_get("started")?;
-            Ok((
-                JobState::parse(&s).unwrap_or(JobState::Queued),
-                started != 0,
-            ))
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    let cancelled: Option<i64> = run.try_get("cancelled_at")?;
-    let status = aggregate(&states, cancelled.is_some());
-    let stored: String = run.try_get("status")?;
-    if stored != status.as_str() {
-        if status.is_terminal() {
-            let created: DateTime<Utc> = from_micros(run.try_get("created_at")?)?;
-            crate::metrics::run_ended(
-                status.as_str(),
-                (now - created).num_milliseconds() as f64 / 1000.0,
-            );
-        }
-        sqlx::query("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(micros(now))
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
-        append_run_event(
-            conn,
-            &run,
-            "run_status",
-            None,
-            now,
-            json!({"from": stored, "status": status}),
-        )
-        .await?;
-    }
-    Ok(())
-}
 
 async fn append_run_event(
     conn: &mut SqliteConnection,
@@ -355,6 +239,7 @@ impl SqliteStore {
         id: Uuid,
     ) -> StoreResult<Option<Run>> {
         let mut tx = self.begin_write().await?;
+        let mut fx = DagEffects::default();
         let updated = sqlx::query("UPDATE runs SET cancelled_at = ?1, updated_at = ?1 WHERE id = ?2 AND tenant = ?3 AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')")
             .bind(micros(now))
             .bind(id)
@@ -401,10 +286,11 @@ impl SqliteStore {
                 )
                 .await?;
             }
-            refresh_run_status(&mut tx, id, now).await?;
+            dag::refresh_run_status(&mut SqliteDag(&mut tx), id, now, &mut fx).await?;
         }
         let run = load_run(&mut tx, tenant, id).await?;
         tx.commit().await?;
+        fx.after_commit(&self.ready);
         Ok(run)
     }
 

@@ -7,6 +7,7 @@
 
 mod ceiling;
 mod coord;
+mod dag;
 mod driver;
 mod goals;
 mod machine;
@@ -92,7 +93,7 @@ struct Args {
     /// Skip these parts (comma list of: sqlite, postgres, sdk, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Run only these Leasehold workloads (comma list of W1…W6; default: all). Peer and ceiling
+    /// Run only these Leasehold workloads (comma list of W1…W7; default: all). Peer and ceiling
     /// rows are controlled by `--skip`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -166,6 +167,9 @@ async fn leasehold_rows(
     }
     if sizes.w6_big > 0 && sizes.wants("W6") {
         rows.add_variant("leasehold", store, &name, with(bench.w6().await));
+    }
+    if sizes.wants("W7") {
+        rows.add_variant("leasehold", store, &name, with(bench.w7_dag_steps().await));
     }
     let failed = rows
         .rows

@@ -27,8 +27,10 @@ pub(crate) struct Sizes {
     pub(crate) w5_bulk_rows: u64,
     /// W6 (depth): claim latency at 1k queued and at this many queued (0: skipped).
     pub(crate) w6_big: u64,
+    /// W7 (DAG step latency): chains worked, one after the other.
+    pub(crate) dag_runs: usize,
     pub(crate) patience: Duration,
-    /// Leasehold workloads to run (`W1`…`W6`); empty: all of them.
+    /// Leasehold workloads to run (`W1`…`W7`); empty: all of them.
     pub(crate) only: Vec<String>,
 }
 
@@ -52,6 +54,7 @@ impl Sizes {
                 w5_secs: 0.3,
                 w5_bulk_rows: 1000,
                 w6_big: 5000,
+                dag_runs: 3,
                 patience: Duration::from_secs(30),
                 only: Vec::new(),
             },
@@ -67,6 +70,7 @@ impl Sizes {
                 w5_secs: 1.0,
                 w5_bulk_rows: 10_000,
                 w6_big: 0,
+                dag_runs: 40,
                 patience: Duration::from_secs(120),
                 only: Vec::new(),
             },
@@ -82,6 +86,7 @@ impl Sizes {
                 w5_secs: 10.0,
                 w5_bulk_rows: 100_000,
                 w6_big: 1_000_000,
+                dag_runs: 200,
                 patience: Duration::from_secs(1800),
                 only: Vec::new(),
             },
@@ -159,7 +164,7 @@ pub(crate) struct Variant {
 }
 
 impl Bench<'_> {
-    fn probe_with(&self, pids: Vec<u32>) -> Probe {
+    pub(crate) fn probe_with(&self, pids: Vec<u32>) -> Probe {
         let mut p = self.probe.clone();
         p.worker_pids = pids;
         p

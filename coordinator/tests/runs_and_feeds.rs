@@ -1,5 +1,5 @@
-//! Runs (DAGs), the event feed, the ledger export and the operator surfaces of design.md §5,
-//! over a real socket, on SQLite and PostgreSQL.
+//! Runs (DAGs), the event feed, the ledger export and the operator surfaces of
+//! docs/CONTRACT.md §5, over a real socket, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::lease::Artifact;
 
-/// Where a job is in its life (design.md §2).
+/// Where a job is in its life (docs/CONTRACT.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]

@@ -1,9 +1,9 @@
 //! Leasehold's wire contract, as Rust types.
 //!
-//! These are the request and response bodies of the coordinator's v1 API (see `design.md` §4 and
-//! the generated `proto/openapi.json`). The coordinator serves them and the SDKs send them, so a
-//! field renamed here is renamed for every party at once. With the `openapi` feature each type
-//! also derives its OpenAPI schema.
+//! These are the request and response bodies of the coordinator's v1 API (see
+//! `docs/CONTRACT.md` §4 and the generated `proto/openapi.json`). The coordinator serves them and
+//! the SDKs send them, so a field renamed here is renamed for every party at once. With the
+//! `openapi` feature each type also derives its OpenAPI schema.
 
 mod error;
 mod event;

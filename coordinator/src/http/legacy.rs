@@ -1,4 +1,4 @@
-//! The surfaces operators already use (design.md §5), served on the v1 machinery:
+//! The surfaces operators already use (docs/CONTRACT.md §5), served on the v1 machinery:
 //! the scheduler's run records, the legacy runs service (deprecated, with `Link`s to v1), and
 //! the runbook's start / cancel / stream / health endpoints.
 

@@ -64,7 +64,8 @@ impl std::fmt::Display for JobState {
 }
 
 /// The job's own retry policy, handed to the SDK with each lease. The SDK computes the delay
-/// (exponential with full jitter) and sends `retry_at`; the coordinator only stores it.
+/// (exponential with full jitter) and sends `retry_at`; the coordinator stores it, and uses the
+/// same policy itself for a failure reported without `retry_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

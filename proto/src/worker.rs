@@ -56,7 +56,8 @@ pub enum OutcomeKind {
     Fail {
         /// What went wrong.
         error: FailureInfo,
-        /// When to run again if retryable and attempts remain; default now.
+        /// When to run again if retryable and attempts remain; default: the job's backoff (its
+        /// hint, else 1 s doubling up to 10 min, full jitter), as the SDK computes it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<DateTime<Utc>>,
     },

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{ApiJson, QueryParams, Tenant, tenant_header_given};
+use super::extract::{ApiJson, QueryParams, Tenant, from_value, tenant_header_given};
 use super::feed::{KEEP_ALIVE, resume_point, sse_stream};
 use super::runs::{self, run_not_found};
 use crate::error::{ApiError, ApiResult};
@@ -300,16 +300,31 @@ pub(crate) async fn legacy_events(
 
 // ---- runbook surface --------------------------------------------------------------------
 
-/// Runbook: start a run (same body and answer as `POST /v1/runs`).
+/// Runbook: start a run (same body and answer as `POST /v1/runs`). The runbook's idempotency
+/// token may be spelt `runToken` ("Idempotency via runToken; reruns should reuse the same
+/// token"): a rerun with the same token returns the first run (200).
 #[utoipa::path(post, path = "/api/v1/orchestrator/runs", tag = "operators", request_body = NewRun,
-    responses((status = 201, body = Run), (status = 200, body = Run), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = Run), (status = 200, description = "same runToken / run_token: the first run", body = Run),
+              (status = 422, body = ErrorEnvelope)))]
 pub(crate) async fn runbook_start(
     state: State<AppState>,
     tenant: Tenant,
     headers: HeaderMap,
-    body: ApiJson<NewRun>,
+    ApiJson(mut body): ApiJson<Value>,
 ) -> ApiResult<Response> {
-    runs::submit(state, tenant, headers, body).await
+    if let Some(fields) = body.as_object_mut()
+        && let Some(token) = fields.remove("runToken")
+    {
+        if fields.contains_key("run_token") {
+            return Err(ApiError::validation(
+                "runToken",
+                "give the run token once: runToken or run_token, not both",
+            ));
+        }
+        fields.insert("run_token".to_owned(), token);
+    }
+    let run: NewRun = from_value(body)?;
+    runs::submit(state, tenant, headers, ApiJson(run)).await
 }
 
 /// Runbook: `POST /runs/{runId}:cancel` — best-effort, idempotent.

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// How long to keep trying to reach the database at start-up, in seconds.
     #[arg(long, env = "LEASEHOLD_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
     pub connect_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C: streams end at once, then in-flight requests get this many
+    /// milliseconds to finish before the connections still open are closed and the process
+    /// exits 0 (a client that stopped reading would otherwise hold the shutdown forever).
+    #[arg(long, env = "LEASEHOLD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl ServeArgs {

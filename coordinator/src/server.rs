@@ -101,16 +101,40 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         "leasehold coordinator ready"
     );
     let router = app(state);
-    axum::serve(
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         no_delay(listener),
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: streams end, in-flight requests finish"
+        );
+        // Ends SSE streams, WebSocket sessions and long polls.
         let _ = shutdown_tx.send(true);
+        let _ = signalled_tx.send(());
     })
-    .await?;
+    .into_future();
+    // Graceful shutdown waits for every connection; one whose client stopped reading never
+    // drains. Past the grace period the server future is dropped and `main` returns, which
+    // closes what is left (the runtime drops the connection tasks).
+    let deadline = async {
+        if signalled.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "in-flight requests did not finish within the shutdown grace period; closing them"
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -179,7 +179,8 @@ impl Coordinator {
             .env_remove("LEASEHOLD_DATABASE_URL")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LEASEHOLD_LOG", "warn")
-            .stdout(Stdio::null())
+            // The coordinator logs to stdout; panics go to stderr: both into the log file.
+            .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
             .context("spawning leasehold serve")?;
@@ -215,6 +216,11 @@ impl Coordinator {
     /// The process's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("coordinator.log")).unwrap_or_default()
+    }
+
+    /// The process's data directory (SQLite file, artifacts, log).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// The OS process id.

@@ -90,7 +90,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(detail) | StoreError::Retryable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
+                crate::outage::unavailable(&detail);
                 Self::new(
                     ErrorCode::Unavailable,
                     "the database is unavailable; retry later",

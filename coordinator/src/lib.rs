@@ -15,6 +15,7 @@ pub mod handoff;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod outage;
 pub mod server;
 pub mod store;
 pub mod validate;

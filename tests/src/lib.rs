@@ -353,6 +353,34 @@ impl PrivatePostgres {
         Ok(me)
     }
 
+    /// Runs `sql` as the superuser in `database` (psql over TCP).
+    pub fn sql(&self, database: &str, sql: &str) -> Result<()> {
+        let port = self.port.to_string();
+        let out = self.run(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+        )?;
+        if !out.status.success() {
+            bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     /// URL of its `leasehold` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/leasehold", self.port)

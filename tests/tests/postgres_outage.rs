@@ -1,5 +1,6 @@
-//! PostgreSQL stopped under a running coordinator: requests answer 503 `unavailable` in the
-//! error envelope; once PostgreSQL is back the same process answers 200 again, no restart.
+//! PostgreSQL stopped under a running coordinator, or refusing its connections: requests answer
+//! 503 `unavailable` in the error envelope; once PostgreSQL is back the same process answers 200
+//! again, no restart.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -95,4 +96,71 @@ async fn database_down_is_503_and_recovers_without_restart() {
         .await
         .unwrap();
     assert_eq!(got.status(), 200, "data from before the outage is intact");
+}
+
+/// A running PostgreSQL that refuses new connections (the database closed to connections, its
+/// sessions ended): every route and `/ready` answer 503 as when it is stopped, never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_refusing_connections_is_503() {
+    if postgres_url("postgres_outage::refusing").is_none() {
+        return;
+    }
+    let pg = PrivatePostgres::start_new().unwrap();
+    let coord = Coordinator::spawn(Some(&pg.url())).await.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    pg.sql(
+        "postgres",
+        "ALTER DATABASE leasehold ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'leasehold'",
+    )
+    .unwrap();
+    let record = json!({"started_at": "2026-04-25T14:00:00+00:00", "completed_at": "2026-04-25T14:02:45+00:00", "status": "completed"});
+    for (method, path, body) in [
+        ("GET", "/ready", None),
+        ("GET", "/orchestrator/runs", None),
+        ("POST", "/orchestrator/runs", Some(record)),
+        ("POST", "/v1/jobs", Some(json!({"kind": "k"}))),
+        ("GET", "/v1/queues", None),
+    ] {
+        let mut req = http.request(method.parse().unwrap(), format!("{}{path}", coord.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 503, "{method} {path}: {body}\n{}", coord.log());
+        assert_eq!(
+            body["error"]["code"], "unavailable",
+            "{method} {path}: {body}"
+        );
+    }
+    // One WARN for the episode, not one per refused request, and no ERROR.
+    let log = coord.log();
+    assert_eq!(
+        log.matches("database unavailable: answering 503").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+    pg.sql(
+        "postgres",
+        "ALTER DATABASE leasehold ALLOW_CONNECTIONS true",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{}/ready", coord.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "no recovery: {}", coord.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

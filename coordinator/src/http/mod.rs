@@ -183,7 +183,11 @@ pub fn app(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_failure(log_failure),
+                )
                 .layer(middleware::from_fn(finish_response))
                 // Inside the envelope renderer, so 401 and 429 carry the request id too.
                 .layer(middleware::from_fn_with_state(access, access::guard))
@@ -191,6 +195,25 @@ pub fn app(state: AppState) -> Router {
         )
         // Outermost: preflights are answered and every response carries the CORS headers.
         .layer(tower::util::option_layer(cors))
+}
+
+/// The trace layer's log of a failed response. A 503 is the database being unavailable, which
+/// `crate::outage` logs once per episode: logged here at DEBUG, not as one ERROR per request.
+/// Other server errors stay at ERROR (their cause is logged where it happened, too).
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    let latency_ms = latency.as_millis() as u64;
+    match class {
+        tower_http::classify::ServerErrorsFailureClass::StatusCode(code)
+            if code == StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::debug!(latency_ms, "response failed: 503 Service Unavailable");
+        }
+        class => tracing::error!(latency_ms, classification = %class, "response failed"),
+    }
 }
 
 fn make_span(req: &Request) -> tracing::Span {
@@ -229,8 +252,17 @@ async fn finish_response(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
+    // Routes that answer without the database (`/metrics` still answers while it is down).
+    let without_database = matches!(
+        route.as_str(),
+        "/health" | "/metrics" | "/.well-known/openapi" | "/v1/artifacts/{digest}" | "unmatched"
+    );
     let mut response = next.run(req).await;
     let status = response.status();
+    if status.is_success() && !without_database {
+        // Every other route that succeeded reached the database.
+        crate::outage::reachable();
+    }
     if (status.is_client_error() || status.is_server_error())
         && response.extensions().get::<KeepBody>().is_none()
     {

@@ -125,13 +125,18 @@ impl From<sqlx::Error> for StoreError {
             }
             E::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-                // PostgreSQL connection exceptions (08…), shutdown (57P01-57P03), too many
-                // connections (53300); SQLite busy/locked (5, 6, 261, 517).
+                // PostgreSQL refusing us: connection exceptions (08…), authorization refused
+                // at connect (28…), the database missing or not accepting connections (3D000,
+                // 55000), out of resources (53…: too many connections), shut down or starting
+                // (57P…); SQLite busy/locked (5, 6, 261, 517). Each is the database being
+                // unavailable (503), never a bug of ours (500).
                 if code == "40P01" || code == "40001" {
                     Self::Retryable(err.to_string())
                 } else if code.starts_with("08")
+                    || code.starts_with("28")
+                    || code.starts_with("53")
                     || code.starts_with("57P")
-                    || code == "53300"
+                    || matches!(code.as_str(), "3D000" | "55000")
                     || matches!(code.as_str(), "5" | "6" | "261" | "517")
                 {
                     Self::Unavailable(err.to_string())

@@ -11,6 +11,7 @@ mod outcomes;
 mod postgres;
 mod postgres_dag;
 mod postgres_enqueue;
+mod postgres_feed;
 mod postgres_leases;
 mod postgres_runs;
 mod runs;

@@ -37,6 +37,8 @@ pub struct PostgresStore {
     pub(super) origin: String,
     /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
     pub(super) ready: crate::notify::ReadySignal,
+    /// Where the live feed may read up to (`postgres_feed.rs`).
+    pub(super) feed: std::sync::Arc<super::postgres_feed::Feed>,
 }
 
 /// The columns every event insert copies from a job row; `job` is the CTE alias of that row.
@@ -148,6 +150,7 @@ impl PostgresStore {
             options,
             origin: format!("@{}", Uuid::new_v4().simple()),
             ready: crate::notify::ReadySignal::new(),
+            feed: std::sync::Arc::default(),
         })
     }
 
@@ -498,23 +501,7 @@ impl Store for PostgresStore {
     }
 
     async fn settled_event_end(&self, after: i64, limit: u32) -> StoreResult<i64> {
-        // The settled read of `list_events`, ids only.
-        let rows = sqlx::query(
-            "SELECT id, tx_id >= pg_snapshot_xmin(pg_current_snapshot()) AS unsettled \
-             FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut end = after;
-        for row in &rows {
-            if row.try_get::<bool, _>("unsettled")? {
-                break;
-            }
-            end = row.try_get("id")?;
-        }
-        Ok(end)
+        self.settled_end(after, i64::from(limit)).await
     }
 
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)> {

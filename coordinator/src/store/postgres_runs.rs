@@ -277,14 +277,15 @@ impl PostgresStore {
     }
 
     pub(super) async fn list_events_impl(&self, f: &EventFilter) -> StoreResult<Vec<Event>> {
-        // Ids are allocated before commit, so a lower id may still be in flight while a higher
-        // one is visible. A settled read stops at the first matching event whose transaction
-        // might still be running (not older than every running transaction): a reader that
-        // resumes after the last id it got can never step over an event that commits late.
-        let mut qb = QueryBuilder::<Postgres>::new(
-            "SELECT *, tx_id >= pg_snapshot_xmin(pg_current_snapshot()) AS unsettled FROM events WHERE id > ",
-        );
+        // A settled read never passes an id that a running transaction may still commit: it
+        // reads up to the feed's settled end (`postgres_feed.rs`), so a reader that resumes
+        // after the last id it got can never step over an event that commits late.
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE id > ");
         qb.push_bind(f.after);
+        if f.settled {
+            let end = self.settled_end(f.after, 0).await?;
+            qb.push(" AND id <= ").push_bind(end);
+        }
         if let Some(t) = &f.tenant {
             qb.push(" AND tenant = ").push_bind(t);
         }
@@ -308,35 +309,7 @@ impl PostgresStore {
         }
         qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
         let rows = qb.build().fetch_all(self.pool()).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if f.settled && row.try_get::<bool, _>("unsettled")? {
-                break;
-            }
-            out.push(decode_event(row)?);
-        }
-        Ok(out)
-    }
-
-    /// The newest id below which every event has settled (see [`Self::list_events_impl`]).
-    pub(super) async fn last_settled_event_id(&self) -> StoreResult<i64> {
-        let rows = sqlx::query(
-            "SELECT id, tx_id >= pg_snapshot_xmin(pg_current_snapshot()) AS unsettled \
-             FROM events ORDER BY id DESC LIMIT 1000",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        let mut boundary = rows
-            .first()
-            .map(|r| r.try_get::<i64, _>("id"))
-            .transpose()?
-            .unwrap_or(0);
-        for row in &rows {
-            if row.try_get::<bool, _>("unsettled")? {
-                boundary = row.try_get::<i64, _>("id")? - 1;
-            }
-        }
-        Ok(boundary)
+        rows.iter().map(decode_event).collect()
     }
 
     pub(super) async fn record_scheduler_run_impl(

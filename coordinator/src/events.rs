@@ -178,6 +178,30 @@ impl Listener {
         }
     }
 
+    /// Reads the first page of the catch-up now, so that a stream answers 503 before it starts
+    /// when the database is unreachable, as every other route does.
+    pub async fn open(&mut self) -> StoreResult<()> {
+        if self.live.is_none() && self.backlog.is_empty() {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// One page from the database; goes live once a page is not full.
+    async fn catch_up(&mut self) -> StoreResult<()> {
+        self.hub.started().await;
+        // Subscribe before reading, so nothing published meanwhile is lost; duplicates are
+        // dropped by id in `next`.
+        let rx = self.hub.subscribe();
+        let page = self.store.list_events(&self.filter).await?;
+        let full = page.len() == PAGE as usize;
+        self.backlog.extend(page.into_iter().map(Arc::new));
+        if !full {
+            self.live = Some(rx);
+        }
+        Ok(())
+    }
+
     /// The next delivery; waits for new events. Errors only when the database fails during
     /// catch-up (the caller may retry).
     pub async fn next(&mut self) -> StoreResult<Delivery> {
@@ -193,16 +217,7 @@ impl Listener {
                 return Ok(Delivery::Event(e));
             }
             if self.live.is_none() {
-                self.hub.started().await;
-                // Subscribe before reading, so nothing published meanwhile is lost; duplicates
-                // are dropped by id below.
-                let rx = self.hub.subscribe();
-                let page = self.store.list_events(&self.filter).await?;
-                let full = page.len() == PAGE as usize;
-                self.backlog.extend(page.into_iter().map(Arc::new));
-                if !full {
-                    self.live = Some(rx);
-                }
+                self.catch_up().await?;
                 continue;
             }
             let Some(rx) = self.live.as_mut() else {

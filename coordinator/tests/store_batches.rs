@@ -102,7 +102,7 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
     let missing = Outcome {
         job_id: Uuid::now_v7(),
         fencing_token: 1,
-        kind: OutcomeKind::Release,
+        kind: OutcomeKind::Release { undelivered: false },
     };
     // The newest event visible now (`last_event_id` is the *settled* end on PostgreSQL, which
     // other tests' transactions in the cluster can hold back).
@@ -119,10 +119,18 @@ async fn batches_answer_per_item(store: Arc<dyn Store>) {
             vec![
                 outcome(a, a.fencing_token + 1, complete.clone()),
                 outcome(a, a.fencing_token, complete.clone()),
-                outcome(a, a.fencing_token, OutcomeKind::Release),
+                outcome(
+                    a,
+                    a.fencing_token,
+                    OutcomeKind::Release { undelivered: false },
+                ),
                 outcome(b, b.fencing_token, fail),
                 missing,
-                outcome(c, c.fencing_token, OutcomeKind::Release),
+                outcome(
+                    c,
+                    c.fencing_token,
+                    OutcomeKind::Release { undelivered: false },
+                ),
             ],
         )
         .await
@@ -257,7 +265,7 @@ async fn large_batches_answer_like_small_ones(store: Arc<dyn Store>) {
             2 => Outcome {
                 job_id: l.job.id,
                 fencing_token: l.fencing_token,
-                kind: OutcomeKind::Release,
+                kind: OutcomeKind::Release { undelivered: false },
             },
             _ => complete(l.job.id, l.fencing_token - 1),
         })
@@ -334,7 +342,7 @@ async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
                 3 => Outcome {
                     job_id: l.job.id,
                     fencing_token: l.fencing_token,
-                    kind: OutcomeKind::Release,
+                    kind: OutcomeKind::Release { undelivered: false },
                 },
                 _ => complete(l.job.id, l.fencing_token + 1),
             })

@@ -120,7 +120,7 @@ async fn stale_token_changes_nothing(store: Arc<dyn Store>) {
         Outcome {
             job_id: id,
             fencing_token: 99,
-            kind: OutcomeKind::Release,
+            kind: OutcomeKind::Release { undelivered: false },
         },
     ] {
         let r = store.finish(now, "default", vec![outcome]).await.unwrap();
@@ -406,7 +406,7 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
         Outcome {
             job_id: l(3).0,
             fencing_token: l(3).1,
-            kind: OutcomeKind::Release,
+            kind: OutcomeKind::Release { undelivered: false },
         },
         fail(l(4).0, l(4).1, true, t0),
     ];
@@ -430,7 +430,44 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
     check("dead job retried").await;
 }
 
+/// A lease given back because it never reached its worker says so in the ledger; a worker's own
+/// release does not. Both return the attempt and re-queue the job at once.
+async fn an_undelivered_release_says_why(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for (undelivered, queue) in [(true, "unseen"), (false, "given-back")] {
+        let id = enqueue_one(&*store, queue, now).await;
+        let lease = claim_one(&*store, queue, now).await;
+        assert_eq!(lease.job.id, id);
+        let r = store
+            .finish(
+                now,
+                "default",
+                vec![Outcome {
+                    job_id: id,
+                    fencing_token: lease.fencing_token,
+                    kind: OutcomeKind::Release { undelivered },
+                }],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(r[0], Finished::Ok(_)), "{r:?}");
+        let job = store.get_job("default", id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
+        let events = store.events_after(0, 10_000).await.unwrap();
+        let released = events
+            .iter()
+            .rfind(|e| e.job_id == Some(id) && e.kind == "released")
+            .expect("a released event");
+        assert_eq!(
+            released.data.get("reason").and_then(|r| r.as_str()),
+            undelivered.then_some("undelivered"),
+            "{released:?}"
+        );
+    }
+}
+
 on_both_backends!(
+    an_undelivered_release_says_why,
     enqueue_get_and_idempotency,
     claim_order_and_batch,
     stale_token_changes_nothing,

@@ -99,7 +99,7 @@ async fn release_gives_the_attempt_back(store: Arc<dyn Store>) {
             vec![Outcome {
                 job_id: id,
                 fencing_token: l.fencing_token,
-                kind: OutcomeKind::Release,
+                kind: OutcomeKind::Release { undelivered: false },
             }],
         )
         .await

@@ -29,6 +29,13 @@ pub struct Event {
     pub worker_id: Option<String>,
     /// The job's correlation id.
     pub correlation_id: Option<String>,
+    /// Digest of the job's payload (`sha256:` over its canonical JSON), tying the event to the
+    /// exact inputs; absent on run-level events.
+    #[serde(default)]
+    pub inputs_hash: Option<String>,
+    /// The version the worker named when it took the lease, on events a worker caused.
+    #[serde(default)]
+    pub worker_version: Option<String>,
     /// When it happened.
     pub at: DateTime<Utc>,
     /// Event-specific detail (`from`/`to` states, fencing token, error…).

@@ -124,8 +124,23 @@ async fn database_refusing_connections_is_503() {
         ("POST", "/orchestrator/runs", Some(record)),
         ("POST", "/v1/jobs", Some(json!({"kind": "k"}))),
         ("GET", "/v1/queues", None),
+        // The streams answer before they start, the worker session before its upgrade.
+        ("GET", "/v1/events", None),
+        (
+            "GET",
+            "/v1/ledger/export?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+            None,
+        ),
+        ("GET", "/v1/workers/connect", None),
     ] {
         let mut req = http.request(method.parse().unwrap(), format!("{}{path}", coord.url));
+        if path == "/v1/workers/connect" {
+            req = req
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

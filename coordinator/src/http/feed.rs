@@ -151,7 +151,8 @@ pub(crate) async fn events(
     query.only(&["after", "run_id", "job_id", "queue", "type", "api_key"])?;
     let mut filter = parse_filter(tenant.0, &query)?;
     filter.after = resume_point(&headers, &query)?;
-    let listener = Listener::new(state.store.clone(), state.events.clone(), filter);
+    let mut listener = Listener::new(state.store.clone(), state.events.clone(), filter);
+    listener.open().await?;
     let stream = sse_stream(listener, state.shutdown.clone(), None, |e| {
         let data = serde_json::to_string(e).ok()?;
         Some(
@@ -205,11 +206,17 @@ pub(crate) async fn ledger_export(
         limit: 1000,
         ..Default::default()
     };
+    // The first page is read before answering, so an unreachable database is a 503.
+    let mut first = Some(store.list_events(&filter).await?);
     let stream = async_stream(move |tx: tokio::sync::mpsc::Sender<Bytes>| async move {
         let mut hasher = Sha256::new();
         let (mut count, mut first_id, mut last_id) = (0u64, None, None);
         loop {
-            let page = match store.list_events(&filter).await {
+            let fetched = match first.take() {
+                Some(page) => Ok(page),
+                None => store.list_events(&filter).await,
+            };
+            let page = match fetched {
                 Ok(p) => p,
                 Err(err) => {
                     // Ending without a manifest tells the reader the export is incomplete.

@@ -105,7 +105,7 @@ pub(crate) async fn release_undelivered(state: &AppState, tenant: &str, held: Ve
         .map(|(job_id, fencing_token)| Outcome {
             job_id,
             fencing_token,
-            kind: OutcomeKind::Release,
+            kind: OutcomeKind::Release { undelivered: true },
         })
         .collect();
     if let Err(err) = state
@@ -244,7 +244,7 @@ pub(crate) fn outcome_from_report(
                 retry_at: retry_at.unwrap_or(now),
             }
         }
-        leasehold_proto::OutcomeKind::Release => OutcomeKind::Release,
+        leasehold_proto::OutcomeKind::Release => OutcomeKind::Release { undelivered: false },
     };
     Ok(Outcome {
         job_id: report.job_id,
@@ -475,7 +475,7 @@ pub(crate) async fn release(
     let outcome = Outcome {
         job_id: id,
         fencing_token: req.fencing_token,
-        kind: OutcomeKind::Release,
+        kind: OutcomeKind::Release { undelivered: false },
     };
     finish_one(&state, &tenant.0, outcome).await
 }

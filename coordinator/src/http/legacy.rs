@@ -266,7 +266,8 @@ pub(crate) async fn legacy_events(
     let hello = SseEvent::default()
         .event("hello")
         .data(json!({"runId": id, "status": run.status, "resumeAfter": after}).to_string());
-    let listener = Listener::new(state.store.clone(), state.events.clone(), filter);
+    let mut listener = Listener::new(state.store.clone(), state.events.clone(), filter);
+    listener.open().await?;
     let stream = sse_stream(listener, state.shutdown.clone(), Some(hello), |e| {
         let (name, data) = if e.kind == "run_status" {
             (

@@ -82,7 +82,7 @@ impl Sent {
         match kind {
             crate::store::OutcomeKind::Complete { .. } => Self::Complete,
             crate::store::OutcomeKind::Fail { .. } => Self::Fail,
-            crate::store::OutcomeKind::Release => Self::Release,
+            crate::store::OutcomeKind::Release { .. } => Self::Release,
         }
     }
 }

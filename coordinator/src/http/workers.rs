@@ -45,16 +45,20 @@ struct Flow {
 /// Upgrade to a worker session.
 #[utoipa::path(get, path = "/v1/workers/connect", tag = "leases",
     responses((status = 101, description = "WebSocket worker session; frames are ClientMessage / ServerMessage"),
-              (status = 400, body = leasehold_proto::ErrorEnvelope)))]
+              (status = 400, body = leasehold_proto::ErrorEnvelope),
+              (status = 503, description = "the database is unreachable", body = leasehold_proto::ErrorEnvelope)))]
 pub(crate) async fn connect(
     State(state): State<AppState>,
     tenant: Tenant,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> crate::error::ApiResult<Response> {
+    // A session could claim nothing: say so before upgrading, as every other route does.
+    state.store.ping().await?;
     let header_given = tenant_header_given(&headers);
-    ws.max_message_size(state.max_body_bytes)
-        .on_upgrade(move |socket| session(state, tenant, header_given, socket))
+    Ok(ws
+        .max_message_size(state.max_body_bytes)
+        .on_upgrade(move |socket| session(state, tenant, header_given, socket)))
 }
 
 fn frame(msg: &ServerMessage) -> Message {

@@ -93,7 +93,8 @@ impl From<sqlx::Error> for StoreError {
                 // PostgreSQL refusing us: connection exceptions (08…), authorization refused
                 // at connect (28…), the database missing or not accepting connections (3D000,
                 // 55000), out of resources (53…: too many connections), shut down or starting
-                // (57P…); SQLite busy/locked (5, 6, 261, 517). Each is the database being
+                // (57P…), read-only (25006: a standby, e.g. mid-failover); SQLite busy/locked
+                // (5, 6, 261, 517). Each is the database being
                 // unavailable (503), never a bug of ours (500).
                 if code == "40P01" || code == "40001" {
                     Self::Retryable(err.to_string())
@@ -101,7 +102,7 @@ impl From<sqlx::Error> for StoreError {
                     || code.starts_with("28")
                     || code.starts_with("53")
                     || code.starts_with("57P")
-                    || matches!(code.as_str(), "3D000" | "55000")
+                    || matches!(code.as_str(), "3D000" | "55000" | "25006")
                     || matches!(code.as_str(), "5" | "6" | "261" | "517")
                 {
                     Self::Unavailable(err.to_string())
@@ -225,7 +226,12 @@ pub enum OutcomeKind {
         retry_at: DateTime<Utc>,
     },
     /// The lease is given back unrun (no attempt spent).
-    Release,
+    Release {
+        /// The coordinator gives it back because the lease never reached its worker (the
+        /// claimer hung up first); the `released` event says so (`"reason": "undelivered"`),
+        /// so the ledger explains the lease its worker never saw.
+        undelivered: bool,
+    },
 }
 
 /// One outcome, fenced by its token.

@@ -44,7 +44,7 @@ pub(crate) fn event_type_for(state: JobState, outcome: &OutcomeKind) -> &'static
         (JobState::Succeeded, _) => "succeeded",
         (JobState::Cancelled, _) => "cancelled",
         (JobState::Dead, _) => "dead",
-        (JobState::Queued, OutcomeKind::Release) => "released",
+        (JobState::Queued, OutcomeKind::Release { .. }) => "released",
         (JobState::Queued, _) => "retry_scheduled",
         _ => "updated",
     }

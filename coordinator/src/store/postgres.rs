@@ -42,8 +42,8 @@ pub struct PostgresStore {
 }
 
 /// The columns every event insert copies from a job row; `job` is the CTE alias of that row.
-pub(super) const EVENT_COLUMNS: &str =
-    "tenant, type, job_id, run_id, queue, project, kind, worker_id, correlation_id, at, data";
+pub(super) const EVENT_COLUMNS: &str = "tenant, type, job_id, run_id, queue, project, kind, worker_id, correlation_id, at, data, \
+     inputs_hash, worker_version";
 
 pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
     let state: String = row.try_get("state")?;
@@ -190,7 +190,8 @@ fn with_event(update_sql: &str, event_type_sql: &str, event_data_sql: &str, at: 
         "WITH u AS ({update_sql}), \
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                 SELECT u.tenant, {event_type_sql}, u.id, u.run_id, u.queue, u.project, u.kind, \
-                       u.worker_id, u.correlation_id, {at}, {event_data_sql} FROM u) \
+                       u.worker_id, u.correlation_id, {at}, {event_data_sql}, u.inputs_hash, \
+                       u.worker_version FROM u) \
          SELECT * FROM u"
     )
 }

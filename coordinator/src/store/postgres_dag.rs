@@ -36,7 +36,7 @@ fn count_with_events(with: &str, sql: &str, kind: &str, data: &str) -> String {
         "WITH RECURSIVE {with} u AS ({sql}), \
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
            SELECT u.tenant, '{kind}', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
-                  u.correlation_id, $1, {data} FROM u ORDER BY u.id) \
+                  u.correlation_id, $1, {data}, u.inputs_hash, u.worker_version FROM u ORDER BY u.id) \
          SELECT count(*) FROM u"
     )
 }
@@ -77,7 +77,8 @@ impl DagStatements for PgDag<'_> {
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT u.tenant, 'unblocked', u.id, u.run_id, u.queue, u.project, u.kind, \
                       u.worker_id, u.correlation_id, $1, jsonb_build_object('from', 'blocked', \
-                      'to', 'queued', 'parent', $2::uuid) FROM u ORDER BY u.id) \
+                      'to', 'queued', 'parent', $2::uuid), u.inputs_hash, u.worker_version \
+               FROM u ORDER BY u.id) \
              SELECT tenant, queue FROM u"
         );
         let rows = sqlx::query(&sql)
@@ -131,7 +132,8 @@ impl DagStatements for PgDag<'_> {
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT u.tenant, 'retried', u.id, u.run_id, u.queue, u.project, u.kind, \
                       u.worker_id, u.correlation_id, $1, \
-                      jsonb_build_object('from', $4::text, 'to', u.state) FROM u) \
+                      jsonb_build_object('from', $4::text, 'to', u.state), u.inputs_hash, \
+                      u.worker_version FROM u) \
              SELECT * FROM u"
         );
         let row = sqlx::query(&sql)

@@ -102,7 +102,8 @@ impl PostgresStore {
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT u.tenant, 'enqueued', u.id, u.run_id, u.queue, u.project, u.kind, \
                       u.worker_id, u.correlation_id, $16, \
-                      jsonb_build_object('to', u.state, 'run_at', u.run_at, 'priority', u.priority) \
+                      jsonb_build_object('to', u.state, 'run_at', u.run_at, 'priority', u.priority), \
+                      u.inputs_hash, u.worker_version \
                FROM u JOIN input i ON i.id = u.id ORDER BY i.ord), \
              n AS (SELECT pg_notify($17, k || $18) FROM (SELECT DISTINCT u.tenant || '/' || u.queue \
                                                          AS k FROM u) d) \
@@ -224,7 +225,8 @@ impl PostgresStore {
                DO NOTHING RETURNING *), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT u.tenant, e.type, u.id, u.run_id, u.queue, u.project, u.kind, e.worker_id, \
-                      u.correlation_id, $11, e.data \
+                      u.correlation_id, $11, e.data, u.inputs_hash, \
+                      CASE WHEN e.worker_id IS NULL THEN NULL ELSE u.worker_version END \
                FROM u CROSS JOIN LATERAL (VALUES \
                  (1, 'enqueued', NULL::text, jsonb_build_object( \
                    'to', CASE u.state WHEN 'leased' THEN 'queued' ELSE u.state END, \

@@ -91,7 +91,16 @@ async fn finish_chunk(
                 None,
                 Some(serde_json::to_string(error).map_err(internal)?),
             ),
-            OutcomeKind::Release => ("release", None, None, None),
+            OutcomeKind::Release { undelivered } => (
+                if *undelivered {
+                    "undelivered"
+                } else {
+                    "release"
+                },
+                None,
+                None,
+                None,
+            ),
         };
         kinds.push(kind);
         results.push(result);
@@ -125,13 +134,14 @@ async fn finish_chunk(
                WHEN 'fail' THEN CASE WHEN j.cancel_requested THEN 'cancelled' \
                  WHEN i.retryable AND j.attempt < j.max_attempts THEN 'queued' ELSE 'dead' END \
                ELSE CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END END, \
-             attempt = CASE WHEN i.outcome = 'release' AND NOT j.cancel_requested \
+             attempt = CASE WHEN i.outcome IN ('release', 'undelivered') AND NOT j.cancel_requested \
                THEN j.attempt - 1 ELSE j.attempt END, \
              result = CASE WHEN i.outcome = 'complete' THEN i.result::jsonb ELSE j.result END, \
              artifacts = CASE WHEN i.outcome = 'complete' THEN i.artifacts::jsonb \
                ELSE j.artifacts END, \
              last_error = CASE WHEN i.outcome = 'fail' THEN i.error::jsonb ELSE j.last_error END, \
-             run_at = CASE i.outcome WHEN 'fail' THEN i.retry_at WHEN 'release' THEN $9 \
+             run_at = CASE WHEN i.outcome = 'fail' THEN i.retry_at \
+               WHEN i.outcome IN ('release', 'undelivered') THEN $9 \
                ELSE j.run_at END, \
              finished_at = CASE i.outcome \
                WHEN 'complete' THEN $9 \
@@ -156,8 +166,12 @@ async fn finish_chunk(
                     WHEN 'fail' THEN jsonb_build_object('from', 'leased', 'to', u.state, \
                       'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
                       'error', u.last_error, 'retry_at', u.run_at) \
+                    WHEN 'undelivered' THEN jsonb_build_object('from', 'leased', 'to', u.state, \
+                      'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
+                      'reason', 'undelivered') \
                     ELSE jsonb_build_object('from', 'leased', 'to', u.state, \
-                      'fencing_token', u.lease_epoch, 'attempt', u.attempt) END \
+                      'fencing_token', u.lease_epoch, 'attempt', u.attempt) END, \
+                  u.inputs_hash, u.worker_version \
            FROM u ORDER BY u.ord) \
          {answer}",
         answer = if whole {
@@ -313,7 +327,8 @@ impl PostgresStore {
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                     SELECT u.tenant, 'checkpoint', u.id, u.run_id, u.queue, u.project, u.kind, \
                            u.worker_id, u.correlation_id, $5, \
-                           jsonb_build_object('fencing_token', u.lease_epoch, 'checkpoint', u.checkpoint) \
+                           jsonb_build_object('fencing_token', u.lease_epoch, 'checkpoint', u.checkpoint), \
+                           u.inputs_hash, u.worker_version \
                     FROM u WHERE u.checkpointed) \
              SELECT id, cancel_requested, lease_expires_at FROM u"
         );
@@ -526,19 +541,21 @@ impl PostgresStore {
                RETURNING j.*, c.prev, c.exhausted), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                SELECT e.tenant, e.etype, e.id, e.run_id, e.queue, e.project, e.kind, e.worker_id, \
-                      e.correlation_id, $3, e.edata FROM ( \
+                      e.correlation_id, $3, e.edata, e.inputs_hash, e.eversion FROM ( \
                  SELECT u.*, 0 AS ord, \
                         CASE WHEN u.exhausted THEN 'dead' ELSE 'lease_expired' END AS etype, \
                         jsonb_build_object('from', 'leased', \
                           'to', CASE WHEN u.exhausted THEN 'dead' ELSE 'queued' END, \
                           'reason', 'lease_expired', \
-                          'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) AS edata \
+                          'fencing_token', CASE WHEN u.exhausted THEN u.lease_epoch ELSE u.lease_epoch - 1 END) AS edata, \
+                        u.worker_version AS eversion \
                  FROM u WHERE u.prev = 'leased' \
                  UNION ALL \
                  SELECT u.*, 1 AS ord, 'leased' AS etype, \
                         jsonb_build_object('from', 'queued', 'to', 'leased', \
                           'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                          'lease_expires_at', u.lease_expires_at) AS edata \
+                          'lease_expires_at', u.lease_expires_at) AS edata, \
+                        u.worker_version AS eversion \
                  FROM u WHERE NOT u.exhausted) e \
                ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
              SELECT * FROM u ORDER BY priority DESC, run_at, id",

@@ -19,7 +19,7 @@ fn update_with_events(sql: &str, kind: &str, data: &str) -> String {
     format!(
         "WITH u AS ({sql}), ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
            SELECT u.tenant, '{kind}', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
-                  u.correlation_id, $1, {data} FROM u ORDER BY u.id) \
+                  u.correlation_id, $1, {data}, u.inputs_hash, u.worker_version FROM u ORDER BY u.id) \
          SELECT * FROM u"
     )
 }
@@ -61,6 +61,8 @@ pub(super) fn decode_event(row: &PgRow) -> StoreResult<Event> {
         job_kind: row.try_get("kind")?,
         worker_id: row.try_get("worker_id")?,
         correlation_id: row.try_get("correlation_id")?,
+        inputs_hash: row.try_get("inputs_hash")?,
+        worker_version: row.try_get("worker_version")?,
         at: row.try_get("at")?,
         data: row.try_get("data")?,
     })

@@ -78,7 +78,7 @@ pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
 
 /// The column list of every event insert (one-row and multi-row, sqlx and direct).
 pub(super) const EVENT_INSERT: &str = "INSERT INTO events (tenant, type, job_id, run_id, \
-     queue, project, kind, worker_id, correlation_id, at, data)";
+     queue, project, kind, worker_id, correlation_id, at, data, inputs_hash, worker_version)";
 
 /// Appends one event about `job` inside the caller's transaction.
 pub(super) async fn append_event(
@@ -116,10 +116,10 @@ pub(super) async fn append_events_in(
         let data: Vec<String> = chunk.iter().map(|(_, _, d)| json_text(d)).collect();
         let mut sql = String::from(EVENT_INSERT);
         sql.push_str(" VALUES ");
-        let mut args = Vec::with_capacity(chunk.len() * 11);
+        let mut args = Vec::with_capacity(chunk.len() * 13);
         for (n, ((job, kind, _), data)) in chunk.iter().zip(&data).enumerate() {
             sql.push_str(if n == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             args.extend([
                 Arg::Text(&job.tenant),
                 Arg::Text(kind),
@@ -132,6 +132,8 @@ pub(super) async fn append_events_in(
                 Arg::opt_text(job.correlation_id.as_deref()),
                 Arg::Int(at),
                 Arg::Text(data),
+                Arg::Text(&job.inputs_hash),
+                Arg::opt_text(job.worker_version.as_deref()),
             ]);
         }
         exec.execute(&sql, &args).await?;

@@ -55,7 +55,8 @@ impl SqliteStore {
              DO NOTHING RETURNING *; \
              {EVENT_INSERT} \
              SELECT jobs.tenant, e.type, jobs.id, jobs.run_id, jobs.queue, jobs.project, \
-                    jobs.kind, e.worker, jobs.correlation_id, ?, e.data \
+                    jobs.kind, e.worker, jobs.correlation_id, ?, e.data, jobs.inputs_hash, \
+                    CASE WHEN e.worker IS NULL THEN NULL ELSE jobs.worker_version END \
              FROM jobs JOIN (SELECT 1 AS ord, 'enqueued' AS type, NULL AS worker, ? AS data \
                              UNION ALL SELECT 2, 'leased', ?, ?) e \
              WHERE jobs.id = ? AND jobs.state = 'leased' ORDER BY e.ord; \

@@ -66,7 +66,7 @@ async fn finish_chunk(
                 retry_at: Some(micros(*retry_at)),
                 error: Some(json!(error).to_string()),
             },
-            OutcomeKind::Release => Input {
+            OutcomeKind::Release { .. } => Input {
                 outcome: "release",
                 result: None,
                 artifacts: None,
@@ -188,7 +188,8 @@ async fn finish_chunk_with_events(
                 OutcomeKind::Fail { error, retry_at } => {
                     json!({"error": error, "retry_at": retry_at})
                 }
-                OutcomeKind::Release => json!({}),
+                OutcomeKind::Release { undelivered: true } => json!({"reason": "undelivered"}),
+                OutcomeKind::Release { undelivered: false } => json!({}),
             };
             data["from"] = json!("leased");
             data["to"] = json!(job.state);

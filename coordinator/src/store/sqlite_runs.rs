@@ -52,6 +52,8 @@ pub(super) fn decode_event(row: &SqliteRow) -> StoreResult<Event> {
         job_kind: row.try_get("kind")?,
         worker_id: row.try_get("worker_id")?,
         correlation_id: row.try_get("correlation_id")?,
+        inputs_hash: row.try_get("inputs_hash")?,
+        worker_version: row.try_get("worker_version")?,
         at: from_micros(row.try_get("at")?)?,
         data: serde_json::from_str(&data).unwrap_or(Value::Null),
     })

@@ -16,12 +16,14 @@ use tower::ServiceExt;
 
 use super::DirGuard;
 
-/// The router of a fresh coordinator state over `store`, with a clock tests can move.
+/// The router of a fresh coordinator state over `store`, with a clock tests can move; clones
+/// share it.
+#[derive(Clone)]
 pub struct Api {
     pub router: Router,
     pub clock: OffsetClock,
     pub store: Arc<dyn Store>,
-    _artifacts: DirGuard,
+    _artifacts: Arc<DirGuard>,
 }
 
 /// One answer, its body parsed (a string when it is not JSON, null when empty).
@@ -43,7 +45,7 @@ impl Api {
             router: app(state),
             clock,
             store,
-            _artifacts: dir,
+            _artifacts: Arc::new(dir),
         }
     }
 

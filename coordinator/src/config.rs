@@ -71,6 +71,23 @@ pub struct ServeArgs {
     /// exits 0 (a client that stopped reading would otherwise hold the shutdown forever).
     #[arg(long, env = "LEASEHOLD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// The API key every route but `/health`, `/ready` and `/metrics` requires (as `Authorization:
+    /// Bearer …` or `X-Api-Key`). Unset: no key is required. Prefer the variable to the flag: a
+    /// flag is visible to every user of the machine in the process list.
+    #[arg(long, env = "ORCHESTRATOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Browser origins allowed by CORS, comma-separated (`*` for any). Unset: no CORS headers.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Rate limit per client address: the window in milliseconds (with `--rate-limit-max`).
+    #[arg(long, env = "RATE_LIMIT_WINDOW_MS", requires = "rate_limit_max",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_window_ms: Option<u64>,
+    /// Rate limit per client address: requests allowed per window (with
+    /// `--rate-limit-window-ms`); beyond, 429 with `Retry-After`.
+    #[arg(long, env = "RATE_LIMIT_MAX", requires = "rate_limit_window_ms",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_max: Option<u32>,
 }
 
 impl ServeArgs {
@@ -81,5 +98,85 @@ impl ServeArgs {
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("leasehold.db").display()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, ServeArgs};
+    use crate::http::access::AccessConfig;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["leasehold", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(a),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_listed_with_its_variable() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        for (flag, var) in [
+            ("--listen", "LEASEHOLD_LISTEN"),
+            ("--database-url", "LEASEHOLD_DATABASE_URL"),
+            ("--api-key", "ORCHESTRATOR_API_KEY"),
+            ("--cors-origins", "CORS_ORIGINS"),
+            ("--rate-limit-window-ms", "RATE_LIMIT_WINDOW_MS"),
+            ("--rate-limit-max", "RATE_LIMIT_MAX"),
+            ("--shutdown-grace-ms", "LEASEHOLD_SHUTDOWN_GRACE_MS"),
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+            assert!(
+                help.contains(&format!("env: {var}")),
+                "{var} missing from:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn access_flags_build_the_access_config() {
+        let args = serve(&[
+            "--api-key",
+            "s3cret-key",
+            "--cors-origins",
+            "https://a.example, https://b.example",
+            "--rate-limit-window-ms",
+            "1000",
+            "--rate-limit-max",
+            "5",
+        ])
+        .unwrap();
+        let access = AccessConfig::from_args(&args);
+        assert!(access.requires_key());
+        assert_eq!(
+            access.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(
+            access.rate_limit,
+            Some((std::time::Duration::from_secs(1), 5))
+        );
+        let open = AccessConfig::from_args(&serve(&[]).unwrap());
+        assert!(!open.requires_key() && open.cors_origins.is_empty());
+        assert_eq!(open.rate_limit, None);
+    }
+
+    #[test]
+    fn a_half_or_zero_rate_limit_is_refused_naming_the_flag() {
+        let half = serve(&["--rate-limit-max", "5"]).unwrap_err().to_string();
+        assert!(half.contains("--rate-limit-window-ms"), "{half}");
+        let zero = serve(&["--rate-limit-window-ms", "0", "--rate-limit-max", "5"])
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("--rate-limit-window-ms"), "{zero}");
     }
 }

@@ -1,5 +1,6 @@
-//! Who may call: API key (`ORCHESTRATOR_API_KEY`), CORS (`CORS_ORIGINS`) and a fixed-window rate
-//! limit per client address (`RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`).
+//! Who may call: API key (`--api-key`, `ORCHESTRATOR_API_KEY`), CORS (`--cors-origins`,
+//! `CORS_ORIGINS`) and a fixed-window rate limit per client address (`--rate-limit-window-ms` +
+//! `--rate-limit-max`, `RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`); all in [`crate::config`].
 //!
 //! The key is kept only as its SHA-256 and compared in constant time. `/health`, `/ready` and
 //! `/metrics` are always open. Event streams also accept `?api_key=` because browsers'
@@ -21,7 +22,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ApiError;
 
-/// Access settings, read from the environment the replaced services used.
+/// Access settings: `leasehold serve`'s `--api-key`, `--cors-origins` and `--rate-limit-*`
+/// (read from the variables the replaced services used).
 #[derive(Clone, Default)]
 pub struct AccessConfig {
     key_digest: Option<[u8; 32]>,
@@ -42,37 +44,24 @@ impl std::fmt::Debug for AccessConfig {
 }
 
 impl AccessConfig {
-    /// From `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`, `RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX`.
-    pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    /// From the serve flags (and their variables `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`,
+    /// `RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX`).
+    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
         let mut config = Self::default();
-        if let Some(key) = var("ORCHESTRATOR_API_KEY") {
-            config = config.with_api_key(&key);
+        if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            config = config.with_api_key(key);
         }
-        if let Some(origins) = var("CORS_ORIGINS") {
-            config.cors_origins = origins
-                .split(',')
-                .map(|o| o.trim().to_owned())
-                .filter(|o| !o.is_empty())
-                .collect();
+        config.cors_origins = args
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        // clap requires both or neither and refuses zero.
+        if let (Some(window), Some(max)) = (args.rate_limit_window_ms, args.rate_limit_max) {
+            config.rate_limit = Some((Duration::from_millis(window), max));
         }
-        match (var("RATE_LIMIT_WINDOW_MS"), var("RATE_LIMIT_MAX")) {
-            (Some(w), Some(m)) => {
-                let window: u64 = w.parse().map_err(|_| {
-                    format!("RATE_LIMIT_WINDOW_MS must be a number of ms, got {w:?}")
-                })?;
-                let max: u32 = m
-                    .parse()
-                    .map_err(|_| format!("RATE_LIMIT_MAX must be a number, got {m:?}"))?;
-                if window == 0 || max == 0 {
-                    return Err("RATE_LIMIT_WINDOW_MS and RATE_LIMIT_MAX must be positive".into());
-                }
-                config.rate_limit = Some((Duration::from_millis(window), max));
-            }
-            (None, None) => {}
-            _ => return Err("set both RATE_LIMIT_WINDOW_MS and RATE_LIMIT_MAX, or neither".into()),
-        }
-        Ok(config)
+        config
     }
 
     /// Requires `key` on every protected route.

@@ -103,6 +103,31 @@ pub(crate) trait DagStatements: Send {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Marks `run_id` (of `tenant`) cancelled unless it is cancelled or ended already; whether
+    /// it did.
+    fn mark_run_cancelled(
+        &mut self,
+        tenant: &str,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The run's `blocked` and `queued` jobs → `cancelled` (`run_cancelled`), each with a
+    /// `cancelled` event.
+    fn cancel_unstarted(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The run's `leased` jobs get a cancel request (`run_cancelled`; their workers see it on
+    /// their next heartbeat), each with a `cancel_requested` event.
+    fn request_cancel_of_leased(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Tells other replicas that jobs became ready (PostgreSQL `NOTIFY`, delivered on commit);
     /// local claimers are woken by [`DagEffects::after_commit`].
     fn announce(&mut self, ready: &[Ready]) -> impl Future<Output = StoreResult<()>> + Send;
@@ -190,6 +215,23 @@ pub(crate) async fn after_job_change<S: DagStatements>(
         _ => {}
     }
     refresh_locked(s, run_id, &run, now, fx).await
+}
+
+/// Cancels a run (idempotent; an ended run stays as it ended): jobs not started are cancelled,
+/// leased ones are asked to stop (their outcome still counts), then the run's status follows.
+pub(crate) async fn cancel_run<S: DagStatements>(
+    s: &mut S,
+    tenant: &str,
+    run_id: Uuid,
+    now: DateTime<Utc>,
+    fx: &mut DagEffects,
+) -> StoreResult<()> {
+    if s.mark_run_cancelled(tenant, run_id, now).await? {
+        s.cancel_unstarted(run_id, now).await?;
+        s.request_cancel_of_leased(run_id, now).await?;
+        refresh_run_status(s, run_id, now, fx).await?;
+    }
+    Ok(())
 }
 
 /// Recomputes a run's status (a job of it was leased, or its jobs changed); on a change stores

@@ -15,6 +15,7 @@ mod postgres_enqueue;
 mod postgres_feed;
 mod postgres_leases;
 mod postgres_runs;
+mod postgres_scheduler;
 mod runs;
 mod sqlite;
 mod sqlite_dag;
@@ -23,6 +24,7 @@ mod sqlite_enqueue;
 mod sqlite_handoff;
 mod sqlite_leases;
 mod sqlite_runs;
+mod sqlite_scheduler;
 
 pub use idempotency::IdempotencyConflict;
 pub(crate) use idempotency::replay_of;

@@ -212,6 +212,63 @@ impl DagStatements for PgDag<'_> {
         Ok(())
     }
 
+    async fn mark_run_cancelled(
+        &mut self,
+        tenant: &str,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE runs SET cancelled_at = $1, updated_at = $1 WHERE id = $2 AND tenant = $3 \
+             AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')",
+        )
+        .bind(now)
+        .bind(run_id)
+        .bind(tenant)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn cancel_unstarted(&mut self, run_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        let sql = count_with_events(
+            "",
+            "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', \
+             finished_at = $1, updated_at = $1 WHERE run_id = $2 AND state IN ('blocked', 'queued') \
+             RETURNING *",
+            "cancelled",
+            "jsonb_build_object('to', 'cancelled', 'reason', 'run_cancelled')",
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(run_id)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn request_cancel_of_leased(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = count_with_events(
+            "",
+            "UPDATE jobs SET cancel_requested = true, cancel_reason = 'run_cancelled', \
+             updated_at = $1 WHERE run_id = $2 AND state = 'leased' AND NOT cancel_requested \
+             RETURNING *",
+            "cancel_requested",
+            "jsonb_build_object('reason', 'run_cancelled')",
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(run_id)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
     async fn announce(&mut self, ready: &[Ready]) -> StoreResult<()> {
         let keys: Vec<String> = ready
             .iter()

@@ -2,27 +2,16 @@
 //! a connection run inside the caller's transaction.
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{Event, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use leasehold_proto::{Event, JobState, Run, RunJob};
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::dag::{self, DagEffects};
-use super::postgres::{EVENT_COLUMNS, PostgresStore};
-use super::runs::{NewRunRow, RunRecord, assemble};
+use super::postgres::PostgresStore;
+use super::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
 use super::{EventFilter, StoreError, StoreResult};
-
-/// Appends events of `kind` for the jobs returned by `sql` (an `UPDATE … RETURNING *` whose
-/// `$1` is now); `data` is SQL over the returned row `u`.
-fn update_with_events(sql: &str, kind: &str, data: &str) -> String {
-    format!(
-        "WITH u AS ({sql}), ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
-           SELECT u.tenant, '{kind}', u.id, u.run_id, u.queue, u.project, u.kind, u.worker_id, \
-                  u.correlation_id, $1, {data}, u.inputs_hash, u.worker_version FROM u ORDER BY u.id) \
-         SELECT * FROM u"
-    )
-}
 
 async fn append_run_event(
     conn: &mut PgConnection,
@@ -125,34 +114,30 @@ async fn load_run(conn: &mut PgConnection, tenant: &str, id: Uuid) -> StoreResul
     Ok(Some(assemble(record, jobs)))
 }
 
-impl PostgresStore {
-    pub(super) async fn create_run_impl(
-        &self,
-        now: DateTime<Utc>,
-        run: NewRunRow,
-    ) -> StoreResult<(Run, bool)> {
-        let mut tx = self.pool().begin().await?;
-        if let Some(token) = &run.run_token {
-            // Serializes submissions of one token across replicas.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
-                .bind(&run.tenant)
+/// [`RunStatements`] inside the caller's transaction.
+struct PgRuns<'a> {
+    store: &'a PostgresStore,
+    tx: &'a mut PgConnection,
+}
+
+impl RunStatements for PgRuns<'_> {
+    async fn run_with_token(&mut self, tenant: &str, token: &str) -> StoreResult<Option<Uuid>> {
+        // Serializes submissions of one token across replicas until the commit.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+            .bind(tenant)
+            .bind(token)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT id FROM runs WHERE tenant = $1 AND run_token = $2")
+                .bind(tenant)
                 .bind(token)
-                .execute(&mut *tx)
-                .await?;
-            let existing: Option<Uuid> =
-                sqlx::query_scalar("SELECT id FROM runs WHERE tenant = $1 AND run_token = $2")
-                    .bind(&run.tenant)
-                    .bind(token)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(id) = existing {
-                let found = load_run(&mut tx, &run.tenant, id).await?;
-                tx.commit().await?;
-                return found
-                    .map(|r| (r, false))
-                    .ok_or_else(|| StoreError::Internal("run vanished".into()));
-            }
-        }
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
         let run_row = sqlx::query(
             "INSERT INTO runs (id, tenant, run_token, name, project, correlation_id, mode, status, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) RETURNING *",
@@ -165,10 +150,10 @@ impl PostgresStore {
         .bind(&run.correlation_id)
         .bind(&run.mode)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *self.tx)
         .await?;
         append_run_event(
-            &mut tx,
+            self.tx,
             &run_row,
             "run_created",
             None,
@@ -176,13 +161,20 @@ impl PostgresStore {
             json!({"jobs": run.jobs.len(), "mode": run.mode}),
         )
         .await?;
+        Ok(())
+    }
+
+    async fn insert_run_jobs(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
         let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
-        let inserted = self.insert_jobs(&mut tx, now, rows, None, false).await?;
+        let inserted = self
+            .store
+            .insert_jobs(self.tx, now, rows, None, false)
+            .await?;
         for (spec, enq) in run.jobs.iter().zip(&inserted) {
             sqlx::query("UPDATE jobs SET run_key = $1 WHERE id = $2")
                 .bind(&spec.key)
                 .bind(enq.job.id)
-                .execute(&mut *tx)
+                .execute(&mut *self.tx)
                 .await?;
             if !spec.parents.is_empty() {
                 sqlx::query(
@@ -190,15 +182,36 @@ impl PostgresStore {
                 )
                 .bind(enq.job.id)
                 .bind(&spec.parents)
-                .execute(&mut *tx)
+                .execute(&mut *self.tx)
                 .await?;
             }
         }
-        let created = load_run(&mut tx, &run.tenant, run.id).await?;
+        Ok(())
+    }
+
+    async fn load_run(&mut self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        load_run(self.tx, tenant, id).await
+    }
+}
+
+impl PostgresStore {
+    pub(super) async fn create_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        run: NewRunRow,
+    ) -> StoreResult<(Run, bool)> {
+        let mut tx = self.pool().begin().await?;
+        let created = runs::create(
+            &mut PgRuns {
+                store: self,
+                tx: &mut tx,
+            },
+            &run,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        created
-            .map(|r| (r, true))
-            .ok_or_else(|| StoreError::Internal("run vanished".into()))
+        Ok(created)
     }
 
     pub(super) async fn get_run_impl(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
@@ -214,41 +227,7 @@ impl PostgresStore {
     ) -> StoreResult<Option<Run>> {
         let mut tx = self.pool().begin().await?;
         let mut fx = DagEffects::default();
-        let updated = sqlx::query(
-            "UPDATE runs SET cancelled_at = $1, updated_at = $1 WHERE id = $2 AND tenant = $3 \
-             AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            let sql = update_with_events(
-                "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', finished_at = $1, \
-                 updated_at = $1 WHERE run_id = $2 AND state IN ('blocked', 'queued') RETURNING *",
-                "cancelled",
-                "jsonb_build_object('to', 'cancelled', 'reason', 'run_cancelled')",
-            );
-            sqlx::query(&sql)
-                .bind(now)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let sql = update_with_events(
-                "UPDATE jobs SET cancel_requested = true, cancel_reason = 'run_cancelled', updated_at = $1 \
-                 WHERE run_id = $2 AND state = 'leased' AND NOT cancel_requested RETURNING *",
-                "cancel_requested",
-                "jsonb_build_object('reason', 'run_cancelled')",
-            );
-            sqlx::query(&sql)
-                .bind(now)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-            dag::refresh_run_status(&mut self.dag(&mut tx), id, now, &mut fx).await?;
-        }
+        dag::cancel_run(&mut self.dag(&mut tx), tenant, id, now, &mut fx).await?;
         let run = load_run(&mut tx, tenant, id).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
@@ -312,65 +291,5 @@ impl PostgresStore {
         qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
         let rows = qb.build().fetch_all(self.pool()).await?;
         rows.iter().map(decode_event).collect()
-    }
-
-    pub(super) async fn record_scheduler_run_impl(
-        &self,
-        now: DateTime<Utc>,
-        input: &SchedulerRunInput,
-    ) -> StoreResult<SchedulerRun> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
-             tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
-             error, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-        )
-        .bind(input.started_at)
-        .bind(input.completed_at)
-        .bind(&input.status)
-        .bind(input.tables_assessed)
-        .bind(input.tables_skipped)
-        .bind(input.tables_healthy)
-        .bind(input.jobs_submitted)
-        .bind(input.jobs_completed)
-        .bind(input.jobs_failed)
-        .bind(input.dry_run)
-        .bind(&input.error)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(SchedulerRun {
-            id,
-            input: input.clone(),
-        })
-    }
-
-    pub(super) async fn list_scheduler_runs_impl(
-        &self,
-        limit: u32,
-    ) -> StoreResult<Vec<SchedulerRun>> {
-        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SchedulerRun {
-                    id: r.try_get("id")?,
-                    input: SchedulerRunInput {
-                        started_at: r.try_get("started_at")?,
-                        completed_at: r.try_get("completed_at")?,
-                        status: r.try_get("status")?,
-                        tables_assessed: r.try_get("tables_assessed")?,
-                        tables_skipped: r.try_get("tables_skipped")?,
-                        tables_healthy: r.try_get("tables_healthy")?,
-                        jobs_submitted: r.try_get("jobs_submitted")?,
-                        jobs_completed: r.try_get("jobs_completed")?,
-                        jobs_failed: r.try_get("jobs_failed")?,
-                        dry_run: r.try_get("dry_run")?,
-                        error: r.try_get("error")?,
-                    },
-                })
-            })
-            .collect()
     }
 }

@@ -1,11 +1,67 @@
-//! Backend-independent parts of runs: the rows a submission becomes, and the aggregate status
-//! both stores compute the same way.
+//! Backend-independent parts of runs: the rows a submission becomes, the submission itself
+//! (decided here over each store's [`RunStatements`]), and the aggregate status both stores
+//! compute the same way. What happens to a run's jobs later is [`super::dag`]'s.
+
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{JobState, Run, RunJob, RunStatus};
 use uuid::Uuid;
 
-use super::NewJobRow;
+use super::{NewJobRow, StoreError, StoreResult};
+
+/// The statements a run's submission runs inside one transaction, per backend.
+pub(crate) trait RunStatements: Send {
+    /// The run that already has `token` in `tenant`, if any. Submissions of one token are
+    /// serialized from here to the commit (PostgreSQL takes an advisory lock, across replicas;
+    /// SQLite's single writer already serializes them).
+    fn run_with_token(
+        &mut self,
+        tenant: &str,
+        token: &str,
+    ) -> impl Future<Output = StoreResult<Option<Uuid>>> + Send;
+
+    /// Inserts the run's row (`pending`) and its `run_created` event.
+    fn insert_run(
+        &mut self,
+        run: &NewRunRow,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Inserts the run's jobs in order (parents first), with their keys and dependency edges.
+    fn insert_run_jobs(
+        &mut self,
+        run: &NewRunRow,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The run with its jobs, as stored now.
+    fn load_run(
+        &mut self,
+        tenant: &str,
+        id: Uuid,
+    ) -> impl Future<Output = StoreResult<Option<Run>>> + Send;
+}
+
+/// Submits `run`: a run token seen before returns that run (`false`: nothing was written),
+/// else the run and its jobs are stored (`true`).
+pub(crate) async fn create<S: RunStatements>(
+    s: &mut S,
+    run: &NewRunRow,
+    now: DateTime<Utc>,
+) -> StoreResult<(Run, bool)> {
+    let vanished = || StoreError::Internal(format!("run {} vanished", run.id));
+    if let Some(token) = &run.run_token
+        && let Some(id) = s.run_with_token(&run.tenant, token).await?
+    {
+        let found = s.load_run(&run.tenant, id).await?;
+        return found.map(|r| (r, false)).ok_or_else(vanished);
+    }
+    s.insert_run(run, now).await?;
+    s.insert_run_jobs(run, now).await?;
+    let created = s.load_run(&run.tenant, run.id).await?;
+    created.map(|r| (r, true)).ok_or_else(vanished)
+}
 
 /// One job of a run, ready to insert.
 #[derive(Debug, Clone)]

@@ -204,6 +204,57 @@ impl DagStatements for SqliteDag<'_> {
         Ok(())
     }
 
+    async fn mark_run_cancelled(
+        &mut self,
+        tenant: &str,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE runs SET cancelled_at = ?1, updated_at = ?1 WHERE id = ?2 AND tenant = ?3 \
+             AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')",
+        )
+        .bind(micros(now))
+        .bind(run_id)
+        .bind(tenant)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn cancel_unstarted(&mut self, run_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.update_with_events(
+            "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', \
+             finished_at = ?1, updated_at = ?1 WHERE run_id = ?2 AND state IN ('blocked', 'queued') \
+             RETURNING *",
+            now,
+            run_id,
+            "cancelled",
+            json!({"to": "cancelled", "reason": "run_cancelled"}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn request_cancel_of_leased(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.update_with_events(
+            "UPDATE jobs SET cancel_requested = 1, cancel_reason = 'run_cancelled', \
+             updated_at = ?1 WHERE run_id = ?2 AND state = 'leased' AND cancel_requested = 0 \
+             RETURNING *",
+            now,
+            run_id,
+            "cancel_requested",
+            json!({"reason": "run_cancelled"}),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn announce(&mut self, _ready: &[Ready]) -> StoreResult<()> {
         // One process per SQLite file: the local wake-up after the commit is all there is.
         Ok(())

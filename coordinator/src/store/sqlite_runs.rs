@@ -2,15 +2,15 @@
 //! takes a connection runs inside the caller's write transaction.
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{Event, JobState, Run, RunJob, SchedulerRun, SchedulerRunInput};
+use leasehold_proto::{Event, JobState, Run, RunJob};
 use serde_json::{Value, json};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::dag::{self, DagEffects};
-use super::runs::{NewRunRow, RunRecord, assemble};
-use super::sqlite::{SqliteStore, append_event, decode_job, from_micros, micros, opt_time};
+use super::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
+use super::sqlite::{SqliteStore, from_micros, micros, opt_time};
 use super::sqlite_dag::SqliteDag;
 use super::{EventFilter, StoreError, StoreResult};
 
@@ -156,31 +156,27 @@ fn push_event_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, f: &'a EventFilter) 
     qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
 }
 
-impl SqliteStore {
-    pub(super) async fn create_run_impl(
-        &self,
-        now: DateTime<Utc>,
-        run: NewRunRow,
-    ) -> StoreResult<(Run, bool)> {
-        let mut tx = self.begin_write().await?;
-        if let Some(token) = &run.run_token {
-            let existing: Option<Uuid> =
-                sqlx::query_scalar("SELECT id FROM runs WHERE tenant = ? AND run_token = ?")
-                    .bind(&run.tenant)
-                    .bind(token)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(id) = existing {
-                let found = load_run(&mut tx, &run.tenant, id).await?;
-                tx.commit().await?;
-                return found
-                    .map(|r| (r, false))
-                    .ok_or_else(|| StoreError::Internal("run vanished".into()));
-            }
-        }
-        sqlx::query(
+/// [`RunStatements`] inside the caller's write transaction.
+struct SqliteRuns<'a> {
+    store: &'a SqliteStore,
+    tx: &'a mut SqliteConnection,
+}
+
+impl RunStatements for SqliteRuns<'_> {
+    async fn run_with_token(&mut self, tenant: &str, token: &str) -> StoreResult<Option<Uuid>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM runs WHERE tenant = ? AND run_token = ?")
+                .bind(tenant)
+                .bind(token)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
+        let run_row = sqlx::query(
             "INSERT INTO runs (id, tenant, run_token, name, project, correlation_id, mode, status, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
         )
         .bind(run.id)
         .bind(&run.tenant)
@@ -191,14 +187,10 @@ impl SqliteStore {
         .bind(&run.mode)
         .bind(micros(now))
         .bind(micros(now))
-        .execute(&mut *tx)
+        .fetch_one(&mut *self.tx)
         .await?;
-        let run_row = sqlx::query("SELECT * FROM runs WHERE id = ?")
-            .bind(run.id)
-            .fetch_one(&mut *tx)
-            .await?;
         append_run_event(
-            &mut tx,
+            self.tx,
             &run_row,
             "run_created",
             None,
@@ -206,27 +198,52 @@ impl SqliteStore {
             json!({"jobs": run.jobs.len(), "mode": run.mode}),
         )
         .await?;
+        Ok(())
+    }
+
+    async fn insert_run_jobs(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
         let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
-        let inserted = self.insert_jobs(&mut tx, now, rows).await?;
+        let inserted = self.store.insert_jobs(self.tx, now, rows).await?;
         for (spec, enq) in run.jobs.iter().zip(&inserted) {
             sqlx::query("UPDATE jobs SET run_key = ? WHERE id = ?")
                 .bind(&spec.key)
                 .bind(enq.job.id)
-                .execute(&mut *tx)
+                .execute(&mut *self.tx)
                 .await?;
             for parent in &spec.parents {
                 sqlx::query("INSERT INTO job_deps (job_id, parent_id) VALUES (?, ?)")
                     .bind(enq.job.id)
                     .bind(parent)
-                    .execute(&mut *tx)
+                    .execute(&mut *self.tx)
                     .await?;
             }
         }
-        let created = load_run(&mut tx, &run.tenant, run.id).await?;
+        Ok(())
+    }
+
+    async fn load_run(&mut self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        load_run(self.tx, tenant, id).await
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn create_run_impl(
+        &self,
+        now: DateTime<Utc>,
+        run: NewRunRow,
+    ) -> StoreResult<(Run, bool)> {
+        let mut tx = self.begin_write().await?;
+        let created = runs::create(
+            &mut SqliteRuns {
+                store: self,
+                tx: &mut tx,
+            },
+            &run,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        created
-            .map(|r| (r, true))
-            .ok_or_else(|| StoreError::Internal("run vanished".into()))
+        Ok(created)
     }
 
     pub(super) async fn get_run_impl(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
@@ -242,54 +259,7 @@ impl SqliteStore {
     ) -> StoreResult<Option<Run>> {
         let mut tx = self.begin_write().await?;
         let mut fx = DagEffects::default();
-        let updated = sqlx::query("UPDATE runs SET cancelled_at = ?1, updated_at = ?1 WHERE id = ?2 AND tenant = ?3 AND cancelled_at IS NULL AND status NOT IN ('succeeded', 'failed')")
-            .bind(micros(now))
-            .bind(id)
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if updated == 1 {
-            let rows = sqlx::query(
-                "UPDATE jobs SET state = 'cancelled', cancel_reason = 'run_cancelled', finished_at = ?1, \
-                 updated_at = ?1 WHERE run_id = ?2 AND state IN ('blocked', 'queued') RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let job = decode_job(row)?;
-                append_event(
-                    &mut tx,
-                    &job,
-                    "cancelled",
-                    now,
-                    json!({"to": "cancelled", "reason": "run_cancelled"}),
-                )
-                .await?;
-            }
-            let rows = sqlx::query(
-                "UPDATE jobs SET cancel_requested = 1, cancel_reason = 'run_cancelled', updated_at = ?1 \
-                 WHERE run_id = ?2 AND state = 'leased' AND cancel_requested = 0 RETURNING *",
-            )
-            .bind(micros(now))
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let job = decode_job(row)?;
-                append_event(
-                    &mut tx,
-                    &job,
-                    "cancel_requested",
-                    now,
-                    json!({"reason": "run_cancelled"}),
-                )
-                .await?;
-            }
-            dag::refresh_run_status(&mut SqliteDag(&mut tx), id, now, &mut fx).await?;
-        }
+        dag::cancel_run(&mut SqliteDag(&mut tx), tenant, id, now, &mut fx).await?;
         let run = load_run(&mut tx, tenant, id).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
@@ -324,65 +294,5 @@ impl SqliteStore {
         push_event_filter(&mut qb, filter);
         let rows = qb.build().fetch_all(&self.reader).await?;
         rows.iter().map(decode_event).collect()
-    }
-
-    pub(super) async fn record_scheduler_run_impl(
-        &self,
-        now: DateTime<Utc>,
-        input: &SchedulerRunInput,
-    ) -> StoreResult<SchedulerRun> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
-             tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
-             error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(micros(input.started_at))
-        .bind(micros(input.completed_at))
-        .bind(&input.status)
-        .bind(input.tables_assessed)
-        .bind(input.tables_skipped)
-        .bind(input.tables_healthy)
-        .bind(input.jobs_submitted)
-        .bind(input.jobs_completed)
-        .bind(input.jobs_failed)
-        .bind(input.dry_run)
-        .bind(&input.error)
-        .bind(micros(now))
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(SchedulerRun {
-            id,
-            input: input.clone(),
-        })
-    }
-
-    pub(super) async fn list_scheduler_runs_impl(
-        &self,
-        limit: u32,
-    ) -> StoreResult<Vec<SchedulerRun>> {
-        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SchedulerRun {
-                    id: r.try_get("id")?,
-                    input: SchedulerRunInput {
-                        started_at: from_micros(r.try_get("started_at")?)?,
-                        completed_at: from_micros(r.try_get("completed_at")?)?,
-                        status: r.try_get("status")?,
-                        tables_assessed: r.try_get("tables_assessed")?,
-                        tables_skipped: r.try_get("tables_skipped")?,
-                        tables_healthy: r.try_get("tables_healthy")?,
-                        jobs_submitted: r.try_get("jobs_submitted")?,
-                        jobs_completed: r.try_get("jobs_completed")?,
-                        jobs_failed: r.try_get("jobs_failed")?,
-                        dry_run: r.try_get::<i64, _>("dry_run")? != 0,
-                        error: r.try_get("error")?,
-                    },
-                })
-            })
-            .collect()
     }
 }

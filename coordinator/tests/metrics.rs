@@ -3,6 +3,7 @@
 //! Prometheus recorder is process-wide and other suites would have moved the counters.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use common::api::Api;

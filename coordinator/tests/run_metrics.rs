@@ -3,6 +3,7 @@
 //! when the transaction that ended the run is rolled back by a deadlock and run again.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

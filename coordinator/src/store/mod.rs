@@ -302,7 +302,7 @@ pub struct Claimed {
 }
 
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
-/// (`coordinator/tests/store_conformance.rs`) runs the same bodies against both.
+/// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which database this is.

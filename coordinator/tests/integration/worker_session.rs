@@ -2,7 +2,7 @@
 //! pushes, heartbeats and outcomes on the same socket, drain, and protocol errors.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! 8 rows) and directly on its handle (8 or more; docs/sqlite-direct.md).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,9 +1,9 @@
 //! A child that becomes ready wakes the claimers waiting for its queue at once, on SQLite and
 //! PostgreSQL: a long poll parked on the child's queue, and a worker session with credit.
-//! (Across two coordinator processes: tests/tests/two_replicas.rs.)
+//! (Across two coordinator processes: tests/tests/e2e/two_replicas.rs.)
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,8 +2,6 @@
 //! marker and then every event exactly once, from the database; other listeners are unaffected.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 

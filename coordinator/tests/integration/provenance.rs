@@ -2,7 +2,7 @@
 //! gets its own id as one, a run's jobs share the run's, and every event carries it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! and retry. Every body runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

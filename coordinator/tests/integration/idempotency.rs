@@ -3,7 +3,7 @@
 //! `idempotency_conflict` naming what differs, and nothing is stored — in a batch neither.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! feed equals the ledger, id by id.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

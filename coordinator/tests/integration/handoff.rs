@@ -4,7 +4,7 @@
 //! and jobs that are not ready, paused or replayed are not handed off. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

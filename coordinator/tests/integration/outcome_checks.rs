@@ -4,7 +4,7 @@
 //! retried after it was recorded is answered as recorded.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

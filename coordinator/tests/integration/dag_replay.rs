@@ -3,7 +3,7 @@
 //! `upstream_failed` descendants so the run can complete; the run's status follows.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

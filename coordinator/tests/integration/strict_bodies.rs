@@ -3,7 +3,7 @@
 //! must never change what runs. One row per body of the v1 API, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

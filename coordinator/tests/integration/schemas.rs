@@ -1,6 +1,6 @@
 //! `proto/schemas/*.schema.json` (run, checkpoint, event) are the OpenAPI document's component
 //! schemas, made self-contained; this test fails when either drifts from the other.
-//! Regenerate with `LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test schemas`.
+//! Regenerate with `LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test integration schemas::`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ fn json_schemas_match_the_openapi_document() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == text,
-            "{} is stale: LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test schemas",
+            "{} is stale: LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test integration schemas::",
             path.display()
         );
         // Every property the schema requires is one the component declares.

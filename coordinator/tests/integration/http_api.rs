@@ -2,7 +2,7 @@
 //! on PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1086,7 +1086,7 @@ on_both_backends!(
 );
 
 /// `proto/openapi.json` is the generated document, byte for byte. Regenerate with
-/// `LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test http_api openapi`.
+/// `LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test integration http_api::openapi`.
 #[tokio::test]
 async fn openapi_document_is_current() {
     let generated = leasehold_coordinator::http::openapi::openapi_json();
@@ -1097,7 +1097,7 @@ async fn openapi_document_is_current() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "proto/openapi.json is stale: run LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test http_api openapi"
+        "proto/openapi.json is stale: run LEASEHOLD_BLESS=1 cargo test -p leasehold-coordinator --test integration http_api::openapi"
     );
     let (store, _guard) = common::sqlite_store().await;
     let api = Api::new(store);

@@ -5,7 +5,7 @@
 //! job cancelled directly.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

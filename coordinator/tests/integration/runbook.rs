@@ -2,7 +2,7 @@
 //! should reuse the same token" — a rerun with the same `runToken` returns the same run.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

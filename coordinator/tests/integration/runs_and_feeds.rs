@@ -2,7 +2,7 @@
 //! docs/CONTRACT.md §5, over a real socket, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! 10,000 no-op jobs through the Rust SDK's `Worker`, over the WebSocket and over HTTP
 //! long-poll, on SQLite (and PostgreSQL when `LEASEHOLD_TEST_DATABASE_URL` is set): none lost,
-//! none run twice. Prints jobs/s (`cargo test -p leasehold-testkit --test sdk_throughput --
-//! --nocapture` shows them).
+//! none run twice. Prints jobs/s (`cargo test -p leasehold-testkit --test e2e sdk_throughput::
+//! -- --nocapture` shows them).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! API key, CORS and rate limiting over a real socket.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 use leasehold_testkit::{Coordinator, workspace_root};
 
 /// The `sh` blocks of a README section.
-pub fn section_scripts(heading: &str) -> Vec<String> {
+pub(crate) fn section_scripts(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
     let section = readme.split(heading).nth(1).expect("section");
     let section = section.split("\n## ").next().unwrap();

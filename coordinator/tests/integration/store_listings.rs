@@ -2,7 +2,7 @@
 //! event tail. Every body runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

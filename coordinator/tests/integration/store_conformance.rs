@@ -4,7 +4,7 @@
 //! batches: `store_batches.rs`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

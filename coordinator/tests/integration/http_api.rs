@@ -364,523 +364,128 @@ async fn injection_strings_are_data(store: Arc<dyn Store>) {
 }
 
 /// One row of the bad-input table: name, method, path, body, headers, status, error code.
-type BadInput<'a> = (
-    &'a str,
-    &'a str,
-    String,
-    Vec<u8>,
-    Vec<(&'a str, &'a str)>,
-    u16,
-    &'a str,
-);
+/// One request of `proto/vectors/bad_requests.json` (placeholders not yet filled).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadRequest {
+    name: String,
+    method: String,
+    path: String,
+    #[serde(default)]
+    json: Option<Value>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    hex: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    status: u16,
+    code: String,
+}
 
-/// At least 25 bad inputs: each gets its precise status and code, and the store is unchanged.
-async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
-    let api = Api::new(store);
-    let id = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
-    let evil = "q'; DROP TABLE jobs;--";
-    let huge_payload =
-        json!({"queue": "q", "kind": "k", "payload": {"blob": "x".repeat(1_100_000)}});
-    let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "k"})).collect();
+/// A bad request ready to send, with the answer it must get.
+struct Prepared {
+    name: String,
+    method: String,
+    path: String,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+    status: u16,
+    code: String,
+}
+
+/// The table of bad requests shared with other suites, plus the ones too large to write down.
+fn bad_requests(job: &str) -> Vec<Prepared> {
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let fill = |s: &str| s.replace("{job}", job).replace("{unknown}", &unknown);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../proto/vectors/bad_requests.json"
+    );
+    let table: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases: Vec<BadRequest> = serde_json::from_value(table["cases"].clone()).unwrap();
+    let mut out: Vec<_> = cases
+        .into_iter()
+        .map(|c| {
+            let body = match (c.json, c.text, c.hex) {
+                (Some(v), None, None) => fill(&v.to_string()).into_bytes(),
+                (None, Some(t), None) => t.into_bytes(),
+                (None, None, Some(h)) => (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                    .collect(),
+                (None, None, None) => vec![],
+                _ => panic!("{}: one body at most", c.name),
+            };
+            Prepared {
+                path: fill(&c.path),
+                headers: c.headers.into_iter().collect(),
+                name: c.name,
+                method: c.method,
+                body,
+                status: c.status,
+                code: c.code,
+            }
+        })
+        .collect();
     let j = |v: Value| serde_json::to_vec(&v).unwrap();
-    let cases: Vec<BadInput<'_>> = vec![
-        (
-            "malformed json",
-            "POST",
-            "/v1/jobs".into(),
-            b"{\"kind\":".to_vec(),
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "plain text",
-            "POST",
-            "/v1/jobs".into(),
-            b"hello".to_vec(),
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "empty body",
-            "POST",
-            "/v1/jobs".into(),
-            vec![],
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "non-utf8 bytes",
-            "POST",
-            "/v1/jobs".into(),
-            vec![0xff, 0xfe, 0x7b],
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "trailing garbage",
-            "POST",
-            "/v1/jobs".into(),
-            b"{\"kind\":\"k\"} x".to_vec(),
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "array body",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!([1, 2])),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "kind wrong type",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": 5})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "kind missing",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"queue": "q"})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "priority string",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "priority": "high"})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "priority huge",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "priority": 5000})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "max_attempts zero",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "max_attempts": 0})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "max_attempts negative",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "max_attempts": -3})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "queue with space",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "queue": "my queue"})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "queue injection",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "queue": evil})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "kind injection",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": evil})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "tenant injection",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k"})),
-            vec![("leasehold-tenant", "t' OR 1=1")],
-            422,
-            "validation_failed",
-        ),
-        (
-            "key with control chars",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "idempotency_key": "a\nb"})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "run_at not a date",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"kind": "k", "run_at": "tomorrow"})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "k"})).collect();
+    for (name, body, status, code) in [
         (
             "payload over 1 MiB",
-            "POST",
-            "/v1/jobs".into(),
-            j(huge_payload),
-            vec![],
+            j(json!({"queue": "q", "kind": "k", "payload": {"blob": "x".repeat(1_100_000)}})),
             413,
             "payload_too_large",
         ),
         (
             "body over limit",
-            "POST",
-            "/v1/jobs".into(),
             vec![b' '; 9 * 1024 * 1024],
-            vec![],
             413,
             "payload_too_large",
         ),
         (
             "batch of 1001",
-            "POST",
-            "/v1/jobs".into(),
             j(json!({"jobs": too_many})),
-            vec![],
             422,
             "validation_failed",
         ),
-        (
-            "empty batch",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"jobs": []})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "header key on batch",
-            "POST",
-            "/v1/jobs".into(),
-            j(json!({"jobs": [{"kind": "k"}]})),
-            vec![("idempotency-key", "k1")],
-            422,
-            "validation_failed",
-        ),
-        (
-            "bad uuid get",
-            "GET",
-            "/v1/jobs/not-a-uuid".into(),
-            vec![],
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "bad uuid complete",
-            "POST",
-            "/v1/jobs/1234/complete".into(),
-            j(json!({"fencing_token": 1})),
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "unknown job",
-            "GET",
-            format!("/v1/jobs/{}", uuid::Uuid::now_v7()),
-            vec![],
-            vec![],
-            404,
-            "not_found",
-        ),
-        (
-            "cancel unknown job",
-            "POST",
-            format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()),
-            vec![],
-            vec![],
-            404,
-            "not_found",
-        ),
-        (
-            "complete unknown job",
-            "POST",
-            format!("/v1/jobs/{}/complete", uuid::Uuid::now_v7()),
-            j(json!({"fencing_token": 1})),
-            vec![],
-            404,
-            "not_found",
-        ),
-        (
-            "limit zero",
-            "GET",
-            "/v1/jobs?limit=0".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "limit negative",
-            "GET",
-            "/v1/jobs?limit=-1".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "limit overflow",
-            "GET",
-            "/v1/jobs?limit=99999999999999999999".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "limit text",
-            "GET",
-            "/v1/jobs?limit=ten".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "bad cursor",
-            "GET",
-            "/v1/jobs?cursor=%27%3B--".into(),
-            vec![],
-            vec![],
-            400,
-            "invalid_request",
-        ),
-        (
-            "bad state filter",
-            "GET",
-            "/v1/jobs?state=running".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "queue filter injection",
-            "GET",
-            "/v1/jobs?queue=a%27%20OR%20%271%27%3D%271".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "unknown query param",
-            "GET",
-            "/v1/jobs?sate=queued".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim no queues",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": []})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim max_jobs zero",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": 0})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim max_jobs huge",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": 100000})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim negative max_jobs",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": ["q"], "max_jobs": -1})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim ttl tiny",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": ["q"], "lease_ttl_ms": 10})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim wait huge",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": ["q"], "wait_ms": 1_000_000_000u64})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim empty worker",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "", "queues": ["q"]})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "claim queue injection",
-            "POST",
-            "/v1/leases".into(),
-            j(json!({"worker_id": "w", "queues": [evil]})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "heartbeat token as text",
-            "POST",
-            "/v1/leases/heartbeat".into(),
-            j(json!({"worker_id": "w", "leases": [{"job_id": id, "fencing_token": "1"}]})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "heartbeat bad job id",
-            "POST",
-            "/v1/leases/heartbeat".into(),
-            j(json!({"worker_id": "w", "leases": [{"job_id": "nope", "fencing_token": 1}]})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "artifact traversal",
-            "POST",
-            format!("/v1/jobs/{id}/complete"),
-            j(
-                json!({"fencing_token": 1, "artifacts": [{"name": "../etc/passwd", "digest": format!("sha256:{}", "0".repeat(64)), "size": 1, "media_type": "text/plain"}]}),
-            ),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "artifact bad digest",
-            "POST",
-            format!("/v1/jobs/{id}/complete"),
-            j(
-                json!({"fencing_token": 1, "artifacts": [{"name": "a", "digest": "md5:abc", "size": 1, "media_type": "text/plain"}]}),
-            ),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "fail without error",
-            "POST",
-            format!("/v1/jobs/{id}/fail"),
-            j(json!({"fencing_token": 1})),
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "pause bad queue",
-            "POST",
-            "/v1/queues/bad%20name/pause".into(),
-            vec![],
-            vec![],
-            422,
-            "validation_failed",
-        ),
-        (
-            "unknown route",
-            "GET",
-            "/v1/nothing".into(),
-            vec![],
-            vec![],
-            404,
-            "not_found",
-        ),
-        (
-            "wrong method",
-            "DELETE",
-            "/v1/jobs".into(),
-            vec![],
-            vec![],
-            405,
-            "method_not_allowed",
-        ),
-        (
-            "stale token",
-            "POST",
-            format!("/v1/jobs/{id}/complete"),
-            j(json!({"fencing_token": 1})),
-            vec![],
-            409,
-            "lease_lost",
-        ),
-        (
-            "retry a queued job",
-            "POST",
-            format!("/v1/jobs/{id}/retry"),
-            vec![],
-            vec![],
-            409,
-            "invalid_state",
-        ),
-    ];
-    assert!(cases.len() >= 25);
+    ] {
+        out.push(Prepared {
+            name: name.into(),
+            method: "POST".into(),
+            path: "/v1/jobs".into(),
+            body,
+            headers: vec![],
+            status,
+            code: code.into(),
+        });
+    }
+    out
+}
+
+async fn bad_inputs_are_rejected_and_change_nothing(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.enqueue("q").await["id"].as_str().unwrap().to_owned();
+    let cases = bad_requests(&id);
+    assert!(cases.len() >= 50, "the table is read whole");
     let before = api.snapshot().await;
-    for (name, method, path, body, headers, status, code) in cases {
-        let r = api.raw(method, &path, body, &headers).await;
+    for Prepared {
+        name,
+        method,
+        path,
+        body,
+        headers,
+        status,
+        code,
+    } in cases
+    {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = api.raw(&method, &path, body, &headers).await;
         assert_eq!(r.status.as_u16(), status, "{name}: {}", r.body);
-        assert_eq!(r.body["error"]["code"], code, "{name}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], code.as_str(), "{name}: {}", r.body);
         assert_eq!(api.snapshot().await, before, "{name} changed the store");
     }
     // Field naming on the common mistakes.

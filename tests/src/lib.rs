@@ -175,8 +175,13 @@ impl Coordinator {
             .arg(&self.database_url)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            // Only what the test gives: never the operator's database or access settings.
             .env_remove("DATABASE_URL")
             .env_remove("LEASEHOLD_DATABASE_URL")
+            .env_remove("ORCHESTRATOR_API_KEY")
+            .env_remove("CORS_ORIGINS")
+            .env_remove("RATE_LIMIT_WINDOW_MS")
+            .env_remove("RATE_LIMIT_MAX")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LEASEHOLD_LOG", "warn")
             // The coordinator logs to stdout; panics go to stderr: both into the log file.

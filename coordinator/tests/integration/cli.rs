@@ -4,20 +4,19 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use leasehold_testkit::{Coordinator, free_port};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasehold");
 
-/// A `leasehold serve` on a fresh SQLite directory, killed on drop.
+/// A `leasehold serve` on a fresh SQLite directory (the testkit's process harness, the one
+/// every suite uses), with the helpers these tests share.
 struct Server {
-    child: Child,
+    coord: Coordinator,
     url: String,
-    port: u16,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
@@ -27,45 +26,19 @@ impl Server {
     }
 
     async fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let dir = temp_dir("cli");
-        let port = free_port();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let child = spawn_serve(port, &dir, &env);
-        let server = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            dir,
-            env,
+        let coord = Coordinator::spawn_with_env(None, env).await.unwrap();
+        Self {
+            url: coord.url.clone(),
+            coord,
             http: reqwest::Client::new(),
-        };
-        server.wait_healthy().await;
-        server
+        }
     }
 
     /// Kills the process (connections drop at once) and starts it again on the same port
     /// and database.
     async fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.child = spawn_serve(self.port, &self.dir, &self.env);
-        self.wait_healthy().await;
-    }
-
-    async fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self.http.get(self.path("/health")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the coordinator did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.coord.kill();
+        self.coord.start().await.unwrap();
     }
 
     fn path(&self, path: &str) -> String {
@@ -97,34 +70,6 @@ impl Server {
     }
 }
 
-fn spawn_serve(port: u16, dir: &std::path::Path, env: &[(String, String)]) -> Child {
-    Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("LEASEHOLD_DATABASE_URL")
-        .env_remove("ORCHESTRATOR_API_KEY")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("LEASEHOLD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "leasehold-{label}-{}",
@@ -134,13 +79,6 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// What a CLI invocation produced.
 #[derive(Debug)]
@@ -388,7 +326,7 @@ async fn exit_codes_name_what_went_wrong() {
     assert!(run.stderr.contains("validation_failed"), "{}", run.stderr);
 
     // 3: nothing listens there; the URL tried and the cause are printed.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
     let run = cli(&dead, &["jobs", "list"], &[]).await;
     assert_eq!(run.code, 3, "{run:#?}");
     assert!(

@@ -364,7 +364,7 @@ async fn injection_strings_are_data(store: Arc<dyn Store>) {
 }
 
 /// One row of the bad-input table: name, method, path, body, headers, status, error code.
-/// One request of `proto/vectors/bad_requests.json` (placeholders not yet filled).
+/// One request of `proto/conformance/bad_requests.json` (placeholders not yet filled).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BadRequest {
@@ -400,7 +400,7 @@ fn bad_requests(job: &str) -> Vec<Prepared> {
     let fill = |s: &str| s.replace("{job}", job).replace("{unknown}", &unknown);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../proto/vectors/bad_requests.json"
+        "/../proto/conformance/bad_requests.json"
     );
     let table: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cases: Vec<BadRequest> = serde_json::from_value(table["cases"].clone()).unwrap();

@@ -1,7 +1,7 @@
-//! The engine shared by a session's background tasks and its jobs: [`Core`] and the [`State`]
+//! The engine shared by a session's background tasks and its jobs: [`Engine`] and the [`State`]
 //! of the leases it holds — taking leases in, ending them, building failure outcomes, releasing
 //! what is left at shutdown, draining, and sending heartbeats and outcomes over the socket or
-//! HTTP. The heartbeat and outcome bookkeeping on the same state lives in [`crate::ledger`].
+//! HTTP. The heartbeat and outcome bookkeeping on the same state lives in [`crate::bookkeeping`].
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -58,7 +58,7 @@ impl Held {
 pub(crate) struct Pending {
     pub(crate) report: OutcomeReport,
     pub(crate) receipt: Option<oneshot::Sender<OutcomeAck>>,
-    /// A failure sent in place of an outcome the coordinator refused (see [`Core::refuse`]);
+    /// A failure sent in place of an outcome the coordinator refused (see [`Engine::refuse`]);
     /// never replaced in turn.
     pub(crate) replacement: bool,
 }
@@ -75,7 +75,7 @@ pub(crate) struct State {
 
 /// The engine shared by the session's tasks and its jobs.
 #[derive(Debug)]
-pub(crate) struct Core {
+pub(crate) struct Engine {
     pub(crate) cfg: SessionConfig,
     pub(crate) http: Arc<HttpApi>,
     staging_dir: Arc<Path>,
@@ -97,10 +97,10 @@ pub(crate) struct Core {
     pub(crate) ws: watch::Sender<Option<Arc<WsLink>>>,
     rng: Mutex<SplitMix64>,
     pub(crate) fatal: Mutex<Option<Error>>,
-    me: Weak<Core>,
+    me: Weak<Engine>,
 }
 
-impl Core {
+impl Engine {
     pub(crate) fn new(cfg: SessionConfig) -> Result<Arc<Self>> {
         let http = Arc::new(HttpApi::new(
             &cfg.url,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::engine::Core;
+use crate::engine::Engine;
 
 /// Most leases in one heartbeat request (the coordinator's cap).
 const MAX_ITEMS: usize = 1000;
 
-pub(crate) async fn run(core: Arc<Core>) {
+pub(crate) async fn run(core: Arc<Engine>) {
     let interval = core.cfg.heartbeat_interval();
     // An answer later than half a TTL is useless for extending anything.
     let timeout = core.cfg.lease_ttl / 2;
@@ -45,7 +45,7 @@ pub(crate) async fn run(core: Arc<Core>) {
 }
 
 /// Sends one round of heartbeats (in chunks of 1000).
-pub(crate) async fn beat(core: &Core, timeout: std::time::Duration) {
+pub(crate) async fn beat(core: &Engine, timeout: std::time::Duration) {
     let now = Instant::now();
     let items = core.heartbeat_items(now, None);
     for chunk in items.chunks(MAX_ITEMS) {
@@ -56,7 +56,7 @@ pub(crate) async fn beat(core: &Core, timeout: std::time::Duration) {
 /// Sends heartbeats for `ids` only (before a failure or release of those jobs). Returns whether
 /// the coordinator answered.
 pub(crate) async fn beat_for(
-    core: &Core,
+    core: &Engine,
     ids: &[uuid::Uuid],
     timeout: std::time::Duration,
 ) -> bool {
@@ -69,8 +69,8 @@ pub(crate) async fn beat_for(
 }
 
 async fn send(
-    core: &Core,
-    chunk: &[crate::ledger::SentItem],
+    core: &Engine,
+    chunk: &[crate::bookkeeping::SentItem],
     timeout: std::time::Duration,
 ) -> bool {
     let sent_at = Instant::now();

@@ -12,7 +12,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 use crate::artifact::{self, DEFAULT_MEDIA_TYPE};
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::error::{Error, HandlerError, Result};
 use crate::transport::http::HttpApi;
 use crate::util::lock;
@@ -493,7 +493,7 @@ impl OutcomeReceipt {
 #[derive(Debug)]
 pub struct LeasedJob {
     ctx: JobContext,
-    core: Weak<Core>,
+    core: Weak<Engine>,
     ended: bool,
 }
 
@@ -506,7 +506,7 @@ impl std::ops::Deref for LeasedJob {
 }
 
 impl LeasedJob {
-    pub(crate) fn new(shared: Arc<JobShared>, core: Weak<Core>) -> Self {
+    pub(crate) fn new(shared: Arc<JobShared>, core: Weak<Engine>) -> Self {
         Self {
             ctx: JobContext { shared },
             core,

@@ -49,7 +49,7 @@ mod error;
 mod heartbeat;
 pub mod idempotency;
 mod job;
-mod ledger;
+mod bookkeeping;
 mod outcomes;
 pub mod retry;
 mod session;

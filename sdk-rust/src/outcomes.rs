@@ -3,20 +3,20 @@
 //! back to the front of the queue and is retried with jittered backoff; an outcome whose lease
 //! deadline passes meanwhile is dropped, never sent late. An outcome the coordinator refuses
 //! outright (a result over its size limit, …) is answered with a non-retryable failure naming
-//! the refusal (see [`Core::refuse`]), so the job ends with that cause instead of running again.
+//! the refusal (see [`Engine::refuse`]), so the job ends with that cause instead of running again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::retry::RetryPolicy;
 
 /// Most outcomes per request (the coordinator's cap).
 const MAX_BATCH: usize = 1000;
 
-pub(crate) async fn run(core: Arc<Core>) {
+pub(crate) async fn run(core: Arc<Engine>) {
     let timeout = core.cfg.request_timeout;
     let backoff = RetryPolicy::reconnect();
     let mut failures = 0u32;

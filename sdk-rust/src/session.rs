@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::job::{CancelReason, LeasedJob};
 use crate::util::lock;
@@ -31,7 +31,7 @@ pub use crate::session_config::{SessionConfig, Transport, sdk_version};
 /// drain: held leases simply expire).
 #[derive(Debug)]
 pub struct WorkerSession {
-    core: Arc<Core>,
+    core: Arc<Engine>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -43,7 +43,7 @@ impl WorkerSession {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::InvalidArgument("WorkerSession::start must run inside a Tokio runtime".into())
         })?;
-        let core = Core::new(config)?;
+        let core = Engine::new(config)?;
         tracing::info!(
             worker_id = %core.cfg.worker_id,
             queues = ?core.cfg.queues,

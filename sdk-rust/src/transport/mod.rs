@@ -15,11 +15,11 @@ use std::sync::Arc;
 use leasehold_proto::ClaimRequest;
 use tokio::time::Instant;
 
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::retry::RetryPolicy;
 use crate::session_config::Transport;
 
-pub(crate) async fn run_connection(core: Arc<Core>) {
+pub(crate) async fn run_connection(core: Arc<Engine>) {
     let mut use_http = core.cfg.transport == Transport::Http;
     let policy = RetryPolicy::reconnect();
     let mut failures = 0u32;
@@ -84,7 +84,7 @@ pub(crate) async fn run_connection(core: Arc<Core>) {
 /// Long-polls `POST /v1/leases` for as many jobs as there are free slots, one request at a
 /// time, until the session drains. A drain abandons a waiting long-poll: should the coordinator
 /// grant a lease in that very instant, the lease simply expires after its TTL.
-async fn claim_loop(core: &Arc<Core>) {
+async fn claim_loop(core: &Arc<Engine>) {
     let mut active = core.taken_tx.subscribe();
     let policy = RetryPolicy::reconnect();
     let mut failures = 0u32;

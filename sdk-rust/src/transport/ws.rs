@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::util::lock;
 
@@ -166,7 +166,7 @@ pub(crate) fn socket_url(base: &str) -> String {
 }
 
 /// Opens the socket.
-pub(crate) async fn connect(core: &Core) -> std::result::Result<Socket, ConnectError> {
+pub(crate) async fn connect(core: &Engine) -> std::result::Result<Socket, ConnectError> {
     let url = socket_url(core.http.base());
     let mut request = url
         .as_str()
@@ -246,7 +246,7 @@ async fn send(
 }
 
 /// Runs one socket until it closes. `Ok` means reconnect; `Err` is fatal for the session.
-pub(crate) async fn run_session(core: &Arc<Core>, socket: Socket) -> Result<()> {
+pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()> {
     let (mut sink, mut stream) = socket.split();
     let hello = ClientMessage::Hello {
         worker_id: core.cfg.worker_id.clone(),
@@ -396,7 +396,7 @@ pub(crate) async fn run_session(core: &Arc<Core>, socket: Socket) -> Result<()> 
 
 /// Handles one frame; `Some` ends the session.
 fn handle(
-    core: &Arc<Core>,
+    core: &Arc<Engine>,
     link: &WsLink,
     msg: ServerMessage,
     outstanding: &mut usize,

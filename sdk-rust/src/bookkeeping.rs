@@ -1,6 +1,6 @@
-//! The lease ledger: the [`Core`] methods the heartbeat and outcome loops call on the held
-//! leases — heartbeat entries and their answers, deadline expiry, and the outcome queue's
-//! take, requeue, answer and refusal.
+//! The lease bookkeeping: the [`Engine`] methods the heartbeat and outcome loops call on the held
+//! leases — heartbeat entries and their answers, deadline expiry, and the outcome queue's take,
+//! requeue, answer and refusal. ("Ledger" names only the coordinator's event ledger.)
 
 use leasehold_proto::{
     ErrorCode, FailureInfo, HeartbeatItem, HeartbeatResult, HeartbeatStatus, OutcomeKind,
@@ -9,7 +9,7 @@ use leasehold_proto::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::engine::{Core, Held, Pending, Phase, clip};
+use crate::engine::{Engine, Held, Pending, Phase, clip};
 use crate::error::Error;
 use crate::job::{CancelReason, NotSentReason, OutcomeAck};
 use crate::util::lock;
@@ -22,7 +22,7 @@ pub(crate) struct SentItem {
     checkpoint_ver: u64,
 }
 
-impl Core {
+impl Engine {
     /// Heartbeat entries for every lease still held at the coordinator (all of them, or just
     /// `only`), carrying progress and checkpoints not yet acknowledged.
     pub(crate) fn heartbeat_items(&self, now: Instant, only: Option<&[Uuid]>) -> Vec<SentItem> {

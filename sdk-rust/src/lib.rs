@@ -43,13 +43,13 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+mod bookkeeping;
 mod client;
 mod engine;
 mod error;
 mod heartbeat;
 pub mod idempotency;
 mod job;
-mod bookkeeping;
 mod outcomes;
 pub mod retry;
 mod session;

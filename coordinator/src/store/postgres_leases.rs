@@ -1,5 +1,7 @@
-//! The lease hot path on PostgreSQL: claiming (merged or per-queue candidate scans),
-//! heartbeats and recording outcomes, each retried on deadlock or serialization failure.
+//! The lease hot path on PostgreSQL: claiming (merged or per-queue candidate scans, ending
+//! timed-out attempts), heartbeats and recording outcomes, each retried on deadlock or
+//! serialization failure. Heartbeats never extend a lease past its run-time deadline, and no
+//! outcome is recorded from the deadline on (`super::timeouts`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +15,7 @@ use super::dag::{self, DagEffects, JobChange};
 use super::postgres::{
     EVENT_COLUMNS, PostgresStore, READY_CHANNEL, begin_by_index, decode_job, internal,
 };
+use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
 };
@@ -142,6 +145,7 @@ async fn finish_chunk(
              lease_expires_at = NULL \
            FROM input i \
            WHERE j.id = i.id AND j.tenant = $10 AND j.state = 'leased' AND j.lease_epoch = i.token \
+             AND (j.deadline_at IS NULL OR j.deadline_at > $9) \
            RETURNING j.*, i.ord, i.outcome), \
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
            SELECT u.tenant, \
@@ -225,8 +229,10 @@ async fn current_states(
 }
 
 /// The body of the claim's `cand` CTE (`$1` tenant, `$2` the sorted queue names, `$3` now,
-/// `$4` how many): rows `(id, prev, exhausted)`, at most `$4`, each locked `FOR UPDATE SKIP
-/// LOCKED`, in claim order (priority descending, `run_at`, id).
+/// `$4` how many): rows `(id, prev, exhausted, queue_timeout)`, at most `$4`, each locked `FOR
+/// UPDATE SKIP LOCKED`, in claim order (priority descending, `run_at`, id); `queue_timeout` is
+/// the queue's `default_timeout_ms`. Expired leases that reached their run-time deadline are
+/// not candidates: the claim ends them as timeouts instead (`TIMED_OUT`).
 ///
 /// Per queue, two branches each lock their first `$4` free rows in index order: due queued jobs
 /// (`jobs_ready`, already in claim order) and expired leases (`jobs_lease_expiry`; few rows). The best
@@ -244,7 +250,8 @@ fn claim_candidates() -> String {
     let not_paused = "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = qn.name \
                       AND q.paused)";
     format!(
-        "SELECT c.id, c.prev, c.exhausted \
+        "SELECT c.id, c.prev, c.exhausted, (SELECT q.default_timeout_ms FROM queues q \
+                WHERE q.tenant = $1 AND q.name = qn.name) AS queue_timeout \
          FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ( \
            SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
                           FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'queued' \
@@ -254,7 +261,7 @@ fn claim_candidates() -> String {
            SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
                                  priority, run_at \
                           FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'leased' \
-                            AND lease_expires_at <= $3 AND {not_paused} \
+                            AND lease_expires_at <= $3 AND NOT ({TIMED_OUT}) AND {not_paused} \
                           {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e) c \
          ORDER BY c.priority DESC, c.run_at, c.id \
          LIMIT $4"
@@ -300,15 +307,17 @@ impl PostgresStore {
                             AS t(id, token, progress, checkpoint)), \
              locked AS (SELECT j.id FROM jobs j JOIN input ON j.id = input.id \
                         WHERE j.tenant = $6 AND j.state = 'leased' AND j.lease_epoch = input.token \
+                          AND (j.deadline_at IS NULL OR j.deadline_at > $5) \
                         ORDER BY j.id FOR UPDATE OF j), \
              u AS (UPDATE jobs j SET \
-                     lease_expires_at = $5 + j.lease_ttl_ms * interval '1 millisecond', \
+                     lease_expires_at = LEAST($5 + j.lease_ttl_ms * interval '1 millisecond', \
+                       j.deadline_at), \
                      progress = COALESCE(input.progress::jsonb, j.progress), \
                      checkpoint = COALESCE(input.checkpoint::jsonb, j.checkpoint), \
                      updated_at = $5 \
                    FROM input, locked \
                    WHERE j.id = input.id AND j.id = locked.id AND j.lease_epoch = input.token \
-                     AND j.state = 'leased' \
+                     AND j.state = 'leased' AND (j.deadline_at IS NULL OR j.deadline_at > $5) \
                    RETURNING j.*, input.checkpoint IS NOT NULL AS checkpointed), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
                     SELECT u.tenant, 'checkpoint', u.id, u.run_id, u.queue, u.project, u.kind, \
@@ -507,15 +516,24 @@ impl PostgresStore {
         let mut tx = begin_by_index(self.pool()).await?;
         // `prev` tells fresh claims from expired leases taken over; an expired lease whose
         // attempts are spent goes to `dead` instead of being leased again.
+        // `t`: attempts in these queues whose run-time deadline has passed (locked; ended by
+        // `end_timed_out` below, in the same transaction), read back with the claimed rows.
         let sql = format!(
             "WITH cand AS MATERIALIZED ({cand}), \
+             t AS MATERIALIZED (SELECT id FROM jobs WHERE tenant = $1 AND queue = ANY($2) \
+               AND lease_expires_at <= $3 AND state = 'leased' AND {TIMED_OUT} \
+               LIMIT {SWEEP_LIMIT} FOR UPDATE SKIP LOCKED), \
              u AS ( \
                UPDATE jobs j SET \
                  state = CASE WHEN c.exhausted THEN 'dead' ELSE 'leased' END, \
                  attempt = CASE WHEN c.exhausted THEN j.attempt ELSE j.attempt + 1 END, \
                  lease_epoch = CASE WHEN c.exhausted THEN j.lease_epoch ELSE j.lease_epoch + 1 END, \
                  started_at = CASE WHEN c.exhausted THEN j.started_at ELSE $3 END, \
-                 lease_expires_at = CASE WHEN c.exhausted THEN NULL ELSE $3 + $5 * interval '1 millisecond' END, \
+                 deadline_at = CASE WHEN c.exhausted THEN j.deadline_at \
+                   ELSE $3 + COALESCE(j.timeout_ms, c.queue_timeout) * interval '1 millisecond' END, \
+                 lease_expires_at = CASE WHEN c.exhausted THEN NULL \
+                   ELSE LEAST($3 + $5 * interval '1 millisecond', \
+                     $3 + COALESCE(j.timeout_ms, c.queue_timeout) * interval '1 millisecond') END, \
                  finished_at = CASE WHEN c.exhausted THEN $3 ELSE NULL END, \
                  last_error = CASE WHEN c.exhausted THEN '{{\"class\":\"lease_expired\",\"message\":\"lease expired and attempts are spent\",\"retryable\":false}}'::jsonb ELSE j.last_error END, \
                  lease_ttl_ms = $5, \
@@ -541,7 +559,9 @@ impl PostgresStore {
                           'lease_expires_at', u.lease_expires_at) AS edata \
                  FROM u WHERE NOT u.exhausted) e \
                ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
-             SELECT * FROM u ORDER BY priority DESC, run_at, id",
+             SELECT *, false AS timed_out FROM u \
+             UNION ALL SELECT j.*, 'leased'::text, false, true FROM jobs j JOIN t ON j.id = t.id \
+             ORDER BY priority DESC, run_at, id",
             cand = claim_candidates(),
         );
         let rows = sqlx::query(&sql)
@@ -556,7 +576,12 @@ impl PostgresStore {
             .await?;
         let mut claimed = Claimed::default();
         let mut fx = DagEffects::default();
+        let mut timed_out = Vec::new();
         for row in &rows {
+            if row.try_get("timed_out")? {
+                timed_out.push(decode_job(row)?);
+                continue;
+            }
             let prev: String = row.try_get("prev")?;
             let exhausted: bool = row.try_get("exhausted")?;
             if prev == "leased" {
@@ -572,6 +597,7 @@ impl PostgresStore {
                 claimed.leases.push(lease_of(job)?);
             }
         }
+        claimed.timed_out = self.end_timed_out(&mut tx, now, timed_out, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(claimed)

@@ -1,5 +1,7 @@
-//! The lease hot path on SQLite: claiming jobs (burying expired leases whose attempts are
-//! spent), heartbeats and finishing leased jobs, each as one write transaction.
+//! The lease hot path on SQLite: claiming jobs (ending timed-out attempts, burying expired
+//! leases whose attempts are spent), heartbeats and finishing leased jobs, each as one write
+//! transaction. Heartbeats never extend a lease past its run-time deadline, and no outcome is
+//! recorded from the deadline on (`super::timeouts`).
 //!
 //! Statements that name jobs by id write their `tenant` and `state` checks as `+tenant`,
 //! `+jobs.state`: SQLite's documented way to keep a term from choosing an index. Without it,
@@ -23,6 +25,8 @@ use super::sqlite::{
 };
 use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
+use super::sqlite_timeouts::end_timed_out;
+use super::timeouts::TIMED_OUT;
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
     lease_of,
@@ -119,7 +123,8 @@ async fn finish_chunk(
            ELSE CASE WHEN jobs.cancel_requested = 1 THEN ?1 ELSE NULL END END, \
          updated_at = ?1, lease_expires_at = NULL FROM i \
          WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
-           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
+           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token \
+           AND (jobs.deadline_at IS NULL OR jobs.deadline_at > ?1) RETURNING *",
     );
     let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
     Ok(outcomes.iter().map(|o| updated.remove(&o.job_id)).collect())
@@ -221,11 +226,13 @@ async fn heartbeat_chunk(
     // `?1` is the time and `?2` the tenant; the items are numbered from `?3` on.
     let sql = format!(
         "WITH i(id, token, progress, checkpoint) AS (VALUES {}) \
-         UPDATE jobs SET lease_expires_at = ?1 + jobs.lease_ttl_ms * 1000, \
+         UPDATE jobs SET lease_expires_at = MIN(?1 + jobs.lease_ttl_ms * 1000, \
+             COALESCE(jobs.deadline_at, ?1 + jobs.lease_ttl_ms * 1000)), \
            progress = COALESCE(i.progress, jobs.progress), \
            checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ?1 \
          FROM i WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
-           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
+           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token \
+           AND (jobs.deadline_at IS NULL OR jobs.deadline_at > ?1) RETURNING *",
         numbered_rows(chunk.len(), 4, 3)
     );
     let mut args = Vec::with_capacity(chunk.len() * 4 + 2);
@@ -303,7 +310,7 @@ async fn bury_exhausted(
         .push_bind(&params.tenant)
         .push(" AND state = 'leased' AND lease_expires_at <= ")
         .push_bind(micros(now))
-        .push(" AND attempt >= max_attempts AND queue IN (");
+        .push(format!(" AND attempt >= max_attempts AND NOT ({TIMED_OUT}) AND queue IN ("));
     let mut sep = qb.separated(", ");
     for q in &params.queues {
         sep.push_bind(q);
@@ -364,7 +371,9 @@ async fn select_candidates(
     let sql = format!(
         "{} UNION ALL {} ORDER BY priority DESC, run_at, id LIMIT ?",
         half("state = 'queued' AND run_at"),
-        half("state = 'leased' AND lease_expires_at"),
+        half(&format!(
+            "state = 'leased' AND NOT ({TIMED_OUT}) AND lease_expires_at"
+        )),
     );
     let mut args = Vec::with_capacity(2 * params.queues.len() + 7);
     for _ in 0..2 {
@@ -395,11 +404,17 @@ async fn lease_chunk(
     let t = micros(now);
     let expires = micros(now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64));
     let ttl = params.lease_ttl_ms as i64;
+    // The attempt's deadline: the job's own timeout, else its queue's default (none if
+    // neither); the lease never outlives it. The ids are numbered from `?6` on.
+    let timeout = "COALESCE(timeout_ms, (SELECT q.default_timeout_ms FROM queues q \
+                   WHERE q.tenant = jobs.tenant AND q.name = jobs.queue))";
     let sql = format!(
         "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
-         lease_epoch = lease_epoch + 1, started_at = ?, lease_expires_at = ?, lease_ttl_ms = ?, \
-         worker_id = ?, worker_version = ?, updated_at = ? WHERE id IN ({}) RETURNING *",
-        placeholders(chunk.len())
+         lease_epoch = lease_epoch + 1, started_at = ?1, \
+         deadline_at = ?1 + 1000 * {timeout}, \
+         lease_expires_at = MIN(?2, COALESCE(?1 + 1000 * {timeout}, ?2)), lease_ttl_ms = ?3, \
+         worker_id = ?4, worker_version = ?5, updated_at = ?1 WHERE id IN {} RETURNING *",
+        numbered_rows(1, chunk.len(), 6)
     );
     let mut args = vec![
         Arg::Int(t),
@@ -407,7 +422,6 @@ async fn lease_chunk(
         Arg::Int(ttl),
         Arg::Text(&params.worker_id),
         Arg::opt_text(params.worker_version.as_deref()),
-        Arg::Int(t),
     ];
     args.extend(chunk.iter().map(|c| Arg::uuid(&c.id)));
     let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
@@ -485,11 +499,15 @@ impl SqliteStore {
             }
             start = end;
         }
+        // After the leases, as on PostgreSQL (where one statement picks both): an attempt that
+        // times out now is never leased again by this same claim.
+        let timed_out = end_timed_out(&mut tx, now, params, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(Claimed {
             leases,
             expired: buried + reclaimed,
+            timed_out,
         })
     }
 

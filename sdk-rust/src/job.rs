@@ -30,10 +30,16 @@ pub enum CancelReason {
     LeaseExpired,
     /// The worker is shutting down and gave the lease back (no attempt spent).
     Shutdown,
+    /// The attempt's run time is running out (the lease's `timeout_ms`): stop. The SDK reports a
+    /// retryable failure of class `timeout` in place of whatever the handler ends with, before
+    /// the coordinator's deadline.
+    TimedOut,
 }
 
 impl CancelReason {
-    /// Whether the job's outcome will still be reported (only for [`CancelReason::CancelRequested`]).
+    /// Whether the handler's own ending will still be reported (only for
+    /// [`CancelReason::CancelRequested`]; after [`CancelReason::TimedOut`] the SDK reports the
+    /// `timeout` failure instead).
     pub fn outcome_is_reported(self) -> bool {
         matches!(self, Self::CancelRequested)
     }
@@ -46,6 +52,7 @@ impl std::fmt::Display for CancelReason {
             Self::LeaseLost => "lease lost",
             Self::LeaseExpired => "lease expired while the coordinator was unreachable",
             Self::Shutdown => "worker shutting down",
+            Self::TimedOut => "run time exceeded",
         })
     }
 }
@@ -129,6 +136,12 @@ impl JobShared {
                 }
                 CancelReason::LeaseLost | CancelReason::LeaseExpired => {
                     tracing::warn!(%reason, "cancelling handler; its outcome will be dropped");
+                }
+                CancelReason::TimedOut => {
+                    tracing::warn!(
+                        timeout_ms = ?self.lease.timeout_ms,
+                        "cancelling handler: run time exceeded; a timeout failure will be reported"
+                    );
                 }
             }
         }
@@ -220,6 +233,16 @@ impl JobContext {
         self.shared.token()
     }
 
+    /// This attempt's longest run (the job's `timeout_ms`, else its queue's default), if it has
+    /// one. Shortly before it runs out the job's cancellation fires
+    /// ([`CancelReason::TimedOut`]) and the attempt is reported failed with class `timeout`.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.shared
+            .lease
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+    }
+
     /// The latest checkpoint: the one this attempt set last, else the one the previous attempt
     /// left.
     pub fn last_checkpoint(&self) -> Option<serde_json::Value> {
@@ -244,8 +267,8 @@ impl JobContext {
         data.progress_ver += 1;
     }
 
-    /// Resolves when the job should stop: cancel requested, lease lost or expired, or worker
-    /// shutdown ([`JobContext::cancel_reason`] says which). Owned, so it can be moved into a
+    /// Resolves when the job should stop: cancel requested, lease lost or expired, run time
+    /// exceeded, or worker shutdown ([`JobContext::cancel_reason`] says which). Owned, so it can be moved into a
     /// `select!` or a spawned task.
     pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
         self.shared.cancel.clone().cancelled_owned()
@@ -279,7 +302,7 @@ impl JobContext {
 
     fn check_lease(&self) -> Result<()> {
         match self.shared.reason() {
-            Some(CancelReason::LeaseLost | CancelReason::LeaseExpired) => {
+            Some(CancelReason::LeaseLost | CancelReason::LeaseExpired | CancelReason::TimedOut) => {
                 Err(Error::LeaseLost { job_id: self.id() })
             }
             _ => Ok(()),
@@ -405,6 +428,9 @@ pub enum NotSentReason {
     Released,
     /// The session closed first.
     SessionClosed,
+    /// The attempt's run time ran out: the SDK reported a `timeout` failure in place of this
+    /// outcome (a handler never reports success past its timeout).
+    TimedOut,
 }
 
 /// How the coordinator received an outcome.

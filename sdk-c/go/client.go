@@ -125,6 +125,8 @@ type JobRecord struct {
 	RunID           string          `json:"run_id"`
 	InputsHash      string          `json:"inputs_hash"`
 	Backoff         *Backoff        `json:"backoff"`
+	TimeoutMS       *int64          `json:"timeout_ms"`  // the job's own timeout, if it has one
+	DeadlineAt      *time.Time      `json:"deadline_at"` // the run-time deadline of its latest attempt
 	WorkerID        string          `json:"worker_id"`
 	WorkerVersion   string          `json:"worker_version"`
 	CancelRequested bool            `json:"cancel_requested"`

@@ -220,7 +220,17 @@ class Client:
         """Enqueues one job of ``kind`` with a JSON-serializable ``payload``. ``timeout``: the
         longest one attempt may run (see :class:`~leasehold.JobSpec`)."""
         spec = _spec(
-            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff, timeout
+            kind,
+            payload,
+            queue,
+            priority,
+            max_attempts,
+            run_at,
+            idempotency_key,
+            correlation_id,
+            project,
+            backoff,
+            timeout,
         )
         return self._call(_Operations.enqueue(spec, deterministic_key))
 
@@ -335,7 +345,17 @@ class AsyncClient:
     ) -> Enqueued:
         """See :meth:`Client.enqueue`."""
         spec = _spec(
-            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff, timeout
+            kind,
+            payload,
+            queue,
+            priority,
+            max_attempts,
+            run_at,
+            idempotency_key,
+            correlation_id,
+            project,
+            backoff,
+            timeout,
         )
         return await self._call(_Operations.enqueue(spec, deterministic_key))
 

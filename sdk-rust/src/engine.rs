@@ -380,7 +380,9 @@ impl Core {
             "run time exceeded: the handler was still running when its timeout{limit} ran out"
         ))
         .with_class(TIMEOUT_CLASS);
-        let ctx = JobContext { shared: job.clone() };
+        let ctx = JobContext {
+            shared: job.clone(),
+        };
         self.failure(&ctx, &error)
     }
 
@@ -535,7 +537,10 @@ mod tests {
         assert_eq!((ms(one.cancel_at), ms(one.report_at)), (700, 800));
         // Long ones: at most 2 s for delivery, at most 5 s of grace.
         let minute = RunLimit::new(at, Duration::from_secs(60));
-        assert_eq!((ms(minute.cancel_at), ms(minute.report_at)), (53_000, 58_000));
+        assert_eq!(
+            (ms(minute.cancel_at), ms(minute.report_at)),
+            (53_000, 58_000)
+        );
         let hour = RunLimit::new(at, Duration::from_secs(3600));
         assert_eq!(ms(hour.report_at), 3_598_000);
     }

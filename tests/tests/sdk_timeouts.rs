@@ -20,16 +20,24 @@ use tokio::time::Instant;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// What a handler saw when its cancellation fired: its attempt, the reason, and how long after
+/// it started.
+type Cancelled = (u32, Option<CancelReason>, Duration);
+
 /// The job once its latest attempt ended with a `timeout` failure in `state`.
 async fn timed_out(client: &Client, id: uuid::Uuid, state: JobState) -> Result<Job> {
-    eventually(&format!("job {id} {state} after a timeout"), PATIENCE, || async {
-        let job = client.get(id).await?;
-        let timed_out = job
-            .last_error
-            .as_ref()
-            .is_some_and(|e| e["class"] == "timeout");
-        Ok((job.state == state && timed_out).then_some(job))
-    })
+    eventually(
+        &format!("job {id} {state} after a timeout"),
+        PATIENCE,
+        || async {
+            let job = client.get(id).await?;
+            let timed_out = job
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e["class"] == "timeout");
+            Ok((job.state == state && timed_out).then_some(job))
+        },
+    )
     .await
 }
 
@@ -39,7 +47,10 @@ fn reported_by_the_worker(job: &Job) {
     let error = job.last_error.as_ref().unwrap();
     assert_eq!(error["retryable"], true, "{error}");
     let message = error["message"].as_str().unwrap();
-    assert!(message.starts_with("run time exceeded: the handler"), "{message}");
+    assert!(
+        message.starts_with("run time exceeded: the handler"),
+        "{message}"
+    );
 }
 
 /// A handler that honours cancellation but would sleep past its timeout: each attempt is
@@ -51,7 +62,7 @@ async fn a_sleeping_handler_is_cancelled_and_fails_with_class_timeout(
     init_tracing();
     let coord = Coordinator::spawn(None).await?;
     let client = Client::new(&coord.url)?;
-    let seen: Arc<Mutex<Vec<(u32, Option<CancelReason>, Duration)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Cancelled>>> = Arc::default();
     let seen2 = seen.clone();
     let running = RunningWorker::start(
         Worker::builder(&coord.url)
@@ -137,8 +148,8 @@ async fn a_sleeping_handler_times_out_over_http_long_poll() -> Result<()> {
 /// A job nobody ends: the worker reports the `timeout` failure on its own; the handler's late
 /// completion is never sent.
 #[tokio::test]
-async fn a_handler_that_never_ends_is_reported_timed_out_and_its_late_success_dropped()
--> Result<()> {
+async fn a_handler_that_never_ends_is_reported_timed_out_and_its_late_success_dropped() -> Result<()>
+{
     init_tracing();
     let coord = Coordinator::spawn(None).await?;
     let client = Client::new(&coord.url)?;

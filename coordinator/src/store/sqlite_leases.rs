@@ -26,7 +26,7 @@ use super::sqlite::{
 use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
 use super::sqlite_timeouts::end_timed_out;
-use super::timeouts::TIMED_OUT;
+use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
     lease_of,
@@ -352,12 +352,14 @@ async fn bury_exhausted(
 }
 
 /// The jobs a claim may take, in claim order: ready queued jobs and expired leases (two
-/// index-friendly halves, merged), in the claim's queues that are not paused.
+/// index-friendly halves, merged), in the claim's queues that are not paused; and, in the same
+/// statement (no extra trip when there are none), the ids of the attempts in the claim's
+/// queues whose run-time deadline has passed (at most [`SWEEP_LIMIT`]), for the claim to end.
 async fn select_candidates(
     exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
-) -> StoreResult<Vec<Candidate>> {
+) -> StoreResult<(Vec<Candidate>, Vec<Uuid>)> {
     let t = micros(now);
     let limit = i64::from(params.max_jobs);
     let queues = placeholders(params.queues.len());
@@ -368,28 +370,49 @@ async fn select_candidates(
              AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ?)"
         )
     };
+    // The outer `ORDER BY` keeps the candidates in claim order and puts the timed-out last.
     let sql = format!(
-        "{} UNION ALL {} ORDER BY priority DESC, run_at, id LIMIT ?",
+        "SELECT * FROM (SELECT * FROM ({} UNION ALL {} ORDER BY priority DESC, run_at, id \
+           LIMIT ?) \
+         UNION ALL SELECT * FROM (SELECT id, 'timed_out', priority, run_at, run_id FROM jobs \
+           WHERE tenant = ? AND state = 'leased' AND lease_expires_at <= ? AND {TIMED_OUT} \
+           AND queue IN ({queues}) LIMIT {SWEEP_LIMIT})) \
+         ORDER BY state = 'timed_out', priority DESC, run_at, id",
         half("state = 'queued' AND run_at"),
         half(&format!(
             "state = 'leased' AND NOT ({TIMED_OUT}) AND lease_expires_at"
         )),
     );
-    let mut args = Vec::with_capacity(2 * params.queues.len() + 7);
+    let mut args = Vec::with_capacity(3 * params.queues.len() + 9);
     for _ in 0..2 {
         args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
         args.extend(params.queues.iter().map(|q| Arg::Text(q)));
         args.push(Arg::Text(&params.tenant));
     }
     args.push(Arg::Int(limit));
-    exec.fetch(&sql, &args, |row| {
-        Ok(Candidate {
-            id: required(uuid_at(row, 0)?, "id")?,
-            expired: row.text(1)? == Some("leased"),
-            run_id: uuid_at(row, 4)?,
+    args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
+    args.extend(params.queues.iter().map(|q| Arg::Text(q)));
+    let rows = exec
+        .fetch(&sql, &args, |row| {
+            let timed_out = row.text(1)? == Some("timed_out");
+            let candidate = Candidate {
+                id: required(uuid_at(row, 0)?, "id")?,
+                expired: row.text(1)? == Some("leased"),
+                run_id: uuid_at(row, 4)?,
+            };
+            Ok((candidate, timed_out))
         })
-    })
-    .await
+        .await?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    let mut timed_out = Vec::new();
+    for (candidate, late) in rows {
+        if late {
+            timed_out.push(candidate.id);
+        } else {
+            candidates.push(candidate);
+        }
+    }
+    Ok((candidates, timed_out))
 }
 
 /// Leases `chunk` (at most [`BATCH_ROWS`] candidates) with one `UPDATE … RETURNING` and
@@ -467,7 +490,7 @@ impl SqliteStore {
         // The candidate search runs before its size is known: guess from the latest claim
         // (under load claims fill up; an idle worker's claim finds one job or none).
         let guess = self.last_claim_size.load(Ordering::Relaxed);
-        let candidates =
+        let (candidates, late) =
             select_candidates(&mut Exec::for_rows(&mut tx, guess).await?, now, params).await?;
         self.last_claim_size
             .store(candidates.len(), Ordering::Relaxed);
@@ -501,7 +524,7 @@ impl SqliteStore {
         }
         // After the leases, as on PostgreSQL (where one statement picks both): an attempt that
         // times out now is never leased again by this same claim.
-        let timed_out = end_timed_out(&mut tx, now, params, &mut fx).await?;
+        let timed_out = end_timed_out(&mut tx, now, &late, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(Claimed {

@@ -14,36 +14,37 @@ use super::dag::{self, DagEffects};
 use super::sqlite::{SqliteStore, append_events, decode_job, json_text, micros};
 use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, numbered_rows};
-use super::timeouts::{self, SWEEP_LIMIT, TIMED_OUT, TimedOut};
-use super::{ClaimParams, StoreError, StoreResult};
+use super::timeouts::{self, TimedOut};
+use super::{StoreError, StoreResult};
 
-/// Ends the attempts in `params`' queues whose deadline has passed, at most
-/// [`SWEEP_LIMIT`]: each as a `timeout` failure (queued again after its backoff, or `dead`, or
-/// `cancelled`) with its event and its run's bookkeeping. Returns how many.
+/// Ends the attempts `ids` (found by the claim's candidate search: leased, their run-time
+/// deadline passed), each as a `timeout` failure (queued again after its backoff, or `dead`, or
+/// `cancelled`) with its event and its run's bookkeeping, inside the claim's transaction.
+/// Returns how many.
 pub(super) async fn end_timed_out(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
-    params: &ClaimParams,
+    ids: &[Uuid],
     fx: &mut DagEffects,
 ) -> StoreResult<u64> {
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE tenant = ");
-    qb.push_bind(&params.tenant)
-        .push(" AND state = 'leased' AND lease_expires_at <= ")
-        .push_bind(micros(now))
-        .push(format!(" AND {TIMED_OUT} AND queue IN ("));
-    let mut sep = qb.separated(", ");
-    for q in &params.queues {
-        sep.push_bind(q);
-    }
-    qb.push(") LIMIT ").push_bind(SWEEP_LIMIT);
-    let rows = qb.build().fetch_all(&mut *conn).await?;
-    if rows.is_empty() {
+    if ids.is_empty() {
         return Ok(0);
     }
-    let found = rows
+    let mut qb =
+        QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE state = 'leased' AND id IN (");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let mut found = rows
         .iter()
         .map(decode_job)
         .collect::<StoreResult<Vec<_>>>()?;
+    // In the order the claim found them.
+    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    found.sort_by_key(|job| order.get(&job.id).copied());
     let mut rng = SplitMix64::from_entropy();
     let ends: Vec<TimedOut> = found
         .iter()

@@ -520,9 +520,10 @@ impl PostgresStore {
         // `end_timed_out` below, in the same transaction), read back with the claimed rows.
         let sql = format!(
             "WITH cand AS MATERIALIZED ({cand}), \
-             t AS MATERIALIZED (SELECT id FROM jobs WHERE tenant = $1 AND queue = ANY($2) \
-               AND lease_expires_at <= $3 AND state = 'leased' AND {TIMED_OUT} \
-               LIMIT {SWEEP_LIMIT} FOR UPDATE SKIP LOCKED), \
+             t AS MATERIALIZED (SELECT x.id FROM unnest($2::text[]) AS tq(name) \
+               CROSS JOIN LATERAL (SELECT id FROM jobs WHERE tenant = $1 AND queue = tq.name \
+                 AND lease_expires_at <= $3 AND state = 'leased' AND {TIMED_OUT} \
+                 LIMIT {SWEEP_LIMIT} FOR UPDATE SKIP LOCKED) x LIMIT {SWEEP_LIMIT}), \
              u AS ( \
                UPDATE jobs j SET \
                  state = CASE WHEN c.exhausted THEN 'dead' ELSE 'leased' END, \

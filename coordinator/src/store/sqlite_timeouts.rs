@@ -1,5 +1,5 @@
-//! Timed-out attempts on SQLite ([`super::timeouts`] decides how each ends): found and ended
-//! inside a claim's write transaction, before it takes any lease.
+//! Timed-out attempts on SQLite ([`super::timeouts`] decides how each ends): found by a claim's
+//! candidate search and ended inside its write transaction, after its leases are granted.
 
 use std::collections::HashMap;
 

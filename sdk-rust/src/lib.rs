@@ -51,6 +51,7 @@ pub mod idempotency;
 mod job;
 mod ledger;
 mod outcomes;
+mod receipt;
 pub mod retry;
 mod session;
 mod session_config;

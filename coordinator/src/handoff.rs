@@ -225,6 +225,8 @@ mod tests {
             run_id: None,
             inputs_hash: "sha256:0".into(),
             backoff: None,
+            timeout_ms: None,
+            deadline_at: None,
             worker_id: Some("w".into()),
             worker_version: None,
             cancel_requested: false,
@@ -240,6 +242,8 @@ mod tests {
             fencing_token: 1,
             expires_at: now,
             lease_ttl_ms: 30_000,
+            timeout_ms: None,
+            deadline_at: None,
             attempt: 1,
             checkpoint: None,
             retry: leasehold_proto::RetryHints {

@@ -20,6 +20,8 @@ pub const CLAIMS: &str = "leasehold_claims_total";
 pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
 /// Expired leases taken over by a claim.
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
+/// Attempts ended by a claim because their run-time deadline passed (class `timeout`).
+pub const TIMEOUTS: &str = "leasehold_timeouts_total";
 /// Jobs enqueued (new, not replayed).
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
 /// Runs by status (`created`, then the terminal status each reaches).
@@ -89,6 +91,7 @@ fn register_at_zero() {
     for name in [
         LEASES_GRANTED,
         LEASE_EXPIRIES,
+        TIMEOUTS,
         JOBS_ENQUEUED,
         STEP_RETRIES,
         HANDOFFS,

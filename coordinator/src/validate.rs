@@ -99,6 +99,21 @@ pub fn range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T)
     Ok(v)
 }
 
+/// A job's `timeout_ms` or a queue's `default_timeout_ms`: one second to seven days.
+pub fn timeout(field: &str, ms: u64) -> ApiResult<u64> {
+    if !(leasehold_proto::MIN_TIMEOUT_MS..=leasehold_proto::MAX_TIMEOUT_MS).contains(&ms) {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "{field} must be between {} (1 s) and {} (7 days) milliseconds, got {ms}",
+                leasehold_proto::MIN_TIMEOUT_MS,
+                leasehold_proto::MAX_TIMEOUT_MS
+            ),
+        ));
+    }
+    Ok(ms)
+}
+
 /// `sha256:` of the RFC 8785 (JCS) canonical form of `value`.
 pub fn jcs_digest(value: &serde_json::Value) -> String {
     let canonical = serde_json_canonicalizer::to_vec(value).unwrap_or_default();
@@ -218,6 +233,10 @@ pub fn new_job(
             30 * 86_400_000,
         )?;
     }
+    let timeout_ms = job
+        .timeout_ms
+        .map(|ms| timeout("timeout_ms", ms))
+        .transpose()?;
     let inputs_hash = jcs_digest(&job.payload);
     let id = Uuid::now_v7();
     Ok(NewJobRow {
@@ -237,6 +256,7 @@ pub fn new_job(
         run_id: None,
         inputs_hash,
         backoff: job.backoff,
+        timeout_ms,
         state: leasehold_proto::JobState::Queued,
     })
 }

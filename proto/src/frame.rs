@@ -147,6 +147,8 @@ mod tests {
                     fencing_token: 7,
                     expires_at: at,
                     lease_ttl_ms: 30_000,
+                    timeout_ms: Some(60_000),
+                    deadline_at: Some(at),
                     attempt: 1,
                     checkpoint: Some(json!({"page": 2})),
                     retry: RetryHints {

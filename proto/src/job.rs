@@ -116,6 +116,10 @@ pub struct NewJob {
     /// The job's retry policy, echoed to workers with each lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffHint>,
+    /// Longest run of one attempt in milliseconds (1000..=604 800 000); default the queue's
+    /// `default_timeout_ms`, else none. Past it the attempt fails with class `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 fn default_queue() -> String {
@@ -199,6 +203,12 @@ pub struct Job {
     pub inputs_hash: String,
     /// The job's retry policy, if one was given.
     pub backoff: Option<BackoffHint>,
+    /// The job's own longest run per attempt in milliseconds, if one was given (else its
+    /// queue's default applies, decided at each claim).
+    pub timeout_ms: Option<u64>,
+    /// The run-time deadline of the latest attempt, when it had a timeout: its lease is never
+    /// extended past it, and no outcome is accepted from then on.
+    pub deadline_at: Option<DateTime<Utc>>,
     /// The worker holding (or that last held) the lease.
     pub worker_id: Option<String>,
     /// That worker's SDK and application version.

@@ -56,10 +56,18 @@ pub struct Lease {
     pub job: Job,
     /// Carry this on every heartbeat, complete, fail and release.
     pub fencing_token: i64,
-    /// Lease deadline unless extended by a heartbeat.
+    /// Lease deadline unless extended by a heartbeat (never past `deadline_at`).
     pub expires_at: DateTime<Utc>,
     /// Lease length granted.
     pub lease_ttl_ms: u64,
+    /// This attempt's longest run in milliseconds (the job's own, else its queue's default),
+    /// if it has one. The SDKs cancel the handler and report a `timeout` failure before it.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// When this attempt's run time ends: heartbeats stop extending the lease and outcomes are
+    /// refused (`lease_lost`) from then on.
+    #[serde(default)]
+    pub deadline_at: Option<DateTime<Utc>>,
     /// This attempt's number, from 1.
     pub attempt: i32,
     /// The last checkpoint of an earlier attempt.

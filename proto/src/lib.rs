@@ -26,7 +26,7 @@ pub use lease::{
     HeartbeatItem, HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease,
     ReleaseRequest, RetryHints,
 };
-pub use queue::{QueueDepth, QueueInfo, QueueList};
+pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
 pub use run::{
     LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunPlan, RunStatus, SchedulerRun,
     SchedulerRunInput,
@@ -50,3 +50,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const DEFAULT_TENANT: &str = "default";
 /// The queue a job goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
+/// Shortest `timeout_ms` (job) or `default_timeout_ms` (queue) accepted: one second.
+pub const MIN_TIMEOUT_MS: u64 = 1_000;
+/// Longest `timeout_ms` (job) or `default_timeout_ms` (queue) accepted: seven days.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 86_400_000;

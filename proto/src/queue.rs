@@ -26,8 +26,24 @@ pub struct QueueInfo {
     pub name: String,
     /// Whether claims are paused on this queue.
     pub paused: bool,
+    /// Longest run of one attempt, in milliseconds, for the queue's jobs that do not set their
+    /// own `timeout_ms`; none when unset.
+    pub default_timeout_ms: Option<u64>,
     /// Jobs per state.
     pub depth: QueueDepth,
+}
+
+/// Body of `PUT /v1/queues/{name}/settings`: the queue's settings, replaced as a whole (a key
+/// left out is unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Longest run of one attempt in milliseconds (1000..=604 800 000) for jobs of this queue
+    /// without a `timeout_ms` of their own, applied when an attempt is claimed; `null` or
+    /// absent: none.
+    #[serde(default)]
+    pub default_timeout_ms: Option<u64>,
 }
 
 /// Response of `GET /v1/queues`.

@@ -35,6 +35,9 @@ pub struct RunJobSpec {
     /// Retry policy hint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffHint>,
+    /// Longest run of one attempt in milliseconds; default the queue's `default_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 fn default_queue() -> String {

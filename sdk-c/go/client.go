@@ -56,23 +56,41 @@ type JobSpec struct {
 	Project          string   `json:"project,omitempty"`
 	Tenant           string   `json:"tenant,omitempty"`
 	Backoff          *Backoff `json:"backoff,omitempty"`
+	// Timeout is the longest one attempt may run (whole milliseconds, 1 s to 7 days; on the
+	// wire "timeout_ms"): shortly before it runs out the handler's ctx is cancelled with cause
+	// ErrTimedOut and the attempt fails with class "timeout", retried like any failure. Zero:
+	// the queue's default timeout, else none.
+	Timeout time.Duration `json:"-"`
+}
+
+// specJSON is JobSpec's wire form: its fields plus "timeout_ms".
+type specJSON struct {
+	plainSpec
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+}
+
+type plainSpec JobSpec // the same fields, without JobSpec's JSON methods
+
+// MarshalJSON writes the job spec as the coordinator takes it (Timeout as "timeout_ms").
+func (s JobSpec) MarshalJSON() ([]byte, error) {
+	return json.Marshal(specJSON{plainSpec(s), s.Timeout.Milliseconds()})
 }
 
 // UnmarshalJSON decodes a job spec strictly: a key JobSpec does not know (a misspelt
 // "max_atempts", say) is an error naming it, as the coordinator and the C ABI refuse it, so a
 // typo in a spec read from a file never silently changes what runs.
 func (s *JobSpec) UnmarshalJSON(b []byte) error {
-	type plain JobSpec // the same fields, without this method
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var p plain
+	var p specJSON
 	if err := dec.Decode(&p); err != nil {
 		return fmt.Errorf("leasehold: job spec: %w", err)
 	}
 	if dec.More() {
 		return errors.New("leasehold: job spec: trailing data after the JSON object")
 	}
-	*s = JobSpec(p)
+	*s = JobSpec(p.plainSpec)
+	s.Timeout = time.Duration(p.TimeoutMS) * time.Millisecond
 	return nil
 }
 
@@ -107,6 +125,8 @@ type JobRecord struct {
 	RunID           string          `json:"run_id"`
 	InputsHash      string          `json:"inputs_hash"`
 	Backoff         *Backoff        `json:"backoff"`
+	TimeoutMS       *int64          `json:"timeout_ms"`  // the job's own timeout, if it has one
+	DeadlineAt      *time.Time      `json:"deadline_at"` // the run-time deadline of its latest attempt
 	WorkerID        string          `json:"worker_id"`
 	WorkerVersion   string          `json:"worker_version"`
 	CancelRequested bool            `json:"cancel_requested"`

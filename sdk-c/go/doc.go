@@ -32,6 +32,7 @@
 //	err = w.Run(ctx) // until ctx is cancelled; then drains
 //
 // A handler's ctx is cancelled when the job is cancelled by an operator, when its lease is lost
-// or expires, and when the worker shuts down; context.Cause(ctx) says which (ErrCancelRequested,
-// ErrLeaseLost, ErrLeaseExpired, ErrShutdown).
+// or expires, when its run time (JobSpec.Timeout) is running out, and when the worker shuts
+// down; context.Cause(ctx) says which (ErrCancelRequested, ErrLeaseLost, ErrLeaseExpired,
+// ErrTimedOut, ErrShutdown).
 package leasehold

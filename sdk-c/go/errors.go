@@ -64,6 +64,10 @@ var (
 	// ErrLeaseExpired: the coordinator stayed unreachable past the lease deadline; the lease is
 	// presumed gone. errors.Is(err, ErrLeaseLost) is true.
 	ErrLeaseExpired = fmt.Errorf("%w: expired while the coordinator was unreachable", ErrLeaseLost)
+	// ErrTimedOut: the attempt's run time is running out (JobSpec.Timeout, else the queue's
+	// default). Whatever the handler returns, the worker reports a retryable failure of class
+	// "timeout". errors.Is(err, ErrLeaseLost) is true: the handler should stop, as on lease loss.
+	ErrTimedOut = fmt.Errorf("%w: run time exceeded", ErrLeaseLost)
 	// ErrShutdown: the worker is shutting down past its drain timeout and gave the job back
 	// (no attempt spent).
 	ErrShutdown = errors.New("leasehold: worker shutting down")

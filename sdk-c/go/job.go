@@ -238,6 +238,8 @@ func causeOf(reason C.lh_cancel_reason) error {
 		return ErrLeaseLost
 	case C.LH_CANCEL_LEASE_EXPIRED:
 		return ErrLeaseExpired
+	case C.LH_CANCEL_TIMED_OUT:
+		return ErrTimedOut
 	default:
 		return ErrShutdown
 	}

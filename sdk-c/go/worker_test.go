@@ -529,3 +529,50 @@ func TestPutArtifactFileOnAMissingFileNamesThePath(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestATimeoutCancelsTheHandlerContext(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	// From a spec file too: "timeout_ms" is JobSpec.Timeout.
+	var spec JobSpec
+	if err := json.Unmarshal([]byte(`{"queue":"`+queue+`","kind":"slow","timeout_ms":1500,"max_attempts":1}`), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Timeout != 1500*time.Millisecond {
+		t.Fatalf("timeout %v", spec.Timeout)
+	}
+	causes := make(chan error, 1)
+	w := newWorker(t, testConfig(t, queue))
+	w.Handle("slow", func(ctx context.Context, job *Job) (any, error) {
+		select {
+		case <-time.After(time.Minute):
+		case <-ctx.Done():
+			causes <- context.Cause(ctx)
+		}
+		// Whatever it returns now, the attempt is reported as timed out.
+		return "finished anyway", nil
+	})
+	startWorker(t, w)
+	job, err := client.Enqueue(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.TimeoutMS == nil || *job.TimeoutMS != 1500 {
+		t.Fatalf("the job's timeout: %v", job.TimeoutMS)
+	}
+	cause := recv(t, causes, "the handler's ctx to be cancelled")
+	if !errors.Is(cause, ErrTimedOut) || !errors.Is(cause, ErrLeaseLost) {
+		t.Fatalf("cause %v", cause)
+	}
+	done, err := client.Wait(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.State != StateDead || done.LastError == nil || done.LastError.Class != "timeout" || len(done.Result) != 0 && string(done.Result) != "null" {
+		t.Fatalf("%s %+v %s", done.State, done.LastError, done.Result)
+	}
+	if !strings.HasPrefix(done.LastError.Message, "run time exceeded: the handler") {
+		t.Fatalf("not the worker's report: %q", done.LastError.Message)
+	}
+}

@@ -136,6 +136,11 @@ enum lh_cancel_reason
      */
     LH_CANCEL_SHUTDOWN = 4,
     /**
+     * The attempt's run time is running out (the job's timeout): stop. Whatever the job is ended
+     * with, the library reports a retryable failure of class `timeout` in its place.
+     */
+    LH_CANCEL_TIMED_OUT = 5,
+    /**
      * A reason this version of the header does not know.
      */
     LH_CANCEL_OTHER = 99,
@@ -192,6 +197,11 @@ enum lh_ack
      * or `outcome_refused`): the job ends `dead` with that cause and does not run again.
      */
     LH_ACK_RECORDED_AS_FAILURE = 7,
+    /**
+     * Never sent: the attempt's run time ran out, and the library reported a `timeout` failure
+     * in its place.
+     */
+    LH_ACK_TIMED_OUT = 8,
     /**
      * An answer this version of the header does not know.
      */
@@ -366,7 +376,7 @@ lh_result lh_client_new(const char *config_json, size_t len, lh_client **out);
 /**
  * Enqueues one job. `job_json` is the coordinator's job body (`{"kind": …, "queue": …,
  * "payload": …, "priority", "max_attempts", "run_at", "idempotency_key", "correlation_id",
- * "project", "tenant", "backoff"}`) plus optionally `"deterministic_key": true`. Safe to retry:
+ * "project", "tenant", "backoff", "timeout_ms"}`) plus optionally `"deterministic_key": true`. Safe to retry:
  * the call carries one idempotency key (yours, the deterministic one, or a fresh UUIDv4) on
  * every attempt. Writes the job with `"replayed"` (true when the key matched an earlier job) as
  * JSON to `*out`.

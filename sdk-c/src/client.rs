@@ -159,7 +159,7 @@ pub unsafe extern "C" fn lh_client_new(
 
 /// Enqueues one job. `job_json` is the coordinator's job body (`{"kind": …, "queue": …,
 /// "payload": …, "priority", "max_attempts", "run_at", "idempotency_key", "correlation_id",
-/// "project", "tenant", "backoff"}`) plus optionally `"deterministic_key": true`. Safe to retry:
+/// "project", "tenant", "backoff", "timeout_ms"}`) plus optionally `"deterministic_key": true`. Safe to retry:
 /// the call carries one idempotency key (yours, the deterministic one, or a fresh UUIDv4) on
 /// every attempt. Writes the job with `"replayed"` (true when the key matched an earlier job) as
 /// JSON to `*out`.

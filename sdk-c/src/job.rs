@@ -33,6 +33,9 @@ pub enum lh_cancel_reason {
     LH_CANCEL_LEASE_EXPIRED = 3,
     /// The worker is shutting down and gave the lease back (no attempt spent): stop.
     LH_CANCEL_SHUTDOWN = 4,
+    /// The attempt's run time is running out (the job's timeout): stop. Whatever the job is ended
+    /// with, the library reports a retryable failure of class `timeout` in its place.
+    LH_CANCEL_TIMED_OUT = 5,
     /// A reason this version of the header does not know.
     LH_CANCEL_OTHER = 99,
 }
@@ -45,6 +48,7 @@ impl From<Option<CancelReason>> for lh_cancel_reason {
             Some(CancelReason::LeaseLost) => Self::LH_CANCEL_LEASE_LOST,
             Some(CancelReason::LeaseExpired) => Self::LH_CANCEL_LEASE_EXPIRED,
             Some(CancelReason::Shutdown) => Self::LH_CANCEL_SHUTDOWN,
+            Some(CancelReason::TimedOut) => Self::LH_CANCEL_TIMED_OUT,
             Some(_) => Self::LH_CANCEL_OTHER,
         }
     }
@@ -75,6 +79,9 @@ pub enum lh_ack {
     /// …), so a non-retryable failure was recorded in its place (error class `result_too_large`
     /// or `outcome_refused`): the job ends `dead` with that cause and does not run again.
     LH_ACK_RECORDED_AS_FAILURE = 7,
+    /// Never sent: the attempt's run time ran out, and the library reported a `timeout` failure
+    /// in its place.
+    LH_ACK_TIMED_OUT = 8,
     /// An answer this version of the header does not know.
     LH_ACK_OTHER = 99,
 }
@@ -115,6 +122,7 @@ impl From<&OutcomeAck> for lh_outcome {
                     NotSentReason::LeaseExpired => lh_ack::LH_ACK_LEASE_EXPIRED,
                     NotSentReason::Released => lh_ack::LH_ACK_RELEASED,
                     NotSentReason::SessionClosed => lh_ack::LH_ACK_SESSION_CLOSED,
+                    NotSentReason::TimedOut => lh_ack::LH_ACK_TIMED_OUT,
                     _ => lh_ack::LH_ACK_OTHER,
                 },
                 None,

@@ -33,6 +33,7 @@ fn reason_name(reason: Option<CancelReason>) -> Option<&'static str> {
         CancelReason::LeaseLost => "lease_lost",
         CancelReason::LeaseExpired => "lease_expired",
         CancelReason::Shutdown => "shutdown",
+        CancelReason::TimedOut => "timed_out",
         _ => "other",
     })
 }

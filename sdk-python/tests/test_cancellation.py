@@ -125,3 +125,27 @@ def test_a_lost_lease_cancels_an_async_handler(coordinator: Coordinator, client:
         after = client.get(job.job.id)
     assert reasons == ["lease_lost"]
     assert after.result == "imposter"
+
+
+def test_a_timeout_given_at_enqueue_cancels_the_handler(url: str, client: leasehold.Client, queue: str) -> None:
+    worker = leasehold.Worker(url, queues=[queue], lease_ttl=30)
+    saw: queues.Queue[Optional[str]] = queues.Queue()
+
+    @worker.task("slow")
+    def slow(ctx: leasehold.Context) -> str:
+        # Would run for a minute; the job's 1.5 s timeout cancels it first.
+        if ctx.wait_cancelled(60):
+            saw.put(ctx.cancel_reason)
+            ctx.heartbeat()  # raises LeaseLost: the run time is up
+        return "finished"
+
+    with running(worker):
+        job = client.enqueue("slow", {}, queue=queue, timeout=1.5, max_attempts=1)
+        assert job.job.raw["timeout_ms"] == 1500
+        done = client.wait(job.job.id, 20)
+    assert saw.get(timeout=1) == "timed_out"
+    assert done.state == "dead"
+    assert done.result is None
+    assert done.last_error is not None
+    assert done.last_error["class"] == "timeout"
+    assert done.last_error["message"].startswith("run time exceeded: the handler")

@@ -107,7 +107,7 @@ impl Engine {
                         h.job.fire(CancelReason::LeaseLost);
                     }
                     // Its outcome may have been recorded a moment ago: let the outcome answer.
-                    Phase::Ending => {}
+                    Phase::Ending | Phase::TimedOut => {}
                     Phase::Released => forget.push(r.job_id),
                     Phase::Lost(_) => {}
                 },
@@ -118,12 +118,15 @@ impl Engine {
         }
     }
 
-    /// Marks leases past their deadline as expired (firing their cancellation) and returns the
-    /// earliest deadline still ahead.
+    /// Marks leases past their deadline as expired (firing their cancellation), cancels the
+    /// handlers whose run time is running out and reports a `timeout` failure for those still
+    /// running at their report time; returns the earliest of these instants still ahead.
     pub(crate) fn expire_overdue(&self, now: Instant) -> Option<Instant> {
         let mut st = lock(&self.state);
         let mut earliest: Option<Instant> = None;
+        let mut next = |at: Instant| earliest = Some(earliest.map_or(at, |e| e.min(at)));
         let mut forget = Vec::new();
+        let mut timed_out = Vec::new();
         for (id, h) in &mut st.held {
             if h.deadline <= now {
                 match h.phase {
@@ -132,14 +135,47 @@ impl Engine {
                         h.job.fire(CancelReason::LeaseExpired);
                     }
                     Phase::Released => forget.push(*id),
-                    Phase::Ending | Phase::Lost(_) => {}
+                    Phase::Ending | Phase::Lost(_) | Phase::TimedOut => {}
                 }
-            } else if matches!(h.phase, Phase::Active | Phase::Ending) {
-                earliest = Some(earliest.map_or(h.deadline, |e| e.min(h.deadline)));
+                continue;
+            }
+            if matches!(h.phase, Phase::Active | Phase::Ending | Phase::TimedOut) {
+                next(h.deadline);
+            }
+            let Some(run) = h.run.filter(|_| h.phase == Phase::Active) else {
+                continue;
+            };
+            if run.report_at <= now {
+                h.phase = Phase::TimedOut;
+                h.job.fire(CancelReason::TimedOut);
+                timed_out.push(h.job.clone());
+            } else if run.cancel_at <= now {
+                h.job.fire(CancelReason::TimedOut);
+                next(run.report_at);
+            } else {
+                next(run.cancel_at);
             }
         }
         for id in forget {
             st.held.remove(&id);
+        }
+        for job in &timed_out {
+            let _enter = job.span().enter();
+            tracing::warn!("the handler outlived its timeout; reporting a timeout failure for it");
+            st.outcomes.push_back(Pending {
+                report: OutcomeReport {
+                    job_id: job.id(),
+                    fencing_token: job.token(),
+                    outcome: self.timeout_failure(job),
+                },
+                receipt: None,
+                replacement: true,
+            });
+        }
+        if !timed_out.is_empty() {
+            self.publish(&st);
+            drop(st);
+            self.outcomes_queued.notify_one();
         }
         earliest
     }

@@ -49,6 +49,7 @@ impl JobSpec {
                 project: None,
                 tenant: None,
                 backoff: None,
+                timeout_ms: None,
             },
             deterministic: false,
         }
@@ -117,6 +118,14 @@ impl JobSpec {
             multiplier,
             max_delay_ms: u64::try_from(max_delay.as_millis()).unwrap_or(u64::MAX),
         });
+        self
+    }
+
+    /// Longest run of one attempt (1 s to 7 days; whole milliseconds): past it the worker's
+    /// handler is cancelled and the attempt fails with class `timeout` (retried per the job's
+    /// policy). Default: the queue's `default_timeout_ms`, else none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.job.timeout_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         self
     }
 

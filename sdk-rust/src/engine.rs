@@ -27,6 +27,9 @@ use crate::transport::http::HttpApi;
 use crate::transport::ws::WsLink;
 use crate::util::lock;
 
+/// The error class of an attempt whose run time ran out.
+pub(crate) const TIMEOUT_CLASS: &str = "timeout";
+
 /// Where a held lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -38,6 +41,9 @@ pub(crate) enum Phase {
     Lost(NotSentReason),
     /// Released by a shutdown; a late outcome from its handler is dropped.
     Released,
+    /// Its run time ran out: the `timeout` failure is queued or in flight in the handler's
+    /// place; the handler may still run, its own ending is dropped.
+    TimedOut,
 }
 
 #[derive(Debug)]
@@ -45,6 +51,29 @@ pub(crate) struct Held {
     pub(crate) job: Arc<JobShared>,
     pub(crate) deadline: Instant,
     pub(crate) phase: Phase,
+    /// The attempt's run-time limits, when its lease has a timeout.
+    pub(crate) run: Option<RunLimit>,
+}
+
+/// When, on the monotonic clock, a lease with a timeout is cancelled and reported. Counted
+/// from the lease's arrival, which is later than the coordinator's start of it (the
+/// coordinator's deadline comes first): the failure is sent `min(timeout/5, 2 s)` before the
+/// timeout runs out here, the handler's cancellation fires `min(timeout/10, 5 s)` before that.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunLimit {
+    pub(crate) cancel_at: Instant,
+    pub(crate) report_at: Instant,
+}
+
+impl RunLimit {
+    pub(crate) fn new(received: Instant, timeout: Duration) -> Self {
+        let report_at = received + timeout - (timeout / 5).min(Duration::from_secs(2));
+        let grace = (timeout / 10).min(Duration::from_secs(5));
+        Self {
+            cancel_at: report_at - grace,
+            report_at,
+        }
+    }
 }
 
 impl Held {
@@ -89,6 +118,9 @@ pub(crate) struct Engine {
     /// Outcomes waiting and in flight, published for the drain.
     pub(crate) pending_tx: watch::Sender<usize>,
     pub(crate) outcomes_queued: Notify,
+    /// Wakes the heartbeat task's watchdog: a lease with a timeout arrived (its limits may come
+    /// before the next beat).
+    pub(crate) watchdog: Notify,
     /// Fired when the session stops taking leases.
     pub(crate) drain: CancellationToken,
     /// Fired when every task must end.
@@ -124,6 +156,7 @@ impl Engine {
             taken_tx: watch::channel(0).0,
             pending_tx: watch::channel(0).0,
             outcomes_queued: Notify::new(),
+            watchdog: Notify::new(),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
             ws: watch::channel(None).0,
@@ -162,6 +195,7 @@ impl Engine {
             return;
         }
         let mut ready = Vec::with_capacity(leases.len());
+        let mut timed = false;
         {
             let mut st = lock(&self.state);
             let refuse = self.drain.is_cancelled() || self.stop.is_cancelled();
@@ -169,6 +203,10 @@ impl Engine {
                 let ttl = Duration::from_millis(lease.lease_ttl_ms.max(1000));
                 // The coordinator started the lease a little before we saw it: keep a margin.
                 let deadline = received + ttl - ttl / 10;
+                let run = lease
+                    .timeout_ms
+                    .map(|ms| RunLimit::new(received, Duration::from_millis(ms)));
+                timed |= run.is_some();
                 let shared = Arc::new(JobShared::new(
                     lease,
                     self.http.clone(),
@@ -191,6 +229,7 @@ impl Engine {
                             job: shared.clone(),
                             deadline,
                             phase: Phase::Ending,
+                            run,
                         },
                     );
                     st.outcomes.push_back(Pending {
@@ -210,6 +249,7 @@ impl Engine {
                         job: shared.clone(),
                         deadline,
                         phase: Phase::Active,
+                        run,
                     },
                 );
                 st.active += 1;
@@ -218,6 +258,9 @@ impl Engine {
             self.publish(&st);
         }
         self.outcomes_queued.notify_one();
+        if timed {
+            self.watchdog.notify_one();
+        }
         let tx = lock(&self.ready_tx).clone();
         for job in ready {
             {
@@ -231,9 +274,12 @@ impl Engine {
         }
     }
 
-    /// Ends a job's lease with `outcome` (called once per [`LeasedJob`]).
-    pub(crate) fn end(&self, job: &JobShared, outcome: OutcomeKind) -> OutcomeReceipt {
+    /// Ends a job's lease with `outcome` (called once per [`LeasedJob`]). Once the job's run
+    /// time has run out ([`CancelReason::TimedOut`]) whatever the handler ends with is replaced
+    /// by the `timeout` failure.
+    pub(crate) fn end(&self, job: &Arc<JobShared>, outcome: OutcomeKind) -> OutcomeReceipt {
         let (tx, rx) = oneshot::channel();
+        let timed_out = job.reason() == Some(CancelReason::TimedOut);
         let mut st = lock(&self.state);
         st.active = st.active.saturating_sub(1);
         let id = job.id();
@@ -251,11 +297,19 @@ impl Engine {
                 }
                 Phase::Released => Some(OutcomeAck::NotSent(NotSentReason::Released)),
                 Phase::Ending => Some(OutcomeAck::NotSent(NotSentReason::SessionClosed)),
+                Phase::TimedOut => Some(OutcomeAck::NotSent(NotSentReason::TimedOut)),
             },
+            // The timeout failure was delivered in its place already.
+            _ if timed_out => Some(OutcomeAck::NotSent(NotSentReason::TimedOut)),
             // Replaced by a newer lease of the same job, or already forgotten.
             _ => Some(OutcomeAck::NotSent(NotSentReason::LeaseLost)),
         };
         if queued {
+            let (outcome, replacement) = if timed_out {
+                (self.timeout_failure(job), true)
+            } else {
+                (outcome, false)
+            };
             st.outcomes.push_back(Pending {
                 report: OutcomeReport {
                     job_id: id,
@@ -263,7 +317,7 @@ impl Engine {
                     outcome,
                 },
                 receipt: Some(tx),
-                replacement: false,
+                replacement,
             });
         } else if let Some(ack) = ack {
             let _enter = job.span().enter();
@@ -315,27 +369,55 @@ impl Engine {
         }
     }
 
+    /// The failure reported for a job whose run time ran out: retryable, class `timeout`,
+    /// retried after the job's backoff.
+    pub(crate) fn timeout_failure(&self, job: &Arc<JobShared>) -> OutcomeKind {
+        let limit = job
+            .lease
+            .timeout_ms
+            .map_or_else(String::new, |ms| format!(" of {ms} ms"));
+        let error = HandlerError::retry(format!(
+            "run time exceeded: the handler was still running when its timeout{limit} ran out"
+        ))
+        .with_class(TIMEOUT_CLASS);
+        let ctx = JobContext {
+            shared: job.clone(),
+        };
+        self.failure(&ctx, &error)
+    }
+
     /// Shutdown past its grace: gives back every lease still running (no attempt spent) and
-    /// fires its cancellation. Late outcomes from those handlers are dropped.
+    /// fires its cancellation. Late outcomes from those handlers are dropped. A lease whose run
+    /// time already ran out is reported as timed out instead: that attempt is spent.
     pub(crate) fn release_remaining(&self) -> usize {
         let mut st = lock(&self.state);
         let mut released = Vec::new();
         for h in st.held.values_mut() {
             if h.phase == Phase::Active {
-                h.phase = Phase::Released;
+                let timed_out = h.job.reason() == Some(CancelReason::TimedOut);
+                h.phase = if timed_out {
+                    Phase::TimedOut
+                } else {
+                    Phase::Released
+                };
                 h.job.fire(CancelReason::Shutdown);
-                released.push((h.job.id(), h.job.token()));
+                released.push((h.job.clone(), timed_out));
             }
         }
-        for (job_id, fencing_token) in &released {
+        for (job, timed_out) in &released {
+            let outcome = if *timed_out {
+                self.timeout_failure(job)
+            } else {
+                OutcomeKind::Release
+            };
             st.outcomes.push_back(Pending {
                 report: OutcomeReport {
-                    job_id: *job_id,
-                    fencing_token: *fencing_token,
-                    outcome: OutcomeKind::Release,
+                    job_id: job.id(),
+                    fencing_token: job.token(),
+                    outcome,
                 },
                 receipt: None,
-                replacement: false,
+                replacement: *timed_out,
             });
         }
         self.publish(&st);
@@ -440,4 +522,26 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     clip(&s[..end], max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_limits_leave_a_grace_then_a_margin_before_the_timeout() {
+        let at = Instant::now();
+        let ms = |d: Instant| (d - at).as_millis();
+        // Short timeouts: a fifth for delivery, a tenth of grace.
+        let one = RunLimit::new(at, Duration::from_secs(1));
+        assert_eq!((ms(one.cancel_at), ms(one.report_at)), (700, 800));
+        // Long ones: at most 2 s for delivery, at most 5 s of grace.
+        let minute = RunLimit::new(at, Duration::from_secs(60));
+        assert_eq!(
+            (ms(minute.cancel_at), ms(minute.report_at)),
+            (53_000, 58_000)
+        );
+        let hour = RunLimit::new(at, Duration::from_secs(3600));
+        assert_eq!(ms(hour.report_at), 3_598_000);
+    }
 }

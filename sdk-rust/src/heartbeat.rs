@@ -1,7 +1,8 @@
 //! The coalesced heartbeat: one request per interval (a third of the lease TTL) for every
 //! lease the worker holds, carrying the latest progress and checkpoint of each. Between beats
 //! a watchdog cancels jobs whose lease deadline passes on the monotonic clock — the coordinator
-//! was unreachable for too long, so the lease must be presumed gone.
+//! was unreachable for too long, so the lease must be presumed gone — and jobs whose run time
+//! (the lease's timeout) is running out, reporting a `timeout` failure for them.
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub(crate) async fn run(core: Arc<Engine>) {
         tokio::select! {
             () = core.stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
+            // A lease with a timeout: its limits may come before `wake`.
+            () = core.watchdog.notified() => continue,
             // A new socket: beat at once, the leases may have gone without one for a while.
             changed = ws.changed() => {
                 if changed.is_err() {

@@ -4,16 +4,16 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use leasehold_proto::{Artifact, Job, JobState, Lease, OutcomeKind, OutcomeStatus};
+use leasehold_proto::{Artifact, Job, Lease, OutcomeKind};
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncRead;
-use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 use crate::artifact::{self, DEFAULT_MEDIA_TYPE};
 use crate::engine::Engine;
 use crate::error::{Error, HandlerError, Result};
+pub use crate::receipt::{NotSentReason, OutcomeAck, OutcomeReceipt};
 use crate::transport::http::HttpApi;
 use crate::util::lock;
 
@@ -30,10 +30,16 @@ pub enum CancelReason {
     LeaseExpired,
     /// The worker is shutting down and gave the lease back (no attempt spent).
     Shutdown,
+    /// The attempt's run time is running out (the lease's `timeout_ms`): stop. The SDK reports a
+    /// retryable failure of class `timeout` in place of whatever the handler ends with, before
+    /// the coordinator's deadline.
+    TimedOut,
 }
 
 impl CancelReason {
-    /// Whether the job's outcome will still be reported (only for [`CancelReason::CancelRequested`]).
+    /// Whether the handler's own ending will still be reported (only for
+    /// [`CancelReason::CancelRequested`]; after [`CancelReason::TimedOut`] the SDK reports the
+    /// `timeout` failure instead).
     pub fn outcome_is_reported(self) -> bool {
         matches!(self, Self::CancelRequested)
     }
@@ -46,6 +52,7 @@ impl std::fmt::Display for CancelReason {
             Self::LeaseLost => "lease lost",
             Self::LeaseExpired => "lease expired while the coordinator was unreachable",
             Self::Shutdown => "worker shutting down",
+            Self::TimedOut => "run time exceeded",
         })
     }
 }
@@ -129,6 +136,12 @@ impl JobShared {
                 }
                 CancelReason::LeaseLost | CancelReason::LeaseExpired => {
                     tracing::warn!(%reason, "cancelling handler; its outcome will be dropped");
+                }
+                CancelReason::TimedOut => {
+                    tracing::warn!(
+                        timeout_ms = ?self.lease.timeout_ms,
+                        "cancelling handler: run time exceeded; a timeout failure will be reported"
+                    );
                 }
             }
         }
@@ -220,6 +233,16 @@ impl JobContext {
         self.shared.token()
     }
 
+    /// This attempt's longest run (the job's `timeout_ms`, else its queue's default), if it has
+    /// one. Shortly before it runs out the job's cancellation fires
+    /// ([`CancelReason::TimedOut`]) and the attempt is reported failed with class `timeout`.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.shared
+            .lease
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+    }
+
     /// The latest checkpoint: the one this attempt set last, else the one the previous attempt
     /// left.
     pub fn last_checkpoint(&self) -> Option<serde_json::Value> {
@@ -244,8 +267,8 @@ impl JobContext {
         data.progress_ver += 1;
     }
 
-    /// Resolves when the job should stop: cancel requested, lease lost or expired, or worker
-    /// shutdown ([`JobContext::cancel_reason`] says which). Owned, so it can be moved into a
+    /// Resolves when the job should stop: cancel requested, lease lost or expired, run time
+    /// exceeded, or worker shutdown ([`JobContext::cancel_reason`] says which). Owned, so it can be moved into a
     /// `select!` or a spawned task.
     pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
         self.shared.cancel.clone().cancelled_owned()
@@ -279,7 +302,7 @@ impl JobContext {
 
     fn check_lease(&self) -> Result<()> {
         match self.shared.reason() {
-            Some(CancelReason::LeaseLost | CancelReason::LeaseExpired) => {
+            Some(CancelReason::LeaseLost | CancelReason::LeaseExpired | CancelReason::TimedOut) => {
                 Err(Error::LeaseLost { job_id: self.id() })
             }
             _ => Ok(()),
@@ -390,100 +413,6 @@ impl JobContext {
         };
         self.record(artifact.clone());
         Ok(artifact)
-    }
-}
-
-/// Why an outcome was never sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NotSentReason {
-    /// The coordinator said the lease was lost before the outcome was ready.
-    LeaseLost,
-    /// The lease deadline passed (monotonic clock) before the outcome could be delivered.
-    LeaseExpired,
-    /// The worker released the job while shutting down.
-    Released,
-    /// The session closed first.
-    SessionClosed,
-}
-
-/// How the coordinator received an outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutcomeAck {
-    /// Recorded; the job's state afterwards.
-    Recorded {
-        /// The job's state after the outcome (`succeeded`, `queued` for a retry, `dead`,
-        /// `cancelled`).
-        state: Option<JobState>,
-    },
-    /// Refused: the lease was no longer ours (`lease_lost`) or the job is gone (`not_found`).
-    Rejected {
-        /// Why.
-        status: OutcomeStatus,
-        /// The job's current state, when known.
-        state: Option<JobState>,
-    },
-    /// Never sent.
-    NotSent(NotSentReason),
-    /// The coordinator refused the request carrying it (a 4xx such as 413 for a result over its
-    /// size limit, or 422), and refused the failure the SDK reported in its place too (or the
-    /// refusal was not one a failure can answer); nothing was recorded, the lease will expire and
-    /// the job run again.
-    Invalid {
-        /// The coordinator's explanation.
-        message: String,
-    },
-    /// The coordinator refused the outcome itself (a 4xx other than a lease refusal: 413 for a
-    /// result over its size limit, 422, …), so the SDK reported a non-retryable failure in its
-    /// place, which was recorded: the job ends (`dead`) with this cause instead of its lease
-    /// expiring and the job running again.
-    RecordedAsFailure {
-        /// The error class recorded: `result_too_large` (a result refused as too large) or
-        /// `outcome_refused` (any other refusal).
-        class: String,
-        /// The message recorded: what was refused and the coordinator's explanation (naming the
-        /// limit when the coordinator did).
-        message: String,
-        /// The job's state afterwards (`dead`, or `cancelled` if a cancel was requested).
-        state: Option<JobState>,
-    },
-}
-
-/// Tells how an outcome fared, once it has been acknowledged, refused or dropped. Waiting for
-/// it is optional: the outcome is delivered either way, so it may simply be dropped.
-#[derive(Debug)]
-pub struct OutcomeReceipt {
-    rx: oneshot::Receiver<OutcomeAck>,
-}
-
-impl OutcomeReceipt {
-    pub(crate) fn new(rx: oneshot::Receiver<OutcomeAck>) -> Self {
-        Self { rx }
-    }
-
-    pub(crate) fn ready(ack: OutcomeAck) -> Self {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(ack);
-        Self { rx }
-    }
-
-    /// Waits until the outcome has settled.
-    pub async fn wait(self) -> OutcomeAck {
-        self.rx
-            .await
-            .unwrap_or(OutcomeAck::NotSent(NotSentReason::SessionClosed))
-    }
-
-    /// Non-blocking check: `Some` once the outcome has settled.
-    pub fn try_ack(&mut self) -> Option<OutcomeAck> {
-        match self.rx.try_recv() {
-            Ok(ack) => Some(ack),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => {
-                Some(OutcomeAck::NotSent(NotSentReason::SessionClosed))
-            }
-        }
     }
 }
 

@@ -51,6 +51,7 @@ mod heartbeat;
 pub mod idempotency;
 mod job;
 mod outcomes;
+mod receipt;
 pub mod retry;
 mod session;
 mod session_config;

@@ -348,6 +348,12 @@ async fn run_job(handlers: Arc<HashMap<String, Handler>>, job: LeasedJob, grace:
             () = give_up => None,
         };
         let elapsed = started.elapsed();
+        if outcome.is_some() && ctx.cancel_reason() == Some(CancelReason::TimedOut) {
+            tracing::warn!(
+                ?elapsed,
+                "handler ended after its run time ran out; a timeout failure is reported instead"
+            );
+        }
         match outcome {
             Some(Ok(Ok(value))) => {
                 tracing::debug!(?elapsed, "handler succeeded");

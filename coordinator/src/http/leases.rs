@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
 use super::jobs::job_not_found;
-use super::outcome_checks;
+use super::outcome_checks::{self, Refused};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ClaimParams, Claimed, Finished, Outcome, OutcomeKind};
 use crate::validate;
@@ -51,8 +51,13 @@ pub(crate) async fn claim(
     loop {
         // Subscribe before querying: a wake-up between the query and the wait is kept.
         let mut wake = state.ready.subscribe();
-        let Claimed { leases, expired } = state.store.claim(state.clock.now(), &params).await?;
+        let Claimed {
+            leases,
+            expired,
+            timed_out,
+        } = state.store.claim(state.clock.now(), &params).await?;
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
+        metrics::counter!(crate::metrics::TIMEOUTS).increment(timed_out);
         let now = Instant::now();
         if !leases.is_empty() || now >= deadline || *shutdown.borrow() {
             let result = if leases.is_empty() { "empty" } else { "leased" };
@@ -305,11 +310,11 @@ pub(crate) async fn finish_many(
     // A refused outcome may be the retry of one recorded already (rare: read only then).
     let mut recorded_before = vec![None; asked.len()];
     for (i, ((job_id, token, sent), f)) in asked.iter().zip(&finished).enumerate() {
-        if let Finished::LeaseLost(_) = f {
-            recorded_before[i] =
-                outcome_checks::recorded_before(state, tenant, *job_id, *token, *sent)
-                    .await?
-                    .map(|job| job.state);
+        if let Finished::LeaseLost(_) = f
+            && let Refused::Recorded(job) =
+                outcome_checks::after_refusal(state, tenant, *job_id, *token, *sent, now).await?
+        {
+            recorded_before[i] = Some(job.state);
         }
     }
     let mut requeued = false;
@@ -381,9 +386,10 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
     let (id, token) = (outcome.job_id, outcome.fencing_token);
     let failed = matches!(outcome.kind, OutcomeKind::Fail { .. });
     let sent = outcome_checks::Sent::of(&outcome.kind);
+    let now = state.clock.now();
     let result = state
         .store
-        .finish(state.clock.now(), tenant, vec![outcome])
+        .finish(now, tenant, vec![outcome])
         .await?
         .into_iter()
         .next();
@@ -394,19 +400,40 @@ async fn finish_one(state: &AppState, tenant: &str, outcome: Outcome) -> ApiResu
             }
             Ok(ApiJson(*job))
         }
-        Some(Finished::LeaseLost(_))
-            if let Some(job) =
-                outcome_checks::recorded_before(state, tenant, id, token, sent).await? =>
-        {
-            Ok(ApiJson(job))
+        Some(Finished::LeaseLost(current)) => {
+            match outcome_checks::after_refusal(state, tenant, id, token, sent, now).await? {
+                Refused::Recorded(job) => Ok(ApiJson(*job)),
+                Refused::Lost { deadline } => Err(lease_lost(id, token, current, deadline)),
+            }
         }
-        Some(Finished::LeaseLost(current)) => Err(ApiError::new(
-            ErrorCode::LeaseLost,
-            format!("job {id} is not leased under fencing token {token}; nothing was changed"),
-        )
-        .with_details(json!({"job_id": id, "fencing_token": token, "state": current}))),
         Some(Finished::NotFound) | None => Err(job_not_found(id)),
     }
+}
+
+/// The refusal of an outcome whose lease is gone: 409 `lease_lost`, saying so when the attempt's
+/// run time ran out (`deadline`) rather than its token going stale.
+pub(crate) fn lease_lost(
+    id: Uuid,
+    token: i64,
+    current: JobState,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+) -> ApiError {
+    let mut details = json!({"job_id": id, "fencing_token": token, "state": current});
+    let message = match deadline {
+        Some(at) => {
+            details["reason"] = json!("timeout");
+            details["deadline_at"] = json!(at);
+            format!(
+                "job {id}: the run time of the attempt under fencing token {token} was exceeded \
+                 (its deadline was {}); nothing was changed",
+                at.to_rfc3339()
+            )
+        }
+        None => {
+            format!("job {id} is not leased under fencing token {token}; nothing was changed")
+        }
+    };
+    ApiError::new(ErrorCode::LeaseLost, message).with_details(details)
 }
 
 /// Record success.

@@ -142,6 +142,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route(
+            "/v1/queues/{name}/settings",
+            axum::routing::put(queues::settings),
+        )
         .route("/v1/runs", post(runs::submit))
         .route("/v1/runs/plan", post(runs::plan_only))
         .route("/v1/runs/{id}", get(runs::get))

@@ -87,40 +87,57 @@ impl Sent {
     }
 }
 
-/// For an outcome refused as not leased under `token`: the job, when that same outcome was
-/// already recorded under that very token — a worker whose answer was lost (coordinator
-/// restarted, connection cut) and that retries. Such a retry is answered as recorded instead of
-/// `lease_lost`, so the worker never reports an error for work that was kept. Decided from the
-/// job as stored: its token is still `token` (no newer lease) and its state is the one this
-/// outcome leads to; a job that lease expiry ended is not the worker's failure.
-pub(crate) async fn recorded_before(
+/// What a refused outcome (not leased under `token`) turns out to be, from the job as stored.
+pub(crate) enum Refused {
+    /// That same outcome was already recorded under that very token: a worker whose answer was
+    /// lost (coordinator restarted, connection cut) retries. Answered as recorded instead of
+    /// `lease_lost`, so the worker never reports an error for work that was kept.
+    Recorded(Box<leasehold_proto::Job>),
+    /// The lease is gone; `deadline` is set when that is because the attempt's run time ran
+    /// out (its deadline has passed: the outcome came too late).
+    Lost { deadline: Option<DateTime<Utc>> },
+}
+
+/// Reads the job after an outcome under `token` was refused (rare: only then). It was recorded
+/// before when its token is still `token` (no newer lease) and its state is the one this
+/// outcome leads to, unless lease expiry or the attempt's timeout ended it (not the worker's
+/// outcome).
+pub(crate) async fn after_refusal(
     state: &AppState,
     tenant: &str,
     id: uuid::Uuid,
     token: i64,
     sent: Sent,
-) -> ApiResult<Option<leasehold_proto::Job>> {
+    now: DateTime<Utc>,
+) -> ApiResult<Refused> {
     use leasehold_proto::JobState;
     let Some(job) = state.store.get_job(tenant, id).await? else {
-        return Ok(None);
+        return Ok(Refused::Lost { deadline: None });
     };
     if job.fencing_token != token {
-        return Ok(None);
+        return Ok(Refused::Lost { deadline: None });
     }
     let expired = job
         .last_error
         .as_ref()
         .is_some_and(|e| e["class"] == "lease_expired");
-    let same = match sent {
-        Sent::Complete => job.state == JobState::Succeeded,
-        Sent::Fail => {
-            !expired
-                && matches!(
-                    job.state,
-                    JobState::Queued | JobState::Dead | JobState::Cancelled
-                )
-        }
-        Sent::Release => job.state == JobState::Queued,
-    };
-    Ok(same.then_some(job))
+    let timed_out = crate::store::ended_by_timeout(&job, token);
+    let same = !timed_out
+        && match sent {
+            Sent::Complete => job.state == JobState::Succeeded,
+            Sent::Fail => {
+                !expired
+                    && matches!(
+                        job.state,
+                        JobState::Queued | JobState::Dead | JobState::Cancelled
+                    )
+            }
+            Sent::Release => job.state == JobState::Queued,
+        };
+    if same {
+        return Ok(Refused::Recorded(Box::new(job)));
+    }
+    Ok(Refused::Lost {
+        deadline: job.deadline_at.filter(|d| *d <= now),
+    })
 }

@@ -1,11 +1,12 @@
-//! `/v1/queues`: depth per state, pause and resume.
+//! `/v1/queues`: depth per state, pause and resume, settings.
 
 use axum::extract::State;
-use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList};
+use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList, QueueSettings};
 
 use super::AppState;
 use super::extract::{ApiJson, QueueName, Tenant};
 use crate::error::ApiResult;
+use crate::validate;
 
 /// Every queue of the tenant with its depth per state.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
@@ -49,5 +50,28 @@ pub(crate) async fn resume(
         .set_queue_paused(state.clock.now(), &tenant.0, &name, false)
         .await?;
     state.ready.notify();
+    Ok(ApiJson(info))
+}
+
+/// Replace a queue's settings: `default_timeout_ms`, the longest run of one attempt for its
+/// jobs that set no `timeout_ms` of their own, applied from the next claim on (`null` or absent:
+/// none).
+#[utoipa::path(put, path = "/v1/queues/{name}/settings", tag = "queues",
+    params(("name" = String, Path)), request_body = QueueSettings,
+    responses((status = 200, body = QueueInfo), (status = 422, body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn settings(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(name): QueueName,
+    ApiJson(settings): ApiJson<QueueSettings>,
+) -> ApiResult<ApiJson<QueueInfo>> {
+    if let Some(ms) = settings.default_timeout_ms {
+        validate::timeout("default_timeout_ms", ms)?;
+    }
+    let info = state
+        .store
+        .set_queue_settings(state.clock.now(), &tenant.0, &name, &settings)
+        .await?;
     Ok(ApiJson(info))
 }

@@ -148,6 +148,7 @@ pub(crate) fn rows(
             project: run.project.clone(),
             tenant: None,
             backoff: spec.backoff.clone(),
+            timeout_ms: spec.timeout_ms,
         };
         let mut row = validate::new_job(job, &tenant, None, now)
             .map_err(|e| e.prefix_field(&format!("jobs[{i}]")))?;

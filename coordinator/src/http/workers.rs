@@ -259,6 +259,7 @@ async fn push_leases(
         };
         backoff = Duration::from_millis(50);
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(claimed.expired);
+        metrics::counter!(crate::metrics::TIMEOUTS).increment(claimed.timed_out);
         if !claimed.leases.is_empty() {
             if !push(&state, &params.tenant, &flow_tx, &out, claimed.leases).await {
                 return;

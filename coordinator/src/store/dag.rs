@@ -1,7 +1,8 @@
 //! Run (DAG) bookkeeping, decided once for both stores.
 //!
 //! Whatever ends or replays a job of a run — an outcome (single, batched, over WebSocket), a
-//! lease expiry that buries the job `dead` inside a claim, a job or run cancel, a retry — calls
+//! lease expiry that buries the job `dead` inside a claim, a timeout that ends its attempt
+//! inside a claim, a job or run cancel, a retry — calls
 //! into this module inside the same transaction. The decisions live here: which children become
 //! ready, which descendants end `cancelled` with `upstream_failed`, which go back to `blocked` on
 //! a replay, and what the run's status becomes. The statements that carry them out are the

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run, SchedulerRun,
-    SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    SchedulerRun, SchedulerRunInput,
 };
 use uuid::Uuid;
 
@@ -172,6 +172,19 @@ impl Store for Detached {
         let (tenant, queue) = (tenant.to_owned(), queue.to_owned());
         detach!(self, |s| async move {
             s.set_queue_paused(now, &tenant, &queue, paused).await
+        })
+    }
+
+    async fn set_queue_settings(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
+    ) -> StoreResult<QueueInfo> {
+        let (tenant, queue, settings) = (tenant.to_owned(), queue.to_owned(), settings.clone());
+        detach!(self, |s| async move {
+            s.set_queue_settings(now, &tenant, &queue, &settings).await
         })
     }
 

@@ -13,18 +13,24 @@ mod postgres;
 mod postgres_dag;
 mod postgres_enqueue;
 mod postgres_feed;
+mod postgres_heartbeat;
 mod postgres_leases;
 mod postgres_runs;
 mod postgres_scheduler;
+mod postgres_timeouts;
+mod queues;
 mod runs;
 mod sqlite;
 mod sqlite_dag;
 mod sqlite_direct;
 mod sqlite_enqueue;
 mod sqlite_handoff;
+mod sqlite_heartbeat;
 mod sqlite_leases;
 mod sqlite_runs;
 mod sqlite_scheduler;
+mod sqlite_timeouts;
+mod timeouts;
 
 pub use idempotency::IdempotencyConflict;
 pub(crate) use idempotency::replay_of;
@@ -33,15 +39,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Artifact, BackoffHint, Event, FailureInfo, HeartbeatItem, HeartbeatResult, Job, JobState,
-    Lease, QueueInfo, Run, SchedulerRun, SchedulerRunInput,
+    Lease, QueueInfo, QueueSettings, Run, SchedulerRun, SchedulerRunInput,
 };
 use uuid::Uuid;
 
 pub use detached::Detached;
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use postgres::{PostgresStore, READY_CHANNEL};
+pub(crate) use queues::{QueueAccumulator, pick_queue};
 pub use runs::{NewRunRow, RunJobRow};
 pub use sqlite::{SqliteStore, SqliteSync};
+pub(crate) use timeouts::ended_by_timeout;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +171,8 @@ pub struct NewJobRow {
     pub inputs_hash: String,
     /// Retry policy hint.
     pub backoff: Option<BackoffHint>,
+    /// The job's own longest run per attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
     /// `blocked` for DAG children, else `queued`.
     pub state: JobState,
 }
@@ -299,6 +309,8 @@ pub struct Claimed {
     pub leases: Vec<Lease>,
     /// Expired leases taken over (re-leased or sent to `dead`).
     pub expired: u64,
+    /// Attempts ended because their run-time deadline passed (`super::timeouts`).
+    pub timed_out: u64,
 }
 
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
@@ -364,7 +376,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Grants up to `max_jobs` leases on ready jobs (queued and due, or leased with an expired
     /// lease), highest priority first, then oldest `run_at`, then id. Expired leases whose
-    /// attempts are spent go to `dead` instead.
+    /// attempts are spent go to `dead` instead. First, attempts in these queues whose run-time
+    /// deadline has passed end as `timeout` failures (`timeouts`).
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed>;
 
     /// Earliest instant at which something in these queues becomes claimable (a future
@@ -418,6 +431,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         queue: &str,
         paused: bool,
+    ) -> StoreResult<QueueInfo>;
+
+    /// Replaces a queue's settings (creating its row if needed).
+    async fn set_queue_settings(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
     ) -> StoreResult<QueueInfo>;
 
     /// Job counts for every tenant, queue and state.
@@ -522,54 +544,6 @@ pub struct EventFilter {
     pub settled: bool,
 }
 
-/// Folds `(queue, state, count)` rows and paused flags into [`QueueInfo`]s; shared by both
-/// stores so that the two agree on which queues exist.
-#[derive(Debug, Default)]
-pub(crate) struct QueueAccumulator {
-    queues: std::collections::BTreeMap<String, QueueInfo>,
-}
-
-impl QueueAccumulator {
-    fn entry(&mut self, name: String) -> &mut QueueInfo {
-        self.queues
-            .entry(name.clone())
-            .or_insert_with(|| QueueInfo {
-                name,
-                paused: false,
-                depth: Default::default(),
-            })
-    }
-
-    pub(crate) fn add_count(&mut self, queue: String, state: &str, n: i64) {
-        let depth = &mut self.entry(queue).depth;
-        match JobState::parse(state) {
-            Some(JobState::Blocked) => depth.blocked += n,
-            Some(JobState::Queued) => depth.queued += n,
-            Some(JobState::Leased) => depth.leased += n,
-            Some(JobState::Succeeded) => depth.succeeded += n,
-            Some(JobState::Dead) => depth.dead += n,
-            Some(JobState::Cancelled) => depth.cancelled += n,
-            None => {}
-        }
-    }
-
-    pub(crate) fn set_paused(&mut self, queue: String, paused: bool) {
-        self.entry(queue).paused = paused;
-    }
-
-    pub(crate) fn finish(self) -> Vec<QueueInfo> {
-        self.queues.into_values().collect()
-    }
-}
-
-/// The one queue named `name` out of a listing that must contain it.
-pub(crate) fn pick_queue(queues: Vec<QueueInfo>, name: &str) -> StoreResult<QueueInfo> {
-    queues
-        .into_iter()
-        .find(|q| q.name == name)
-        .ok_or_else(|| StoreError::Internal(format!("queue {name} vanished")))
-}
-
 /// The lease a freshly claimed job row stands for (shared by both stores).
 /// A job leased by its own enqueue (the hand-off) as that enqueue left it, before the lease
 /// written in the same transaction: what `enqueue` answers for a job nobody has claimed yet.
@@ -581,6 +555,7 @@ pub(crate) fn as_enqueued(leased: &Job) -> Job {
         updated_at: leased.created_at,
         started_at: None,
         lease_expires_at: None,
+        deadline_at: None,
         worker_id: None,
         worker_version: None,
         ..leased.clone()
@@ -591,13 +566,17 @@ pub(crate) fn lease_of(job: Job) -> StoreResult<Lease> {
     let expires_at = job
         .lease_expires_at
         .ok_or_else(|| StoreError::Internal("leased job without deadline".into()))?;
-    let ttl = (expires_at - job.started_at.unwrap_or(expires_at))
-        .num_milliseconds()
-        .max(0) as u64;
+    let since_start = |at: DateTime<Utc>| {
+        (at - job.started_at.unwrap_or(at))
+            .num_milliseconds()
+            .max(0) as u64
+    };
     Ok(Lease {
         fencing_token: job.fencing_token,
         expires_at,
-        lease_ttl_ms: ttl,
+        lease_ttl_ms: since_start(expires_at),
+        timeout_ms: job.deadline_at.map(since_start),
+        deadline_at: job.deadline_at,
         attempt: job.attempt,
         checkpoint: job.checkpoint.clone(),
         retry: leasehold_proto::RetryHints {

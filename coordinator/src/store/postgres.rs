@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run, SchedulerRun,
-    SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    SchedulerRun, SchedulerRunInput,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -74,6 +74,10 @@ pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
         run_id: row.try_get("run_id")?,
         inputs_hash: row.try_get("inputs_hash")?,
         backoff: backoff.map(|b| b.0),
+        timeout_ms: row
+            .try_get::<Option<i64>, _>("timeout_ms")?
+            .and_then(|ms| u64::try_from(ms).ok()),
+        deadline_at: row.try_get("deadline_at")?,
         worker_id: row.try_get("worker_id")?,
         worker_version: row.try_get("worker_version")?,
         cancel_requested: row.try_get("cancel_requested")?,
@@ -425,10 +429,11 @@ impl Store for PostgresStore {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        let paused = sqlx::query("SELECT name, paused FROM queues WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, paused, default_timeout_ms FROM queues WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
         let mut acc = QueueAccumulator::default();
         for row in &counts {
             acc.add_count(
@@ -437,8 +442,12 @@ impl Store for PostgresStore {
                 row.try_get("n")?,
             );
         }
-        for row in &paused {
-            acc.set_paused(row.try_get("name")?, row.try_get("paused")?);
+        for row in &rows {
+            acc.set_row(
+                row.try_get("name")?,
+                row.try_get("paused")?,
+                row.try_get("default_timeout_ms")?,
+            );
         }
         Ok(acc.finish())
     }
@@ -470,6 +479,30 @@ impl Store for PostgresStore {
                 .await?;
         }
         tx.commit().await?;
+        pick_queue(self.queues(tenant).await?, queue)
+    }
+
+    async fn set_queue_settings(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
+    ) -> StoreResult<QueueInfo> {
+        let timeout = settings
+            .default_timeout_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO queues (tenant, name, default_timeout_ms, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, name) DO UPDATE SET \
+             default_timeout_ms = excluded.default_timeout_ms, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(queue)
+        .bind(timeout)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         pick_queue(self.queues(tenant).await?, queue)
     }
 

@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use leasehold_proto::{Job, Lease};
 
 use super::postgres::{EVENT_COLUMNS, PostgresStore, READY_CHANNEL, decode_job, internal};
+use super::timeouts::ms_int;
 use super::{ClaimParams, Enqueued, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
 
 impl PostgresStore {
@@ -46,7 +47,9 @@ impl PostgresStore {
         let mut run_ids = Vec::with_capacity(n);
         let mut hashes = Vec::with_capacity(n);
         let mut backoffs = Vec::with_capacity(n);
+        let mut timeouts = Vec::with_capacity(n);
         for new in &jobs {
+            timeouts.push(new.timeout_ms.map(ms_int));
             ids.push(new.id);
             tenants.push(new.tenant.as_str());
             queues.push(new.queue.as_str());
@@ -85,17 +88,17 @@ impl PostgresStore {
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                     $6::text[], $7::int[], $8::int[], $9::timestamptz[], \
                                     $10::text[], $11::text[], $12::text[], $13::uuid[], \
-                                    $14::text[], $15::text[]) WITH ORDINALITY \
+                                    $14::text[], $15::text[], $19::bigint[]) WITH ORDINALITY \
                  AS t(id, tenant, queue, kind, state, payload, priority, max_attempts, run_at, \
                       idempotency_key, correlation_id, project, run_id, inputs_hash, backoff, \
-                      ord)), \
+                      timeout_ms, ord)), \
              u AS ( \
                INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff) \
+                 inputs_hash, backoff, timeout_ms) \
                SELECT id, tenant, queue, kind, state, payload::jsonb, priority, max_attempts, \
                  run_at, $16, $16, idempotency_key, correlation_id, project, run_id, inputs_hash, \
-                 backoff::jsonb \
+                 backoff::jsonb, timeout_ms \
                FROM input ORDER BY ord \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
@@ -128,6 +131,7 @@ impl PostgresStore {
             .bind(now)
             .bind(READY_CHANNEL)
             .bind(origin.unwrap_or_default())
+            .bind(&timeouts)
             .fetch_all(&mut *tx)
             .await?;
         let mut inserted = HashMap::with_capacity(rows.len());
@@ -215,10 +219,14 @@ impl PostgresStore {
                INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
                  max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                  lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
-                 run_id, inputs_hash, backoff, worker_id, worker_version) \
+                 run_id, inputs_hash, backoff, worker_id, worker_version, timeout_ms, \
+                 deadline_at) \
                SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $8, $10, $11, $11, $12, \
-                 $12 + $13 * interval '1 millisecond', $13, $14, $15, $16, $17, $18, $19::jsonb, \
-                 $20, $21 \
+                 LEAST($12 + $13 * interval '1 millisecond', d.deadline_at), $13, $14, $15, $16, \
+                 $17, $18, $19::jsonb, $20, $21, $24, d.deadline_at \
+               FROM (SELECT $12 + COALESCE($24, (SELECT q.default_timeout_ms FROM queues q \
+                       WHERE q.tenant = $2 AND q.name = $3)) * interval '1 millisecond' \
+                     AS deadline_at) d \
                WHERE $5 <> 'leased' OR NOT EXISTS ( \
                  SELECT 1 FROM queues q WHERE q.tenant = $2 AND q.name = $3 AND q.paused) \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
@@ -274,6 +282,7 @@ impl PostgresStore {
             .bind(lease.and_then(|c| c.worker_version.as_deref()))
             .bind(READY_CHANNEL)
             .bind(&self.origin)
+            .bind(job.timeout_ms.map(ms_int))
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(decode_job).transpose()

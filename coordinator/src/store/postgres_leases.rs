@@ -1,11 +1,12 @@
-//! The lease hot path on PostgreSQL: claiming (merged or per-queue candidate scans),
-//! heartbeats and recording outcomes, each retried on deadlock or serialization failure.
+//! The lease hot path on PostgreSQL: claiming (merged or per-queue candidate scans, ending
+//! timed-out attempts) and recording outcomes, each retried on deadlock or serialization
+//! failure (heartbeats: `postgres_heartbeat`). No outcome is recorded from the attempt's
+//! run-time deadline on (`super::timeouts`).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
-use serde_json::Value;
+use leasehold_proto::{Job, JobState};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -13,12 +14,13 @@ use super::dag::{self, DagEffects, JobChange};
 use super::postgres::{
     EVENT_COLUMNS, PostgresStore, READY_CHANNEL, begin_by_index, decode_job, internal,
 };
+use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
 };
 
 /// Whether an error is worth running the same transaction again (deadlock, serialization).
-fn is_retryable(err: &sqlx::Error) -> bool {
+pub(super) fn is_retryable(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db)
         if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
 }
@@ -152,6 +154,7 @@ async fn finish_chunk(
              lease_expires_at = NULL \
            FROM input i \
            WHERE j.id = i.id AND j.tenant = $10 AND j.state = 'leased' AND j.lease_epoch = i.token \
+             AND (j.deadline_at IS NULL OR j.deadline_at > $9) \
            RETURNING j.*, i.ord, i.outcome), \
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
            SELECT u.tenant, \
@@ -239,8 +242,10 @@ async fn current_states(
 }
 
 /// The body of the claim's `cand` CTE (`$1` tenant, `$2` the sorted queue names, `$3` now,
-/// `$4` how many): rows `(id, prev, exhausted)`, at most `$4`, each locked `FOR UPDATE SKIP
-/// LOCKED`, in claim order (priority descending, `run_at`, id).
+/// `$4` how many): rows `(id, prev, exhausted, queue_timeout)`, at most `$4`, each locked `FOR
+/// UPDATE SKIP LOCKED`, in claim order (priority descending, `run_at`, id); `queue_timeout` is
+/// the queue's `default_timeout_ms`. Expired leases that reached their run-time deadline are
+/// not candidates: the claim ends them as timeouts instead (`TIMED_OUT`).
 ///
 /// Per queue, two branches each lock their first `$4` free rows in index order: due queued jobs
 /// (`jobs_ready`, already in claim order) and expired leases (`jobs_lease_expiry`; few rows). The best
@@ -258,7 +263,8 @@ fn claim_candidates() -> String {
     let not_paused = "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = qn.name \
                       AND q.paused)";
     format!(
-        "SELECT c.id, c.prev, c.exhausted \
+        "SELECT c.id, c.prev, c.exhausted, (SELECT q.default_timeout_ms FROM queues q \
+                WHERE q.tenant = $1 AND q.name = qn.name) AS queue_timeout \
          FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ( \
            SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
                           FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'queued' \
@@ -268,7 +274,7 @@ fn claim_candidates() -> String {
            SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
                                  priority, run_at \
                           FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'leased' \
-                            AND lease_expires_at <= $3 AND {not_paused} \
+                            AND lease_expires_at <= $3 AND NOT ({TIMED_OUT}) AND {not_paused} \
                           {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e) c \
          ORDER BY c.priority DESC, c.run_at, c.id \
          LIMIT $4"
@@ -288,99 +294,6 @@ impl PostgresStore {
                 other => return other,
             }
         }
-    }
-
-    pub(super) async fn heartbeat_impl(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        items: &[HeartbeatItem],
-    ) -> StoreResult<Vec<HeartbeatResult>> {
-        // Rows are locked in id order so that concurrent batches never deadlock each other.
-        let mut sorted: Vec<&HeartbeatItem> = items.iter().collect();
-        sorted.sort_by_key(|i| i.job_id);
-        let ids: Vec<Uuid> = sorted.iter().map(|i| i.job_id).collect();
-        let tokens: Vec<i64> = sorted.iter().map(|i| i.fencing_token).collect();
-        let progress: Vec<Option<String>> = sorted
-            .iter()
-            .map(|i| i.progress.as_ref().map(Value::to_string))
-            .collect();
-        let checkpoints: Vec<Option<String>> = sorted
-            .iter()
-            .map(|i| i.checkpoint.as_ref().map(Value::to_string))
-            .collect();
-        let sql = format!(
-            "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[]) \
-                            AS t(id, token, progress, checkpoint)), \
-             locked AS (SELECT j.id FROM jobs j JOIN input ON j.id = input.id \
-                        WHERE j.tenant = $6 AND j.state = 'leased' AND j.lease_epoch = input.token \
-                        ORDER BY j.id FOR UPDATE OF j), \
-             u AS (UPDATE jobs j SET \
-                     lease_expires_at = $5 + j.lease_ttl_ms * interval '1 millisecond', \
-                     progress = COALESCE(input.progress::jsonb, j.progress), \
-                     checkpoint = COALESCE(input.checkpoint::jsonb, j.checkpoint), \
-                     updated_at = $5 \
-                   FROM input, locked \
-                   WHERE j.id = input.id AND j.id = locked.id AND j.lease_epoch = input.token \
-                     AND j.state = 'leased' \
-                   RETURNING j.*, input.checkpoint IS NOT NULL AS checkpointed), \
-             ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
-                    SELECT u.tenant, 'checkpoint', u.id, u.run_id, u.queue, u.project, u.kind, \
-                           u.worker_id, u.correlation_id, $5, \
-                           jsonb_build_object('fencing_token', u.lease_epoch, 'checkpoint', u.checkpoint), \
-                           u.inputs_hash, u.worker_version \
-                    FROM u WHERE u.checkpointed) \
-             SELECT id, cancel_requested, lease_expires_at FROM u"
-        );
-        let mut tries = 0;
-        let rows = loop {
-            let result = async {
-                let mut tx = begin_by_index(self.pool()).await?;
-                let rows = sqlx::query(&sql)
-                    .bind(&ids)
-                    .bind(&tokens)
-                    .bind(&progress)
-                    .bind(&checkpoints)
-                    .bind(now)
-                    .bind(tenant)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(rows)
-            }
-            .await;
-            match result {
-                Ok(rows) => break rows,
-                Err(err) if is_retryable(&err) && tries < 3 => tries += 1,
-                Err(err) => return Err(err.into()),
-            }
-        };
-        let mut found = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: Uuid = row.try_get("id")?;
-            let cancel: bool = row.try_get("cancel_requested")?;
-            let expires: Option<DateTime<Utc>> = row.try_get("lease_expires_at")?;
-            found.insert(id, (cancel, expires));
-        }
-        Ok(items
-            .iter()
-            .map(|item| match found.get(&item.job_id) {
-                Some((cancel, expires)) => HeartbeatResult {
-                    job_id: item.job_id,
-                    status: if *cancel {
-                        HeartbeatStatus::CancelRequested
-                    } else {
-                        HeartbeatStatus::Ok
-                    },
-                    expires_at: *expires,
-                },
-                None => HeartbeatResult {
-                    job_id: item.job_id,
-                    status: HeartbeatStatus::Lost,
-                    expires_at: None,
-                },
-            })
-            .collect())
     }
 
     pub(super) async fn finish_impl(
@@ -522,15 +435,25 @@ impl PostgresStore {
         let mut tx = begin_by_index(self.pool()).await?;
         // `prev` tells fresh claims from expired leases taken over; an expired lease whose
         // attempts are spent goes to `dead` instead of being leased again.
+        // `t`: attempts in these queues whose run-time deadline has passed (locked; ended by
+        // `end_timed_out` below, in the same transaction), read back with the claimed rows.
         let sql = format!(
             "WITH cand AS MATERIALIZED ({cand}), \
+             t AS MATERIALIZED (SELECT x.id FROM unnest($2::text[]) AS tq(name) \
+               CROSS JOIN LATERAL (SELECT id FROM jobs WHERE tenant = $1 AND queue = tq.name \
+                 AND lease_expires_at <= $3 AND state = 'leased' AND {TIMED_OUT} \
+                 LIMIT {SWEEP_LIMIT} FOR UPDATE SKIP LOCKED) x LIMIT {SWEEP_LIMIT}), \
              u AS ( \
                UPDATE jobs j SET \
                  state = CASE WHEN c.exhausted THEN 'dead' ELSE 'leased' END, \
                  attempt = CASE WHEN c.exhausted THEN j.attempt ELSE j.attempt + 1 END, \
                  lease_epoch = CASE WHEN c.exhausted THEN j.lease_epoch ELSE j.lease_epoch + 1 END, \
                  started_at = CASE WHEN c.exhausted THEN j.started_at ELSE $3 END, \
-                 lease_expires_at = CASE WHEN c.exhausted THEN NULL ELSE $3 + $5 * interval '1 millisecond' END, \
+                 deadline_at = CASE WHEN c.exhausted THEN j.deadline_at \
+                   ELSE $3 + COALESCE(j.timeout_ms, c.queue_timeout) * interval '1 millisecond' END, \
+                 lease_expires_at = CASE WHEN c.exhausted THEN NULL \
+                   ELSE LEAST($3 + $5 * interval '1 millisecond', \
+                     $3 + COALESCE(j.timeout_ms, c.queue_timeout) * interval '1 millisecond') END, \
                  finished_at = CASE WHEN c.exhausted THEN $3 ELSE NULL END, \
                  last_error = CASE WHEN c.exhausted THEN '{{\"class\":\"lease_expired\",\"message\":\"lease expired and attempts are spent\",\"retryable\":false}}'::jsonb ELSE j.last_error END, \
                  lease_ttl_ms = $5, \
@@ -558,7 +481,9 @@ impl PostgresStore {
                         u.worker_version AS eversion \
                  FROM u WHERE NOT u.exhausted) e \
                ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \
-             SELECT * FROM u ORDER BY priority DESC, run_at, id",
+             SELECT *, false AS timed_out FROM u \
+             UNION ALL SELECT j.*, 'leased'::text, false, true FROM jobs j JOIN t ON j.id = t.id \
+             ORDER BY priority DESC, run_at, id",
             cand = claim_candidates(),
         );
         let rows = sqlx::query(&sql)
@@ -573,7 +498,12 @@ impl PostgresStore {
             .await?;
         let mut claimed = Claimed::default();
         let mut fx = DagEffects::default();
+        let mut timed_out = Vec::new();
         for row in &rows {
+            if row.try_get("timed_out")? {
+                timed_out.push(decode_job(row)?);
+                continue;
+            }
             let prev: String = row.try_get("prev")?;
             let exhausted: bool = row.try_get("exhausted")?;
             if prev == "leased" {
@@ -589,6 +519,7 @@ impl PostgresStore {
                 claimed.leases.push(lease_of(job)?);
             }
         }
+        claimed.timed_out = self.end_timed_out(&mut tx, now, timed_out, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(claimed)

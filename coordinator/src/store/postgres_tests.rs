@@ -25,6 +25,7 @@ fn job(queue: &str, priority: i32, run_at: DateTime<Utc>, key: Option<&str>) -> 
         run_id: None,
         inputs_hash: "sha256:0".into(),
         backoff: None,
+        timeout_ms: None,
         state: JobState::Queued,
     }
 }

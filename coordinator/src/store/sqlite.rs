@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run, SchedulerRun,
-    SchedulerRunInput,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    SchedulerRun, SchedulerRunInput,
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -91,7 +91,7 @@ pub(super) async fn append_event(
     append_events(conn, &[(job, kind, data)], now).await
 }
 
-/// Rows per multi-row statement: 17 binds per job row keeps a statement far below SQLite's
+/// Rows per multi-row statement: 18 binds per job row keeps a statement far below SQLite's
 /// limit of 32766 variables.
 pub(super) const BATCH_ROWS: usize = 500;
 
@@ -399,10 +399,11 @@ impl Store for SqliteStore {
         .bind(tenant)
         .fetch_all(&self.reader)
         .await?;
-        let paused = sqlx::query("SELECT name, paused FROM queues WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_all(&self.reader)
-            .await?;
+        let paused =
+            sqlx::query("SELECT name, paused, default_timeout_ms FROM queues WHERE tenant = ?")
+                .bind(tenant)
+                .fetch_all(&self.reader)
+                .await?;
         let mut acc = super::QueueAccumulator::default();
         for row in &counts {
             acc.add_count(
@@ -412,7 +413,11 @@ impl Store for SqliteStore {
             );
         }
         for row in &paused {
-            acc.set_paused(row.try_get("name")?, row.try_get::<i64, _>("paused")? != 0);
+            acc.set_row(
+                row.try_get("name")?,
+                row.try_get::<i64, _>("paused")? != 0,
+                row.try_get("default_timeout_ms")?,
+            );
         }
         Ok(acc.finish())
     }
@@ -432,6 +437,31 @@ impl Store for SqliteStore {
         .bind(tenant)
         .bind(queue)
         .bind(paused)
+        .bind(micros(now))
+        .execute(&self.writer)
+        .await?;
+        let queues = self.queues(tenant).await?;
+        super::pick_queue(queues, queue)
+    }
+
+    async fn set_queue_settings(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
+    ) -> StoreResult<QueueInfo> {
+        let timeout = settings
+            .default_timeout_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO queues (tenant, name, default_timeout_ms, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant, name) DO UPDATE SET \
+             default_timeout_ms = excluded.default_timeout_ms, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(queue)
+        .bind(timeout)
         .bind(micros(now))
         .execute(&self.writer)
         .await?;

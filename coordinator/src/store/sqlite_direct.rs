@@ -327,6 +327,8 @@ pub(super) struct JobColumns {
     run_id: usize,
     inputs_hash: usize,
     backoff: usize,
+    timeout_ms: usize,
+    deadline_at: usize,
     worker_id: usize,
     worker_version: usize,
     cancel_requested: usize,
@@ -365,6 +367,8 @@ impl JobColumns {
             run_id: at("run_id")?,
             inputs_hash: at("inputs_hash")?,
             backoff: at("backoff")?,
+            timeout_ms: at("timeout_ms")?,
+            deadline_at: at("deadline_at")?,
             worker_id: at("worker_id")?,
             worker_version: at("worker_version")?,
             cancel_requested: at("cancel_requested")?,
@@ -445,6 +449,10 @@ pub(super) fn decode_job_at(
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?,
+        timeout_ms: row
+            .int(cols.timeout_ms)?
+            .and_then(|ms| u64::try_from(ms).ok()),
+        deadline_at: time_at(row, cols.deadline_at)?,
         worker_id: owned(row.text(cols.worker_id)?),
         worker_version: owned(row.text(cols.worker_version)?),
         cancel_requested: required(row.int(cols.cancel_requested)?, "cancel_requested")? != 0,

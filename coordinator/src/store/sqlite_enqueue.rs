@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::sqlite::{BATCH_ROWS, SqliteStore, append_events_in, json_text, micros};
 use super::sqlite_direct::{Arg, Exec, numbered_rows};
+use super::timeouts::ms_int;
 use super::{Enqueued, NewJobRow, StoreError, StoreResult};
 
 impl SqliteStore {
@@ -40,14 +41,14 @@ impl SqliteStore {
             let mut sql = String::from(
                 "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff) VALUES ",
+                 inputs_hash, backoff, timeout_ms) VALUES ",
             );
-            let mut args = Vec::with_capacity(chunk.len() * 17);
+            let mut args = Vec::with_capacity(chunk.len() * 18);
             for (n, ((new, payload), backoff)) in
                 chunk.iter().zip(&payloads).zip(&backoffs).enumerate()
             {
                 sql.push_str(if n == 0 { "" } else { ", " });
-                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
                 args.extend([
                     Arg::uuid(&new.id),
                     Arg::Text(&new.tenant),
@@ -66,6 +67,7 @@ impl SqliteStore {
                     Arg::opt_uuid(new.run_id.as_ref()),
                     Arg::Text(&new.inputs_hash),
                     Arg::opt_text(backoff.as_deref()),
+                    Arg::opt_int(new.timeout_ms.map(ms_int)),
                 ]);
             }
             sql.push_str(

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::sqlite::{EVENT_INSERT, SqliteStore, from_micros, json_text, micros};
 use super::sqlite_direct::{Arg, Exec};
+use super::timeouts::ms_int;
 use super::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
 
 impl SqliteStore {
@@ -29,7 +30,17 @@ impl SqliteStore {
         claim: &ClaimParams,
     ) -> StoreResult<Option<(Job, Lease)>> {
         let at = micros(now);
-        let expires = micros(now + chrono::Duration::milliseconds(claim.lease_ttl_ms as i64));
+        // The attempt's deadline, as a claim would set it: the job's own timeout, else its
+        // queue's default, read first so that the `leased` event can name the lease's end (the
+        // deadline when it comes first). A default changed meanwhile applies from the next
+        // claim on, as if this one had come a moment earlier.
+        let timeout = match job.timeout_ms {
+            Some(ms) => Some(ms),
+            None => self.queue_timeout(&job.tenant, &job.queue).await?,
+        };
+        let deadline = timeout.map(|ms| at.saturating_add(ms_int(ms).saturating_mul(1000)));
+        let lease_end = micros(now + chrono::Duration::milliseconds(claim.lease_ttl_ms as i64));
+        let expires = deadline.map_or(lease_end, |d| d.min(lease_end));
         // The events' data as the enqueue and the claim write it, from the values as stored
         // (times at microsecond precision).
         let enqueued = json_text(&json!({
@@ -48,8 +59,9 @@ impl SqliteStore {
              INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
                max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
-               inputs_hash, backoff, worker_id, worker_version) \
-             SELECT ?, ?, ?, ?, 'leased', ?, ?, 1, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+               inputs_hash, backoff, worker_id, worker_version, timeout_ms, deadline_at) \
+             SELECT ?, ?, ?, ?, 'leased', ?, ?, 1, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+               ?, ? \
              WHERE NOT EXISTS (SELECT 1 FROM queues WHERE tenant = ? AND name = ? AND paused = 1) \
              ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
              DO NOTHING RETURNING *; \
@@ -83,6 +95,8 @@ impl SqliteStore {
             Arg::opt_text(backoff.as_deref()),
             Arg::Text(&claim.worker_id),
             Arg::opt_text(claim.worker_version.as_deref()),
+            Arg::opt_int(job.timeout_ms.map(ms_int)),
+            Arg::opt_int(deadline),
             Arg::Text(&job.tenant),
             Arg::Text(&job.queue),
             // the events

@@ -1,5 +1,7 @@
-//! The lease hot path on SQLite: claiming jobs (burying expired leases whose attempts are
-//! spent), heartbeats and finishing leased jobs, each as one write transaction.
+//! The lease hot path on SQLite: claiming jobs (ending timed-out attempts, burying expired
+//! leases whose attempts are spent) and finishing leased jobs, each as one write transaction
+//! (heartbeats: `sqlite_heartbeat`). No outcome is recorded from the attempt's run-time
+//! deadline on (`super::timeouts`).
 //!
 //! Statements that name jobs by id write their `tenant` and `state` checks as `+tenant`,
 //! `+jobs.state`: SQLite's documented way to keep a term from choosing an index. Without it,
@@ -12,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job, JobState};
+use leasehold_proto::{Job, JobState};
 use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
@@ -23,6 +25,8 @@ use super::sqlite::{
 };
 use super::sqlite_dag::SqliteDag;
 use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
+use super::sqlite_timeouts::end_timed_out;
+use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use super::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
     lease_of,
@@ -119,7 +123,8 @@ async fn finish_chunk(
            ELSE CASE WHEN jobs.cancel_requested = 1 THEN ?1 ELSE NULL END END, \
          updated_at = ?1, lease_expires_at = NULL FROM i \
          WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
-           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
+           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token \
+           AND (jobs.deadline_at IS NULL OR jobs.deadline_at > ?1) RETURNING *",
     );
     let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
     Ok(outcomes.iter().map(|o| updated.remove(&o.job_id)).collect())
@@ -202,80 +207,6 @@ async fn finish_chunk_with_events(
     Ok(ChunkFinished { updated, current })
 }
 
-/// Extends the leases of `chunk` (distinct jobs), storing progress and checkpoints, and
-/// writes a `checkpoint` event for each checkpoint stored.
-async fn heartbeat_chunk(
-    exec: &mut Exec<'_>,
-    now: DateTime<Utc>,
-    tenant: &str,
-    chunk: &[HeartbeatItem],
-) -> StoreResult<Vec<HeartbeatResult>> {
-    let t = micros(now);
-    let progress: Vec<Option<String>> = chunk
-        .iter()
-        .map(|i| i.progress.as_ref().map(json_text))
-        .collect();
-    let checkpoints: Vec<Option<String>> = chunk
-        .iter()
-        .map(|i| i.checkpoint.as_ref().map(json_text))
-        .collect();
-    // `?1` is the time and `?2` the tenant; the items are numbered from `?3` on.
-    let sql = format!(
-        "WITH i(id, token, progress, checkpoint) AS (VALUES {}) \
-         UPDATE jobs SET lease_expires_at = ?1 + jobs.lease_ttl_ms * 1000, \
-           progress = COALESCE(i.progress, jobs.progress), \
-           checkpoint = COALESCE(i.checkpoint, jobs.checkpoint), updated_at = ?1 \
-         FROM i WHERE jobs.id = i.id AND +jobs.tenant = ?2 \
-           AND +jobs.state = 'leased' AND jobs.lease_epoch = i.token RETURNING *",
-        numbered_rows(chunk.len(), 4, 3)
-    );
-    let mut args = Vec::with_capacity(chunk.len() * 4 + 2);
-    args.extend([Arg::Int(t), Arg::Text(tenant)]);
-    for ((item, progress), checkpoint) in chunk.iter().zip(&progress).zip(&checkpoints) {
-        args.extend([
-            Arg::uuid(&item.job_id),
-            Arg::Int(item.fencing_token),
-            Arg::opt_text(progress.as_deref()),
-            Arg::opt_text(checkpoint.as_deref()),
-        ]);
-    }
-    let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
-    let jobs: Vec<Option<Job>> = chunk.iter().map(|i| updated.remove(&i.job_id)).collect();
-    let events: Vec<(&Job, &str, Value)> = chunk
-        .iter()
-        .zip(&jobs)
-        .filter_map(|(item, job)| Some((job.as_ref()?, item.checkpoint.as_ref()?)))
-        .map(|(job, cp)| {
-            (
-                job,
-                "checkpoint",
-                json!({"fencing_token": job.fencing_token, "checkpoint": cp}),
-            )
-        })
-        .collect();
-    append_events_in(exec, &events, now).await?;
-    Ok(chunk
-        .iter()
-        .zip(jobs)
-        .map(|(item, job)| match job {
-            None => HeartbeatResult {
-                job_id: item.job_id,
-                status: HeartbeatStatus::Lost,
-                expires_at: None,
-            },
-            Some(job) => HeartbeatResult {
-                job_id: job.id,
-                status: if job.cancel_requested {
-                    HeartbeatStatus::CancelRequested
-                } else {
-                    HeartbeatStatus::Ok
-                },
-                expires_at: job.lease_expires_at,
-            },
-        })
-        .collect())
-}
-
 /// A job chosen by a claim, in claim order.
 struct Candidate {
     id: Uuid,
@@ -304,7 +235,7 @@ async fn bury_exhausted(
         .push_bind(&params.tenant)
         .push(" AND state = 'leased' AND lease_expires_at <= ")
         .push_bind(micros(now))
-        .push(" AND attempt >= max_attempts AND queue IN (");
+        .push(format!(" AND attempt >= max_attempts AND NOT ({TIMED_OUT}) AND queue IN ("));
     let mut sep = qb.separated(", ");
     for q in &params.queues {
         sep.push_bind(q);
@@ -346,12 +277,14 @@ async fn bury_exhausted(
 }
 
 /// The jobs a claim may take, in claim order: ready queued jobs and expired leases (two
-/// index-friendly halves, merged), in the claim's queues that are not paused.
+/// index-friendly halves, merged), in the claim's queues that are not paused; and, in the same
+/// statement (no extra trip when there are none), the ids of the attempts in the claim's
+/// queues whose run-time deadline has passed (at most [`SWEEP_LIMIT`]), for the claim to end.
 async fn select_candidates(
     exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
-) -> StoreResult<Vec<Candidate>> {
+) -> StoreResult<(Vec<Candidate>, Vec<Uuid>)> {
     let t = micros(now);
     let limit = i64::from(params.max_jobs);
     let queues = placeholders(params.queues.len());
@@ -362,26 +295,49 @@ async fn select_candidates(
              AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ?)"
         )
     };
+    // The outer `ORDER BY` keeps the candidates in claim order and puts the timed-out last.
     let sql = format!(
-        "{} UNION ALL {} ORDER BY priority DESC, run_at, id LIMIT ?",
+        "SELECT * FROM (SELECT * FROM ({} UNION ALL {} ORDER BY priority DESC, run_at, id \
+           LIMIT ?) \
+         UNION ALL SELECT * FROM (SELECT id, 'timed_out', priority, run_at, run_id FROM jobs \
+           WHERE tenant = ? AND state = 'leased' AND lease_expires_at <= ? AND {TIMED_OUT} \
+           AND queue IN ({queues}) LIMIT {SWEEP_LIMIT})) \
+         ORDER BY state = 'timed_out', priority DESC, run_at, id",
         half("state = 'queued' AND run_at"),
-        half("state = 'leased' AND lease_expires_at"),
+        half(&format!(
+            "state = 'leased' AND NOT ({TIMED_OUT}) AND lease_expires_at"
+        )),
     );
-    let mut args = Vec::with_capacity(2 * params.queues.len() + 7);
+    let mut args = Vec::with_capacity(3 * params.queues.len() + 9);
     for _ in 0..2 {
         args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
         args.extend(params.queues.iter().map(|q| Arg::Text(q)));
         args.push(Arg::Text(&params.tenant));
     }
     args.push(Arg::Int(limit));
-    exec.fetch(&sql, &args, |row| {
-        Ok(Candidate {
-            id: required(uuid_at(row, 0)?, "id")?,
-            expired: row.text(1)? == Some("leased"),
-            run_id: uuid_at(row, 4)?,
+    args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
+    args.extend(params.queues.iter().map(|q| Arg::Text(q)));
+    let rows = exec
+        .fetch(&sql, &args, |row| {
+            let timed_out = row.text(1)? == Some("timed_out");
+            let candidate = Candidate {
+                id: required(uuid_at(row, 0)?, "id")?,
+                expired: row.text(1)? == Some("leased"),
+                run_id: uuid_at(row, 4)?,
+            };
+            Ok((candidate, timed_out))
         })
-    })
-    .await
+        .await?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    let mut timed_out = Vec::new();
+    for (candidate, late) in rows {
+        if late {
+            timed_out.push(candidate.id);
+        } else {
+            candidates.push(candidate);
+        }
+    }
+    Ok((candidates, timed_out))
 }
 
 /// Leases `chunk` (at most [`BATCH_ROWS`] candidates) with one `UPDATE … RETURNING` and
@@ -396,11 +352,17 @@ async fn lease_chunk(
     let t = micros(now);
     let expires = micros(now + chrono::Duration::milliseconds(params.lease_ttl_ms as i64));
     let ttl = params.lease_ttl_ms as i64;
+    // The attempt's deadline: the job's own timeout, else its queue's default (none if
+    // neither); the lease never outlives it. The ids are numbered from `?6` on.
+    let timeout = "COALESCE(timeout_ms, (SELECT q.default_timeout_ms FROM queues q \
+                   WHERE q.tenant = jobs.tenant AND q.name = jobs.queue))";
     let sql = format!(
         "UPDATE jobs SET state = 'leased', attempt = attempt + 1, \
-         lease_epoch = lease_epoch + 1, started_at = ?, lease_expires_at = ?, lease_ttl_ms = ?, \
-         worker_id = ?, worker_version = ?, updated_at = ? WHERE id IN ({}) RETURNING *",
-        placeholders(chunk.len())
+         lease_epoch = lease_epoch + 1, started_at = ?1, \
+         deadline_at = ?1 + 1000 * {timeout}, \
+         lease_expires_at = MIN(?2, COALESCE(?1 + 1000 * {timeout}, ?2)), lease_ttl_ms = ?3, \
+         worker_id = ?4, worker_version = ?5, updated_at = ?1 WHERE id IN {} RETURNING *",
+        numbered_rows(1, chunk.len(), 6)
     );
     let mut args = vec![
         Arg::Int(t),
@@ -408,7 +370,6 @@ async fn lease_chunk(
         Arg::Int(ttl),
         Arg::Text(&params.worker_id),
         Arg::opt_text(params.worker_version.as_deref()),
-        Arg::Int(t),
     ];
     args.extend(chunk.iter().map(|c| Arg::uuid(&c.id)));
     let mut updated: HashMap<Uuid, Job> = exec.fetch_jobs_by_id(&sql, &args).await?;
@@ -454,7 +415,7 @@ impl SqliteStore {
         // The candidate search runs before its size is known: guess from the latest claim
         // (under load claims fill up; an idle worker's claim finds one job or none).
         let guess = self.last_claim_size.load(Ordering::Relaxed);
-        let candidates =
+        let (candidates, late) =
             select_candidates(&mut Exec::for_rows(&mut tx, guess).await?, now, params).await?;
         self.last_claim_size
             .store(candidates.len(), Ordering::Relaxed);
@@ -486,39 +447,16 @@ impl SqliteStore {
             }
             start = end;
         }
+        // After the leases, as on PostgreSQL (where one statement picks both): an attempt that
+        // times out now is never leased again by this same claim.
+        let timed_out = end_timed_out(&mut tx, now, &late, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(Claimed {
             leases,
             expired: buried + reclaimed,
+            timed_out,
         })
-    }
-
-    pub(super) async fn heartbeat_impl(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        items: &[HeartbeatItem],
-    ) -> StoreResult<Vec<HeartbeatResult>> {
-        // One `UPDATE … FROM` per chunk, each item fenced by its token in the WHERE clause; a
-        // chunk ends before a job named twice (the second heartbeat sees the first's writes),
-        // and the checkpoint events of a chunk are written by one `INSERT` in input order.
-        let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(items.len());
-        let mut start = 0;
-        while start < items.len() {
-            let mut seen = HashSet::new();
-            let mut end = start;
-            while end < items.len() && end - start < BATCH_ROWS && seen.insert(items[end].job_id) {
-                end += 1;
-            }
-            let chunk = &items[start..end];
-            let mut exec = Exec::for_rows(&mut tx, chunk.len()).await?;
-            out.extend(heartbeat_chunk(&mut exec, now, tenant, chunk).await?);
-            start = end;
-        }
-        tx.commit().await?;
-        Ok(out)
     }
 
     pub(super) async fn finish_impl(

@@ -42,6 +42,7 @@ fn job(queue: &str, key: Option<&str>, now: DateTime<Utc>) -> NewJobRow {
         run_id: None,
         inputs_hash: "sha256:0".into(),
         backoff: None,
+        timeout_ms: None,
         state: JobState::Queued,
     }
 }

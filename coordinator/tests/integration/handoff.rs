@@ -55,27 +55,59 @@ fn full_job(queue: &str, key: &str, now: DateTime<Utc>) -> leasehold_coordinator
 }
 
 async fn hand_off_writes_what_enqueue_then_claim_write(store: Arc<dyn Store>) {
+    // Without a timeout; with the job's own (shorter than the lease: the lease ends at the
+    // deadline); with its queue's default; with both (the job's own wins).
+    for (n, own, default) in [
+        (0, None, None),
+        (1, Some(10_000), None),
+        (2, None, Some(5_000)),
+        (3, Some(10_000), Some(5_000)),
+    ] {
+        let (a, b) = (format!("a{n}"), format!("b{n}"));
+        compare_hand_off(&store, (&a, &b), own, default).await;
+    }
+}
+
+/// Enqueues then claims one job in queue `a`, hands one off in queue `b` (each with
+/// `timeout_ms` `own`, both queues with `default_timeout_ms` `default`), and checks that both
+/// ways wrote the same.
+async fn compare_hand_off(
+    store: &Arc<dyn Store>,
+    (a, b): (&str, &str),
+    own: Option<u64>,
+    default: Option<u64>,
+) {
     let now = now_micros();
-    // The two-transaction way, in queue "a".
+    let settings = leasehold_proto::QueueSettings {
+        default_timeout_ms: default,
+    };
+    for queue in [a, b] {
+        store
+            .set_queue_settings(now, "default", queue, &settings)
+            .await
+            .unwrap();
+    }
+    let job = |queue: &str, key: &str| {
+        let mut row = full_job(queue, key, now);
+        row.timeout_ms = own;
+        row
+    };
+    // The two-transaction way, in queue `a`.
     let enqueued_a = store
-        .enqueue(now, vec![full_job("a", "key-a", now)])
+        .enqueue(now, vec![job(a, "key-a")])
         .await
         .unwrap()
         .remove(0)
         .job;
     let lease_a = store
-        .claim(now, &claim_params("a", 1, 30_000))
+        .claim(now, &claim_params(a, 1, 30_000))
         .await
         .unwrap()
         .leases
         .remove(0);
-    // The hand-off, in queue "b".
+    // The hand-off, in queue `b`.
     let (enqueued_b, lease_b) = store
-        .enqueue_leased(
-            now,
-            full_job("b", "key-b", now),
-            &claim_params("b", 1, 30_000),
-        )
+        .enqueue_leased(now, job(b, "key-b"), &claim_params(b, 1, 30_000))
         .await
         .unwrap()
         .expect("handed off");
@@ -83,6 +115,12 @@ async fn hand_off_writes_what_enqueue_then_claim_write(store: Arc<dyn Store>) {
     assert_eq!(enqueued_b.state, leasehold_proto::JobState::Queued);
     assert_eq!(json(&lease_b), json(&lease_a), "the lease");
     assert_eq!(lease_b.fencing_token, 1);
+    assert_eq!(lease_b.timeout_ms, own.or(default), "the attempt's timeout");
+    let ends = lease_b.timeout_ms.map_or(30_000, |ms| ms.min(30_000));
+    assert_eq!(
+        lease_b.lease_ttl_ms, ends,
+        "the lease ends at the deadline at the latest"
+    );
     let stored_a = store
         .get_job("default", lease_a.job.id)
         .await
@@ -95,14 +133,14 @@ async fn hand_off_writes_what_enqueue_then_claim_write(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(json(&stored_b), json(&stored_a), "the stored row");
     assert_eq!(
-        event_types(&store, lease_b.job.id).await,
-        event_types(&store, lease_a.job.id).await
+        event_types(store, lease_b.job.id).await,
+        event_types(store, lease_a.job.id).await
     );
     assert_eq!(
-        event_types(&store, lease_b.job.id).await,
+        event_types(store, lease_b.job.id).await,
         ["enqueued", "leased"]
     );
-    let events = store.events_after(0, 100).await.unwrap();
+    let events = store.events_after(0, 1000).await.unwrap();
     let of = |id| -> Vec<(Option<String>, Value)> {
         events
             .iter()

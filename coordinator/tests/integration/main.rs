@@ -30,4 +30,5 @@ mod store_conformance;
 mod store_listings;
 mod store_transitions;
 mod strict_bodies;
+mod timeouts;
 mod worker_session;

@@ -13,7 +13,7 @@ import os
 from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, TypeVar, Union
 
 from . import _native
-from .errors import CoordinatorError, _seconds
+from .errors import CoordinatorError, Seconds, _seconds
 from .models import (
     Backoff,
     Enqueued,
@@ -177,9 +177,10 @@ def _spec(
     correlation_id: Optional[str],
     project: Optional[str],
     backoff: Optional[Backoff],
+    timeout: Optional[Seconds],
 ) -> JobSpec:
     return JobSpec(
-        kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+        kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff, timeout
     )
 
 
@@ -214,10 +215,22 @@ class Client:
         correlation_id: Optional[str] = None,
         project: Optional[str] = None,
         backoff: Optional[Backoff] = None,
+        timeout: Optional[Seconds] = None,
     ) -> Enqueued:
-        """Enqueues one job of ``kind`` with a JSON-serializable ``payload``."""
+        """Enqueues one job of ``kind`` with a JSON-serializable ``payload``. ``timeout``: the
+        longest one attempt may run (see :class:`~leasehold.JobSpec`)."""
         spec = _spec(
-            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+            kind,
+            payload,
+            queue,
+            priority,
+            max_attempts,
+            run_at,
+            idempotency_key,
+            correlation_id,
+            project,
+            backoff,
+            timeout,
         )
         return self._call(_Operations.enqueue(spec, deterministic_key))
 
@@ -328,10 +341,21 @@ class AsyncClient:
         correlation_id: Optional[str] = None,
         project: Optional[str] = None,
         backoff: Optional[Backoff] = None,
+        timeout: Optional[Seconds] = None,
     ) -> Enqueued:
         """See :meth:`Client.enqueue`."""
         spec = _spec(
-            kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff
+            kind,
+            payload,
+            queue,
+            priority,
+            max_attempts,
+            run_at,
+            idempotency_key,
+            correlation_id,
+            project,
+            backoff,
+            timeout,
         )
         return await self._call(_Operations.enqueue(spec, deterministic_key))
 

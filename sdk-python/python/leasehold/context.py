@@ -120,7 +120,8 @@ class _BaseContext:
     @property
     def cancel_reason(self) -> Optional[str]:
         """Why the job is being cancelled — ``"cancel_requested"``, ``"lease_lost"``,
-        ``"lease_expired"`` or ``"shutdown"`` — or ``None``."""
+        ``"lease_expired"``, ``"timed_out"`` (its run time is running out: the SDK reports a
+        ``timeout`` failure whatever the handler returns) or ``"shutdown"`` — or ``None``."""
         return self._job.cancel_reason()
 
     def checkpoint(self, value: Any) -> None:
@@ -148,6 +149,8 @@ class _BaseContext:
             return
         if reason == "cancel_requested":
             raise JobCancelled(f"job {self.job_id} was cancelled")
+        if reason == "timed_out":
+            raise LeaseLost(f"job {self.job_id} ran out of run time (timed_out)", job_id=self.job_id)
         raise LeaseLost(f"the lease on job {self.job_id} is gone ({reason})", job_id=self.job_id)
 
     def __repr__(self) -> str:
@@ -161,8 +164,8 @@ class Context(_BaseContext):
 
     @property
     def cancelled(self) -> bool:
-        """Whether the job should stop: cancelled by an operator, lease lost, or worker
-        shutting down (:attr:`cancel_reason` says which)."""
+        """Whether the job should stop: cancelled by an operator, lease lost, run time
+        exceeded, or worker shutting down (:attr:`cancel_reason` says which)."""
         return self._job.is_cancelled()
 
     def wait_cancelled(self, timeout: Optional[float] = None) -> bool:

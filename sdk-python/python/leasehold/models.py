@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from .errors import Seconds, _seconds
+
 __all__ = [
     "Artifact",
     "Backoff",
@@ -184,6 +186,11 @@ class JobSpec:
     Without an ``idempotency_key`` the SDK assigns a fresh one per call, so the call is safe to
     retry; ``deterministic_key=True`` on the client call derives it from queue, kind and
     payload instead (the same job enqueued twice becomes one).
+
+    ``timeout`` (seconds or a ``timedelta``, whole milliseconds, 1 s to 7 days) is the longest one
+    attempt may run: past it the worker's handler is cancelled (``cancel_reason`` is
+    ``"timed_out"``) and the attempt fails with class ``timeout``, retried like any failure.
+    Default: the queue's default timeout, else none.
     """
 
     kind: str
@@ -196,6 +203,7 @@ class JobSpec:
     correlation_id: Optional[str] = None
     project: Optional[str] = None
     backoff: Optional[Backoff] = None
+    timeout: Optional[Seconds] = None
 
     def _to_json(self) -> Dict[str, Any]:
         if not isinstance(self.kind, str):
@@ -224,6 +232,8 @@ class JobSpec:
             if not isinstance(self.backoff, Backoff):
                 raise TypeError(f"backoff must be a leasehold.Backoff, got {type(self.backoff).__name__}")
             d["backoff"] = self.backoff._to_json()
+        if self.timeout is not None:
+            d["timeout_ms"] = _timeout_ms(self.timeout)
         return d
 
 
@@ -240,6 +250,7 @@ class RunJob:
     priority: int = 0
     max_attempts: Optional[int] = None
     backoff: Optional[Backoff] = None
+    timeout: Optional[Seconds] = None
 
     def _to_json(self) -> Dict[str, Any]:
         if isinstance(self.depends_on, str):
@@ -256,4 +267,11 @@ class RunJob:
             d["max_attempts"] = _opt_int("max_attempts", self.max_attempts)
         if self.backoff is not None:
             d["backoff"] = self.backoff._to_json()
+        if self.timeout is not None:
+            d["timeout_ms"] = _timeout_ms(self.timeout)
         return d
+
+
+def _timeout_ms(timeout: Seconds) -> int:
+    """A job's ``timeout`` as the wire's ``timeout_ms`` (the coordinator checks its range)."""
+    return round(_seconds("timeout", timeout) * 1000)

@@ -12,6 +12,7 @@ mod sdk_client;
 mod sdk_faults;
 mod sdk_runs;
 mod sdk_throughput;
+mod sdk_timeouts;
 mod serve_binary;
 mod shutdown;
 mod two_replica_feeds;

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod api;
+pub mod clocked;
 pub mod dag;
 pub mod events;
 pub mod rows;

@@ -96,19 +96,18 @@ fn by_key(leases: &[Value]) -> HashMap<String, Value> {
 
 /// Every job event carries the job's `inputs_hash`; the events a worker causes (its lease, its
 /// checkpoint, its outcome) carry that worker's id and version, on every path that writes them:
-/// claim, heartbeat, single and batched outcomes, lease expiry and the hand-off.
+/// claim, heartbeat, single and batched outcomes, lease expiry, an execution timeout and the
+/// hand-off.
 async fn every_event_carries_inputs_hash_and_worker_version(store: Arc<dyn Store>) {
     let api = Api::new(store.clone());
     let q = "prov-ev";
     let mut hashes = HashMap::new();
-    for key in ["complete", "fail", "release", "batch", "expire"] {
-        let r = api
-            .call(
-                "POST",
-                "/v1/jobs",
-                Some(json!({"queue": q, "kind": "k", "payload": {"key": key}})),
-            )
-            .await;
+    for key in ["complete", "fail", "release", "batch", "expire", "timeout"] {
+        let mut job = json!({"queue": q, "kind": "k", "payload": {"key": key}});
+        if key == "timeout" {
+            job["timeout_ms"] = json!(20_000);
+        }
+        let r = api.call("POST", "/v1/jobs", Some(job)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         hashes.insert(
             r.body["id"].as_str().unwrap().to_owned(),
@@ -116,7 +115,7 @@ async fn every_event_carries_inputs_hash_and_worker_version(store: Arc<dyn Store
         );
     }
     let leases = by_key(&claim_as(&api, q, "w-1", "1.2.3", 30_000).await);
-    assert_eq!(leases.len(), 5);
+    assert_eq!(leases.len(), 6);
     let path = |key: &str, verb: &str| {
         format!(
             "/v1/jobs/{}/{verb}",
@@ -169,7 +168,8 @@ async fn every_event_carries_inputs_hash_and_worker_version(store: Arc<dyn Store
         .await;
     assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
 
-    // The `expire` lease runs out; a second worker's claim reclaims it.
+    // The `expire` lease runs out and the `timeout` job's run time too; a second worker's claim
+    // reclaims the first and ends the second as a `timeout` failure.
     api.clock.advance_ms(31_000);
     let second = by_key(&claim_as(&api, q, "w-2", "2.0.0", 30_000).await);
     assert!(second.contains_key("expire"), "{second:?}");
@@ -222,6 +222,13 @@ async fn every_event_carries_inputs_hash_and_worker_version(store: Arc<dyn Store
 
     let events = store.events_after(0, 1000).await.unwrap();
     let mut seen = HashSet::new();
+    let timeout_id = leases["timeout"]["job"]["id"].as_str().unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "retry_scheduled"
+            && e.job_id.unwrap().to_string() == timeout_id
+            && e.data["reason"] == "timeout"),
+        "no timeout event for {timeout_id}"
+    );
     for e in events
         .iter()
         .filter(|e| e.queue.as_deref().is_some_and(|q| q.starts_with("prov-")))

@@ -6,7 +6,7 @@
 //! into this module inside the same transaction. The decisions live here: which children become
 //! ready, which descendants end `cancelled` with `upstream_failed`, which go back to `blocked` on
 //! a replay, and what the run's status becomes. The statements that carry them out are the
-//! stores' ([`DagStatements`]: `postgres_dag.rs`, `sqlite_dag.rs`).
+//! stores' ([`DagStatements`]: `postgres/dag.rs`, `sqlite/dag.rs`).
 //!
 //! What must not happen before the commit is collected in [`DagEffects`] and applied by the
 //! caller once the transaction has committed: waking claimers (a child is not claimable before)

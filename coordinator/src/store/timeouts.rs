@@ -8,7 +8,7 @@
 //! timed-out attempts before it takes any lease, as a failure of class `timeout`: back to
 //! `queued` after the job's backoff while attempts remain, else `dead` (`cancelled` when a cancel
 //! was requested), with the same event and run bookkeeping as a failure the worker reports.
-//! What that failure writes is decided here; `sqlite_timeouts.rs` and `postgres_timeouts.rs`
+//! What that failure writes is decided here; `sqlite/timeouts.rs` and `postgres/timeouts.rs`
 //! hold the statements.
 
 use chrono::{DateTime, Utc};

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
-use super::StoreResult;
-use super::postgres::PostgresStore;
+use super::PostgresStore;
+use crate::store::StoreResult;
 
 /// How long a hole is left alone before its watch starts (step 1 above).
 pub(super) const MARGIN: Duration = Duration::from_millis(200);

@@ -1,22 +1,21 @@
-//! Runs, DAG bookkeeping, the event feed and scheduler records on SQLite. Every function that
-//! takes a connection runs inside the caller's write transaction.
+//! Runs, DAG bookkeeping, the event feed and scheduler records on PostgreSQL. Functions taking
+//! a connection run inside the caller's transaction.
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{Event, JobState, Run, RunJob};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::dag::{self, DagEffects};
-use super::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
-use super::sqlite::{SqliteStore, from_micros, micros, opt_time};
-use super::sqlite_dag::SqliteDag;
-use super::{EventFilter, StoreError, StoreResult};
+use super::PostgresStore;
+use crate::store::dag::{self, DagEffects};
+use crate::store::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
+use crate::store::{EventFilter, StoreError, StoreResult};
 
 async fn append_run_event(
-    conn: &mut SqliteConnection,
-    run: &SqliteRow,
+    conn: &mut PgConnection,
+    run: &PgRow,
     kind: &str,
     job_id: Option<Uuid>,
     now: DateTime<Utc>,
@@ -24,7 +23,7 @@ async fn append_run_event(
 ) -> StoreResult<Event> {
     let row = sqlx::query(
         "INSERT INTO events (tenant, type, job_id, run_id, project, correlation_id, at, data) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
     )
     .bind(run.try_get::<String, _>("tenant")?)
     .bind(kind)
@@ -32,15 +31,14 @@ async fn append_run_event(
     .bind(run.try_get::<Uuid, _>("id")?)
     .bind(run.try_get::<Option<String>, _>("project")?)
     .bind(run.try_get::<Option<String>, _>("correlation_id")?)
-    .bind(micros(now))
-    .bind(data.to_string())
+    .bind(now)
+    .bind(data)
     .fetch_one(&mut *conn)
     .await?;
     decode_event(&row)
 }
 
-pub(super) fn decode_event(row: &SqliteRow) -> StoreResult<Event> {
-    let data: String = row.try_get("data")?;
+pub(super) fn decode_event(row: &PgRow) -> StoreResult<Event> {
     Ok(Event {
         id: row.try_get("id")?,
         kind: row.try_get("type")?,
@@ -54,27 +52,13 @@ pub(super) fn decode_event(row: &SqliteRow) -> StoreResult<Event> {
         correlation_id: row.try_get("correlation_id")?,
         inputs_hash: row.try_get("inputs_hash")?,
         worker_version: row.try_get("worker_version")?,
-        at: from_micros(row.try_get("at")?)?,
-        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        at: row.try_get("at")?,
+        data: row.try_get("data")?,
     })
 }
 
-fn decode_record(row: &SqliteRow) -> StoreResult<RunRecord> {
-    Ok(RunRecord {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        run_token: row.try_get("run_token")?,
-        name: row.try_get("name")?,
-        project: row.try_get("project")?,
-        correlation_id: row.try_get("correlation_id")?,
-        mode: row.try_get("mode")?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-        cancelled_at: opt_time(row.try_get("cancelled_at")?)?,
-    })
-}
-
-async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
-    let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+async fn load_run(conn: &mut PgConnection, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
+    let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
         .bind(id)
         .bind(tenant)
         .fetch_optional(&mut *conn)
@@ -82,12 +66,22 @@ async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreR
     else {
         return Ok(None);
     };
-    let record = decode_record(&row)?;
+    let record = RunRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        run_token: row.try_get("run_token")?,
+        name: row.try_get("name")?,
+        project: row.try_get("project")?,
+        correlation_id: row.try_get("correlation_id")?,
+        mode: row.try_get("mode")?,
+        created_at: row.try_get("created_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+    };
     let jobs = sqlx::query(
         "SELECT j.id, j.run_key, j.kind, j.queue, j.state, j.attempt, j.cancel_reason, j.started_at, \
-         j.finished_at, (SELECT group_concat(p.run_key, char(31)) FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
-                          WHERE d.job_id = j.id) AS parents \
-         FROM jobs j WHERE j.run_id = ?",
+         j.finished_at, COALESCE((SELECT array_agg(p.run_key ORDER BY p.run_key) FROM job_deps d \
+           JOIN jobs p ON p.id = d.parent_id WHERE d.job_id = j.id), '{}') AS parents \
+         FROM jobs j WHERE j.run_id = $1",
     )
     .bind(id)
     .fetch_all(&mut *conn)
@@ -96,11 +90,6 @@ async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreR
         .iter()
         .map(|r| {
             let state: String = r.try_get("state")?;
-            let parents: Option<String> = r.try_get("parents")?;
-            let mut depends_on: Vec<String> = parents
-                .map(|p| p.split('\u{1f}').map(str::to_owned).collect())
-                .unwrap_or_default();
-            depends_on.sort();
             let id: Uuid = r.try_get("id")?;
             Ok((
                 RunJob {
@@ -112,11 +101,11 @@ async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreR
                     queue: r.try_get("queue")?,
                     state: JobState::parse(&state)
                         .ok_or_else(|| StoreError::Internal(format!("unknown state {state}")))?,
-                    depends_on,
+                    depends_on: r.try_get("parents")?,
                     attempt: r.try_get("attempt")?,
                     cancel_reason: r.try_get("cancel_reason")?,
-                    started_at: opt_time(r.try_get("started_at")?)?,
-                    finished_at: opt_time(r.try_get("finished_at")?)?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
                 },
                 id,
             ))
@@ -125,47 +114,22 @@ async fn load_run(conn: &mut SqliteConnection, tenant: &str, id: Uuid) -> StoreR
     Ok(Some(assemble(record, jobs)))
 }
 
-fn push_event_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, f: &'a EventFilter) {
-    qb.push(" WHERE id > ").push_bind(f.after);
-    if let Some(t) = &f.tenant {
-        qb.push(" AND tenant = ").push_bind(t);
-    }
-    if let Some(r) = f.run_id {
-        qb.push(" AND run_id = ").push_bind(r);
-    }
-    if let Some(j) = f.job_id {
-        qb.push(" AND job_id = ").push_bind(j);
-    }
-    if let Some(q) = &f.queue {
-        qb.push(" AND queue = ").push_bind(q);
-    }
-    if !f.types.is_empty() {
-        qb.push(" AND type IN (");
-        let mut sep = qb.separated(", ");
-        for t in &f.types {
-            sep.push_bind(t);
-        }
-        qb.push(")");
-    }
-    if let Some(from) = f.from {
-        qb.push(" AND at >= ").push_bind(micros(from));
-    }
-    if let Some(to) = f.to {
-        qb.push(" AND at < ").push_bind(micros(to));
-    }
-    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+/// [`RunStatements`] inside the caller's transaction.
+struct PgRuns<'a> {
+    store: &'a PostgresStore,
+    tx: &'a mut PgConnection,
 }
 
-/// [`RunStatements`] inside the caller's write transaction.
-struct SqliteRuns<'a> {
-    store: &'a SqliteStore,
-    tx: &'a mut SqliteConnection,
-}
-
-impl RunStatements for SqliteRuns<'_> {
+impl RunStatements for PgRuns<'_> {
     async fn run_with_token(&mut self, tenant: &str, token: &str) -> StoreResult<Option<Uuid>> {
+        // Serializes submissions of one token across replicas until the commit.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+            .bind(tenant)
+            .bind(token)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(
-            sqlx::query_scalar("SELECT id FROM runs WHERE tenant = ? AND run_token = ?")
+            sqlx::query_scalar("SELECT id FROM runs WHERE tenant = $1 AND run_token = $2")
                 .bind(tenant)
                 .bind(token)
                 .fetch_optional(&mut *self.tx)
@@ -176,7 +140,7 @@ impl RunStatements for SqliteRuns<'_> {
     async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
         let run_row = sqlx::query(
             "INSERT INTO runs (id, tenant, run_token, name, project, correlation_id, mode, status, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) RETURNING *",
         )
         .bind(run.id)
         .bind(&run.tenant)
@@ -185,8 +149,7 @@ impl RunStatements for SqliteRuns<'_> {
         .bind(&run.project)
         .bind(&run.correlation_id)
         .bind(&run.mode)
-        .bind(micros(now))
-        .bind(micros(now))
+        .bind(now)
         .fetch_one(&mut *self.tx)
         .await?;
         append_run_event(
@@ -203,19 +166,24 @@ impl RunStatements for SqliteRuns<'_> {
 
     async fn insert_run_jobs(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {
         let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
-        let inserted = self.store.insert_jobs(self.tx, now, rows).await?;
+        let inserted = self
+            .store
+            .insert_jobs(self.tx, now, rows, None, false)
+            .await?;
         for (spec, enq) in run.jobs.iter().zip(&inserted) {
-            sqlx::query("UPDATE jobs SET run_key = ? WHERE id = ?")
+            sqlx::query("UPDATE jobs SET run_key = $1 WHERE id = $2")
                 .bind(&spec.key)
                 .bind(enq.job.id)
                 .execute(&mut *self.tx)
                 .await?;
-            for parent in &spec.parents {
-                sqlx::query("INSERT INTO job_deps (job_id, parent_id) VALUES (?, ?)")
-                    .bind(enq.job.id)
-                    .bind(parent)
-                    .execute(&mut *self.tx)
-                    .await?;
+            if !spec.parents.is_empty() {
+                sqlx::query(
+                    "INSERT INTO job_deps (job_id, parent_id) SELECT $1, unnest($2::uuid[])",
+                )
+                .bind(enq.job.id)
+                .bind(&spec.parents)
+                .execute(&mut *self.tx)
+                .await?;
             }
         }
         Ok(())
@@ -226,15 +194,15 @@ impl RunStatements for SqliteRuns<'_> {
     }
 }
 
-impl SqliteStore {
+impl PostgresStore {
     pub(super) async fn create_run_impl(
         &self,
         now: DateTime<Utc>,
         run: NewRunRow,
     ) -> StoreResult<(Run, bool)> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool().begin().await?;
         let created = runs::create(
-            &mut SqliteRuns {
+            &mut PgRuns {
                 store: self,
                 tx: &mut tx,
             },
@@ -247,7 +215,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn get_run_impl(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Run>> {
-        let mut conn = self.reader.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         load_run(&mut conn, tenant, id).await
     }
 
@@ -257,9 +225,9 @@ impl SqliteStore {
         tenant: &str,
         id: Uuid,
     ) -> StoreResult<Option<Run>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.pool().begin().await?;
         let mut fx = DagEffects::default();
-        dag::cancel_run(&mut SqliteDag(&mut tx), tenant, id, now, &mut fx).await?;
+        dag::cancel_run(&mut self.dag(&mut tx), tenant, id, now, &mut fx).await?;
         let run = load_run(&mut tx, tenant, id).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
@@ -275,8 +243,8 @@ impl SqliteStore {
         job_id: Option<Uuid>,
         data: Value,
     ) -> StoreResult<Option<Event>> {
-        let mut tx = self.begin_write().await?;
-        let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+        let mut tx = self.pool().begin().await?;
+        let Some(run) = sqlx::query("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
             .bind(run_id)
             .bind(tenant)
             .fetch_optional(&mut *tx)
@@ -289,10 +257,39 @@ impl SqliteStore {
         Ok(Some(event))
     }
 
-    pub(super) async fn list_events_impl(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM events");
-        push_event_filter(&mut qb, filter);
-        let rows = qb.build().fetch_all(&self.reader).await?;
+    pub(super) async fn list_events_impl(&self, f: &EventFilter) -> StoreResult<Vec<Event>> {
+        // A settled read never passes an id that a running transaction may still commit: it
+        // reads up to the feed's settled end (`postgres/feed.rs`), so a reader that resumes
+        // after the last id it got can never step over an event that commits late.
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE id > ");
+        qb.push_bind(f.after);
+        if f.settled {
+            let end = self.settled_end(f.after, 0).await?;
+            qb.push(" AND id <= ").push_bind(end);
+        }
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t);
+        }
+        if let Some(r) = f.run_id {
+            qb.push(" AND run_id = ").push_bind(r);
+        }
+        if let Some(j) = f.job_id {
+            qb.push(" AND job_id = ").push_bind(j);
+        }
+        if let Some(q) = &f.queue {
+            qb.push(" AND queue = ").push_bind(q);
+        }
+        if !f.types.is_empty() {
+            qb.push(" AND type = ANY(").push_bind(&f.types).push(")");
+        }
+        if let Some(from) = f.from {
+            qb.push(" AND at >= ").push_bind(from);
+        }
+        if let Some(to) = f.to {
+            qb.push(" AND at < ").push_bind(to);
+        }
+        qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+        let rows = qb.build().fetch_all(self.pool()).await?;
         rows.iter().map(decode_event).collect()
     }
 }

@@ -19,15 +19,14 @@ use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::dag::{self, DagEffects};
-use super::sqlite::{
-    BATCH_ROWS, SqliteStore, append_events, append_events_in, decode_job, json_text, micros,
-};
-use super::sqlite_dag::SqliteDag;
-use super::sqlite_direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
-use super::sqlite_timeouts::end_timed_out;
-use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
-use super::{
+use super::SqliteStore;
+use super::dag::SqliteDag;
+use super::direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
+use super::rows::{BATCH_ROWS, append_events, append_events_in, decode_job, json_text, micros};
+use super::timeouts::end_timed_out;
+use crate::store::dag::{self, DagEffects};
+use crate::store::timeouts::{SWEEP_LIMIT, TIMED_OUT};
+use crate::store::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
     lease_of,
 };
@@ -177,7 +176,7 @@ async fn finish_chunk_with_events(
     chunk: &[Outcome],
 ) -> StoreResult<ChunkFinished> {
     let updated = finish_chunk(exec, now, tenant, chunk).await?;
-    let lost = super::lost_leases(chunk, &updated);
+    let lost = crate::store::lost_leases(chunk, &updated);
     let current = if lost.is_empty() {
         HashMap::new()
     } else {
@@ -488,7 +487,7 @@ impl SqliteStore {
         let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
-            let end = super::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
+            let end = crate::store::outcome_chunk_end(&outcomes, start, BATCH_ROWS, &in_run);
             let chunk = &outcomes[start..end];
             let ChunkFinished { updated, current } = finish_chunk_with_events(
                 &mut Exec::for_rows(&mut tx, chunk.len()).await?,

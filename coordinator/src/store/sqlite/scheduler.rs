@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::{SchedulerRun, SchedulerRunInput};
 use sqlx::Row;
 
-use super::StoreResult;
-use super::sqlite::{SqliteStore, from_micros, micros};
+use super::SqliteStore;
+use super::rows::{from_micros, micros};
+use crate::store::StoreResult;
 
 impl SqliteStore {
     pub(super) async fn record_scheduler_run_impl(

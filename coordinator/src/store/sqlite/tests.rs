@@ -3,7 +3,7 @@ use super::*;
 use chrono::Duration as Span;
 use leasehold_proto::{HeartbeatStatus, Lease};
 
-use super::super::OutcomeKind;
+use crate::store::OutcomeKind;
 
 struct TempDb {
     store: SqliteStore,

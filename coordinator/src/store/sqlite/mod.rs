@@ -1,6 +1,17 @@
 //! SQLite store: one file, WAL, a single writer connection (every write transaction starts with
 //! `BEGIN IMMEDIATE`, so it never upgrades a read lock and never deadlocks) and a reader pool.
 
+mod dag;
+mod direct;
+mod enqueue;
+mod handoff;
+mod heartbeat;
+mod leases;
+mod rows;
+mod runs;
+mod scheduler;
+mod timeouts;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,19 +26,18 @@ use leasehold_proto::{
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::dag::{self, DagEffects};
-use super::sqlite_dag::SqliteDag;
-use super::sqlite_direct::{Arg, Exec, JobColumns, decode_job_at};
-use super::{
+use crate::store::dag::DagEffects;
+use crate::store::{
     Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
     NewRunRow, Outcome, StateCount, Store, StoreError, StoreResult, Transition,
 };
+use dag::SqliteDag;
+use rows::{append_event, decode_job, fetch_job, from_micros, micros, opt_time};
 
 /// SQLite's `synchronous` setting: `Normal` is durable across application crashes and fast;
 /// `Full` also survives power loss.
@@ -51,107 +61,6 @@ pub struct SqliteStore {
     pub(super) last_claim_size: Arc<AtomicUsize>,
     /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
     pub(super) ready: crate::notify::ReadySignal,
-}
-
-/// Microseconds since the epoch, the on-disk time format.
-pub(super) fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub(super) fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| StoreError::Internal(format!("timestamp out of range: {us}")))
-}
-
-pub(super) fn opt_time(us: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    us.map(from_micros).transpose()
-}
-
-pub(super) fn json_text(v: &Value) -> String {
-    v.to_string()
-}
-
-pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
-    let cols = JobColumns::find(|name| Ok(row.try_column(name)?.ordinal()))?;
-    decode_job_at(row, &cols)
-}
-
-/// The column list of every event insert (one-row and multi-row, sqlx and direct).
-pub(super) const EVENT_INSERT: &str = "INSERT INTO events (tenant, type, job_id, run_id, \
-     queue, project, kind, worker_id, correlation_id, at, data, inputs_hash, worker_version)";
-
-/// Appends one event about `job` inside the caller's transaction.
-pub(super) async fn append_event(
-    conn: &mut SqliteConnection,
-    job: &Job,
-    kind: &str,
-    now: DateTime<Utc>,
-    data: Value,
-) -> StoreResult<()> {
-    append_events(conn, &[(job, kind, data)], now).await
-}
-
-/// Rows per multi-row statement: 18 binds per job row keeps a statement far below SQLite's
-/// limit of 32766 variables.
-pub(super) const BATCH_ROWS: usize = 500;
-
-/// Appends events (`(job, type, data)`) inside the caller's transaction, in slice order (so
-/// with increasing ids), with one multi-row `INSERT` per [`BATCH_ROWS`] events.
-pub(super) async fn append_events(
-    conn: &mut SqliteConnection,
-    events: &[(&Job, &str, Value)],
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    append_events_in(&mut Exec::for_rows(conn, events.len()).await?, events, now).await
-}
-
-/// [`append_events`] with statements run by `exec`.
-pub(super) async fn append_events_in(
-    exec: &mut Exec<'_>,
-    events: &[(&Job, &str, Value)],
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let at = micros(now);
-    for chunk in events.chunks(BATCH_ROWS) {
-        let data: Vec<String> = chunk.iter().map(|(_, _, d)| json_text(d)).collect();
-        let mut sql = String::from(EVENT_INSERT);
-        sql.push_str(" VALUES ");
-        let mut args = Vec::with_capacity(chunk.len() * 13);
-        for (n, ((job, kind, _), data)) in chunk.iter().zip(&data).enumerate() {
-            sql.push_str(if n == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-            args.extend([
-                Arg::Text(&job.tenant),
-                Arg::Text(kind),
-                Arg::uuid(&job.id),
-                Arg::opt_uuid(job.run_id.as_ref()),
-                Arg::Text(&job.queue),
-                Arg::opt_text(job.project.as_deref()),
-                Arg::Text(&job.kind),
-                Arg::opt_text(job.worker_id.as_deref()),
-                Arg::opt_text(job.correlation_id.as_deref()),
-                Arg::Int(at),
-                Arg::Text(data),
-                Arg::Text(&job.inputs_hash),
-                Arg::opt_text(job.worker_version.as_deref()),
-            ]);
-        }
-        exec.execute(&sql, &args).await?;
-    }
-    Ok(())
-}
-
-async fn fetch_job(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    id: Uuid,
-) -> StoreResult<Option<Job>> {
-    let row = sqlx::query("SELECT * FROM jobs WHERE id = ? AND tenant = ?")
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(decode_job).transpose()
 }
 
 impl SqliteStore {
@@ -313,7 +222,13 @@ impl Store for SqliteStore {
         )
         .await?;
         let mut fx = DagEffects::default();
-        dag::after_job_change(&mut SqliteDag(&mut tx), (&updated).into(), now, &mut fx).await?;
+        crate::store::dag::after_job_change(
+            &mut SqliteDag(&mut tx),
+            (&updated).into(),
+            now,
+            &mut fx,
+        )
+        .await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(Some(Transition {
@@ -339,7 +254,7 @@ impl Store for SqliteStore {
             }));
         }
         let mut fx = DagEffects::default();
-        let job = dag::replay(&mut SqliteDag(&mut tx), &job, now, &mut fx).await?;
+        let job = crate::store::dag::replay(&mut SqliteDag(&mut tx), &job, now, &mut fx).await?;
         tx.commit().await?;
         fx.after_commit(&self.ready);
         Ok(Some(Transition { job, changed: true }))
@@ -558,5 +473,4 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-#[path = "sqlite_tests.rs"]
 mod tests;

@@ -7,10 +7,11 @@ use leasehold_proto::Job;
 use leasehold_proto::retry::SplitMix64;
 use sqlx::PgConnection;
 
-use super::dag::{self, DagEffects};
-use super::postgres::{EVENT_COLUMNS, PostgresStore, decode_job};
-use super::timeouts::{self, TimedOut};
-use super::{StoreError, StoreResult};
+use super::PostgresStore;
+use super::rows::{EVENT_COLUMNS, decode_job};
+use crate::store::dag::{self, DagEffects};
+use crate::store::timeouts::{self, TimedOut};
+use crate::store::{StoreError, StoreResult};
 
 impl PostgresStore {
     /// Ends `found` (leased jobs whose run-time deadline has passed, locked by the caller's

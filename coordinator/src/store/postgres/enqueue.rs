@@ -8,9 +8,12 @@ use sqlx::PgConnection;
 
 use leasehold_proto::{Job, Lease};
 
-use super::postgres::{EVENT_COLUMNS, PostgresStore, READY_CHANNEL, decode_job, internal};
-use super::timeouts::ms_int;
-use super::{ClaimParams, Enqueued, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
+use super::rows::{EVENT_COLUMNS, decode_job, internal};
+use super::{PostgresStore, READY_CHANNEL};
+use crate::store::timeouts::ms_int;
+use crate::store::{
+    ClaimParams, Enqueued, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of,
+};
 
 impl PostgresStore {
     /// Inserts jobs (with their `enqueued` events, in input order) inside the caller's
@@ -19,7 +22,7 @@ impl PostgresStore {
     /// ends the payload, see [`Self::is_own_wakeup`]). A job whose idempotency key exists
     /// already (or appeared earlier in the same batch) is not inserted; the existing job is
     /// returned, `replayed`. `by_index`: the caller's transaction is a
-    /// [`begin_by_index`](super::postgres::begin_by_index) one.
+    /// [`begin_by_index`](super::begin_by_index) one.
     pub(super) async fn insert_jobs(
         &self,
         tx: &mut PgConnection,
@@ -192,7 +195,7 @@ impl PostgresStore {
                         StoreError::Internal(format!("job {} neither inserted nor found", new.id))
                     })?;
                     // A conflict returns before the caller commits: the batch stores nothing.
-                    out.push(super::replay_of(&new, job, position)?);
+                    out.push(crate::store::replay_of(&new, job, position)?);
                 }
             }
         }

@@ -10,12 +10,11 @@ use leasehold_proto::{Job, JobState};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::dag::{self, DagEffects, JobChange};
-use super::postgres::{
-    EVENT_COLUMNS, PostgresStore, READY_CHANNEL, begin_by_index, decode_job, internal,
-};
-use super::timeouts::{SWEEP_LIMIT, TIMED_OUT};
-use super::{
+use super::rows::{EVENT_COLUMNS, decode_job, internal};
+use super::{PostgresStore, READY_CHANNEL, begin_by_index};
+use crate::store::dag::{self, DagEffects, JobChange};
+use crate::store::timeouts::{SWEEP_LIMIT, TIMED_OUT};
+use crate::store::{
     ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
 };
 
@@ -390,10 +389,10 @@ impl PostgresStore {
         let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
-            let end = super::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
+            let end = crate::store::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
             let chunk = &outcomes[start..end];
             let mut updated = finish_chunk(&mut tx, now, tenant, chunk, whole).await?;
-            let lost = super::lost_leases(chunk, &updated);
+            let lost = crate::store::lost_leases(chunk, &updated);
             let current = current_states(&mut tx, tenant, &lost).await?;
             for (outcome, recorded) in chunk.iter().zip(updated.drain(..)) {
                 out.push(match recorded {

@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::sqlite::{BATCH_ROWS, SqliteStore, append_events_in, json_text, micros};
-use super::sqlite_direct::{Arg, Exec, numbered_rows};
-use super::timeouts::ms_int;
-use super::{Enqueued, NewJobRow, StoreError, StoreResult};
+use super::SqliteStore;
+use super::direct::{Arg, Exec, numbered_rows};
+use super::rows::{BATCH_ROWS, append_events_in, json_text, micros};
+use crate::store::timeouts::ms_int;
+use crate::store::{Enqueued, NewJobRow, StoreError, StoreResult};
 
 impl SqliteStore {
     /// Inserts jobs (with their `enqueued` events) inside the caller's transaction; a job whose
@@ -137,7 +138,7 @@ impl SqliteStore {
                             ))
                         })?;
                         // A conflict returns before the caller commits: nothing is stored.
-                        out.push(super::replay_of(new, job, out.len())?);
+                        out.push(crate::store::replay_of(new, job, out.len())?);
                     }
                 }
             }

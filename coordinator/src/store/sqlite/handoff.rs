@@ -15,10 +15,11 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::{Job, JobState, Lease};
 use serde_json::json;
 
-use super::sqlite::{EVENT_INSERT, SqliteStore, from_micros, json_text, micros};
-use super::sqlite_direct::{Arg, Exec};
-use super::timeouts::ms_int;
-use super::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
+use super::SqliteStore;
+use super::direct::{Arg, Exec};
+use super::rows::{EVENT_INSERT, from_micros, json_text, micros};
+use crate::store::timeouts::ms_int;
+use crate::store::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
 
 impl SqliteStore {
     /// The job inserted leased to `claim`'s worker, or `None` (rolled back, nothing written)

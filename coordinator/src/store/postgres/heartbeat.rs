@@ -9,9 +9,10 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::StoreResult;
-use super::postgres::{EVENT_COLUMNS, PostgresStore, begin_by_index};
-use super::postgres_leases::is_retryable;
+use super::leases::is_retryable;
+use super::rows::EVENT_COLUMNS;
+use super::{PostgresStore, begin_by_index};
+use crate::store::StoreResult;
 
 impl PostgresStore {
     pub(super) async fn heartbeat_impl(

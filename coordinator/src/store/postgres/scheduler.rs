@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::{SchedulerRun, SchedulerRunInput};
 use sqlx::Row;
 
-use super::StoreResult;
-use super::postgres::PostgresStore;
+use super::PostgresStore;
+use crate::store::StoreResult;
 
 impl PostgresStore {
     pub(super) async fn record_scheduler_run_impl(

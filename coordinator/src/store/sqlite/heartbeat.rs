@@ -9,9 +9,10 @@ use leasehold_proto::{HeartbeatItem, HeartbeatResult, HeartbeatStatus, Job};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::StoreResult;
-use super::sqlite::{BATCH_ROWS, SqliteStore, append_events_in, json_text, micros};
-use super::sqlite_direct::{Arg, Exec, numbered_rows};
+use super::SqliteStore;
+use super::direct::{Arg, Exec, numbered_rows};
+use super::rows::{BATCH_ROWS, append_events_in, json_text, micros};
+use crate::store::StoreResult;
 
 /// Extends the leases of `chunk` (distinct jobs), storing progress and checkpoints, and
 /// writes a `checkpoint` event for each checkpoint stored.

@@ -10,12 +10,13 @@ use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::dag::{self, DagEffects};
-use super::sqlite::{SqliteStore, append_events, decode_job, json_text, micros};
-use super::sqlite_dag::SqliteDag;
-use super::sqlite_direct::{Arg, Exec, numbered_rows};
-use super::timeouts::{self, TimedOut};
-use super::{StoreError, StoreResult};
+use super::SqliteStore;
+use super::dag::SqliteDag;
+use super::direct::{Arg, Exec, numbered_rows};
+use super::rows::{append_events, decode_job, json_text, micros};
+use crate::store::dag::{self, DagEffects};
+use crate::store::timeouts::{self, TimedOut};
+use crate::store::{StoreError, StoreResult};
 
 /// Ends the attempts `ids` (found by the claim's candidate search: leased, their run-time
 /// deadline passed), each as a `timeout` failure (queued again after its backoff, or `dead`, or

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
-use super::dag::{DagStatements, Ready, RunRow};
-use super::sqlite::{append_event, append_events, decode_job, from_micros, json_text, micros};
-use super::{StoreError, StoreResult};
+use super::rows::{append_event, append_events, decode_job, from_micros, json_text, micros};
+use crate::store::dag::{DagStatements, Ready, RunRow};
+use crate::store::{StoreError, StoreResult};
 
 /// [`DagStatements`] over the writer connection inside the caller's transaction.
 pub(super) struct SqliteDag<'a>(pub(super) &'a mut SqliteConnection);

@@ -7,9 +7,10 @@ use serde_json::json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::dag::{DagStatements, Ready, RunRow};
-use super::postgres::{EVENT_COLUMNS, PostgresStore, READY_CHANNEL, decode_job};
-use super::{StoreError, StoreResult};
+use super::rows::{EVENT_COLUMNS, decode_job};
+use super::{PostgresStore, READY_CHANNEL};
+use crate::store::dag::{DagStatements, Ready, RunRow};
+use crate::store::{StoreError, StoreResult};
 
 /// [`DagStatements`] over a connection inside the caller's transaction.
 pub(super) struct PgDag<'a> {

@@ -30,8 +30,8 @@ use sqlx::sqlite::{LockedSqliteHandle, SqliteRow};
 use sqlx::{Column, Row, SqliteConnection};
 use uuid::Uuid;
 
-use super::sqlite::from_micros;
-use super::{StoreError, StoreResult};
+use super::from_micros;
+use crate::store::{StoreError, StoreResult};
 
 /// Statements over at least this many rows run directly on the handle; smaller ones through
 /// sqlx. The claim's `UPDATE … RETURNING *` costs ~110 µs to prepare and saves roughly 20 µs

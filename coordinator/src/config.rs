@@ -5,7 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::http::access::AccessConfig;
 use crate::store::SqliteSync;
+
+/// Default cap on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Default cap on one artifact.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// `leasehold`: the coordinator.
 #[derive(Debug, Parser)]
@@ -58,10 +65,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LEASEHOLD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Largest request body in bytes.
-    #[arg(long, env = "LEASEHOLD_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = "LEASEHOLD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Largest artifact in bytes.
-    #[arg(long, env = "LEASEHOLD_MAX_ARTIFACT_BYTES", default_value_t = crate::http::artifacts::DEFAULT_MAX_ARTIFACT_BYTES)]
+    #[arg(long, env = "LEASEHOLD_MAX_ARTIFACT_BYTES", default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
     pub max_artifact_bytes: u64,
     /// How long to keep trying to reach the database at start-up, in seconds.
     #[arg(long, env = "LEASEHOLD_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
@@ -101,13 +108,35 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// The access settings: API key, CORS origins, rate limit (flags, and their variables `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`,
+    /// `RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX`).
+    pub fn access_config(&self) -> AccessConfig {
+        let args = self;
+        let mut config = AccessConfig::default();
+        if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            config = config.with_api_key(key);
+        }
+        config.cors_origins = args
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        // clap requires both or neither and refuses zero.
+        if let (Some(window), Some(max)) = (args.rate_limit_window_ms, args.rate_limit_max) {
+            config.rate_limit = Some((std::time::Duration::from_millis(window), max));
+        }
+        config
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::{Cli, Command, ServeArgs};
-    use crate::http::access::AccessConfig;
 
     fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let argv = ["leasehold", "serve"].iter().chain(args);
@@ -155,7 +184,7 @@ mod tests {
             "5",
         ])
         .unwrap();
-        let access = AccessConfig::from_args(&args);
+        let access = args.access_config();
         assert!(access.requires_key());
         assert_eq!(
             access.cors_origins,
@@ -165,7 +194,7 @@ mod tests {
             access.rate_limit,
             Some((std::time::Duration::from_secs(1), 5))
         );
-        let open = AccessConfig::from_args(&serve(&[]).unwrap());
+        let open = serve(&[]).unwrap().access_config();
         assert!(!open.requires_key() && open.cors_origins.is_empty());
         assert_eq!(open.rate_limit, None);
     }

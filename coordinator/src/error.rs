@@ -23,6 +23,18 @@ pub struct ApiError {
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// 404 for a job that does not exist (or belongs to another tenant).
+pub(crate) fn job_not_found(id: uuid::Uuid) -> ApiError {
+    ApiError::not_found(format!("job {id} does not exist"))
+        .with_details(serde_json::json!({"job_id": id}))
+}
+
+/// 404 for a run that does not exist (or belongs to another tenant).
+pub(crate) fn run_not_found(id: uuid::Uuid) -> ApiError {
+    ApiError::not_found(format!("run {id} does not exist"))
+        .with_details(serde_json::json!({"run_id": id}))
+}
+
 impl ApiError {
     /// An error with no details.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

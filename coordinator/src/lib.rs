@@ -6,6 +6,7 @@
 //! shutdown; [`store`] holds the SQLite and PostgreSQL implementations of one [`store::Store`]
 //! trait.
 
+mod blobs;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -13,9 +14,12 @@ pub mod error;
 pub mod events;
 pub mod handoff;
 pub mod http;
+mod leasing;
 pub mod metrics;
 pub mod notify;
 pub mod outage;
+mod planning;
+pub mod ready;
 pub mod server;
 pub mod store;
 pub mod validate;

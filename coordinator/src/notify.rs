@@ -1,47 +1,14 @@
-//! Wake-ups for long-polling claimers. A claimer subscribes *before* it queries, so an enqueue
-//! that commits between its empty query and its wait still wakes it (no lost wake-up, no sleep
-//! loop). On PostgreSQL a LISTEN connection turns `pg_notify` from any replica into a local
-//! wake-up, so an enqueue on one replica wakes a claimer waiting on another.
+//! Wake-ups across replicas: on PostgreSQL a LISTEN connection turns `pg_notify` from any
+//! replica into a local wake-up (`crate::ready`), so an enqueue on one replica wakes a claimer
+//! waiting on another.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
+use crate::ready::ReadySignal;
 use crate::store::PostgresStore;
-
-/// A generation counter bumped whenever work may have become ready.
-#[derive(Debug, Clone)]
-pub struct ReadySignal {
-    tx: Arc<watch::Sender<u64>>,
-}
-
-impl Default for ReadySignal {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ReadySignal {
-    /// A fresh signal.
-    pub fn new() -> Self {
-        Self {
-            tx: Arc::new(watch::channel(0).0),
-        }
-    }
-
-    /// Wakes every waiting claimer (they re-query; spurious wake-ups are harmless).
-    pub fn notify(&self) {
-        self.tx
-            .send_modify(|generation| *generation = generation.wrapping_add(1));
-    }
-
-    /// A receiver that sees every bump after this call.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
-    }
-}
 
 /// Relays PostgreSQL notifications into `signal` until `shutdown` turns true. Reconnects on its
 /// own when the database goes away and comes back; every reconnect also bumps the signal, since

@@ -83,7 +83,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let url = args.resolved_database_url();
     let (store, pg) =
         open_store(&url, &args, Duration::from_secs(args.connect_timeout_secs)).await?;
-    let access = crate::http::access::AccessConfig::from_args(&args);
+    let access = args.access_config();
     let (mut state, shutdown_tx) = AppState::new(store.clone(), args.data_dir.clone());
     state.access = crate::http::access::Access::new(access);
     state.max_artifact_bytes = args.max_artifact_bytes;

@@ -66,10 +66,10 @@ on_both_backends!(each_ended_run_counts_once);
 /// is run again and commits; the run is counted once, not once per attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_ended_by_a_retried_transaction_counts_once() {
+    let _turn = TURN.lock().await;
     let Some((store, pg)) = common::pg_store("run_metrics::retried_transaction").await else {
         return;
     };
-    let _turn = TURN.lock().await;
     let served = serve_with(store, |_| {}).await;
     let api = Api::new(&served.url);
     let (run, ids) = api
@@ -94,14 +94,20 @@ async fn a_run_ended_by_a_retried_transaction_counts_once() {
         let outcomes = json!({"outcomes": [report(&x, true), report(&j, true)]});
         tokio::spawn(async move { api.post("/v1/leases/outcomes", outcomes).await })
     };
-    // Until the batch waits for the row this transaction holds.
+    // Until the batch waits for the row this transaction holds. Asked outside that transaction:
+    // inside one, pg_stat_activity is a snapshot taken at its first read, which never shows a
+    // connection the batch opens later (the flake this test had: "never waited for j").
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-             WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid)))",
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))",
         )
-        .fetch_one(&mut *blocker)
+        .bind(blocker_pid)
+        .fetch_one(pg.pool())
         .await
         .unwrap();
         if waiting {

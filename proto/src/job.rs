@@ -2,8 +2,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::lease::Artifact;
-
 /// Where a job is in its life (docs/CONTRACT.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -241,4 +239,19 @@ pub struct JobList {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// One entry of an artifact manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Relative `/`-separated name, no `..`, no leading `/`, no NUL.
+    pub name: String,
+    /// `sha256:<64 lowercase hex>` of the bytes.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, e.g. `application/octet-stream`.
+    pub media_type: String,
 }

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::job::{BackoffHint, Job};
+use crate::job::{Artifact, BackoffHint, Job};
 
 /// Body of `POST /v1/leases`: claim up to `max_jobs` ready jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,21 +150,6 @@ pub struct HeartbeatResult {
 pub struct HeartbeatResponse {
     /// One result per lease sent.
     pub leases: Vec<HeartbeatResult>,
-}
-
-/// One entry of an artifact manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct Artifact {
-    /// Relative `/`-separated name, no `..`, no leading `/`, no NUL.
-    pub name: String,
-    /// `sha256:<64 lowercase hex>` of the bytes.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Media type, e.g. `application/octet-stream`.
-    pub media_type: String,
 }
 
 /// Body of `POST /v1/jobs/{id}/complete`.

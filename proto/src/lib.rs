@@ -18,13 +18,13 @@ mod worker;
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::Event;
 pub use job::{
-    BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState,
-    NewJob,
+    Artifact, BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList,
+    JobState, NewJob,
 };
 pub use lease::{
-    Artifact, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo,
-    HeartbeatItem, HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease,
-    ReleaseRequest, RetryHints,
+    ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo, HeartbeatItem,
+    HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease, ReleaseRequest,
+    RetryHints,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
 pub use run::{

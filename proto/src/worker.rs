@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ErrorBody;
+use crate::job::Artifact;
 use crate::job::JobState;
-use crate::lease::{Artifact, FailureInfo, HeartbeatItem, HeartbeatResult, Lease};
+use crate::lease::{FailureInfo, HeartbeatItem, HeartbeatResult, Lease};
 
 /// What a worker reports for one lease.
 ///

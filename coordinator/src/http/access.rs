@@ -1,6 +1,6 @@
 //! Who may call: API key (`--api-key`, `ORCHESTRATOR_API_KEY`), CORS (`--cors-origins`,
 //! `CORS_ORIGINS`) and a fixed-window rate limit per client address (`--rate-limit-window-ms` +
-//! `--rate-limit-max`, `RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`); all in [`crate::config`].
+//! `--rate-limit-max`, `RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`); all flags of `leasehold serve`.
 //!
 //! The key is kept only as its SHA-256 and compared in constant time. `/health`, `/ready` and
 //! `/metrics` are always open. Event streams also accept `?api_key=` because browsers'
@@ -44,26 +44,6 @@ impl std::fmt::Debug for AccessConfig {
 }
 
 impl AccessConfig {
-    /// From the serve flags (and their variables `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`,
-    /// `RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX`).
-    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
-        let mut config = Self::default();
-        if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
-            config = config.with_api_key(key);
-        }
-        config.cors_origins = args
-            .cors_origins
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
-        // clap requires both or neither and refuses zero.
-        if let (Some(window), Some(max)) = (args.rate_limit_window_ms, args.rate_limit_max) {
-            config.rate_limit = Some((Duration::from_millis(window), max));
-        }
-        config
-    }
-
     /// Requires `key` on every protected route.
     pub fn with_api_key(mut self, key: &str) -> Self {
         self.key_digest = Some(Sha256::digest(key.as_bytes()).into());

@@ -2,24 +2,30 @@
 //! Uploads stream to a temp file while hashing; the blob is kept only when the digest matches
 //! (422 otherwise, nothing kept), and an existing blob is never rewritten (deduplication).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing;
 use futures_util::StreamExt;
 use leasehold_proto::{ErrorCode, ErrorEnvelope};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+pub(crate) use crate::blobs::blob_path;
+
 use super::AppState;
 use super::extract::{ApiJson, ArtifactDigest};
 use crate::error::{ApiError, ApiResult};
 
-/// Default cap on one artifact.
-pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
+/// Artifact upload and download (streamed bodies: no request timeout).
+pub(super) fn streams() -> Router<AppState> {
+    Router::new().route("/v1/artifacts/{digest}", routing::put(put).get(get))
+}
 
 /// Answer of an upload.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -30,15 +36,6 @@ pub(crate) struct ArtifactStored {
     size: u64,
     /// False when the blob already existed (deduplicated).
     created: bool,
-}
-
-/// Where the blob of `digest` lives under the data directory.
-pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    root.join("artifacts")
-        .join("sha256")
-        .join(&hex[..2])
-        .join(&hex[2..])
 }
 
 fn io_error(err: std::io::Error) -> ApiError {

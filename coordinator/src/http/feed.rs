@@ -4,11 +4,13 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use leasehold_proto::{ErrorEnvelope, LedgerManifest};
@@ -22,6 +24,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{Delivery, Listener};
 use crate::store::EventFilter;
 use crate::validate;
+
+/// The event feed and the ledger export (streams: no request timeout).
+pub(super) fn streams() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", routing::get(events))
+        .route("/v1/ledger/export", routing::get(ledger_export))
+}
 
 /// Keep-alive comment interval on streams.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);

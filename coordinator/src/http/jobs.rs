@@ -1,9 +1,10 @@
 //! `/v1/jobs`: enqueue, inspect, cancel, retry.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use axum::routing;
 use leasehold_proto::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, ErrorCode, ErrorEnvelope, Job, JobList,
     JobState, NewJob,
@@ -16,11 +17,18 @@ use super::cursor;
 use super::extract::{
     ApiJson, JobId, OptionalJson, QueryParams, Tenant, from_value, tenant_header_given,
 };
-use super::leases::release_undelivered;
-use crate::error::{ApiError, ApiResult};
-use crate::handoff::Taken;
-use crate::store::{Enqueued, JobFilter, NewJobRow, StoreResult};
+use crate::error::{ApiError, ApiResult, job_not_found};
+use crate::store::JobFilter;
 use crate::validate;
+
+/// `/v1/jobs`: enqueue, list, read, cancel, retry.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs", routing::post(enqueue).get(list))
+        .route("/v1/jobs/{id}", routing::get(get))
+        .route("/v1/jobs/{id}/cancel", routing::post(cancel))
+        .route("/v1/jobs/{id}/retry", routing::post(retry))
+}
 
 /// Largest page of `GET /v1/jobs`.
 pub(crate) const MAX_LIST_LIMIT: u32 = 500;
@@ -89,7 +97,7 @@ pub(crate) async fn enqueue(
         let t = tenant.merge(job.tenant.as_deref(), given)?;
         vec![validate::new_job(job, &t, header_key, now)?]
     };
-    let enqueued = store_jobs(&state, now, rows).await.map_err(|err| {
+    let enqueued = state.leasing().enqueue(now, rows).await.map_err(|err| {
         match err.details.get("position").and_then(Value::as_u64) {
             // Name the batch's job whose key conflicts.
             Some(i) if batch && err.code == ErrorCode::IdempotencyConflict => {
@@ -139,70 +147,6 @@ pub(crate) async fn enqueue(
         .into_response())
 }
 
-/// Stores validated jobs and wakes the claimers. A single job that is ready now goes straight
-/// to a claimer parked in a long poll on its queue, if there is one (crate::handoff).
-async fn store_jobs(
-    state: &AppState,
-    now: DateTime<Utc>,
-    mut rows: Vec<NewJobRow>,
-) -> ApiResult<Vec<Enqueued>> {
-    if let [row] = rows.as_slice()
-        && row.state == JobState::Queued
-        && row.run_at <= now
-        && row.run_id.is_none()
-        && let Some(taken) = state.handoffs.take(&row.tenant, &row.queue)
-    {
-        let row = rows
-            .pop()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no job"))?;
-        // On its own task: once leased, the job must reach its claimer or be released, even
-        // if this request's client hangs up (axum then drops this future).
-        let handoff = tokio::spawn(hand_off(state.clone(), now, row.clone(), taken));
-        match handoff.await {
-            Ok(Ok(Some(job))) => {
-                return Ok(vec![Enqueued {
-                    job,
-                    replayed: false,
-                }]);
-            }
-            Ok(Ok(None)) => rows.push(row),
-            Ok(Err(err)) => return Err(err.into()),
-            Err(err) => {
-                return Err(ApiError::new(
-                    ErrorCode::Internal,
-                    format!("hand-off task failed: {err}"),
-                ));
-            }
-        }
-    }
-    let enqueued = state.store.enqueue(now, rows).await?;
-    if enqueued.iter().any(|e| !e.replayed) {
-        state.ready.notify();
-    }
-    Ok(enqueued)
-}
-
-/// Enqueues `row` leased to the claimer `taken` and answers that claimer; the job as enqueued,
-/// or `None` when it could not be handed off (nothing was written; `taken`, dropped, queries
-/// again).
-async fn hand_off(
-    state: AppState,
-    now: DateTime<Utc>,
-    row: NewJobRow,
-    taken: Taken,
-) -> StoreResult<Option<Job>> {
-    let Some((job, lease)) = state.store.enqueue_leased(now, row, taken.params()).await? else {
-        return Ok(None);
-    };
-    metrics::counter!(crate::metrics::HANDOFFS).increment(1);
-    let tenant = taken.params().tenant.clone();
-    if let Err(lease) = taken.deliver(lease) {
-        // The claimer left between the take and now: the job goes back to its queue.
-        release_undelivered(&state, &tenant, vec![(lease.job.id, lease.fencing_token)]).await;
-    }
-    Ok(Some(job))
-}
-
 /// One job.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = uuid::Uuid, Path, description = "job id")),
@@ -219,10 +163,6 @@ pub(crate) async fn get(
         .await?
         .map(ApiJson)
         .ok_or_else(|| job_not_found(id))
-}
-
-pub(crate) fn job_not_found(id: uuid::Uuid) -> ApiError {
-    ApiError::not_found(format!("job {id} does not exist")).with_details(json!({"job_id": id}))
 }
 
 /// Jobs, newest first.

@@ -2,14 +2,13 @@
 
 pub mod access;
 pub mod artifacts;
+mod compat;
 mod cursor;
 pub mod extract;
 mod feed;
 mod jobs;
 mod leases;
-mod legacy;
 pub mod openapi;
-mod outcome_checks;
 mod queues;
 mod runs;
 mod service;
@@ -24,7 +23,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use leasehold_proto::{API_VERSION, API_VERSION_HEADER, ErrorCode, ErrorEnvelope};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
@@ -35,11 +33,8 @@ use tower_http::trace::TraceLayer;
 use crate::clock::Clock;
 use crate::error::{ApiError, PendingError};
 use crate::handoff::Handoffs;
-use crate::notify::ReadySignal;
+use crate::ready::ReadySignal;
 use crate::store::Store;
-
-/// Default cap on a request body.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -99,11 +94,23 @@ impl AppState {
             ready,
             handoffs: Handoffs::new(),
             shutdown: rx,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             data_dir,
-            max_artifact_bytes: artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            max_artifact_bytes: crate::config::DEFAULT_MAX_ARTIFACT_BYTES,
         };
         (state, tx)
+    }
+
+    /// Leasing over this state's store, clock, wake-ups and parked claimers.
+    pub(crate) fn leasing(&self) -> crate::leasing::Leasing {
+        crate::leasing::Leasing {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            ready: self.ready.clone(),
+            handoffs: self.handoffs.clone(),
+            shutdown: self.shutdown.clone(),
+            data_dir: self.data_dir.clone(),
+        }
     }
 }
 
@@ -114,64 +121,23 @@ pub fn app(state: AppState) -> Router {
     // Install the recorder before the first request so no early sample is dropped.
     crate::metrics::handle();
     let request_id = HeaderName::from_static(leasehold_proto::REQUEST_ID_HEADER);
-    // Streaming routes (WebSocket sessions, artifact transfers) must not be cut by the
-    // request timeout; everything else is.
+    // Each area exposes its own routes. Streams (WebSocket sessions, SSE feeds, artifact
+    // transfers) must not be cut by the request timeout; everything else is.
     let streaming = Router::new()
-        .route("/v1/workers/connect", get(workers::connect))
-        .route(
-            "/v1/artifacts/{digest}",
-            axum::routing::put(artifacts::put).get(artifacts::get),
-        )
-        .route("/v1/events", get(feed::events))
-        .route("/v1/ledger/export", get(feed::ledger_export))
-        .route("/runs/{runId}/events", get(legacy::legacy_events))
-        .route("/runs/stream", get(legacy::runs_stream));
+        .merge(workers::streams())
+        .merge(artifacts::streams())
+        .merge(feed::streams())
+        .merge(compat::streams());
     let access = state.access.clone();
     let cors = access.config().cors();
     Router::new()
-        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/jobs/{id}/complete", post(leases::complete))
-        .route("/v1/jobs/{id}/fail", post(leases::fail))
-        .route("/v1/jobs/{id}/release", post(leases::release))
-        .route("/v1/leases", post(leases::claim))
-        .route("/v1/leases/heartbeat", post(leases::heartbeat))
-        .route("/v1/leases/outcomes", post(leases::outcomes))
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/queues/{name}/pause", post(queues::pause))
-        .route("/v1/queues/{name}/resume", post(queues::resume))
-        .route(
-            "/v1/queues/{name}/settings",
-            axum::routing::put(queues::settings),
-        )
-        .route("/v1/runs", post(runs::submit))
-        .route("/v1/runs/plan", post(runs::plan_only))
-        .route("/v1/runs/{id}", get(runs::get))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route(
-            "/orchestrator/runs",
-            post(legacy::record_scheduler_run).get(legacy::list_scheduler_runs),
-        )
-        .route("/runs", post(legacy::legacy_create))
-        .route(
-            "/runs/{runId}",
-            get(legacy::legacy_get)
-                .delete(legacy::legacy_cancel)
-                .post(legacy::runbook_action),
-        )
-        .route("/runs/{runId}/checkpoints", post(legacy::legacy_checkpoint))
-        .route("/api/v1/orchestrator/runs", post(legacy::runbook_start))
-        .route("/admin/health", get(legacy::admin_health))
-        .route(
-            "/api/v1/orchestrator/admin/health",
-            get(legacy::admin_health),
-        )
-        .route("/health", get(service::health))
-        .route("/ready", get(service::ready))
-        .route("/metrics", get(service::metrics))
-        .route("/.well-known/openapi", get(service::openapi))
+        .merge(jobs::router())
+        .merge(leases::router())
+        .merge(queues::router())
+        .merge(runs::router())
+        .merge(compat::router())
+        .merge(service::router())
+        .merge(openapi::router())
         // Long-polls last at most 60 s; nothing else comes near this bound.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,7 +1,11 @@
 //! The OpenAPI document, assembled from the handlers' annotations and the wire types' schemas.
 //! `proto/openapi.json` is this document, committed; a test fails when it is stale.
 
+use axum::{Router, routing};
 use utoipa::OpenApi;
+
+use super::AppState;
+use super::extract::ApiJson;
 
 /// The v1 API description.
 #[derive(Debug, OpenApi)]
@@ -16,15 +20,17 @@ use utoipa::OpenApi;
         super::leases::outcomes, super::workers::connect, super::artifacts::put,
         super::artifacts::get, super::runs::submit, super::runs::plan_only, super::runs::get,
         super::runs::cancel, super::feed::events, super::feed::ledger_export,
-        super::legacy::record_scheduler_run, super::legacy::list_scheduler_runs,
-        super::legacy::legacy_create, super::legacy::legacy_get, super::legacy::legacy_cancel,
-        super::legacy::legacy_checkpoint, super::legacy::legacy_events,
-        super::legacy::runbook_start, super::legacy::runbook_action, super::legacy::runs_stream,
-        super::legacy::admin_health,
+        super::compat::scheduler::record_scheduler_run,
+        super::compat::scheduler::list_scheduler_runs,
+        super::compat::runs_service::legacy_create, super::compat::runs_service::legacy_get,
+        super::compat::runs_service::legacy_cancel, super::compat::runs_service::legacy_checkpoint,
+        super::compat::runs_service::legacy_events,
+        super::compat::runbook::runbook_start, super::compat::runbook::runbook_action,
+        super::compat::runbook::runs_stream, super::compat::runbook::admin_health,
         super::queues::list, super::queues::pause, super::queues::resume,
         super::queues::settings,
         super::service::health, super::service::ready, super::service::metrics,
-        super::service::openapi,
+        openapi,
     ),
     components(schemas(
         leasehold_proto::ErrorEnvelope, leasehold_proto::ErrorBody, leasehold_proto::ErrorCode,
@@ -47,7 +53,7 @@ use utoipa::OpenApi;
         leasehold_proto::NewRun, leasehold_proto::RunJobSpec, leasehold_proto::Run,
         leasehold_proto::RunJob, leasehold_proto::RunStatus, leasehold_proto::RunPlan,
         leasehold_proto::SchedulerRunInput, leasehold_proto::SchedulerRun,
-        leasehold_proto::LedgerManifest, super::legacy::CheckpointInput,
+        leasehold_proto::LedgerManifest, super::compat::runs_service::CheckpointInput,
     )),
     tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "runs"), (name = "events"),
           (name = "operators"), (name = "legacy"), (name = "service"))
@@ -59,4 +65,16 @@ pub fn openapi_json() -> String {
     let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Serves this document at `/.well-known/openapi`.
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/.well-known/openapi", routing::get(openapi))
+}
+
+/// This API's OpenAPI document, generated from the code.
+#[utoipa::path(get, path = "/.well-known/openapi", tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub(crate) async fn openapi() -> ApiJson<utoipa::openapi::OpenApi> {
+    ApiJson(ApiDoc::openapi())
 }

@@ -1,12 +1,23 @@
 //! `/v1/queues`: depth per state, pause and resume, settings.
 
+use axum::Router;
 use axum::extract::State;
+use axum::routing;
 use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList, QueueSettings};
 
 use super::AppState;
 use super::extract::{ApiJson, QueueName, Tenant};
 use crate::error::ApiResult;
 use crate::validate;
+
+/// `/v1/queues`: list, pause, resume, settings.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/queues", routing::get(list))
+        .route("/v1/queues/{name}/pause", routing::post(pause))
+        .route("/v1/queues/{name}/resume", routing::post(resume))
+        .route("/v1/queues/{name}/settings", routing::put(settings))
+}
 
 /// Every queue of the tenant with its depth per state.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",

@@ -1,14 +1,24 @@
-//! Service basics: liveness, readiness, metrics, the OpenAPI document.
+//! Service basics: liveness, readiness, metrics (the OpenAPI document is served by
+//! `openapi.rs`).
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing;
 use serde_json::{Value, json};
-use utoipa::OpenApi;
 
 use super::AppState;
 use super::extract::ApiJson;
 use crate::error::ApiResult;
+
+/// Health, readiness and metrics.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", routing::get(health))
+        .route("/ready", routing::get(ready))
+        .route("/metrics", routing::get(metrics))
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "service",
@@ -46,11 +56,4 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
-}
-
-/// This API's OpenAPI document, generated from the code.
-#[utoipa::path(get, path = "/.well-known/openapi", tag = "service",
-    responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub(crate) async fn openapi() -> ApiJson<utoipa::openapi::OpenApi> {
-    ApiJson(super::openapi::ApiDoc::openapi())
 }

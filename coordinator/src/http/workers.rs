@@ -9,10 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::routing;
 use futures_util::{SinkExt, StreamExt};
 use leasehold_proto::{ClientMessage, ErrorCode, Lease, ServerMessage};
 use tokio::sync::{mpsc, watch};
@@ -21,10 +23,15 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Tenant, tenant_header_given};
-use super::leases::{claim_params, finish_many, heartbeat_many, release_undelivered};
 use crate::error::ApiError;
+use crate::leasing::{self, Leasing};
 use crate::store::ClaimParams;
 use crate::validate;
+
+/// The worker WebSocket (a stream: no request timeout).
+pub(super) fn streams() -> Router<AppState> {
+    Router::new().route("/v1/workers/connect", routing::get(connect))
+}
 
 /// How long a new socket may take to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,7 +98,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
             tenant: body_tenant,
         } => {
             let tenant = tenant.merge(body_tenant.as_deref(), header_given)?;
-            claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)
+            leasing::claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)
         }
         _ => Err(ApiError::invalid_request("the first frame must be hello")),
     });
@@ -121,9 +128,10 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
         .send(frame(&ServerMessage::Welcome { session_id }))
         .await;
 
+    let leasing = state.leasing();
     let flow = Arc::new(watch::channel(Flow::default()).0);
     let pusher = tokio::spawn(push_leases(
-        state.clone(),
+        leasing.clone(),
         params.clone(),
         flow.clone(),
         out_tx.clone(),
@@ -165,9 +173,9 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                     // Answered on their own tasks: one slow database call must not hold up
                     // credit, the other acks or the pusher (acks carry `seq`, order is free).
                     ClientMessage::Heartbeat { seq, leases } => {
-                        let (state, tenant, out) = (state.clone(), params.tenant.clone(), out_tx.clone());
+                        let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                         tokio::spawn(async move {
-                            let reply = match heartbeat_many(&state, &tenant, &leases).await {
+                            let reply = match leasing.heartbeat(&tenant, &leases).await {
                                 Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
                                 Err(err) => error_frame(err, Some(seq), session_id),
                             };
@@ -176,9 +184,9 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                         None
                     }
                     ClientMessage::Outcomes { seq, outcomes } => {
-                        let (state, tenant, out) = (state.clone(), params.tenant.clone(), out_tx.clone());
+                        let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                         tokio::spawn(async move {
-                            let reply = match finish_many(&state, &tenant, outcomes).await {
+                            let reply = match leasing.finish_many(&tenant, outcomes).await {
                                 Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
                                 Err(err) => error_frame(err, Some(seq), session_id),
                             };
@@ -223,13 +231,13 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
 
 /// Claims and pushes leases while the worker has credit, until it drains or goes away.
 async fn push_leases(
-    state: AppState,
+    leasing: Leasing,
     mut params: ClaimParams,
     flow_tx: Arc<watch::Sender<Flow>>,
     out: mpsc::Sender<Message>,
 ) {
     let mut flow = flow_tx.subscribe();
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown = leasing.shutdown.clone();
     let mut backoff = Duration::from_millis(50);
     loop {
         // Wait for credit.
@@ -246,10 +254,10 @@ async fn push_leases(
                 _ = shutdown.changed() => return,
             }
         };
-        let mut wake = state.ready.subscribe();
+        let mut wake = leasing.subscribe();
         params.max_jobs = credit.min(validate::MAX_BATCH as u32);
-        let claimed = match state.store.claim(state.clock.now(), &params).await {
-            Ok(c) => c,
+        let leases = match leasing.claim_now(&params).await {
+            Ok(leases) => leases,
             Err(err) => {
                 tracing::warn!(%err, "claim for a worker session failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -258,26 +266,15 @@ async fn push_leases(
             }
         };
         backoff = Duration::from_millis(50);
-        metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(claimed.expired);
-        metrics::counter!(crate::metrics::TIMEOUTS).increment(claimed.timed_out);
-        if !claimed.leases.is_empty() {
-            if !push(&state, &params.tenant, &flow_tx, &out, claimed.leases).await {
+        if !leases.is_empty() {
+            if !push(&leasing, &params.tenant, &flow_tx, &out, leases).await {
                 return;
             }
             continue;
         }
-        let now = Instant::now();
-        let mut until = now + MAX_IDLE;
-        if let Ok(Some(at)) = state
-            .store
-            .next_ready_at(&params.tenant, &params.queues)
-            .await
-        {
-            let in_ms = (at - state.clock.now()).num_milliseconds().max(0) as u64;
-            until = until.min(now + Duration::from_millis(in_ms + 1));
-        }
-        // Parked, an enqueue may lease its job to this session directly (crate::handoff).
-        let mut parking = state.handoffs.park(&params);
+        let idle = Instant::now() + MAX_IDLE;
+        let until = leasing.due_by(&params, idle).await.unwrap_or(idle);
+        let mut parking = leasing.park(&params);
         let mut handed = None;
         let mut stop = false;
         tokio::select! {
@@ -290,7 +287,7 @@ async fn push_leases(
         // A lease handed off while another wake-up won the race is pushed, not dropped.
         if let Some(lease) = handed.or_else(|| parking.try_recv()) {
             drop(parking);
-            if !push(&state, &params.tenant, &flow_tx, &out, vec![lease]).await {
+            if !push(&leasing, &params.tenant, &flow_tx, &out, vec![lease]).await {
                 return;
             }
         }
@@ -304,7 +301,7 @@ async fn push_leases(
 /// when the worker drains or its socket is gone (the leases are then released at once rather
 /// than left to expire).
 async fn push(
-    state: &AppState,
+    leasing: &Leasing,
     tenant: &str,
     flow_tx: &watch::Sender<Flow>,
     out: &mpsc::Sender<Message>,
@@ -321,7 +318,7 @@ async fn push(
             .await
             .is_err()
     {
-        release_undelivered(state, tenant, held).await;
+        leasing.release_undelivered(tenant, held).await;
         return false;
     }
     true

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::StoreResult;
 use super::runs::aggregate;
-use crate::notify::ReadySignal;
+use crate::ready::ReadySignal;
 
 /// A run's row as the bookkeeping reads it (locked for the rest of the transaction).
 #[derive(Debug, Clone)]

@@ -47,7 +47,7 @@ impl Store for Detached {
         self.0.backend()
     }
 
-    fn ready_signal(&self) -> crate::notify::ReadySignal {
+    fn ready_signal(&self) -> crate::ready::ReadySignal {
         self.0.ready_signal()
     }
 

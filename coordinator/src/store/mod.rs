@@ -305,7 +305,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The signal this store bumps once a commit of its own made jobs ready (a run's child
     /// unblocked, a replay): claimers wait on it.
-    fn ready_signal(&self) -> crate::notify::ReadySignal;
+    fn ready_signal(&self) -> crate::ready::ReadySignal;
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -46,7 +46,7 @@ pub struct PostgresStore {
     /// Ends the payload of the wake-ups this store's enqueues send (see [`Self::is_own_wakeup`]).
     pub(super) origin: String,
     /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
-    pub(super) ready: crate::notify::ReadySignal,
+    pub(super) ready: crate::ready::ReadySignal,
     /// Where the live feed may read up to (`postgres/feed.rs`).
     feed: std::sync::Arc<feed::Feed>,
 }
@@ -114,7 +114,7 @@ impl PostgresStore {
             pool,
             options,
             origin: format!("@{}", Uuid::new_v4().simple()),
-            ready: crate::notify::ReadySignal::new(),
+            ready: crate::ready::ReadySignal::new(),
             feed: std::sync::Arc::default(),
         })
     }
@@ -144,7 +144,7 @@ impl Store for PostgresStore {
         Backend::Postgres
     }
 
-    fn ready_signal(&self) -> crate::notify::ReadySignal {
+    fn ready_signal(&self) -> crate::ready::ReadySignal {
         self.ready.clone()
     }
 

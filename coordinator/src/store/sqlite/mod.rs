@@ -60,7 +60,7 @@ pub struct SqliteStore {
     /// on it.
     pub(super) last_claim_size: Arc<AtomicUsize>,
     /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
-    pub(super) ready: crate::notify::ReadySignal,
+    pub(super) ready: crate::ready::ReadySignal,
 }
 
 impl SqliteStore {
@@ -95,7 +95,7 @@ impl SqliteStore {
             writer,
             reader,
             last_claim_size: Arc::default(),
-            ready: crate::notify::ReadySignal::new(),
+            ready: crate::ready::ReadySignal::new(),
         })
     }
 
@@ -117,7 +117,7 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
-    fn ready_signal(&self) -> crate::notify::ReadySignal {
+    fn ready_signal(&self) -> crate::ready::ReadySignal {
         self.ready.clone()
     }
 

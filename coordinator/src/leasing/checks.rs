@@ -2,17 +2,19 @@
 //! path (HTTP complete and fail, batch outcomes, WebSocket outcomes): the artifacts a completion
 //! names must be stored, and a retryable failure without `retry_at` gets the job's backoff.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use leasehold_proto::OutcomeReport;
 use leasehold_proto::retry::{RetryPolicy, SplitMix64};
 
-use super::AppState;
-use super::artifacts::blob_path;
+use crate::blobs::blob_path;
 use crate::error::{ApiError, ApiResult};
+use crate::store::Store;
 
 /// Refuses (422, naming it) a completion whose artifact was never uploaded: the manifest would
 /// promise bytes nobody can download.
-pub(crate) async fn artifacts_stored(state: &AppState, report: &OutcomeReport) -> ApiResult<()> {
+pub(crate) async fn artifacts_stored(data_dir: &Path, report: &OutcomeReport) -> ApiResult<()> {
     let leasehold_proto::OutcomeKind::Complete { artifacts, .. } = &report.outcome else {
         return Ok(());
     };
@@ -21,7 +23,7 @@ pub(crate) async fn artifacts_stored(state: &AppState, report: &OutcomeReport) -
         if !crate::validate::is_digest(&artifact.digest) {
             continue;
         }
-        let stored = tokio::fs::try_exists(blob_path(&state.data_dir, &artifact.digest))
+        let stored = tokio::fs::try_exists(blob_path(data_dir, &artifact.digest))
             .await
             .unwrap_or(false);
         if !stored {
@@ -42,7 +44,7 @@ pub(crate) async fn artifacts_stored(state: &AppState, report: &OutcomeReport) -
 /// job policy, with full jitter (`leasehold_proto::retry`). Retried at once, a failing job would
 /// spend its attempts in a tight loop.
 pub(crate) async fn default_retry_at(
-    state: &AppState,
+    store: &dyn Store,
     tenant: &str,
     report: &mut OutcomeReport,
     now: DateTime<Utc>,
@@ -55,7 +57,7 @@ pub(crate) async fn default_retry_at(
         return Ok(());
     }
     // Unknown job: the outcome is answered `not_found` when it is recorded.
-    let Some(job) = state.store.get_job(tenant, report.job_id).await? else {
+    let Some(job) = store.get_job(tenant, report.job_id).await? else {
         return Ok(());
     };
     let policy = match &job.backoff {
@@ -103,7 +105,7 @@ pub(crate) enum Refused {
 /// outcome leads to, unless lease expiry or the attempt's timeout ended it (not the worker's
 /// outcome).
 pub(crate) async fn after_refusal(
-    state: &AppState,
+    store: &dyn Store,
     tenant: &str,
     id: uuid::Uuid,
     token: i64,
@@ -111,7 +113,7 @@ pub(crate) async fn after_refusal(
     now: DateTime<Utc>,
 ) -> ApiResult<Refused> {
     use leasehold_proto::JobState;
-    let Some(job) = state.store.get_job(tenant, id).await? else {
+    let Some(job) = store.get_job(tenant, id).await? else {
         return Ok(Refused::Lost { deadline: None });
     };
     if job.fencing_token != token {

@@ -1,0 +1,14 @@
+//! Where artifact blobs live on disk: content-addressed by their SHA-256 under the data
+//! directory (`artifacts/sha256/<first two hex digits>/<the rest>`). The HTTP transfer
+//! (`crate::http::artifacts`) and the outcome checks (`crate::leasing::checks`) share it.
+
+use std::path::{Path, PathBuf};
+
+/// Where the blob of `digest` (`sha256:<64 hex digits>`) lives under the data directory.
+pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    root.join("artifacts")
+        .join("sha256")
+        .join(&hex[..2])
+        .join(&hex[2..])
+}

@@ -1,0 +1,272 @@
+//! Leasing: what a lease means, the same for every way a worker reaches the coordinator (HTTP
+//! long polls and outcomes, WebSocket sessions) and for the hand-off of a new job to a parked
+//! claimer. It knows nothing of HTTP: the handlers in `crate::http` decode requests, call in
+//! here and encode the answers. Checks that decide whether a job may be leased now (flow
+//! control) belong in [`Leasing::claim_now`], the one path every lease is granted through.
+//!
+//! - this file: claim parameters, claiming (once, or waiting for work), giving back leases that
+//!   never reached their worker, heartbeats, the enqueue that hands a job straight to a parked
+//!   claimer;
+//! - [`outcomes`]: recording what workers report (one outcome, or a batch);
+//! - [`checks`]: what is checked or filled in on an outcome before it is recorded.
+
+pub(crate) mod checks;
+pub(crate) mod outcomes;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use leasehold_proto::{ErrorCode, HeartbeatItem, HeartbeatResult, Job, JobState, Lease};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::error::{ApiError, ApiResult};
+use crate::handoff::{Handoffs, Parking, Taken};
+use crate::ready::ReadySignal;
+use crate::store::{
+    ClaimParams, Claimed, Enqueued, NewJobRow, Outcome, OutcomeKind, Store, StoreResult,
+};
+use crate::validate;
+
+/// Longest long poll a claimer may ask for.
+pub(crate) const MAX_WAIT_MS: u64 = 60_000;
+
+/// What leasing works with: the store, the clock, the wake-ups and the parked claimers. Cheap
+/// to clone (shared handles); built per request from the server's state.
+#[derive(Clone)]
+pub(crate) struct Leasing {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ready: ReadySignal,
+    pub(crate) handoffs: Handoffs,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Where artifact blobs are stored (a completion's artifacts must be there).
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Validates what a worker asks for (HTTP claim or WebSocket hello) into claim parameters.
+pub(crate) fn claim_params(
+    tenant: String,
+    worker_id: String,
+    worker_version: Option<String>,
+    mut queues: Vec<String>,
+    max_jobs: u32,
+    lease_ttl_ms: u64,
+) -> ApiResult<ClaimParams> {
+    validate::label("worker_id", &worker_id)?;
+    validate::opt_label("worker_version", &worker_version)?;
+    if queues.is_empty() || queues.len() > 100 {
+        return Err(ApiError::validation("queues", "name 1 to 100 queues"));
+    }
+    for q in &queues {
+        validate::name("queues", q)?;
+    }
+    let lease_ttl_ms = validate::range("lease_ttl_ms", lease_ttl_ms, 1000, 86_400_000)?;
+    queues.sort();
+    queues.dedup();
+    Ok(ClaimParams {
+        tenant,
+        worker_id,
+        worker_version,
+        queues,
+        max_jobs,
+        lease_ttl_ms,
+    })
+}
+
+impl Leasing {
+    /// Wake-ups after this call: subscribe *before* [`Leasing::claim_now`], so a job made ready
+    /// between an empty claim and the wait still wakes the claimer.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.ready.subscribe()
+    }
+
+    /// One claim: the leases granted now (reclaiming expired leases and ending timed-out
+    /// attempts on the way). Every lease is granted through here.
+    pub(crate) async fn claim_now(&self, params: &ClaimParams) -> StoreResult<Vec<Lease>> {
+        let Claimed {
+            leases,
+            expired,
+            timed_out,
+        } = self.store.claim(self.clock.now(), params).await?;
+        metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
+        metrics::counter!(crate::metrics::TIMEOUTS).increment(timed_out);
+        Ok(leases)
+    }
+
+    /// When an idle claimer should query again at the latest: `cap`, or earlier when something
+    /// of its queues falls due (a future `run_at`, a lease deadline).
+    pub(crate) async fn due_by(&self, params: &ClaimParams, cap: Instant) -> StoreResult<Instant> {
+        let Some(at) = self
+            .store
+            .next_ready_at(&params.tenant, &params.queues)
+            .await?
+        else {
+            return Ok(cap);
+        };
+        let in_ms = (at - self.clock.now()).num_milliseconds().max(0) as u64;
+        Ok(cap.min(Instant::now() + Duration::from_millis(in_ms + 1)))
+    }
+
+    /// Parks a claimer: an enqueue on its queues may lease its job to it directly
+    /// (`crate::handoff`).
+    pub(crate) fn park(&self, params: &ClaimParams) -> Parking {
+        self.handoffs.park(params)
+    }
+
+    /// Claims up to `params.max_jobs` leases, waiting up to `wait` for work (a long poll). Returns
+    /// early, empty, when the server shuts down.
+    pub(crate) async fn claim_or_wait(
+        &self,
+        params: &ClaimParams,
+        wait: Duration,
+    ) -> ApiResult<Vec<Lease>> {
+        let deadline = Instant::now() + wait;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let mut wake = self.subscribe();
+            let leases = self.claim_now(params).await?;
+            if !leases.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
+                let result = if leases.is_empty() { "empty" } else { "leased" };
+                metrics::counter!(crate::metrics::CLAIMS, "result" => result).increment(1);
+                metrics::counter!(crate::metrics::LEASES_GRANTED).increment(leases.len() as u64);
+                return Ok(leases);
+            }
+            // Sleep until something is due, a wake-up, the long poll's deadline or shutdown.
+            let until = self.due_by(params, deadline).await?;
+            let mut parking = self.park(params);
+            let mut handed = None;
+            tokio::select! {
+                lease = parking.recv() => handed = lease,
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep_until(until) => {}
+                _ = shutdown.changed() => {}
+            }
+            // A lease handed off while another wake-up won the race is answered, not released.
+            if let Some(lease) = handed.or_else(|| parking.try_recv()) {
+                metrics::counter!(crate::metrics::CLAIMS, "result" => "leased").increment(1);
+                metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
+                return Ok(vec![lease]);
+            }
+        }
+    }
+
+    /// Gives back leases that were granted but never reached their worker (its socket or long
+    /// poll went away first), so their jobs run again now instead of after the lease expires.
+    pub(crate) async fn release_undelivered(&self, tenant: &str, held: Vec<(Uuid, i64)>) {
+        let outcomes = held
+            .into_iter()
+            .map(|(job_id, fencing_token)| Outcome {
+                job_id,
+                fencing_token,
+                kind: OutcomeKind::Release { undelivered: true },
+            })
+            .collect();
+        if let Err(err) = self
+            .store
+            .finish_states(self.clock.now(), tenant, outcomes)
+            .await
+        {
+            tracing::warn!(%err, "could not release undelivered leases; they will expire");
+        }
+        self.ready.notify();
+    }
+
+    /// Heartbeats for many leases (HTTP or WebSocket): validated, then extended in one call.
+    pub(crate) async fn heartbeat(
+        &self,
+        tenant: &str,
+        leases: &[HeartbeatItem],
+    ) -> ApiResult<Vec<HeartbeatResult>> {
+        if leases.len() > validate::MAX_BATCH {
+            return Err(ApiError::validation(
+                "leases",
+                "at most 1000 leases per heartbeat",
+            ));
+        }
+        for item in leases {
+            if let Some(p) = &item.progress {
+                validate::json_size("progress", p)?;
+            }
+            if let Some(c) = &item.checkpoint {
+                validate::json_size("checkpoint", c)?;
+            }
+        }
+        if leases.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .store
+            .heartbeat(self.clock.now(), tenant, leases)
+            .await?)
+    }
+
+    /// Stores validated jobs and wakes the claimers. A single job that is ready now goes straight
+    /// to a claimer parked on its queue, if there is one (`crate::handoff`).
+    pub(crate) async fn enqueue(
+        &self,
+        now: DateTime<Utc>,
+        mut rows: Vec<NewJobRow>,
+    ) -> ApiResult<Vec<Enqueued>> {
+        if let [row] = rows.as_slice()
+            && row.state == JobState::Queued
+            && row.run_at <= now
+            && row.run_id.is_none()
+            && let Some(taken) = self.handoffs.take(&row.tenant, &row.queue)
+        {
+            let row = rows
+                .pop()
+                .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no job"))?;
+            // On its own task: once leased, the job must reach its claimer or be released, even
+            // if the enqueuing client hangs up (the request's future is then dropped).
+            let handoff = tokio::spawn(self.clone().hand_off(now, row.clone(), taken));
+            match handoff.await {
+                Ok(Ok(Some(job))) => {
+                    return Ok(vec![Enqueued {
+                        job,
+                        replayed: false,
+                    }]);
+                }
+                Ok(Ok(None)) => rows.push(row),
+                Ok(Err(err)) => return Err(err.into()),
+                Err(err) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Internal,
+                        format!("hand-off task failed: {err}"),
+                    ));
+                }
+            }
+        }
+        let enqueued = self.store.enqueue(now, rows).await?;
+        if enqueued.iter().any(|e| !e.replayed) {
+            self.ready.notify();
+        }
+        Ok(enqueued)
+    }
+
+    /// Enqueues `row` leased to the claimer `taken` and answers that claimer; the job as
+    /// enqueued, or `None` when it could not be handed off (nothing was written; `taken`,
+    /// dropped, queries again).
+    async fn hand_off(
+        self,
+        now: DateTime<Utc>,
+        row: NewJobRow,
+        taken: Taken,
+    ) -> StoreResult<Option<Job>> {
+        let Some((job, lease)) = self.store.enqueue_leased(now, row, taken.params()).await? else {
+            return Ok(None);
+        };
+        metrics::counter!(crate::metrics::HANDOFFS).increment(1);
+        let tenant = taken.params().tenant.clone();
+        if let Err(lease) = taken.deliver(lease) {
+            // The claimer left between the take and now: the job goes back to its queue.
+            self.release_undelivered(&tenant, vec![(lease.job.id, lease.fencing_token)])
+                .await;
+        }
+        Ok(Some(job))
+    }
+}

@@ -1,0 +1,220 @@
+//! Recording what workers report: one outcome (HTTP complete, fail, release) or a batch (HTTP
+//! batch, WebSocket), each checked first ([`super::checks`]) and answered the same way on every
+//! path, including an outcome retried after it was recorded.
+
+use leasehold_proto::{
+    ErrorCode, FailureInfo, Job, JobState, OutcomeReport, OutcomeResult, OutcomeStatus,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::Leasing;
+use super::checks::{self, Refused};
+use crate::error::{ApiError, ApiResult, job_not_found};
+use crate::store::{Finished, Outcome, OutcomeKind};
+use crate::validate;
+
+/// Checks a reported outcome and turns it into a store outcome.
+pub(crate) fn outcome_from_report(
+    report: OutcomeReport,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Outcome> {
+    let kind = match report.outcome {
+        leasehold_proto::OutcomeKind::Complete {
+            result,
+            artifacts,
+            manifest_digest,
+        } => {
+            validate::json_size("result", &result)?;
+            let artifacts = validate::artifacts(artifacts)?;
+            if let Some(claimed) = manifest_digest {
+                let actual = validate::jcs_digest(&json!(artifacts));
+                if claimed != actual {
+                    return Err(ApiError::validation(
+                        "manifest_digest",
+                        format!("manifest_digest {claimed} does not match the manifest ({actual})"),
+                    ));
+                }
+            }
+            OutcomeKind::Complete { result, artifacts }
+        }
+        leasehold_proto::OutcomeKind::Fail { error, retry_at } => {
+            check_failure(&error)?;
+            OutcomeKind::Fail {
+                error,
+                retry_at: retry_at.unwrap_or(now),
+            }
+        }
+        leasehold_proto::OutcomeKind::Release => OutcomeKind::Release { undelivered: false },
+    };
+    Ok(Outcome {
+        job_id: report.job_id,
+        fencing_token: report.fencing_token,
+        kind,
+    })
+}
+
+fn check_failure(error: &FailureInfo) -> ApiResult<()> {
+    validate::label("error.class", &error.class)?;
+    if error.message.len() > 64 * 1024 {
+        return Err(ApiError::validation(
+            "error.message",
+            "error.message is over 64 KiB",
+        ));
+    }
+    Ok(())
+}
+
+/// Counts a recorded outcome that left the job in `state` (and, for a failure, a scheduled
+/// retry); true when the job is queued again, so that waiting claimers must be woken.
+fn count_outcome(state: JobState, failed: bool) -> bool {
+    metrics::counter!(crate::metrics::OUTCOMES, "state" => state.as_str()).increment(1);
+    let requeued = state == JobState::Queued;
+    if requeued && failed {
+        metrics::counter!(crate::metrics::STEP_RETRIES).increment(1);
+    }
+    requeued
+}
+
+/// The refusal of an outcome whose lease is gone: 409 `lease_lost`, saying so when the attempt's
+/// run time ran out (`deadline`) rather than its token going stale.
+pub(crate) fn lease_lost(
+    id: Uuid,
+    token: i64,
+    current: JobState,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+) -> ApiError {
+    let mut details = json!({"job_id": id, "fencing_token": token, "state": current});
+    let message = match deadline {
+        Some(at) => {
+            details["reason"] = json!("timeout");
+            details["deadline_at"] = json!(at);
+            format!(
+                "job {id}: the run time of the attempt under fencing token {token} was exceeded \
+                 (its deadline was {}); nothing was changed",
+                at.to_rfc3339()
+            )
+        }
+        None => {
+            format!("job {id} is not leased under fencing token {token}; nothing was changed")
+        }
+    };
+    ApiError::new(ErrorCode::LeaseLost, message).with_details(details)
+}
+
+impl Leasing {
+    /// Records many outcomes in one transaction (HTTP batch or WebSocket); a bad outcome rejects
+    /// the whole batch before anything is written.
+    pub(crate) async fn finish_many(
+        &self,
+        tenant: &str,
+        reports: Vec<OutcomeReport>,
+    ) -> ApiResult<Vec<OutcomeResult>> {
+        if reports.len() > validate::MAX_BATCH {
+            return Err(ApiError::validation(
+                "outcomes",
+                "at most 1000 outcomes per call",
+            ));
+        }
+        let now = self.clock.now();
+        let mut reports = reports;
+        let mut rng = None;
+        for (i, report) in reports.iter_mut().enumerate() {
+            let at = |e: ApiError| e.prefix_field(&format!("outcomes[{i}]"));
+            checks::artifacts_stored(&self.data_dir, report)
+                .await
+                .map_err(at)?;
+            checks::default_retry_at(&*self.store, tenant, report, now, &mut rng).await?;
+        }
+        let outcomes = reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                outcome_from_report(r, now).map_err(|e| e.prefix_field(&format!("outcomes[{i}]")))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        if outcomes.is_empty() {
+            return Ok(vec![]);
+        }
+        let asked: Vec<_> = outcomes
+            .iter()
+            .map(|o| (o.job_id, o.fencing_token, checks::Sent::of(&o.kind)))
+            .collect();
+        let finished = self.store.finish_states(now, tenant, outcomes).await?;
+        // A refused outcome may be the retry of one recorded already (rare: read only then).
+        let mut recorded_before = vec![None; asked.len()];
+        for (i, ((job_id, token, sent), f)) in asked.iter().zip(&finished).enumerate() {
+            if let Finished::LeaseLost(_) = f
+                && let Refused::Recorded(job) =
+                    checks::after_refusal(&*self.store, tenant, *job_id, *token, *sent, now).await?
+            {
+                recorded_before[i] = Some(job.state);
+            }
+        }
+        let mut requeued = false;
+        let results = asked
+            .into_iter()
+            .map(|(job_id, _, sent)| (job_id, sent == checks::Sent::Fail))
+            .zip(finished)
+            .zip(recorded_before)
+            .map(|(((job_id, failed), f), before)| match f {
+                Finished::LeaseLost(_) if let Some(job_state) = before => OutcomeResult {
+                    job_id,
+                    status: OutcomeStatus::Ok,
+                    state: Some(job_state),
+                },
+                Finished::Ok(job_state) => {
+                    requeued |= count_outcome(job_state, failed);
+                    OutcomeResult {
+                        job_id,
+                        status: OutcomeStatus::Ok,
+                        state: Some(job_state),
+                    }
+                }
+                Finished::LeaseLost(current) => OutcomeResult {
+                    job_id,
+                    status: OutcomeStatus::LeaseLost,
+                    state: Some(current),
+                },
+                Finished::NotFound => OutcomeResult {
+                    job_id,
+                    status: OutcomeStatus::NotFound,
+                    state: None,
+                },
+            })
+            .collect();
+        if requeued {
+            self.ready.notify();
+        }
+        Ok(results)
+    }
+
+    /// Records one outcome: the job as it now is, or the refusal (`lease_lost`, `not_found`).
+    pub(crate) async fn finish_one(&self, tenant: &str, outcome: Outcome) -> ApiResult<Job> {
+        let (id, token) = (outcome.job_id, outcome.fencing_token);
+        let failed = matches!(outcome.kind, OutcomeKind::Fail { .. });
+        let sent = checks::Sent::of(&outcome.kind);
+        let now = self.clock.now();
+        let result = self
+            .store
+            .finish(now, tenant, vec![outcome])
+            .await?
+            .into_iter()
+            .next();
+        match result {
+            Some(Finished::Ok(job)) => {
+                if count_outcome(job.state, failed) {
+                    self.ready.notify();
+                }
+                Ok(*job)
+            }
+            Some(Finished::LeaseLost(current)) => {
+                match checks::after_refusal(&*self.store, tenant, id, token, sent, now).await? {
+                    Refused::Recorded(job) => Ok(*job),
+                    Refused::Lost { deadline } => Err(lease_lost(id, token, current, deadline)),
+                }
+            }
+            Some(Finished::NotFound) | None => Err(job_not_found(id)),
+        }
+    }
+}

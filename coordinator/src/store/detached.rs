@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
-    SchedulerRun, SchedulerRunInput,
 };
 use uuid::Uuid;
 
@@ -239,20 +238,5 @@ impl Store for Detached {
             s.add_run_event(now, &tenant, run_id, &kind, job_id, data)
                 .await
         })
-    }
-
-    async fn record_scheduler_run(
-        &self,
-        now: DateTime<Utc>,
-        input: &SchedulerRunInput,
-    ) -> StoreResult<SchedulerRun> {
-        let input = input.clone();
-        detach!(self, |s| async move {
-            s.record_scheduler_run(now, &input).await
-        })
-    }
-
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
-        self.0.list_scheduler_runs(limit).await
     }
 }

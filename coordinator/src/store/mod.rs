@@ -12,6 +12,7 @@ mod outcomes;
 mod postgres;
 mod queues;
 mod runs;
+mod scheduler;
 mod sqlite;
 mod timeouts;
 
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Artifact, BackoffHint, Event, FailureInfo, HeartbeatItem, HeartbeatResult, Job, JobState,
-    Lease, QueueInfo, QueueSettings, Run, SchedulerRun, SchedulerRunInput,
+    Lease, QueueInfo, QueueSettings, Run,
 };
 use uuid::Uuid;
 
@@ -31,6 +32,7 @@ pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub(crate) use queues::{QueueAccumulator, pick_queue};
 pub use runs::{NewRunRow, RunJobRow};
+pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
 pub(crate) use timeouts::ended_by_timeout;
 
@@ -299,7 +301,7 @@ pub struct Claimed {
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SchedulerRecords + Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
 
@@ -489,16 +491,6 @@ pub trait Store: Send + Sync + 'static {
         job_id: Option<Uuid>,
         data: serde_json::Value,
     ) -> StoreResult<Option<Event>>;
-
-    /// Stores one scheduler run record.
-    async fn record_scheduler_run(
-        &self,
-        now: DateTime<Utc>,
-        input: &SchedulerRunInput,
-    ) -> StoreResult<SchedulerRun>;
-
-    /// Scheduler run records, newest first.
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>>;
 }
 
 /// Which events to read.

@@ -1,15 +1,17 @@
 //! The scheduler's run records (`/orchestrator/runs`, a surface of the systems Leasehold
-//! replaces) on PostgreSQL. Retiring that surface is deleting this file and its trait methods.
+//! replaces) on PostgreSQL. Retiring that surface is deleting this file (see `store/scheduler.rs`).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{SchedulerRun, SchedulerRunInput};
 use sqlx::Row;
 
 use super::PostgresStore;
-use crate::store::StoreResult;
+use crate::store::{SchedulerRecords, StoreResult};
 
-impl PostgresStore {
-    pub(super) async fn record_scheduler_run_impl(
+#[async_trait]
+impl SchedulerRecords for PostgresStore {
+    async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
         input: &SchedulerRunInput,
@@ -39,10 +41,7 @@ impl PostgresStore {
         })
     }
 
-    pub(super) async fn list_scheduler_runs_impl(
-        &self,
-        limit: u32,
-    ) -> StoreResult<Vec<SchedulerRun>> {
+    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
         let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT $1")
             .bind(i64::from(limit))
             .fetch_all(self.pool())

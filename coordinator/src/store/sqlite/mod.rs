@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
-    SchedulerRun, SchedulerRunInput,
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -456,18 +455,6 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Event>> {
         self.add_run_event_impl(now, tenant, run_id, kind, job_id, data)
             .await
-    }
-
-    async fn record_scheduler_run(
-        &self,
-        now: DateTime<Utc>,
-        input: &SchedulerRunInput,
-    ) -> StoreResult<SchedulerRun> {
-        self.record_scheduler_run_impl(now, input).await
-    }
-
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
-        self.list_scheduler_runs_impl(limit).await
     }
 }
 

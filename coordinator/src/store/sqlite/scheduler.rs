@@ -1,16 +1,18 @@
 //! The scheduler's run records (`/orchestrator/runs`, a surface of the systems Leasehold
-//! replaces) on SQLite. Retiring that surface is deleting this file and its trait methods.
+//! replaces) on SQLite. Retiring that surface is deleting this file (see `store/scheduler.rs`).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{SchedulerRun, SchedulerRunInput};
 use sqlx::Row;
 
 use super::SqliteStore;
 use super::rows::{from_micros, micros};
-use crate::store::StoreResult;
+use crate::store::{SchedulerRecords, StoreResult};
 
-impl SqliteStore {
-    pub(super) async fn record_scheduler_run_impl(
+#[async_trait]
+impl SchedulerRecords for SqliteStore {
+    async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
         input: &SchedulerRunInput,
@@ -40,10 +42,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn list_scheduler_runs_impl(
-        &self,
-        limit: u32,
-    ) -> StoreResult<Vec<SchedulerRun>> {
+    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
         let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT ?")
             .bind(i64::from(limit))
             .fetch_all(&self.reader)

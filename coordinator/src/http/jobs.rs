@@ -19,6 +19,7 @@ use super::extract::{
 };
 use crate::error::{ApiError, ApiResult, job_not_found};
 use crate::store::JobFilter;
+use crate::store::{CancelJob, RetryJob};
 use crate::validate;
 
 /// `/v1/jobs`: enqueue, list, read, cancel, retry.
@@ -246,7 +247,12 @@ pub(crate) async fn cancel(
     validate::label("reason", &reason)?;
     let transition = state
         .store
-        .cancel_job(state.clock.now(), &tenant.0, id, &reason)
+        .cancel_job(CancelJob {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            id,
+            reason: reason.to_owned(),
+        })
         .await?
         .ok_or_else(|| job_not_found(id))?;
     if matches!(transition.job.state, JobState::Succeeded | JobState::Dead) {
@@ -276,7 +282,11 @@ pub(crate) async fn retry(
 ) -> ApiResult<ApiJson<Job>> {
     let transition = state
         .store
-        .retry_job(state.clock.now(), &tenant.0, id)
+        .retry_job(RetryJob {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            id,
+        })
         .await?
         .ok_or_else(|| job_not_found(id))?;
     if !transition.changed {

@@ -8,6 +8,7 @@ use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList, QueueSettings};
 use super::AppState;
 use super::extract::{ApiJson, QueueName, Tenant};
 use crate::error::ApiResult;
+use crate::store::{PauseQueue, SetQueueSettings};
 use crate::validate;
 
 /// `/v1/queues`: list, pause, resume, settings.
@@ -42,7 +43,12 @@ pub(crate) async fn pause(
 ) -> ApiResult<ApiJson<QueueInfo>> {
     let info = state
         .store
-        .set_queue_paused(state.clock.now(), &tenant.0, &name, true)
+        .set_queue_paused(PauseQueue {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            queue: name,
+            paused: true,
+        })
         .await?;
     Ok(ApiJson(info))
 }
@@ -58,7 +64,12 @@ pub(crate) async fn resume(
 ) -> ApiResult<ApiJson<QueueInfo>> {
     let info = state
         .store
-        .set_queue_paused(state.clock.now(), &tenant.0, &name, false)
+        .set_queue_paused(PauseQueue {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            queue: name,
+            paused: false,
+        })
         .await?;
     state.ready.notify();
     Ok(ApiJson(info))
@@ -82,7 +93,12 @@ pub(crate) async fn settings(
     }
     let info = state
         .store
-        .set_queue_settings(state.clock.now(), &tenant.0, &name, &settings)
+        .set_queue_settings(SetQueueSettings {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            queue: name,
+            settings,
+        })
         .await?;
     Ok(ApiJson(info))
 }

@@ -14,6 +14,7 @@ use super::AppState;
 use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
 use crate::error::{ApiResult, run_not_found};
 use crate::planning::rows;
+use crate::store::CancelRun;
 
 /// `/v1/runs`: submit, plan, read, cancel.
 pub(super) fn router() -> Router<AppState> {
@@ -110,7 +111,11 @@ pub(crate) async fn cancel(
 pub(crate) async fn cancel_run(state: &AppState, tenant: &str, id: Uuid) -> ApiResult<Run> {
     state
         .store
-        .cancel_run(state.clock.now(), tenant, id)
+        .cancel_run(CancelRun {
+            now: state.clock.now(),
+            tenant: tenant.to_owned(),
+            id,
+        })
         .await?
         .ok_or_else(|| run_not_found(id))
 }

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run,
 };
 use uuid::Uuid;
 
 use super::{
-    Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
-    NewRunRow, Outcome, StateCount, Store, StoreError, StoreResult, Transition,
+    AddRunEvent, Backend, CancelJob, CancelRun, ClaimParams, Claimed, Enqueued, EventFilter,
+    Finished, JobFilter, NewJobRow, NewRunRow, Outcome, PauseQueue, RetryJob, SetQueueSettings,
+    StateCount, Store, StoreError, StoreResult, Transition,
 };
 
 /// A [`Store`] whose calls survive their caller being dropped.
@@ -83,27 +84,12 @@ impl Store for Detached {
         self.0.list_jobs(filter).await
     }
 
-    async fn cancel_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-        reason: &str,
-    ) -> StoreResult<Option<Transition>> {
-        let (tenant, reason) = (tenant.to_owned(), reason.to_owned());
-        detach!(self, |s| async move {
-            s.cancel_job(now, &tenant, id, &reason).await
-        })
+    async fn cancel_job(&self, params: CancelJob) -> StoreResult<Option<Transition>> {
+        detach!(self, |s| s.cancel_job(params))
     }
 
-    async fn retry_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Transition>> {
-        let tenant = tenant.to_owned();
-        detach!(self, |s| async move { s.retry_job(now, &tenant, id).await })
+    async fn retry_job(&self, params: RetryJob) -> StoreResult<Option<Transition>> {
+        detach!(self, |s| s.retry_job(params))
     }
 
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
@@ -161,30 +147,12 @@ impl Store for Detached {
         self.0.queues(tenant).await
     }
 
-    async fn set_queue_paused(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        paused: bool,
-    ) -> StoreResult<QueueInfo> {
-        let (tenant, queue) = (tenant.to_owned(), queue.to_owned());
-        detach!(self, |s| async move {
-            s.set_queue_paused(now, &tenant, &queue, paused).await
-        })
+    async fn set_queue_paused(&self, params: PauseQueue) -> StoreResult<QueueInfo> {
+        detach!(self, |s| s.set_queue_paused(params))
     }
 
-    async fn set_queue_settings(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        settings: &QueueSettings,
-    ) -> StoreResult<QueueInfo> {
-        let (tenant, queue, settings) = (tenant.to_owned(), queue.to_owned(), settings.clone());
-        detach!(self, |s| async move {
-            s.set_queue_settings(now, &tenant, &queue, &settings).await
-        })
+    async fn set_queue_settings(&self, params: SetQueueSettings) -> StoreResult<QueueInfo> {
+        detach!(self, |s| s.set_queue_settings(params))
     }
 
     async fn state_counts(&self) -> StoreResult<Vec<StateCount>> {
@@ -211,32 +179,11 @@ impl Store for Detached {
         self.0.get_run(tenant, id).await
     }
 
-    async fn cancel_run(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Run>> {
-        let tenant = tenant.to_owned();
-        detach!(
-            self,
-            |s| async move { s.cancel_run(now, &tenant, id).await }
-        )
+    async fn cancel_run(&self, params: CancelRun) -> StoreResult<Option<Run>> {
+        detach!(self, |s| s.cancel_run(params))
     }
 
-    async fn add_run_event(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        run_id: Uuid,
-        kind: &str,
-        job_id: Option<Uuid>,
-        data: serde_json::Value,
-    ) -> StoreResult<Option<Event>> {
-        let (tenant, kind) = (tenant.to_owned(), kind.to_owned());
-        detach!(self, |s| async move {
-            s.add_run_event(now, &tenant, run_id, &kind, job_id, data)
-                .await
-        })
+    async fn add_run_event(&self, params: AddRunEvent) -> StoreResult<Option<Event>> {
+        detach!(self, |s| s.add_run_event(params))
     }
 }

@@ -9,6 +9,7 @@ mod dag;
 mod detached;
 mod idempotency;
 mod outcomes;
+mod params;
 mod postgres;
 mod queues;
 mod runs;
@@ -23,12 +24,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     Artifact, BackoffHint, Event, FailureInfo, HeartbeatItem, HeartbeatResult, Job, JobState,
-    Lease, QueueInfo, QueueSettings, Run,
+    Lease, QueueInfo, Run,
 };
 use uuid::Uuid;
 
 pub use detached::Detached;
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
+pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub(crate) use queues::{QueueAccumulator, pick_queue};
 pub use runs::{NewRunRow, RunJobRow};
@@ -342,22 +344,11 @@ pub trait Store: SchedulerRecords + Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
 
     /// Cancels: queued or blocked → cancelled; leased → `cancel_requested`; terminal → no change.
-    async fn cancel_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-        reason: &str,
-    ) -> StoreResult<Option<Transition>>;
+    async fn cancel_job(&self, params: CancelJob) -> StoreResult<Option<Transition>>;
 
     /// Sends a dead or cancelled job back to queued (blocked while a parent in its run has not
     /// succeeded) with a fresh attempt budget, re-blocking its `upstream_failed` descendants.
-    async fn retry_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Transition>>;
+    async fn retry_job(&self, params: RetryJob) -> StoreResult<Option<Transition>>;
 
     /// Grants up to `max_jobs` leases on ready jobs (queued and due, or leased with an expired
     /// lease), highest priority first, then oldest `run_at`, then id. Expired leases whose
@@ -410,22 +401,10 @@ pub trait Store: SchedulerRecords + Send + Sync + 'static {
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>>;
 
     /// Pauses or resumes a queue (creating its row if needed).
-    async fn set_queue_paused(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        paused: bool,
-    ) -> StoreResult<QueueInfo>;
+    async fn set_queue_paused(&self, params: PauseQueue) -> StoreResult<QueueInfo>;
 
     /// Replaces a queue's settings (creating its row if needed).
-    async fn set_queue_settings(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        settings: &QueueSettings,
-    ) -> StoreResult<QueueInfo>;
+    async fn set_queue_settings(&self, params: SetQueueSettings) -> StoreResult<QueueInfo>;
 
     /// Job counts for every tenant, queue and state.
     async fn state_counts(&self) -> StoreResult<Vec<StateCount>>;
@@ -474,23 +453,10 @@ pub trait Store: SchedulerRecords + Send + Sync + 'static {
 
     /// Cancels a run: queued and blocked jobs end `cancelled`, leased ones get
     /// `cancel_requested`. Cancelling an ended run changes nothing.
-    async fn cancel_run(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Run>>;
+    async fn cancel_run(&self, params: CancelRun) -> StoreResult<Option<Run>>;
 
     /// Appends an event about a run (legacy checkpoints); `None` when the run does not exist.
-    async fn add_run_event(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        run_id: Uuid,
-        kind: &str,
-        job_id: Option<Uuid>,
-        data: serde_json::Value,
-    ) -> StoreResult<Option<Event>>;
+    async fn add_run_event(&self, params: AddRunEvent) -> StoreResult<Option<Event>>;
 }
 
 /// Which events to read.

@@ -14,6 +14,7 @@ use common::events::event_types;
 use common::rows::{claim_params, complete, new_job};
 use leasehold_coordinator::handoff::Handoffs;
 use leasehold_coordinator::store::Store;
+use leasehold_coordinator::store::{PauseQueue, SetQueueSettings};
 use serde_json::{Value, json};
 
 /// `v` as JSON without the fields that differ between two otherwise identical jobs.
@@ -83,7 +84,12 @@ async fn compare_hand_off(
     };
     for queue in [a, b] {
         store
-            .set_queue_settings(now, "default", queue, &settings)
+            .set_queue_settings(SetQueueSettings {
+                now,
+                tenant: "default".into(),
+                queue: queue.to_owned(),
+                settings: settings.clone(),
+            })
             .await
             .unwrap();
     }
@@ -169,7 +175,12 @@ async fn hand_off_writes_nothing_when_it_cannot(store: Arc<dyn Store>) {
     let claim = claim_params("p", 1, 30_000);
     // A paused queue: nothing written.
     store
-        .set_queue_paused(now, "default", "p", true)
+        .set_queue_paused(PauseQueue {
+            now,
+            tenant: "default".into(),
+            queue: "p".into(),
+            paused: true,
+        })
         .await
         .unwrap();
     let job = new_job("p", "k", now);
@@ -184,7 +195,12 @@ async fn hand_off_writes_nothing_when_it_cannot(store: Arc<dyn Store>) {
     assert!(store.get_job("default", id).await.unwrap().is_none());
     assert!(event_types(&store, id).await.is_empty());
     store
-        .set_queue_paused(now, "default", "p", false)
+        .set_queue_paused(PauseQueue {
+            now,
+            tenant: "default".into(),
+            queue: "p".into(),
+            paused: false,
+        })
         .await
         .unwrap();
     // An idempotency key that exists: nothing written, the first job untouched.

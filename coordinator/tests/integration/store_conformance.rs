@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use common::events::event_types;
 use common::rows::{claim_one, claim_params, complete, enqueue_one, fail, new_job};
+use leasehold_coordinator::store::{CancelJob, RetryJob};
 use leasehold_coordinator::store::{Finished, JobFilter, NewJobRow, Outcome, OutcomeKind, Store};
 use leasehold_proto::{Artifact, HeartbeatItem, HeartbeatStatus, JobState};
 use serde_json::json;
@@ -316,7 +317,12 @@ async fn complete_records_result_and_artifacts(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(again[0], Finished::LeaseLost(JobState::Succeeded)));
     let c = store
-        .cancel_job(now, "default", id, "late")
+        .cancel_job(CancelJob {
+            now,
+            tenant: "default".into(),
+            id,
+            reason: "late".into(),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -395,7 +401,12 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
     check("claimed").await;
     let l = |i: usize| (leases[i].job.id, leases[i].fencing_token);
     store
-        .cancel_job(t0, "default", l(4).0, "operator")
+        .cancel_job(CancelJob {
+            now: t0,
+            tenant: "default".into(),
+            id: l(4).0,
+            reason: "operator".into(),
+        })
         .await
         .unwrap();
     check("cancel requested").await;
@@ -423,7 +434,11 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
     assert_eq!(again.leases.len(), 2);
     check("expired and re-claimed").await;
     store
-        .retry_job(later, "default", l(2).0)
+        .retry_job(RetryJob {
+            now: later,
+            tenant: "default".into(),
+            id: l(2).0,
+        })
         .await
         .unwrap()
         .unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use common::rows::{claim_params, new_job};
+use leasehold_coordinator::store::PauseQueue;
 use leasehold_coordinator::store::{JobFilter, NewJobRow, Store};
 use leasehold_proto::JobState;
 
@@ -18,7 +19,12 @@ async fn paused_queue_grants_nothing(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let info = store
-        .set_queue_paused(now, "default", "q", true)
+        .set_queue_paused(PauseQueue {
+            now,
+            tenant: "default".into(),
+            queue: "q".into(),
+            paused: true,
+        })
         .await
         .unwrap();
     assert!(info.paused);
@@ -32,7 +38,12 @@ async fn paused_queue_grants_nothing(store: Arc<dyn Store>) {
             .is_empty()
     );
     store
-        .set_queue_paused(now, "default", "q", false)
+        .set_queue_paused(PauseQueue {
+            now,
+            tenant: "default".into(),
+            queue: "q".into(),
+            paused: false,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -49,7 +60,12 @@ async fn paused_queue_grants_nothing(store: Arc<dyn Store>) {
     assert_eq!((queues[0].depth.leased, queues[0].paused), (2, false));
     // Pausing a queue with no jobs yet is allowed (prepare before deploying producers).
     let empty = store
-        .set_queue_paused(now, "default", "later", true)
+        .set_queue_paused(PauseQueue {
+            now,
+            tenant: "default".into(),
+            queue: "later".into(),
+            paused: true,
+        })
         .await
         .unwrap();
     assert!(empty.paused);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use common::events::event_types;
 use common::rows::{claim_one, claim_params, enqueue_one, fail, new_job};
+use leasehold_coordinator::store::{CancelJob, RetryJob};
 use leasehold_coordinator::store::{Finished, Outcome, OutcomeKind, Store};
 use leasehold_proto::{HeartbeatItem, HeartbeatStatus, JobState};
 
@@ -73,7 +74,11 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
 
     // Operator retry brings it back with a fresh budget.
     let t = store
-        .retry_job(retry_at, "default", id)
+        .retry_job(RetryJob {
+            now: retry_at,
+            tenant: "default".into(),
+            id,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -81,7 +86,11 @@ async fn fail_retry_and_dead(store: Arc<dyn Store>) {
     assert_eq!(t.job.state, JobState::Queued);
     assert_eq!(t.job.attempt, 0);
     let again = store
-        .retry_job(retry_at, "default", id)
+        .retry_job(RetryJob {
+            now: retry_at,
+            tenant: "default".into(),
+            id,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -118,14 +127,24 @@ async fn cancel_paths(store: Arc<dyn Store>) {
     let now = Utc::now();
     let queued = enqueue_one(&*store, "q", now).await;
     let t = store
-        .cancel_job(now, "default", queued, "operator")
+        .cancel_job(CancelJob {
+            now,
+            tenant: "default".into(),
+            id: queued,
+            reason: "operator".into(),
+        })
         .await
         .unwrap()
         .unwrap();
     assert!(t.changed);
     assert_eq!(t.job.state, JobState::Cancelled);
     let twice = store
-        .cancel_job(now, "default", queued, "operator")
+        .cancel_job(CancelJob {
+            now,
+            tenant: "default".into(),
+            id: queued,
+            reason: "operator".into(),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -135,7 +154,12 @@ async fn cancel_paths(store: Arc<dyn Store>) {
     let leased = enqueue_one(&*store, "q", now).await;
     let l = claim_one(&*store, "q", now).await;
     let t = store
-        .cancel_job(now, "default", leased, "stop")
+        .cancel_job(CancelJob {
+            now,
+            tenant: "default".into(),
+            id: leased,
+            reason: "stop".into(),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -173,7 +197,12 @@ async fn cancel_paths(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .cancel_job(now, "default", uuid::Uuid::now_v7(), "x")
+            .cancel_job(CancelJob {
+                now,
+                tenant: "default".into(),
+                id: uuid::Uuid::now_v7(),
+                reason: "x".into()
+            })
             .await
             .unwrap()
             .is_none()

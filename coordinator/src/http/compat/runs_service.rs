@@ -20,6 +20,7 @@ use crate::http::AppState;
 use crate::http::extract::{ApiJson, QueryParams, Tenant, tenant_header_given};
 use crate::http::feed::{KEEP_ALIVE, resume_point, sse_stream};
 use crate::http::runs;
+use crate::store::AddRunEvent;
 use crate::store::EventFilter;
 use crate::validate;
 
@@ -167,14 +168,14 @@ pub(crate) async fn legacy_checkpoint(
     let data = json!({"name": input.name, "data": input.data});
     let event = state
         .store
-        .add_run_event(
-            state.clock.now(),
-            &tenant.0,
-            id,
-            "checkpoint",
-            input.job_id,
+        .add_run_event(AddRunEvent {
+            now: state.clock.now(),
+            tenant: tenant.0,
+            run_id: id,
+            kind: "checkpoint".into(),
+            job_id: input.job_id,
             data,
-        )
+        })
         .await?
         .ok_or_else(|| run_not_found(id))?;
     let body = json!({"id": event.id, "runId": id, "name": input.name, "data": event.data["data"], "job_id": input.job_id, "at": event.at});

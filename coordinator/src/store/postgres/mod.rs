@@ -19,18 +19,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run,
 };
-use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::store::dag::DagEffects;
 use crate::store::{
-    Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
-    NewRunRow, Outcome, QueueAccumulator, StateCount, Store, StoreError, StoreResult, Transition,
-    pick_queue,
+    AddRunEvent, Backend, CancelJob, CancelRun, ClaimParams, Claimed, Enqueued, EventFilter,
+    Finished, JobFilter, NewJobRow, NewRunRow, Outcome, PauseQueue, QueueAccumulator, RetryJob,
+    SetQueueSettings, StateCount, Store, StoreError, StoreResult, Transition, pick_queue,
 };
 use rows::{decode_job, fetch_job, with_event};
 
@@ -218,13 +217,15 @@ impl Store for PostgresStore {
         rows.iter().map(decode_job).collect()
     }
 
-    async fn cancel_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-        reason: &str,
-    ) -> StoreResult<Option<Transition>> {
+    async fn cancel_job(&self, params: CancelJob) -> StoreResult<Option<Transition>> {
+        let CancelJob {
+            now,
+            tenant,
+            id,
+            reason,
+        } = params;
+        let tenant = tenant.as_str();
+        let reason = reason.as_str();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE")
             .bind(id)
@@ -283,12 +284,9 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn retry_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Transition>> {
+    async fn retry_job(&self, params: RetryJob) -> StoreResult<Option<Transition>> {
+        let RetryJob { now, tenant, id } = params;
+        let tenant = tenant.as_str();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE")
             .bind(id)
@@ -391,13 +389,15 @@ impl Store for PostgresStore {
         Ok(acc.finish())
     }
 
-    async fn set_queue_paused(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        paused: bool,
-    ) -> StoreResult<QueueInfo> {
+    async fn set_queue_paused(&self, params: PauseQueue) -> StoreResult<QueueInfo> {
+        let PauseQueue {
+            now,
+            tenant,
+            queue,
+            paused,
+        } = params;
+        let tenant = tenant.as_str();
+        let queue = queue.as_str();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO queues (tenant, name, paused, updated_at) VALUES ($1, $2, $3, $4) \
@@ -421,13 +421,16 @@ impl Store for PostgresStore {
         pick_queue(self.queues(tenant).await?, queue)
     }
 
-    async fn set_queue_settings(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        settings: &QueueSettings,
-    ) -> StoreResult<QueueInfo> {
+    async fn set_queue_settings(&self, params: SetQueueSettings) -> StoreResult<QueueInfo> {
+        let SetQueueSettings {
+            now,
+            tenant,
+            queue,
+            settings,
+        } = params;
+        let tenant = tenant.as_str();
+        let queue = queue.as_str();
+        let settings = &settings;
         let timeout = settings
             .default_timeout_ms
             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
@@ -485,24 +488,23 @@ impl Store for PostgresStore {
         self.get_run_impl(tenant, id).await
     }
 
-    async fn cancel_run(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Run>> {
+    async fn cancel_run(&self, params: CancelRun) -> StoreResult<Option<Run>> {
+        let CancelRun { now, tenant, id } = params;
+        let tenant = tenant.as_str();
         self.cancel_run_impl(now, tenant, id).await
     }
 
-    async fn add_run_event(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        run_id: Uuid,
-        kind: &str,
-        job_id: Option<Uuid>,
-        data: Value,
-    ) -> StoreResult<Option<Event>> {
+    async fn add_run_event(&self, params: AddRunEvent) -> StoreResult<Option<Event>> {
+        let AddRunEvent {
+            now,
+            tenant,
+            run_id,
+            kind,
+            job_id,
+            data,
+        } = params;
+        let tenant = tenant.as_str();
+        let kind = kind.as_str();
         self.add_run_event_impl(now, tenant, run_id, kind, job_id, data)
             .await
     }

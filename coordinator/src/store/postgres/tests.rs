@@ -65,7 +65,12 @@ async fn claim_orders_across_queues() {
         all.push("paused".into());
         store.enqueue(t0, rows.clone()).await.unwrap();
         store
-            .set_queue_paused(t0, "default", "paused", true)
+            .set_queue_paused(PauseQueue {
+                now: t0,
+                tenant: "default".into(),
+                queue: "paused".into(),
+                paused: true,
+            })
             .await
             .unwrap();
         // One lease that has expired by `now`, taken over in its place in the order.

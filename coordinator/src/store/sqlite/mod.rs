@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, QueueSettings, Run,
+    Event, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, QueueInfo, Run,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -32,8 +32,9 @@ use uuid::Uuid;
 
 use crate::store::dag::DagEffects;
 use crate::store::{
-    Backend, ClaimParams, Claimed, Enqueued, EventFilter, Finished, JobFilter, NewJobRow,
-    NewRunRow, Outcome, StateCount, Store, StoreError, StoreResult, Transition,
+    AddRunEvent, Backend, CancelJob, CancelRun, ClaimParams, Claimed, Enqueued, EventFilter,
+    Finished, JobFilter, NewJobRow, NewRunRow, Outcome, PauseQueue, RetryJob, SetQueueSettings,
+    StateCount, Store, StoreError, StoreResult, Transition,
 };
 use dag::SqliteDag;
 use rows::{append_event, decode_job, fetch_job, from_micros, micros, opt_time};
@@ -171,13 +172,15 @@ impl Store for SqliteStore {
         rows.iter().map(decode_job).collect()
     }
 
-    async fn cancel_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-        reason: &str,
-    ) -> StoreResult<Option<Transition>> {
+    async fn cancel_job(&self, params: CancelJob) -> StoreResult<Option<Transition>> {
+        let CancelJob {
+            now,
+            tenant,
+            id,
+            reason,
+        } = params;
+        let tenant = tenant.as_str();
+        let reason = reason.as_str();
         let mut tx = self.begin_write().await?;
         let Some(job) = fetch_job(&mut tx, tenant, id).await? else {
             return Ok(None);
@@ -236,12 +239,9 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn retry_job(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Transition>> {
+    async fn retry_job(&self, params: RetryJob) -> StoreResult<Option<Transition>> {
+        let RetryJob { now, tenant, id } = params;
+        let tenant = tenant.as_str();
         let mut tx = self.begin_write().await?;
         let Some(job) = fetch_job(&mut tx, tenant, id).await? else {
             return Ok(None);
@@ -336,13 +336,15 @@ impl Store for SqliteStore {
         Ok(acc.finish())
     }
 
-    async fn set_queue_paused(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        paused: bool,
-    ) -> StoreResult<QueueInfo> {
+    async fn set_queue_paused(&self, params: PauseQueue) -> StoreResult<QueueInfo> {
+        let PauseQueue {
+            now,
+            tenant,
+            queue,
+            paused,
+        } = params;
+        let tenant = tenant.as_str();
+        let queue = queue.as_str();
         sqlx::query(
             "INSERT INTO queues (tenant, name, paused, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant, name) DO UPDATE SET paused = excluded.paused, \
@@ -358,13 +360,16 @@ impl Store for SqliteStore {
         super::pick_queue(queues, queue)
     }
 
-    async fn set_queue_settings(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        queue: &str,
-        settings: &QueueSettings,
-    ) -> StoreResult<QueueInfo> {
+    async fn set_queue_settings(&self, params: SetQueueSettings) -> StoreResult<QueueInfo> {
+        let SetQueueSettings {
+            now,
+            tenant,
+            queue,
+            settings,
+        } = params;
+        let tenant = tenant.as_str();
+        let queue = queue.as_str();
+        let settings = &settings;
         let timeout = settings
             .default_timeout_ms
             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
@@ -435,24 +440,23 @@ impl Store for SqliteStore {
         self.get_run_impl(tenant, id).await
     }
 
-    async fn cancel_run(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        id: Uuid,
-    ) -> StoreResult<Option<Run>> {
+    async fn cancel_run(&self, params: CancelRun) -> StoreResult<Option<Run>> {
+        let CancelRun { now, tenant, id } = params;
+        let tenant = tenant.as_str();
         self.cancel_run_impl(now, tenant, id).await
     }
 
-    async fn add_run_event(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        run_id: Uuid,
-        kind: &str,
-        job_id: Option<Uuid>,
-        data: Value,
-    ) -> StoreResult<Option<Event>> {
+    async fn add_run_event(&self, params: AddRunEvent) -> StoreResult<Option<Event>> {
+        let AddRunEvent {
+            now,
+            tenant,
+            run_id,
+            kind,
+            job_id,
+            data,
+        } = params;
+        let tenant = tenant.as_str();
+        let kind = kind.as_str();
         self.add_run_event_impl(now, tenant, run_id, kind, job_id, data)
             .await
     }

@@ -2,6 +2,7 @@
 use super::*;
 use chrono::Duration as Span;
 use leasehold_proto::{HeartbeatStatus, Lease};
+use serde_json::Value;
 
 use crate::store::OutcomeKind;
 
@@ -235,7 +236,12 @@ async fn claim_order_takeover_and_events() {
     ];
     store.enqueue(t0 - s(400), rows).await.unwrap();
     store
-        .set_queue_paused(t0, "default", "c", true)
+        .set_queue_paused(PauseQueue {
+            now: t0,
+            tenant: "default".into(),
+            queue: "c".into(),
+            paused: true,
+        })
         .await
         .unwrap();
     let mut p = params(1);
@@ -343,7 +349,12 @@ async fn heartbeat_batch_answers_per_item() {
     let leases = store.claim(t0, &params(3)).await.unwrap().leases;
     let (a, b, c) = (&leases[0], &leases[1], &leases[2]);
     store
-        .cancel_job(t0, "default", c.job.id, "stop")
+        .cancel_job(CancelJob {
+            now: t0,
+            tenant: "default".into(),
+            id: c.job.id,
+            reason: "stop".into(),
+        })
         .await
         .unwrap();
     let last = store.last_event_id().await.unwrap();

@@ -164,6 +164,18 @@ impl Api {
     pub(crate) async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
         Ok(self.call(self.request(Method::POST, path)).await?.body)
     }
+
+    /// `PUT path` with a JSON body, decoded.
+    pub(crate) async fn put_json<T: DeserializeOwned, B: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
+        Ok(self
+            .call(self.request(Method::PUT, path).json(body))
+            .await?
+            .body)
+    }
 }
 
 /// The URL without its query string's values, for messages (queries never carry secrets from

@@ -139,10 +139,11 @@ async fn queues_list_pause_and_resume() {
                 "LEASED",
                 "SUCCEEDED",
                 "DEAD",
-                "CANCELLED"
+                "CANCELLED",
+                "TIMEOUT_MS"
             ],
-            vec!["emails", "no", "0", "2", "0", "0", "0", "0"],
-            vec!["reports", "no", "0", "1", "0", "0", "0", "0"],
+            vec!["emails", "no", "0", "2", "0", "0", "0", "0", "-"],
+            vec!["reports", "no", "0", "1", "0", "0", "0", "0", "-"],
         ]
     );
 
@@ -157,6 +158,58 @@ async fn queues_list_pause_and_resume() {
     let run = server.cli(&["queues", "resume", "emails", "--json"]).await;
     assert_eq!(run.ok().json()["paused"], false);
     assert_eq!(server.get("/v1/queues").await["queues"][0]["paused"], false);
+}
+
+#[tokio::test]
+async fn queue_settings_are_set_and_cleared_never_by_omission() {
+    let server = Server::start().await;
+    server.enqueue("emails", "k", None).await;
+
+    let run = server
+        .cli(&[
+            "queues",
+            "settings",
+            "emails",
+            "--default-timeout-ms",
+            "30000",
+        ])
+        .await;
+    let out = run.ok().stdout.clone();
+    assert!(out.contains("at most 30000 ms"), "{out}");
+    assert!(out.contains("30000"), "{out}");
+    assert_eq!(
+        server.get("/v1/queues").await["queues"][0]["default_timeout_ms"],
+        30000
+    );
+
+    // A bare `settings NAME` would clear every setting: refused as a usage error, nothing sent.
+    let bare = server.cli(&["queues", "settings", "emails"]).await;
+    assert_eq!(bare.code, 2, "{bare:#?}");
+    assert_eq!(
+        server.get("/v1/queues").await["queues"][0]["default_timeout_ms"],
+        30000
+    );
+    // Out of range: the coordinator's 422 names the field.
+    let low = server
+        .cli(&["queues", "settings", "emails", "--default-timeout-ms", "5"])
+        .await;
+    assert_ne!(low.code, 0, "{low:#?}");
+    assert!(low.stderr.contains("default_timeout_ms"), "{low:#?}");
+
+    let run = server
+        .cli(&[
+            "queues",
+            "settings",
+            "emails",
+            "--no-default-timeout",
+            "--json",
+        ])
+        .await;
+    assert_eq!(run.ok().json()["default_timeout_ms"], Value::Null);
+    assert_eq!(
+        server.get("/v1/queues").await["queues"][0]["default_timeout_ms"],
+        Value::Null
+    );
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod outage;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod validate;

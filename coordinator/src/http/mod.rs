@@ -11,6 +11,7 @@ mod legacy;
 pub mod openapi;
 mod outcome_checks;
 mod queues;
+mod retention;
 mod runs;
 mod service;
 mod workers;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// API key, CORS and rate limit.
     pub access: access::Access,
+    /// What the retention sweep keeps (`crate::retention`).
+    pub retention: Arc<crate::retention::Retention>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -100,8 +103,9 @@ impl AppState {
             handoffs: Handoffs::new(),
             shutdown: rx,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            data_dir,
+            data_dir: data_dir.clone(),
             max_artifact_bytes: artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            retention: crate::retention::default_for(&data_dir),
         };
         (state, tx)
     }
@@ -142,6 +146,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .merge(retention::router())
         .route("/v1/runs", post(runs::submit))
         .route("/v1/runs/plan", post(runs::plan_only))
         .route("/v1/runs/{id}", get(runs::get))

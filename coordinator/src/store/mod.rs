@@ -14,8 +14,10 @@ mod postgres_dag;
 mod postgres_enqueue;
 mod postgres_feed;
 mod postgres_leases;
+mod postgres_retention;
 mod postgres_runs;
 mod postgres_scheduler;
+mod retention;
 mod runs;
 mod sqlite;
 mod sqlite_dag;
@@ -23,6 +25,7 @@ mod sqlite_direct;
 mod sqlite_enqueue;
 mod sqlite_handoff;
 mod sqlite_leases;
+mod sqlite_retention;
 mod sqlite_runs;
 mod sqlite_scheduler;
 
@@ -40,6 +43,8 @@ use uuid::Uuid;
 pub use detached::Detached;
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use postgres::{PostgresStore, READY_CHANNEL};
+pub(crate) use retention::is_failed_family;
+pub use retention::{FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock};
 pub use runs::{NewRunRow, RunJobRow};
 pub use sqlite::{SqliteStore, SqliteSync};
 
@@ -314,6 +319,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The statements of retention (`crate::retention`).
+    fn retention(&self) -> &dyn RetentionStore;
 
     /// Inserts jobs in one transaction, returning them in input order. A job whose
     /// `(tenant, queue, idempotency_key)` exists already returns the existing job, `replayed`.

@@ -202,6 +202,10 @@ pub(super) fn internal(err: serde_json::Error) -> StoreError {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn retention(&self) -> &dyn super::RetentionStore {
+        self
+    }
+
     fn backend(&self) -> Backend {
         Backend::Postgres
     }

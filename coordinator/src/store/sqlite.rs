@@ -204,6 +204,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn retention(&self) -> &dyn super::RetentionStore {
+        self
+    }
+
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }

@@ -116,6 +116,11 @@ pub struct RetentionArgs {
     /// several replicas, a directory they all share.
     #[arg(long, env = "LEASEHOLD_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
+    /// Artifact blobs no job names are deleted once older than this (since their last upload
+    /// or the last completion that named them); at least 5m; `off` never deletes them.
+    #[arg(long, env = "LEASEHOLD_ARTIFACT_GRACE", default_value = crate::retention::DEFAULT_ARTIFACT_GRACE,
+          value_parser = parse_grace)]
+    pub artifact_grace: crate::retention::Window,
     /// Time between retention sweeps; `off` runs none on a schedule (`POST
     /// /v1/retention/sweep` still does).
     #[arg(long, env = "LEASEHOLD_RETENTION_INTERVAL", default_value = crate::retention::DEFAULT_INTERVAL,
@@ -127,6 +132,18 @@ fn parse_window(raw: &str) -> Result<crate::retention::Window, String> {
     raw.parse()
 }
 
+fn parse_grace(raw: &str) -> Result<crate::retention::Window, String> {
+    match raw.parse()? {
+        crate::retention::Window::After(d) if d >= crate::retention::MIN_ARTIFACT_GRACE => {
+            Ok(crate::retention::Window::After(d))
+        }
+        crate::retention::Window::Forever => Ok(crate::retention::Window::Forever),
+        _ => Err(format!(
+            "{raw:?}: the grace period must be at least 5m (it must outlast any request)"
+        )),
+    }
+}
+
 impl RetentionArgs {
     /// The sweeper's configuration, archiving under `data_dir` unless `--archive-dir` says.
     pub fn config(&self, data_dir: &std::path::Path) -> crate::retention::RetentionConfig {
@@ -134,6 +151,10 @@ impl RetentionArgs {
         config.succeeded = self.retain_succeeded;
         config.failed = self.retain_failed;
         config.ledger = self.retain_ledger;
+        config.artifact_grace = match self.artifact_grace {
+            crate::retention::Window::After(d) => Some(d),
+            crate::retention::Window::Forever => None,
+        };
         if let Some(dir) = &self.archive_dir {
             config.archive_dir = dir.clone();
         }
@@ -188,6 +209,7 @@ mod tests {
             ("--retain-failed", "LEASEHOLD_RETAIN_FAILED"),
             ("--retain-ledger", "LEASEHOLD_RETAIN_LEDGER"),
             ("--archive-dir", "LEASEHOLD_ARCHIVE_DIR"),
+            ("--artifact-grace", "LEASEHOLD_ARTIFACT_GRACE"),
             ("--retention-interval", "LEASEHOLD_RETENTION_INTERVAL"),
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -7,11 +7,10 @@ use leasehold_proto::OutcomeReport;
 use leasehold_proto::retry::{RetryPolicy, SplitMix64};
 
 use super::AppState;
-use super::artifacts::blob_path;
 use crate::error::{ApiError, ApiResult};
 
-/// Refuses (422, naming it) a completion whose artifact was never uploaded: the manifest would
-/// promise bytes nobody can download.
+/// Refuses (422, naming it) a completion whose artifact was never uploaded (or was collected):
+/// the manifest would promise bytes nobody can download.
 pub(crate) async fn artifacts_stored(state: &AppState, report: &OutcomeReport) -> ApiResult<()> {
     let leasehold_proto::OutcomeKind::Complete { artifacts, .. } = &report.outcome else {
         return Ok(());
@@ -21,9 +20,11 @@ pub(crate) async fn artifacts_stored(state: &AppState, report: &OutcomeReport) -
         if !crate::validate::is_digest(&artifact.digest) {
             continue;
         }
-        let stored = tokio::fs::try_exists(blob_path(&state.data_dir, &artifact.digest))
-            .await
-            .unwrap_or(false);
+        // Claimed, not just seen: a retention sweep then keeps it until this outcome is
+        // recorded (crate::retention::blobs).
+        let stored =
+            crate::retention::blobs::claim(&state.data_dir, &artifact.digest, state.clock.now())
+                .await;
         if !stored {
             return Err(ApiError::validation(
                 &format!("artifacts[{i}].digest"),

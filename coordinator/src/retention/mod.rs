@@ -9,6 +9,7 @@
 //! Time comes from the injected [`crate::clock::Clock`]. The reasoning is in
 //! docs/ARCHITECTURE.md, "Retention and the ledger archive".
 
+pub mod blobs;
 mod jobs;
 mod window;
 
@@ -30,6 +31,12 @@ pub const DEFAULT_RETAIN_FAILED: &str = "7d";
 /// Default window of the ledger: kept in the database forever until an operator chooses where
 /// archives go.
 pub const DEFAULT_RETAIN_LEDGER: &str = "off";
+/// Default grace period of artifact blobs: one younger than this (by its last upload or
+/// claim) is never collected.
+pub const DEFAULT_ARTIFACT_GRACE: &str = "1h";
+/// Shortest grace period accepted: it must outlast any request between a completion's claim
+/// of its blobs and its commit (the request timeout is 90 s).
+pub const MIN_ARTIFACT_GRACE: Duration = Duration::from_secs(300);
 /// Default time between scheduled sweeps.
 pub const DEFAULT_INTERVAL: &str = "10m";
 
@@ -44,6 +51,8 @@ pub struct RetentionConfig {
     pub ledger: Window,
     /// Where archived ledger segments are written.
     pub archive_dir: PathBuf,
+    /// Blobs younger than this are never collected (`None`: none is).
+    pub artifact_grace: Option<Duration>,
     /// Rows per delete transaction.
     pub batch: u32,
 }
@@ -57,6 +66,7 @@ impl RetentionConfig {
             failed: parse(DEFAULT_RETAIN_FAILED),
             ledger: parse(DEFAULT_RETAIN_LEDGER),
             archive_dir: data_dir.join("ledger-archive"),
+            artifact_grace: Some(Duration::from_secs(3600)),
             batch: 500,
         }
     }
@@ -100,6 +110,7 @@ pub async fn sweep(state: &AppState) -> StoreResult<SweepReport> {
             tracing::info!(
                 jobs_removed = report.jobs_removed,
                 runs_removed = report.runs_removed,
+                blobs_collected = report.blobs_collected,
                 "retention sweep done"
             );
         }
@@ -117,6 +128,10 @@ async fn run_steps(state: &AppState, config: &RetentionConfig) -> StoreResult<Sw
         ..Default::default()
     };
     jobs::remove_expired(state, config, &mut report).await?;
+    // After the jobs: a blob named only by jobs removed just now goes in the same sweep.
+    if let Some(grace) = config.artifact_grace {
+        blobs::collect(state, grace, &mut report).await?;
+    }
     Ok(report)
 }
 

@@ -3,6 +3,7 @@
 //! them (`blobs`), the ledger archived into a verifiable chain before it is trimmed (`ledger`).
 //! Time moves through the injected clock; sweeps are triggered with `POST /v1/retention/sweep`.
 
+mod blobs;
 mod jobs;
 
 use std::sync::Arc;
@@ -162,6 +163,41 @@ impl Coord {
         self.call_as("GET", &format!("/v1/jobs/{id}"), None, tenant)
             .await
             .status
+    }
+
+    /// Uploads `bytes`; the status (201 stored, 200 already stored) and the artifact entry a
+    /// completion names it with.
+    pub(crate) async fn upload(&self, bytes: &[u8]) -> (u16, Value) {
+        use sha2::Digest;
+        let digest = format!(
+            "sha256:{}",
+            leasehold_coordinator::http::artifacts::hex(&sha2::Sha256::digest(bytes))
+        );
+        let r = self
+            .http
+            .put(format!("{}/v1/artifacts/{digest}", self.url))
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(status == 200 || status == 201, "upload: {status}");
+        let name = format!("{}.bin", &digest[7..15]);
+        let artifact = json!({"name": name, "digest": digest, "size": bytes.len(),
+                              "media_type": "application/octet-stream"});
+        (status, artifact)
+    }
+
+    /// The HTTP status of downloading the blob `artifact` names.
+    pub(crate) async fn blob_status(&self, artifact: &Value) -> u16 {
+        let digest = artifact["digest"].as_str().unwrap();
+        self.http
+            .get(format!("{}/v1/artifacts/{digest}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// The value of one series on `/metrics` (0 when absent).

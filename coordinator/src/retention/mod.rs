@@ -9,6 +9,7 @@
 //! Time comes from the injected [`crate::clock::Clock`]. The reasoning is in
 //! docs/ARCHITECTURE.md, "Retention and the ledger archive".
 
+pub mod archive;
 pub mod blobs;
 mod jobs;
 mod window;
@@ -55,6 +56,8 @@ pub struct RetentionConfig {
     pub artifact_grace: Option<Duration>,
     /// Rows per delete transaction.
     pub batch: u32,
+    /// Most events in one ledger segment.
+    pub segment_events: u32,
 }
 
 impl RetentionConfig {
@@ -68,6 +71,7 @@ impl RetentionConfig {
             archive_dir: data_dir.join("ledger-archive"),
             artifact_grace: Some(Duration::from_secs(3600)),
             batch: 500,
+            segment_events: 10_000,
         }
     }
 }
@@ -111,6 +115,7 @@ pub async fn sweep(state: &AppState) -> StoreResult<SweepReport> {
                 jobs_removed = report.jobs_removed,
                 runs_removed = report.runs_removed,
                 blobs_collected = report.blobs_collected,
+                events_archived = report.events_archived,
                 "retention sweep done"
             );
         }
@@ -132,6 +137,7 @@ async fn run_steps(state: &AppState, config: &RetentionConfig) -> StoreResult<Sw
     if let Some(grace) = config.artifact_grace {
         blobs::collect(state, grace, &mut report).await?;
     }
+    archive::archive(state, config, &mut report).await?;
     Ok(report)
 }
 

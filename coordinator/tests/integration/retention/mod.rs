@@ -5,6 +5,7 @@
 
 mod blobs;
 mod jobs;
+mod ledger;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub(crate) struct Coord {
     pub(crate) url: String,
     pub(crate) http: reqwest::Client,
     pub(crate) clock: OffsetClock,
+    pub(crate) archive_dir: std::path::PathBuf,
     _served: common::Served,
 }
 
@@ -39,10 +41,12 @@ impl Coord {
         clock: OffsetClock,
         configure: impl FnOnce(&mut RetentionConfig),
     ) -> Self {
+        let mut archive_dir = std::path::PathBuf::new();
         let served = common::serve_with(store, |state| {
             state.clock = Arc::new(clock.clone());
             let mut config = RetentionConfig::defaults(&state.data_dir);
             configure(&mut config);
+            archive_dir = config.archive_dir.clone();
             state.retention = Arc::new(Retention::new(config));
         })
         .await;
@@ -50,6 +54,7 @@ impl Coord {
             url: served.url.clone(),
             http: reqwest::Client::new(),
             clock,
+            archive_dir,
             _served: served,
         }
     }

@@ -272,7 +272,24 @@ async fn runs_go_whole_once_every_job_is_past_its_window(store: Arc<dyn Store>) 
     );
 }
 
+/// The coordinator sweeps on its own schedule: no trigger needed.
+async fn the_scheduled_sweep_removes_expired_jobs_by_itself(store: Arc<dyn Store>) {
+    let every = std::time::Duration::from_millis(20);
+    let c = Coord::start_scheduled(store, OffsetClock::default(), |_| {}, Some(every)).await;
+    let done = c.succeeded("sched", None, json!([])).await;
+    c.clock.advance_ms(2 * DAY_MS);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.job_status(&done, None).await != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scheduled sweep removed the job"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 on_both_backends!(
+    the_scheduled_sweep_removes_expired_jobs_by_itself,
     removes_exactly_the_finished_jobs_past_their_window,
     an_override_wins_over_the_default,
     bad_policies_are_refused_naming_the_field,

@@ -41,6 +41,17 @@ impl Coord {
         clock: OffsetClock,
         configure: impl FnOnce(&mut RetentionConfig),
     ) -> Self {
+        Self::start_scheduled(store, clock, configure, None).await
+    }
+
+    /// [`Coord::start`], also sweeping on its own every `every` when given (as `serve` does
+    /// every `--retention-interval`).
+    pub(crate) async fn start_scheduled(
+        store: Arc<dyn Store>,
+        clock: OffsetClock,
+        configure: impl FnOnce(&mut RetentionConfig),
+        every: Option<std::time::Duration>,
+    ) -> Self {
         let mut archive_dir = std::path::PathBuf::new();
         let served = common::serve_with(store, |state| {
             state.clock = Arc::new(clock.clone());
@@ -48,6 +59,9 @@ impl Coord {
             configure(&mut config);
             archive_dir = config.archive_dir.clone();
             state.retention = Arc::new(Retention::new(config));
+            if let Some(every) = every {
+                leasehold_coordinator::retention::spawn(state.clone(), every);
+            }
         })
         .await;
         Self {

@@ -112,8 +112,7 @@ pub(crate) async fn put_tenant(
     ApiJson(body): ApiJson<RetentionPolicy>,
 ) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
     let row = policy_row(&state, tenant.0, String::new(), body)?;
-    state.store.retention().put_retention_policy(&row).await?;
-    Ok(ApiJson(stored(row)))
+    Ok(ApiJson(stored(put_detached(&state, row).await?)))
 }
 
 /// Removes the tenant-wide override (404 when there is none).
@@ -124,11 +123,7 @@ pub(crate) async fn delete_tenant(
     tenant: Tenant,
 ) -> ApiResult<StatusCode> {
     removed(
-        state
-            .store
-            .retention()
-            .delete_retention_policy(&tenant.0, "")
-            .await?,
+        delete_detached(&state, tenant.0, String::new()).await?,
         "this tenant has no retention override",
     )
 }
@@ -169,8 +164,7 @@ pub(crate) async fn put_queue(
     ApiJson(body): ApiJson<RetentionPolicy>,
 ) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
     let row = policy_row(&state, tenant.0, queue, body)?;
-    state.store.retention().put_retention_policy(&row).await?;
-    Ok(ApiJson(stored(row)))
+    Ok(ApiJson(stored(put_detached(&state, row).await?)))
 }
 
 /// Removes a queue's override (404 when there is none).
@@ -184,13 +178,35 @@ pub(crate) async fn delete_queue(
     QueueName(queue): QueueName,
 ) -> ApiResult<StatusCode> {
     removed(
-        state
-            .store
-            .retention()
-            .delete_retention_policy(&tenant.0, &queue)
-            .await?,
+        delete_detached(&state, tenant.0, queue).await?,
         "this queue has no retention override",
     )
+}
+
+/// Writes on their own task, as `crate::store::Detached` does for the `Store` calls: a client
+/// hanging up never leaves a transaction open.
+async fn put_detached(state: &AppState, row: PolicyRow) -> ApiResult<PolicyRow> {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        store.retention().put_retention_policy(&row).await?;
+        Ok::<_, StoreError>(row)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    .map_err(Into::into)
+}
+
+async fn delete_detached(state: &AppState, tenant: String, queue: String) -> ApiResult<bool> {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        store
+            .retention()
+            .delete_retention_policy(&tenant, &queue)
+            .await
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    .map_err(Into::into)
 }
 
 fn removed(found: bool, missing: &str) -> ApiResult<StatusCode> {

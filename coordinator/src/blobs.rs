@@ -5,10 +5,21 @@
 use std::path::{Path, PathBuf};
 
 /// Where the blob of `digest` (`sha256:<64 hex digits>`) lives under the data directory.
-pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
+pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
     let hex = digest.trim_start_matches("sha256:");
     root.join("artifacts")
         .join("sha256")
         .join(&hex[..2])
         .join(&hex[2..])
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -95,6 +95,78 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_MAX", requires = "rate_limit_window_ms",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_max: Option<u32>,
+    /// Retention: the flags below (docs/CONTRACT.md, "Retention").
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// `leasehold serve`'s retention flags. A window is a whole number and a unit (`90s`, `15m`,
+/// `24h`, `7d`) or `off` (kept forever); per-tenant and per-queue overrides are set through
+/// `/v1/retention` and win over these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// How long `succeeded` jobs are kept after they finished.
+    #[arg(long, env = "LEASEHOLD_RETAIN_SUCCEEDED", default_value = crate::retention::DEFAULT_RETAIN_SUCCEEDED,
+          value_parser = parse_window)]
+    pub retain_succeeded: crate::retention::Window,
+    /// How long `dead` and `cancelled` jobs (`upstream_failed` included) are kept after they
+    /// finished.
+    #[arg(long, env = "LEASEHOLD_RETAIN_FAILED", default_value = crate::retention::DEFAULT_RETAIN_FAILED,
+          value_parser = parse_window)]
+    pub retain_failed: crate::retention::Window,
+    /// Ledger events older than this are archived to `--archive-dir`, then deleted (all
+    /// tenants). `off`: the ledger stays in the database.
+    #[arg(long, env = "LEASEHOLD_RETAIN_LEDGER", default_value = crate::retention::DEFAULT_RETAIN_LEDGER,
+          value_parser = parse_window)]
+    pub retain_ledger: crate::retention::Window,
+    /// Where archived ledger segments are written (default `<data-dir>/ledger-archive`). With
+    /// several replicas, a directory they all share.
+    #[arg(long, env = "LEASEHOLD_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+    /// Artifact blobs no job names are deleted once older than this (since their last upload
+    /// or the last completion that named them); at least 5m; `off` never deletes them.
+    #[arg(long, env = "LEASEHOLD_ARTIFACT_GRACE", default_value = crate::retention::DEFAULT_ARTIFACT_GRACE,
+          value_parser = parse_grace)]
+    pub artifact_grace: crate::retention::Window,
+    /// Time between retention sweeps; `off` runs none on a schedule (`POST
+    /// /v1/retention/sweep` still does).
+    #[arg(long, env = "LEASEHOLD_RETENTION_INTERVAL", default_value = crate::retention::DEFAULT_INTERVAL,
+          value_parser = parse_window)]
+    pub retention_interval: crate::retention::Window,
+}
+
+fn parse_window(raw: &str) -> Result<crate::retention::Window, String> {
+    raw.parse()
+}
+
+fn parse_grace(raw: &str) -> Result<crate::retention::Window, String> {
+    match raw.parse()? {
+        crate::retention::Window::After(d) if d >= crate::retention::MIN_ARTIFACT_GRACE => {
+            Ok(crate::retention::Window::After(d))
+        }
+        crate::retention::Window::Forever => Ok(crate::retention::Window::Forever),
+        _ => Err(format!(
+            "{raw:?}: the grace period must be at least 5m (it must outlast any request)"
+        )),
+    }
+}
+
+impl RetentionArgs {
+    /// The sweeper's configuration, archiving under `data_dir` unless `--archive-dir` says.
+    pub fn config(&self, data_dir: &std::path::Path) -> crate::retention::RetentionConfig {
+        let mut config = crate::retention::RetentionConfig::defaults(data_dir);
+        config.succeeded = self.retain_succeeded;
+        config.failed = self.retain_failed;
+        config.ledger = self.retain_ledger;
+        config.artifact_grace = match self.artifact_grace {
+            crate::retention::Window::After(d) => Some(d),
+            crate::retention::Window::Forever => None,
+        };
+        if let Some(dir) = &self.archive_dir {
+            config.archive_dir = dir.clone();
+        }
+        config
+    }
 }
 
 impl ServeArgs {
@@ -162,6 +234,12 @@ mod tests {
             ("--rate-limit-window-ms", "RATE_LIMIT_WINDOW_MS"),
             ("--rate-limit-max", "RATE_LIMIT_MAX"),
             ("--shutdown-grace-ms", "LEASEHOLD_SHUTDOWN_GRACE_MS"),
+            ("--retain-succeeded", "LEASEHOLD_RETAIN_SUCCEEDED"),
+            ("--retain-failed", "LEASEHOLD_RETAIN_FAILED"),
+            ("--retain-ledger", "LEASEHOLD_RETAIN_LEDGER"),
+            ("--archive-dir", "LEASEHOLD_ARCHIVE_DIR"),
+            ("--artifact-grace", "LEASEHOLD_ARTIFACT_GRACE"),
+            ("--retention-interval", "LEASEHOLD_RETENTION_INTERVAL"),
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");
             assert!(
@@ -197,6 +275,27 @@ mod tests {
         let open = serve(&[]).unwrap().access_config();
         assert!(!open.requires_key() && open.cors_origins.is_empty());
         assert_eq!(open.rate_limit, None);
+    }
+
+    #[test]
+    fn retention_flags_build_the_sweeper_config_and_refuse_bad_windows() {
+        use crate::retention::Window;
+        let args = serve(&["--retain-succeeded", "2h", "--retain-ledger", "30d"]).unwrap();
+        let config = args.retention.config(std::path::Path::new("/data"));
+        assert_eq!(config.succeeded.to_string(), "2h");
+        assert_eq!(config.failed.to_string(), "7d");
+        assert_eq!(config.ledger.to_string(), "30d");
+        assert_eq!(
+            config.archive_dir,
+            std::path::PathBuf::from("/data/ledger-archive")
+        );
+        let defaults = serve(&[]).unwrap().retention;
+        assert_eq!(defaults.retain_ledger, Window::Forever);
+        assert_eq!(defaults.retention_interval.to_string(), "10m");
+        let bad = serve(&["--retain-failed", "7 days"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("--retain-failed"), "{bad}");
     }
 
     #[test]

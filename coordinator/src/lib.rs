@@ -6,7 +6,7 @@
 //! shutdown; [`store`] holds the SQLite and PostgreSQL implementations of one [`store::Store`]
 //! trait.
 
-mod blobs;
+pub mod blobs;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -20,6 +20,7 @@ pub mod notify;
 pub mod outage;
 mod planning;
 pub mod ready;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod validate;

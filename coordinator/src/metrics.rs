@@ -42,6 +42,21 @@ pub const PARKED_CLAIMERS: &str = "leasehold_parked_claimers";
 /// Outcomes recorded, by resulting state.
 pub const OUTCOMES: &str = "leasehold_outcomes_total";
 
+/// Retention sweeps by result (`ok`, `skipped`: another replica held the lock, `error`).
+pub const RETENTION_SWEEPS: &str = "leasehold_retention_sweeps_total";
+/// When the last sweep finished (Unix seconds, from the coordinator's clock).
+pub const RETENTION_LAST_SWEEP: &str = "leasehold_retention_last_sweep_timestamp_seconds";
+/// Finished jobs removed by retention (those of removed runs included).
+pub const RETENTION_JOBS_REMOVED: &str = "leasehold_retention_jobs_removed_total";
+/// Finished runs removed by retention.
+pub const RETENTION_RUNS_REMOVED: &str = "leasehold_retention_runs_removed_total";
+/// Artifact blobs deleted because no remaining job names them.
+pub const ARTIFACTS_COLLECTED: &str = "leasehold_artifacts_collected_total";
+/// Ledger events archived to segments, then deleted.
+pub const LEDGER_EVENTS_ARCHIVED: &str = "leasehold_ledger_events_archived_total";
+/// Ledger segments written.
+pub const LEDGER_SEGMENTS_WRITTEN: &str = "leasehold_ledger_segments_written_total";
+
 /// Explicit latency buckets: long-polls reach 60 s, fast paths sit well under a millisecond.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -95,6 +110,11 @@ fn register_at_zero() {
         JOBS_ENQUEUED,
         STEP_RETRIES,
         HANDOFFS,
+        RETENTION_JOBS_REMOVED,
+        RETENTION_RUNS_REMOVED,
+        ARTIFACTS_COLLECTED,
+        LEDGER_EVENTS_ARCHIVED,
+        LEDGER_SEGMENTS_WRITTEN,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -110,6 +130,10 @@ fn register_at_zero() {
     for state in leasehold_proto::JobState::ALL {
         metrics::counter!(OUTCOMES, "state" => state.as_str()).absolute(0);
     }
+    for result in ["ok", "skipped", "error"] {
+        metrics::counter!(RETENTION_SWEEPS, "result" => result).absolute(0);
+    }
+    metrics::gauge!(RETENTION_LAST_SWEEP).set(0.0);
     metrics::gauge!(WORKER_SESSIONS).set(0.0);
 }
 

@@ -88,8 +88,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     state.access = crate::http::access::Access::new(access);
     state.max_artifact_bytes = args.max_artifact_bytes;
     state.max_body_bytes = args.max_body_bytes;
+    state.retention = std::sync::Arc::new(crate::retention::Retention::new(
+        args.retention.config(&args.data_dir),
+    ));
     if let Some(pg) = &pg {
         crate::notify::spawn_pg_listener(pg, state.ready.clone(), state.shutdown.clone());
+    }
+    if let crate::retention::Window::After(every) = args.retention.retention_interval {
+        crate::retention::spawn(state.sweeper(), every);
     }
     let listener = TcpListener::bind(args.listen).await?;
     let local = listener.local_addr()?;

@@ -29,6 +29,15 @@ async fn runbook_metrics_exist_at_zero_before_their_first_event() {
         "leasehold_claims_total{result=\"empty\"} 0",
         "leasehold_outcomes_total{state=\"dead\"} 0",
         "leasehold_worker_sessions 0",
+        "leasehold_retention_sweeps_total{result=\"ok\"} 0",
+        "leasehold_retention_sweeps_total{result=\"skipped\"} 0",
+        "leasehold_retention_sweeps_total{result=\"error\"} 0",
+        "leasehold_retention_last_sweep_timestamp_seconds 0",
+        "leasehold_retention_jobs_removed_total 0",
+        "leasehold_retention_runs_removed_total 0",
+        "leasehold_artifacts_collected_total 0",
+        "leasehold_ledger_events_archived_total 0",
+        "leasehold_ledger_segments_written_total 0",
     ] {
         assert!(
             text.lines().any(|l| l == series),

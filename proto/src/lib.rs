@@ -11,6 +11,7 @@ mod frame;
 mod job;
 mod lease;
 mod queue;
+mod retention;
 pub mod retry;
 mod run;
 mod worker;
@@ -27,6 +28,10 @@ pub use lease::{
     RetryHints,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
+pub use retention::{
+    EffectiveRetention, LedgerSegment, LedgerSegmentList, RetentionDefaults, RetentionPolicy,
+    RetentionSettings, SegmentManifest, StoredRetentionPolicy, SweepReport,
+};
 pub use run::{
     LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunPlan, RunStatus, SchedulerRun,
     SchedulerRunInput,

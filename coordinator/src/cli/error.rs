@@ -53,6 +53,8 @@ pub(crate) enum CliError {
     },
     /// A ledger export failed verification.
     Verify(String),
+    /// The ledger archive (`ledger verify`) failed verification.
+    ArchiveVerify(String),
     /// Ctrl-C.
     Interrupted,
     /// Stdout was closed by its reader (`leasehold jobs list | head`): stop quietly.
@@ -66,7 +68,7 @@ impl CliError {
             Self::Usage(_) => EXIT_USAGE,
             Self::Api { .. } | Self::Http { .. } | Self::Protocol(_) => EXIT_SERVER,
             Self::Connect { .. } => EXIT_CONNECT,
-            Self::Verify(_) => EXIT_VERIFY,
+            Self::Verify(_) | Self::ArchiveVerify(_) => EXIT_VERIFY,
             Self::Interrupted => EXIT_INTERRUPTED,
             Self::BrokenPipe => EXIT_OK,
         }
@@ -142,6 +144,7 @@ impl fmt::Display for CliError {
             }
             Self::Connect { url, cause } => write!(f, "cannot connect to {url}: {cause}"),
             Self::Verify(m) => write!(f, "ledger export did not verify: {m}"),
+            Self::ArchiveVerify(m) => write!(f, "ledger archive did not verify: {m}"),
             Self::Interrupted => f.write_str("interrupted"),
             Self::BrokenPipe => f.write_str("stdout closed"),
         }

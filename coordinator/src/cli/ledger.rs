@@ -1,5 +1,7 @@
 //! `leasehold ledger export`: streams `GET /v1/ledger/export` to a file and verifies the final
 //! manifest line (event count, first and last id, sha256 of every byte before it).
+//! `leasehold ledger verify`: checks the archived segments of a directory as one chain
+//! (`crate::retention::archive::verify_dir`), without a coordinator.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,13 @@ pub(crate) enum LedgerCommand {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Verify archived ledger segments: each file against its manifest, and the chain of
+    /// manifests (each names the digest of the previous one). Needs no coordinator.
+    Verify {
+        /// The coordinator's `--archive-dir` (or a copy of it).
+        #[arg(long)]
+        archive_dir: PathBuf,
+    },
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -49,7 +58,10 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub(crate) async fn run(ctx: &Ctx, command: LedgerCommand) -> CliResult {
-    let LedgerCommand::Export { from, to, output } = command;
+    let (from, to, output) = match command {
+        LedgerCommand::Export { from, to, output } => (from, to, output),
+        LedgerCommand::Verify { archive_dir } => return verify(ctx, &archive_dir),
+    };
     if from >= to {
         return Err(CliError::usage(format!(
             "--from ({}) must be before --to ({})",
@@ -95,6 +107,25 @@ pub(crate) async fn run(ctx: &Ctx, command: LedgerCommand) -> CliResult {
         human_bytes(bytes),
         output.display(),
         manifest.sha256
+    ))
+}
+
+fn verify(ctx: &Ctx, dir: &Path) -> CliResult {
+    let summary = crate::retention::archive::verify_dir(dir).map_err(CliError::ArchiveVerify)?;
+    if ctx.json {
+        return output::print_json(&summary);
+    }
+    let ids = match (summary.first_id, summary.last_id) {
+        (Some(a), Some(b)) => format!(", ids {a}..={b}"),
+        _ => String::new(),
+    };
+    let head = summary.head.as_deref().unwrap_or("none");
+    output::print(&format!(
+        "verified {} segments in {}: {} events{ids}
+chain head (the last manifest's digest;          compare with GET /v1/ledger/segments): {head}",
+        summary.segments,
+        dir.display(),
+        summary.events
     ))
 }
 

@@ -5,7 +5,7 @@
 //! `ORCHESTRATOR_API_KEY` and the tenant from `LEASEHOLD_TENANT`. Output is a human table by
 //! default and JSON with `--json`, always on stdout; diagnostics go to stderr. Exit codes: 0 ok,
 //! 1 the server answered an error, 2 usage or local error, 3 cannot connect, 4 a ledger export
-//! did not verify, 130 interrupted. `docs/cli.md` is the user's guide.
+//! or the ledger archive did not verify, 130 interrupted. `docs/cli.md` is the user's guide.
 
 mod client;
 mod error;
@@ -43,7 +43,7 @@ pub enum ClientCommand {
     Run(RunArgs),
     /// Follow the event feed.
     Events(EventsArgs),
-    /// Export the event ledger as verified NDJSON.
+    /// Export the event ledger as verified NDJSON; verify the archived ledger.
     Ledger(LedgerArgs),
 }
 

@@ -16,7 +16,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-pub(crate) use crate::blobs::blob_path;
+use crate::blobs::blob_path;
+pub use crate::blobs::hex;
 
 use super::AppState;
 use super::extract::{ApiJson, ArtifactDigest};
@@ -87,7 +88,14 @@ pub(crate) async fn put(
     }
     file.flush().await.map_err(io_error)?;
     file.sync_all().await.map_err(io_error)?;
-    drop(file);
+    // The blob's mtime is when it was last claimed, by the coordinator's clock: what the
+    // retention sweep's grace period counts from (crate::retention::blobs).
+    let now = state.clock.now();
+    let file = file.into_std().await;
+    tokio::task::spawn_blocking(move || file.set_modified(std::time::SystemTime::from(now)))
+        .await
+        .map_err(|e| io_error(std::io::Error::other(e)))?
+        .map_err(io_error)?;
     let actual = format!("sha256:{}", hex(&hasher.finalize()));
     if actual != digest {
         return Err(ApiError::validation(
@@ -95,7 +103,9 @@ pub(crate) async fn put(
             format!("the body hashes to {actual}, not {digest}; nothing was stored"),
         ));
     }
-    let created = if tokio::fs::try_exists(&final_path).await.map_err(io_error)? {
+    // An existing blob is claimed (its mtime refreshed, still in place); one a collection took
+    // meanwhile is stored again from this upload.
+    let created = if crate::retention::blobs::claim(&state.data_dir, &digest, now).await {
         false
     } else {
         if let Some(parent) = final_path.parent() {
@@ -156,17 +166,6 @@ pub(crate) async fn get(
         headers.insert(header::ETAG, etag);
     }
     Ok(response)
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 struct TempFile(PathBuf);

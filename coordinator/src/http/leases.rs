@@ -111,7 +111,7 @@ pub(crate) async fn complete(
             manifest_digest: None,
         },
     };
-    checks::artifacts_stored(&state.data_dir, &report).await?;
+    checks::artifacts_stored(&state.data_dir, &report, state.clock.now()).await?;
     let outcome = outcome_from_report(report, state.clock.now())?;
     state
         .leasing()

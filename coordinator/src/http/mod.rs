@@ -10,6 +10,7 @@ mod jobs;
 mod leases;
 pub mod openapi;
 mod queues;
+mod retention;
 mod runs;
 mod service;
 mod workers;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// API key, CORS and rate limit.
     pub access: access::Access,
+    /// What the retention sweep keeps (`crate::retention`).
+    pub retention: Arc<crate::retention::Retention>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -95,10 +98,22 @@ impl AppState {
             handoffs: Handoffs::new(),
             shutdown: rx,
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
-            data_dir,
+            data_dir: data_dir.clone(),
             max_artifact_bytes: crate::config::DEFAULT_MAX_ARTIFACT_BYTES,
+            retention: crate::retention::default_for(&data_dir),
         };
         (state, tx)
+    }
+
+    /// The retention sweep over this state's store, clock, artifacts and settings.
+    pub fn sweeper(&self) -> crate::retention::Sweeper {
+        crate::retention::Sweeper {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            data_dir: self.data_dir.clone(),
+            shutdown: self.shutdown.clone(),
+            retention: self.retention.clone(),
+        }
     }
 
     /// Leasing over this state's store, clock, wake-ups and parked claimers.
@@ -134,6 +149,7 @@ pub fn app(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(leases::router())
         .merge(queues::router())
+        .merge(retention::router())
         .merge(runs::router())
         .merge(compat::router())
         .merge(service::router())

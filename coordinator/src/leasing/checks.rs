@@ -8,13 +8,16 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::OutcomeReport;
 use leasehold_proto::retry::{RetryPolicy, SplitMix64};
 
-use crate::blobs::blob_path;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
 
-/// Refuses (422, naming it) a completion whose artifact was never uploaded: the manifest would
-/// promise bytes nobody can download.
-pub(crate) async fn artifacts_stored(data_dir: &Path, report: &OutcomeReport) -> ApiResult<()> {
+/// Refuses (422, naming it) a completion whose artifact was never uploaded (or was collected):
+/// the manifest would promise bytes nobody can download.
+pub(crate) async fn artifacts_stored(
+    data_dir: &Path,
+    report: &OutcomeReport,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     let leasehold_proto::OutcomeKind::Complete { artifacts, .. } = &report.outcome else {
         return Ok(());
     };
@@ -23,9 +26,9 @@ pub(crate) async fn artifacts_stored(data_dir: &Path, report: &OutcomeReport) ->
         if !crate::validate::is_digest(&artifact.digest) {
             continue;
         }
-        let stored = tokio::fs::try_exists(blob_path(data_dir, &artifact.digest))
-            .await
-            .unwrap_or(false);
+        // Claimed, not just seen: a retention sweep then keeps it until this outcome is
+        // recorded (crate::retention::blobs).
+        let stored = crate::retention::blobs::claim(data_dir, &artifact.digest, now).await;
         if !stored {
             return Err(ApiError::validation(
                 &format!("artifacts[{i}].digest"),

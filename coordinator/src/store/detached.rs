@@ -51,6 +51,10 @@ impl Store for Detached {
         self.0.ready_signal()
     }
 
+    fn retention(&self) -> &dyn super::RetentionStore {
+        self.0.retention()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.0.ping().await
     }

@@ -12,6 +12,7 @@ mod outcomes;
 mod params;
 mod postgres;
 mod queues;
+mod retention;
 mod runs;
 mod scheduler;
 mod sqlite;
@@ -33,6 +34,8 @@ pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub(crate) use queues::{QueueAccumulator, pick_queue};
+pub(crate) use retention::is_failed_family;
+pub use retention::{FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock};
 pub use runs::{NewRunRow, RunJobRow};
 pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
@@ -313,6 +316,9 @@ pub trait Store: SchedulerRecords + Send + Sync + 'static {
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The statements of retention (`crate::retention`).
+    fn retention(&self) -> &dyn RetentionStore;
 
     /// Inserts jobs in one transaction, returning them in input order. A job whose
     /// `(tenant, queue, idempotency_key)` exists already returns the existing job, `replayed`.

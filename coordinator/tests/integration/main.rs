@@ -22,6 +22,7 @@ mod http_api;
 mod idempotency;
 mod outcome_checks;
 mod provenance;
+mod retention;
 mod runbook;
 mod runs_and_feeds;
 mod schemas;

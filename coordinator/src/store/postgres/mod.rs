@@ -8,6 +8,7 @@ mod enqueue;
 mod feed;
 mod heartbeat;
 mod leases;
+mod retention;
 mod rows;
 mod runs;
 mod scheduler;
@@ -138,6 +139,10 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn retention(&self) -> &dyn super::RetentionStore {
+        self
+    }
+
     fn backend(&self) -> Backend {
         Backend::Postgres
     }

@@ -7,6 +7,7 @@ mod enqueue;
 mod handoff;
 mod heartbeat;
 mod leases;
+mod retention;
 mod rows;
 mod runs;
 mod scheduler;
@@ -113,6 +114,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn retention(&self) -> &dyn super::RetentionStore {
+        self
+    }
+
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }

@@ -1,0 +1,242 @@
+//! `/v1/retention…`: the tenant's retention overrides, a sweep on demand; and
+//! `/v1/ledger/segments`, the archived ledger segments.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use leasehold_proto::{
+    EffectiveRetention, ErrorEnvelope, LedgerSegmentList, RetentionDefaults, RetentionPolicy,
+    RetentionSettings, StoredRetentionPolicy, SweepReport,
+};
+
+use super::AppState;
+use super::extract::{ApiJson, QueueName, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::retention::{Policies, Window};
+use crate::store::{PolicyRow, StoreError};
+
+/// The routes of this module.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/retention", get(settings))
+        .route(
+            "/v1/retention/tenant",
+            put(put_tenant).delete(delete_tenant),
+        )
+        .route(
+            "/v1/retention/queues/{name}",
+            get(effective).put(put_queue).delete(delete_queue),
+        )
+        .route("/v1/retention/sweep", post(sweep_now))
+        .route("/v1/ledger/segments", get(segments))
+}
+
+fn stored(row: PolicyRow) -> StoredRetentionPolicy {
+    StoredRetentionPolicy {
+        queue: (!row.queue.is_empty()).then_some(row.queue),
+        succeeded: row.succeeded,
+        failed: row.failed,
+        updated_at: row.updated_at,
+    }
+}
+
+/// Validates a body into the row to store (windows in their canonical spelling).
+fn policy_row(
+    state: &AppState,
+    tenant: String,
+    queue: String,
+    body: RetentionPolicy,
+) -> ApiResult<PolicyRow> {
+    if body.succeeded.is_none() && body.failed.is_none() {
+        return Err(ApiError::validation(
+            "succeeded",
+            "set `succeeded`, `failed` or both (a window such as 24h or 7d, or off)",
+        ));
+    }
+    let window = |field: &str, raw: Option<String>| -> ApiResult<Option<String>> {
+        raw.map(|raw| {
+            raw.parse::<Window>()
+                .map(|w| w.to_string())
+                .map_err(|why| ApiError::validation(field, format!("{field}: {why}")))
+        })
+        .transpose()
+    };
+    Ok(PolicyRow {
+        tenant,
+        queue,
+        succeeded: window("succeeded", body.succeeded)?,
+        failed: window("failed", body.failed)?,
+        updated_at: state.clock.now(),
+    })
+}
+
+fn defaults(state: &AppState) -> RetentionDefaults {
+    let c = &state.retention.config;
+    RetentionDefaults {
+        succeeded: c.succeeded.to_string(),
+        failed: c.failed.to_string(),
+        ledger: c.ledger.to_string(),
+    }
+}
+
+/// The coordinator's retention defaults and the tenant's overrides.
+#[utoipa::path(get, path = "/v1/retention", tag = "operators",
+    responses((status = 200, body = RetentionSettings), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn settings(
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> ApiResult<ApiJson<RetentionSettings>> {
+    let rows = state
+        .store
+        .retention()
+        .retention_policies(Some(&tenant.0))
+        .await?;
+    let (tenant_rows, queue_rows): (Vec<_>, Vec<_>) =
+        rows.into_iter().partition(|r| r.queue.is_empty());
+    Ok(ApiJson(RetentionSettings {
+        defaults: defaults(&state),
+        tenant: tenant_rows.into_iter().next().map(stored),
+        queues: queue_rows.into_iter().map(stored).collect(),
+    }))
+}
+
+/// Sets the tenant-wide override: windows for its finished jobs in every queue without an
+/// override of its own. A field left out keeps the coordinator's default.
+#[utoipa::path(put, path = "/v1/retention/tenant", tag = "operators",
+    request_body = RetentionPolicy,
+    responses((status = 200, body = StoredRetentionPolicy), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn put_tenant(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiJson(body): ApiJson<RetentionPolicy>,
+) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
+    let row = policy_row(&state, tenant.0, String::new(), body)?;
+    Ok(ApiJson(stored(put_detached(&state, row).await?)))
+}
+
+/// Removes the tenant-wide override (404 when there is none).
+#[utoipa::path(delete, path = "/v1/retention/tenant", tag = "operators",
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorEnvelope)))]
+pub(crate) async fn delete_tenant(
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> ApiResult<StatusCode> {
+    removed(
+        delete_detached(&state, tenant.0, String::new()).await?,
+        "this tenant has no retention override",
+    )
+}
+
+/// The windows that apply to a queue's finished jobs, and where each comes from.
+#[utoipa::path(get, path = "/v1/retention/queues/{name}", tag = "operators",
+    params(("name" = String, Path)),
+    responses((status = 200, body = EffectiveRetention), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn effective(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(queue): QueueName,
+) -> ApiResult<ApiJson<EffectiveRetention>> {
+    let rows = state
+        .store
+        .retention()
+        .retention_policies(Some(&tenant.0))
+        .await?;
+    let c = &state.retention.config;
+    let r = Policies::new(c.succeeded, c.failed, &rows).resolve(&tenant.0, &queue);
+    Ok(ApiJson(EffectiveRetention {
+        queue,
+        succeeded: r.succeeded.0.to_string(),
+        succeeded_from: r.succeeded.1.as_str().to_owned(),
+        failed: r.failed.0.to_string(),
+        failed_from: r.failed.1.as_str().to_owned(),
+    }))
+}
+
+/// Sets a queue's override; it wins over the tenant's and the default, field by field.
+#[utoipa::path(put, path = "/v1/retention/queues/{name}", tag = "operators",
+    params(("name" = String, Path)), request_body = RetentionPolicy,
+    responses((status = 200, body = StoredRetentionPolicy), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn put_queue(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(queue): QueueName,
+    ApiJson(body): ApiJson<RetentionPolicy>,
+) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
+    let row = policy_row(&state, tenant.0, queue, body)?;
+    Ok(ApiJson(stored(put_detached(&state, row).await?)))
+}
+
+/// Removes a queue's override (404 when there is none).
+#[utoipa::path(delete, path = "/v1/retention/queues/{name}", tag = "operators",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn delete_queue(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    QueueName(queue): QueueName,
+) -> ApiResult<StatusCode> {
+    removed(
+        delete_detached(&state, tenant.0, queue).await?,
+        "this queue has no retention override",
+    )
+}
+
+/// Writes on their own task, as `crate::store::Detached` does for the `Store` calls: a client
+/// hanging up never leaves a transaction open.
+async fn put_detached(state: &AppState, row: PolicyRow) -> ApiResult<PolicyRow> {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        store.retention().put_retention_policy(&row).await?;
+        Ok::<_, StoreError>(row)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    .map_err(Into::into)
+}
+
+async fn delete_detached(state: &AppState, tenant: String, queue: String) -> ApiResult<bool> {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        store
+            .retention()
+            .delete_retention_policy(&tenant, &queue)
+            .await
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    .map_err(Into::into)
+}
+
+fn removed(found: bool, missing: &str) -> ApiResult<StatusCode> {
+    if found {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(missing))
+    }
+}
+
+/// Runs a retention sweep now, for every tenant (as the schedule does), and answers what it
+/// removed. `swept` is false when another replica was sweeping.
+#[utoipa::path(post, path = "/v1/retention/sweep", tag = "operators",
+    responses((status = 200, body = SweepReport), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn sweep_now(State(state): State<AppState>) -> ApiResult<ApiJson<SweepReport>> {
+    // On its own task: a client that hangs up does not stop a sweep half way.
+    let report = tokio::spawn(async move { crate::retention::sweep(&state.sweeper()).await })
+        .await
+        .map_err(|e| StoreError::Internal(format!("sweep task failed: {e}")))??;
+    Ok(ApiJson(report))
+}
+
+/// The archived ledger segments in chain order: the events each holds (ids), its digests and
+/// its file in the archive directory. Verify the files with `leasehold ledger verify`.
+#[utoipa::path(get, path = "/v1/ledger/segments", tag = "events",
+    responses((status = 200, body = LedgerSegmentList), (status = 503, body = ErrorEnvelope)))]
+pub(crate) async fn segments(
+    State(state): State<AppState>,
+) -> ApiResult<ApiJson<LedgerSegmentList>> {
+    Ok(ApiJson(LedgerSegmentList {
+        segments: state.store.retention().ledger_segments(false).await?,
+    }))
+}

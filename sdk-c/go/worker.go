@@ -49,7 +49,8 @@ func (p RetryPolicy) native() map[string]any {
 }
 
 // Config configures a Worker. URL and Queues are required; zero values elsewhere mean the
-// default.
+// default, which for the runner's settings is the SDK core's (lh_worker_defaults; the same for
+// the Rust, Python and Go workers).
 type Config struct {
 	URL            string        // coordinator base URL, http(s)://host:port
 	Queues         []string      // queues to take jobs from
@@ -101,11 +102,22 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Concurrency < 0 || cfg.LeaseTTL < 0 || cfg.DrainTimeout < 0 || cfg.CancelGrace < 0 || cfg.Threads < 0 {
 		return nil, &Error{Code: CodeInvalidArgument, Message: "Config values must not be negative"}
 	}
+	// Unset settings take the SDK core's defaults (the same for every skin).
+	d := C.lh_worker_defaults()
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = int(d.concurrency)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = time.Duration(d.lease_ttl_ms) * time.Millisecond
+	}
+	if cfg.PollWait == 0 {
+		cfg.PollWait = time.Duration(d.poll_wait_ms) * time.Millisecond
+	}
 	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 30 * time.Second
+		cfg.DrainTimeout = time.Duration(d.drain_timeout_ms) * time.Millisecond
 	}
 	if cfg.CancelGrace == 0 {
-		cfg.CancelGrace = 5 * time.Second
+		cfg.CancelGrace = time.Duration(d.cancel_grace_ms) * time.Millisecond
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -335,6 +335,33 @@ typedef struct {
     lh_str state;
 } lh_outcome;
 
+/**
+ * The worker runner's defaults, decided once in the SDK core (`leasehold::defaults`): what a
+ * skin uses for a setting its caller left unset.
+ */
+typedef struct {
+    /**
+     * Most leases held (and handlers running) at once.
+     */
+    uint32_t concurrency;
+    /**
+     * Lease length in milliseconds.
+     */
+    uint64_t lease_ttl_ms;
+    /**
+     * Longest HTTP long poll in milliseconds.
+     */
+    uint64_t poll_wait_ms;
+    /**
+     * On shutdown, how long running handlers get to finish, in milliseconds.
+     */
+    uint64_t drain_timeout_ms;
+    /**
+     * How long a cancelled handler gets to wind down, in milliseconds.
+     */
+    uint64_t cancel_grace_ms;
+} lh_defaults;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -734,6 +761,11 @@ void lh_bytes_free(lh_bytes *bytes);
  * This library's version (static, NUL-terminated).
  */
 lh_str lh_version(void);
+
+/**
+ * The worker runner's defaults. Thread-safe; never fails.
+ */
+lh_defaults lh_worker_defaults(void);
 
 /**
  * `sha256:<64 lowercase hex>` of `len` bytes at `data`, into `*out`.

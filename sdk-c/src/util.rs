@@ -1,6 +1,7 @@
 //! The canonical algorithms of the Rust core (digests, manifests, idempotency keys, artifact
 //! names, retry schedules), exported so that bindings compute them through the same code and
-//! check them against `proto/vectors/`; plus the version and logging set-up.
+//! check them against `proto/vectors/`; plus the version, the worker runner's defaults and
+//! logging set-up.
 
 use std::ffi::c_char;
 use std::time::Duration;
@@ -16,6 +17,37 @@ use crate::worker::PolicyJson;
 #[unsafe(no_mangle)]
 pub extern "C" fn lh_version() -> lh_str {
     lh_str::from_static(concat!(env!("CARGO_PKG_VERSION"), "\0"))
+}
+
+/// The worker runner's defaults, decided once in the SDK core (`leasehold::defaults`): what a
+/// skin uses for a setting its caller left unset.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub struct lh_defaults {
+    /// Most leases held (and handlers running) at once.
+    pub concurrency: u32,
+    /// Lease length in milliseconds.
+    pub lease_ttl_ms: u64,
+    /// Longest HTTP long poll in milliseconds.
+    pub poll_wait_ms: u64,
+    /// On shutdown, how long running handlers get to finish, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// How long a cancelled handler gets to wind down, in milliseconds.
+    pub cancel_grace_ms: u64,
+}
+
+/// The worker runner's defaults. Thread-safe; never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn lh_worker_defaults() -> lh_defaults {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    lh_defaults {
+        concurrency: u32::try_from(leasehold::defaults::CONCURRENCY).unwrap_or(u32::MAX),
+        lease_ttl_ms: ms(leasehold::defaults::LEASE_TTL),
+        poll_wait_ms: ms(leasehold::defaults::POLL_WAIT),
+        drain_timeout_ms: ms(leasehold::defaults::DRAIN_TIMEOUT),
+        cancel_grace_ms: ms(leasehold::defaults::CANCEL_GRACE),
+    }
 }
 
 /// `sha256:<64 lowercase hex>` of `len` bytes at `data`, into `*out`.

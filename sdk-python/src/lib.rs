@@ -29,6 +29,24 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SDK_VERSION", session::SDK_VERSION)?;
+    // The runner's defaults, decided once in the core (`leasehold::defaults`).
+    m.add("DEFAULT_CONCURRENCY", leasehold::defaults::CONCURRENCY)?;
+    m.add(
+        "DEFAULT_LEASE_TTL",
+        leasehold::defaults::LEASE_TTL.as_secs_f64(),
+    )?;
+    m.add(
+        "DEFAULT_POLL_WAIT",
+        leasehold::defaults::POLL_WAIT.as_secs_f64(),
+    )?;
+    m.add(
+        "DEFAULT_DRAIN_TIMEOUT",
+        leasehold::defaults::DRAIN_TIMEOUT.as_secs_f64(),
+    )?;
+    m.add(
+        "DEFAULT_CANCEL_GRACE",
+        leasehold::defaults::CANCEL_GRACE.as_secs_f64(),
+    )?;
     m.add_class::<session::PySession>()?;
     m.add_class::<job::PyJob>()?;
     m.add_class::<job::PyArtifactWriter>()?;

@@ -45,6 +45,7 @@
 pub mod artifact;
 mod bookkeeping;
 mod client;
+pub mod defaults;
 mod engine;
 mod error;
 mod heartbeat;

@@ -237,8 +237,8 @@ impl Worker {
             config: SessionConfig::new(url, Vec::<String>::new()),
             app_version: None,
             handlers: HashMap::new(),
-            drain_timeout: Duration::from_secs(30),
-            cancel_grace: Duration::from_secs(5),
+            drain_timeout: crate::defaults::DRAIN_TIMEOUT,
+            cancel_grace: crate::defaults::CANCEL_GRACE,
             error: None,
         }
     }

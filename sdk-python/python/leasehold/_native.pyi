@@ -5,8 +5,18 @@ from typing import Awaitable, List, Optional, Tuple, final
 
 __version__: str
 SDK_VERSION: str
+DEFAULT_CONCURRENCY: int
+DEFAULT_LEASE_TTL: float
+DEFAULT_POLL_WAIT: float
+DEFAULT_DRAIN_TIMEOUT: float
+DEFAULT_CANCEL_GRACE: float
 
 __all__ = [
+    "DEFAULT_CANCEL_GRACE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_POLL_WAIT",
     "SDK_VERSION",
     "ArtifactWriter",
     "Client",

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import threading
-import time
 import types
 from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, TypeVar, Union
 
@@ -122,7 +121,8 @@ class Worker:
     Args:
         url: the coordinator, ``http(s)://host:port``.
         queues: queue names to take jobs from.
-        concurrency: most jobs run at once (leases held at once).
+        concurrency: most jobs run at once (leases held at once). Every default is the SDK
+            core's (``leasehold._native.DEFAULT_*``), shared with the Rust and Go workers.
         lease_ttl: lease length in seconds; the SDK heartbeats every third of it.
         drain_timeout: on stop, how long running handlers get to finish before their jobs are
             released (released jobs run again elsewhere; no attempt is spent).
@@ -143,16 +143,16 @@ class Worker:
         url: str,
         *,
         queues: Sequence[str] = ("default",),
-        concurrency: int = 8,
-        lease_ttl: float = 30.0,
-        drain_timeout: float = 30.0,
-        cancel_grace: float = 5.0,
+        concurrency: int = _native.DEFAULT_CONCURRENCY,
+        lease_ttl: float = _native.DEFAULT_LEASE_TTL,
+        drain_timeout: float = _native.DEFAULT_DRAIN_TIMEOUT,
+        cancel_grace: float = _native.DEFAULT_CANCEL_GRACE,
         worker_id: Optional[str] = None,
         app_version: Optional[str] = None,
         tenant: Optional[str] = None,
         api_key: Optional[str] = None,
         transport: str = "auto",
-        poll_wait: float = 10.0,
+        poll_wait: float = _native.DEFAULT_POLL_WAIT,
         staging_dir: Optional[Union[str, os.PathLike[str]]] = None,
     ) -> None:
         if not isinstance(url, str):
@@ -304,13 +304,12 @@ class Worker:
             raise self._failure
 
     def _drain(self, session: _native.Session) -> None:
+        # The core drains, waits for the running handlers (woken by each one that ends, never
+        # polled), releases the rest and flushes every outcome; a second signal interrupts it.
         session.drain()
-        deadline = time.monotonic() + self._drain_timeout
         if session.active():
             log.info("draining: waiting up to %.0f s for %d running jobs", self._drain_timeout, session.active())
-        while session.active() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        released = session.shutdown(0.0)
+        released = session.shutdown(self._drain_timeout)
         if released:
             log.warning("drain timeout: released %d running jobs", released)
 

@@ -247,30 +247,30 @@ func causeOf(reason C.lh_cancel_reason) error {
 
 // The endings, used by the worker.
 
-func (j *Job) complete(result []byte) error {
-	return j.with(func(p *C.lh_job) error {
-		ptr, n := cbytes(result)
-		return call(func() C.lh_result { return C.lh_job_complete(p, ptr, n) })
-	})
-}
+// Endings a handler can have; what each means for the job is the core's to decide
+// (lh_job_settle).
+const (
+	endingReturned  = C.LH_ENDING_RETURNED
+	endingFailed    = C.LH_ENDING_FAILED
+	endingPanicked  = C.LH_ENDING_PANICKED
+	endingStopped   = C.LH_ENDING_STOPPED
+	endingAbandoned = C.LH_ENDING_ABANDONED
+)
 
-func (j *Job) fail(class, message string, retryable bool, after time.Duration) error {
+// settle ends the job as the handler's ending means (the core decides: an operator's cancel, a
+// lost lease and a timeout are weighed there, the same as for every skin).
+func (j *Job) settle(ending C.uint32_t, result []byte, class, message string, retryable bool, after time.Duration) error {
 	afterMS := int64(-1)
 	if after >= 0 {
 		afterMS = after.Milliseconds()
 	}
 	return j.with(func(p *C.lh_job) error {
+		rp, rn := cbytes(result)
 		cp, cn := cstr(class)
 		mp, mn := cstr(message)
 		return call(func() C.lh_result {
-			return C.lh_job_fail(p, cp, cn, mp, mn, C.bool(retryable), C.int64_t(afterMS))
+			return C.lh_job_settle(p, ending, rp, rn, cp, cn, mp, mn, C.bool(retryable), C.int64_t(afterMS))
 		})
-	})
-}
-
-func (j *Job) reportCancelled() error {
-	return j.with(func(p *C.lh_job) error {
-		return call(func() C.lh_result { return C.lh_job_cancelled(p) })
 	})
 }
 

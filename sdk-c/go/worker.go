@@ -418,7 +418,7 @@ func (r *runner) runJob(ctx context.Context, run *running) {
 	h, ok := r.handlers[job.kind]
 	if !ok {
 		err := &FatalError{Class: "unknown_kind", Err: fmt.Errorf("no handler registered for kind %q on this worker", job.kind)}
-		r.end(ctx, job, nil, err)
+		r.end(job, nil, err)
 		return
 	}
 	done := make(chan handlerResult, 1)
@@ -441,34 +441,32 @@ func (r *runner) runJob(ctx context.Context, run *running) {
 			cause := context.Cause(ctx)
 			r.w.log.Warn("leasehold: handler ignored its cancellation; abandoning it",
 				"job_id", job.id, "kind", job.kind, "cause", cause)
-			if errors.Is(cause, ErrCancelRequested) {
-				_ = job.reportCancelled()
-			}
-			return // otherwise the lease is gone or released: closing the job sends nothing
+			_ = job.settle(endingAbandoned, nil, "", "", false, -1)
+			return
 		}
 	}
-	r.end(ctx, job, res.value, res.err)
+	r.end(job, res.value, res.err)
 }
 
-// end turns a handler's return into the job's single ending.
-func (r *runner) end(ctx context.Context, job *Job, value any, herr error) {
+// end maps a handler's return to its ending; what that means for the job (an operator's
+// cancel, a lost lease, a timeout) the core decides (lh_job_settle).
+func (r *runner) end(job *Job, value any, herr error) {
 	var err error
+	var panicked *panicError
 	switch {
 	case herr == nil:
 		data, merr := json.Marshal(value)
 		if merr != nil {
-			err = job.fail("bad_result", "cannot marshal the handler's result: "+merr.Error(), false, -1)
+			err = job.settle(endingFailed, nil, "bad_result", "cannot marshal the handler's result: "+merr.Error(), false, -1)
 		} else {
-			err = job.complete(data)
+			err = job.settle(endingReturned, data, "", "", false, -1)
 		}
-	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrCancelRequested):
-		err = job.reportCancelled()
+	case errors.As(herr, &panicked):
+		r.w.log.Error("leasehold: handler panicked", "job_id", job.id, "kind", job.kind, "panic", panicked.Error())
+		err = job.settle(endingPanicked, nil, "", panicked.Error(), true, -1)
 	default:
 		class, message, retryable, after := classify(herr)
-		if _, isPanic := herr.(*panicError); isPanic {
-			r.w.log.Error("leasehold: handler panicked", "job_id", job.id, "kind", job.kind, "panic", message)
-		}
-		err = job.fail(class, message, retryable, after)
+		err = job.settle(endingFailed, nil, class, message, retryable, after)
 	}
 	if err != nil {
 		r.w.log.Error("leasehold: cannot end job", "job_id", job.id, "error", err)

@@ -14,6 +14,31 @@
 #include <stdint.h>
 
 /**
+ * The handler returned a result (`result_json`).
+ */
+#define LH_ENDING_RETURNED 0
+
+/**
+ * The handler failed (`class`, `message`, `retryable`, `retry_after_ms`).
+ */
+#define LH_ENDING_FAILED 1
+
+/**
+ * The handler panicked or crashed (`message`): a retryable failure of class `panic`.
+ */
+#define LH_ENDING_PANICKED 2
+
+/**
+ * The handler stopped without an outcome of its own (it acknowledged its cancellation).
+ */
+#define LH_ENDING_STOPPED 3
+
+/**
+ * The handler ignored its cancellation past the cancel grace and was left running.
+ */
+#define LH_ENDING_ABANDONED 4
+
+/**
  * What every fallible `lh_` function returns. The numbers are stable: a code is never
  * renumbered or reused, new codes are only added. `lh_last_error` has the details of the last
  * call on this thread that did not return `LH_OK`.
@@ -756,6 +781,29 @@ void lh_job_free(lh_job *job);
  * modified since.
  */
 void lh_bytes_free(lh_bytes *bytes);
+
+/**
+ * Ends the job as the handler's `ending` (one of `LH_ENDING_*`) means, decided by the core:
+ * `LH_ENDING_RETURNED` completes with `result_json` (`result_len` bytes of JSON);
+ * `LH_ENDING_FAILED` fails with `class` and `message` (retried after `retry_after_ms` if 0 or
+ * more, else per the retry policy, when `retryable`); a job an operator cancelled is reported
+ * cancelled whatever the handler did but return; `LH_ENDING_STOPPED` and `LH_ENDING_ABANDONED`
+ * otherwise give the lease back. Arguments an ending does not use are ignored (NULL is fine).
+ * Does not wait for the coordinator; `lh_job_outcome` tells how it fared.
+ *
+ * # Safety
+ * `job` is NULL or live; each (pointer, length) pair is NULL or valid for reads.
+ */
+lh_result lh_job_settle(const lh_job *job,
+                        uint32_t ending,
+                        const char *result_json,
+                        size_t result_len,
+                        const char *class_,
+                        size_t class_len,
+                        const char *message,
+                        size_t message_len,
+                        bool retryable,
+                        int64_t retry_after_ms);
 
 /**
  * This library's version (static, NUL-terminated).

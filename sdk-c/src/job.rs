@@ -270,7 +270,10 @@ impl lh_job {
     }
 
     /// Ends the lease once with `f`, keeping the receipt for `lh_job_outcome`.
-    fn end(&self, f: impl FnOnce(LeasedJob) -> leasehold::OutcomeReceipt) -> Result<(), Failure> {
+    pub(crate) fn end(
+        &self,
+        f: impl FnOnce(LeasedJob) -> leasehold::OutcomeReceipt,
+    ) -> Result<(), Failure> {
         let leased = lock(&self.leased).take().ok_or_else(already_ended)?;
         let receipt = f(leased);
         *lock(&self.outcome) = Outcome::Pending(Box::pin(receipt.wait()));

@@ -26,6 +26,7 @@ pub mod client;
 pub mod error;
 pub mod job;
 pub mod mem;
+pub mod settle;
 pub mod util;
 pub mod worker;
 

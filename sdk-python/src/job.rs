@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use leasehold::proto::Artifact;
-use leasehold::{CancelReason, HandlerError, JobContext, LeasedJob};
+use leasehold::{CancelReason, Ending, HandlerError, JobContext, LeasedJob};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use tokio::sync::mpsc;
@@ -305,6 +305,49 @@ impl PyJob {
             (false, None) => HandlerError::retry(message),
         };
         drop(self.take()?.fail(error.with_class(error_class)));
+        Ok(())
+    }
+
+    /// Ends the job as the handler's ending means, decided by the core
+    /// (`leasehold::LeasedJob::settle`): `"returned"` with `result_json`; `"failed"` with
+    /// `message` and `error_class` (retried after `after` seconds if given, else per the retry
+    /// policy, unless `fatal`); `"panicked"` with `message`; `"stopped"`; `"abandoned"`.
+    #[pyo3(signature = (ending, *, result_json=None, message=None, error_class=None, fatal=false, after=None))]
+    fn settle(
+        &self,
+        ending: &str,
+        result_json: Option<&str>,
+        message: Option<String>,
+        error_class: Option<String>,
+        fatal: bool,
+        after: Option<f64>,
+    ) -> PyResult<()> {
+        let ending = match ending {
+            "returned" => Ending::Returned(parse_json("result", result_json.unwrap_or("null"))?),
+            "failed" => {
+                let message = message.unwrap_or_default();
+                let error = match (fatal, after) {
+                    (true, _) => HandlerError::fatal(message),
+                    (false, Some(after)) => {
+                        HandlerError::retry_after(message, seconds("after", after)?)
+                    }
+                    (false, None) => HandlerError::retry(message),
+                };
+                Ending::Failed(match error_class {
+                    Some(class) => error.with_class(class),
+                    None => error,
+                })
+            }
+            "panicked" => Ending::Panicked(message.unwrap_or_default()),
+            "stopped" => Ending::Stopped,
+            "abandoned" => Ending::Abandoned,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "ending must be returned, failed, panicked, stopped or abandoned, got {other:?}"
+                )));
+            }
+        };
+        drop(self.take()?.settle(ending));
         Ok(())
     }
 

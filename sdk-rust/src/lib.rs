@@ -46,6 +46,7 @@ pub mod artifact;
 mod bookkeeping;
 mod client;
 pub mod defaults;
+mod ending;
 mod engine;
 mod error;
 mod heartbeat;
@@ -64,6 +65,7 @@ mod worker;
 pub use leasehold_proto as proto;
 
 pub use client::{Client, ClientBuilder, Enqueued, JobSpec, ListJobs};
+pub use ending::Ending;
 pub use error::{Error, HandlerError, Result};
 pub use job::{CancelReason, JobContext, LeasedJob, NotSentReason, OutcomeAck, OutcomeReceipt};
 pub use retry::{RetryPolicy, SplitMix64};

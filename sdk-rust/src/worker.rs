@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::ending::Ending;
 use crate::error::{Error, HandlerError, Result};
 use crate::job::{CancelReason, JobContext, LeasedJob};
 use crate::retry::RetryPolicy;
@@ -332,7 +333,7 @@ async fn run_job(handlers: Arc<HashMap<String, Handler>>, job: LeasedJob, grace:
             Err(panic) => {
                 let msg = panic_message(panic.as_ref());
                 tracing::error!(panic = %msg, "handler panicked");
-                let _ = job.fail(HandlerError::retry(msg).with_class("panic"));
+                drop(job.settle(Ending::Panicked(msg)));
                 return;
             }
         };
@@ -354,33 +355,26 @@ async fn run_job(handlers: Arc<HashMap<String, Handler>>, job: LeasedJob, grace:
                 "handler ended after its run time ran out; a timeout failure is reported instead"
             );
         }
-        match outcome {
+        let ending = match outcome {
             Some(Ok(Ok(value))) => {
                 tracing::debug!(?elapsed, "handler succeeded");
-                let _ = job.complete(value);
+                Ending::Returned(value)
             }
             Some(Ok(Err(err))) => {
-                if ctx.cancel_reason() == Some(CancelReason::CancelRequested) {
-                    tracing::info!(?elapsed, error = %err, "handler stopped after a cancel request");
-                    let _ = job.report_cancelled();
-                } else {
-                    tracing::warn!(?elapsed, error = %err, "handler failed");
-                    let _ = job.fail(err);
-                }
+                tracing::warn!(?elapsed, error = %err, "handler failed");
+                Ending::Failed(err)
             }
             Some(Err(panic)) => {
                 let msg = panic_message(panic.as_ref());
                 tracing::error!(?elapsed, panic = %msg, "handler panicked");
-                let _ = job.fail(HandlerError::retry(msg).with_class("panic"));
+                Ending::Panicked(msg)
             }
             None => {
                 tracing::warn!(?grace, "handler ignored its cancellation; abandoning it");
-                if ctx.cancel_reason() == Some(CancelReason::CancelRequested) {
-                    let _ = job.report_cancelled();
-                }
-                // Otherwise the lease is lost, expired or released: dropping sends nothing.
+                Ending::Abandoned
             }
-        }
+        };
+        drop(job.settle(ending));
     }
     .instrument(span)
     .await;

@@ -1,7 +1,7 @@
 """Type stubs of ``leasehold._native`` (the Rust extension). Private: use the ``leasehold``
 package. Checked against the module by ``python -m mypy.stubtest leasehold._native``."""
 
-from typing import Awaitable, List, Optional, Tuple, final
+from typing import Awaitable, List, Literal, Optional, Tuple, final
 
 __version__: str
 SDK_VERSION: str
@@ -97,6 +97,16 @@ class Job:
         self, name: str, path: str, media_type: str
     ) -> Awaitable[Tuple[str, str, int, str]]: ...
     def artifact_writer(self, name: str, media_type: str) -> ArtifactWriter: ...
+    def settle(
+        self,
+        ending: Literal["returned", "failed", "panicked", "stopped", "abandoned"],
+        *,
+        result_json: Optional[str] = None,
+        message: Optional[str] = None,
+        error_class: Optional[str] = None,
+        fatal: bool = False,
+        after: Optional[float] = None,
+    ) -> None: ...
     def complete(self, result_json: str) -> None: ...
     def fail(self, message: str, *, error_class: str, fatal: bool = False, after: Optional[float] = None) -> None: ...
     def report_cancelled(self) -> None: ...

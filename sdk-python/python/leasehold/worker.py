@@ -49,34 +49,28 @@ def _message(exc: BaseException) -> str:
 
 
 def _settle(job: _native.Job, exc: Optional[BaseException], result: Any) -> None:
-    """Ends ``job`` according to how its handler ended."""
+    """Maps how the handler ended to the core's ending; what each ending means for the job (an
+    operator's cancel, a lost lease, a timeout) is decided there (``LeasedJob::settle``)."""
     if exc is None:
         try:
             text = _dumps("the handler's result", result)
         except (TypeError, ValueError) as e:
-            job.fail(str(e)[:_MAX_MESSAGE], error_class=type(e).__name__, fatal=True)
+            job.settle("failed", message=str(e)[:_MAX_MESSAGE], error_class=type(e).__name__, fatal=True)
             return
-        job.complete(text)
+        job.settle("returned", result_json=text)
         return
     if isinstance(exc, Retry):
-        job.fail(str(exc)[:_MAX_MESSAGE], error_class="Retry", after=exc.after)
+        job.settle("failed", message=str(exc)[:_MAX_MESSAGE], error_class="Retry", after=exc.after)
         return
     if isinstance(exc, Fatal):
-        job.fail(str(exc)[:_MAX_MESSAGE], error_class=exc.error_class, fatal=True)
+        job.settle("failed", message=str(exc)[:_MAX_MESSAGE], error_class=exc.error_class, fatal=True)
         return
-    reason = job.cancel_reason()
-    if isinstance(exc, JobCancelled) or reason == "cancel_requested":
-        job.report_cancelled()
+    if isinstance(exc, (JobCancelled, LeaseLost)) or not isinstance(exc, Exception):
+        # The handler acknowledged a cancellation (or was interrupted): no outcome of its own.
+        job.settle("stopped")
         return
-    if isinstance(exc, LeaseLost) or reason is not None:
-        # The lease is gone (or was given back at shutdown): nothing may be reported.
-        job.release()
-        return
-    if isinstance(exc, Exception):
-        log.warning("job %s (%s) failed", job.id, job.kind, exc_info=exc)
-        job.fail(_message(exc), error_class=type(exc).__name__)
-        return
-    job.release()
+    log.warning("job %s (%s) failed", job.id, job.kind, exc_info=exc)
+    job.settle("failed", message=_message(exc), error_class=type(exc).__name__)
 
 
 class _Loop:
@@ -349,8 +343,9 @@ class Worker:
             for job in jobs:
                 handler = self._handlers.get(job.kind)
                 if handler is None:
-                    job.fail(
-                        f"no handler registered for kind {job.kind!r} on this worker",
+                    job.settle(
+                        "failed",
+                        message=f"no handler registered for kind {job.kind!r} on this worker",
                         error_class="unknown_kind",
                         fatal=True,
                     )
@@ -381,7 +376,7 @@ class Worker:
                 await asyncio.wait([task], timeout=self._cancel_grace)
                 if not task.done():
                     log.warning("job %s: handler ignored its cancellation; abandoning it", job.id)
-                    _settle(job, asyncio.CancelledError(), None)
+                    job.settle("abandoned")
                     return
             if task.cancelled():
                 _settle(job, asyncio.CancelledError(), None)

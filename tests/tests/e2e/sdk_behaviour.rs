@@ -135,6 +135,60 @@ async fn cancellation_reaches_a_running_handler() -> Result<()> {
     running.stop().await
 }
 
+/// Through `LeasedJob::settle`: a handler that panics, or ignores its cancellation past the
+/// grace, while its job is cancel-requested ends the job `cancelled` at its first attempt (not
+/// retried, and not left to expire).
+#[tokio::test]
+async fn a_cancel_requested_job_ends_cancelled_however_its_handler_stops() -> Result<()> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = RunningWorker::start(
+        worker(&coord.url, "settle", Transport::Auto)
+            .cancel_grace(Duration::from_millis(200))
+            .handler("panics", {
+                let started = started_tx.clone();
+                move |ctx: JobContext| {
+                    let started = started.clone();
+                    async move {
+                        let _ = started.send(ctx.id());
+                        ctx.cancelled().await;
+                        panic!("stopping badly");
+                        #[allow(unreachable_code)]
+                        Ok::<Value, HandlerError>(json!(null))
+                    }
+                }
+            })
+            .handler("ignores", move |ctx: JobContext| {
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(ctx.id());
+                    // Never looks at its cancellation.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<Value, HandlerError>(json!(null))
+                }
+            })
+            .build()?,
+    );
+    for kind in ["panics", "ignores"] {
+        let job = client
+            .enqueue(
+                JobSpec::new(kind, json!({}))
+                    .queue("settle")
+                    .max_attempts(5),
+            )
+            .await?;
+        let started = tokio::time::timeout(PATIENCE, started_rx.recv()).await?;
+        assert_eq!(started, Some(job.job.id), "{kind}");
+        client.cancel(job.job.id, Some("test")).await?;
+        let done = client.wait(job.job.id, PATIENCE).await?;
+        assert_eq!(done.state, JobState::Cancelled, "{kind}: {done:?}");
+        assert_eq!(done.attempt, 1, "{kind}: not retried");
+    }
+    running.stop().await
+}
+
 #[tokio::test]
 async fn checkpoint_survives_into_the_next_attempt() -> Result<()> {
     init_tracing();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use leasehold_proto::{JobState, LedgerSegment};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 
 /// One stored override: `queue` is empty for the tenant-wide one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,4 +140,28 @@ pub trait RetentionStore: Send + Sync {
 /// Terminal states and the window each uses: `succeeded`, or the failed family.
 pub(crate) fn is_failed_family(state: JobState) -> bool {
     matches!(state, JobState::Dead | JobState::Cancelled)
+}
+
+/// A segment is recorded only as the next after the chain's head (`head`: the highest recorded
+/// `seq`): a second sweep that lost the race records nothing.
+pub(crate) fn segment_follows(head: Option<i64>, segment: &LedgerSegment) -> StoreResult<()> {
+    if head.unwrap_or(0) + 1 != segment.seq {
+        return Err(StoreError::Conflict(format!(
+            "ledger segment {} is not next after {head:?}",
+            segment.seq
+        )));
+    }
+    Ok(())
+}
+
+/// The events a segment archived are trimmed only when all of them are still there (`present`
+/// counted in its id range): nothing is deleted that the segment does not hold.
+pub(crate) fn segment_covers(present: i64, segment: &LedgerSegment) -> StoreResult<()> {
+    if u64::try_from(present).ok() != Some(segment.count) {
+        return Err(StoreError::Conflict(format!(
+            "events {}..={} number {present}, the segment holds {}: nothing trimmed",
+            segment.first_id, segment.last_id, segment.count
+        )));
+    }
+    Ok(())
 }

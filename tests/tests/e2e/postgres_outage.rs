@@ -111,10 +111,17 @@ async fn database_refusing_connections_is_503() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
+    // Closed first, in its own transaction (sent together, the ALTER would commit only after
+    // the terminations, and the pool could reconnect meanwhile); then the sessions are ended,
+    // waiting until each is gone (a pooled connection must not outlive the call).
     pg.sql(
         "postgres",
-        "ALTER DATABASE leasehold ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'leasehold'",
+        "ALTER DATABASE leasehold ALLOW_CONNECTIONS false",
+    )
+    .unwrap();
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = 'leasehold'",
     )
     .unwrap();
     let record = json!({"started_at": "2026-04-25T14:00:00+00:00", "completed_at": "2026-04-25T14:02:45+00:00", "status": "completed"});

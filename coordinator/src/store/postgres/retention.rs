@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::retention::{
-    FinishedRun, PolicyRow, RetentionStore, RunJobFact, SWEEP_TRY_LOCK, ScopeCutoffs, SweepLock,
+    self, FinishedRun, PolicyRow, RetentionStore, RunJobFact, SWEEP_TRY_LOCK, ScopeCutoffs,
+    SweepLock,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -239,24 +240,14 @@ impl RetentionStore for PostgresStore {
         let head: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM ledger_segments")
             .fetch_one(&mut *tx)
             .await?;
-        if head.unwrap_or(0) + 1 != s.seq {
-            return Err(StoreError::Conflict(format!(
-                "ledger segment {} is not next after {head:?}",
-                s.seq
-            )));
-        }
+        retention::segment_follows(head, s)?;
         let present: i64 =
             sqlx::query_scalar("SELECT count(*) FROM events WHERE id BETWEEN $1 AND $2")
                 .bind(s.first_id)
                 .bind(s.last_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        if u64::try_from(present).ok() != Some(s.count) {
-            return Err(StoreError::Conflict(format!(
-                "events {}..={} number {present}, the segment holds {}: nothing trimmed",
-                s.first_id, s.last_id, s.count
-            )));
-        }
+        retention::segment_covers(present, s)?;
         sqlx::query(
             "INSERT INTO ledger_segments (seq, first_id, last_id, count, sha256, manifest_sha256, \
              prev, file, archived_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::rows::{from_micros, micros, opt_time};
 use crate::store::retention::{
-    FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock,
+    self, FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -220,24 +220,14 @@ impl RetentionStore for SqliteStore {
         let head: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM ledger_segments")
             .fetch_one(&mut *tx)
             .await?;
-        if head.unwrap_or(0) + 1 != s.seq {
-            return Err(StoreError::Conflict(format!(
-                "ledger segment {} is not next after {head:?}",
-                s.seq
-            )));
-        }
+        retention::segment_follows(head, s)?;
         let present: i64 =
             sqlx::query_scalar("SELECT count(*) FROM events WHERE id BETWEEN ? AND ?")
                 .bind(s.first_id)
                 .bind(s.last_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        if u64::try_from(present).ok() != Some(s.count) {
-            return Err(StoreError::Conflict(format!(
-                "events {}..={} number {present}, the segment holds {}: nothing trimmed",
-                s.first_id, s.last_id, s.count
-            )));
-        }
+        retention::segment_covers(present, s)?;
         sqlx::query(
             "INSERT INTO ledger_segments (seq, first_id, last_id, count, sha256, manifest_sha256, \
              prev, file, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -2,7 +2,7 @@
 //! part is too large), never a database error.
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{Artifact, ErrorCode, NewJob};
+use leasehold_proto::{Artifact, ErrorCode, NewJob, names};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -16,56 +16,38 @@ pub const MAX_BATCH: usize = 1000;
 /// Default attempts per job (River, Sidekiq and Faktory use 25 too).
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 25;
 
-/// Queue and tenant names: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+/// Queue and tenant names (`leasehold_proto::names`, the SDK checks the same rule).
 pub fn name(field: &str, value: &str) -> ApiResult<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            field,
-            format!(
-                "{field} must be 1-128 characters of letters, digits, '_', '.', ':' or '-', \
-                 starting with a letter or digit"
-            ),
-        ))
+    if names::is_name(value) {
+        return Ok(());
     }
+    Err(ApiError::validation(
+        field,
+        format!("{field} must be {}", names::NAME_RULE),
+    ))
 }
 
-/// Job kinds: like names, with `/` also allowed and up to 255 bytes.
+/// Job kinds (`leasehold_proto::names`).
 pub fn kind(value: &str) -> ApiResult<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 255
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b'/'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "kind",
-            "kind must be 1-255 characters of letters, digits, '_', '.', ':', '-' or '/', \
-             starting with a letter or digit",
-        ))
+    if names::is_kind(value) {
+        return Ok(());
     }
+    Err(ApiError::validation(
+        "kind",
+        format!("kind must be {}", names::KIND_RULE),
+    ))
 }
 
-/// Free-form labels (idempotency key, correlation id, project, worker id): 1-255 bytes, no
-/// control characters.
+/// Free-form labels (idempotency key, correlation id, project, worker id;
+/// `leasehold_proto::names`).
 pub fn label(field: &str, value: &str) -> ApiResult<()> {
-    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must be 1-255 bytes without control characters"),
-        ));
+    if names::is_label(value) {
+        return Ok(());
     }
-    Ok(())
+    Err(ApiError::validation(
+        field,
+        format!("{field} must be {}", names::LABEL_RULE),
+    ))
 }
 
 /// Optional label.

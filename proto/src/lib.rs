@@ -10,6 +10,7 @@ mod event;
 mod frame;
 mod job;
 mod lease;
+pub mod names;
 mod queue;
 mod retention;
 pub mod retry;

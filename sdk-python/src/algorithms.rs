@@ -44,6 +44,19 @@ pub(crate) fn check_artifact_name(name: &str) -> PyResult<()> {
     leasehold::artifact::validate_name(name).py()
 }
 
+/// Whether `value` is a valid queue (or tenant) name: the rule the coordinator enforces
+/// (`leasehold_proto::names`; its wording is `NAME_RULE`).
+#[pyfunction]
+pub(crate) fn is_name(value: &str) -> bool {
+    leasehold::proto::names::is_name(value)
+}
+
+/// Whether `value` is a valid job kind (`leasehold_proto::names`; its wording is `KIND_RULE`).
+#[pyfunction]
+pub(crate) fn is_kind(value: &str) -> bool {
+    leasehold::proto::names::is_kind(value)
+}
+
 /// The first `n` outputs of SplitMix64 seeded with `seed`.
 #[pyfunction]
 pub(crate) fn splitmix64(seed: u64, n: usize) -> Vec<u64> {

@@ -56,6 +56,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(algorithms::digest, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms::manifest_digest, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms::check_artifact_name, m)?)?;
+    m.add_function(wrap_pyfunction!(algorithms::is_name, m)?)?;
+    m.add_function(wrap_pyfunction!(algorithms::is_kind, m)?)?;
+    m.add("NAME_RULE", leasehold::proto::names::NAME_RULE)?;
+    m.add("KIND_RULE", leasehold::proto::names::KIND_RULE)?;
     m.add_function(wrap_pyfunction!(algorithms::splitmix64, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms::retry_schedule, m)?)?;
     Ok(())

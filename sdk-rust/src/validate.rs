@@ -1,50 +1,39 @@
 //! Client-side checks mirroring the coordinator's, so that mistakes fail at build time with a
 //! clear message instead of as a 422 in a background loop.
 
+use leasehold_proto::names;
+
 use crate::error::{Error, Result};
 
-/// Queue and tenant names: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+/// Queue and tenant names (`leasehold_proto::names`: the coordinator enforces the same rule).
 pub(crate) fn queue_name(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "queue name {value:?} must be 1-128 characters of letters, digits, '_', '.', ':' or \
-             '-', starting with a letter or digit"
-        )))
+    if names::is_name(value) {
+        return Ok(());
     }
+    Err(Error::InvalidArgument(format!(
+        "queue name {value:?} must be {}",
+        names::NAME_RULE
+    )))
 }
 
-/// Job kinds: like queue names, with `/` also allowed and up to 255 bytes.
+/// Job kinds (`leasehold_proto::names`).
 pub(crate) fn kind(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 255
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b'/'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "kind {value:?} must be 1-255 characters of letters, digits, '_', '.', ':', '-' or \
-             '/', starting with a letter or digit"
-        )))
+    if names::is_kind(value) {
+        return Ok(());
     }
+    Err(Error::InvalidArgument(format!(
+        "kind {value:?} must be {}",
+        names::KIND_RULE
+    )))
 }
 
-/// Free-form labels (worker id, versions, keys): 1-255 bytes without control characters.
+/// Free-form labels (worker id, versions, keys; `leasehold_proto::names`).
 pub(crate) fn label(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{field} must be 1-255 bytes without control characters, got {value:?}"
-        )));
+    if names::is_label(value) {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::InvalidArgument(format!(
+        "{field} must be {}, got {value:?}",
+        names::LABEL_RULE
+    )))
 }

@@ -10,6 +10,8 @@ DEFAULT_LEASE_TTL: float
 DEFAULT_POLL_WAIT: float
 DEFAULT_DRAIN_TIMEOUT: float
 DEFAULT_CANCEL_GRACE: float
+NAME_RULE: str
+KIND_RULE: str
 
 __all__ = [
     "DEFAULT_CANCEL_GRACE",
@@ -17,6 +19,8 @@ __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_LEASE_TTL",
     "DEFAULT_POLL_WAIT",
+    "KIND_RULE",
+    "NAME_RULE",
     "SDK_VERSION",
     "ArtifactWriter",
     "Client",
@@ -27,6 +31,8 @@ __all__ = [
     "check_artifact_name",
     "digest",
     "idempotency_key",
+    "is_kind",
+    "is_name",
     "manifest_digest",
     "retry_schedule",
     "splitmix64",
@@ -133,6 +139,8 @@ def idempotency_key(queue: str, kind: str, payload_json: str) -> str: ...
 def digest(data: bytes) -> str: ...
 def manifest_digest(artifacts_json: str) -> str: ...
 def check_artifact_name(name: str) -> None: ...
+def is_name(value: str) -> bool: ...
+def is_kind(value: str) -> bool: ...
 def splitmix64(seed: int, n: int) -> List[int]: ...
 def retry_schedule(
     initial_ms: int, multiplier: float, max_delay_ms: int, max_attempts: int, seed: int

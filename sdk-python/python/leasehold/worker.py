@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 import os
-import re
 import signal
 import threading
 import types
@@ -28,8 +27,6 @@ log = logging.getLogger("leasehold")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
-_KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}\Z")
 _TRANSPORTS = ("auto", "websocket", "http")
 # Failure messages are kept short: the coordinator stores them on the job.
 _MAX_MESSAGE = 4000
@@ -161,11 +158,8 @@ class Worker:
         for q in queue_list:
             if not isinstance(q, str):
                 raise TypeError(f"queue names must be strings, got {type(q).__name__}")
-            if not _NAME.match(q):
-                raise ValueError(
-                    f"queue name {q!r} must be 1-128 letters, digits, '_', '.', ':' or '-', "
-                    "starting with a letter or digit"
-                )
+            if not _native.is_name(q):
+                raise ValueError(f"queue name {q!r} must be {_native.NAME_RULE}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError(f"concurrency must be an int, got {type(concurrency).__name__}")
         if not 1 <= concurrency <= 10_000:
@@ -207,11 +201,8 @@ class Worker:
         """
         if not isinstance(kind, str):
             raise TypeError(f"kind must be a string, got {type(kind).__name__}")
-        if not _KIND.match(kind):
-            raise ValueError(
-                f"kind {kind!r} must be 1-255 letters, digits, '_', '.', ':', '-' or '/', "
-                "starting with a letter or digit"
-            )
+        if not _native.is_kind(kind):
+            raise ValueError(f"kind {kind!r} must be {_native.KIND_RULE}")
 
         def register(fn: F) -> F:
             if not callable(fn):

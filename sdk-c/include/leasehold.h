@@ -530,6 +530,75 @@ lh_result lh_client_queues(const lh_client *client, const lh_cancel *cancel, lh_
 void lh_client_free(lh_client *client);
 
 /**
+ * Ends the job as the handler's `ending` (one of `LH_ENDING_*`) means, decided by the core:
+ * `LH_ENDING_RETURNED` completes with `result_json` (`result_len` bytes of JSON);
+ * `LH_ENDING_FAILED` fails with `class` and `message` (retried after `retry_after_ms` if 0 or
+ * more, else per the retry policy, when `retryable`); a job an operator cancelled is reported
+ * cancelled whatever the handler did but return; `LH_ENDING_STOPPED` and `LH_ENDING_ABANDONED`
+ * otherwise give the lease back. Arguments an ending does not use are ignored (NULL is fine).
+ * Does not wait for the coordinator; `lh_job_outcome` tells how it fared.
+ *
+ * # Safety
+ * `job` is NULL or live; each (pointer, length) pair is NULL or valid for reads.
+ */
+lh_result lh_job_settle(const lh_job *job,
+                        uint32_t ending,
+                        const char *result_json,
+                        size_t result_len,
+                        const char *class_,
+                        size_t class_len,
+                        const char *message,
+                        size_t message_len,
+                        bool retryable,
+                        int64_t retry_after_ms);
+
+/**
+ * Ends the job with success: `result_json` (`len` bytes of JSON) plus the artifacts put so far
+ * (with the manifest digest). Does not wait for the coordinator (outcomes are batched);
+ * `lh_job_outcome` tells how it fared. Invalid JSON leaves the job unended.
+ *
+ * # Safety
+ * `job` is NULL or live; `result_json` is valid for reads of `len` bytes.
+ */
+lh_result lh_job_complete(const lh_job *job, const char *result_json, size_t len);
+
+/**
+ * Ends the job with a failure. `class` (e.g. an exception type; NULL or empty: `"error"`, or
+ * `"fatal"` when not retryable) and `message` are recorded with it. A `retryable` failure runs
+ * again — after `retry_after_ms` if it is 0 or more, else after the retry policy's delay (the
+ * job's backoff hint, else the worker's) — until the job's attempts are spent; a non-retryable
+ * one makes the job `dead` at once (`retry_after_ms` is then ignored). Does not wait for the
+ * coordinator.
+ *
+ * # Safety
+ * `job` is NULL or live; each (pointer, length) pair is valid for reads.
+ */
+lh_result lh_job_fail(const lh_job *job,
+                      const char *class_,
+                      size_t class_len,
+                      const char *message,
+                      size_t message_len,
+                      bool retryable,
+                      int64_t retry_after_ms);
+
+/**
+ * Ends the job after it stopped because its cancellation fired: a non-retryable failure of
+ * class `cancelled`; a job whose cancel was requested is recorded `cancelled`.
+ *
+ * # Safety
+ * `job` is NULL or live.
+ */
+lh_result lh_job_cancelled(const lh_job *job);
+
+/**
+ * Gives the lease back unrun (no attempt spent); another worker may take it at once.
+ *
+ * # Safety
+ * `job` is NULL or live.
+ */
+lh_result lh_job_release(const lh_job *job);
+
+/**
  * Copies the message of the last failed call on this thread into `buf` (at most `len - 1`
  * bytes, cut at a UTF-8 character boundary, then a NUL) and returns the message's full length
  * in bytes (so a return value `>= len` means it was cut). Returns 0 and writes an empty string
@@ -668,6 +737,24 @@ lh_result lh_job_checkpoint(const lh_job *job, const char *json, size_t len);
 lh_result lh_job_progress(const lh_job *job, const char *json, size_t len);
 
 /**
+ * Waits up to `timeout_ms` (negative: no limit) until the coordinator has answered for the
+ * job's outcome (or it was dropped), and writes how it fared. `LH_TIMEOUT` if it has not
+ * settled yet (ask again later); `LH_INVALID_ARGUMENT` if the job was not ended.
+ *
+ * # Safety
+ * `job` is NULL or live; `out` is NULL or valid for a write.
+ */
+lh_result lh_job_outcome(const lh_job *job, int64_t timeout_ms, lh_outcome *out);
+
+/**
+ * Frees a job handle; a job not yet ended is released (no attempt spent). NULL is ignored.
+ *
+ * # Safety
+ * `job` is NULL or a live handle that no other thread is using, and is not used again.
+ */
+void lh_job_free(lh_job *job);
+
+/**
  * Uploads the file at `path` as artifact `name` without copying it (hashed in one pass,
  * streamed in a second; the file must not change in between). `media_type` may be NULL or
  * empty for `application/octet-stream`. The completion lists it in the job's manifest; putting
@@ -709,70 +796,6 @@ lh_result lh_job_put_artifact_buffer(const lh_job *job,
                                      lh_bytes *out);
 
 /**
- * Ends the job with success: `result_json` (`len` bytes of JSON) plus the artifacts put so far
- * (with the manifest digest). Does not wait for the coordinator (outcomes are batched);
- * `lh_job_outcome` tells how it fared. Invalid JSON leaves the job unended.
- *
- * # Safety
- * `job` is NULL or live; `result_json` is valid for reads of `len` bytes.
- */
-lh_result lh_job_complete(const lh_job *job, const char *result_json, size_t len);
-
-/**
- * Ends the job with a failure. `class` (e.g. an exception type; NULL or empty: `"error"`, or
- * `"fatal"` when not retryable) and `message` are recorded with it. A `retryable` failure runs
- * again — after `retry_after_ms` if it is 0 or more, else after the retry policy's delay (the
- * job's backoff hint, else the worker's) — until the job's attempts are spent; a non-retryable
- * one makes the job `dead` at once (`retry_after_ms` is then ignored). Does not wait for the
- * coordinator.
- *
- * # Safety
- * `job` is NULL or live; each (pointer, length) pair is valid for reads.
- */
-lh_result lh_job_fail(const lh_job *job,
-                      const char *class_,
-                      size_t class_len,
-                      const char *message,
-                      size_t message_len,
-                      bool retryable,
-                      int64_t retry_after_ms);
-
-/**
- * Ends the job after it stopped because its cancellation fired: a non-retryable failure of
- * class `cancelled`; a job whose cancel was requested is recorded `cancelled`.
- *
- * # Safety
- * `job` is NULL or live.
- */
-lh_result lh_job_cancelled(const lh_job *job);
-
-/**
- * Gives the lease back unrun (no attempt spent); another worker may take it at once.
- *
- * # Safety
- * `job` is NULL or live.
- */
-lh_result lh_job_release(const lh_job *job);
-
-/**
- * Waits up to `timeout_ms` (negative: no limit) until the coordinator has answered for the
- * job's outcome (or it was dropped), and writes how it fared. `LH_TIMEOUT` if it has not
- * settled yet (ask again later); `LH_INVALID_ARGUMENT` if the job was not ended.
- *
- * # Safety
- * `job` is NULL or live; `out` is NULL or valid for a write.
- */
-lh_result lh_job_outcome(const lh_job *job, int64_t timeout_ms, lh_outcome *out);
-
-/**
- * Frees a job handle; a job not yet ended is released (no attempt spent). NULL is ignored.
- *
- * # Safety
- * `job` is NULL or a live handle that no other thread is using, and is not used again.
- */
-void lh_job_free(lh_job *job);
-
-/**
  * Frees bytes the library handed out and zeroes `*bytes` (so a second call is harmless).
  * NULL, and a zeroed `lh_bytes`, are accepted and ignored.
  *
@@ -781,29 +804,6 @@ void lh_job_free(lh_job *job);
  * modified since.
  */
 void lh_bytes_free(lh_bytes *bytes);
-
-/**
- * Ends the job as the handler's `ending` (one of `LH_ENDING_*`) means, decided by the core:
- * `LH_ENDING_RETURNED` completes with `result_json` (`result_len` bytes of JSON);
- * `LH_ENDING_FAILED` fails with `class` and `message` (retried after `retry_after_ms` if 0 or
- * more, else per the retry policy, when `retryable`); a job an operator cancelled is reported
- * cancelled whatever the handler did but return; `LH_ENDING_STOPPED` and `LH_ENDING_ABANDONED`
- * otherwise give the lease back. Arguments an ending does not use are ignored (NULL is fine).
- * Does not wait for the coordinator; `lh_job_outcome` tells how it fared.
- *
- * # Safety
- * `job` is NULL or live; each (pointer, length) pair is NULL or valid for reads.
- */
-lh_result lh_job_settle(const lh_job *job,
-                        uint32_t ending,
-                        const char *result_json,
-                        size_t result_len,
-                        const char *class_,
-                        size_t class_len,
-                        const char *message,
-                        size_t message_len,
-                        bool retryable,
-                        int64_t retry_after_ms);
 
 /**
  * This library's version (static, NUL-terminated).

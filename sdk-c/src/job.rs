@@ -6,14 +6,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use leasehold::proto::JobState;
-use leasehold::{CancelReason, HandlerError, JobContext, LeasedJob, NotSentReason, OutcomeAck};
+use leasehold::{CancelReason, JobContext, LeasedJob, NotSentReason, OutcomeAck};
 use tokio_util::sync::CancellationToken;
 
-use crate::cancel::{self, block_on, lh_cancel, to_timeout};
+use crate::cancel::{block_on, to_timeout};
 use crate::error::{Failure, guard, guard_void, lh_result};
-use crate::mem::{
-    CText, Out, free_handle, handle, lh_bytes, lh_str, opt_text, parse_json, slice, text,
-};
+use crate::mem::{CText, Out, free_handle, handle, lh_bytes, lh_str, parse_json};
 use crate::worker::WorkerCore;
 
 /// Why a job's cancellation fired. Stable numbers.
@@ -196,7 +194,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct lh_job {
-    ctx: JobContext,
+    pub(crate) ctx: JobContext,
     leased: Mutex<Option<LeasedJob>>,
     outcome: Mutex<Outcome>,
     done: CancellationToken,
@@ -208,7 +206,7 @@ pub struct lh_job {
     idempotency_key: CText,
     correlation_id: Option<CText>,
     // Last: the runtime may stop when this is dropped, after everything above.
-    core: Arc<WorkerCore>,
+    pub(crate) core: Arc<WorkerCore>,
 }
 
 impl lh_job {
@@ -262,7 +260,7 @@ impl lh_job {
         }
     }
 
-    fn ensure_open(&self) -> Result<(), Failure> {
+    pub(crate) fn ensure_open(&self) -> Result<(), Failure> {
         if lock(&self.leased).is_none() {
             return Err(already_ended());
         }
@@ -506,188 +504,6 @@ pub unsafe extern "C" fn lh_job_progress(
         j.ensure_open()?;
         j.ctx.progress(value);
         Ok(())
-    })
-}
-
-fn artifact_out(
-    out: Option<Out<lh_bytes>>,
-    artifact: &leasehold::proto::Artifact,
-) -> Result<(), Failure> {
-    if let Some(out) = out {
-        let bytes = serde_json::to_vec(artifact)
-            .map_err(|e| Failure::new(lh_result::LH_INTERNAL, e.to_string()))?;
-        out.write(lh_bytes::from_vec(bytes));
-    }
-    Ok(())
-}
-
-/// Uploads the file at `path` as artifact `name` without copying it (hashed in one pass,
-/// streamed in a second; the file must not change in between). `media_type` may be NULL or
-/// empty for `application/octet-stream`. The completion lists it in the job's manifest; putting
-/// the same name again replaces the entry. Unless `out` is NULL, writes the artifact as JSON
-/// (`{"name", "digest", "size", "media_type"}`, free with `lh_bytes_free`). Blocks until
-/// uploaded; `cancel` (may be NULL) stops the wait.
-///
-/// Errors: `LH_INVALID_ARGUMENT` (a bad name or media type), `LH_IO`, `LH_LEASE_LOST`,
-/// `LH_ALREADY_ENDED`, `LH_UNREACHABLE`, `LH_COORDINATOR`, `LH_CANCELLED`.
-///
-/// # Safety
-/// `job` is NULL or live; each (pointer, length) pair is valid for reads; `cancel` is NULL or
-/// live; `out` is NULL or valid for a write.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn lh_job_put_artifact_path(
-    job: *const lh_job,
-    name: *const c_char,
-    name_len: usize,
-    media_type: *const c_char,
-    media_type_len: usize,
-    path: *const c_char,
-    path_len: usize,
-    cancel: *const lh_cancel,
-    out: *mut lh_bytes,
-) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let j = unsafe { handle(job, "job") }?;
-        let name = unsafe { text(name, name_len, "name") }?;
-        let media_type = unsafe { opt_text(media_type, media_type_len, "media_type") }?
-            .unwrap_or(leasehold::artifact::DEFAULT_MEDIA_TYPE);
-        if path.is_null() {
-            return Err(Failure::null("path"));
-        }
-        let path = unsafe { text(path, path_len, "path") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let out = unsafe { Out::optional(out) };
-        j.ensure_open()?;
-        let artifact = block_on(j.core.runtime(), cancel, async {
-            Ok(j.ctx
-                .put_artifact_file(name, media_type, std::path::Path::new(path))
-                .await?)
-        })?;
-        artifact_out(out, &artifact)
-    })
-}
-
-/// Uploads `len` bytes at `data` as artifact `name`; otherwise as `lh_job_put_artifact_path`.
-///
-/// # Safety
-/// As `lh_job_put_artifact_path`; `data` is valid for reads of `len` bytes (NULL if `len` is 0).
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn lh_job_put_artifact_buffer(
-    job: *const lh_job,
-    name: *const c_char,
-    name_len: usize,
-    media_type: *const c_char,
-    media_type_len: usize,
-    data: *const u8,
-    len: usize,
-    cancel: *const lh_cancel,
-    out: *mut lh_bytes,
-) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let j = unsafe { handle(job, "job") }?;
-        let name = unsafe { text(name, name_len, "name") }?;
-        let media_type = unsafe { opt_text(media_type, media_type_len, "media_type") }?
-            .unwrap_or(leasehold::artifact::DEFAULT_MEDIA_TYPE);
-        let data = unsafe { slice(data, len, "data") }?.to_vec();
-        let cancel = unsafe { cancel::optional(cancel) };
-        let out = unsafe { Out::optional(out) };
-        j.ensure_open()?;
-        let artifact = block_on(j.core.runtime(), cancel, async {
-            Ok(j.ctx.put_artifact_bytes(name, media_type, data).await?)
-        })?;
-        artifact_out(out, &artifact)
-    })
-}
-
-/// Ends the job with success: `result_json` (`len` bytes of JSON) plus the artifacts put so far
-/// (with the manifest digest). Does not wait for the coordinator (outcomes are batched);
-/// `lh_job_outcome` tells how it fared. Invalid JSON leaves the job unended.
-///
-/// # Safety
-/// `job` is NULL or live; `result_json` is valid for reads of `len` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn lh_job_complete(
-    job: *const lh_job,
-    result_json: *const c_char,
-    len: usize,
-) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let j = unsafe { handle(job, "job") }?;
-        // SAFETY: per the contract.
-        let value: serde_json::Value = unsafe { parse_json(result_json, len, "result_json") }?;
-        j.end(|leased| leased.complete(value))
-    })
-}
-
-/// Ends the job with a failure. `class` (e.g. an exception type; NULL or empty: `"error"`, or
-/// `"fatal"` when not retryable) and `message` are recorded with it. A `retryable` failure runs
-/// again — after `retry_after_ms` if it is 0 or more, else after the retry policy's delay (the
-/// job's backoff hint, else the worker's) — until the job's attempts are spent; a non-retryable
-/// one makes the job `dead` at once (`retry_after_ms` is then ignored). Does not wait for the
-/// coordinator.
-///
-/// # Safety
-/// `job` is NULL or live; each (pointer, length) pair is valid for reads.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn lh_job_fail(
-    job: *const lh_job,
-    class: *const c_char,
-    class_len: usize,
-    message: *const c_char,
-    message_len: usize,
-    retryable: bool,
-    retry_after_ms: i64,
-) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let j = unsafe { handle(job, "job") }?;
-        let class = unsafe { opt_text(class, class_len, "class") }?;
-        let message = unsafe { opt_text(message, message_len, "message") }?.unwrap_or("failed");
-        let error = if retryable {
-            match to_timeout(retry_after_ms) {
-                Some(after) => HandlerError::retry_after(message, after),
-                None => HandlerError::retry(message),
-            }
-        } else {
-            HandlerError::fatal(message)
-        };
-        let error = match class {
-            Some(c) => error.with_class(c),
-            None => error,
-        };
-        j.end(|leased| leased.fail(error))
-    })
-}
-
-/// Ends the job after it stopped because its cancellation fired: a non-retryable failure of
-/// class `cancelled`; a job whose cancel was requested is recorded `cancelled`.
-///
-/// # Safety
-/// `job` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn lh_job_cancelled(job: *const lh_job) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let j = unsafe { handle(job, "job") }?;
-        j.end(LeasedJob::report_cancelled)
-    })
-}
-
-/// Gives the lease back unrun (no attempt spent); another worker may take it at once.
-///
-/// # Safety
-/// `job` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn lh_job_release(job: *const lh_job) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let j = unsafe { handle(job, "job") }?;
-        j.end(LeasedJob::release)
     })
 }
 

@@ -23,10 +23,11 @@
 
 pub mod cancel;
 pub mod client;
+pub mod ending;
 pub mod error;
 pub mod job;
+pub mod job_artifacts;
 pub mod mem;
-pub mod settle;
 pub mod util;
 pub mod worker;
 

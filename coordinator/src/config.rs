@@ -8,6 +8,51 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::http::access::AccessConfig;
 use crate::store::SqliteSync;
 
+/// The shortest API key accepted.
+pub const MIN_API_KEY_LEN: usize = 16;
+
+/// `--api-key` / `ORCHESTRATOR_API_KEY`: trimmed, and refused when blank or short. A parser of
+/// its own because clap's usual error quotes the invalid value, and a key must never be printed.
+#[derive(Debug, Clone, Copy)]
+struct ApiKeyParser;
+
+impl clap::builder::TypedValueParser for ApiKeyParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--api-key / ORCHESTRATOR_API_KEY: {why}\n"),
+            )
+        };
+        let key = value
+            .to_str()
+            .ok_or_else(|| refuse("the API key is not UTF-8".to_owned()))?
+            .trim();
+        if key.is_empty() {
+            return Err(refuse(
+                "the API key is blank: unset it to run without one, or set a key of at least \
+                 16 characters (e.g. `openssl rand -hex 32`)"
+                    .to_owned(),
+            ));
+        }
+        if key.len() < MIN_API_KEY_LEN {
+            return Err(refuse(format!(
+                "the API key has {} characters; use at least {MIN_API_KEY_LEN} \
+                 (e.g. `openssl rand -hex 32`)",
+                key.len()
+            )));
+        }
+        Ok(key.to_owned())
+    }
+}
+
 /// Default cap on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
@@ -81,7 +126,10 @@ pub struct ServeArgs {
     /// The API key every route but `/health`, `/ready` and `/metrics` requires (as `Authorization:
     /// Bearer …` or `X-Api-Key`). Unset: no key is required. Prefer the variable to the flag: a
     /// flag is visible to every user of the machine in the process list.
-    #[arg(long, env = "ORCHESTRATOR_API_KEY", hide_env_values = true)]
+    /// At least 16 characters (surrounding whitespace, e.g. a file's trailing newline, is not
+    /// part of it); a blank or shorter key is refused at start-up rather than silently turning
+    /// authentication off or guessable.
+    #[arg(long, env = "ORCHESTRATOR_API_KEY", hide_env_values = true, value_parser = ApiKeyParser)]
     pub api_key: Option<String>,
     /// Browser origins allowed by CORS, comma-separated (`*` for any). Unset: no CORS headers.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
@@ -186,7 +234,7 @@ impl ServeArgs {
     pub fn access_config(&self) -> AccessConfig {
         let args = self;
         let mut config = AccessConfig::default();
-        if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        if let Some(key) = args.api_key.as_deref() {
             config = config.with_api_key(key);
         }
         config.cors_origins = args
@@ -253,7 +301,7 @@ mod tests {
     fn access_flags_build_the_access_config() {
         let args = serve(&[
             "--api-key",
-            "s3cret-key",
+            "s3cret-key-0123456789",
             "--cors-origins",
             "https://a.example, https://b.example",
             "--rate-limit-window-ms",
@@ -296,6 +344,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad.contains("--retain-failed"), "{bad}");
+    }
+
+    #[test]
+    fn a_blank_or_short_key_is_refused_and_surrounding_whitespace_is_not_part_of_it() {
+        for blank in ["", "   ", "\n"] {
+            let err = serve(&["--api-key", blank]).unwrap_err().to_string();
+            assert!(err.contains("--api-key") && err.contains("blank"), "{err}");
+        }
+        let short = serve(&["--api-key", "s3cret"]).unwrap_err().to_string();
+        assert!(short.contains("at least 16"), "{short}");
+        assert!(
+            !short.contains("s3cret"),
+            "the key is never repeated: {short}"
+        );
+        let args = serve(&["--api-key", "0123456789abcdef-key\n"]).unwrap();
+        assert_eq!(args.api_key.as_deref(), Some("0123456789abcdef-key"));
     }
 
     #[test]

@@ -152,8 +152,14 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
 }
 
+/// The event streams a browser's `EventSource` reads (it cannot send headers, so `?api_key=`
+/// is taken there, and only there): `/v1/events` and `/runs/{runId}/events`.
 fn is_stream(path: &str) -> bool {
-    path == "/v1/events" || (path.starts_with("/runs/") && path.ends_with("/events"))
+    if path == "/v1/events" {
+        return true;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(parts.as_slice(), ["", "runs", id, "events"] if !id.is_empty())
 }
 
 fn presented_key(req: &Request) -> Option<String> {
@@ -162,8 +168,9 @@ fn presented_key(req: &Request) -> Option<String> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER` and `bearer` too.
+            let (scheme, token) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
         })
     {
         return Some(bearer.trim().to_owned());

@@ -82,6 +82,36 @@ async fn api_key_guards_everything_but_health() {
         http.get(url("/v1/events")).send().await.unwrap().status(),
         401
     );
+    // Only the event streams: `/runs/events` is not `/runs/{runId}/events`.
+    for not_a_stream in [
+        "/runs/events?api_key=s3cret-key",
+        "/runs//events?api_key=s3cret-key",
+    ] {
+        assert_eq!(
+            http.get(url(not_a_stream)).send().await.unwrap().status(),
+            401,
+            "{not_a_stream}"
+        );
+    }
+    // The scheme is case-insensitive; anything else in its place is no key at all.
+    for (auth, status) in [
+        ("BEARER s3cret-key", 200),
+        ("bearer s3cret-key", 200),
+        ("Bearer  s3cret-key", 200),
+        ("Basic s3cret-key", 401),
+        ("Bearers3cret-key", 401),
+    ] {
+        assert_eq!(
+            http.get(url("/v1/queues"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            status,
+            "{auth}"
+        );
+    }
 }
 
 #[tokio::test]

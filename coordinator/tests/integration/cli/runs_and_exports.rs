@@ -458,7 +458,8 @@ async fn ledger_export_writes_a_verified_file() {
 
 #[tokio::test]
 async fn the_api_key_opens_a_protected_coordinator() {
-    let server = Server::start_with_env(&[("ORCHESTRATOR_API_KEY", "k-123")]).await;
+    let server =
+        Server::start_with_env(&[("ORCHESTRATOR_API_KEY", "k-123-0123456789abcdef")]).await;
     let run = server.cli(&["queues", "list"]).await;
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
@@ -470,7 +471,7 @@ async fn the_api_key_opens_a_protected_coordinator() {
         let run = cli(
             &server.url,
             &["queues", "list", "--json"],
-            &[(var, "k-123")],
+            &[(var, "k-123-0123456789abcdef")],
         )
         .await;
         assert_eq!(run.ok().json(), json!({"queues": []}));

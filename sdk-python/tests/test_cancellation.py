@@ -142,7 +142,11 @@ def test_a_timeout_given_at_enqueue_cancels_the_handler(url: str, client: leaseh
     with running(worker):
         job = client.enqueue("slow", {}, queue=queue, timeout=1.5, max_attempts=1)
         assert job.job.raw["timeout_ms"] == 1500
+        assert job.job.timeout == 1.5
+        assert job.job.deadline_at is None  # fixed when an attempt is claimed
         done = client.wait(job.job.id, 20)
+    assert done.timeout == 1.5
+    assert done.deadline_at is not None
     assert saw.get(timeout=1) == "timed_out"
     assert done.state == "dead"
     assert done.result is None

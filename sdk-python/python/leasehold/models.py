@@ -63,6 +63,11 @@ class JobInfo:
     created_at: str
     finished_at: Optional[str]
     raw: Dict[str, Any] = field(repr=False, compare=False)
+    timeout: Optional[float] = None
+    """The longest one attempt may run, in seconds (the job's own; its queue's default applies
+    at claim when this is ``None``)."""
+    deadline_at: Optional[str] = None
+    """When the current (or last) attempt's run time runs out, if it has one."""
 
     @property
     def done(self) -> bool:
@@ -93,6 +98,8 @@ class JobInfo:
             created_at=d.get("created_at", ""),
             finished_at=d.get("finished_at"),
             raw=d,
+            timeout=None if d.get("timeout_ms") is None else int(d["timeout_ms"]) / 1000,
+            deadline_at=d.get("deadline_at"),
         )
 
 

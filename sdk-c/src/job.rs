@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cancel::{block_on, to_timeout};
 use crate::error::{Failure, guard, guard_void, lh_result};
 use crate::mem::{CText, Out, free_handle, handle, lh_bytes, lh_str, parse_json};
-use crate::worker::WorkerCore;
+use crate::worker_core::WorkerCore;
 
 /// Why a job's cancellation fired. Stable numbers.
 #[repr(u32)]

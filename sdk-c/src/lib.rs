@@ -30,6 +30,7 @@ pub mod job_artifacts;
 pub mod mem;
 pub mod util;
 pub mod worker;
+mod worker_core;
 
 pub use cancel::lh_cancel;
 pub use client::lh_client;

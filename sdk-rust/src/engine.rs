@@ -20,11 +20,12 @@ use uuid::Uuid;
 use crate::error::{Error, HandlerError, Result};
 use crate::job::{
     CancelReason, JobContext, JobShared, LeasedJob, NotSentReason, OutcomeAck, OutcomeReceipt,
+    Settle,
 };
+use crate::link::{Intake, Link};
 use crate::retry::{RetryPolicy, SplitMix64};
 use crate::session_config::SessionConfig;
 use crate::transport::http::HttpApi;
-use crate::transport::ws::WsLink;
 use crate::util::lock;
 
 /// The error class of an attempt whose run time ran out.
@@ -125,28 +126,23 @@ pub(crate) struct Engine {
     pub(crate) drain: CancellationToken,
     /// Fired when every task must end.
     pub(crate) stop: CancellationToken,
-    /// The open WebSocket, if any.
-    pub(crate) ws: watch::Sender<Option<Arc<WsLink>>>,
+    /// How the engine reaches the coordinator.
+    pub(crate) link: Arc<dyn Link>,
     rng: Mutex<SplitMix64>,
     pub(crate) fatal: Mutex<Option<Error>>,
     me: Weak<Engine>,
 }
 
 impl Engine {
-    pub(crate) fn new(cfg: SessionConfig) -> Result<Arc<Self>> {
-        let http = Arc::new(HttpApi::new(
-            &cfg.url,
-            cfg.api_key.clone(),
-            cfg.tenant.clone(),
-            cfg.request_timeout,
-            RetryPolicy::transport(),
-        )?);
+    /// An engine for `cfg` that reaches the coordinator through `link`; `http` serves the
+    /// jobs' artifact uploads.
+    pub(crate) fn new(cfg: SessionConfig, http: Arc<HttpApi>, link: Arc<dyn Link>) -> Arc<Self> {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let rng = cfg
             .rng_seed
             .map_or_else(SplitMix64::from_entropy, SplitMix64::new);
         let staging_dir: Arc<Path> = Arc::from(cfg.staging_dir.as_path());
-        Ok(Arc::new_cyclic(|me| Self {
+        Arc::new_cyclic(|me| Self {
             http,
             staging_dir,
             state: Mutex::new(State::default()),
@@ -159,12 +155,12 @@ impl Engine {
             watchdog: Notify::new(),
             drain: CancellationToken::new(),
             stop: CancellationToken::new(),
-            ws: watch::channel(None).0,
+            link,
             rng: Mutex::new(rng),
             fatal: Mutex::new(None),
             me: me.clone(),
             cfg,
-        }))
+        })
     }
 
     pub(crate) fn publish(&self, st: &State) {
@@ -253,7 +249,8 @@ impl Engine {
                     },
                 );
                 st.active += 1;
-                ready.push(LeasedJob::new(shared, self.me.clone()));
+                let settle: Weak<dyn Settle> = self.me.clone();
+                ready.push(LeasedJob::new(shared, settle));
             }
             self.publish(&st);
         }
@@ -301,6 +298,10 @@ impl Engine {
             },
             // The timeout failure was delivered in its place already.
             _ if timed_out => Some(OutcomeAck::NotSent(NotSentReason::TimedOut)),
+            // Released at shutdown, and that release was delivered already.
+            _ if job.reason() == Some(CancelReason::Shutdown) => {
+                Some(OutcomeAck::NotSent(NotSentReason::Released))
+            }
             // Replaced by a newer lease of the same job, or already forgotten.
             _ => Some(OutcomeAck::NotSent(NotSentReason::LeaseLost)),
         };
@@ -450,58 +451,62 @@ impl Engine {
         self.drain.cancel();
     }
 
-    /// The WebSocket if one is open.
-    pub(crate) fn socket(&self) -> Option<Arc<WsLink>> {
-        self.ws.borrow().clone().filter(|l| !l.is_closed())
-    }
-
-    /// Sends heartbeat entries over the socket, falling back to HTTP.
+    /// Sends heartbeat entries to the coordinator.
     pub(crate) async fn send_heartbeat(
         &self,
         items: Vec<HeartbeatItem>,
         timeout: Duration,
     ) -> Result<Vec<HeartbeatResult>> {
-        if let Some(ws) = self.socket() {
-            match ws.heartbeat(items.clone(), timeout).await {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(error = %e, "heartbeat over the socket failed; trying HTTP");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let req = leasehold_proto::HeartbeatRequest {
-            worker_id: self.cfg.worker_id.clone(),
-            leases: items,
-            tenant: self.cfg.tenant.clone(),
-        };
-        Ok(self.http.heartbeat(&req, timeout).await?.leases)
+        self.link.heartbeat(items, timeout).await
     }
 
-    /// Sends outcomes over the socket, falling back to HTTP.
+    /// Sends outcomes to the coordinator.
     pub(crate) async fn send_outcomes(
         &self,
         outcomes: Vec<OutcomeReport>,
         timeout: Duration,
     ) -> Result<Vec<OutcomeResult>> {
-        if let Some(ws) = self.socket() {
-            match ws.outcomes(outcomes.clone(), timeout).await {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(error = %e, "outcomes over the socket failed; trying HTTP");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let req = leasehold_proto::OutcomesRequest {
-            outcomes,
-            tenant: self.cfg.tenant.clone(),
-        };
-        self.http.outcomes(&req, timeout).await
+        self.link.outcomes(outcomes, timeout).await
     }
 
     pub(crate) fn jitter(&self, policy: &RetryPolicy, attempt: u32) -> Duration {
         policy.delay(attempt, &mut lock(&self.rng))
+    }
+}
+
+impl Settle for Engine {
+    fn end(&self, job: &Arc<JobShared>, outcome: OutcomeKind) -> OutcomeReceipt {
+        Engine::end(self, job, outcome)
+    }
+
+    fn failure(&self, ctx: &JobContext, error: &HandlerError) -> OutcomeKind {
+        Engine::failure(self, ctx, error)
+    }
+}
+
+impl Intake for Engine {
+    fn accept(&self, leases: Vec<Lease>, received: Instant) {
+        self.accept_leases(leases, received);
+    }
+
+    fn free_slots(&self) -> usize {
+        Engine::free_slots(self)
+    }
+
+    fn taken(&self) -> watch::Receiver<usize> {
+        self.taken_tx.subscribe()
+    }
+
+    fn draining(&self) -> &CancellationToken {
+        &self.drain
+    }
+
+    fn stopping(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    fn fail(&self, err: Error) {
+        self.set_fatal(err);
     }
 }
 

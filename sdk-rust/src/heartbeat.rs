@@ -17,7 +17,7 @@ pub(crate) async fn run(core: Arc<Engine>) {
     let interval = core.cfg.heartbeat_interval();
     // An answer later than half a TTL is useless for extending anything.
     let timeout = core.cfg.lease_ttl / 2;
-    let mut ws = core.ws.subscribe();
+    let mut connections = core.link.connections();
     let mut next_beat = Instant::now() + interval;
     loop {
         let earliest = core.expire_overdue(Instant::now());
@@ -27,13 +27,10 @@ pub(crate) async fn run(core: Arc<Engine>) {
             () = tokio::time::sleep_until(wake) => {}
             // A lease with a timeout: its limits may come before `wake`.
             () = core.watchdog.notified() => continue,
-            // A new socket: beat at once, the leases may have gone without one for a while.
-            changed = ws.changed() => {
+            // A new connection: beat at once, the leases may have gone without one for a while.
+            changed = connections.changed() => {
                 if changed.is_err() {
                     return;
-                }
-                if ws.borrow_and_update().is_none() {
-                    continue;
                 }
                 next_beat = Instant::now();
             }

@@ -11,7 +11,6 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 use crate::artifact::{self, DEFAULT_MEDIA_TYPE};
-use crate::engine::Engine;
 use crate::error::{Error, HandlerError, Result};
 pub use crate::receipt::{NotSentReason, OutcomeAck, OutcomeReceipt};
 use crate::transport::http::HttpApi;
@@ -416,13 +415,22 @@ impl JobContext {
     }
 }
 
+/// Where a job's ending goes: the engine holding its lease, seen from the job.
+pub(crate) trait Settle: Send + Sync {
+    /// Ends the lease of `job` with `outcome` (once per job).
+    fn end(&self, job: &Arc<JobShared>, outcome: OutcomeKind) -> OutcomeReceipt;
+
+    /// The failure outcome for `error` (retry time from the job's policy).
+    fn failure(&self, ctx: &JobContext, error: &HandlerError) -> OutcomeKind;
+}
+
 /// A lease held by this worker. End it exactly once with [`LeasedJob::complete`],
 /// [`LeasedJob::fail`], [`LeasedJob::report_cancelled`] or [`LeasedJob::release`]; dropping it
 /// unended releases it (no attempt spent). Derefs to its [`JobContext`].
 #[derive(Debug)]
 pub struct LeasedJob {
     ctx: JobContext,
-    core: Weak<Engine>,
+    core: Weak<dyn Settle>,
     ended: bool,
 }
 
@@ -435,7 +443,7 @@ impl std::ops::Deref for LeasedJob {
 }
 
 impl LeasedJob {
-    pub(crate) fn new(shared: Arc<JobShared>, core: Weak<Engine>) -> Self {
+    pub(crate) fn new(shared: Arc<JobShared>, core: Weak<dyn Settle>) -> Self {
         Self {
             ctx: JobContext { shared },
             core,

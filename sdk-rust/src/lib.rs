@@ -52,9 +52,12 @@ mod error;
 mod heartbeat;
 pub mod idempotency;
 mod job;
+mod link;
 mod outcomes;
 mod receipt;
 pub mod retry;
+#[cfg(test)]
+mod scenarios;
 mod session;
 mod session_config;
 mod transport;

@@ -20,6 +20,10 @@ use tokio::time::Instant;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::job::{CancelReason, LeasedJob};
+use crate::link::Link;
+use crate::retry::RetryPolicy;
+use crate::transport::CoordinatorLink;
+use crate::transport::http::HttpApi;
 use crate::util::lock;
 
 pub use crate::session_config::{SessionConfig, Transport, sdk_version};
@@ -43,7 +47,26 @@ impl WorkerSession {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::InvalidArgument("WorkerSession::start must run inside a Tokio runtime".into())
         })?;
-        let core = Engine::new(config)?;
+        let http = Arc::new(HttpApi::new(
+            &config.url,
+            config.api_key.clone(),
+            config.tenant.clone(),
+            config.request_timeout,
+            RetryPolicy::transport(),
+        )?);
+        let link = Arc::new(CoordinatorLink::new(config.clone(), http.clone()));
+        Ok(Self::start_on(&handle, config, http, link))
+    }
+
+    /// Starts the session's tasks on `handle` with the engine reaching the coordinator through
+    /// `link` (the scenario tests pass a fake one).
+    pub(crate) fn start_on(
+        handle: &tokio::runtime::Handle,
+        config: SessionConfig,
+        http: Arc<HttpApi>,
+        link: Arc<dyn Link>,
+    ) -> Self {
+        let core = Engine::new(config, http, link.clone());
         tracing::info!(
             worker_id = %core.cfg.worker_id,
             queues = ?core.cfg.queues,
@@ -52,14 +75,14 @@ impl WorkerSession {
             "worker session starting"
         );
         let tasks = vec![
-            handle.spawn(crate::transport::run_connection(core.clone())),
+            handle.spawn(link.run_intake(core.clone())),
             handle.spawn(crate::heartbeat::run(core.clone())),
             handle.spawn(crate::outcomes::run(core.clone())),
         ];
-        Ok(Self {
+        Self {
             core,
             tasks: Mutex::new(tasks),
-        })
+        }
     }
 
     /// This worker's id.

@@ -27,8 +27,11 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use super::CoordinatorLink;
+use super::http::HttpApi;
 use crate::error::{Error, Result};
+use crate::link::Intake;
+use crate::session_config::SessionConfig;
 use crate::util::lock;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -166,18 +169,21 @@ pub(crate) fn socket_url(base: &str) -> String {
 }
 
 /// Opens the socket.
-pub(crate) async fn connect(core: &Engine) -> std::result::Result<Socket, ConnectError> {
-    let url = socket_url(core.http.base());
+pub(crate) async fn connect(
+    cfg: &SessionConfig,
+    http: &HttpApi,
+) -> std::result::Result<Socket, ConnectError> {
+    let url = socket_url(http.base());
     let mut request = url
         .as_str()
         .into_client_request()
         .map_err(|e| ConnectError::Refused(Error::InvalidArgument(e.to_string())))?;
-    if let Some(key) = core.http.api_key() {
+    if let Some(key) = http.api_key() {
         let value = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|e| ConnectError::Refused(Error::InvalidArgument(e.to_string())))?;
         request.headers_mut().insert("authorization", value);
     }
-    if let Some(tenant) = &core.cfg.tenant {
+    if let Some(tenant) = &cfg.tenant {
         let value = HeaderValue::from_str(tenant)
             .map_err(|e| ConnectError::Refused(Error::InvalidArgument(e.to_string())))?;
         request
@@ -246,14 +252,19 @@ async fn send(
 }
 
 /// Runs one socket until it closes. `Ok` means reconnect; `Err` is fatal for the session.
-pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()> {
+pub(crate) async fn run_session(
+    coordinator: &CoordinatorLink,
+    intake: &dyn Intake,
+    socket: Socket,
+) -> Result<()> {
+    let cfg = &coordinator.cfg;
     let (mut sink, mut stream) = socket.split();
     let hello = ClientMessage::Hello {
-        worker_id: core.cfg.worker_id.clone(),
-        queues: core.cfg.queues.clone(),
-        lease_ttl_ms: u64::try_from(core.cfg.lease_ttl.as_millis()).unwrap_or(u64::MAX),
-        worker_version: Some(core.cfg.worker_version.clone()),
-        tenant: core.cfg.tenant.clone(),
+        worker_id: cfg.worker_id.clone(),
+        queues: cfg.queues.clone(),
+        lease_ttl_ms: u64::try_from(cfg.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+        worker_version: Some(cfg.worker_version.clone()),
+        tenant: cfg.tenant.clone(),
     };
     if !send(&mut sink, &hello).await {
         return Ok(());
@@ -273,7 +284,7 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
     .await;
     match welcome {
         Ok(Some(Ok(ServerMessage::Welcome { session_id }))) => {
-            tracing::info!(%session_id, worker_id = %core.cfg.worker_id, "WebSocket session open");
+            tracing::info!(%session_id, worker_id = %cfg.worker_id, "WebSocket session open");
         }
         Ok(Some(Ok(ServerMessage::Error { error, .. }))) => {
             let err = Error::from_body(error.code.http_status(), error);
@@ -300,18 +311,18 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
 
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let link = Arc::new(WsLink::new(out_tx));
-    core.ws.send_replace(Some(link.clone()));
-    let mut active = core.taken_tx.subscribe();
+    coordinator.opened(Some(link.clone()));
+    let mut active = intake.taken();
     let mut outstanding: usize = 0;
     let mut drained = false;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
-    let batch = credit_batch(core.cfg.concurrency);
+    let batch = credit_batch(cfg.concurrency);
     // Since when fewer than `batch` free slots wait to be granted.
     let mut short_since: Option<Instant> = None;
     let result = loop {
-        if core.drain.is_cancelled() && !drained {
+        if intake.draining().is_cancelled() && !drained {
             drained = true;
             if !send(&mut sink, &ClientMessage::Drain).await {
                 break Ok(());
@@ -319,7 +330,7 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
         }
         if !drained {
             let in_use = *active.borrow_and_update();
-            let want = core.cfg.concurrency.saturating_sub(in_use + outstanding);
+            let want = cfg.concurrency.saturating_sub(in_use + outstanding);
             let waited = short_since.is_some_and(|t| t.elapsed() >= CREDIT_COALESCE);
             if want >= batch || (want > 0 && waited) {
                 let n = u32::try_from(want).unwrap_or(u32::MAX);
@@ -336,11 +347,11 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
         }
         let coalesce_until = short_since.map(|t| t + CREDIT_COALESCE);
         tokio::select! {
-            () = core.stop.cancelled() => {
+            () = intake.stopping().cancelled() => {
                 let _ = sink.send(Message::Close(None)).await;
                 break Ok(());
             }
-            () = core.drain.cancelled(), if !drained => {}
+            () = intake.draining().cancelled(), if !drained => {}
             () = tokio::time::sleep_until(coalesce_until.unwrap_or_else(Instant::now)), if coalesce_until.is_some() => {}
             changed = active.changed() => {
                 if changed.is_err() {
@@ -360,7 +371,7 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
                 match frame {
                     Some(Ok(Message::Text(text))) => match ServerMessage::from_json(&text) {
                         Ok(msg) => {
-                            if let Some(end) = handle(core, &link, msg, &mut outstanding) {
+                            if let Some(end) = handle(intake, &link, msg, &mut outstanding) {
                                 break end;
                             }
                         }
@@ -390,13 +401,13 @@ pub(crate) async fn run_session(core: &Arc<Engine>, socket: Socket) -> Result<()
         }
     };
     link.close();
-    core.ws.send_replace(None);
+    coordinator.opened(None);
     result
 }
 
 /// Handles one frame; `Some` ends the session.
 fn handle(
-    core: &Arc<Engine>,
+    intake: &dyn Intake,
     link: &WsLink,
     msg: ServerMessage,
     outstanding: &mut usize,
@@ -404,7 +415,7 @@ fn handle(
     match msg {
         ServerMessage::Leases { leases } => {
             *outstanding = outstanding.saturating_sub(leases.len());
-            core.accept_leases(leases, Instant::now());
+            intake.accept(leases, Instant::now());
         }
         ServerMessage::HeartbeatAck { seq, .. } | ServerMessage::OutcomesAck { seq, .. } => {
             link.resolve(seq, Ok(msg));

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod handoff;
 pub mod http;
+pub mod keys;
 mod leasing;
 pub mod metrics;
 pub mod notify;

@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod frame;
 mod job;
+mod keys;
 mod lease;
 pub mod names;
 mod queue;
@@ -23,6 +24,7 @@ pub use job::{
     Artifact, BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList,
     JobState, NewJob,
 };
+pub use keys::{ApiKey, ApiKeyList, CreatedApiKey, NewApiKey, SCOPES};
 pub use lease::{
     ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo, HeartbeatItem,
     HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease, ReleaseRequest,

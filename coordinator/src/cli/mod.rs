@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod events;
 mod jobs;
+mod keys;
 mod ledger;
 mod output;
 mod progress;
@@ -22,6 +23,7 @@ use clap::{Args, Subcommand};
 
 pub use events::EventsArgs;
 pub use jobs::JobsArgs;
+pub use keys::KeysArgs;
 pub use ledger::LedgerArgs;
 pub use queues::QueuesArgs;
 pub use runs::RunArgs;
@@ -45,6 +47,8 @@ pub enum ClientCommand {
     Events(EventsArgs),
     /// Export the event ledger as verified NDJSON; verify the archived ledger.
     Ledger(LedgerArgs),
+    /// API keys bound to a tenant and scopes: create (the token is shown once), list, revoke.
+    Keys(KeysArgs),
 }
 
 /// Options every client command takes, before or after its subcommand.
@@ -107,6 +111,7 @@ pub async fn run(command: ClientCommand) -> i32 {
             Ok(ctx) => ledger::run(&ctx, args.command).await,
             Err(e) => Err(e),
         },
+        ClientCommand::Keys(args) => keys::run(args).await,
     };
     match result {
         Ok(()) => error::EXIT_OK,

@@ -2,9 +2,11 @@
 //! `CORS_ORIGINS`) and a fixed-window rate limit per client address (`--rate-limit-window-ms` +
 //! `--rate-limit-max`, `RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`); all flags of `leasehold serve`.
 //!
-//! The key is kept only as its SHA-256 and compared in constant time. `/health`, `/ready` and
-//! `/metrics` are always open. Event streams also accept `?api_key=` because browsers'
-//! EventSource cannot set headers; request logs carry only the path, never the query.
+//! The key is kept only as its SHA-256 and compared in constant time; who a key is, and what it
+//! may do, is [`crate::keys`]' decision, and the scope each route needs is `http/scopes.rs`'.
+//! `/health`, `/ready` and `/metrics` are always open. Event streams also accept `?api_key=`
+//! because browsers' EventSource cannot set headers; request logs carry only the path, never
+//! the query.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,10 +19,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use leasehold_proto::ErrorCode;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::keys::{KeyRing, Principal, Verdict};
 
 /// Access settings: `leasehold serve`'s `--api-key`, `--cors-origins` and `--rate-limit-*`
 /// (read from the variables the replaced services used).
@@ -50,21 +53,14 @@ impl AccessConfig {
         self
     }
 
-    /// Whether an API key is required.
+    /// Whether `ORCHESTRATOR_API_KEY` is set (created keys require a key too, once one exists).
     pub fn requires_key(&self) -> bool {
         self.key_digest.is_some()
     }
 
-    /// Whether a presented key matches (constant time over the digests).
-    fn key_ok(&self, presented: Option<&str>) -> bool {
-        match (self.key_digest, presented) {
-            (None, _) => true,
-            (Some(expected), Some(p)) => {
-                let got: [u8; 32] = Sha256::digest(p.as_bytes()).into();
-                bool::from(expected.ct_eq(&got))
-            }
-            (Some(_), None) => false,
-        }
+    /// The digest of `ORCHESTRATOR_API_KEY`, if set.
+    pub(crate) fn root_digest(&self) -> Option<&[u8; 32]> {
+        self.key_digest.as_ref()
     }
 
     /// The CORS layer, if origins are configured.
@@ -189,13 +185,24 @@ fn presented_key(req: &Request) -> Option<String> {
     None
 }
 
-/// The middleware: rate limit, then API key. CORS preflights pass through (the CORS layer
-/// outside this one answers them).
-pub(crate) async fn guard(State(access): State<Access>, req: Request, next: Next) -> Response {
+/// What the guard needs: the access settings, the keys, the clock.
+#[derive(Debug, Clone)]
+pub(crate) struct Gate {
+    pub(crate) access: Access,
+    pub(crate) keys: Arc<KeyRing>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// The middleware: rate limit, then the key (who is calling), then the scope the route needs.
+/// The caller's [`Principal`] goes into the request's extensions for the handlers (the tenant
+/// extractor reads it). CORS preflights pass through (the CORS layer outside this one answers
+/// them).
+pub(crate) async fn guard(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if is_open(&path) || req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
+    let access = &gate.access;
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -213,16 +220,66 @@ pub(crate) async fn guard(State(access): State<Access>, req: Request, next: Next
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return response;
     }
-    if !access.config.key_ok(presented_key(&req).as_deref()) {
-        let mut response = ApiError::new(
-            ErrorCode::Unauthorized,
-            "missing or wrong API key: send Authorization: Bearer <key> or X-Api-Key",
+    let presented = presented_key(&req);
+    let verdict = gate
+        .keys
+        .verify(
+            access.config.root_digest(),
+            presented.as_deref(),
+            gate.clock.now(),
         )
+        .await;
+    let principal = match verdict {
+        Verdict::Allowed(principal) => principal,
+        Verdict::Refused(reason) => {
+            let mut response = ApiError::new(
+                ErrorCode::Unauthorized,
+                format!("{reason}: send Authorization: Bearer <key> or X-Api-Key"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        Verdict::Unavailable => {
+            return ApiError::new(
+                ErrorCode::Unavailable,
+                "the API keys cannot be read right now (the database is unavailable); retry",
+            )
+            .into_response();
+        }
+    };
+    if let Some(needed) = super::scopes::needed(req.method(), &path)
+        && !principal.allows(needed)
+    {
+        let names: Vec<&str> = needed.iter().map(|s| s.as_str()).collect();
+        return ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this API key lacks the scope this route needs: {}",
+                names.join(" or ")
+            ),
+        )
+        .with_details(serde_json::json!({"needed_scopes": names}))
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
     }
+    req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// The caller, as the guard found it (keyless when no guard ran, as in some unit tests).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or(Principal::Open))
+    }
 }

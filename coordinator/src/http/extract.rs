@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::keys::Principal;
 use crate::validate;
 
 /// A JSON body (request) or JSON response.
@@ -230,18 +231,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ArtifactDigest {
     }
 }
 
-/// The tenant a request acts for: the `Leasehold-Tenant` header, default `default`. (Once API
-/// keys carry tenants, the key decides and the header must agree.)
+/// The tenant a request acts for. A key decides it: a key created for tenant `alpha` acts for
+/// `alpha`, `ORCHESTRATOR_API_KEY` for `default`, and a request naming another tenant (the
+/// `Leasehold-Tenant` header, a body's `tenant`, a worker's `hello`) is refused with 403, never
+/// obeyed. Only a keyless coordinator takes the tenant from the header (default `default`).
 #[derive(Debug, Clone)]
-pub struct Tenant(pub String);
+pub struct Tenant(pub String, Binding);
+
+/// Whether the tenant came from the caller's key or from what the request said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// The key decided it: a request naming another is refused.
+    Key,
+    /// Keyless: the request's header (or the default).
+    Named,
+}
 
 /// Header naming the tenant.
 pub const TENANT_HEADER: &str = "leasehold-tenant";
 
+/// The refusal of a request naming a tenant its key does not act for.
+fn not_yours(bound: &str, named: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "this API key acts for tenant `{bound}`; it cannot act for tenant `{named}` (leave the tenant out, or use that tenant's key)"
+        ),
+    )
+    .with_details(serde_json::json!({"field": "tenant"}))
+}
+
 impl Tenant {
-    /// Reconciles a body's `tenant` field with the header: they must agree when both are set.
+    /// Reconciles a body's `tenant` field with the header and the key: they must agree when
+    /// set (422 when the body and the header differ, 403 when either names another tenant than
+    /// the key's).
     pub fn merge(&self, body: Option<&str>, header_given: bool) -> Result<String, ApiError> {
         match body {
+            Some(b) if self.1 == Binding::Key && b != self.0 => Err(not_yours(&self.0, b)),
             Some(b) if header_given && b != self.0 => Err(ApiError::validation(
                 "tenant",
                 "the body's tenant differs from the Leasehold-Tenant header",
@@ -253,6 +279,11 @@ impl Tenant {
             None => Ok(self.0.clone()),
         }
     }
+
+    /// Whether the caller's key decided the tenant (false on a keyless coordinator).
+    pub fn from_key(&self) -> bool {
+        self.1 == Binding::Key
+    }
 }
 
 /// Whether the request named a tenant in its header.
@@ -263,16 +294,25 @@ pub fn tenant_header_given(parts: &axum::http::HeaderMap) -> bool {
 impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.headers.get(TENANT_HEADER) {
-            None => Ok(Self(DEFAULT_TENANT.to_owned())),
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let named = match parts.headers.get(TENANT_HEADER) {
+            None => None,
             Some(v) => {
                 let s = v.to_str().map_err(|_| {
                     ApiError::validation("tenant", "the Leasehold-Tenant header must be ASCII")
                 })?;
                 validate::name("tenant", s)?;
-                Ok(Self(s.to_owned()))
+                Some(s.to_owned())
             }
+        };
+        let Ok(principal) = Principal::from_request_parts(parts, state).await;
+        match (principal.bound_tenant(), named) {
+            (Some(bound), Some(named)) if named != bound => Err(not_yours(bound, &named)),
+            (Some(bound), _) => Ok(Self(bound.to_owned(), Binding::Key)),
+            (None, named) => Ok(Self(
+                named.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+                Binding::Named,
+            )),
         }
     }
 }

@@ -7,11 +7,13 @@ mod cursor;
 pub mod extract;
 mod feed;
 mod jobs;
+mod keys;
 mod leases;
 pub mod openapi;
 mod queues;
 mod retention;
 mod runs;
+mod scopes;
 mod service;
 mod workers;
 
@@ -62,6 +64,8 @@ pub struct AppState {
     pub access: access::Access,
     /// What the retention sweep keeps (`crate::retention`).
     pub retention: Arc<crate::retention::Retention>,
+    /// The API keys created through `/v1/keys`, cached.
+    pub keys: Arc<crate::keys::KeyRing>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -92,6 +96,7 @@ impl AppState {
         let state = Self {
             events,
             access: access::Access::default(),
+            keys: Arc::new(crate::keys::KeyRing::new(store.clone())),
             store,
             clock: Arc::new(crate::clock::SystemClock),
             ready,
@@ -143,10 +148,15 @@ pub fn app(state: AppState) -> Router {
         .merge(artifacts::streams())
         .merge(feed::streams())
         .merge(compat::streams());
-    let access = state.access.clone();
-    let cors = access.config().cors();
+    let cors = state.access.config().cors();
+    let gate = access::Gate {
+        access: state.access.clone(),
+        keys: state.keys.clone(),
+        clock: state.clock.clone(),
+    };
     Router::new()
         .merge(jobs::router())
+        .merge(keys::router())
         .merge(leases::router())
         .merge(queues::router())
         .merge(retention::router())
@@ -176,7 +186,7 @@ pub fn app(state: AppState) -> Router {
                 )
                 .layer(middleware::from_fn(finish_response))
                 // Inside the envelope renderer, so 401 and 429 carry the request id too.
-                .layer(middleware::from_fn_with_state(access, access::guard))
+                .layer(middleware::from_fn_with_state(gate, access::guard))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         // Outermost: preflights are answered and every response carries the CORS headers.

@@ -28,6 +28,7 @@ use super::extract::ApiJson;
         super::compat::runbook::runbook_start, super::compat::runbook::runbook_action,
         super::compat::runbook::runs_stream, super::compat::runbook::admin_health,
         super::queues::list, super::queues::pause, super::queues::resume,
+        super::keys::create, super::keys::list, super::keys::revoke,
         super::queues::settings,
         super::retention::settings, super::retention::put_tenant, super::retention::delete_tenant,
         super::retention::effective, super::retention::put_queue, super::retention::delete_queue,
@@ -61,10 +62,11 @@ use super::extract::ApiJson;
         leasehold_proto::RetentionDefaults, leasehold_proto::RetentionSettings,
         leasehold_proto::EffectiveRetention, leasehold_proto::SweepReport,
         leasehold_proto::SegmentManifest, leasehold_proto::LedgerSegment,
-        leasehold_proto::LedgerSegmentList,
+        leasehold_proto::LedgerSegmentList, leasehold_proto::NewApiKey, leasehold_proto::ApiKey,
+        leasehold_proto::CreatedApiKey, leasehold_proto::ApiKeyList,
     )),
     tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "runs"), (name = "events"),
-          (name = "operators"), (name = "legacy"), (name = "service"))
+          (name = "keys"), (name = "operators"), (name = "legacy"), (name = "service"))
 )]
 pub struct ApiDoc;
 

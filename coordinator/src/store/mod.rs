@@ -8,6 +8,7 @@
 mod dag;
 mod detached;
 mod idempotency;
+mod keys;
 mod outcomes;
 mod params;
 mod postgres;
@@ -30,6 +31,7 @@ use leasehold_proto::{
 use uuid::Uuid;
 
 pub use detached::Detached;
+pub use keys::{KeyRecords, KeyRow};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};
@@ -306,7 +308,7 @@ pub struct Claimed {
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
-pub trait Store: SchedulerRecords + Send + Sync + 'static {
+pub trait Store: SchedulerRecords + KeyRecords + Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
 

@@ -20,6 +20,7 @@ mod feed_gaps;
 mod handoff;
 mod http_api;
 mod idempotency;
+mod keys;
 mod outcome_checks;
 mod provenance;
 mod retention;

@@ -7,6 +7,7 @@ mod dag;
 mod enqueue;
 mod feed;
 mod heartbeat;
+mod keys;
 mod leases;
 mod retention;
 mod rows;

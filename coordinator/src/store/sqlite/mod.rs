@@ -6,6 +6,7 @@ mod direct;
 mod enqueue;
 mod handoff;
 mod heartbeat;
+mod keys;
 mod leases;
 mod retention;
 mod rows;

@@ -65,10 +65,89 @@ use super::extract::ApiJson;
         leasehold_proto::LedgerSegmentList, leasehold_proto::NewApiKey, leasehold_proto::ApiKey,
         leasehold_proto::CreatedApiKey, leasehold_proto::ApiKeyList,
     )),
+    modifiers(&Security),
     tags((name = "jobs"), (name = "leases"), (name = "queues"), (name = "artifacts"), (name = "runs"), (name = "events"),
           (name = "keys"), (name = "operators"), (name = "legacy"), (name = "service"))
 )]
 pub struct ApiDoc;
+
+/// Adds what the guard enforces to the document: the two ways to send a key, the scopes each
+/// operation needs (as the security requirement's roles, which OpenAPI 3.1 allows for non-OAuth
+/// schemes), and the 401, 403 and 429 answers every protected operation can give.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "ORCHESTRATOR_API_KEY, or a key from POST /v1/keys (docs/SECURITY.md)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+                continue;
+            }
+            let sample = super::scopes::sample_path(path);
+            let operations = [
+                (axum::http::Method::GET, &mut item.get),
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::PUT, &mut item.put),
+                (axum::http::Method::DELETE, &mut item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let roles: Vec<&str> = super::scopes::needed(&method, &sample)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", roles.clone()),
+                    SecurityRequirement::new("api_key", roles),
+                ]);
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("no key, or a wrong, revoked or expired one").into());
+                responses.entry("403".into()).or_insert_with(|| {
+                    error("the key lacks the scope, or names another tenant than its own").into()
+                });
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| error("over the rate limit; see Retry-After").into());
+            }
+        }
+    }
+}
 
 /// The document as pretty JSON with a trailing newline (the committed file's exact bytes).
 pub fn openapi_json() -> String {

@@ -38,6 +38,18 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
     Some(scopes)
 }
 
+/// `path` of the OpenAPI document with a sample value in each parameter (`{id}` → `x`), as a
+/// request would spell it.
+pub(crate) fn sample_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg.split_once('}') {
+            Some((_, rest)) if seg.starts_with('{') => format!("x{rest}"),
+            _ => seg.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,15 +78,7 @@ mod tests {
             if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
                 continue;
             }
-            // `{id}` and `{runId}:cancel` alike: a sample value in each parameter.
-            let sample: String = path
-                .split('/')
-                .map(|seg| match seg.split_once('}') {
-                    Some((_, rest)) if seg.starts_with('{') => format!("x{rest}"),
-                    _ => seg.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("/");
+            let sample = sample_path(path);
             for method in ops.as_object().expect("operations").keys() {
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
                 assert!(

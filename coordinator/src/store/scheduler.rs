@@ -12,15 +12,17 @@ use super::{Detached, StoreError, StoreResult};
 /// Stores and lists scheduler run records.
 #[async_trait]
 pub trait SchedulerRecords: Send + Sync {
-    /// Stores one scheduler run record.
+    /// Stores one scheduler run record of `tenant`.
     async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
+        tenant: &str,
         input: &SchedulerRunInput,
     ) -> StoreResult<SchedulerRun>;
 
-    /// Scheduler run records, newest first.
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>>;
+    /// `tenant`'s scheduler run records, newest first.
+    async fn list_scheduler_runs(&self, tenant: &str, limit: u32)
+    -> StoreResult<Vec<SchedulerRun>>;
 }
 
 #[async_trait]
@@ -28,16 +30,21 @@ impl SchedulerRecords for Detached {
     async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
+        tenant: &str,
         input: &SchedulerRunInput,
     ) -> StoreResult<SchedulerRun> {
         // On its own task, like every write of `Detached`.
-        let (store, input) = (self.0.clone(), input.clone());
-        tokio::spawn(async move { store.record_scheduler_run(now, &input).await })
+        let (store, tenant, input) = (self.0.clone(), tenant.to_owned(), input.clone());
+        tokio::spawn(async move { store.record_scheduler_run(now, &tenant, &input).await })
             .await
             .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
     }
 
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
-        self.0.list_scheduler_runs(limit).await
+    async fn list_scheduler_runs(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SchedulerRun>> {
+        self.0.list_scheduler_runs(tenant, limit).await
     }
 }

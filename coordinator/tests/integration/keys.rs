@@ -560,7 +560,47 @@ async fn once_a_key_exists_a_keyless_coordinator_needs_keys(store: Arc<dyn Store
     );
 }
 
+async fn scheduler_records_belong_to_their_tenant(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    let (_, alpha) = c.key("alpha", &["runs"]).await;
+    let (_, beta) = c.key("beta", &["runs"]).await;
+    let record = json!({
+        "started_at": "2026-12-05T10:00:00Z", "completed_at": "2026-12-05T10:01:00Z",
+        "status": "failed", "tables_assessed": 3, "tables_skipped": 0, "tables_healthy": 2,
+        "jobs_submitted": 1, "jobs_completed": 0, "jobs_failed": 1, "dry_run": false,
+        "error": "alpha's warehouse password expired"
+    });
+    let (status, body) = c
+        .call(
+            Some(&alpha),
+            Method::POST,
+            "/orchestrator/runs",
+            Some(record),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, mine) = c
+        .call(Some(&alpha), Method::GET, "/orchestrator/runs", None, &[])
+        .await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let (status, theirs) = c
+        .call(Some(&beta), Method::GET, "/orchestrator/runs", None, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        theirs,
+        json!([]),
+        "beta sees none of alpha's records or their error texts"
+    );
+    let (_, root) = c
+        .call(Some(ROOT), Method::GET, "/orchestrator/runs", None, &[])
+        .await;
+    assert_eq!(root, json!([]), "the single key is tenant default's");
+}
+
 crate::on_both_backends!(
+    scheduler_records_belong_to_their_tenant,
     a_key_leases_only_its_own_tenants_jobs,
     scopes_decide_what_a_key_may_do,
     keys_are_listed_without_secrets_then_revoked_or_expired,

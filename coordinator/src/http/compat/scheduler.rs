@@ -11,7 +11,7 @@ use leasehold_proto::{ErrorEnvelope, SchedulerRun, SchedulerRunInput};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, QueryParams};
+use crate::http::extract::{ApiJson, QueryParams, Tenant};
 use crate::validate;
 
 /// `POST` and `GET /orchestrator/runs`.
@@ -22,11 +22,12 @@ pub(super) fn router() -> Router<AppState> {
     )
 }
 
-/// Record one scheduler cycle.
+/// Record one scheduler cycle (of the caller's tenant).
 #[utoipa::path(post, path = "/orchestrator/runs", tag = "operators", request_body = SchedulerRunInput,
     responses((status = 201, body = SchedulerRun), (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn record_scheduler_run(
     State(state): State<AppState>,
+    tenant: Tenant,
     ApiJson(input): ApiJson<SchedulerRunInput>,
 ) -> ApiResult<Response> {
     if input.status.trim().is_empty() {
@@ -54,17 +55,18 @@ pub(crate) async fn record_scheduler_run(
     }
     let stored = state
         .store
-        .record_scheduler_run(state.clock.now(), &input)
+        .record_scheduler_run(state.clock.now(), &tenant.0, &input)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(stored)).into_response())
 }
 
-/// Recent scheduler cycles, newest first (`limit` default 20, capped at 100).
+/// The caller's tenant's recent scheduler cycles, newest first (`limit` default 20, capped at 100).
 #[utoipa::path(get, path = "/orchestrator/runs", tag = "operators",
     params(("limit" = Option<u32>, Query, description = "default 20, capped at 100")),
     responses((status = 200, body = Vec<SchedulerRun>), (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn list_scheduler_runs(
     State(state): State<AppState>,
+    tenant: Tenant,
     query: QueryParams,
 ) -> ApiResult<ApiJson<Vec<SchedulerRun>>> {
     query.only(&["limit"])?;
@@ -75,7 +77,7 @@ pub(crate) async fn list_scheduler_runs(
     Ok(ApiJson(
         state
             .store
-            .list_scheduler_runs(limit.min(100) as u32)
+            .list_scheduler_runs(&tenant.0, limit.min(100) as u32)
             .await?,
     ))
 }

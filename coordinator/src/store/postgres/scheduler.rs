@@ -14,12 +14,14 @@ impl SchedulerRecords for PostgresStore {
     async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
+        tenant: &str,
         input: &SchedulerRunInput,
     ) -> StoreResult<SchedulerRun> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
              tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
-             error, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+             error, recorded_at, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING id",
         )
         .bind(input.started_at)
         .bind(input.completed_at)
@@ -33,6 +35,7 @@ impl SchedulerRecords for PostgresStore {
         .bind(input.dry_run)
         .bind(&input.error)
         .bind(now)
+        .bind(tenant)
         .fetch_one(self.pool())
         .await?;
         Ok(SchedulerRun {
@@ -41,11 +44,17 @@ impl SchedulerRecords for PostgresStore {
         })
     }
 
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
-        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+    async fn list_scheduler_runs(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SchedulerRun>> {
+        let rows =
+            sqlx::query("SELECT * FROM scheduler_runs WHERE tenant = $1 ORDER BY id DESC LIMIT $2")
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(SchedulerRun {

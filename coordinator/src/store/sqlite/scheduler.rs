@@ -15,12 +15,13 @@ impl SchedulerRecords for SqliteStore {
     async fn record_scheduler_run(
         &self,
         now: DateTime<Utc>,
+        tenant: &str,
         input: &SchedulerRunInput,
     ) -> StoreResult<SchedulerRun> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO scheduler_runs (started_at, completed_at, status, tables_assessed, \
              tables_skipped, tables_healthy, jobs_submitted, jobs_completed, jobs_failed, dry_run, \
-             error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             error, recorded_at, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(micros(input.started_at))
         .bind(micros(input.completed_at))
@@ -34,6 +35,7 @@ impl SchedulerRecords for SqliteStore {
         .bind(input.dry_run)
         .bind(&input.error)
         .bind(micros(now))
+        .bind(tenant)
         .fetch_one(&self.writer)
         .await?;
         Ok(SchedulerRun {
@@ -42,11 +44,17 @@ impl SchedulerRecords for SqliteStore {
         })
     }
 
-    async fn list_scheduler_runs(&self, limit: u32) -> StoreResult<Vec<SchedulerRun>> {
-        let rows = sqlx::query("SELECT * FROM scheduler_runs ORDER BY id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
+    async fn list_scheduler_runs(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SchedulerRun>> {
+        let rows =
+            sqlx::query("SELECT * FROM scheduler_runs WHERE tenant = ? ORDER BY id DESC LIMIT ?")
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(SchedulerRun {

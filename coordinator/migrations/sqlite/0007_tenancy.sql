@@ -12,3 +12,8 @@ CREATE TABLE api_keys (
     last_used_at INTEGER
 ) STRICT;
 CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at);
+
+-- Scheduler run records belong to a tenant like every other row (they had none: every caller saw
+-- every tenant's records). Records written before this migration belong to `default`.
+ALTER TABLE scheduler_runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX scheduler_runs_tenant ON scheduler_runs (tenant, id);

@@ -409,7 +409,7 @@ async fn keys_are_listed_without_secrets_then_revoked_or_expired(store: Arc<dyn 
             .contains("expired"),
         "{body}"
     );
-    // A made-up token of the right shape, and the root key's near miss, are refused alike.
+    // A made-up token of the right shape (one digit off) is refused like a wrong key.
     let forged = format!(
         "{}{}",
         &alpha[..alpha.len() - 1],

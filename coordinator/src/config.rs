@@ -131,9 +131,33 @@ pub struct ServeArgs {
     /// authentication off or guessable.
     #[arg(long, env = "ORCHESTRATOR_API_KEY", hide_env_values = true, value_parser = ApiKeyParser)]
     pub api_key: Option<String>,
+    /// Label `/metrics`'s job gauges with tenant names too (`/metrics` is open to anyone who
+    /// reaches the coordinator, so tenant names stay out of it unless asked for).
+    #[arg(long, env = "LEASEHOLD_METRICS_TENANT_LABEL")]
+    pub metrics_tenant_label: bool,
     /// Browser origins allowed by CORS, comma-separated (`*` for any). Unset: no CORS headers.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers (and its next request on a kept-alive
+    /// connection) before the connection is closed.
+    #[arg(long, env = "LEASEHOLD_HEADER_READ_TIMEOUT_SECS", default_value_t = crate::connections::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may move no byte while waiting on its client before it is closed
+    /// (above 60: long polls last up to 60 s).
+    #[arg(long, env = "LEASEHOLD_IDLE_TIMEOUT_SECS", default_value_t = crate::connections::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(61..))]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once (WebSocket sessions included); more wait to be accepted.
+    /// Keep it under the process's descriptor limit (`ulimit -n`) less the database pool's.
+    #[arg(long, env = "LEASEHOLD_MAX_CONNECTIONS", default_value_t = crate::connections::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Host names a keyless coordinator answers to besides IP addresses, `localhost` and this
+    /// machine's name, comma-separated (`*` for any): other `Host` headers are refused, so a
+    /// web page cannot read it through DNS rebinding (docs/SECURITY.md).
+    #[arg(long, env = "LEASEHOLD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Rate limit per client address: the window in milliseconds (with `--rate-limit-max`).
     #[arg(long, env = "RATE_LIMIT_WINDOW_MS", requires = "rate_limit_max",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -229,8 +253,19 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
-    /// The access settings: API key, CORS origins, rate limit (flags, and their variables `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`,
-    /// `RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX`).
+    /// The bounds on connections (`--header-read-timeout-secs`, `--idle-timeout-secs`,
+    /// `--max-connections`).
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The access settings: API key, CORS origins, rate limit, allowed hosts (flags, and their
+    /// variables `ORCHESTRATOR_API_KEY`, `CORS_ORIGINS`, `RATE_LIMIT_WINDOW_MS`,
+    /// `RATE_LIMIT_MAX`, `LEASEHOLD_ALLOWED_HOSTS`).
     pub fn access_config(&self) -> AccessConfig {
         let args = self;
         let mut config = AccessConfig::default();
@@ -242,6 +277,12 @@ impl ServeArgs {
             .iter()
             .map(|o| o.trim().to_owned())
             .filter(|o| !o.is_empty())
+            .collect();
+        config.allowed_hosts = args
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
             .collect();
         // clap requires both or neither and refuses zero.
         if let (Some(window), Some(max)) = (args.rate_limit_window_ms, args.rate_limit_max) {

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod handoff;

@@ -6,13 +6,16 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::StateCount;
+use chrono::{DateTime, Utc};
+use leasehold_proto::JobState;
+
+use crate::store::{StateCount, Store};
 
 /// Request latency histogram.
 pub const HTTP_DURATION: &str = "leasehold_http_request_duration_seconds";
 /// Requests by route and status.
 pub const HTTP_REQUESTS: &str = "leasehold_http_requests_total";
-/// Jobs by tenant, queue and state (refreshed on each scrape).
+/// Live jobs by queue and state (and tenant when configured), rendered by [`JobGauges`].
 pub const JOBS: &str = "leasehold_jobs";
 /// Claim calls by result (`leased`, `empty`).
 pub const CLAIMS: &str = "leasehold_claims_total";
@@ -26,7 +29,7 @@ pub const TIMEOUTS: &str = "leasehold_timeouts_total";
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
 /// Runs by status (`created`, then the terminal status each reaches).
 pub const RUNS_TOTAL: &str = "orchestrator_runs_total";
-/// Queued jobs per queue (refreshed on each scrape).
+/// Queued jobs per queue, rendered by [`JobGauges`].
 pub const QUEUE_DEPTH: &str = "orchestrator_queue_depth";
 /// Failures that were scheduled for another attempt.
 pub const STEP_RETRIES: &str = "orchestrator_step_retries_total";
@@ -137,31 +140,193 @@ fn register_at_zero() {
     metrics::gauge!(WORKER_SESSIONS).set(0.0);
 }
 
-/// Sets the job gauges from fresh counts; every state of a known queue is written so that a
-/// drained state drops to zero instead of keeping its last value.
-pub fn record_state_counts(counts: &[StateCount]) {
-    let mut queued = std::collections::BTreeMap::<String, i64>::new();
-    for c in counts {
-        let entry = queued.entry(c.queue.clone()).or_default();
-        if c.state == leasehold_proto::JobState::Queued {
-            *entry += c.count;
+/// How long `/metrics` keeps showing a queue at zero after its last live job: then its series
+/// are forgotten, so a coordinator that saw many short-lived queues does not render them all
+/// forever.
+pub const FORGET_QUEUE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
+
+/// The job gauges (`leasehold_jobs`, `orchestrator_queue_depth`), rendered by `/metrics` itself
+/// from a count of the live states rather than kept in the exporter's registry: a series of a
+/// queue that is gone disappears, tenant names are a label only when configured, and scrapes
+/// that arrive together share one count.
+pub struct JobGauges {
+    tenant_label: bool,
+    counted: tokio::sync::Mutex<Counted>,
+}
+
+#[derive(Default)]
+struct Counted {
+    /// When the last count started (monotonic), and what it found.
+    at: Option<std::time::Instant>,
+    counts: Vec<StateCount>,
+    /// Every (tenant, queue) recently seen with live jobs, and when last seen.
+    seen: std::collections::BTreeMap<(String, String), DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for JobGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobGauges")
+            .field("tenant_label", &self.tenant_label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobGauges {
+    /// Gauges labelled by tenant too when `tenant_label` (`--metrics-tenant-label`).
+    pub fn new(tenant_label: bool) -> Self {
+        Self {
+            tenant_label,
+            counted: tokio::sync::Mutex::new(Counted::default()),
         }
     }
-    for (queue, n) in queued {
-        metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(n as f64);
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for c in counts {
-        seen.insert((c.tenant.clone(), c.queue.clone()));
-    }
-    for (tenant, queue) in &seen {
-        for state in leasehold_proto::JobState::ALL {
-            let n = counts
-                .iter()
-                .find(|c| &c.tenant == tenant && &c.queue == queue && c.state == state)
-                .map_or(0, |c| c.count);
-            metrics::gauge!(JOBS, "tenant" => tenant.clone(), "queue" => queue.clone(), "state" => state.as_str())
-                .set(n as f64);
+
+    /// The gauges' exposition text: counted now, or by a count that started after this scrape
+    /// asked (one count serves every scrape waiting for it). A failed count keeps the last one.
+    pub async fn render(&self, store: &dyn Store, now: DateTime<Utc>) -> String {
+        let asked = std::time::Instant::now();
+        let mut counted = self.counted.lock().await;
+        if counted.at.is_none_or(|at| at < asked) {
+            let started = std::time::Instant::now();
+            match store.live_state_counts().await {
+                Ok(counts) => {
+                    counted.at = Some(started);
+                    counted.counts = counts;
+                }
+                Err(err) => tracing::warn!(%err, "job counts unavailable for /metrics"),
+            }
+            let Counted { counts, seen, .. } = &mut *counted;
+            for c in counts.iter() {
+                seen.insert((c.tenant.clone(), c.queue.clone()), now);
+            }
+            seen.retain(|_, last| now - *last <= FORGET_QUEUE_AFTER);
         }
+        exposition(&counted.counts, counted.seen.keys(), self.tenant_label)
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the gauges: every live state of every recently seen queue (zero included, so a
+/// drained queue reads 0 rather than vanishing at once), summed over tenants unless
+/// `tenant_label`.
+fn exposition<'a>(
+    counts: &[StateCount],
+    seen: impl Iterator<Item = &'a (String, String)>,
+    tenant_label: bool,
+) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    const LIVE: [JobState; 3] = [JobState::Blocked, JobState::Queued, JobState::Leased];
+    // (tenant or "", queue) -> state -> count
+    let mut jobs = BTreeMap::<(String, String), BTreeMap<&'static str, i64>>::new();
+    let mut depth = BTreeMap::<String, i64>::new();
+    let key = |tenant: &str, queue: &str| {
+        let tenant = if tenant_label { tenant } else { "" };
+        (tenant.to_owned(), queue.to_owned())
+    };
+    for (tenant, queue) in seen {
+        let states = jobs.entry(key(tenant, queue)).or_default();
+        for state in LIVE {
+            states.entry(state.as_str()).or_insert(0);
+        }
+        depth.entry(queue.clone()).or_insert(0);
+    }
+    for c in counts {
+        *jobs
+            .entry(key(&c.tenant, &c.queue))
+            .or_default()
+            .entry(c.state.as_str())
+            .or_insert(0) += c.count;
+        if c.state == JobState::Queued {
+            *depth.entry(c.queue.clone()).or_insert(0) += c.count;
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP {JOBS} Jobs blocked, queued and leased, per queue{}.",
+        if tenant_label { " and tenant" } else { "" }
+    );
+    let _ = writeln!(out, "# TYPE {JOBS} gauge");
+    for ((tenant, queue), states) in &jobs {
+        for (state, n) in states {
+            let tenant = if tenant_label {
+                format!("tenant=\"{}\",", label(tenant))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{JOBS}{{{tenant}queue=\"{}\",state=\"{state}\"}} {n}",
+                label(queue)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP {QUEUE_DEPTH} Queued jobs per queue.");
+    let _ = writeln!(out, "# TYPE {QUEUE_DEPTH} gauge");
+    for (queue, n) in &depth {
+        let _ = writeln!(out, "{QUEUE_DEPTH}{{queue=\"{}\"}} {n}", label(queue));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn count(tenant: &str, queue: &str, state: JobState, count: i64) -> StateCount {
+        StateCount {
+            tenant: tenant.into(),
+            queue: queue.into(),
+            state,
+            count,
+        }
+    }
+
+    #[test]
+    fn tenants_are_summed_unless_their_label_is_asked_for() {
+        let counts = [
+            count("alpha", "q", JobState::Queued, 2),
+            count("beta", "q", JobState::Queued, 3),
+            count("beta", "q", JobState::Leased, 1),
+        ];
+        let seen = [
+            ("alpha".to_owned(), "q".to_owned()),
+            ("beta".into(), "q".into()),
+        ];
+        let plain = exposition(&counts, seen.iter(), false);
+        assert!(
+            plain.contains("leasehold_jobs{queue=\"q\",state=\"queued\"} 5\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("leasehold_jobs{queue=\"q\",state=\"blocked\"} 0\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("orchestrator_queue_depth{queue=\"q\"} 5\n"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("alpha") && !plain.contains("beta"),
+            "{plain}"
+        );
+        let labelled = exposition(&counts, seen.iter(), true);
+        assert!(
+            labelled.contains("leasehold_jobs{tenant=\"beta\",queue=\"q\",state=\"leased\"} 1\n"),
+            "{labelled}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::{ListenerExt, TapIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
 use crate::http::{AppState, app};
@@ -88,6 +87,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     state.access = crate::http::access::Access::new(access);
     state.max_artifact_bytes = args.max_artifact_bytes;
     state.max_body_bytes = args.max_body_bytes;
+    state.job_gauges =
+        std::sync::Arc::new(crate::metrics::JobGauges::new(args.metrics_tenant_label));
     state.retention = std::sync::Arc::new(crate::retention::Retention::new(
         args.retention.config(&args.data_dir),
     ));
@@ -109,21 +110,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let router = app(state);
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        no_delay(listener),
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: streams end, in-flight requests finish"
-        );
-        // Ends SSE streams, WebSocket sessions and long polls.
-        let _ = shutdown_tx.send(true);
-        let _ = signalled_tx.send(());
-    })
-    .into_future();
+    let server =
+        crate::connections::serve(listener, router, args.connection_limits(), async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: streams end, in-flight requests finish"
+            );
+            // Ends SSE streams, WebSocket sessions and long polls.
+            let _ = shutdown_tx.send(true);
+            let _ = signalled_tx.send(());
+        });
     // Graceful shutdown waits for every connection; one whose client stopped reading never
     // drains. Past the grace period the server future is dropped and `main` returns, which
     // closes what is left (the runtime drops the connection tasks).
@@ -143,21 +140,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// `listener` with Nagle's algorithm turned off on every accepted connection (axum 0.8 no
-/// longer does it). With it on, a WebSocket frame written while the previous one is still
-/// unacknowledged waits for the peer's delayed ACK, ~40 ms on Linux: pushed leases and outcome
-/// acks stalled that long, and the SDK rows of the W1 benchmark ran at half the raw-HTTP rate
-/// (bench/README.md, "Session-6 findings").
-pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    listener.tap_io(set_no_delay)
-}
-
-fn set_no_delay(tcp: &mut TcpStream) {
-    if let Err(err) = tcp.set_nodelay(true) {
-        tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted connection");
-    }
 }
 
 async fn shutdown_signal() {
@@ -192,22 +174,5 @@ mod tests {
             "postgres://user:***@db:5432/x"
         );
         assert_eq!(redact_url("sqlite://leasehold.db"), "sqlite://leasehold.db");
-    }
-
-    #[tokio::test]
-    async fn accepted_connections_have_nagle_off() {
-        use axum::serve::Listener;
-        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = plain.local_addr().expect("addr");
-        let mut listener = no_delay(plain);
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (accepted, peer) = listener.accept().await;
-        assert_eq!(peer, client.local_addr().expect("client addr"));
-        assert!(
-            accepted.nodelay().expect("getsockopt"),
-            "TCP_NODELAY must be set"
-        );
-        // The default it overrides, so that this test means something.
-        assert!(!client.nodelay().expect("getsockopt"));
     }
 }

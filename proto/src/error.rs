@@ -50,6 +50,9 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// 413: the body or one of its parts is over the size limit.
     PayloadTooLarge,
+    /// 415: the body's `Content-Type` is not the one the route takes (`application/json`, or
+    /// `application/octet-stream` for artifact uploads); nothing was done.
+    UnsupportedMediaType,
     /// 422: the request parsed but a field is invalid.
     ValidationFailed,
     /// 429: too many requests; see `Retry-After`.
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::LeaseLost | Self::InvalidState | Self::IdempotencyConflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
             Self::ValidationFailed => 422,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
@@ -93,6 +97,7 @@ impl ErrorCode {
             Self::InvalidState => "invalid_state",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",

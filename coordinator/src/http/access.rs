@@ -1,6 +1,6 @@
 //! Who may call: API key (`--api-key`, `ORCHESTRATOR_API_KEY`), CORS (`--cors-origins`,
-//! `CORS_ORIGINS`) and a fixed-window rate limit per client address (`--rate-limit-window-ms` +
-//! `--rate-limit-max`, `RATE_LIMIT_WINDOW_MS` + `RATE_LIMIT_MAX`); all flags of `leasehold serve`.
+//! `CORS_ORIGINS`) and the settings of the rate limit per client address (`super::rate_limit`);
+//! all flags of `leasehold serve`.
 //!
 //! The key is kept only as its SHA-256 and compared in constant time; who a key is, and what it
 //! may do, is [`crate::keys`]' decision, and the scope each route needs is `http/scopes.rs`'.
@@ -8,12 +8,10 @@
 //! because browsers' EventSource cannot set headers; request logs carry only the path, never
 //! the query.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +32,8 @@ pub struct AccessConfig {
     pub cors_origins: Vec<String>,
     /// Rate-limit window and budget per client address.
     pub rate_limit: Option<(Duration, u32)>,
+    /// Host names a keyless coordinator answers to (`crate::http::cross_site`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for AccessConfig {
@@ -42,6 +42,7 @@ impl std::fmt::Debug for AccessConfig {
             .field("api_key", &self.key_digest.map(|_| "<set>"))
             .field("cors_origins", &self.cors_origins)
             .field("rate_limit", &self.rate_limit)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -106,20 +107,20 @@ impl AccessConfig {
     }
 }
 
-/// Shared access state: the config plus the rate-limit windows.
+/// Shared access state: the config plus the rate limiter.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     config: AccessConfig,
-    windows: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    limiter: Option<super::rate_limit::RateLimiter>,
 }
 
 impl Access {
     /// Access control with `config`.
     pub fn new(config: AccessConfig) -> Self {
-        Self {
-            config,
-            windows: Default::default(),
-        }
+        let limiter = config
+            .rate_limit
+            .map(|(window, max)| super::rate_limit::RateLimiter::new(window, max));
+        Self { config, limiter }
     }
 
     /// The configuration.
@@ -127,20 +128,9 @@ impl Access {
         &self.config
     }
 
-    /// Counts a request from `ip`; `Some(retry_after)` when over budget.
-    fn over_limit(&self, ip: IpAddr) -> Option<Duration> {
-        let (window, max) = self.config.rate_limit?;
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let entry = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        (entry.1 > max).then(|| window.saturating_sub(now.duration_since(entry.0)))
+    /// The rate limiter, when one is configured.
+    pub(crate) fn limiter(&self) -> Option<super::rate_limit::RateLimiter> {
+        self.limiter.clone()
     }
 }
 
@@ -193,7 +183,8 @@ pub(crate) struct Gate {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-/// The middleware: rate limit, then the key (who is calling), then the scope the route needs.
+/// The middleware: the key (who is calling), then the scope the route needs (the rate limit
+/// runs before it, outside CORS: `super::rate_limit`).
 /// The caller's [`Principal`] goes into the request's extensions for the handlers (the tenant
 /// extractor reads it). CORS preflights pass through (the CORS layer outside this one answers
 /// them).
@@ -203,23 +194,6 @@ pub(crate) async fn guard(State(gate): State<Gate>, mut req: Request, next: Next
         return next.run(req).await;
     }
     let access = &gate.access;
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    if let Some(retry) = access.over_limit(ip) {
-        let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
-        let mut response = ApiError::new(
-            ErrorCode::RateLimited,
-            format!("too many requests; retry in {secs} s"),
-        )
-        .with_details(serde_json::json!({"retry_after_seconds": secs}))
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return response;
-    }
     let presented = presented_key(&req);
     let verdict = gate
         .keys

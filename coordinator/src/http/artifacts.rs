@@ -1,6 +1,9 @@
 //! Content-addressed artifact blobs under `<data-dir>/artifacts/sha256/<2 hex>/<62 hex>`.
 //! Uploads stream to a temp file while hashing; the blob is kept only when the digest matches
 //! (422 otherwise, nothing kept), and an existing blob is never rewritten (deduplication).
+//! The bytes are stored once, but each tenant sees only the digests it uploaded itself
+//! (`crate::store::ArtifactOwners`): another tenant's digest is 404 and uploading bytes another
+//! tenant stored answers as a new upload, so nothing tells a tenant what another stored.
 
 use std::path::PathBuf;
 
@@ -20,7 +23,7 @@ use crate::blobs::blob_path;
 pub use crate::blobs::hex;
 
 use super::AppState;
-use super::extract::{ApiJson, ArtifactDigest};
+use super::extract::{ApiJson, ArtifactDigest, Tenant};
 use crate::error::{ApiError, ApiResult};
 
 /// Artifact upload and download (streamed bodies: no request timeout).
@@ -35,7 +38,7 @@ pub(crate) struct ArtifactStored {
     digest: String,
     /// Size in bytes.
     size: u64,
-    /// False when the blob already existed (deduplicated).
+    /// False when this tenant had stored these bytes already.
     created: bool,
 }
 
@@ -51,10 +54,11 @@ fn io_error(err: std::io::Error) -> ApiError {
 #[utoipa::path(put, path = "/v1/artifacts/{digest}", tag = "artifacts",
     params(("digest" = String, Path, description = "sha256:<64 lowercase hex>")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ArtifactStored), (status = 200, description = "already stored", body = ArtifactStored),
+    responses((status = 201, body = ArtifactStored), (status = 200, description = "this tenant stored it already", body = ArtifactStored),
               (status = 413, body = ErrorEnvelope), (status = 422, description = "digest mismatch or malformed", body = ErrorEnvelope)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
+    tenant: Tenant,
     ArtifactDigest(digest): ArtifactDigest,
     body: Body,
 ) -> ApiResult<Response> {
@@ -105,9 +109,7 @@ pub(crate) async fn put(
     }
     // An existing blob is claimed (its mtime refreshed, still in place); one a collection took
     // meanwhile is stored again from this upload.
-    let created = if crate::retention::blobs::claim(&state.data_dir, &digest, now).await {
-        false
-    } else {
+    if !crate::retention::blobs::claim(&state.data_dir, &digest, now).await {
         if let Some(parent) = final_path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
         }
@@ -115,9 +117,10 @@ pub(crate) async fn put(
         tokio::fs::rename(&tmp_path, &final_path)
             .await
             .map_err(io_error)?;
-        true
-    };
+    }
     drop(guard);
+    // Whether *this tenant* had it: another tenant's copy must not show.
+    let created = state.store.own_artifact(&tenant.0, &digest, now).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -141,15 +144,19 @@ pub(crate) async fn put(
               (status = 422, body = ErrorEnvelope)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    tenant: Tenant,
     ArtifactDigest(digest): ArtifactDigest,
 ) -> ApiResult<Response> {
+    // The same answer whether nobody or only another tenant stored it.
+    let not_stored = || ApiError::not_found(format!("artifact {digest} is not stored"));
+    if !state.store.owns_artifact(&tenant.0, &digest).await? {
+        return Err(not_stored());
+    }
     let path = blob_path(&state.data_dir, &digest);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "artifact {digest} is not stored"
-            )));
+            return Err(not_stored());
         }
         Err(e) => return Err(io_error(e)),
     };

@@ -111,7 +111,14 @@ pub(crate) async fn complete(
             manifest_digest: None,
         },
     };
-    checks::artifacts_stored(&state.data_dir, &report, state.clock.now()).await?;
+    checks::artifacts_stored(
+        &*state.store,
+        &state.data_dir,
+        &tenant.0,
+        &report,
+        state.clock.now(),
+    )
+    .await?;
     let outcome = outcome_from_report(report, state.clock.now())?;
     state
         .leasing()

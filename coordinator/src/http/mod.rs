@@ -3,6 +3,7 @@
 pub mod access;
 pub mod artifacts;
 mod compat;
+mod cross_site;
 mod cursor;
 pub mod extract;
 mod feed;
@@ -11,6 +12,7 @@ mod keys;
 mod leases;
 pub mod openapi;
 mod queues;
+mod rate_limit;
 mod retention;
 mod runs;
 mod scopes;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub retention: Arc<crate::retention::Retention>,
     /// The API keys created through `/v1/keys`, cached.
     pub keys: Arc<crate::keys::KeyRing>,
+    /// The job gauges of `/metrics`.
+    pub job_gauges: Arc<crate::metrics::JobGauges>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -106,6 +110,7 @@ impl AppState {
             data_dir: data_dir.clone(),
             max_artifact_bytes: crate::config::DEFAULT_MAX_ARTIFACT_BYTES,
             retention: crate::retention::default_for(&data_dir),
+            job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
         };
         (state, tx)
     }
@@ -149,6 +154,15 @@ pub fn app(state: AppState) -> Router {
         .merge(feed::streams())
         .merge(compat::streams());
     let cors = state.access.config().cors();
+    let limiter = state.access.limiter();
+    let site = cross_site::Site {
+        rules: Arc::new(cross_site::SiteRules::new(
+            state.access.config().cors_origins.clone(),
+            state.access.config().allowed_hosts.clone(),
+        )),
+        keys: state.keys.clone(),
+        keyed: state.access.config().requires_key(),
+    };
     let gate = access::Gate {
         access: state.access.clone(),
         keys: state.keys.clone(),
@@ -187,10 +201,14 @@ pub fn app(state: AppState) -> Router {
                 .layer(middleware::from_fn(finish_response))
                 // Inside the envelope renderer, so 401 and 429 carry the request id too.
                 .layer(middleware::from_fn_with_state(gate, access::guard))
+                // Inside the guard: the rate limit counts refused requests too.
+                .layer(middleware::from_fn_with_state(site, cross_site::check))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
-        // Outermost: preflights are answered and every response carries the CORS headers.
+        // Preflights are answered and every response carries the CORS headers.
         .layer(tower::util::option_layer(cors))
+        // Outermost: every request counts against the rate limit, preflights included.
+        .layer(middleware::from_fn_with_state(limiter, rate_limit::limit))
 }
 
 /// The trace layer's log of a failed response. A 503 is the database being unavailable, which
@@ -295,6 +313,7 @@ fn error_for_status(status: StatusCode) -> ApiError {
         405 => ErrorCode::MethodNotAllowed,
         409 => ErrorCode::InvalidState,
         413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
         422 => ErrorCode::ValidationFailed,
         429 => ErrorCode::RateLimited,
         503 | 408 | 504 => ErrorCode::Unavailable,

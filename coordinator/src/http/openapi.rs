@@ -73,7 +73,8 @@ pub struct ApiDoc;
 
 /// Adds what the guard enforces to the document: the two ways to send a key, the scopes each
 /// operation needs (as the security requirement's roles, which OpenAPI 3.1 allows for non-OAuth
-/// schemes), and the 401, 403 and 429 answers every protected operation can give.
+/// schemes), and the 401, 403 and 429 answers every protected operation can give (and 415 for
+/// those that change state).
 struct Security;
 
 impl utoipa::Modify for Security {
@@ -144,6 +145,12 @@ impl utoipa::Modify for Security {
                 responses
                     .entry("429".into())
                     .or_insert_with(|| error("over the rate limit; see Retry-After").into());
+                // crate::http::cross_site: the route's content type only, pages' origins refused.
+                if method != axum::http::Method::GET {
+                    responses.entry("415".into()).or_insert_with(|| {
+                        error("the body's Content-Type is not the one this operation takes").into()
+                    });
+                }
             }
         }
     }

@@ -42,12 +42,14 @@ pub(crate) async fn ready(State(state): State<AppState>) -> ApiResult<ApiJson<Va
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    match state.store.state_counts().await {
-        Ok(counts) => crate::metrics::record_state_counts(&counts),
-        Err(err) => tracing::warn!(%err, "job counts unavailable for /metrics"),
-    }
     metrics::gauge!(crate::metrics::PARKED_CLAIMERS).set(state.handoffs.parked() as f64);
-    let body = crate::metrics::handle().render();
+    let mut body = crate::metrics::handle().render();
+    body.push_str(
+        &state
+            .job_gauges
+            .render(&*state.store, state.clock.now())
+            .await,
+    );
     (
         [(
             header::CONTENT_TYPE,

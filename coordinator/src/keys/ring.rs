@@ -84,6 +84,12 @@ impl KeyRing {
         write(&self.snapshot).loaded = None;
     }
 
+    /// Whether no key was ever created, as last read (a coordinator without
+    /// `ORCHESTRATOR_API_KEY` is then keyless).
+    pub fn is_empty(&self) -> bool {
+        read(&self.snapshot).keys.is_empty()
+    }
+
     /// Who `presented` is. `root` is the digest of `ORCHESTRATOR_API_KEY`, if set.
     pub async fn verify(
         &self,

@@ -11,10 +11,13 @@ use leasehold_proto::retry::{RetryPolicy, SplitMix64};
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
 
-/// Refuses (422, naming it) a completion whose artifact was never uploaded (or was collected):
-/// the manifest would promise bytes nobody can download.
+/// Refuses (422, naming it) a completion whose artifact its tenant never uploaded (or that was
+/// collected): the manifest would promise bytes nobody can download. Another tenant's upload
+/// does not count, and the answer is the same as for bytes nobody stored.
 pub(crate) async fn artifacts_stored(
+    store: &dyn Store,
     data_dir: &Path,
+    tenant: &str,
     report: &OutcomeReport,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
@@ -28,7 +31,8 @@ pub(crate) async fn artifacts_stored(
         }
         // Claimed, not just seen: a retention sweep then keeps it until this outcome is
         // recorded (crate::retention::blobs).
-        let stored = crate::retention::blobs::claim(data_dir, &artifact.digest, now).await;
+        let stored = store.owns_artifact(tenant, &artifact.digest).await?
+            && crate::retention::blobs::claim(data_dir, &artifact.digest, now).await;
         if !stored {
             return Err(ApiError::validation(
                 &format!("artifacts[{i}].digest"),

@@ -121,7 +121,7 @@ impl Leasing {
         let mut rng = None;
         for (i, report) in reports.iter_mut().enumerate() {
             let at = |e: ApiError| e.prefix_field(&format!("outcomes[{i}]"));
-            checks::artifacts_stored(&self.data_dir, report, now)
+            checks::artifacts_stored(&*self.store, &self.data_dir, tenant, report, now)
                 .await
                 .map_err(at)?;
             checks::default_retry_at(&*self.store, tenant, report, now, &mut rng).await?;

@@ -163,17 +163,17 @@ pub(super) async fn collect(
     for chunk in candidates.chunks(CHUNK) {
         let digests: Vec<String> = chunk.iter().map(|(d, _)| d.clone()).collect();
         let named = state.store.retention().referenced_digests(&digests).await?;
-        let unnamed: Vec<PathBuf> = chunk
+        let unnamed: Vec<(String, PathBuf)> = chunk
             .iter()
             .filter(|(d, _)| !named.contains(d))
-            .map(|(_, p)| p.clone())
+            .cloned()
             .collect();
         let root = root.clone();
         let deleted = tokio::task::spawn_blocking(move || {
-            let mut deleted = 0u64;
-            for path in unnamed {
+            let mut deleted = Vec::new();
+            for (digest, path) in unnamed {
                 if collect_one(&root, &path, cutoff)? == Collected::Deleted {
-                    deleted += 1;
+                    deleted.push(digest);
                 }
             }
             Ok::<_, std::io::Error>(deleted)
@@ -181,6 +181,10 @@ pub(super) async fn collect(
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
         .map_err(io)?;
+        // Nobody owns deleted bytes; a tenant that uploaded them again since keeps its row.
+        let before = DateTime::<Utc>::from(cutoff);
+        state.store.forget_artifact_owners(&deleted, before).await?;
+        let deleted = deleted.len() as u64;
         report.blobs_collected += deleted;
         metrics::counter!(crate::metrics::ARTIFACTS_COLLECTED).increment(deleted);
     }

@@ -31,6 +31,16 @@ impl std::fmt::Debug for Detached {
     }
 }
 
+/// Runs `work` (a call on the inner store) to completion on its own task, for the supertraits
+/// of [`Store`] that live in their own modules.
+pub(super) async fn on_own_task<T: Send + 'static>(
+    work: impl Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+}
+
 /// Runs `call` against the inner store on its own task.
 macro_rules! detach {
     ($self:ident, |$s:ident| $body:expr) => {{
@@ -159,8 +169,8 @@ impl Store for Detached {
         detach!(self, |s| s.set_queue_settings(params))
     }
 
-    async fn state_counts(&self) -> StoreResult<Vec<StateCount>> {
-        self.0.state_counts().await
+    async fn live_state_counts(&self) -> StoreResult<Vec<StateCount>> {
+        self.0.live_state_counts().await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Detached, StoreError, StoreResult};
+use super::detached::on_own_task;
+use super::{Detached, StoreResult};
 
 /// One stored key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +50,6 @@ pub trait KeyRecords: Send + Sync {
 
     /// Records when keys were last used (never moving a time back).
     async fn touch_keys(&self, used: &[(String, DateTime<Utc>)]) -> StoreResult<()>;
-}
-
-async fn on_own_task<T: Send + 'static>(
-    work: impl Future<Output = StoreResult<T>> + Send + 'static,
-) -> StoreResult<T> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 //! token changes nothing. `now` is always passed in (see [`crate::clock`]) so that tests control
 //! time and no background process is needed for lease expiry to be correct.
 
+mod artifacts;
 mod dag;
 mod detached;
 mod idempotency;
@@ -30,6 +31,7 @@ use leasehold_proto::{
 };
 use uuid::Uuid;
 
+pub use artifacts::ArtifactOwners;
 pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
@@ -281,6 +283,18 @@ pub struct Transition {
     pub changed: bool,
 }
 
+/// Counts of the live states for `/metrics`, one statement on both stores, each branch read
+/// through its partial index (`jobs_ready`, `jobs_lease_expiry`, `jobs_blocked`).
+const LIVE_STATE_COUNTS: &str = "\
+    SELECT tenant, queue, 'queued' AS state, COUNT(*) AS n FROM jobs \
+     WHERE state = 'queued' GROUP BY tenant, queue \
+    UNION ALL \
+    SELECT tenant, queue, 'leased' AS state, COUNT(*) AS n FROM jobs \
+     WHERE lease_expires_at IS NOT NULL AND state = 'leased' GROUP BY tenant, queue \
+    UNION ALL \
+    SELECT tenant, queue, 'blocked' AS state, COUNT(*) AS n FROM jobs \
+     WHERE state = 'blocked' GROUP BY tenant, queue";
+
 /// Jobs counted per tenant, queue and state (for metrics).
 #[derive(Debug, Clone)]
 pub struct StateCount {
@@ -308,7 +322,7 @@ pub struct Claimed {
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
-pub trait Store: SchedulerRecords + KeyRecords + Send + Sync + 'static {
+pub trait Store: SchedulerRecords + KeyRecords + ArtifactOwners + Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
 
@@ -414,8 +428,9 @@ pub trait Store: SchedulerRecords + KeyRecords + Send + Sync + 'static {
     /// Replaces a queue's settings (creating its row if needed).
     async fn set_queue_settings(&self, params: SetQueueSettings) -> StoreResult<QueueInfo>;
 
-    /// Job counts for every tenant, queue and state.
-    async fn state_counts(&self) -> StoreResult<Vec<StateCount>>;
+    /// How many jobs are `blocked`, `queued` and `leased` per tenant and queue (only nonzero
+    /// counts). Finished jobs are not counted: that would read the whole table.
+    async fn live_state_counts(&self) -> StoreResult<Vec<StateCount>>;
 
     /// Events with id greater than `after`, oldest first.
     async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {

@@ -46,7 +46,8 @@ async fn walkthrough_and_headers(store: Arc<dyn Store>) {
     assert_eq!(ready.status, StatusCode::OK);
     let metrics = api.raw("GET", "/metrics", vec![], &[]).await;
     let text = metrics.body.as_str().unwrap().to_owned();
-    assert!(text.contains("leasehold_jobs{"), "{text}");
+    // The job has finished: no live job, but the gauge is declared.
+    assert!(text.contains("# TYPE leasehold_jobs gauge"), "{text}");
     assert!(
         text.contains("leasehold_http_request_duration_seconds_bucket"),
         "{text}"

@@ -4,91 +4,17 @@
 //! never falls back to keyless.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use crate::common;
+use crate::common::keyed::{Coordinator, ROOT};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use leasehold_coordinator::clock::OffsetClock;
-use leasehold_coordinator::http::access::{Access, AccessConfig};
 use leasehold_coordinator::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const ROOT: &str = "root-key-for-tests-0123456789";
-
-struct Coordinator {
-    served: common::Served,
-    clock: OffsetClock,
-    http: reqwest::Client,
-}
-
-impl Coordinator {
-    async fn start(store: Arc<dyn Store>, root: Option<&str>) -> Self {
-        let clock = OffsetClock::default();
-        let moved = clock.clone();
-        let root = root.map(str::to_owned);
-        let served = common::serve_with(store, move |s| {
-            s.clock = Arc::new(moved);
-            if let Some(root) = root {
-                s.access = Access::new(AccessConfig::default().with_api_key(&root));
-            }
-        })
-        .await;
-        Self {
-            served,
-            clock,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.served.url));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Creates a key with `ROOT`; returns (id, token).
-    async fn key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
-        let (status, body) = self
-            .call(
-                Some(ROOT),
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"tenant": tenant, "scopes": scopes, "name": format!("{tenant} test")})),
-                &[],
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        (
-            body["key"]["id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        )
-    }
-}
 
 const WORKER: &[&str] = &["worker", "jobs:write", "jobs:read"];
 
@@ -560,47 +486,7 @@ async fn once_a_key_exists_a_keyless_coordinator_needs_keys(store: Arc<dyn Store
     );
 }
 
-async fn scheduler_records_belong_to_their_tenant(store: Arc<dyn Store>) {
-    let c = Coordinator::start(store, Some(ROOT)).await;
-    let (_, alpha) = c.key("alpha", &["runs"]).await;
-    let (_, beta) = c.key("beta", &["runs"]).await;
-    let record = json!({
-        "started_at": "2026-12-05T10:00:00Z", "completed_at": "2026-12-05T10:01:00Z",
-        "status": "failed", "tables_assessed": 3, "tables_skipped": 0, "tables_healthy": 2,
-        "jobs_submitted": 1, "jobs_completed": 0, "jobs_failed": 1, "dry_run": false,
-        "error": "alpha's warehouse password expired"
-    });
-    let (status, body) = c
-        .call(
-            Some(&alpha),
-            Method::POST,
-            "/orchestrator/runs",
-            Some(record),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (_, mine) = c
-        .call(Some(&alpha), Method::GET, "/orchestrator/runs", None, &[])
-        .await;
-    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
-    let (status, theirs) = c
-        .call(Some(&beta), Method::GET, "/orchestrator/runs", None, &[])
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        theirs,
-        json!([]),
-        "beta sees none of alpha's records or their error texts"
-    );
-    let (_, root) = c
-        .call(Some(ROOT), Method::GET, "/orchestrator/runs", None, &[])
-        .await;
-    assert_eq!(root, json!([]), "the single key is tenant default's");
-}
-
 crate::on_both_backends!(
-    scheduler_records_belong_to_their_tenant,
     a_key_leases_only_its_own_tenants_jobs,
     scopes_decide_what_a_key_may_do,
     keys_are_listed_without_secrets_then_revoked_or_expired,

@@ -12,6 +12,8 @@ mod common;
 
 mod access;
 mod cli;
+mod connections;
+mod cross_site;
 mod dag_paths;
 mod dag_replay;
 mod dag_wakeups;
@@ -20,6 +22,7 @@ mod feed_gaps;
 mod handoff;
 mod http_api;
 mod idempotency;
+mod isolation;
 mod keys;
 mod outcome_checks;
 mod provenance;

@@ -416,6 +416,7 @@ fn code_for_status(status: u16) -> ErrorCode {
         405 => ErrorCode::MethodNotAllowed,
         409 => ErrorCode::InvalidState,
         413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
         422 => ErrorCode::ValidationFailed,
         429 => ErrorCode::RateLimited,
         502..=504 => ErrorCode::Unavailable,

@@ -103,8 +103,17 @@ async fn stream_runs(state: AppState, tenant: String, after: i64, socket: WebSoc
     };
     let mut listener = Listener::new(state.store.clone(), state.events.clone(), filter);
     let mut shutdown = state.shutdown.clone();
+    // A ping keeps a quiet stream inside the connection idle timeout (crate::connections), as
+    // worker sessions do.
+    let mut ping = tokio::time::interval(std::time::Duration::from_secs(15));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             next = listener.next() => {
                 let frame = match next {
                     Ok(Delivery::Event(e)) => {

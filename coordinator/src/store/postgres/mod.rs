@@ -3,6 +3,7 @@
 //! (the `IN (… LIMIT … SKIP LOCKED)` form can over-claim, PostgreSQL bug #15715). Every state
 //! change and its event are written by one statement (data-modifying CTEs), hence atomically.
 
+mod artifacts;
 mod dag;
 mod enqueue;
 mod feed;
@@ -454,12 +455,11 @@ impl Store for PostgresStore {
         pick_queue(self.queues(tenant).await?, queue)
     }
 
-    async fn state_counts(&self) -> StoreResult<Vec<StateCount>> {
-        let rows = sqlx::query(
-            "SELECT tenant, queue, state, COUNT(*) AS n FROM jobs GROUP BY tenant, queue, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+    async fn live_state_counts(&self) -> StoreResult<Vec<StateCount>> {
+        // One partial index per state: the cost follows the backlog, never the history.
+        let rows = sqlx::query(super::LIVE_STATE_COUNTS)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let state: String = row.try_get("state")?;

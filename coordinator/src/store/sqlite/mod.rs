@@ -1,6 +1,7 @@
 //! SQLite store: one file, WAL, a single writer connection (every write transaction starts with
 //! `BEGIN IMMEDIATE`, so it never upgrades a read lock and never deadlocks) and a reader pool.
 
+mod artifacts;
 mod dag;
 mod direct;
 mod enqueue;
@@ -394,12 +395,11 @@ impl Store for SqliteStore {
         super::pick_queue(queues, queue)
     }
 
-    async fn state_counts(&self) -> StoreResult<Vec<StateCount>> {
-        let rows = sqlx::query(
-            "SELECT tenant, queue, state, COUNT(*) AS n FROM jobs GROUP BY tenant, queue, state",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+    async fn live_state_counts(&self) -> StoreResult<Vec<StateCount>> {
+        // One partial index per state: the cost follows the backlog, never the history.
+        let rows = sqlx::query(super::LIVE_STATE_COUNTS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|row| {
                 let state: String = row.try_get("state")?;

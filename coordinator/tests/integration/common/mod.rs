@@ -5,6 +5,7 @@ pub mod api;
 pub mod clocked;
 pub mod dag;
 pub mod events;
+pub mod keyed;
 pub mod rows;
 
 use std::path::PathBuf;
@@ -105,10 +106,14 @@ pub async fn serve_with(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = leasehold_coordinator::app(state)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let listener = leasehold_coordinator::server::no_delay(listener);
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    // The coordinator's own accept loop, with its default limits.
+    let app = leasehold_coordinator::app(state);
+    tokio::spawn(leasehold_coordinator::connections::serve(
+        listener,
+        app,
+        Default::default(),
+        std::future::pending(),
+    ));
     Served {
         url: format!("http://127.0.0.1:{}", addr.port()),
         _dir: dir,

@@ -1,0 +1,117 @@
+//! A coordinator with the single key `ROOT` on, over a real socket, and the calls the tenancy
+//! suites make with keys of several tenants.
+
+use std::sync::Arc;
+
+use leasehold_coordinator::clock::OffsetClock;
+use leasehold_coordinator::http::access::{Access, AccessConfig};
+use leasehold_coordinator::store::Store;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Served, serve_with};
+
+/// The coordinator's `ORCHESTRATOR_API_KEY` in these suites.
+pub const ROOT: &str = "root-key-for-tests-0123456789";
+
+/// A served coordinator with the single key `ROOT` (or keyless) and a clock tests can move.
+pub struct Coordinator {
+    pub served: Served,
+    pub clock: OffsetClock,
+    pub http: reqwest::Client,
+}
+
+impl Coordinator {
+    /// Serves `store`, with `root` as `ORCHESTRATOR_API_KEY` when given.
+    pub async fn start(store: Arc<dyn Store>, root: Option<&str>) -> Self {
+        let clock = OffsetClock::default();
+        let moved = clock.clone();
+        let root = root.map(str::to_owned);
+        let served = serve_with(store, move |s| {
+            s.clock = Arc::new(moved);
+            if let Some(root) = root {
+                s.access = Access::new(AccessConfig::default().with_api_key(&root));
+            }
+        })
+        .await;
+        Self {
+            served,
+            clock,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// One JSON call with `key` as the bearer token; the status and the decoded body (`Null`
+    /// when it is not JSON).
+    pub async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.served.url));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a key with `ROOT`; returns (id, token).
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        let (status, body) = self
+            .call(
+                Some(ROOT),
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"tenant": tenant, "scopes": scopes, "name": format!("{tenant} test")})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["key"]["id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// `PUT /v1/artifacts/{digest}` of `bytes` with `key`.
+    pub async fn put_artifact(&self, key: &str, digest: &str, bytes: &[u8]) -> (u16, Value) {
+        let r = self
+            .http
+            .put(format!("{}/v1/artifacts/{digest}", self.served.url))
+            .bearer_auth(key)
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /v1/artifacts/{digest}` with `key`: the status and the raw body.
+    pub async fn get_artifact(&self, key: &str, digest: &str) -> (u16, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}/v1/artifacts/{digest}", self.served.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.bytes().await.unwrap().to_vec())
+    }
+}

@@ -5,6 +5,7 @@
 //! the SDKs send them, so a field renamed here is renamed for every party at once. With the
 //! `openapi` feature each type also derives its OpenAPI schema.
 
+mod audit;
 mod error;
 mod event;
 mod frame;
@@ -18,6 +19,7 @@ pub mod retry;
 mod run;
 mod worker;
 
+pub use audit::{AuditList, ReplayRequest, ReplayResult};
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::Event;
 pub use job::{

@@ -1,7 +1,7 @@
-//! `leasehold jobs list|get|cancel|retry`.
+//! `leasehold jobs list|get|cancel|retry|replay`.
 
 use clap::{Args, Subcommand, ValueEnum};
-use leasehold_proto::{Job, JobList, JobState};
+use leasehold_proto::{Job, JobList, JobState, ReplayRequest, ReplayResult};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -45,6 +45,42 @@ pub(crate) enum JobsCommand {
         /// Job id.
         id: Uuid,
     },
+    /// Replay dead (or cancelled) jobs by filter, newest first: each goes back to `queued` as
+    /// with `retry`. Needs the `orch:backfill` scope, a reason and a ticket, recorded in the
+    /// audit trail (`leasehold audit`). Try it with `--dry-run` first.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Only this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only this kind (handler name).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Which ended jobs.
+    #[arg(long, value_enum, default_value_t = EndedArg::Dead)]
+    state: EndedArg,
+    /// At most this many jobs (1 to 10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    limit: u32,
+    /// Count and list the jobs; change and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Why (recorded in the audit trail).
+    #[arg(long, required = true)]
+    reason: String,
+    /// The change ticket (recorded in the audit trail).
+    #[arg(long, required = true)]
+    ticket: String,
+}
+
+/// The ended states a replay takes jobs from.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EndedArg {
+    Dead,
+    Cancelled,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +175,47 @@ pub(crate) async fn run(ctx: &Ctx, command: JobsCommand) -> CliResult {
                 job.state, job.max_attempts
             ))
         }
+        JobsCommand::Replay(args) => replay(ctx, args).await,
     }
+}
+
+async fn replay(ctx: &Ctx, args: ReplayArgs) -> CliResult {
+    let body = ReplayRequest {
+        queue: args.queue,
+        kind: args.kind,
+        state: Some(
+            match args.state {
+                EndedArg::Dead => "dead",
+                EndedArg::Cancelled => "cancelled",
+            }
+            .to_owned(),
+        ),
+        limit: Some(args.limit),
+        dry_run: args.dry_run,
+        reason: Some(args.reason),
+        ticket: Some(args.ticket),
+    };
+    let result: ReplayResult = ctx
+        .api
+        .call(ctx.api.request(Method::POST, "/v1/replays").json(&body))
+        .await?
+        .body;
+    if ctx.json {
+        return output::print_json(&result);
+    }
+    if result.dry_run {
+        return output::print(&format!(
+            "dry run: {} job(s) would be replayed; nothing changed",
+            result.matched
+        ));
+    }
+    let audit = result
+        .audit_event_id
+        .map_or_else(String::new, |id| format!(" (audit event {id})"));
+    output::print(&format!(
+        "{} of {} matched job(s) replayed{audit}",
+        result.replayed, result.matched
+    ))
 }
 
 async fn list(ctx: &Ctx, args: ListArgs) -> CliResult {

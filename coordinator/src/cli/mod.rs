@@ -1,4 +1,4 @@
-//! The operator CLI: `leasehold jobs|queues|run|events|ledger …`, a client of the HTTP API.
+//! The operator CLI: `leasehold jobs|queues|run|events|ledger|keys|audit …`, a client of the HTTP API.
 //!
 //! Every command talks to a running coordinator (`--url`, `LEASEHOLD_URL`, default
 //! `http://127.0.0.1:7070`) with the API key from `LEASEHOLD_API_KEY` or
@@ -7,6 +7,7 @@
 //! 1 the server answered an error, 2 usage or local error, 3 cannot connect, 4 a ledger export
 //! or the ledger archive did not verify, 130 interrupted. `docs/cli.md` is the user's guide.
 
+mod audit;
 mod client;
 mod error;
 mod events;
@@ -21,6 +22,7 @@ mod sse;
 
 use clap::{Args, Subcommand};
 
+pub use audit::AuditArgs;
 pub use events::EventsArgs;
 pub use jobs::JobsArgs;
 pub use keys::KeysArgs;
@@ -49,6 +51,8 @@ pub enum ClientCommand {
     Ledger(LedgerArgs),
     /// API keys bound to a tenant and scopes: create (the token is shown once), list, revoke.
     Keys(KeysArgs),
+    /// The audit trail: who changed keys, queues, retention, or replayed jobs, and why.
+    Audit(AuditArgs),
 }
 
 /// Options every client command takes, before or after its subcommand.
@@ -112,6 +116,10 @@ pub async fn run(command: ClientCommand) -> i32 {
             Err(e) => Err(e),
         },
         ClientCommand::Keys(args) => keys::run(args).await,
+        ClientCommand::Audit(args) => match args.global.ctx() {
+            Ok(ctx) => audit::run(&ctx, args).await,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => error::EXIT_OK,

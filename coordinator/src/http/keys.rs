@@ -125,7 +125,17 @@ pub(crate) async fn create(
     };
     state.store.insert_key(&row).await?;
     state.keys.invalidate();
-    tracing::info!(key_id = %row.id, tenant = %row.tenant, scopes = ?row.scopes, "API key created");
+    let target = serde_json::json!({"key_id": row.id, "name": row.name, "scopes": row.scopes});
+    crate::audit::record(
+        &*state.store,
+        &row.tenant,
+        &principal,
+        "keys.create",
+        target,
+        None,
+        now,
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         ApiJson(CreatedApiKey {
@@ -172,6 +182,16 @@ pub(crate) async fn revoke(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no API key {id:?}")))?;
     state.keys.invalidate();
-    tracing::info!(key_id = %row.id, tenant = %row.tenant, "API key revoked");
+    let target = serde_json::json!({"key_id": row.id, "name": row.name});
+    crate::audit::record(
+        &*state.store,
+        &row.tenant,
+        &principal,
+        "keys.revoke",
+        target,
+        None,
+        now,
+    )
+    .await;
     Ok(ApiJson(view(row)))
 }

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod artifacts;
+mod audit;
 mod compat;
 mod cross_site;
 mod cursor;
@@ -169,6 +170,7 @@ pub fn app(state: AppState) -> Router {
         clock: state.clock.clone(),
     };
     Router::new()
+        .merge(audit::router())
         .merge(jobs::router())
         .merge(keys::router())
         .merge(leases::router())

@@ -8,6 +8,7 @@ use leasehold_proto::{ErrorEnvelope, QueueInfo, QueueList, QueueSettings};
 use super::AppState;
 use super::extract::{ApiJson, QueueName, Tenant};
 use crate::error::ApiResult;
+use crate::keys::Principal;
 use crate::store::{PauseQueue, SetQueueSettings};
 use crate::validate;
 
@@ -39,17 +40,30 @@ pub(crate) async fn list(
 pub(crate) async fn pause(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     QueueName(name): QueueName,
 ) -> ApiResult<ApiJson<QueueInfo>> {
+    let now = state.clock.now();
     let info = state
         .store
         .set_queue_paused(PauseQueue {
-            now: state.clock.now(),
-            tenant: tenant.0,
-            queue: name,
+            now,
+            tenant: tenant.0.clone(),
+            queue: name.clone(),
             paused: true,
         })
         .await?;
+    let target = serde_json::json!({"queue": name});
+    crate::audit::record(
+        &*state.store,
+        &tenant.0,
+        &principal,
+        "queues.pause",
+        target,
+        None,
+        now,
+    )
+    .await;
     Ok(ApiJson(info))
 }
 
@@ -60,17 +74,30 @@ pub(crate) async fn pause(
 pub(crate) async fn resume(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     QueueName(name): QueueName,
 ) -> ApiResult<ApiJson<QueueInfo>> {
+    let now = state.clock.now();
     let info = state
         .store
         .set_queue_paused(PauseQueue {
-            now: state.clock.now(),
-            tenant: tenant.0,
-            queue: name,
+            now,
+            tenant: tenant.0.clone(),
+            queue: name.clone(),
             paused: false,
         })
         .await?;
+    let target = serde_json::json!({"queue": name});
+    crate::audit::record(
+        &*state.store,
+        &tenant.0,
+        &principal,
+        "queues.resume",
+        target,
+        None,
+        now,
+    )
+    .await;
     state.ready.notify();
     Ok(ApiJson(info))
 }
@@ -85,20 +112,33 @@ pub(crate) async fn resume(
 pub(crate) async fn settings(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     QueueName(name): QueueName,
     ApiJson(settings): ApiJson<QueueSettings>,
 ) -> ApiResult<ApiJson<QueueInfo>> {
     if let Some(ms) = settings.default_timeout_ms {
         validate::timeout("default_timeout_ms", ms)?;
     }
+    let now = state.clock.now();
+    let target = serde_json::json!({"queue": name, "settings": settings});
     let info = state
         .store
         .set_queue_settings(SetQueueSettings {
-            now: state.clock.now(),
-            tenant: tenant.0,
+            now,
+            tenant: tenant.0.clone(),
             queue: name,
             settings,
         })
         .await?;
+    crate::audit::record(
+        &*state.store,
+        &tenant.0,
+        &principal,
+        "queues.settings",
+        target,
+        None,
+        now,
+    )
+    .await;
     Ok(ApiJson(info))
 }

@@ -13,8 +13,10 @@ use leasehold_proto::{
 use super::AppState;
 use super::extract::{ApiJson, QueueName, Tenant};
 use crate::error::{ApiError, ApiResult};
+use crate::keys::Principal;
 use crate::retention::{Policies, Window};
 use crate::store::{PolicyRow, StoreError};
+use serde_json::json;
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
@@ -109,10 +111,14 @@ pub(crate) async fn settings(
 pub(crate) async fn put_tenant(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     ApiJson(body): ApiJson<RetentionPolicy>,
 ) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
-    let row = policy_row(&state, tenant.0, String::new(), body)?;
-    Ok(ApiJson(stored(put_detached(&state, row).await?)))
+    let target = json!({"queue": null, "policy": body});
+    let row = policy_row(&state, tenant.0.clone(), String::new(), body)?;
+    let saved = stored(put_detached(&state, row).await?);
+    audited(&state, &tenant.0, &principal, "retention.set", target).await;
+    Ok(ApiJson(saved))
 }
 
 /// Removes the tenant-wide override (404 when there is none).
@@ -121,11 +127,15 @@ pub(crate) async fn put_tenant(
 pub(crate) async fn delete_tenant(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
 ) -> ApiResult<StatusCode> {
-    removed(
-        delete_detached(&state, tenant.0, String::new()).await?,
+    let status = removed(
+        delete_detached(&state, tenant.0.clone(), String::new()).await?,
         "this tenant has no retention override",
-    )
+    )?;
+    let target = json!({"queue": null});
+    audited(&state, &tenant.0, &principal, "retention.delete", target).await;
+    Ok(status)
 }
 
 /// The windows that apply to a queue's finished jobs, and where each comes from.
@@ -160,11 +170,15 @@ pub(crate) async fn effective(
 pub(crate) async fn put_queue(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<RetentionPolicy>,
 ) -> ApiResult<ApiJson<StoredRetentionPolicy>> {
-    let row = policy_row(&state, tenant.0, queue, body)?;
-    Ok(ApiJson(stored(put_detached(&state, row).await?)))
+    let target = json!({"queue": queue, "policy": body});
+    let row = policy_row(&state, tenant.0.clone(), queue, body)?;
+    let saved = stored(put_detached(&state, row).await?);
+    audited(&state, &tenant.0, &principal, "retention.set", target).await;
+    Ok(ApiJson(saved))
 }
 
 /// Removes a queue's override (404 when there is none).
@@ -175,12 +189,28 @@ pub(crate) async fn put_queue(
 pub(crate) async fn delete_queue(
     State(state): State<AppState>,
     tenant: Tenant,
+    principal: Principal,
     QueueName(queue): QueueName,
 ) -> ApiResult<StatusCode> {
-    removed(
-        delete_detached(&state, tenant.0, queue).await?,
+    let target = json!({"queue": queue});
+    let status = removed(
+        delete_detached(&state, tenant.0.clone(), queue).await?,
         "this queue has no retention override",
-    )
+    )?;
+    audited(&state, &tenant.0, &principal, "retention.delete", target).await;
+    Ok(status)
+}
+
+/// Records a retention change by `principal` in `tenant`'s audit trail.
+async fn audited(
+    state: &AppState,
+    tenant: &str,
+    principal: &Principal,
+    action: &str,
+    target: serde_json::Value,
+) {
+    let now = state.clock.now();
+    crate::audit::record(&*state.store, tenant, principal, action, target, None, now).await;
 }
 
 /// Writes on their own task, as `crate::store::Detached` does for the `Store` calls: a client
@@ -221,11 +251,17 @@ fn removed(found: bool, missing: &str) -> ApiResult<StatusCode> {
 /// removed. `swept` is false when another replica was sweeping.
 #[utoipa::path(post, path = "/v1/retention/sweep", tag = "operators",
     responses((status = 200, body = SweepReport), (status = 503, body = ErrorEnvelope)))]
-pub(crate) async fn sweep_now(State(state): State<AppState>) -> ApiResult<ApiJson<SweepReport>> {
+pub(crate) async fn sweep_now(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    principal: Principal,
+) -> ApiResult<ApiJson<SweepReport>> {
     // On its own task: a client that hangs up does not stop a sweep half way.
-    let report = tokio::spawn(async move { crate::retention::sweep(&state.sweeper()).await })
+    let sweeper = state.sweeper();
+    let report = tokio::spawn(async move { crate::retention::sweep(&sweeper).await })
         .await
         .map_err(|e| StoreError::Internal(format!("sweep task failed: {e}")))??;
+    audited(&state, &tenant.0, &principal, "retention.sweep", json!({})).await;
     Ok(ApiJson(report))
 }
 

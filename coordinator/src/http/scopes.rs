@@ -29,6 +29,8 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
         ["v1", "events"] if read => &[Events],
         ["v1", "runs", ..] => &[Runs],
         ["v1", "keys", ..] => &[Admin],
+        ["v1", "audit"] if read => &[Admin],
+        ["v1", "replays"] if post => &[OrchBackfill],
         // The surfaces of the replaced systems.
         ["runs", _, "events"] | ["runs", "stream"] if read => &[Events, Runs],
         ["runs", ..] | ["api", "v1", "orchestrator", "runs"] | ["orchestrator", "runs"] => &[Runs],

@@ -6,6 +6,7 @@
 //! time and no background process is needed for lease expiry to be correct.
 
 mod artifacts;
+mod audit;
 mod dag;
 mod detached;
 mod idempotency;
@@ -32,6 +33,7 @@ use leasehold_proto::{
 use uuid::Uuid;
 
 pub use artifacts::ArtifactOwners;
+pub use audit::{AUDIT_EVENT, AuditRecords};
 pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
@@ -322,7 +324,9 @@ pub struct Claimed {
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
-pub trait Store: SchedulerRecords + KeyRecords + ArtifactOwners + Send + Sync + 'static {
+pub trait Store:
+    SchedulerRecords + KeyRecords + ArtifactOwners + AuditRecords + Send + Sync + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
 

@@ -11,6 +11,7 @@
 mod common;
 
 mod access;
+mod audit;
 mod cli;
 mod connections;
 mod cross_site;

@@ -4,6 +4,7 @@
 //! change and its event are written by one statement (data-modifying CTEs), hence atomically.
 
 mod artifacts;
+mod audit;
 mod dag;
 mod enqueue;
 mod feed;

@@ -2,6 +2,7 @@
 //! `BEGIN IMMEDIATE`, so it never upgrades a read lock and never deadlocks) and a reader pool.
 
 mod artifacts;
+mod audit;
 mod dag;
 mod direct;
 mod enqueue;

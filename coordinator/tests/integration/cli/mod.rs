@@ -11,6 +11,7 @@ use std::time::Duration;
 use leasehold_testkit::{Coordinator, free_port};
 use serde_json::{Value, json};
 
+mod audit;
 mod jobs_and_queues;
 mod runs_and_exports;
 mod streams;

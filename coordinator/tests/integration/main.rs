@@ -15,6 +15,7 @@ mod audit;
 mod cli;
 mod connections;
 mod cross_site;
+mod cross_tenant;
 mod dag_paths;
 mod dag_replay;
 mod dag_wakeups;

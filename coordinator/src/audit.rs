@@ -95,7 +95,8 @@ pub async fn record(
             Some(event)
         }
         Err(err) => {
-            tracing::error!(%err, %tenant, record = %data, "the audit record could not be written");
+            let record = crate::redaction::current().redact(&data);
+            tracing::error!(%err, %tenant, %record, "the audit record could not be written");
             None
         }
     }

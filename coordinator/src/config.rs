@@ -131,6 +131,16 @@ pub struct ServeArgs {
     /// authentication off or guessable.
     #[arg(long, env = "ORCHESTRATOR_API_KEY", hide_env_values = true, value_parser = ApiKeyParser)]
     pub api_key: Option<String>,
+    /// Field names whose values never appear in error messages, error details or logs,
+    /// comma-separated; matched case-insensitively inside longer names, ignoring `_` and `-`
+    /// (`password` covers `db_password`). Replaces the default list.
+    #[arg(
+        long,
+        env = "LEASEHOLD_REDACT_FIELDS",
+        value_delimiter = ',',
+        default_value = "password,secret,token,api_key,authorization"
+    )]
+    pub redact_fields: Vec<String>,
     /// Label `/metrics`'s job gauges with tenant names too (`/metrics` is open to anyone who
     /// reaches the coordinator, so tenant names stay out of it unless asked for).
     #[arg(long, env = "LEASEHOLD_METRICS_TENANT_LABEL")]

@@ -82,12 +82,24 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, what)
     }
 
-    /// The envelope body for this error.
+    /// The envelope body for this error, with secret fields redacted
+    /// (`crate::redaction`): in its details, and in its message when it is about one.
     pub fn into_body(self, request_id: &str) -> leasehold_proto::ErrorBody {
+        let redactor = crate::redaction::current();
+        let about_a_secret = self
+            .details
+            .get("field")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|f| redactor.is_secret_path(f));
+        let message = if about_a_secret {
+            crate::redaction::scrub_quotes(&self.message)
+        } else {
+            self.message
+        };
         leasehold_proto::ErrorBody {
             code: self.code,
-            message: self.message,
-            details: self.details,
+            message,
+            details: redactor.redact(&self.details),
             request_id: request_id.to_owned(),
         }
     }

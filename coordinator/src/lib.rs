@@ -23,6 +23,7 @@ pub mod notify;
 pub mod outage;
 mod planning;
 pub mod ready;
+pub mod redaction;
 pub mod retention;
 pub mod server;
 pub mod store;

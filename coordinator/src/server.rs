@@ -79,6 +79,7 @@ pub async fn open_store(
 
 /// Runs the coordinator until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    crate::redaction::install(leasehold_proto::redact::Redactor::new(&args.redact_fields));
     let url = args.resolved_database_url();
     let (store, pg) =
         open_store(&url, &args, Duration::from_secs(args.connect_timeout_secs)).await?;

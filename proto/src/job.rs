@@ -153,7 +153,9 @@ pub struct EnqueueBatchResponse {
 }
 
 /// A job as the coordinator stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Its `Debug` form (what `{:?}` and `tracing`'s `?job` print) redacts secret fields of the
+// payload, checkpoint, progress, result and error (`crate::redact`): written out below.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Job id (UUIDv7, so ids sort by creation time).
@@ -254,4 +256,46 @@ pub struct Artifact {
     pub size: u64,
     /// Media type, e.g. `application/octet-stream`.
     pub media_type: String,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = crate::redact::Redactor::default();
+        let opt = |v: &Option<serde_json::Value>| v.as_ref().map(|v| r.redact(v));
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("queue", &self.queue)
+            .field("kind", &self.kind)
+            .field("state", &self.state)
+            .field("payload", &r.redact(&self.payload))
+            .field("priority", &self.priority)
+            .field("attempt", &self.attempt)
+            .field("max_attempts", &self.max_attempts)
+            .field("fencing_token", &self.fencing_token)
+            .field("run_at", &self.run_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("started_at", &self.started_at)
+            .field("finished_at", &self.finished_at)
+            .field("lease_expires_at", &self.lease_expires_at)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("correlation_id", &self.correlation_id)
+            .field("project", &self.project)
+            .field("run_id", &self.run_id)
+            .field("inputs_hash", &self.inputs_hash)
+            .field("backoff", &self.backoff)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("deadline_at", &self.deadline_at)
+            .field("worker_id", &self.worker_id)
+            .field("worker_version", &self.worker_version)
+            .field("cancel_requested", &self.cancel_requested)
+            .field("cancel_reason", &self.cancel_reason)
+            .field("checkpoint", &opt(&self.checkpoint))
+            .field("progress", &opt(&self.progress))
+            .field("result", &opt(&self.result))
+            .field("last_error", &opt(&self.last_error))
+            .field("artifacts", &self.artifacts)
+            .finish()
+    }
 }

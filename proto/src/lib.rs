@@ -14,6 +14,7 @@ mod keys;
 mod lease;
 pub mod names;
 mod queue;
+pub mod redact;
 mod retention;
 pub mod retry;
 mod run;

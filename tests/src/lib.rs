@@ -182,8 +182,9 @@ impl Coordinator {
             .env_remove("CORS_ORIGINS")
             .env_remove("RATE_LIMIT_WINDOW_MS")
             .env_remove("RATE_LIMIT_MAX")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // Quiet unless the test asks for more.
             .env("LEASEHOLD_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             // The coordinator logs to stdout; panics go to stderr: both into the log file.
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

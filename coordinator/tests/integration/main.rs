@@ -28,6 +28,7 @@ mod isolation;
 mod keys;
 mod outcome_checks;
 mod provenance;
+mod redaction;
 mod retention;
 mod runbook;
 mod runs_and_feeds;

@@ -86,9 +86,10 @@ pub struct NewJob {
     pub queue: String,
     /// The handler name workers dispatch on.
     pub kind: String,
-    /// Arbitrary JSON handed to the handler.
+    /// Arbitrary JSON handed to the handler (an object by convention; any JSON value,
+    /// `null` included, is kept as sent).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub payload: serde_json::Value,
     /// Higher runs first; default 0, range -1000..=1000.
     #[serde(default)]
@@ -168,8 +169,8 @@ pub struct Job {
     pub kind: String,
     /// Current state.
     pub state: JobState,
-    /// The handler's input.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The handler's input: any JSON value, as enqueued.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub payload: serde_json::Value,
     /// Higher runs first.
     pub priority: i32,

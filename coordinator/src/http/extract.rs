@@ -154,7 +154,8 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: empty means `T::default()`.
+/// An optional JSON body: empty (or JSON `null`, what the document's optional body allows)
+/// means `T::default()`.
 #[derive(Debug, Clone, Default)]
 pub struct OptionalJson<T>(pub T);
 
@@ -163,7 +164,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(Self(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)

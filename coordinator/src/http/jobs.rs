@@ -36,13 +36,35 @@ pub(crate) const MAX_LIST_LIMIT: u32 = 500;
 /// Default page of `GET /v1/jobs`.
 pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
 
+/// What `POST /v1/jobs` takes, as the document says it: one job or a batch.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // A schema only: the handler reads the body itself.
+pub(crate) enum EnqueueRequest {
+    /// One job.
+    One(NewJob),
+    /// `{"jobs": [...]}`.
+    Batch(leasehold_proto::EnqueueBatchRequest),
+}
+
+/// What `POST /v1/jobs` answers: the job for one, the batch's report for a batch.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // A schema only: never built.
+pub(crate) enum EnqueueAnswer {
+    /// The job (created, or the one an idempotent replay names).
+    One(Job),
+    /// Each job of a batch, created or replayed.
+    Batch(EnqueueBatchResponse),
+}
+
 /// Enqueue one job, or a batch as `{"jobs": [...]}`.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
-    request_body(content = NewJob, description = "one job, or `{\"jobs\": [...]}` (EnqueueBatchRequest)"),
+    request_body(content = EnqueueRequest, description = "one job, or `{\"jobs\": [...]}`"),
     params(("Idempotency-Key" = Option<String>, Header, description = "idempotency key for a single job")),
     responses(
-        (status = 201, description = "created", body = Job),
-        (status = 200, description = "idempotent replay (header `Idempotent-Replayed: true`), or a batch whose jobs all existed", body = EnqueueBatchResponse),
+        (status = 201, description = "created: the job, or the batch's report when any job of it is new", body = EnqueueAnswer),
+        (status = 200, description = "idempotent replay (header `Idempotent-Replayed: true`): the job; or a batch whose jobs all existed", body = EnqueueAnswer),
         (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn enqueue(

@@ -41,6 +41,7 @@ use super::extract::ApiJson;
         leasehold_proto::ErrorEnvelope, leasehold_proto::ErrorBody, leasehold_proto::ErrorCode,
         leasehold_proto::Job, leasehold_proto::JobState, leasehold_proto::NewJob,
         leasehold_proto::EnqueueBatchRequest, leasehold_proto::EnqueueBatchResponse,
+        super::jobs::EnqueueRequest, super::jobs::EnqueueAnswer,
         leasehold_proto::EnqueuedJob, leasehold_proto::JobList, leasehold_proto::BackoffHint,
         leasehold_proto::ClaimRequest, leasehold_proto::ClaimResponse, leasehold_proto::Lease,
         leasehold_proto::RetryHints, leasehold_proto::HeartbeatRequest,
@@ -151,6 +152,26 @@ impl utoipa::Modify for Security {
                 if method != axum::http::Method::GET {
                     responses.entry("415".into()).or_insert_with(|| {
                         error("the body's Content-Type is not the one this operation takes").into()
+                    });
+                }
+                // What the extractors answer before a handler runs: an unparseable body or path
+                // id (400), a body over the limit (413), a parameter or field out of its
+                // bounds (422).
+                let has_body = operation.request_body.is_some();
+                let params = operation.parameters.as_ref().map_or(0, Vec::len);
+                if has_body || path.contains('{') {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("not parseable: bad JSON, or a path id of the wrong shape").into()
+                    });
+                }
+                if has_body {
+                    responses
+                        .entry("413".into())
+                        .or_insert_with(|| error("the body is over the size limit").into());
+                }
+                if has_body || params > 0 {
+                    responses.entry("422".into()).or_insert_with(|| {
+                        error("a field or parameter is invalid (details.field names it)").into()
                     });
                 }
             }

@@ -201,6 +201,18 @@ pub(crate) async fn delete_queue(
     Ok(status)
 }
 
+/// Refuses (403) a tenant's key on what every tenant shares: only the coordinator's own key
+/// (or a keyless coordinator) may act on it.
+fn operator_only(principal: &Principal, why: &str) -> ApiResult<()> {
+    if principal.is_operator() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        leasehold_proto::ErrorCode::Forbidden,
+        format!("{why}: only the coordinator's own key (ORCHESTRATOR_API_KEY) may do this"),
+    ))
+}
+
 /// Records a retention change by `principal` in `tenant`'s audit trail.
 async fn audited(
     state: &AppState,
@@ -248,14 +260,17 @@ fn removed(found: bool, missing: &str) -> ApiResult<StatusCode> {
 }
 
 /// Runs a retention sweep now, for every tenant (as the schedule does), and answers what it
-/// removed. `swept` is false when another replica was sweeping.
+/// removed. `swept` is false when another replica was sweeping. The coordinator's own key
+/// only: a tenant's key is refused (403).
 #[utoipa::path(post, path = "/v1/retention/sweep", tag = "operators",
-    responses((status = 200, body = SweepReport), (status = 503, body = ErrorEnvelope)))]
+    responses((status = 200, body = SweepReport), (status = 403, description = "a tenant's key: only the coordinator's own key may sweep every tenant", body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn sweep_now(
     State(state): State<AppState>,
     tenant: Tenant,
     principal: Principal,
 ) -> ApiResult<ApiJson<SweepReport>> {
+    operator_only(&principal, "a sweep covers every tenant")?;
     // On its own task: a client that hangs up does not stop a sweep half way.
     let sweeper = state.sweeper();
     let report = tokio::spawn(async move { crate::retention::sweep(&sweeper).await })
@@ -266,12 +281,16 @@ pub(crate) async fn sweep_now(
 }
 
 /// The archived ledger segments in chain order: the events each holds (ids), its digests and
-/// its file in the archive directory. Verify the files with `leasehold ledger verify`.
+/// its file in the archive directory. Verify the files with `leasehold ledger verify`. The
+/// coordinator's own key only: the archive holds every tenant's events.
 #[utoipa::path(get, path = "/v1/ledger/segments", tag = "events",
-    responses((status = 200, body = LedgerSegmentList), (status = 503, body = ErrorEnvelope)))]
+    responses((status = 200, body = LedgerSegmentList), (status = 403, description = "a tenant's key: the archive holds every tenant's events", body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn segments(
     State(state): State<AppState>,
+    principal: Principal,
 ) -> ApiResult<ApiJson<LedgerSegmentList>> {
+    operator_only(&principal, "the ledger archive holds every tenant's events")?;
     Ok(ApiJson(LedgerSegmentList {
         segments: state.store.retention().ledger_segments(false).await?,
     }))

@@ -54,6 +54,13 @@ impl Principal {
         }
     }
 
+    /// Whether the caller acts for the whole coordinator rather than one tenant: the
+    /// coordinator's own key, or anyone on a keyless coordinator. Only such a caller may act on
+    /// what every tenant shares (the ledger archive, a sweep of every tenant).
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Self::Open | Self::Root)
+    }
+
     /// Whether the caller holds at least one of `needed` (an empty list needs none).
     pub fn allows(&self, needed: &[Scope]) -> bool {
         match self {

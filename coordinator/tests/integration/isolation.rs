@@ -251,7 +251,33 @@ async fn metrics_name_no_tenant_and_forget_vanished_queues(store: Arc<dyn Store>
     );
 }
 
+/// What every tenant shares (the ledger archive, a sweep of every tenant) is for the
+/// coordinator's own key only.
+async fn shared_things_are_for_the_coordinators_own_key(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    let (_, admin) = c
+        .key("alpha", &["admin", "events", "jobs:read", "jobs:write"])
+        .await;
+    for (method, path) in [
+        (Method::GET, "/v1/ledger/segments"),
+        (Method::POST, "/v1/retention/sweep"),
+    ] {
+        let (status, refused) = c.call(Some(&admin), method.clone(), path, None, &[]).await;
+        assert_eq!(status, 403, "{path}: {refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ORCHESTRATOR_API_KEY"),
+            "{refused}"
+        );
+        let (status, body) = c.call(Some(ROOT), method, path, None, &[]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}
+
 crate::on_both_backends!(
+    shared_things_are_for_the_coordinators_own_key,
     metrics_name_no_tenant_and_forget_vanished_queues,
     scheduler_records_belong_to_their_tenant,
     artifacts_belong_to_their_tenant,

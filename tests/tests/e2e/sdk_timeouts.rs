@@ -163,6 +163,13 @@ async fn a_handler_that_never_ends_is_reported_timed_out_and_its_late_success_dr
         .await?;
     let leased = session.next_job(Some(PATIENCE)).await?.unwrap();
     assert_eq!(leased.timeout(), Some(Duration::from_secs(1)));
+    // The retry's jittered delay may be a few milliseconds: paused, the queue keeps the job
+    // `queued` for the checks below instead of leasing its second attempt to this session.
+    let paused = reqwest::Client::new()
+        .post(format!("{}/v1/queues/hang/pause", coord.url))
+        .send()
+        .await?;
+    assert_eq!(paused.status(), 200);
     tokio::time::timeout(PATIENCE, leased.cancelled()).await?;
     assert_eq!(leased.cancel_reason(), Some(CancelReason::TimedOut));
     let failed = timed_out(&client, job.job.id, JobState::Queued).await?;

@@ -14,26 +14,8 @@ use crate::common::keyed::{Coordinator, ROOT};
 async fn dead_jobs(c: &Coordinator, key: &str, queue: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
-        let (status, job) = c
-            .call(
-                Some(key),
-                Method::POST,
-                "/v1/jobs",
-                Some(json!({"queue": queue, "kind": "k", "payload": {}, "max_attempts": 1})),
-                &[],
-            )
-            .await;
-        assert_eq!(status, 201, "{job}");
-        let (_, leased) = c
-            .call(
-                Some(key),
-                Method::POST,
-                "/v1/leases",
-                Some(json!({"worker_id": "w", "queues": [queue], "max_jobs": 1, "wait_ms": 0})),
-                &[],
-            )
-            .await;
-        let lease = &leased["leases"][0];
+        let job = json!({"queue": queue, "kind": "k", "payload": {}, "max_attempts": 1});
+        let lease = c.enqueue_and_lease(key, job).await;
         let id = lease["job"]["id"].as_str().unwrap().to_owned();
         let (status, failed) = c
             .call(

@@ -62,27 +62,9 @@ async fn scheduler_records_belong_to_their_tenant(store: Arc<dyn Store>) {
 /// Enqueues one job on `queue` with `key`, leases it, and completes it naming `digest`: the
 /// completion's status and body.
 async fn complete_naming(c: &Coordinator, key: &str, queue: &str, digest: &str) -> (u16, Value) {
-    let (status, body) = c
-        .call(
-            Some(key),
-            Method::POST,
-            "/v1/jobs",
-            Some(json!({"queue": queue, "kind": "k", "payload": {}})),
-            &[],
-        )
+    let lease = c
+        .enqueue_and_lease(key, json!({"queue": queue, "kind": "k", "payload": {}}))
         .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, leased) = c
-        .call(
-            Some(key),
-            Method::POST,
-            "/v1/leases",
-            Some(json!({"worker_id": "w", "queues": [queue], "max_jobs": 1, "wait_ms": 0})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{leased}");
-    let lease = &leased["leases"][0];
     let id = lease["job"]["id"].as_str().unwrap();
     c.call(
         Some(key),

@@ -87,6 +87,23 @@ impl Coordinator {
         )
     }
 
+    /// Enqueues `job` with `key` and leases it at once (from its queue, where it must be the
+    /// only ready job): the lease (`job`, `fencing_token`, …).
+    pub async fn enqueue_and_lease(&self, key: &str, job: Value) -> Value {
+        let queue = job["queue"].clone();
+        let (status, body) = self
+            .call(Some(key), Method::POST, "/v1/jobs", Some(job), &[])
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let claim = json!({"worker_id": "w", "queues": [queue], "max_jobs": 1, "wait_ms": 0});
+        let (status, leased) = self
+            .call(Some(key), Method::POST, "/v1/leases", Some(claim), &[])
+            .await;
+        assert_eq!(status, 200, "{leased}");
+        assert_eq!(leased["leases"][0]["job"]["id"], body["id"], "{leased}");
+        leased["leases"][0].clone()
+    }
+
     /// `PUT /v1/artifacts/{digest}` of `bytes` with `key`.
     pub async fn put_artifact(&self, key: &str, digest: &str, bytes: &[u8]) -> (u16, Value) {
         let r = self

@@ -22,16 +22,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::common::keyed::{Coordinator, ROOT};
 
 const SECRET: &str = "alpha-secret-7f3a";
-const ALL: &[&str] = &[
-    "jobs:read",
-    "jobs:write",
-    "worker",
-    "runs",
-    "events",
-    "admin",
-    "orch:quota",
-    "orch:backfill",
-];
+/// Every scope there is.
+const ALL: &[&str] = &leasehold_proto::SCOPES;
 
 /// What alpha owns.
 struct Alpha {

@@ -83,8 +83,16 @@ pub struct BackoffHint {
 pub struct NewJob {
     /// Queue name (`[A-Za-z0-9][A-Za-z0-9_.:-]*`, at most 128 bytes); default `default`.
     #[serde(default = "default_queue")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+    )]
     pub queue: String,
     /// The handler name workers dispatch on.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
+    )]
     pub kind: String,
     /// Arbitrary JSON handed to the handler (an object by convention; any JSON value,
     /// `null` included, is kept as sent).
@@ -93,9 +101,11 @@ pub struct NewJob {
     pub payload: serde_json::Value,
     /// Higher runs first; default 0, range -1000..=1000.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = -1000, maximum = 1000))]
     pub priority: i32,
     /// Attempts before the job is `dead`; default 25, range 1..=1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max_attempts: Option<i32>,
     /// Not claimable before this instant; default now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +121,10 @@ pub struct NewJob {
     pub project: Option<String>,
     /// Tenant; default `default` (taken from the API key once auth is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+    )]
     pub tenant: Option<String>,
     /// The job's retry policy, echoed to workers with each lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +132,7 @@ pub struct NewJob {
     /// Longest run of one attempt in milliseconds (1000..=604 800 000); default the queue's
     /// `default_timeout_ms`, else none. Past it the attempt fails with class `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1000, maximum = 604_800_000))]
     pub timeout_ms: Option<u64>,
 }
 
@@ -130,7 +145,8 @@ fn default_queue() -> String {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBatchRequest {
-    /// The jobs, at most 1000; all are inserted in one transaction.
+    /// The jobs, 1 to 1000; all are inserted in one transaction.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub jobs: Vec<NewJob>,
 }
 

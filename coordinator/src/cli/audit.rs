@@ -5,8 +5,7 @@ use leasehold_proto::{AuditList, Event};
 
 use super::error::{CliError, CliResult};
 use super::output::{self, Table};
-use super::{Ctx, GlobalArgs};
-use crate::retention::Window;
+use super::{Ctx, GlobalArgs, When};
 
 /// `leasehold audit`.
 #[derive(Debug, Args)]
@@ -26,16 +25,10 @@ pub struct AuditArgs {
 
 /// The RFC 3339 time `--since` names.
 fn since(raw: &str, now: chrono::DateTime<chrono::Utc>) -> CliResult<String> {
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Ok(at.with_timezone(&chrono::Utc).to_rfc3339());
-    }
-    match raw.parse::<Window>() {
-        Ok(Window::After(d)) => chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .map(|t| t.to_rfc3339())
-            .ok_or_else(|| CliError::usage("--since is too far back")),
-        _ => Err(CliError::usage(format!(
+    match super::when(raw, now, false) {
+        Ok(When::At(at)) => Ok(at.to_rfc3339()),
+        Ok(When::OutOfRange) => Err(CliError::usage("--since is too far back")),
+        Ok(When::Never) | Err(_) => Err(CliError::usage(format!(
             "--since {raw:?}: give a time ago (24h, 7d) or an RFC 3339 time"
         ))),
     }

@@ -9,8 +9,7 @@ use reqwest::Method;
 use super::client::{Api, segment};
 use super::error::{CliError, CliResult};
 use super::output::{self, Table};
-use super::{Ctx, DEFAULT_URL};
-use crate::retention::Window;
+use super::{Ctx, DEFAULT_URL, When};
 
 /// `leasehold keys …`.
 #[derive(Debug, Args)]
@@ -58,16 +57,11 @@ pub(crate) enum KeysCommand {
     },
 }
 
-/// When `--expires` says, counted from `now`.
+/// When `--expires` says, counted from `now` (a span too long to count: never).
 fn expires_at(raw: &str, now: DateTime<Utc>) -> CliResult<Option<DateTime<Utc>>> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(at.with_timezone(&Utc)));
-    }
-    match raw.parse::<Window>() {
-        Ok(Window::Forever) => Ok(None),
-        Ok(Window::After(d)) => Ok(chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))),
+    match super::when(raw, now, true) {
+        Ok(When::At(at)) => Ok(Some(at)),
+        Ok(When::Never | When::OutOfRange) => Ok(None),
         Err(e) => Err(CliError::usage(format!(
             "--expires {e}; give a time from now (90d, 12h, 30m) or an RFC 3339 time"
         ))),

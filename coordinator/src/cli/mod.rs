@@ -33,6 +33,42 @@ pub use runs::RunArgs;
 use client::Api;
 use error::{CliError, CliResult};
 
+/// A time given on the command line, as [`when`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    /// That instant.
+    At(chrono::DateTime<chrono::Utc>),
+    /// `off`: no time at all.
+    Never,
+    /// A span too long to count from now.
+    OutOfRange,
+}
+
+/// Reads `raw` as an RFC 3339 time, or as a span (`90d`, `12h`, `30m`, `off`) counted from `now`:
+/// forward when `ahead`, else back. The error is the span parser's.
+pub(crate) fn when(
+    raw: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    ahead: bool,
+) -> Result<When, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(When::At(at.with_timezone(&chrono::Utc)));
+    }
+    Ok(match raw.parse::<crate::retention::Window>()? {
+        crate::retention::Window::Forever => When::Never,
+        crate::retention::Window::After(d) => chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| {
+                if ahead {
+                    now.checked_add_signed(d)
+                } else {
+                    now.checked_sub_signed(d)
+                }
+            })
+            .map_or(When::OutOfRange, When::At),
+    })
+}
+
 /// Default coordinator URL.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 

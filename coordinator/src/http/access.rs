@@ -134,7 +134,8 @@ impl Access {
     }
 }
 
-fn is_open(path: &str) -> bool {
+/// The probes: open to anyone, never rate-limited.
+pub(super) fn is_open(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
 }
 

@@ -114,6 +114,7 @@ pub(crate) async fn replay(
     let mut job_ids = Vec::new();
     let mut before = None;
     while (job_ids.len() as u32) < limit {
+        let want = LIST_PAGE.min(limit - job_ids.len() as u32);
         let page = state
             .store
             .list_jobs(&JobFilter {
@@ -122,16 +123,15 @@ pub(crate) async fn replay(
                 state: Some(ended),
                 kind: body.kind.clone(),
                 before,
-                limit: LIST_PAGE.min(limit - job_ids.len() as u32),
+                limit: want,
             })
             .await?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.id);
-        let full = page.len() as u32 == LIST_PAGE.min(limit - job_ids.len() as u32);
         job_ids.extend(page.iter().map(|j| j.id));
-        if !full {
+        // A short page is the last one.
+        if (page.len() as u32) < want {
             break;
         }
+        before = job_ids.last().copied();
     }
     let matched = job_ids.len() as u64;
     if body.dry_run {

@@ -122,7 +122,7 @@ pub(crate) async fn limit(
     next: Next,
 ) -> Response {
     // Probes must never read 429: a failed liveness probe restarts the coordinator.
-    let probe = matches!(req.uri().path(), "/health" | "/ready" | "/metrics");
+    let probe = super::access::is_open(req.uri().path());
     let Some(limiter) = limiter.filter(|_| !probe) else {
         return next.run(req).await;
     };

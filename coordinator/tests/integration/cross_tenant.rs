@@ -15,10 +15,10 @@ use futures_util::{SinkExt, StreamExt};
 use leasehold_coordinator::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::common::digest_of;
 use crate::common::keyed::{Coordinator, ROOT};
 
 const SECRET: &str = "alpha-secret-7f3a";
@@ -78,13 +78,7 @@ async fn alpha_world(c: &Coordinator) -> Alpha {
                  {"key": "b", "kind": "k", "queue": "alpha-runs", "payload": {}, "depends_on": ["a"]}]}))).await;
     let run = run["id"].as_str().unwrap().to_owned();
     let bytes = format!("artifact of {SECRET}");
-    let digest = format!(
-        "sha256:{}",
-        Sha256::digest(bytes.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let digest = digest_of(bytes.as_bytes());
     assert_eq!(c.put_artifact(&key, &digest, bytes.as_bytes()).await.0, 201);
     ok(c, &key, Method::POST, "/orchestrator/runs", Some(json!({
         "started_at": "2026-12-05T10:00:00Z", "completed_at": "2026-12-05T10:01:00Z", "status": "failed",

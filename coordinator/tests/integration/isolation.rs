@@ -8,17 +8,9 @@ use chrono::{Duration as Span, Utc};
 use leasehold_coordinator::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
+use crate::common::digest_of;
 use crate::common::keyed::{Coordinator, ROOT};
-
-fn digest_of(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    format!(
-        "sha256:{}",
-        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 async fn scheduler_records_belong_to_their_tenant(store: Arc<dyn Store>) {
     let c = Coordinator::start(store, Some(ROOT)).await;

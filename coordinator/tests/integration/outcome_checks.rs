@@ -11,16 +11,9 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use common::api::Api;
+use common::digest_of;
 use leasehold_coordinator::store::Store;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn digest_of(bytes: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        leasehold_coordinator::http::artifacts::hex(&Sha256::digest(bytes))
-    )
-}
 
 async fn lease(api: &Api, body: Value) -> (String, i64) {
     let r = api.call("POST", "/v1/jobs", Some(body)).await;

@@ -22,6 +22,15 @@ impl Drop for DirGuard {
     }
 }
 
+/// The artifact digest of `bytes`: `sha256:<64 lowercase hex>`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        leasehold_coordinator::blobs::hex(&sha2::Sha256::digest(bytes))
+    )
+}
+
 /// A fresh temp dir, removed on drop.
 pub fn temp_dir(label: &str) -> DirGuard {
     let dir = std::env::temp_dir().join(format!(

@@ -236,6 +236,7 @@ mod tests {
             result: None,
             last_error: None,
             artifacts: Vec::new(),
+            limit_keys: Vec::new(),
         };
         Lease {
             job,

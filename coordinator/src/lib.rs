@@ -14,6 +14,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod events;
+pub mod flow;
 pub mod handoff;
 pub mod http;
 pub mod keys;

@@ -21,6 +21,8 @@ pub const JOBS: &str = "leasehold_jobs";
 pub const CLAIMS: &str = "leasehold_claims_total";
 /// Leases granted.
 pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
+/// Claims in which a limit held a ready job back, by limit key (`crate::flow`).
+pub const LIMIT_HOLDS: &str = "leasehold_limit_holds_total";
 /// Expired leases taken over by a claim.
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 /// Attempts ended by a claim because their run-time deadline passed (class `timeout`).

@@ -146,6 +146,7 @@ pub(crate) fn rows(
             tenant: None,
             backoff: spec.backoff.clone(),
             timeout_ms: spec.timeout_ms,
+            limit_keys: spec.limit_keys.clone(),
         };
         let mut row = validate::new_job(job, &tenant, None, now)
             .map_err(|e| e.prefix_field(&format!("jobs[{i}]")))?;

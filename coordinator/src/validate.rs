@@ -219,6 +219,7 @@ pub fn new_job(
         .timeout_ms
         .map(|ms| timeout("timeout_ms", ms))
         .transpose()?;
+    crate::flow::keys::check_job_keys(&job.limit_keys)?;
     let inputs_hash = jcs_digest(&job.payload);
     let id = Uuid::now_v7();
     Ok(NewJobRow {
@@ -239,6 +240,7 @@ pub fn new_job(
         inputs_hash,
         backoff: job.backoff,
         timeout_ms,
+        limit_keys: job.limit_keys,
         state: leasehold_proto::JobState::Queued,
     })
 }

@@ -134,6 +134,13 @@ pub struct NewJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1000, maximum = 604_800_000))]
     pub timeout_ms: Option<u64>,
+    /// Keys the tenant's limits apply to besides the implicit `queue:<queue>` and
+    /// `kind:<kind>` (docs/flow-control.md): at most 8, each `<prefix>:<value>` such as
+    /// `host:api.example.com` (`prefix` lower-case letters, digits, `_` or `-`; not `queue` or
+    /// `kind`; no `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 8))]
+    pub limit_keys: Vec<String>,
 }
 
 fn default_queue() -> String {
@@ -248,6 +255,10 @@ pub struct Job {
     pub last_error: Option<serde_json::Value>,
     /// Artifact manifest of the successful attempt, sorted by name.
     pub artifacts: Vec<Artifact>,
+    /// The keys the tenant's limits apply to besides `queue:<queue>` and `kind:<kind>`, as
+    /// enqueued (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit_keys: Vec<String>,
 }
 
 /// Answer of `GET /v1/jobs`: newest first.

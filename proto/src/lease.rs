@@ -83,6 +83,23 @@ pub struct Lease {
 pub struct ClaimResponse {
     /// Granted leases; empty when nothing became ready within `wait_ms`.
     pub leases: Vec<Lease>,
+    /// Present when the tenant's limits held ready jobs back (docs/flow-control.md): they stay
+    /// queued, and the claimer may ask again after `retry_after_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<Throttled>,
+}
+
+/// Why a claim granted fewer leases than there were ready jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Throttled {
+    /// The limits (their keys) that held jobs back, sorted.
+    pub limits: Vec<String>,
+    /// When a held-back job may be leased at the earliest, in milliseconds from the answer:
+    /// the next token of a rate limit, the end of a blackout. Absent when only a concurrency
+    /// limit held jobs back (a slot frees when a lease ends; long polls wake then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// One lease in a heartbeat.

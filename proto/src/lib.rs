@@ -12,6 +12,7 @@ mod frame;
 mod job;
 mod keys;
 mod lease;
+mod limits;
 pub mod names;
 mod queue;
 pub mod redact;
@@ -31,8 +32,9 @@ pub use keys::{ApiKey, ApiKeyList, CreatedApiKey, NewApiKey, SCOPES};
 pub use lease::{
     ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo, HeartbeatItem,
     HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease, ReleaseRequest,
-    RetryHints,
+    RetryHints, Throttled,
 };
+pub use limits::{Limit, LimitBucket, LimitList, LimitSpec, PutLimit};
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
 pub use retention::{
     EffectiveRetention, LedgerSegment, LedgerSegmentList, RetentionDefaults, RetentionPolicy,

@@ -38,6 +38,9 @@ pub struct RunJobSpec {
     /// Longest run of one attempt in milliseconds; default the queue's `default_timeout_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Keys the tenant's limits apply to (see [`crate::NewJob::limit_keys`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit_keys: Vec<String>,
 }
 
 fn default_queue() -> String {

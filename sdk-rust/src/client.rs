@@ -50,6 +50,7 @@ impl JobSpec {
                 tenant: None,
                 backoff: None,
                 timeout_ms: None,
+                limit_keys: Vec::new(),
             },
             deterministic: false,
         }
@@ -70,6 +71,13 @@ impl JobSpec {
     /// Attempts before the job is `dead`, 1..=1000 (default 25).
     pub fn max_attempts(mut self, n: i32) -> Self {
         self.job.max_attempts = Some(n);
+        self
+    }
+
+    /// A key the tenant's limits apply to (`<prefix>:<value>`, e.g. `host:api.example.com`);
+    /// call once per key, at most 8. See docs/flow-control.md.
+    pub fn limit_key(mut self, key: impl Into<String>) -> Self {
+        self.job.limit_keys.push(key.into());
         self
     }
 

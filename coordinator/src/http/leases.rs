@@ -52,11 +52,14 @@ pub(crate) async fn claim(
         max_jobs,
         req.lease_ttl_ms,
     )?;
-    let leases = state
+    let granted = state
         .leasing()
         .claim_or_wait(&params, Duration::from_millis(wait_ms))
         .await?;
-    Ok(ApiJson(ClaimResponse { leases }))
+    Ok(ApiJson(ClaimResponse {
+        throttled: granted.throttled(state.clock.now()),
+        leases: granted.leases,
+    }))
 }
 
 /// Extend every lease of a worker at once.

@@ -11,6 +11,7 @@ mod feed;
 mod jobs;
 mod keys;
 mod leases;
+mod limits;
 pub mod openapi;
 mod queues;
 mod rate_limit;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub keys: Arc<crate::keys::KeyRing>,
     /// The job gauges of `/metrics`.
     pub job_gauges: Arc<crate::metrics::JobGauges>,
+    /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
+    pub slot_waiters: crate::flow::waiters::SlotWaiters,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -112,6 +115,7 @@ impl AppState {
             max_artifact_bytes: crate::config::DEFAULT_MAX_ARTIFACT_BYTES,
             retention: crate::retention::default_for(&data_dir),
             job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
+            slot_waiters: Default::default(),
         };
         (state, tx)
     }
@@ -136,6 +140,7 @@ impl AppState {
             handoffs: self.handoffs.clone(),
             shutdown: self.shutdown.clone(),
             data_dir: self.data_dir.clone(),
+            slot_waiters: self.slot_waiters.clone(),
         }
     }
 }
@@ -174,6 +179,7 @@ pub fn app(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(keys::router())
         .merge(leases::router())
+        .merge(limits::router())
         .merge(queues::router())
         .merge(retention::router())
         .merge(runs::router())

@@ -256,8 +256,8 @@ async fn push_leases(
         };
         let mut wake = leasing.subscribe();
         params.max_jobs = credit.min(validate::MAX_BATCH as u32);
-        let leases = match leasing.claim_now(&params).await {
-            Ok(leases) => leases,
+        let granted = match leasing.claim_now(&params).await {
+            Ok(granted) => granted,
             Err(err) => {
                 tracing::warn!(%err, "claim for a worker session failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -266,14 +266,18 @@ async fn push_leases(
             }
         };
         backoff = Duration::from_millis(50);
-        if !leases.is_empty() {
-            if !push(&leasing, &params.tenant, &flow_tx, &out, leases).await {
+        if !granted.leases.is_empty() {
+            if !push(&leasing, &params.tenant, &flow_tx, &out, granted.leases).await {
                 return;
             }
             continue;
         }
         let idle = Instant::now() + MAX_IDLE;
-        let until = leasing.due_by(&params, idle).await.unwrap_or(idle);
+        // A session held back by a limit sleeps until a token returns or a slot frees (a wake-up).
+        let until = leasing
+            .due_by(&params, granted.held.as_ref(), idle)
+            .await
+            .unwrap_or(idle);
         let mut parking = leasing.park(&params);
         let mut handed = None;
         let mut stop = false;

@@ -18,13 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use leasehold_proto::{ErrorCode, HeartbeatItem, HeartbeatResult, Job, JobState, Lease};
+use leasehold_proto::{ErrorCode, HeartbeatItem, HeartbeatResult, Job, JobState, Lease, Throttled};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::flow::gate::Held;
+use crate::flow::waiters::SlotWaiters;
 use crate::handoff::{Handoffs, Parking, Taken};
 use crate::ready::ReadySignal;
 use crate::store::{
@@ -46,6 +48,29 @@ pub(crate) struct Leasing {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Where artifact blobs are stored (a completion's artifacts must be there).
     pub(crate) data_dir: PathBuf,
+    /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
+    pub(crate) slot_waiters: SlotWaiters,
+}
+
+/// What one claim granted, and what the tenant's limits held back.
+#[derive(Debug, Default)]
+pub(crate) struct Granted {
+    /// The leases.
+    pub(crate) leases: Vec<Lease>,
+    /// Set when a limit held a ready job back (`crate::flow`).
+    pub(crate) held: Option<Held>,
+}
+
+impl Granted {
+    /// The claim answer's `throttled`, with the time to wait counted from `now`.
+    pub(crate) fn throttled(&self, now: DateTime<Utc>) -> Option<Throttled> {
+        self.held.as_ref().map(|held| Throttled {
+            limits: held.limits.clone(),
+            retry_after_ms: held
+                .retry_at
+                .map(|at| (at - now).num_milliseconds().max(0) as u64),
+        })
+    }
 }
 
 /// Validates what a worker asks for (HTTP claim or WebSocket hello) into claim parameters.
@@ -86,30 +111,59 @@ impl Leasing {
     }
 
     /// One claim: the leases granted now (reclaiming expired leases and ending timed-out
-    /// attempts on the way). Every lease is granted through here.
-    pub(crate) async fn claim_now(&self, params: &ClaimParams) -> StoreResult<Vec<Lease>> {
+    /// attempts on the way), through the tenant's limits. Every lease is granted through here.
+    pub(crate) async fn claim_now(&self, params: &ClaimParams) -> StoreResult<Granted> {
         let Claimed {
             leases,
             expired,
             timed_out,
+            held,
         } = self.store.claim(self.clock.now(), params).await?;
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
         metrics::counter!(crate::metrics::TIMEOUTS).increment(timed_out);
-        Ok(leases)
+        if let Some(held) = &held {
+            for limit in &held.limits {
+                metrics::counter!(crate::metrics::LIMIT_HOLDS, "limit" => limit.clone())
+                    .increment(1);
+            }
+            if held.by_concurrency {
+                self.slot_waiters.waiting(&params.tenant);
+            }
+        }
+        Ok(Granted { leases, held })
     }
 
     /// When an idle claimer should query again at the latest: `cap`, or earlier when something
-    /// of its queues falls due (a future `run_at`, a lease deadline).
-    pub(crate) async fn due_by(&self, params: &ClaimParams, cap: Instant) -> StoreResult<Instant> {
-        let Some(at) = self
+    /// of its queues falls due (a future `run_at`, a lease deadline) or a limit that held a job
+    /// back lets it go (`held`: a token returns; a concurrency slot may free on another replica).
+    pub(crate) async fn due_by(
+        &self,
+        params: &ClaimParams,
+        held: Option<&Held>,
+        cap: Instant,
+    ) -> StoreResult<Instant> {
+        let now = self.clock.now();
+        let after = |at: DateTime<Utc>| {
+            let in_ms = (at - now).num_milliseconds().max(0) as u64;
+            Instant::now() + Duration::from_millis(in_ms + 1)
+        };
+        let mut until = cap;
+        if let Some(held) = held {
+            if let Some(at) = held.retry_at {
+                until = until.min(after(at));
+            }
+            if held.by_concurrency {
+                until = until.min(Instant::now() + crate::flow::waiters::SLOT_POLL);
+            }
+        }
+        match self
             .store
             .next_ready_at(&params.tenant, &params.queues)
             .await?
-        else {
-            return Ok(cap);
-        };
-        let in_ms = (at - self.clock.now()).num_milliseconds().max(0) as u64;
-        Ok(cap.min(Instant::now() + Duration::from_millis(in_ms + 1)))
+        {
+            Some(at) => Ok(until.min(after(at))),
+            None => Ok(until),
+        }
     }
 
     /// Parks a claimer: an enqueue on its queues may lease its job to it directly
@@ -124,20 +178,25 @@ impl Leasing {
         &self,
         params: &ClaimParams,
         wait: Duration,
-    ) -> ApiResult<Vec<Lease>> {
+    ) -> ApiResult<Granted> {
         let deadline = Instant::now() + wait;
         let mut shutdown = self.shutdown.clone();
         loop {
             let mut wake = self.subscribe();
-            let leases = self.claim_now(params).await?;
-            if !leases.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
-                let result = if leases.is_empty() { "empty" } else { "leased" };
+            let granted = self.claim_now(params).await?;
+            if !granted.leases.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
+                let result = if granted.leases.is_empty() {
+                    "empty"
+                } else {
+                    "leased"
+                };
                 metrics::counter!(crate::metrics::CLAIMS, "result" => result).increment(1);
-                metrics::counter!(crate::metrics::LEASES_GRANTED).increment(leases.len() as u64);
-                return Ok(leases);
+                metrics::counter!(crate::metrics::LEASES_GRANTED)
+                    .increment(granted.leases.len() as u64);
+                return Ok(granted);
             }
             // Sleep until something is due, a wake-up, the long poll's deadline or shutdown.
-            let until = self.due_by(params, deadline).await?;
+            let until = self.due_by(params, granted.held.as_ref(), deadline).await?;
             let mut parking = self.park(params);
             let mut handed = None;
             tokio::select! {
@@ -150,8 +209,20 @@ impl Leasing {
             if let Some(lease) = handed.or_else(|| parking.try_recv()) {
                 metrics::counter!(crate::metrics::CLAIMS, "result" => "leased").increment(1);
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
-                return Ok(vec![lease]);
+                return Ok(Granted {
+                    leases: vec![lease],
+                    held: None,
+                });
             }
+        }
+    }
+
+    /// After outcomes of `tenant` were recorded: wakes the parked claimers when a job went
+    /// back to its queue (`requeued`) or when one of them waits for a concurrency slot that an
+    /// ended lease may have freed.
+    pub(crate) fn after_outcomes(&self, tenant: &str, requeued: bool) {
+        if requeued || self.slot_waiters.anyone_waiting(tenant) {
+            self.ready.notify();
         }
     }
 

@@ -183,9 +183,7 @@ impl Leasing {
                 },
             })
             .collect();
-        if requeued {
-            self.ready.notify();
-        }
+        self.after_outcomes(tenant, requeued);
         Ok(results)
     }
 
@@ -203,9 +201,7 @@ impl Leasing {
             .next();
         match result {
             Some(Finished::Ok(job)) => {
-                if count_outcome(job.state, failed) {
-                    self.ready.notify();
-                }
+                self.after_outcomes(tenant, count_outcome(job.state, failed));
                 Ok(*job)
             }
             Some(Finished::LeaseLost(current)) => {

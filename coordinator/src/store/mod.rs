@@ -11,6 +11,7 @@ mod dag;
 mod detached;
 mod idempotency;
 mod keys;
+mod limits;
 mod outcomes;
 mod params;
 mod postgres;
@@ -36,6 +37,8 @@ pub use artifacts::ArtifactOwners;
 pub use audit::{AUDIT_EVENT, AuditRecords};
 pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
+pub(crate) use limits::{GateCandidate, gate_candidates, gated_window, rules_of};
+pub use limits::{LimitRecords, StoredLimit};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};
@@ -169,6 +172,8 @@ pub struct NewJobRow {
     pub backoff: Option<BackoffHint>,
     /// The job's own longest run per attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Keys the tenant's limits apply to besides `queue:` and `kind:` (`crate::flow::keys`).
+    pub limit_keys: Vec<String>,
     /// `blocked` for DAG children, else `queued`.
     pub state: JobState,
 }
@@ -319,13 +324,15 @@ pub struct Claimed {
     pub expired: u64,
     /// Attempts ended because their run-time deadline passed (`super::timeouts`).
     pub timed_out: u64,
+    /// What the tenant's limits held back, if anything (`crate::flow`).
+    pub held: Option<crate::flow::gate::Held>,
 }
 
 /// The persistence contract shared by the SQLite and PostgreSQL stores. The conformance suite
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
 pub trait Store:
-    SchedulerRecords + KeyRecords + ArtifactOwners + AuditRecords + Send + Sync + 'static
+    SchedulerRecords + KeyRecords + ArtifactOwners + AuditRecords + LimitRecords + Send + Sync + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;

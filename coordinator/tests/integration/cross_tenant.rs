@@ -22,6 +22,8 @@ use crate::common::digest_of;
 use crate::common::keyed::{Coordinator, ROOT};
 
 const SECRET: &str = "alpha-secret-7f3a";
+/// The key of alpha's limit (a limit holds no free text: beta names the same key for its own).
+const ALPHA_LIMIT: &str = "host:alpha.example.com";
 /// Every scope there is.
 const ALL: &[&str] = &leasehold_proto::SCOPES;
 
@@ -111,6 +113,14 @@ async fn alpha_world(c: &Coordinator) -> Alpha {
     ok(
         c,
         &key,
+        Method::PUT,
+        &format!("/v1/limits/{ALPHA_LIMIT}"),
+        Some(json!({"concurrency": 5, "reason": "r", "ticket": "t"})),
+    )
+    .await;
+    ok(
+        c,
+        &key,
         Method::POST,
         "/v1/runs/plan",
         Some(json!({"jobs": [{"key": "a", "kind": "k", "queue": "q", "payload": {}}]})),
@@ -138,6 +148,7 @@ async fn alpha_view(c: &Coordinator, a: &Alpha) -> Value {
         format!("/v1/runs/{}", a.run),
         "/v1/queues".to_owned(),
         "/v1/retention".to_owned(),
+        "/v1/limits".to_owned(),
         "/v1/keys".to_owned(),
         "/orchestrator/runs".to_owned(),
     ] {
@@ -173,7 +184,8 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         )
         .replace("{runId}", &a.run)
         .replace("{digest}", &a.digest)
-        .replace("{name}", "alpha-q");
+        .replace("{name}", "alpha-q")
+        .replace("{key}", ALPHA_LIMIT);
     let lease = json!({"fencing_token": a.token});
     let body = match (method, path) {
         ("GET" | "DELETE", _)
@@ -208,6 +220,9 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         ("POST", "/v1/keys") => Some(json!({"tenant": "alpha", "scopes": ["admin"]})),
         ("POST", "/v1/replays") => Some(json!({"queue": "alpha-q", "reason": "r", "ticket": "t"})),
         ("PUT", "/v1/queues/{name}/settings") => Some(json!({"default_timeout_ms": null})),
+        ("PUT", "/v1/limits/{key}") => {
+            Some(json!({"rate": 1.0, "reason": "beta was here", "ticket": "B-1"}))
+        }
         ("PUT", "/v1/retention/queues/{name}" | "/v1/retention/tenant") => {
             Some(json!({"succeeded": "1m"}))
         }
@@ -227,6 +242,7 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
     let fill = match path {
         "/v1/ledger/export" => format!("{fill}?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"),
         "/v1/events" | "/runs/{runId}/events" => format!("{fill}?after=0"),
+        "/v1/limits/{key}" if method == "DELETE" => format!("{fill}?reason=r&ticket=t"),
         _ => fill,
     };
     Some((fill, body))

@@ -51,7 +51,14 @@ impl PostgresStore {
         let mut hashes = Vec::with_capacity(n);
         let mut backoffs = Vec::with_capacity(n);
         let mut timeouts = Vec::with_capacity(n);
+        // Each job's keys as a JSON array (UNNEST cannot take an array of arrays of unequal
+        // lengths), `NULL` when none.
+        let mut limit_keys: Vec<Option<String>> = Vec::with_capacity(n);
         for new in &jobs {
+            limit_keys.push(
+                (!new.limit_keys.is_empty())
+                    .then(|| serde_json::Value::from(new.limit_keys.clone()).to_string()),
+            );
             timeouts.push(new.timeout_ms.map(ms_int));
             ids.push(new.id);
             tenants.push(new.tenant.as_str());
@@ -91,17 +98,20 @@ impl PostgresStore {
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                     $6::text[], $7::int[], $8::int[], $9::timestamptz[], \
                                     $10::text[], $11::text[], $12::text[], $13::uuid[], \
-                                    $14::text[], $15::text[], $19::bigint[]) WITH ORDINALITY \
+                                    $14::text[], $15::text[], $19::bigint[], \
+                                    $20::text[]) WITH ORDINALITY \
                  AS t(id, tenant, queue, kind, state, payload, priority, max_attempts, run_at, \
                       idempotency_key, correlation_id, project, run_id, inputs_hash, backoff, \
-                      timeout_ms, ord)), \
+                      timeout_ms, limit_keys, ord)), \
              u AS ( \
                INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff, timeout_ms) \
+                 inputs_hash, backoff, timeout_ms, limit_keys) \
                SELECT id, tenant, queue, kind, state, payload::jsonb, priority, max_attempts, \
                  run_at, $16, $16, idempotency_key, correlation_id, project, run_id, inputs_hash, \
-                 backoff::jsonb, timeout_ms \
+                 backoff::jsonb, timeout_ms, \
+                 CASE WHEN limit_keys IS NOT NULL \
+                   THEN ARRAY(SELECT jsonb_array_elements_text(limit_keys::jsonb)) END \
                FROM input ORDER BY ord \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
@@ -135,6 +145,7 @@ impl PostgresStore {
             .bind(READY_CHANNEL)
             .bind(origin.unwrap_or_default())
             .bind(&timeouts)
+            .bind(&limit_keys)
             .fetch_all(&mut *tx)
             .await?;
         let mut inserted = HashMap::with_capacity(rows.len());
@@ -209,7 +220,8 @@ impl PostgresStore {
     /// six round trips and two flushes): its `enqueued` event says `queued`, then its `leased`
     /// event follows, as the two transactions would have written them, and no claimer is woken.
     /// Answers the stored row, or `None` when nothing was inserted: the idempotency key exists,
-    /// or (with `lease`) the queue is paused.
+    /// or (with `lease`) the queue is paused or the tenant has limits (a gated claim must weigh
+    /// the job: `crate::flow`).
     pub(super) async fn insert_one(
         &self,
         now: DateTime<Utc>,
@@ -223,15 +235,16 @@ impl PostgresStore {
                  max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                  lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
                  run_id, inputs_hash, backoff, worker_id, worker_version, timeout_ms, \
-                 deadline_at) \
+                 deadline_at, limit_keys) \
                SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $8, $10, $11, $11, $12, \
                  LEAST($12 + $13 * interval '1 millisecond', d.deadline_at), $13, $14, $15, $16, \
-                 $17, $18, $19::jsonb, $20, $21, $24, d.deadline_at \
+                 $17, $18, $19::jsonb, $20, $21, $24, d.deadline_at, $25::text[] \
                FROM (SELECT $12 + COALESCE($24, (SELECT q.default_timeout_ms FROM queues q \
                        WHERE q.tenant = $2 AND q.name = $3)) * interval '1 millisecond' \
                      AS deadline_at) d \
-               WHERE $5 <> 'leased' OR NOT EXISTS ( \
+               WHERE $5 <> 'leased' OR (NOT EXISTS ( \
                  SELECT 1 FROM queues q WHERE q.tenant = $2 AND q.name = $3 AND q.paused) \
+                 AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.tenant = $2)) \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
@@ -286,6 +299,7 @@ impl PostgresStore {
             .bind(READY_CHANNEL)
             .bind(&self.origin)
             .bind(job.timeout_ms.map(ms_int))
+            .bind((!job.limit_keys.is_empty()).then_some(&job.limit_keys))
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(decode_job).transpose()

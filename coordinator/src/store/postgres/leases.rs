@@ -12,10 +12,13 @@ use uuid::Uuid;
 
 use super::rows::{EVENT_COLUMNS, decode_job, internal};
 use super::{PostgresStore, READY_CHANNEL, begin_by_index};
+use crate::flow::gate::Gate;
+use crate::flow::keys::job_keys;
 use crate::store::dag::{self, DagEffects, JobChange};
 use crate::store::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use crate::store::{
-    ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, lease_of,
+    ClaimParams, Claimed, Finished, GateCandidate, Outcome, OutcomeKind, StoreError, StoreResult,
+    gate_candidates, gated_window, lease_of,
 };
 
 /// Whether an error is worth running the same transaction again (deadlock, serialization).
@@ -280,6 +283,71 @@ fn claim_candidates() -> String {
     )
 }
 
+/// The candidates a gated claim takes, as the claim statement reads them (`$4`, `$8`–`$10`).
+struct Chosen {
+    ids: Vec<Uuid>,
+    prev: Vec<String>,
+    exhausted: Vec<bool>,
+    queue_timeout: Vec<Option<i64>>,
+}
+
+/// A gated claim's candidates (up to [`gated_window`] of them, locked as an ungated claim
+/// locks its own), passed through `gate` in claim order: the ones it admits, up to
+/// `max_jobs` leases. Runs after [`super::limits::lock_rules`], so no other claim of the tenant
+/// is counting leases or drawing tokens meanwhile; its statements see every lease committed
+/// before.
+async fn gated_candidates(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    params: &ClaimParams,
+    queues: &[String],
+    gate: &mut Gate<'_>,
+) -> StoreResult<Chosen> {
+    let sql = format!(
+        "SELECT c.id, c.prev, c.exhausted, c.queue_timeout, j.queue, j.kind, j.limit_keys \
+         FROM ({}) c JOIN jobs j ON j.id = c.id ORDER BY j.priority DESC, j.run_at, j.id",
+        claim_candidates()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&params.tenant)
+        .bind(queues)
+        .bind(now)
+        .bind(i64::from(gated_window(params.max_jobs)))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let own: Option<Vec<String>> = row.try_get("limit_keys")?;
+        candidates.push(GateCandidate {
+            keys: job_keys(
+                row.try_get("queue")?,
+                row.try_get("kind")?,
+                &own.unwrap_or_default(),
+            ),
+            lease: !row.try_get::<bool, _>("exhausted")?,
+        });
+    }
+    super::limits::count_leases(tx, &params.tenant, gate).await?;
+    let buckets = gate.rate_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+    super::limits::load_levels(tx, &params.tenant, &buckets, gate).await?;
+    let taken = gate_candidates(gate, &candidates, params.max_jobs);
+    let mut chosen = Chosen {
+        ids: Vec::new(),
+        prev: Vec::new(),
+        exhausted: Vec::new(),
+        queue_timeout: Vec::new(),
+    };
+    for (row, take) in rows.iter().zip(taken) {
+        if take {
+            chosen.ids.push(row.try_get("id")?);
+            chosen.prev.push(row.try_get("prev")?);
+            chosen.exhausted.push(row.try_get("exhausted")?);
+            chosen.queue_timeout.push(row.try_get("queue_timeout")?);
+        }
+    }
+    Ok(chosen)
+}
+
 impl PostgresStore {
     pub(super) async fn claim_impl(
         &self,
@@ -432,6 +500,19 @@ impl PostgresStore {
             return Ok(Claimed::default());
         }
         let mut tx = begin_by_index(self.pool()).await?;
+        let rules = super::limits::lock_rules(&mut tx, &params.tenant).await?;
+        let (cand, chosen, held) = if rules.is_empty() {
+            (claim_candidates(), None, None)
+        } else {
+            let mut gate = Gate::new(now, &rules);
+            let chosen = gated_candidates(&mut tx, now, params, &queues, &mut gate).await?;
+            super::limits::save_levels(&mut tx, &params.tenant, &gate).await?;
+            // The chosen candidates, still locked by `gated_candidates`.
+            let cand = "SELECT * FROM unnest($4::uuid[], $8::text[], $9::bool[], $10::bigint[]) \
+                        AS c(id, prev, exhausted, queue_timeout)"
+                .to_owned();
+            (cand, Some(chosen), gate.held())
+        };
         // `prev` tells fresh claims from expired leases taken over; an expired lease whose
         // attempts are spent goes to `dead` instead of being leased again.
         // `t`: attempts in these queues whose run-time deadline has passed (locked; ended by
@@ -483,19 +564,31 @@ impl PostgresStore {
              SELECT *, false AS timed_out FROM u \
              UNION ALL SELECT j.*, 'leased'::text, false, true FROM jobs j JOIN t ON j.id = t.id \
              ORDER BY priority DESC, run_at, id",
-            cand = claim_candidates(),
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(&params.tenant)
             .bind(&queues)
-            .bind(now)
-            .bind(i64::from(params.max_jobs))
+            .bind(now);
+        let query = match &chosen {
+            None => query.bind(i64::from(params.max_jobs)),
+            Some(chosen) => query.bind(&chosen.ids),
+        };
+        let query = query
             .bind(params.lease_ttl_ms as i64)
             .bind(&params.worker_id)
-            .bind(&params.worker_version)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut claimed = Claimed::default();
+            .bind(&params.worker_version);
+        let query = match &chosen {
+            None => query,
+            Some(chosen) => query
+                .bind(&chosen.prev)
+                .bind(&chosen.exhausted)
+                .bind(&chosen.queue_timeout),
+        };
+        let rows = query.fetch_all(&mut *tx).await?;
+        let mut claimed = Claimed {
+            held,
+            ..Claimed::default()
+        };
         let mut fx = DagEffects::default();
         let mut timed_out = Vec::new();
         for row in &rows {

@@ -11,6 +11,7 @@ mod feed;
 mod heartbeat;
 mod keys;
 mod leases;
+mod limits;
 mod retention;
 mod rows;
 mod runs;

@@ -55,6 +55,9 @@ pub(super) fn decode_job(row: &PgRow) -> StoreResult<Job> {
         result: row.try_get("result")?,
         last_error: row.try_get("last_error")?,
         artifacts: artifacts.0,
+        limit_keys: row
+            .try_get::<Option<Vec<String>>, _>("limit_keys")?
+            .unwrap_or_default(),
     })
 }
 

@@ -26,6 +26,7 @@ fn job(queue: &str, priority: i32, run_at: DateTime<Utc>, key: Option<&str>) -> 
         inputs_hash: "sha256:0".into(),
         backoff: None,
         timeout_ms: None,
+        limit_keys: Vec::new(),
         state: JobState::Queued,
     }
 }

@@ -338,6 +338,7 @@ pub(super) struct JobColumns {
     result: usize,
     last_error: usize,
     artifacts: usize,
+    limit_keys: usize,
 }
 
 impl JobColumns {
@@ -378,6 +379,7 @@ impl JobColumns {
             result: at("result")?,
             last_error: at("last_error")?,
             artifacts: at("artifacts")?,
+            limit_keys: at("limit_keys")?,
         })
     }
 }
@@ -463,6 +465,12 @@ pub(super) fn decode_job_at(
         last_error: json_at(row, cols.last_error)?,
         artifacts: serde_json::from_str(artifacts)
             .map_err(|e| StoreError::Internal(e.to_string()))?,
+        limit_keys: row
+            .text(cols.limit_keys)?
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .unwrap_or_default(),
     })
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::direct::{Arg, Exec, numbered_rows};
-use super::rows::{BATCH_ROWS, append_events_in, json_text, micros};
+use super::rows::{BATCH_ROWS, append_events_in, json_text, keys_text, micros};
 use crate::store::timeouts::ms_int;
 use crate::store::{Enqueued, NewJobRow, StoreError, StoreResult};
 
@@ -39,17 +39,23 @@ impl SqliteStore {
                 .iter()
                 .map(|new| new.backoff.as_ref().map(|b| json!(b).to_string()))
                 .collect();
+            let limit_keys: Vec<Option<String>> =
+                chunk.iter().map(|new| keys_text(&new.limit_keys)).collect();
             let mut sql = String::from(
                 "INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, max_attempts, \
                  run_at, created_at, updated_at, idempotency_key, correlation_id, project, run_id, \
-                 inputs_hash, backoff, timeout_ms) VALUES ",
+                 inputs_hash, backoff, timeout_ms, limit_keys) VALUES ",
             );
-            let mut args = Vec::with_capacity(chunk.len() * 18);
-            for (n, ((new, payload), backoff)) in
-                chunk.iter().zip(&payloads).zip(&backoffs).enumerate()
+            let mut args = Vec::with_capacity(chunk.len() * 19);
+            for (n, (((new, payload), backoff), keys)) in chunk
+                .iter()
+                .zip(&payloads)
+                .zip(&backoffs)
+                .zip(&limit_keys)
+                .enumerate()
             {
                 sql.push_str(if n == 0 { "" } else { ", " });
-                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
                 args.extend([
                     Arg::uuid(&new.id),
                     Arg::Text(&new.tenant),
@@ -69,6 +75,7 @@ impl SqliteStore {
                     Arg::Text(&new.inputs_hash),
                     Arg::opt_text(backoff.as_deref()),
                     Arg::opt_int(new.timeout_ms.map(ms_int)),
+                    Arg::opt_text(keys.as_deref()),
                 ]);
             }
             sql.push_str(

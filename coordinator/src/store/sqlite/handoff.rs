@@ -17,13 +17,14 @@ use serde_json::json;
 
 use super::SqliteStore;
 use super::direct::{Arg, Exec};
-use super::rows::{EVENT_INSERT, from_micros, json_text, micros};
+use super::rows::{EVENT_INSERT, from_micros, json_text, keys_text, micros};
 use crate::store::timeouts::ms_int;
 use crate::store::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued, lease_of};
 
 impl SqliteStore {
     /// The job inserted leased to `claim`'s worker, or `None` (rolled back, nothing written)
-    /// when its queue is paused or its idempotency key exists.
+    /// when its queue is paused, its idempotency key exists or its tenant has limits (a gated
+    /// claim must weigh it: `crate::flow`).
     pub(super) async fn enqueue_leased_impl(
         &self,
         now: DateTime<Utc>,
@@ -54,16 +55,19 @@ impl SqliteStore {
         }));
         let payload = json_text(&job.payload);
         let backoff = job.backoff.as_ref().map(|b| json_text(&json!(b)));
+        let limit_keys = keys_text(&job.limit_keys);
         // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading `ON` as a join.
         let sql = format!(
             "BEGIN IMMEDIATE; \
              INSERT INTO jobs (id, tenant, queue, kind, state, payload, priority, attempt, \
                max_attempts, lease_epoch, run_at, created_at, updated_at, started_at, \
                lease_expires_at, lease_ttl_ms, idempotency_key, correlation_id, project, \
-               inputs_hash, backoff, worker_id, worker_version, timeout_ms, deadline_at) \
+               inputs_hash, backoff, worker_id, worker_version, timeout_ms, deadline_at, \
+               limit_keys) \
              SELECT ?, ?, ?, ?, 'leased', ?, ?, 1, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-               ?, ? \
+               ?, ?, ? \
              WHERE NOT EXISTS (SELECT 1 FROM queues WHERE tenant = ? AND name = ? AND paused = 1) \
+               AND NOT EXISTS (SELECT 1 FROM limits WHERE tenant = ?) \
              ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
              DO NOTHING RETURNING *; \
              {EVENT_INSERT} \
@@ -98,8 +102,10 @@ impl SqliteStore {
             Arg::opt_text(claim.worker_version.as_deref()),
             Arg::opt_int(job.timeout_ms.map(ms_int)),
             Arg::opt_int(deadline),
+            Arg::opt_text(limit_keys.as_deref()),
             Arg::Text(&job.tenant),
             Arg::Text(&job.queue),
+            Arg::Text(&job.tenant),
             // the events
             Arg::Int(at),
             Arg::Text(&enqueued),

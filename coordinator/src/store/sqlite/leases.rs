@@ -22,13 +22,16 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::dag::SqliteDag;
 use super::direct::{Arg, Exec, numbered_rows, placeholders, required, uuid_at};
+use super::limits::parse_keys;
 use super::rows::{BATCH_ROWS, append_events, append_events_in, decode_job, json_text, micros};
 use super::timeouts::end_timed_out;
+use crate::flow::gate::Gate;
+use crate::flow::keys::job_keys;
 use crate::store::dag::{self, DagEffects};
 use crate::store::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use crate::store::{
-    ClaimParams, Claimed, Finished, Outcome, OutcomeKind, StoreError, StoreResult, event_type_for,
-    lease_of,
+    ClaimParams, Claimed, Finished, GateCandidate, Outcome, OutcomeKind, StoreError, StoreResult,
+    event_type_for, gate_candidates, gated_window, lease_of,
 };
 
 /// Applies `outcomes` (distinct jobs, at most [`BATCH_ROWS`]) with one `UPDATE … FROM`, each
@@ -212,6 +215,8 @@ struct Candidate {
     /// Taken over from an expired lease (else it was queued).
     expired: bool,
     run_id: Option<Uuid>,
+    /// Its keys (`crate::flow::keys::job_keys`), read for a gated claim only.
+    keys: Vec<String>,
 }
 
 /// Expired leases whose attempts are spent: they end `dead` instead of being re-leased.
@@ -279,17 +284,25 @@ async fn bury_exhausted(
 /// index-friendly halves, merged), in the claim's queues that are not paused; and, in the same
 /// statement (no extra trip when there are none), the ids of the attempts in the claim's
 /// queues whose run-time deadline has passed (at most [`SWEEP_LIMIT`]), for the claim to end.
+///
+/// A gated claim (`gated`) looks at [`gated_window`] candidates and reads their keys.
 async fn select_candidates(
     exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
+    gated: bool,
 ) -> StoreResult<(Vec<Candidate>, Vec<Uuid>)> {
     let t = micros(now);
-    let limit = i64::from(params.max_jobs);
+    let limit = i64::from(if gated {
+        gated_window(params.max_jobs)
+    } else {
+        params.max_jobs
+    });
     let queues = placeholders(params.queues.len());
     let half = |state_test: &str| {
         format!(
-            "SELECT id, state, priority, run_at, run_id FROM jobs WHERE tenant = ? \
+            "SELECT id, state, priority, run_at, run_id, queue, kind, limit_keys FROM jobs \
+             WHERE tenant = ? \
              AND {state_test} <= ? AND queue IN ({queues}) \
              AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ?)"
         )
@@ -298,7 +311,8 @@ async fn select_candidates(
     let sql = format!(
         "SELECT * FROM (SELECT * FROM ({} UNION ALL {} ORDER BY priority DESC, run_at, id \
            LIMIT ?) \
-         UNION ALL SELECT * FROM (SELECT id, 'timed_out', priority, run_at, run_id FROM jobs \
+         UNION ALL SELECT * FROM (SELECT id, 'timed_out', priority, run_at, run_id, queue, kind, \
+           limit_keys FROM jobs \
            WHERE tenant = ? AND state = 'leased' AND lease_expires_at <= ? AND {TIMED_OUT} \
            AND queue IN ({queues}) LIMIT {SWEEP_LIMIT})) \
          ORDER BY state = 'timed_out', priority DESC, run_at, id",
@@ -319,10 +333,20 @@ async fn select_candidates(
     let rows = exec
         .fetch(&sql, &args, |row| {
             let timed_out = row.text(1)? == Some("timed_out");
+            let keys = if gated && !timed_out {
+                job_keys(
+                    row.text(5)?.unwrap_or_default(),
+                    row.text(6)?.unwrap_or_default(),
+                    &parse_keys(row.text(7)?)?,
+                )
+            } else {
+                Vec::new()
+            };
             let candidate = Candidate {
                 id: required(uuid_at(row, 0)?, "id")?,
                 expired: row.text(1)? == Some("leased"),
                 run_id: uuid_at(row, 4)?,
+                keys,
             };
             Ok((candidate, timed_out))
         })
@@ -410,14 +434,39 @@ impl SqliteStore {
     ) -> StoreResult<Claimed> {
         let mut tx = self.begin_write().await?;
         let mut fx = DagEffects::default();
+        let rules = super::limits::rules(&mut tx, &params.tenant).await?;
         let buried = bury_exhausted(&mut tx, now, params, &mut fx).await?;
         // The candidate search runs before its size is known: guess from the latest claim
         // (under load claims fill up; an idle worker's claim finds one job or none).
         let guess = self.last_claim_size.load(Ordering::Relaxed);
-        let (candidates, late) =
-            select_candidates(&mut Exec::for_rows(&mut tx, guess).await?, now, params).await?;
+        let (mut candidates, late) = select_candidates(
+            &mut Exec::for_rows(&mut tx, guess).await?,
+            now,
+            params,
+            !rules.is_empty(),
+        )
+        .await?;
         self.last_claim_size
             .store(candidates.len(), Ordering::Relaxed);
+        let mut held = None;
+        if !rules.is_empty() {
+            // The single writer serializes claims: nothing else counts or draws meanwhile.
+            let mut gate = Gate::new(now, &rules);
+            super::limits::count_leases(&mut tx, &params.tenant, &mut gate).await?;
+            let buckets = gate.rate_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+            super::limits::load_levels(&mut tx, &params.tenant, &buckets, &mut gate).await?;
+            let gated: Vec<GateCandidate> = candidates
+                .iter_mut()
+                .map(|c| GateCandidate {
+                    keys: std::mem::take(&mut c.keys),
+                    lease: true,
+                })
+                .collect();
+            let mut taken = gate_candidates(&mut gate, &gated, params.max_jobs).into_iter();
+            candidates.retain(|_| taken.next().unwrap_or(false));
+            super::limits::save_levels(&mut tx, &params.tenant, &gate).await?;
+            held = gate.held();
+        }
         // Leases are granted with one `UPDATE` per chunk of the candidates, in claim order. As
         // in `finish`, a chunk ends after a job of a run, so that run's status is refreshed
         // (and its event written) before the next job is leased, as with one job at a time.
@@ -455,6 +504,7 @@ impl SqliteStore {
             leases,
             expired: buried + reclaimed,
             timed_out,
+            held,
         })
     }
 

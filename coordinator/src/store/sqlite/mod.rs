@@ -10,6 +10,7 @@ mod handoff;
 mod heartbeat;
 mod keys;
 mod leases;
+mod limits;
 mod retention;
 mod rows;
 mod runs;

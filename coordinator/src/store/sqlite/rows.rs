@@ -29,6 +29,11 @@ pub(super) fn json_text(v: &Value) -> String {
     v.to_string()
 }
 
+/// A job's `limit_keys` as stored: a JSON array, `NULL` when there are none.
+pub(super) fn keys_text(keys: &[String]) -> Option<String> {
+    (!keys.is_empty()).then(|| serde_json::Value::from(keys.to_vec()).to_string())
+}
+
 pub(super) fn decode_job(row: &SqliteRow) -> StoreResult<Job> {
     let cols = JobColumns::find(|name| Ok(row.try_column(name)?.ordinal()))?;
     decode_job_at(row, &cols)

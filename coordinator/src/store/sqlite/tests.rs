@@ -44,6 +44,7 @@ fn job(queue: &str, key: Option<&str>, now: DateTime<Utc>) -> NewJobRow {
         inputs_hash: "sha256:0".into(),
         backoff: None,
         timeout_ms: None,
+        limit_keys: Vec::new(),
         state: JobState::Queued,
     }
 }

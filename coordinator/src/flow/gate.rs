@@ -1,0 +1,299 @@
+//! The gate a gated claim passes its candidates through, in claim order: a candidate is leased
+//! when every bucket it falls in has room (a token of each rate limit, a free slot of each
+//! concurrency limit), and then takes that room; otherwise it stays queued and the gate notes
+//! which limit held it back and when a token returns. Pure: the stores load what it needs
+//! (the buckets' levels, the leases held) inside the claim's transaction and save what it
+//! changed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::Rule;
+
+/// A bucket: a limit's key and the bucket within it.
+pub type BucketId = (String, String);
+
+/// A token bucket's level as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// Tokens left at `refilled_at`.
+    pub tokens: f64,
+    /// When it was last refilled.
+    pub refilled_at: DateTime<Utc>,
+}
+
+/// Why a claim leased fewer jobs than it found ready.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Held {
+    /// The limits (keys) that held a candidate back, sorted.
+    pub limits: Vec<String>,
+    /// The earliest a rate limit that held a candidate back has a token again.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Whether a concurrency limit held a candidate back (a slot frees when a lease ends).
+    pub by_concurrency: bool,
+}
+
+/// One claim's pass over its candidates.
+#[derive(Debug)]
+pub struct Gate<'r> {
+    now: DateTime<Utc>,
+    rules: &'r [Rule],
+    /// Levels of rate buckets, refilled to `now` on first use.
+    levels: HashMap<BucketId, Level>,
+    /// Rate buckets whose level this claim changed.
+    touched: BTreeSet<BucketId>,
+    /// Leases held per concurrency bucket (those granted by this claim included).
+    leased: HashMap<BucketId, u64>,
+    held: BTreeSet<String>,
+    retry_at: Option<DateTime<Utc>>,
+    by_concurrency: bool,
+}
+
+impl<'r> Gate<'r> {
+    /// A gate for `rules` (a tenant's limits) at `now`.
+    pub fn new(now: DateTime<Utc>, rules: &'r [Rule]) -> Self {
+        Self {
+            now,
+            rules,
+            levels: HashMap::new(),
+            touched: BTreeSet::new(),
+            leased: HashMap::new(),
+            held: BTreeSet::new(),
+            retry_at: None,
+            by_concurrency: false,
+        }
+    }
+
+    /// Whether some limit counts leases held (the store must then pass every leased job of the
+    /// tenant to [`Gate::count_lease`] first).
+    pub fn counts_leases(&self) -> bool {
+        self.rules.iter().any(|r| r.concurrency.is_some())
+    }
+
+    /// Counts a lease held by a job with `keys` (see `flow::keys::job_keys`).
+    pub fn count_lease(&mut self, keys: &[String]) {
+        for rule in self.rules.iter().filter(|r| r.concurrency.is_some()) {
+            for bucket in rule.matcher.buckets(keys) {
+                *self
+                    .leased
+                    .entry((rule.key.clone(), bucket.to_owned()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// The rate buckets the jobs with these keys fall in: the levels the store loads (with
+    /// [`Gate::load_level`]) before [`Gate::admit`].
+    pub fn rate_buckets<'k>(&self, jobs: impl IntoIterator<Item = &'k [String]>) -> Vec<BucketId> {
+        let mut out = BTreeSet::new();
+        for keys in jobs {
+            for rule in self.rules.iter().filter(|r| r.rate.is_some()) {
+                for bucket in rule.matcher.buckets(keys) {
+                    out.insert((rule.key.clone(), bucket.to_owned()));
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// A bucket's stored level (a bucket never loaded starts full).
+    pub fn load_level(&mut self, bucket: BucketId, level: Level) {
+        self.levels.insert(bucket, level);
+    }
+
+    /// The level of `bucket` of `rule` refilled to now.
+    fn level(&mut self, rule: &Rule, bucket: &str) -> &mut Level {
+        let (rate, burst) = (rule.rate.unwrap_or(0.0), f64::from(rule.burst.unwrap_or(1)));
+        let now = self.now;
+        let id = (rule.key.clone(), bucket.to_owned());
+        let fresh = !self.touched.contains(&id);
+        let level = self.levels.entry(id).or_insert(Level {
+            tokens: burst,
+            refilled_at: now,
+        });
+        if fresh {
+            let secs = (now - level.refilled_at)
+                .num_microseconds()
+                .unwrap_or(i64::MAX) as f64
+                / 1e6;
+            // A level from a replica whose clock ran ahead is not refilled backwards; a limit
+            // lowered since keeps at most its new burst.
+            level.tokens = (level.tokens + rate * secs.max(0.0)).min(burst);
+            level.refilled_at = now;
+        }
+        level
+    }
+
+    /// The tokens in `bucket` of `rule` now (refilled; nothing drawn), for operators.
+    pub fn tokens(&mut self, rule: &Rule, bucket: &str) -> f64 {
+        let tokens = self.level(rule, bucket).tokens;
+        self.touched.insert((rule.key.clone(), bucket.to_owned()));
+        tokens
+    }
+
+    /// Whether a job with `keys` may be leased now; if so it takes its room in every bucket.
+    /// If not, the limits that held it back are noted.
+    pub fn admit(&mut self, keys: &[String]) -> bool {
+        let rules = self.rules;
+        let mut blocked = false;
+        for rule in rules {
+            for bucket in rule.matcher.buckets(keys) {
+                if let Some(max) = rule.concurrency {
+                    let held = self
+                        .leased
+                        .get(&(rule.key.clone(), bucket.to_owned()))
+                        .copied()
+                        .unwrap_or(0);
+                    if held >= u64::from(max) {
+                        blocked = true;
+                        self.by_concurrency = true;
+                        self.held.insert(rule.key.clone());
+                    }
+                }
+                if let Some(rate) = rule.rate {
+                    let now = self.now;
+                    let tokens = self.level(rule, bucket).tokens;
+                    self.touched.insert((rule.key.clone(), bucket.to_owned()));
+                    if tokens < 1.0 {
+                        blocked = true;
+                        self.held.insert(rule.key.clone());
+                        let wait = (1.0 - tokens) / rate;
+                        let at = now + chrono::Duration::microseconds((wait * 1e6).ceil() as i64);
+                        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+                    }
+                }
+            }
+        }
+        if blocked {
+            return false;
+        }
+        for rule in rules {
+            for bucket in rule.matcher.buckets(keys) {
+                if rule.concurrency.is_some() {
+                    *self
+                        .leased
+                        .entry((rule.key.clone(), bucket.to_owned()))
+                        .or_default() += 1;
+                }
+                if rule.rate.is_some() {
+                    self.level(rule, bucket).tokens -= 1.0;
+                }
+            }
+        }
+        true
+    }
+
+    /// What held candidates back, if anything did.
+    pub fn held(&self) -> Option<Held> {
+        (!self.held.is_empty()).then(|| Held {
+            limits: self.held.iter().cloned().collect(),
+            retry_at: self.retry_at,
+            by_concurrency: self.by_concurrency,
+        })
+    }
+
+    /// The rate buckets this claim refilled or drew from, with their new levels: to save.
+    pub fn changed_levels(&self) -> Vec<(BucketId, Level)> {
+        self.touched
+            .iter()
+            .filter_map(|id| self.levels.get(id).map(|level| (id.clone(), *level)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use leasehold_proto::LimitSpec;
+
+    use super::*;
+    use crate::flow::keys::job_keys;
+
+    fn rule(key: &str, rate: Option<f64>, burst: Option<u32>, concurrency: Option<u32>) -> Rule {
+        Rule::new(
+            key,
+            &LimitSpec {
+                rate,
+                burst,
+                concurrency,
+            },
+        )
+        .expect("present")
+    }
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_700_000_000_000 + ms)
+            .single()
+            .expect("a valid time")
+    }
+
+    #[test]
+    fn a_rate_limit_spends_its_burst_then_refills_at_its_rate() {
+        let rules = [rule("queue:mail", Some(2.0), Some(3), None)];
+        let mail = job_keys("mail", "send", &[]);
+        let other = job_keys("other", "send", &[]);
+        let mut gate = Gate::new(t(0), &rules);
+        let granted = (0..5).filter(|_| gate.admit(&mail)).count();
+        assert_eq!(granted, 3, "the bucket starts full: burst 3");
+        assert!(gate.admit(&other), "other queues are not limited");
+        let held = gate.held().expect("present");
+        assert_eq!(held.limits, ["queue:mail"]);
+        assert_eq!(held.retry_at, Some(t(500)), "one token every 500 ms");
+        assert!(!held.by_concurrency);
+        let saved = gate.changed_levels();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].1.tokens, 0.0);
+
+        // 1.25 s later: 2.5 tokens, two leases, the next token at 1.5 s.
+        let mut gate = Gate::new(t(1250), &rules);
+        gate.load_level(saved[0].0.clone(), saved[0].1);
+        assert_eq!((0..5).filter(|_| gate.admit(&mail)).count(), 2);
+        assert_eq!(gate.held().expect("present").retry_at, Some(t(1500)));
+        // Long idle: never more than the burst.
+        let mut gate = Gate::new(t(60_000), &rules);
+        gate.load_level(saved[0].0.clone(), saved[0].1);
+        assert_eq!((0..10).filter(|_| gate.admit(&mail)).count(), 3);
+    }
+
+    #[test]
+    fn a_concurrency_limit_counts_held_leases_and_those_it_grants() {
+        let rules = [rule("host:*", None, None, Some(2))];
+        let a = job_keys("q", "k", &["host:a".into()]);
+        let b = job_keys("q", "k", &["host:b".into()]);
+        let mut gate = Gate::new(t(0), &rules);
+        assert!(gate.counts_leases());
+        gate.count_lease(&a);
+        assert!(gate.admit(&a));
+        assert!(!gate.admit(&a), "host:a holds 2 now");
+        assert!(
+            gate.admit(&b) && gate.admit(&b) && !gate.admit(&b),
+            "host:b has its own"
+        );
+        let held = gate.held().expect("present");
+        assert_eq!(held.limits, ["host:*"]);
+        assert_eq!(held.retry_at, None);
+        assert!(held.by_concurrency);
+        assert!(gate.changed_levels().is_empty());
+    }
+
+    #[test]
+    fn a_job_held_by_one_limit_takes_nothing_from_the_others() {
+        let rules = [
+            rule("*", Some(10.0), Some(10), None),
+            rule("kind:scrape", None, None, Some(1)),
+        ];
+        let scrape = job_keys("q", "scrape", &[]);
+        let mail = job_keys("q", "mail", &[]);
+        let mut gate = Gate::new(t(0), &rules);
+        assert!(gate.admit(&scrape));
+        assert!(!gate.admit(&scrape), "one scrape at a time");
+        assert!(gate.admit(&mail));
+        let levels = gate.changed_levels();
+        assert_eq!(levels[0].1.tokens, 8.0, "the held scrape spent no token");
+        assert_eq!(
+            gate.rate_buckets([scrape.as_slice(), mail.as_slice()]),
+            [("*".to_owned(), "*".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! A tenant's limits (`crate::flow`) as stored: their definitions, and what a claim needs to
+//! run the gate. Its own trait, a supertrait of [`super::Store`]; the claims of both stores
+//! run [`gate_candidates`] inside their transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use leasehold_proto::LimitSpec;
+
+use super::detached::on_own_task;
+use super::{Detached, StoreError, StoreResult};
+use crate::flow::Rule;
+use crate::flow::gate::{Gate, Level};
+
+/// One stored limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredLimit {
+    /// Its key (`crate::flow::keys::LimitKey`).
+    pub key: String,
+    /// What it allows, as set.
+    pub spec: LimitSpec,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Stores a tenant's limits.
+#[async_trait]
+pub trait LimitRecords: Send + Sync {
+    /// The tenant's limits, by key.
+    async fn limits(&self, tenant: &str) -> StoreResult<Vec<StoredLimit>>;
+
+    /// Sets the limit on `key` (replacing one there was); its buckets keep their levels (a
+    /// lower burst applies at their next refill).
+    async fn put_limit(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        key: &str,
+        spec: &LimitSpec,
+    ) -> StoreResult<StoredLimit>;
+
+    /// Removes the limit on `key` and its buckets; false when there was none.
+    async fn delete_limit(&self, tenant: &str, key: &str) -> StoreResult<bool>;
+
+    /// The stored levels of the limit on `key`'s rate buckets, by bucket.
+    async fn limit_levels(&self, tenant: &str, key: &str) -> StoreResult<Vec<(String, Level)>>;
+
+    /// The keys (`crate::flow::keys::job_keys`) of every job of the tenant that is leased now.
+    async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>>;
+}
+
+#[async_trait]
+impl LimitRecords for Detached {
+    async fn limits(&self, tenant: &str) -> StoreResult<Vec<StoredLimit>> {
+        self.0.limits(tenant).await
+    }
+
+    async fn put_limit(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        key: &str,
+        spec: &LimitSpec,
+    ) -> StoreResult<StoredLimit> {
+        let (store, tenant, key, spec) = (
+            self.0.clone(),
+            tenant.to_owned(),
+            key.to_owned(),
+            spec.clone(),
+        );
+        on_own_task(async move { store.put_limit(now, &tenant, &key, &spec).await }).await
+    }
+
+    async fn delete_limit(&self, tenant: &str, key: &str) -> StoreResult<bool> {
+        let (store, tenant, key) = (self.0.clone(), tenant.to_owned(), key.to_owned());
+        on_own_task(async move { store.delete_limit(&tenant, &key).await }).await
+    }
+
+    async fn limit_levels(&self, tenant: &str, key: &str) -> StoreResult<Vec<(String, Level)>> {
+        self.0.limit_levels(tenant, key).await
+    }
+
+    async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>> {
+        self.0.leased_keys(tenant).await
+    }
+}
+
+/// The rules of stored limits `(key, spec as JSON)`. A row that no longer parses (written by
+/// a newer version, or edited by hand) is an error, not a limit silently dropped.
+pub(crate) fn rules_of(rows: Vec<(String, serde_json::Value)>) -> StoreResult<Vec<Rule>> {
+    rows.into_iter()
+        .map(|(key, spec)| {
+            let spec: LimitSpec = serde_json::from_value(spec)
+                .map_err(|e| StoreError::Internal(format!("limit {key:?}: {e}")))?;
+            Rule::new(&key, &spec)
+                .map_err(|e| StoreError::Internal(format!("limit {key:?}: {}", e.message)))
+        })
+        .collect()
+}
+
+/// How many candidates a gated claim looks at for `max_jobs` leases: more than it may take, so
+/// that jobs held back by a limit do not hide ready jobs behind them.
+pub(crate) fn gated_window(max_jobs: u32) -> u32 {
+    max_jobs.saturating_mul(4).saturating_add(64).min(4000)
+}
+
+/// A claim's candidate as the gate sees it.
+pub(crate) struct GateCandidate {
+    /// Its keys (`crate::flow::keys::job_keys`).
+    pub keys: Vec<String>,
+    /// False for an expired lease whose attempts are spent: it is not leased (it goes to
+    /// `dead`), so it passes without taking room.
+    pub lease: bool,
+}
+
+/// Which candidates (in claim order) the claim takes: those the gate admits, up to `max_jobs`
+/// leases, and every one that is not a lease.
+pub(crate) fn gate_candidates(
+    gate: &mut Gate<'_>,
+    candidates: &[GateCandidate],
+    max_jobs: u32,
+) -> Vec<bool> {
+    let mut leases = 0;
+    candidates
+        .iter()
+        .map(|c| {
+            if !c.lease {
+                return true;
+            }
+            if leases >= max_jobs || !gate.admit(&c.keys) {
+                return false;
+            }
+            leases += 1;
+            true
+        })
+        .collect()
+}

@@ -83,6 +83,18 @@ impl<'r> Gate<'r> {
         }
     }
 
+    /// Stops counting the lease of a job with `keys`: a claim is taking over its expired lease
+    /// (the slot it held is the one the job is leased in again, or freed when it goes `dead`).
+    pub fn uncount_lease(&mut self, keys: &[String]) {
+        for rule in self.rules.iter().filter(|r| r.concurrency.is_some()) {
+            for bucket in rule.matcher.buckets(keys) {
+                if let Some(n) = self.leased.get_mut(&(rule.key.clone(), bucket.to_owned())) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     /// The rate buckets the jobs with these keys fall in: the levels the store loads (with
     /// [`Gate::load_level`]) before [`Gate::admit`].
     pub fn rate_buckets<'k>(&self, jobs: impl IntoIterator<Item = &'k [String]>) -> Vec<BucketId> {
@@ -113,14 +125,19 @@ impl<'r> Gate<'r> {
             refilled_at: now,
         });
         if fresh {
-            let secs = (now - level.refilled_at)
-                .num_microseconds()
-                .unwrap_or(i64::MAX) as f64
-                / 1e6;
-            // A level from a replica whose clock ran ahead is not refilled backwards; a limit
-            // lowered since keeps at most its new burst.
-            level.tokens = (level.tokens + rate * secs.max(0.0)).min(burst);
-            level.refilled_at = now;
+            // Time only moves the level forward: a claim whose `now` was read before it waited
+            // for the limits' lock (or a replica whose clock lags) adds nothing and leaves the
+            // refill time where it was, so no interval is ever credited twice.
+            if now > level.refilled_at {
+                let secs = (now - level.refilled_at)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX) as f64
+                    / 1e6;
+                level.tokens += rate * secs;
+                level.refilled_at = now;
+            }
+            // A limit lowered since keeps at most its new burst.
+            level.tokens = level.tokens.min(burst);
         }
         level
     }
@@ -254,6 +271,25 @@ mod tests {
         let mut gate = Gate::new(t(60_000), &rules);
         gate.load_level(saved[0].0.clone(), saved[0].1);
         assert_eq!((0..10).filter(|_| gate.admit(&mail)).count(), 3);
+    }
+
+    #[test]
+    fn a_claim_that_read_its_time_before_another_spent_credits_nothing_twice() {
+        let rules = [rule("*", Some(10.0), Some(1), None)];
+        let keys = job_keys("q", "k", &[]);
+        // The later claim committed first, at 1 s.
+        let stored = Level {
+            tokens: 0.0,
+            refilled_at: t(1000),
+        };
+        let mut gate = Gate::new(t(950), &rules);
+        gate.load_level(("*".into(), "*".into()), stored);
+        assert!(!gate.admit(&keys), "no token: time did not move forward");
+        assert_eq!(
+            gate.changed_levels()[0].1,
+            stored,
+            "the refill time stays at 1 s"
+        );
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub(crate) struct GateCandidate {
     /// False for an expired lease whose attempts are spent: it is not leased (it goes to
     /// `dead`), so it passes without taking room.
     pub lease: bool,
+    /// An expired lease taken over: the slot its lease held is freed first.
+    pub expired: bool,
 }
 
 /// Which candidates (in claim order) the claim takes: those the gate admits, up to `max_jobs`
@@ -124,9 +126,23 @@ pub(crate) fn gate_candidates(
         .iter()
         .map(|c| {
             if !c.lease {
+                // Goes `dead` in this claim: its slot is free from now on.
+                if c.expired {
+                    gate.uncount_lease(&c.keys);
+                }
                 return true;
             }
-            if leases >= max_jobs || !gate.admit(&c.keys) {
+            if leases >= max_jobs {
+                return false;
+            }
+            if c.expired {
+                gate.uncount_lease(&c.keys);
+            }
+            if !gate.admit(&c.keys) {
+                if c.expired {
+                    // Not taken over: its lease still holds the slot.
+                    gate.count_lease(&c.keys);
+                }
                 return false;
             }
             leases += 1;

@@ -21,6 +21,7 @@ mod dag_replay;
 mod dag_wakeups;
 mod event_hub;
 mod feed_gaps;
+mod flow;
 mod handoff;
 mod http_api;
 mod idempotency;

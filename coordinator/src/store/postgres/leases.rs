@@ -325,6 +325,7 @@ async fn gated_candidates(
                 &own.unwrap_or_default(),
             ),
             lease: !row.try_get::<bool, _>("exhausted")?,
+            expired: row.try_get::<String, _>("prev")? == "leased",
         });
     }
     super::limits::count_leases(tx, &params.tenant, gate).await?;

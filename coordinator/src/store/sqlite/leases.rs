@@ -460,6 +460,7 @@ impl SqliteStore {
                 .map(|c| GateCandidate {
                     keys: std::mem::take(&mut c.keys),
                     lease: true,
+                    expired: c.expired,
                 })
                 .collect();
             let mut taken = gate_candidates(&mut gate, &gated, params.max_jobs).into_iter();

@@ -173,7 +173,10 @@ async fn a_concurrency_limit_counts_leases_until_they_end(store: Arc<dyn Store>)
 
     // The slot frees when the lease ends.
     complete(&c, &answer["leases"][0]).await;
-    assert_eq!(leased_ids(&claim(&c, &["q"], 0).await), std::slice::from_ref(&a2));
+    assert_eq!(
+        leased_ids(&claim(&c, &["q"], 0).await),
+        std::slice::from_ref(&a2)
+    );
 
     // An expired lease holds its slot until a claim takes it over (the job may still run).
     c.clock.advance_ms(3_601_000);

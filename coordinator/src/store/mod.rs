@@ -50,6 +50,16 @@ pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
 pub(crate) use timeouts::ended_by_timeout;
 
+/// Which of a claim's `n` queues goes first within each rank of candidates (fairness across
+/// queues: see the claims of both stores). A fresh draw per claim: each queue leads as often
+/// as the others, with no state shared between replicas.
+pub(crate) fn claim_turn(n: usize) -> i64 {
+    let mut bytes = [0u8; 4];
+    // Without randomness (never seen), the first queue leads: still every queue is served.
+    let _ = getrandom::fill(&mut bytes);
+    (u32::from_le_bytes(bytes) as usize % n.max(1)) as i64
+}
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -244,9 +244,11 @@ async fn current_states(
 }
 
 /// The body of the claim's `cand` CTE (`$1` tenant, `$2` the sorted queue names, `$3` now,
-/// `$4` how many): rows `(id, prev, exhausted, queue_timeout)`, at most `$4`, each locked `FOR
-/// UPDATE SKIP LOCKED`, in claim order (priority descending, `run_at`, id); `queue_timeout` is
-/// the queue's `default_timeout_ms`. Expired leases that reached their run-time deadline are
+/// `$4` how many; `queues` how many queues `$2` names): rows `(id, prev, exhausted,
+/// queue_timeout, rank, turn)`, at most `$4`, each locked `FOR UPDATE SKIP LOCKED`, in claim
+/// order: from one queue priority descending, `run_at`, id; from several, by `rank` (the place
+/// within its queue) and `turn`, then that order. `queue_timeout` is the queue's
+/// `default_timeout_ms`. Expired leases that reached their run-time deadline are
 /// not candidates: the claim ends them as timeouts instead (`TIMED_OUT`).
 ///
 /// Per queue, two branches each lock their first `$4` free rows in index order: due queued jobs
@@ -260,25 +262,44 @@ async fn current_states(
 /// back to `jobs`; planned without a `LIMIT` inside the branches, it chose a sequential scan and
 /// a sort of the whole backlog on every claim (23–36 ms at 20k queued against 1.2 ms for this
 /// form, worst on a freshly filled, never analyzed table: see docs/postgres-hot-path.md).
-fn claim_candidates() -> String {
+fn claim_candidates(queues: usize) -> String {
     const ORDER: &str = "ORDER BY priority DESC, run_at, id";
     let not_paused = "NOT EXISTS (SELECT 1 FROM queues q WHERE q.tenant = $1 AND q.name = qn.name \
                       AND q.paused)";
+    let branches = format!(
+        "SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
+                        FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'queued' \
+                          AND run_at <= $3 AND {not_paused} \
+                        {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) f \
+         UNION ALL \
+         SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
+                               priority, run_at \
+                        FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'leased' \
+                          AND lease_expires_at <= $3 AND NOT ({TIMED_OUT}) AND {not_paused} \
+                        {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e"
+    );
+    let timeout = "(SELECT q.default_timeout_ms FROM queues q WHERE q.tenant = $1 \
+                   AND q.name = qn.name) AS queue_timeout";
+    if queues <= 1 {
+        return format!(
+            "SELECT c.id, c.prev, c.exhausted, {timeout}, 1 AS rank, 0 AS turn \
+             FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ({branches}) c \
+             ORDER BY c.priority DESC, c.run_at, c.id \
+             LIMIT $4"
+        );
+    }
+    // Several queues: each queue's candidates ranked within it, taken rank by rank, the
+    // queues' order within a rank turning from claim to claim (a literal: one statement text
+    // per turn). Every queue is served whatever the others' depths and priorities; priorities
+    // hold within a queue.
+    let turn = crate::store::claim_turn(queues);
     format!(
-        "SELECT c.id, c.prev, c.exhausted, (SELECT q.default_timeout_ms FROM queues q \
-                WHERE q.tenant = $1 AND q.name = qn.name) AS queue_timeout \
-         FROM unnest($2::text[]) AS qn(name) CROSS JOIN LATERAL ( \
-           SELECT * FROM (SELECT id, state AS prev, false AS exhausted, priority, run_at \
-                          FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'queued' \
-                            AND run_at <= $3 AND {not_paused} \
-                          {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) f \
-           UNION ALL \
-           SELECT * FROM (SELECT id, state AS prev, attempt >= max_attempts AS exhausted, \
-                                 priority, run_at \
-                          FROM jobs WHERE tenant = $1 AND queue = qn.name AND state = 'leased' \
-                            AND lease_expires_at <= $3 AND NOT ({TIMED_OUT}) AND {not_paused} \
-                          {ORDER} LIMIT $4 FOR UPDATE SKIP LOCKED) e) c \
-         ORDER BY c.priority DESC, c.run_at, c.id \
+        "SELECT c.id, c.prev, c.exhausted, {timeout}, c.rank, \
+                (qn.pos - 1 + {turn}) % {queues} AS turn \
+         FROM unnest($2::text[]) WITH ORDINALITY AS qn(name, pos) CROSS JOIN LATERAL ( \
+           SELECT b.*, row_number() OVER (ORDER BY b.priority DESC, b.run_at, b.id) AS rank \
+           FROM ({branches}) b) c \
+         ORDER BY c.rank, turn, c.priority DESC, c.run_at, c.id \
          LIMIT $4"
     )
 }
@@ -305,8 +326,9 @@ async fn gated_candidates(
 ) -> StoreResult<Chosen> {
     let sql = format!(
         "SELECT c.id, c.prev, c.exhausted, c.queue_timeout, j.queue, j.kind, j.limit_keys \
-         FROM ({}) c JOIN jobs j ON j.id = c.id ORDER BY j.priority DESC, j.run_at, j.id",
-        claim_candidates()
+         FROM ({}) c JOIN jobs j ON j.id = c.id \
+         ORDER BY c.rank, c.turn, j.priority DESC, j.run_at, j.id",
+        claim_candidates(queues.len())
     );
     let rows = sqlx::query(&sql)
         .bind(&params.tenant)
@@ -503,7 +525,7 @@ impl PostgresStore {
         let mut tx = begin_by_index(self.pool()).await?;
         let rules = super::limits::lock_rules(&mut tx, &params.tenant).await?;
         let (cand, chosen, held) = if rules.is_empty() {
-            (claim_candidates(), None, None)
+            (claim_candidates(queues.len()), None, None)
         } else {
             let mut gate = Gate::new(now, &rules);
             let chosen = gated_candidates(&mut tx, now, params, &queues, &mut gate).await?;

@@ -299,35 +299,67 @@ async fn select_candidates(
         params.max_jobs
     });
     let queues = placeholders(params.queues.len());
-    let half = |state_test: &str| {
+    let half = |state_test: &str, queue_test: &str, extra: &str| {
         format!(
-            "SELECT id, state, priority, run_at, run_id, queue, kind, limit_keys FROM jobs \
-             WHERE tenant = ? \
-             AND {state_test} <= ? AND queue IN ({queues}) \
+            "SELECT id, state, priority, run_at, run_id, queue, kind, limit_keys{extra} FROM jobs \
+             WHERE tenant = ? AND {state_test} <= ? AND {queue_test} \
              AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 AND tenant = ?)"
+        )
+    };
+    let ready = "state = 'queued' AND run_at";
+    let expired = format!("state = 'leased' AND NOT ({TIMED_OUT}) AND lease_expires_at");
+    let order = "ORDER BY priority DESC, run_at, id";
+    let mut args = Vec::with_capacity(12 * params.queues.len() + 9);
+    // The candidates. From one queue: its first `limit` in claim order. From several: each
+    // queue's first `limit`, ranked within their queue, then taken rank by rank, the queues'
+    // order within a rank turning from claim to claim (`turn`): every queue is served whatever
+    // the others' depths and priorities (a backlog in one no longer starves the rest), and
+    // priorities hold within a queue.
+    let candidates = if let [queue] = params.queues.as_slice() {
+        for _ in 0..2 {
+            args.extend([Arg::Text(&params.tenant), Arg::Int(t), Arg::Text(queue)]);
+            args.push(Arg::Text(&params.tenant));
+        }
+        args.push(Arg::Int(limit));
+        format!(
+            "SELECT *, 1 AS rank, 0 AS turn FROM ({} UNION ALL {} {order} LIMIT ?)",
+            half(ready, "queue = ?", ""),
+            half(&expired, "queue = ?", ""),
+        )
+    } else {
+        let mut branches = Vec::with_capacity(2 * params.queues.len());
+        for (pos, queue) in params.queues.iter().enumerate() {
+            for state_test in [ready, expired.as_str()] {
+                let extra = format!(", {pos} AS pos");
+                branches.push(format!(
+                    "SELECT * FROM ({} {order} LIMIT ?)",
+                    half(state_test, "queue = ?", &extra)
+                ));
+                args.extend([Arg::Text(&params.tenant), Arg::Int(t), Arg::Text(queue)]);
+                args.extend([Arg::Text(&params.tenant), Arg::Int(limit)]);
+            }
+        }
+        args.push(Arg::Int(limit));
+        // A literal: at most one statement text per queue of the claim.
+        let turn = crate::store::claim_turn(params.queues.len());
+        format!(
+            "SELECT id, state, priority, run_at, run_id, queue, kind, limit_keys, rank, \
+               (pos + {turn}) % {n} AS turn FROM ( \
+               SELECT *, row_number() OVER (PARTITION BY pos {order}) AS rank FROM ({branches})) \
+             ORDER BY rank, turn, priority DESC, run_at, id LIMIT ?",
+            branches = branches.join(" UNION ALL "),
+            n = params.queues.len(),
         )
     };
     // The outer `ORDER BY` keeps the candidates in claim order and puts the timed-out last.
     let sql = format!(
-        "SELECT * FROM (SELECT * FROM ({} UNION ALL {} ORDER BY priority DESC, run_at, id \
-           LIMIT ?) \
+        "SELECT * FROM (SELECT * FROM ({candidates}) \
          UNION ALL SELECT * FROM (SELECT id, 'timed_out', priority, run_at, run_id, queue, kind, \
-           limit_keys FROM jobs \
+           limit_keys, 0, 0 FROM jobs \
            WHERE tenant = ? AND state = 'leased' AND lease_expires_at <= ? AND {TIMED_OUT} \
            AND queue IN ({queues}) LIMIT {SWEEP_LIMIT})) \
-         ORDER BY state = 'timed_out', priority DESC, run_at, id",
-        half("state = 'queued' AND run_at"),
-        half(&format!(
-            "state = 'leased' AND NOT ({TIMED_OUT}) AND lease_expires_at"
-        )),
+         ORDER BY state = 'timed_out', rank, turn, priority DESC, run_at, id"
     );
-    let mut args = Vec::with_capacity(3 * params.queues.len() + 9);
-    for _ in 0..2 {
-        args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
-        args.extend(params.queues.iter().map(|q| Arg::Text(q)));
-        args.push(Arg::Text(&params.tenant));
-    }
-    args.push(Arg::Int(limit));
     args.extend([Arg::Text(&params.tenant), Arg::Int(t)]);
     args.extend(params.queues.iter().map(|q| Arg::Text(q)));
     let rows = exec

@@ -23,6 +23,13 @@ pub const CLAIMS: &str = "leasehold_claims_total";
 pub const LEASES_GRANTED: &str = "leasehold_leases_granted_total";
 /// Claims in which a limit held a ready job back, by limit key (`crate::flow`).
 pub const LIMIT_HOLDS: &str = "leasehold_limit_holds_total";
+/// Circuit breakers that opened or closed, by limit key and new state (`crate::flow::breaker`).
+pub const BREAKER_CHANGES: &str = "leasehold_breaker_changes_total";
+/// Throttles reported by workers (failures of class `throttled`) that lowered an adaptive
+/// rate, by limit key (`crate::flow::adaptive`).
+pub const LIMIT_THROTTLES: &str = "leasehold_limit_throttles_total";
+/// The effective rate of an adaptive limit on one key (not a prefix) after its last throttle.
+pub const LIMIT_EFFECTIVE_RATE: &str = "leasehold_limit_effective_rate";
 /// Expired leases taken over by a claim.
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 /// Attempts ended by a claim because their run-time deadline passed (class `timeout`).

@@ -34,7 +34,10 @@ pub use lease::{
     HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease, ReleaseRequest,
     RetryHints, Throttled,
 };
-pub use limits::{Limit, LimitBucket, LimitList, LimitSpec, PutLimit};
+pub use limits::{
+    Blackout, BreakerSpec, BreakerState, IncidentList, Limit, LimitBucket, LimitList, LimitSpec,
+    PutLimit,
+};
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
 pub use retention::{
     EffectiveRetention, LedgerSegment, LedgerSegmentList, RetentionDefaults, RetentionPolicy,

@@ -61,6 +61,9 @@ type JobSpec struct {
 	// ErrTimedOut and the attempt fails with class "timeout", retried like any failure. Zero:
 	// the queue's default timeout, else none.
 	Timeout time.Duration `json:"-"`
+	// LimitKeys are keys the tenant's limits apply to besides the job's queue and kind, each
+	// "<prefix>:<value>" such as "host:api.example.com" (at most 8; docs/flow-control.md).
+	LimitKeys []string `json:"limit_keys,omitempty"`
 }
 
 // specJSON is JobSpec's wire form: its fields plus "timeout_ms".

@@ -143,6 +143,13 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 // RetryAfter asks for another attempt after d.
 func RetryAfter(d time.Duration, err error) error { return &RetryAfterError{After: d, Err: err} }
 
+// Throttled reports that the upstream the job calls throttled it (HTTP 429, a quota): a
+// retryable failure of class "throttled", tried again after d. The tenant's adaptive rate limits
+// the job falls under slow down when they see it (AIMD; docs/flow-control.md).
+func Throttled(d time.Duration, err error) error {
+	return &RetryAfterError{After: d, Class: "throttled", Err: err}
+}
+
 // Classifier may be implemented by handler errors to choose the error class recorded with a
 // failure (for example an exception-like type name). Any other error is recorded as "error" and
 // retried with the retry policy's delay.

@@ -238,6 +238,17 @@ impl HandlerError {
         }
     }
 
+    /// The upstream this job calls throttled it (HTTP 429, a quota): a retryable failure of
+    /// class `throttled`, run again after `after`. A tenant's adaptive rate limits the job falls
+    /// under slow down when they see it (docs/flow-control.md).
+    pub fn throttled(message: impl Into<String>, after: Duration) -> Self {
+        Self::Retry {
+            class: "throttled".to_owned(),
+            message: message.into(),
+            after: Some(after),
+        }
+    }
+
     /// A fatal failure with class `fatal`.
     pub fn fatal(message: impl Into<String>) -> Self {
         Self::Fatal {

@@ -17,12 +17,20 @@ CREATE TABLE limits (
 );
 
 -- What a limit remembers between claims, per bucket (the limit's key, or for a prefix limit the
--- job key it matched): the token bucket's level and when it was last refilled.
+-- job key it matched): the token bucket's level and when it was last refilled; the circuit
+-- breaker's consecutive failures, when it opened (`NULL` while closed) and when its half-open
+-- probe was leased; an adaptive rate's fraction of the configured rate and when a throttle last
+-- set it.
 CREATE TABLE limit_state (
     tenant      text             NOT NULL,
     key         text             NOT NULL,
     bucket      text             NOT NULL,
     tokens      double precision NOT NULL,
     refilled_at timestamptz      NOT NULL,
+    failures    integer          NOT NULL DEFAULT 0,
+    opened_at   timestamptz,
+    probe_at    timestamptz,
+    factor      double precision NOT NULL DEFAULT 1,
+    adjusted_at timestamptz,
     PRIMARY KEY (tenant, key, bucket)
 );

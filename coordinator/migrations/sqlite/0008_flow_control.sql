@@ -17,12 +17,20 @@ CREATE TABLE limits (
 ) STRICT;
 
 -- What a limit remembers between claims, per bucket (the limit's key, or for a prefix limit the
--- job key it matched): the token bucket's level and when it was last refilled.
+-- job key it matched): the token bucket's level and when it was last refilled; the circuit
+-- breaker's consecutive failures, when it opened (`NULL` while closed) and when its half-open
+-- probe was leased; an adaptive rate's fraction of the configured rate and when a throttle last
+-- set it.
 CREATE TABLE limit_state (
     tenant      TEXT    NOT NULL,
     key         TEXT    NOT NULL,
     bucket      TEXT    NOT NULL,
     tokens      REAL    NOT NULL,
     refilled_at INTEGER NOT NULL,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    opened_at   INTEGER,
+    probe_at    INTEGER,
+    factor      REAL    NOT NULL DEFAULT 1,
+    adjusted_at INTEGER,
     PRIMARY KEY (tenant, key, bucket)
 ) STRICT;

@@ -14,6 +14,7 @@ mod events;
 mod jobs;
 mod keys;
 mod ledger;
+mod limits;
 mod output;
 mod progress;
 mod queues;
@@ -27,6 +28,7 @@ pub use events::EventsArgs;
 pub use jobs::JobsArgs;
 pub use keys::KeysArgs;
 pub use ledger::LedgerArgs;
+pub use limits::LimitsArgs;
 pub use queues::QueuesArgs;
 pub use runs::RunArgs;
 
@@ -89,6 +91,8 @@ pub enum ClientCommand {
     Keys(KeysArgs),
     /// The audit trail: who changed keys, queues, retention, or replayed jobs, and why.
     Audit(AuditArgs),
+    /// Flow-control limits (rates, concurrency, breakers, blackouts) and breaker incidents.
+    Limits(LimitsArgs),
 }
 
 /// Options every client command takes, before or after its subcommand.
@@ -154,6 +158,10 @@ pub async fn run(command: ClientCommand) -> i32 {
         ClientCommand::Keys(args) => keys::run(args).await,
         ClientCommand::Audit(args) => match args.global.ctx() {
             Ok(ctx) => audit::run(&ctx, args).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Limits(args) => match args.global.ctx() {
+            Ok(ctx) => limits::run(&ctx, args.command).await,
             Err(e) => Err(e),
         },
     };

@@ -10,17 +10,46 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::Rule;
+use super::adaptive;
+use super::blackout;
+use super::breaker::{self, Verdict};
 
 /// A bucket: a limit's key and the bucket within it.
 pub type BucketId = (String, String);
 
-/// A token bucket's level as stored.
+/// A bucket's state as stored: its token bucket's level (rate limits) and its circuit
+/// breaker (limits with one).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Level {
     /// Tokens left at `refilled_at`.
     pub tokens: f64,
     /// When it was last refilled.
     pub refilled_at: DateTime<Utc>,
+    /// Consecutive counted failures.
+    pub failures: u32,
+    /// When the breaker opened; `None` while closed.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the current half-open probe was leased.
+    pub probe_at: Option<DateTime<Utc>>,
+    /// The fraction of the configured rate it ran at when last adjusted (adaptive limits).
+    pub factor: f64,
+    /// When a throttle last adjusted it; `None` at the configured rate.
+    pub adjusted_at: Option<DateTime<Utc>>,
+}
+
+impl Level {
+    /// A bucket never met: full (`burst` tokens) and closed.
+    pub fn fresh(burst: f64, now: DateTime<Utc>) -> Self {
+        Self {
+            tokens: burst,
+            refilled_at: now,
+            failures: 0,
+            opened_at: None,
+            probe_at: None,
+            factor: 1.0,
+            adjusted_at: None,
+        }
+    }
 }
 
 /// Why a claim leased fewer jobs than it found ready.
@@ -95,12 +124,19 @@ impl<'r> Gate<'r> {
         }
     }
 
-    /// The rate buckets the jobs with these keys fall in: the levels the store loads (with
-    /// [`Gate::load_level`]) before [`Gate::admit`].
-    pub fn rate_buckets<'k>(&self, jobs: impl IntoIterator<Item = &'k [String]>) -> Vec<BucketId> {
+    /// The buckets with a stored state (rate limits and breakers) the jobs with these keys fall
+    /// in: the states the store loads (with [`Gate::load_level`]) before [`Gate::admit`].
+    pub fn stateful_buckets<'k>(
+        &self,
+        jobs: impl IntoIterator<Item = &'k [String]>,
+    ) -> Vec<BucketId> {
         let mut out = BTreeSet::new();
         for keys in jobs {
-            for rule in self.rules.iter().filter(|r| r.rate.is_some()) {
+            for rule in self
+                .rules
+                .iter()
+                .filter(|r| r.rate.is_some() || r.breaker.is_some())
+            {
                 for bucket in rule.matcher.buckets(keys) {
                     out.insert((rule.key.clone(), bucket.to_owned()));
                 }
@@ -120,10 +156,10 @@ impl<'r> Gate<'r> {
         let now = self.now;
         let id = (rule.key.clone(), bucket.to_owned());
         let fresh = !self.touched.contains(&id);
-        let level = self.levels.entry(id).or_insert(Level {
-            tokens: burst,
-            refilled_at: now,
-        });
+        let level = self
+            .levels
+            .entry(id)
+            .or_insert_with(|| Level::fresh(burst, now));
         if fresh {
             // Time only moves the level forward: a claim whose `now` was read before it waited
             // for the limits' lock (or a replica whose clock lags) adds nothing and leaves the
@@ -133,7 +169,12 @@ impl<'r> Gate<'r> {
                     .num_microseconds()
                     .unwrap_or(i64::MAX) as f64
                     / 1e6;
-                level.tokens += rate * secs;
+                let factor = if rule.adaptive {
+                    adaptive::factor(level, now)
+                } else {
+                    1.0
+                };
+                level.tokens += rate * factor * secs;
                 level.refilled_at = now;
             }
             // A limit lowered since keeps at most its new burst.
@@ -155,6 +196,14 @@ impl<'r> Gate<'r> {
         let rules = self.rules;
         let mut blocked = false;
         for rule in rules {
+            if !rule.blackouts.is_empty()
+                && !rule.matcher.buckets(keys).is_empty()
+                && let Some(until) = blackout::on_until(&rule.blackouts, self.now)
+            {
+                blocked = true;
+                self.held.insert(rule.key.clone());
+                self.retry_at = Some(self.retry_at.map_or(until, |t| t.min(until)));
+            }
             for bucket in rule.matcher.buckets(keys) {
                 if let Some(max) = rule.concurrency {
                     let held = self
@@ -166,6 +215,16 @@ impl<'r> Gate<'r> {
                         blocked = true;
                         self.by_concurrency = true;
                         self.held.insert(rule.key.clone());
+                    }
+                }
+                if rule.breaker.is_some() {
+                    let now = self.now;
+                    let state = *self.level(rule, bucket);
+                    self.touched.insert((rule.key.clone(), bucket.to_owned()));
+                    if let Verdict::Hold { until } = breaker::verdict(rule, &state, now) {
+                        blocked = true;
+                        self.held.insert(rule.key.clone());
+                        self.retry_at = Some(self.retry_at.map_or(until, |t| t.min(until)));
                     }
                 }
                 if let Some(rate) = rule.rate {
@@ -195,6 +254,15 @@ impl<'r> Gate<'r> {
                 }
                 if rule.rate.is_some() {
                     self.level(rule, bucket).tokens -= 1.0;
+                }
+                if rule.breaker.is_some() {
+                    let now = self.now;
+                    let state = self.level(rule, bucket);
+                    if let Verdict::Probe = breaker::verdict(rule, state, now) {
+                        // The one lease a half-open breaker lets through until it reports.
+                        state.probe_at = Some(now);
+                    }
+                    self.touched.insert((rule.key.clone(), bucket.to_owned()));
                 }
             }
         }
@@ -234,6 +302,9 @@ mod tests {
                 rate,
                 burst,
                 concurrency,
+                breaker: None,
+                blackouts: Vec::new(),
+                adaptive: false,
             },
         )
         .expect("present")
@@ -280,7 +351,7 @@ mod tests {
         // The later claim committed first, at 1 s.
         let stored = Level {
             tokens: 0.0,
-            refilled_at: t(1000),
+            ..Level::fresh(1.0, t(1000))
         };
         let mut gate = Gate::new(t(950), &rules);
         gate.load_level(("*".into(), "*".into()), stored);
@@ -328,7 +399,7 @@ mod tests {
         let levels = gate.changed_levels();
         assert_eq!(levels[0].1.tokens, 8.0, "the held scrape spent no token");
         assert_eq!(
-            gate.rate_buckets([scrape.as_slice(), mail.as_slice()]),
+            gate.stateful_buckets([scrape.as_slice(), mail.as_slice()]),
             [("*".to_owned(), "*".to_owned())]
         );
     }

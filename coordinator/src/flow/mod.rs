@@ -4,6 +4,11 @@
 //! - [`keys`]: which keys a job carries and which buckets of which limit it falls in;
 //! - [`gate`]: given the limits, the buckets' state and the leases held, which candidates a
 //!   claim may lease now, in claim order, and when to ask again for the others;
+//! - [`adaptive`]: rates that halve on an upstream throttle and recover with time (AIMD);
+//! - [`blackout`]: windows in which nothing a limit covers is leased;
+//! - [`breaker`]: what an outcome does to a circuit breaker, and whether one lets a lease
+//!   through;
+//! - [`catalog`]: which tenants have limits, cached briefly for the outcome path;
 //! - [`waiters`]: claimers waiting for a concurrency slot, woken when a lease ends.
 //!
 //! The stores run the gate inside the claim's transaction, after serializing the tenant's
@@ -11,16 +16,22 @@
 //! budget a limit states holds across replicas. A tenant without limits pays one indexed
 //! lookup per claim and nothing else.
 
+pub mod adaptive;
+pub mod blackout;
+pub mod breaker;
+pub mod catalog;
 pub mod gate;
 pub mod keys;
 pub mod waiters;
 
-use leasehold_proto::LimitSpec;
+use leasehold_proto::{BreakerSpec, LimitSpec};
 
 use crate::error::{ApiError, ApiResult};
 
 /// The most a rate, burst or concurrency may be.
 pub const MAX_LIMIT: u32 = 100_000;
+/// A breaker's cooldown when its definition gives none.
+pub const DEFAULT_COOLDOWN_MS: u64 = 30_000;
 
 /// A limit as the gate applies it: its key, parsed, and its spec with `burst` filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +46,24 @@ pub struct Rule {
     pub burst: Option<u32>,
     /// Leases held at once, if limited.
     pub concurrency: Option<u32>,
+    /// The circuit breaker, with its cooldown filled in.
+    pub breaker: Option<BreakerSpec>,
+    /// Blackout windows.
+    pub blackouts: Vec<blackout::Window>,
+    /// Whether the rate adapts to throttles (`adaptive`).
+    pub adaptive: bool,
+}
+
+impl Rule {
+    /// The breaker's cooldown (set whenever `breaker` is).
+    pub fn cooldown(&self) -> chrono::Duration {
+        let ms = self
+            .breaker
+            .as_ref()
+            .and_then(|b| b.cooldown_ms)
+            .unwrap_or(DEFAULT_COOLDOWN_MS);
+        chrono::Duration::milliseconds(ms as i64)
+    }
 }
 
 impl Rule {
@@ -48,6 +77,14 @@ impl Rule {
             rate: spec.rate,
             burst: spec.burst,
             concurrency: spec.concurrency,
+            blackouts: spec
+                .blackouts
+                .iter()
+                .enumerate()
+                .map(|(i, b)| blackout::Window::parse(i, b))
+                .collect::<ApiResult<_>>()?,
+            breaker: spec.breaker,
+            adaptive: spec.adaptive,
         })
     }
 }
@@ -56,11 +93,60 @@ impl Rule {
 /// field otherwise.
 pub fn checked_spec(spec: &LimitSpec) -> ApiResult<LimitSpec> {
     let mut spec = spec.clone();
-    if spec.rate.is_none() && spec.concurrency.is_none() {
+    if spec.rate.is_none()
+        && spec.concurrency.is_none()
+        && spec.breaker.is_none()
+        && spec.blackouts.is_empty()
+    {
         return Err(ApiError::validation(
             "rate",
-            "a limit sets `rate`, `concurrency` or both",
+            "a limit sets at least one of `rate`, `concurrency`, `breaker` and `blackouts`",
         ));
+    }
+    if spec.adaptive && spec.rate.is_none() {
+        return Err(ApiError::validation(
+            "adaptive",
+            "adaptive adjusts a rate limit: set `rate` with it",
+        ));
+    }
+    if spec.blackouts.len() > blackout::MAX_WINDOWS {
+        return Err(ApiError::validation(
+            "blackouts",
+            format!(
+                "at most {} blackout windows per limit",
+                blackout::MAX_WINDOWS
+            ),
+        ));
+    }
+    for (i, b) in spec.blackouts.iter().enumerate() {
+        blackout::Window::parse(i, b)?;
+    }
+    if let Some(breaker) = &mut spec.breaker {
+        if !(1..=1000).contains(&breaker.failures) {
+            return Err(ApiError::validation(
+                "breaker.failures",
+                "failures is the number of consecutive failures that opens it, 1 to 1000",
+            ));
+        }
+        if breaker.classes.len() > 32
+            || breaker
+                .classes
+                .iter()
+                .any(|c| c.is_empty() || c.len() > 200 || c.chars().any(char::is_control))
+        {
+            return Err(ApiError::validation(
+                "breaker.classes",
+                "classes lists at most 32 failure classes, each 1 to 200 characters",
+            ));
+        }
+        let cooldown = breaker.cooldown_ms.unwrap_or(DEFAULT_COOLDOWN_MS);
+        if !(1000..=86_400_000).contains(&cooldown) {
+            return Err(ApiError::validation(
+                "breaker.cooldown_ms",
+                "cooldown_ms is from 1000 (a second) to 86400000 (a day)",
+            ));
+        }
+        breaker.cooldown_ms = Some(cooldown);
     }
     if let Some(rate) = spec.rate
         && !(rate.is_finite() && (0.001..=f64::from(MAX_LIMIT)).contains(&rate))
@@ -111,6 +197,9 @@ mod tests {
             rate,
             burst,
             concurrency,
+            breaker: None,
+            blackouts: Vec::new(),
+            adaptive: false,
         };
         assert_eq!(
             field(checked_spec(&spec(None, None, None)).expect_err("refused")),

@@ -41,6 +41,18 @@ pub(crate) async fn list(
     tenant: Tenant,
     query: QueryParams,
 ) -> ApiResult<ApiJson<AuditList>> {
+    let (events, next_after) = event_page(&state, tenant.0, &query, AUDIT_EVENT).await?;
+    Ok(ApiJson(AuditList { events, next_after }))
+}
+
+/// One page of the tenant's events of type `kind`, oldest first (`after`, `limit`, `from` as
+/// `GET /v1/audit` takes them), and the `after` of the next page when there may be one.
+pub(super) async fn event_page(
+    state: &AppState,
+    tenant: String,
+    query: &QueryParams,
+    kind: &str,
+) -> ApiResult<(Vec<leasehold_proto::Event>, Option<i64>)> {
     query.only(&["after", "limit", "from"])?;
     let after = query.parse::<i64>("after")?.unwrap_or(0).max(0);
     let limit = query.parse::<u32>("limit")?.unwrap_or(AUDIT_PAGE.0);
@@ -61,9 +73,9 @@ pub(crate) async fn list(
     let events = state
         .store
         .list_events(&EventFilter {
-            tenant: Some(tenant.0),
+            tenant: Some(tenant),
             after,
-            types: vec![AUDIT_EVENT.to_owned()],
+            types: vec![kind.to_owned()],
             from,
             limit,
             ..Default::default()
@@ -72,7 +84,7 @@ pub(crate) async fn list(
     let next_after = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.id))
         .flatten();
-    Ok(ApiJson(AuditList { events, next_after }))
+    Ok((events, next_after))
 }
 
 /// Send the tenant's dead (or cancelled) jobs matching a filter back to `queued`, each with a

@@ -8,10 +8,13 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::get;
-use leasehold_proto::{ErrorEnvelope, Limit, LimitBucket, LimitList, PutLimit};
+use leasehold_proto::{
+    BreakerState, ErrorEnvelope, IncidentList, Limit, LimitBucket, LimitList, PutLimit,
+};
 use serde_json::json;
 
 use super::AppState;
+use super::audit::event_page;
 use super::extract::{ApiJson, QueryParams, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::flow::gate::Gate;
@@ -24,6 +27,7 @@ use crate::store::StoredLimit;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/limits", get(list))
+        .route("/v1/incidents", get(incidents))
         .route("/v1/limits/{key}", get(show).put(put).delete(delete))
 }
 
@@ -55,16 +59,29 @@ async fn with_buckets(
     let rules = [rule];
     let mut gate = Gate::new(state.clock.now(), &rules);
     let mut buckets: std::collections::BTreeMap<String, LimitBucket> = Default::default();
-    if rules[0].rate.is_some() {
+    if rules[0].rate.is_some() || rules[0].breaker.is_some() {
+        let now = state.clock.now();
         for (bucket, level) in state.store.limit_levels(tenant, &limit.key).await? {
             gate.load_level((limit.key.clone(), bucket.clone()), level);
-            let tokens = gate.tokens(&rules[0], &bucket);
+            let tokens = rules[0]
+                .rate
+                .map(|_| (gate.tokens(&rules[0], &bucket) * 1000.0).floor() / 1000.0);
+            let effective_rate = rules[0].rate.filter(|_| rules[0].adaptive).map(|rate| {
+                (rate * crate::flow::adaptive::factor(&level, now) * 1000.0).round() / 1000.0
+            });
+            let breaker = rules[0].breaker.as_ref().map(|_| BreakerState {
+                state: crate::flow::breaker::phase(&rules[0], &level, now).to_owned(),
+                failures: level.failures,
+                opened_at: level.opened_at,
+            });
             buckets.insert(
                 bucket.clone(),
                 LimitBucket {
                     bucket,
-                    tokens: Some((tokens * 1000.0).floor() / 1000.0),
+                    tokens,
                     leased: None,
+                    effective_rate,
+                    breaker,
                 },
             );
         }
@@ -78,6 +95,8 @@ async fn with_buckets(
                         bucket: bucket.to_owned(),
                         tokens: None,
                         leased: Some(0),
+                        effective_rate: None,
+                        breaker: None,
                     });
                 *entry.leased.get_or_insert(0) += 1;
             }
@@ -88,6 +107,10 @@ async fn with_buckets(
         rate: rules[0].rate,
         burst: rules[0].burst,
         concurrency: rules[0].concurrency,
+        breaker: rules[0].breaker.clone(),
+        blackouts: limit.spec.blackouts.clone(),
+        adaptive: rules[0].adaptive,
+        blackout_until: crate::flow::blackout::on_until(&rules[0].blackouts, state.clock.now()),
         updated_at: limit.updated_at,
         buckets: buckets.into_values().collect(),
     })
@@ -170,6 +193,7 @@ pub(crate) async fn put(
     // Stored as given (`burst` filled in), so that the record says what applies.
     let now = state.clock.now();
     let stored = state.store.put_limit(now, &tenant.0, &key, &spec).await?;
+    state.catalog.forget(&tenant.0);
     let target = json!({"key": key, "limit": spec});
     crate::audit::record(
         &*state.store,
@@ -206,7 +230,9 @@ pub(crate) async fn delete(
         query.get("reason").map(str::to_owned),
         query.get("ticket").map(str::to_owned),
     )?;
-    if !state.store.delete_limit(&tenant.0, &key).await? {
+    let removed = state.store.delete_limit(&tenant.0, &key).await?;
+    state.catalog.forget(&tenant.0);
+    if !removed {
         return Err(ApiError::not_found(format!("there is no limit on {key:?}"))
             .with_details(json!({"key": key})));
     }
@@ -221,4 +247,21 @@ pub(crate) async fn delete(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's circuit breaker incidents, oldest first: each opening and closing (`breaker`
+/// events: `data` has `limit`, `bucket`, `state`, `failures` and the `job_id` whose outcome did
+/// it). Paged like `GET /v1/audit`.
+#[utoipa::path(get, path = "/v1/incidents", tag = "operators",
+    params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+           ("from" = Option<String>, Query, description = "RFC 3339")),
+    responses((status = 200, body = IncidentList), (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn incidents(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    query: QueryParams,
+) -> ApiResult<ApiJson<IncidentList>> {
+    let (events, next_after) =
+        event_page(&state, tenant.0, &query, crate::store::BREAKER_EVENT).await?;
+    Ok(ApiJson(IncidentList { events, next_after }))
 }

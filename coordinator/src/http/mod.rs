@@ -74,6 +74,8 @@ pub struct AppState {
     pub job_gauges: Arc<crate::metrics::JobGauges>,
     /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
     pub slot_waiters: crate::flow::waiters::SlotWaiters,
+    /// Which tenants have circuit breakers (`crate::flow::catalog`).
+    pub catalog: crate::flow::catalog::Catalog,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -116,6 +118,7 @@ impl AppState {
             retention: crate::retention::default_for(&data_dir),
             job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
             slot_waiters: Default::default(),
+            catalog: Default::default(),
         };
         (state, tx)
     }
@@ -141,6 +144,7 @@ impl AppState {
             shutdown: self.shutdown.clone(),
             data_dir: self.data_dir.clone(),
             slot_waiters: self.slot_waiters.clone(),
+            catalog: self.catalog.clone(),
         }
     }
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::flow::catalog::Catalog;
 use crate::flow::gate::Held;
 use crate::flow::waiters::SlotWaiters;
 use crate::handoff::{Handoffs, Parking, Taken};
@@ -50,6 +51,8 @@ pub(crate) struct Leasing {
     pub(crate) data_dir: PathBuf,
     /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
     pub(crate) slot_waiters: SlotWaiters,
+    /// Which tenants have circuit breakers (`crate::flow::catalog`).
+    pub(crate) catalog: Catalog,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -223,6 +226,42 @@ impl Leasing {
     pub(crate) fn after_outcomes(&self, tenant: &str, requeued: bool) {
         if requeued || self.slot_waiters.anyone_waiting(tenant) {
             self.ready.notify();
+        }
+    }
+
+    /// Feeds recorded outcomes (`(job, failure class or None for a success)`) to the tenant's
+    /// circuit breakers and adaptive rates, if it has any. After the outcomes' own commit: a failure to update a
+    /// breaker is logged, never turned into a failed outcome.
+    pub(crate) async fn feed_breakers(&self, tenant: &str, outcomes: Vec<(Uuid, Option<String>)>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let store = &*self.store;
+        match self.catalog.fed_by_outcomes(store, tenant).await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(err) => {
+                tracing::warn!(%err, "could not read the tenant's limits; breakers not fed");
+                return;
+            }
+        }
+        match store
+            .record_breaker_outcomes(self.clock.now(), tenant, outcomes)
+            .await
+        {
+            Ok(incidents) => {
+                for incident in incidents {
+                    tracing::warn!(limit = %incident.limit, bucket = %incident.bucket,
+                        state = incident.change.as_str(), failures = incident.failures,
+                        "circuit breaker changed");
+                    metrics::counter!(crate::metrics::BREAKER_CHANGES,
+                        "limit" => incident.limit, "state" => incident.change.as_str())
+                    .increment(1);
+                    // A closing lets held jobs through: wake the claimers.
+                    self.ready.notify();
+                }
+            }
+            Err(err) => tracing::warn!(%err, "could not feed the circuit breakers"),
         }
     }
 

@@ -102,6 +102,14 @@ pub(crate) fn lease_lost(
     ApiError::new(ErrorCode::LeaseLost, message).with_details(details)
 }
 
+/// The class of a reported failure (`None` for other outcomes), for the circuit breakers.
+fn failure_class(outcome: &Outcome) -> Option<String> {
+    match &outcome.kind {
+        OutcomeKind::Fail { error, .. } => Some(error.class.clone()),
+        _ => None,
+    }
+}
+
 impl Leasing {
     /// Records many outcomes in one transaction (HTTP batch or WebSocket); a bad outcome rejects
     /// the whole batch before anything is written.
@@ -140,7 +148,19 @@ impl Leasing {
             .iter()
             .map(|o| (o.job_id, o.fencing_token, checks::Sent::of(&o.kind)))
             .collect();
+        let classes: Vec<Option<String>> = outcomes.iter().map(failure_class).collect();
         let finished = self.store.finish_states(now, tenant, outcomes).await?;
+        // What the circuit breakers count: completions and failures recorded now.
+        let for_breakers: Vec<(Uuid, Option<String>)> = asked
+            .iter()
+            .zip(&finished)
+            .zip(classes)
+            .filter_map(|(((job_id, _, sent), f), class)| match (f, sent) {
+                (Finished::Ok(_), checks::Sent::Complete) => Some((*job_id, None)),
+                (Finished::Ok(_), checks::Sent::Fail) => Some((*job_id, class)),
+                _ => None,
+            })
+            .collect();
         // A refused outcome may be the retry of one recorded already (rare: read only then).
         let mut recorded_before = vec![None; asked.len()];
         for (i, ((job_id, token, sent), f)) in asked.iter().zip(&finished).enumerate() {
@@ -184,6 +204,7 @@ impl Leasing {
             })
             .collect();
         self.after_outcomes(tenant, requeued);
+        self.feed_breakers(tenant, for_breakers).await;
         Ok(results)
     }
 
@@ -192,6 +213,7 @@ impl Leasing {
         let (id, token) = (outcome.job_id, outcome.fencing_token);
         let failed = matches!(outcome.kind, OutcomeKind::Fail { .. });
         let sent = checks::Sent::of(&outcome.kind);
+        let class = failure_class(&outcome);
         let now = self.clock.now();
         let result = self
             .store
@@ -202,6 +224,11 @@ impl Leasing {
         match result {
             Some(Finished::Ok(job)) => {
                 self.after_outcomes(tenant, count_outcome(job.state, failed));
+                match sent {
+                    checks::Sent::Complete => self.feed_breakers(tenant, vec![(id, None)]).await,
+                    checks::Sent::Fail => self.feed_breakers(tenant, vec![(id, class)]).await,
+                    _ => {}
+                }
                 Ok(*job)
             }
             Some(Finished::LeaseLost(current)) => {

@@ -2,14 +2,19 @@
 //! run the gate. Its own trait, a supertrait of [`super::Store`]; the claims of both stores
 //! run [`gate_candidates`] inside their transaction.
 
+use std::collections::{BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::LimitSpec;
+use uuid::Uuid;
 
 use super::detached::on_own_task;
 use super::{Detached, StoreError, StoreResult};
 use crate::flow::Rule;
-use crate::flow::gate::{Gate, Level};
+use crate::flow::adaptive;
+use crate::flow::breaker::{self, Change};
+use crate::flow::gate::{BucketId, Gate, Level};
 
 /// One stored limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +51,95 @@ pub trait LimitRecords: Send + Sync {
 
     /// The keys (`crate::flow::keys::job_keys`) of every job of the tenant that is leased now.
     async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>>;
+
+    /// Applies recorded outcomes (`(job, failure class or None for a success)`, in order) to
+    /// the tenant's circuit breakers and adaptive rates, serialized with its claims; each
+    /// breaker's opening and closing is written as a `breaker` event. The incidents, in order.
+    async fn record_breaker_outcomes(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<(Uuid, Option<String>)>,
+    ) -> StoreResult<Vec<Incident>>;
+}
+
+/// The event type of circuit breaker incidents.
+pub const BREAKER_EVENT: &str = "breaker";
+
+/// A circuit breaker that opened or closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// The limit's key.
+    pub limit: String,
+    /// The bucket whose breaker changed.
+    pub bucket: String,
+    /// What happened.
+    pub change: Change,
+    /// Consecutive counted failures at the time.
+    pub failures: u32,
+    /// The job whose outcome did it.
+    pub job_id: Uuid,
+}
+
+impl Incident {
+    /// The `data` of its `breaker` event.
+    pub fn event_data(&self) -> serde_json::Value {
+        serde_json::json!({"limit": self.limit, "bucket": self.bucket,
+                           "state": self.change.as_str(), "failures": self.failures,
+                           "job_id": self.job_id})
+    }
+}
+
+/// Applies outcomes of jobs (their keys, their failure class or `None`) to the breakers and
+/// adaptive rates (a failure of class `throttled`) of `rules`, whose buckets' states are in `states` (a bucket missing starts closed); the
+/// incidents, and the buckets whose state changed.
+pub(crate) fn apply_breaker_outcomes(
+    rules: &[Rule],
+    states: &mut HashMap<BucketId, Level>,
+    outcomes: &[(Uuid, Vec<String>, Option<String>)],
+    now: DateTime<Utc>,
+) -> (Vec<Incident>, Vec<BucketId>) {
+    let mut incidents = Vec::new();
+    let mut changed = BTreeSet::new();
+    for (job_id, keys, failure) in outcomes {
+        let throttled = failure.as_deref() == Some(adaptive::THROTTLED);
+        for rule in rules
+            .iter()
+            .filter(|r| r.breaker.is_some() || (r.adaptive && throttled))
+        {
+            for bucket in rule.matcher.buckets(keys) {
+                let id = (rule.key.clone(), bucket.to_owned());
+                let state = states
+                    .entry(id.clone())
+                    .or_insert_with(|| Level::fresh(f64::from(rule.burst.unwrap_or(1)), now));
+                let before = *state;
+                if rule.adaptive && throttled {
+                    adaptive::throttle(state, now);
+                    metrics::counter!(crate::metrics::LIMIT_THROTTLES, "limit" => rule.key.clone())
+                        .increment(1);
+                    if !matches!(rule.matcher, crate::flow::keys::LimitKey::Prefix(_)) {
+                        let rate = rule.rate.unwrap_or(0.0) * adaptive::factor(state, now);
+                        metrics::gauge!(crate::metrics::LIMIT_EFFECTIVE_RATE,
+                            "limit" => rule.key.clone())
+                        .set(rate);
+                    }
+                }
+                if let Some(change) = breaker::record(rule, state, failure.as_deref(), now) {
+                    incidents.push(Incident {
+                        limit: rule.key.clone(),
+                        bucket: bucket.to_owned(),
+                        change,
+                        failures: state.failures,
+                        job_id: *job_id,
+                    });
+                }
+                if *state != before {
+                    changed.insert(id);
+                }
+            }
+        }
+    }
+    (incidents, changed.into_iter().collect())
 }
 
 #[async_trait]
@@ -81,6 +175,17 @@ impl LimitRecords for Detached {
 
     async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>> {
         self.0.leased_keys(tenant).await
+    }
+
+    async fn record_breaker_outcomes(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<(Uuid, Option<String>)>,
+    ) -> StoreResult<Vec<Incident>> {
+        let (store, tenant) = (self.0.clone(), tenant.to_owned());
+        on_own_task(async move { store.record_breaker_outcomes(now, &tenant, outcomes).await })
+            .await
     }
 }
 

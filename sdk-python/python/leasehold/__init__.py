@@ -28,6 +28,7 @@ from .errors import (
     LeaseholdError,
     LeaseLost,
     Retry,
+    Throttled,
     WaitTimeout,
     WorkerClosed,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "Retry",
     "RunInfo",
     "RunJob",
+    "Throttled",
     "WaitTimeout",
     "Worker",
     "WorkerClosed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, TypeVar, Union
 
 from . import _native
 from .errors import CoordinatorError, Seconds, _seconds
@@ -178,9 +178,21 @@ def _spec(
     project: Optional[str],
     backoff: Optional[Backoff],
     timeout: Optional[Seconds],
+    limit_keys: Sequence[str] = (),
 ) -> JobSpec:
     return JobSpec(
-        kind, payload, queue, priority, max_attempts, run_at, idempotency_key, correlation_id, project, backoff, timeout
+        kind,
+        payload,
+        queue,
+        priority,
+        max_attempts,
+        run_at,
+        idempotency_key,
+        correlation_id,
+        project,
+        backoff,
+        timeout,
+        limit_keys,
     )
 
 
@@ -216,9 +228,11 @@ class Client:
         project: Optional[str] = None,
         backoff: Optional[Backoff] = None,
         timeout: Optional[Seconds] = None,
+        limit_keys: Sequence[str] = (),
     ) -> Enqueued:
         """Enqueues one job of ``kind`` with a JSON-serializable ``payload``. ``timeout``: the
-        longest one attempt may run (see :class:`~leasehold.JobSpec`)."""
+        longest one attempt may run; ``limit_keys``: keys the tenant's limits apply to, such as
+        ``"host:api.example.com"`` (see :class:`~leasehold.JobSpec`)."""
         spec = _spec(
             kind,
             payload,
@@ -231,6 +245,7 @@ class Client:
             project,
             backoff,
             timeout,
+            limit_keys,
         )
         return self._call(_Operations.enqueue(spec, deterministic_key))
 
@@ -342,6 +357,7 @@ class AsyncClient:
         project: Optional[str] = None,
         backoff: Optional[Backoff] = None,
         timeout: Optional[Seconds] = None,
+        limit_keys: Sequence[str] = (),
     ) -> Enqueued:
         """See :meth:`Client.enqueue`."""
         spec = _spec(
@@ -356,6 +372,7 @@ class AsyncClient:
             project,
             backoff,
             timeout,
+            limit_keys,
         )
         return await self._call(_Operations.enqueue(spec, deterministic_key))
 

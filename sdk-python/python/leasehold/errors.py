@@ -143,9 +143,29 @@ class Retry(LeaseholdError):
             the job's backoff policy decides (exponential with full jitter).
     """
 
+    #: The error class recorded with the failure.
+    error_class: str = "Retry"
+
     def __init__(self, message: str = "retry requested", *, after: Optional[Seconds] = None) -> None:
         super().__init__(message)
         self.after: Optional[float] = None if after is None else _seconds("after", after)
+
+
+class Throttled(Retry):
+    """Raised by a handler: the upstream it calls throttled it (HTTP 429, a quota).
+
+    A retryable failure of class ``throttled``, run again after ``retry_after``. The tenant's
+    adaptive rate limits the job falls under slow down when they see it (AIMD).
+
+    Args:
+        retry_after: wait this long before the next attempt (seconds or a ``timedelta``).
+        message: why (recorded as the job's last error).
+    """
+
+    error_class = "throttled"
+
+    def __init__(self, retry_after: Seconds, message: str = "throttled by the upstream") -> None:
+        super().__init__(message, after=retry_after)
 
 
 class Fatal(LeaseholdError):

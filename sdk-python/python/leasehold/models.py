@@ -198,6 +198,9 @@ class JobSpec:
     attempt may run: past it the worker's handler is cancelled (``cancel_reason`` is
     ``"timed_out"``) and the attempt fails with class ``timeout``, retried like any failure.
     Default: the queue's default timeout, else none.
+
+    ``limit_keys`` are keys the tenant's limits apply to besides the job's queue and kind, each
+    ``<prefix>:<value>`` such as ``"host:api.example.com"`` (at most 8).
     """
 
     kind: str
@@ -211,6 +214,7 @@ class JobSpec:
     project: Optional[str] = None
     backoff: Optional[Backoff] = None
     timeout: Optional[Seconds] = None
+    limit_keys: Sequence[str] = ()
 
     def _to_json(self) -> Dict[str, Any]:
         if not isinstance(self.kind, str):
@@ -241,7 +245,21 @@ class JobSpec:
             d["backoff"] = self.backoff._to_json()
         if self.timeout is not None:
             d["timeout_ms"] = _timeout_ms(self.timeout)
+        keys = _limit_keys(self.limit_keys)
+        if keys:
+            d["limit_keys"] = keys
         return d
+
+
+def _limit_keys(keys: Sequence[str]) -> List[str]:
+    """A job's ``limit_keys`` as the wire takes them (the coordinator checks their form)."""
+    if isinstance(keys, str):
+        raise TypeError("limit_keys must be a list of keys, not a string")
+    out = list(keys)
+    for key in out:
+        if not isinstance(key, str):
+            raise TypeError(f"limit_keys must be strings, got {type(key).__name__}")
+    return out
 
 
 @dataclass(frozen=True)

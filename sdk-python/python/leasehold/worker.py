@@ -57,7 +57,7 @@ def _settle(job: _native.Job, exc: Optional[BaseException], result: Any) -> None
         job.settle("returned", result_json=text)
         return
     if isinstance(exc, Retry):
-        job.settle("failed", message=str(exc)[:_MAX_MESSAGE], error_class="Retry", after=exc.after)
+        job.settle("failed", message=str(exc)[:_MAX_MESSAGE], error_class=exc.error_class, after=exc.after)
         return
     if isinstance(exc, Fatal):
         job.settle("failed", message=str(exc)[:_MAX_MESSAGE], error_class=exc.error_class, fatal=True)

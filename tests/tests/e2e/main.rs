@@ -11,6 +11,7 @@ mod sdk_behaviour;
 mod sdk_client;
 mod sdk_faults;
 mod sdk_runs;
+mod sdk_throttle;
 mod sdk_throughput;
 mod sdk_timeouts;
 mod serve_binary;

@@ -10,6 +10,7 @@ mod coord;
 mod dag;
 mod driver;
 mod goals;
+mod limited;
 mod machine;
 mod measure;
 mod peers;
@@ -93,7 +94,7 @@ struct Args {
     /// Skip these parts (comma list of: sqlite, postgres, sdk, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Run only these Leasehold workloads (comma list of W1…W7; default: all). Peer and ceiling
+    /// Run only these Leasehold workloads (comma list of W1…W8; default: all). Peer and ceiling
     /// rows are controlled by `--skip`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -170,6 +171,9 @@ async fn leasehold_rows(
     }
     if sizes.wants("W7") {
         rows.add_variant("leasehold", store, &name, with(bench.w7_dag_steps().await));
+    }
+    if sizes.wants("W8") {
+        rows.add_variant("leasehold", store, &name, with(bench.w8_limited().await));
     }
     let failed = rows
         .rows

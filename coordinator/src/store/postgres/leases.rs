@@ -351,7 +351,7 @@ async fn gated_candidates(
         });
     }
     super::limits::count_leases(tx, &params.tenant, gate).await?;
-    let buckets = gate.rate_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+    let buckets = gate.stateful_buckets(candidates.iter().map(|c| c.keys.as_slice()));
     super::limits::load_levels(tx, &params.tenant, &buckets, gate).await?;
     let taken = gate_candidates(gate, &candidates, params.max_jobs);
     let mut chosen = Chosen {

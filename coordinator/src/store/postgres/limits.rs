@@ -3,6 +3,8 @@
 //! every replica (so a budget is never overspent by claimers that each saw it unspent), the
 //! leases held, the buckets' levels.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::LimitSpec;
@@ -14,7 +16,12 @@ use super::rows::internal;
 use crate::flow::Rule;
 use crate::flow::gate::{BucketId, Gate, Level};
 use crate::flow::keys::job_keys;
-use crate::store::{LimitRecords, StoreResult, StoredLimit, rules_of};
+use uuid::Uuid;
+
+use crate::store::{
+    BREAKER_EVENT, Incident, LimitRecords, StoreResult, StoredLimit, apply_breaker_outcomes,
+    rules_of,
+};
 
 /// The tenant's limits as rules, their rows locked until the claim's transaction ends. Empty
 /// (and nothing locked) for a tenant without limits: the claim is not gated.
@@ -61,75 +68,126 @@ async fn leased_keys_in(tx: &mut PgConnection, tenant: &str) -> StoreResult<Vec<
         .collect()
 }
 
-/// Loads the stored levels of `buckets` into the gate.
-pub(super) async fn load_levels(
+/// The stored states of `buckets` (a bucket never met has none).
+pub(super) async fn load_states(
     tx: &mut PgConnection,
     tenant: &str,
     buckets: &[BucketId],
-    gate: &mut Gate<'_>,
-) -> StoreResult<()> {
+) -> StoreResult<HashMap<BucketId, Level>> {
     if buckets.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     let (keys, names): (Vec<&str>, Vec<&str>) = buckets
         .iter()
         .map(|(k, b)| (k.as_str(), b.as_str()))
         .unzip();
-    let rows: Vec<(String, String, f64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT key, bucket, tokens, refilled_at FROM limit_state WHERE tenant = $1 \
-         AND (key, bucket) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+    let rows = sqlx::query(
+        "SELECT key, bucket, tokens, refilled_at, failures, opened_at, probe_at, factor, \
+           adjusted_at FROM limit_state WHERE tenant = $1 AND (key, bucket) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
     )
     .bind(tenant)
     .bind(&keys)
     .bind(&names)
     .fetch_all(&mut *tx)
     .await?;
-    for (key, bucket, tokens, refilled_at) in rows {
-        gate.load_level(
-            (key, bucket),
-            Level {
-                tokens,
-                refilled_at,
-            },
-        );
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("key")?, row.try_get("bucket")?),
+                level_of(row)?,
+            ))
+        })
+        .collect()
+}
+
+fn level_of(row: &sqlx::postgres::PgRow) -> StoreResult<Level> {
+    Ok(Level {
+        tokens: row.try_get("tokens")?,
+        refilled_at: row.try_get("refilled_at")?,
+        failures: u32::try_from(row.try_get::<i32, _>("failures")?).unwrap_or(0),
+        opened_at: row.try_get("opened_at")?,
+        probe_at: row.try_get("probe_at")?,
+        factor: row.try_get("factor")?,
+        adjusted_at: row.try_get("adjusted_at")?,
+    })
+}
+
+/// Loads the stored states of `buckets` into the gate.
+pub(super) async fn load_levels(
+    tx: &mut PgConnection,
+    tenant: &str,
+    buckets: &[BucketId],
+    gate: &mut Gate<'_>,
+) -> StoreResult<()> {
+    for (id, level) in load_states(tx, tenant, buckets).await? {
+        gate.load_level(id, level);
     }
     Ok(())
 }
 
-/// Saves the levels the gate changed.
-pub(super) async fn save_levels(
+/// Saves buckets' states.
+pub(super) async fn save_states(
     tx: &mut PgConnection,
     tenant: &str,
-    gate: &Gate<'_>,
+    changed: Vec<(BucketId, Level)>,
 ) -> StoreResult<()> {
-    let changed = gate.changed_levels();
     if changed.is_empty() {
         return Ok(());
     }
-    let mut keys = Vec::with_capacity(changed.len());
-    let mut buckets = Vec::with_capacity(changed.len());
-    let mut tokens = Vec::with_capacity(changed.len());
-    let mut times = Vec::with_capacity(changed.len());
+    let n = changed.len();
+    let mut keys = Vec::with_capacity(n);
+    let mut buckets = Vec::with_capacity(n);
+    let mut tokens = Vec::with_capacity(n);
+    let mut refilled = Vec::with_capacity(n);
+    let mut failures = Vec::with_capacity(n);
+    let mut opened = Vec::with_capacity(n);
+    let mut probes = Vec::with_capacity(n);
+    let mut factors = Vec::with_capacity(n);
+    let mut adjusted = Vec::with_capacity(n);
     for ((key, bucket), level) in changed {
         keys.push(key);
         buckets.push(bucket);
         tokens.push(level.tokens);
-        times.push(level.refilled_at);
+        refilled.push(level.refilled_at);
+        failures.push(i32::try_from(level.failures).unwrap_or(i32::MAX));
+        opened.push(level.opened_at);
+        probes.push(level.probe_at);
+        factors.push(level.factor);
+        adjusted.push(level.adjusted_at);
     }
     sqlx::query(
-        "INSERT INTO limit_state (tenant, key, bucket, tokens, refilled_at) \
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::float8[], $5::timestamptz[]) \
+        "INSERT INTO limit_state (tenant, key, bucket, tokens, refilled_at, failures, opened_at, \
+           probe_at, factor, adjusted_at) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::float8[], $5::timestamptz[], \
+           $6::int[], $7::timestamptz[], $8::timestamptz[], $9::float8[], $10::timestamptz[]) \
          ON CONFLICT (tenant, key, bucket) DO UPDATE \
-         SET tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+         SET tokens = excluded.tokens, refilled_at = excluded.refilled_at, \
+           failures = excluded.failures, opened_at = excluded.opened_at, \
+           probe_at = excluded.probe_at, factor = excluded.factor, \
+           adjusted_at = excluded.adjusted_at",
     )
     .bind(tenant)
     .bind(&keys)
     .bind(&buckets)
     .bind(&tokens)
-    .bind(&times)
+    .bind(&refilled)
+    .bind(&failures)
+    .bind(&opened)
+    .bind(&probes)
+    .bind(&factors)
+    .bind(&adjusted)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Saves the states the gate changed.
+pub(super) async fn save_levels(
+    tx: &mut PgConnection,
+    tenant: &str,
+    gate: &Gate<'_>,
+) -> StoreResult<()> {
+    save_states(tx, tenant, gate.changed_levels()).await
 }
 
 fn stored(
@@ -199,30 +257,80 @@ impl LimitRecords for PostgresStore {
     }
 
     async fn limit_levels(&self, tenant: &str, key: &str) -> StoreResult<Vec<(String, Level)>> {
-        let rows: Vec<(String, f64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT bucket, tokens, refilled_at FROM limit_state WHERE tenant = $1 AND key = $2 \
-             ORDER BY bucket",
+        let rows = sqlx::query(
+            "SELECT key, bucket, tokens, refilled_at, failures, opened_at, probe_at, factor, \
+               adjusted_at FROM limit_state WHERE tenant = $1 AND key = $2 ORDER BY bucket",
         )
         .bind(tenant)
         .bind(key)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(bucket, tokens, refilled_at)| {
-                (
-                    bucket,
-                    Level {
-                        tokens,
-                        refilled_at,
-                    },
-                )
-            })
-            .collect())
+        rows.iter()
+            .map(|row| Ok((row.try_get("bucket")?, level_of(row)?)))
+            .collect()
     }
 
     async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>> {
         let mut conn = self.pool().acquire().await?;
         leased_keys_in(&mut conn, tenant).await
+    }
+
+    async fn record_breaker_outcomes(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<(Uuid, Option<String>)>,
+    ) -> StoreResult<Vec<Incident>> {
+        let mut tx = self.pool().begin().await?;
+        // The claims' lock: states change in turn with them, on every replica.
+        let rules = lock_rules(&mut tx, tenant).await?;
+        if rules.iter().all(|r| r.breaker.is_none() && !r.adaptive) || outcomes.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
+        let rows = sqlx::query(
+            "SELECT id, queue, kind, limit_keys FROM jobs WHERE tenant = $1 AND id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut keys: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let own: Option<Vec<String>> = row.try_get("limit_keys")?;
+            keys.insert(
+                row.try_get("id")?,
+                job_keys(
+                    row.try_get("queue")?,
+                    row.try_get("kind")?,
+                    &own.unwrap_or_default(),
+                ),
+            );
+        }
+        let jobs: Vec<(Uuid, Vec<String>, Option<String>)> = outcomes
+            .into_iter()
+            .filter_map(|(id, failure)| keys.get(&id).map(|k| (id, k.clone(), failure)))
+            .collect();
+        let gate = Gate::new(now, &rules);
+        let buckets = gate.stateful_buckets(jobs.iter().map(|(_, k, _)| k.as_slice()));
+        let mut states = load_states(&mut tx, tenant, &buckets).await?;
+        let (incidents, changed) = apply_breaker_outcomes(&rules, &mut states, &jobs, now);
+        let changed = changed
+            .into_iter()
+            .filter_map(|id| states.get(&id).map(|level| (id, *level)))
+            .collect();
+        save_states(&mut tx, tenant, changed).await?;
+        for incident in &incidents {
+            sqlx::query("INSERT INTO events (tenant, type, at, data) VALUES ($1, $2, $3, $4)")
+                .bind(tenant)
+                .bind(BREAKER_EVENT)
+                .bind(now)
+                .bind(incident.event_data())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(incidents)
     }
 }

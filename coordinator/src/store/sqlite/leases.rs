@@ -485,7 +485,7 @@ impl SqliteStore {
             // The single writer serializes claims: nothing else counts or draws meanwhile.
             let mut gate = Gate::new(now, &rules);
             super::limits::count_leases(&mut tx, &params.tenant, &mut gate).await?;
-            let buckets = gate.rate_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+            let buckets = gate.stateful_buckets(candidates.iter().map(|c| c.keys.as_slice()));
             super::limits::load_levels(&mut tx, &params.tenant, &buckets, &mut gate).await?;
             let gated: Vec<GateCandidate> = candidates
                 .iter_mut()

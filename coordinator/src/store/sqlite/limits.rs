@@ -2,6 +2,8 @@
 //! write transaction, so SQLite's single writer already serializes gated claims: no lock to
 //! take. Times are microseconds.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_proto::LimitSpec;
@@ -12,7 +14,12 @@ use super::rows::{from_micros, micros};
 use crate::flow::Rule;
 use crate::flow::gate::{BucketId, Gate, Level};
 use crate::flow::keys::job_keys;
-use crate::store::{LimitRecords, StoreError, StoreResult, StoredLimit, rules_of};
+use uuid::Uuid;
+
+use crate::store::{
+    BREAKER_EVENT, Incident, LimitRecords, StoreError, StoreResult, StoredLimit,
+    apply_breaker_outcomes, rules_of,
+};
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
@@ -70,58 +77,111 @@ pub(super) async fn count_leases(
     Ok(())
 }
 
-/// Loads the stored levels of `buckets` into the gate.
+/// The stored states of `buckets` (a bucket never met has none).
+pub(super) async fn load_states(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    buckets: &[BucketId],
+) -> StoreResult<HashMap<BucketId, Level>> {
+    if buckets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let wanted = serde_json::to_string(buckets).map_err(internal)?;
+    let rows: Vec<StateRow> = sqlx::query_as(
+        "SELECT key, bucket, tokens, refilled_at, failures, opened_at, probe_at, factor, \
+           adjusted_at FROM limit_state WHERE tenant = ? AND (key, bucket) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+    )
+    .bind(tenant)
+    .bind(wanted)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let (key, bucket) = (row.0.clone(), row.1.clone());
+            Ok(((key, bucket), level_of(row)?))
+        })
+        .collect()
+}
+
+/// A `limit_state` row: key, bucket, tokens, refilled_at, failures, opened_at, probe_at,
+/// factor, adjusted_at.
+type StateRow = (
+    String,
+    String,
+    f64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    f64,
+    Option<i64>,
+);
+
+fn level_of(row: StateRow) -> StoreResult<Level> {
+    let (_, _, tokens, refilled_at, failures, opened_at, probe_at, factor, adjusted_at) = row;
+    Ok(Level {
+        tokens,
+        refilled_at: from_micros(refilled_at)?,
+        failures: u32::try_from(failures).unwrap_or(0),
+        opened_at: opened_at.map(from_micros).transpose()?,
+        probe_at: probe_at.map(from_micros).transpose()?,
+        factor,
+        adjusted_at: adjusted_at.map(from_micros).transpose()?,
+    })
+}
+
+/// Loads the stored states of `buckets` into the gate.
 pub(super) async fn load_levels(
     conn: &mut SqliteConnection,
     tenant: &str,
     buckets: &[BucketId],
     gate: &mut Gate<'_>,
 ) -> StoreResult<()> {
-    if buckets.is_empty() {
-        return Ok(());
-    }
-    let wanted = serde_json::to_string(buckets).map_err(internal)?;
-    let rows: Vec<(String, String, f64, i64)> = sqlx::query_as(
-        "SELECT key, bucket, tokens, refilled_at FROM limit_state WHERE tenant = ? \
-         AND (key, bucket) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
-    )
-    .bind(tenant)
-    .bind(wanted)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (key, bucket, tokens, refilled_at) in rows {
-        gate.load_level(
-            (key, bucket),
-            Level {
-                tokens,
-                refilled_at: from_micros(refilled_at)?,
-            },
-        );
+    for (id, level) in load_states(conn, tenant, buckets).await? {
+        gate.load_level(id, level);
     }
     Ok(())
 }
 
-/// Saves the levels the gate changed.
-pub(super) async fn save_levels(
+/// Saves buckets' states.
+pub(super) async fn save_states(
     conn: &mut SqliteConnection,
     tenant: &str,
-    gate: &Gate<'_>,
+    changed: Vec<(BucketId, Level)>,
 ) -> StoreResult<()> {
-    for ((key, bucket), level) in gate.changed_levels() {
+    for ((key, bucket), level) in changed {
         sqlx::query(
-            "INSERT INTO limit_state (tenant, key, bucket, tokens, refilled_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, key, bucket) DO UPDATE \
-             SET tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+            "INSERT INTO limit_state (tenant, key, bucket, tokens, refilled_at, failures, \
+               opened_at, probe_at, factor, adjusted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant, key, bucket) DO UPDATE \
+             SET tokens = excluded.tokens, refilled_at = excluded.refilled_at, \
+               failures = excluded.failures, opened_at = excluded.opened_at, \
+               probe_at = excluded.probe_at, factor = excluded.factor, \
+               adjusted_at = excluded.adjusted_at",
         )
         .bind(tenant)
         .bind(key)
         .bind(bucket)
         .bind(level.tokens)
         .bind(micros(level.refilled_at))
+        .bind(i64::from(level.failures))
+        .bind(level.opened_at.map(micros))
+        .bind(level.probe_at.map(micros))
+        .bind(level.factor)
+        .bind(level.adjusted_at.map(micros))
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
+}
+
+/// Saves the states the gate changed.
+pub(super) async fn save_levels(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    gate: &Gate<'_>,
+) -> StoreResult<()> {
+    save_states(conn, tenant, gate.changed_levels()).await
 }
 
 fn stored(key: String, spec: &str, updated_at: i64) -> StoreResult<StoredLimit> {
@@ -187,23 +247,18 @@ impl LimitRecords for SqliteStore {
     }
 
     async fn limit_levels(&self, tenant: &str, key: &str) -> StoreResult<Vec<(String, Level)>> {
-        let rows: Vec<(String, f64, i64)> = sqlx::query_as(
-            "SELECT bucket, tokens, refilled_at FROM limit_state WHERE tenant = ? AND key = ? \
-             ORDER BY bucket",
+        let rows: Vec<StateRow> = sqlx::query_as(
+            "SELECT key, bucket, tokens, refilled_at, failures, opened_at, probe_at, factor, \
+               adjusted_at FROM limit_state WHERE tenant = ? AND key = ? ORDER BY bucket",
         )
         .bind(tenant)
         .bind(key)
         .fetch_all(&self.reader)
         .await?;
         rows.into_iter()
-            .map(|(bucket, tokens, at)| {
-                Ok((
-                    bucket,
-                    Level {
-                        tokens,
-                        refilled_at: from_micros(at)?,
-                    },
-                ))
+            .map(|row| {
+                let bucket = row.1.clone();
+                Ok((bucket, level_of(row)?))
             })
             .collect()
     }
@@ -211,5 +266,61 @@ impl LimitRecords for SqliteStore {
     async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>> {
         let mut conn = self.reader.acquire().await?;
         leased_keys_in(&mut conn, tenant).await
+    }
+
+    async fn record_breaker_outcomes(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<(Uuid, Option<String>)>,
+    ) -> StoreResult<Vec<Incident>> {
+        // A write transaction: in turn with the claims.
+        let mut tx = self.begin_write().await?;
+        let rules = rules(&mut tx, tenant).await?;
+        if rules.iter().all(|r| r.breaker.is_none() && !r.adaptive) || outcomes.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut keys: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(outcomes.len());
+        for chunk in outcomes.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT id, queue, kind, limit_keys FROM jobs WHERE +tenant = ",
+            );
+            qb.push_bind(tenant).push(" AND id IN (");
+            let mut ids = qb.separated(", ");
+            for (id, _) in chunk {
+                ids.push_bind(*id);
+            }
+            qb.push(")");
+            let rows: Vec<(Uuid, String, String, Option<String>)> =
+                qb.build_query_as().fetch_all(&mut *tx).await?;
+            for (id, queue, kind, own) in rows {
+                keys.insert(id, job_keys(&queue, &kind, &parse_keys(own.as_deref())?));
+            }
+        }
+        let jobs: Vec<(Uuid, Vec<String>, Option<String>)> = outcomes
+            .into_iter()
+            .filter_map(|(id, failure)| keys.get(&id).map(|k| (id, k.clone(), failure)))
+            .collect();
+        let gate = Gate::new(now, &rules);
+        let buckets = gate.stateful_buckets(jobs.iter().map(|(_, k, _)| k.as_slice()));
+        let mut states = load_states(&mut tx, tenant, &buckets).await?;
+        let (incidents, changed) = apply_breaker_outcomes(&rules, &mut states, &jobs, now);
+        let changed = changed
+            .into_iter()
+            .filter_map(|id| states.get(&id).map(|level| (id, *level)))
+            .collect();
+        save_states(&mut tx, tenant, changed).await?;
+        for incident in &incidents {
+            sqlx::query("INSERT INTO events (tenant, type, at, data) VALUES (?, ?, ?, ?)")
+                .bind(tenant)
+                .bind(BREAKER_EVENT)
+                .bind(micros(now))
+                .bind(incident.event_data().to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(incidents)
     }
 }

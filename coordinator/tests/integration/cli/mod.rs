@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 mod audit;
 mod jobs_and_queues;
+mod limits;
 mod runs_and_exports;
 mod streams;
 

@@ -2,6 +2,8 @@
 //! limits, their answers and wake-ups, their operator surface, and one budget shared by two
 //! replicas of the coordinator on one PostgreSQL; fairness across the queues of one claim.
 
+mod blackouts;
+mod breakers;
 mod fairness;
 mod limits;
 mod replicas;

@@ -95,9 +95,10 @@ pub struct ClaimResponse {
 pub struct Throttled {
     /// The limits (their keys) that held jobs back, sorted.
     pub limits: Vec<String>,
-    /// When a held-back job may be leased at the earliest, in milliseconds from the answer:
-    /// the next token of a rate limit, the end of a blackout. Absent when only a concurrency
-    /// limit held jobs back (a slot frees when a lease ends; long polls wake then).
+    /// When to ask again, in milliseconds from the answer: when a rate limit has room for the
+    /// claim's batch (`max_jobs` tokens, at most its burst), a blackout or a breaker's cooldown
+    /// ends. Absent when only a concurrency limit held jobs back (a slot frees when a lease
+    /// ends; long polls wake then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

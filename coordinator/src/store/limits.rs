@@ -208,6 +208,22 @@ pub(crate) fn gated_window(max_jobs: u32) -> u32 {
     max_jobs.saturating_mul(4).saturating_add(64).min(4000)
 }
 
+/// How many candidates a gated claim reads: at most what the limits covering its whole claim
+/// leave room for ([`Gate::room_for`]) plus some slack for candidates other limits hold back,
+/// and never more than [`gated_window`]. A claim under a tight rate reads a few rows instead of
+/// hundreds it could not lease (W8 on PostgreSQL: 633 leases/s of 2000 before, reading 464
+/// candidates per claim).
+pub(crate) fn gated_read(gate: &Gate<'_>, queues: &[String], max_jobs: u32) -> u32 {
+    const SLACK: u64 = 16;
+    let most = gated_window(max_jobs);
+    match gate.room_for(queues) {
+        Some(room) => u32::try_from(room.min(u64::from(max_jobs)) + SLACK)
+            .unwrap_or(most)
+            .min(most),
+        None => most,
+    }
+}
+
 /// A claim's candidate as the gate sees it.
 pub(crate) struct GateCandidate {
     /// Its keys (`crate::flow::keys::job_keys`).

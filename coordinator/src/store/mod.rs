@@ -39,7 +39,7 @@ pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
 pub(crate) use limits::apply_breaker_outcomes;
 pub use limits::{BREAKER_EVENT, Incident, LimitRecords, StoredLimit};
-pub(crate) use limits::{GateCandidate, gate_candidates, gated_window, rules_of};
+pub(crate) use limits::{GateCandidate, gate_candidates, gated_read, rules_of};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};

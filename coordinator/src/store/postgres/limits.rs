@@ -51,7 +51,11 @@ pub(super) async fn count_leases(
 
 async fn leased_keys_in(tx: &mut PgConnection, tenant: &str) -> StoreResult<Vec<Vec<String>>> {
     let rows = sqlx::query(
-        "SELECT queue, kind, limit_keys FROM jobs WHERE tenant = $1 AND state = 'leased'",
+        // `lease_expires_at IS NOT NULL` (always true of a lease) lets the planner use the
+        // partial index `jobs_lease_expiry`: without it every claim scanned the tenant's whole
+        // table (W8: 1.5 s of database CPU per 1000 leases).
+        "SELECT queue, kind, limit_keys FROM jobs \
+         WHERE tenant = $1 AND lease_expires_at IS NOT NULL AND state = 'leased'",
     )
     .bind(tenant)
     .fetch_all(&mut *tx)
@@ -289,15 +293,18 @@ impl LimitRecords for PostgresStore {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
-        let rows = sqlx::query(
-            "SELECT id, queue, kind, limit_keys FROM jobs WHERE tenant = $1 AND id = ANY($2)",
-        )
-        .bind(tenant)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+        // By id alone, the tenant checked here: with `tenant = $1` in the statement the planner
+        // may walk the tenant instead of probing the primary key (docs/postgres-hot-path.md).
+        let rows =
+            sqlx::query("SELECT id, tenant, queue, kind, limit_keys FROM jobs WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut keys: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(rows.len());
         for row in &rows {
+            if row.try_get::<&str, _>("tenant")? != tenant {
+                continue;
+            }
             let own: Option<Vec<String>> = row.try_get("limit_keys")?;
             keys.insert(
                 row.try_get("id")?,

@@ -31,7 +31,7 @@ use crate::store::dag::{self, DagEffects};
 use crate::store::timeouts::{SWEEP_LIMIT, TIMED_OUT};
 use crate::store::{
     ClaimParams, Claimed, Finished, GateCandidate, Outcome, OutcomeKind, StoreError, StoreResult,
-    event_type_for, gate_candidates, gated_window, lease_of,
+    event_type_for, gate_candidates, gated_read, lease_of,
 };
 
 /// Applies `outcomes` (distinct jobs, at most [`BATCH_ROWS`]) with one `UPDATE … FROM`, each
@@ -285,19 +285,16 @@ async fn bury_exhausted(
 /// statement (no extra trip when there are none), the ids of the attempts in the claim's
 /// queues whose run-time deadline has passed (at most [`SWEEP_LIMIT`]), for the claim to end.
 ///
-/// A gated claim (`gated`) looks at [`gated_window`] candidates and reads their keys.
+/// A gated claim (`gated`: how many to read, [`gated_read`]) reads their keys too.
 async fn select_candidates(
     exec: &mut Exec<'_>,
     now: DateTime<Utc>,
     params: &ClaimParams,
-    gated: bool,
+    gated: Option<u32>,
 ) -> StoreResult<(Vec<Candidate>, Vec<Uuid>)> {
     let t = micros(now);
-    let limit = i64::from(if gated {
-        gated_window(params.max_jobs)
-    } else {
-        params.max_jobs
-    });
+    let limit = i64::from(gated.unwrap_or(params.max_jobs));
+    let gated = gated.is_some();
     let queues = placeholders(params.queues.len());
     let half = |state_test: &str, queue_test: &str, extra: &str| {
         format!(
@@ -468,6 +465,18 @@ impl SqliteStore {
         let mut fx = DagEffects::default();
         let rules = super::limits::rules(&mut tx, &params.tenant).await?;
         let buried = bury_exhausted(&mut tx, now, params, &mut fx).await?;
+        // The single writer serializes claims: nothing else counts or draws meanwhile. What the
+        // limits covering the whole claim leave room for bounds how much is read.
+        let mut gate =
+            (!rules.is_empty()).then(|| Gate::new(now, &rules).with_batch(params.max_jobs));
+        let mut covering = Vec::new();
+        let mut read = None;
+        if let Some(gate) = gate.as_mut() {
+            super::limits::count_leases(&mut tx, &params.tenant, gate).await?;
+            covering = gate.covering_buckets(&params.queues);
+            super::limits::load_levels(&mut tx, &params.tenant, &covering, gate).await?;
+            read = Some(gated_read(gate, &params.queues, params.max_jobs));
+        }
         // The candidate search runs before its size is known: guess from the latest claim
         // (under load claims fill up; an idle worker's claim finds one job or none).
         let guess = self.last_claim_size.load(Ordering::Relaxed);
@@ -475,17 +484,15 @@ impl SqliteStore {
             &mut Exec::for_rows(&mut tx, guess).await?,
             now,
             params,
-            !rules.is_empty(),
+            read,
         )
         .await?;
         self.last_claim_size
             .store(candidates.len(), Ordering::Relaxed);
         let mut held = None;
-        if !rules.is_empty() {
-            // The single writer serializes claims: nothing else counts or draws meanwhile.
-            let mut gate = Gate::new(now, &rules);
-            super::limits::count_leases(&mut tx, &params.tenant, &mut gate).await?;
-            let buckets = gate.stateful_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+        if let Some(mut gate) = gate {
+            let mut buckets = gate.stateful_buckets(candidates.iter().map(|c| c.keys.as_slice()));
+            buckets.retain(|b| !covering.contains(b));
             super::limits::load_levels(&mut tx, &params.tenant, &buckets, &mut gate).await?;
             let gated: Vec<GateCandidate> = candidates
                 .iter_mut()

@@ -14,6 +14,7 @@ mod keys;
 mod lease;
 pub mod names;
 mod queue;
+mod quota;
 pub mod redact;
 mod retention;
 pub mod retry;
@@ -34,6 +35,7 @@ pub use lease::{
     RetryHints,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
+pub use quota::{MAX_QUOTA_LIMIT, QuotaRequest, QuotaStatus, QuotaUsage, StoredQuota};
 pub use retention::{
     EffectiveRetention, LedgerSegment, LedgerSegmentList, RetentionDefaults, RetentionPolicy,
     RetentionSettings, SegmentManifest, StoredRetentionPolicy, SweepReport,

@@ -13,6 +13,7 @@ mod keys;
 mod leases;
 pub mod openapi;
 mod queues;
+mod quotas;
 mod rate_limit;
 mod retention;
 mod runs;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub keys: Arc<crate::keys::KeyRing>,
     /// The job gauges of `/metrics`.
     pub job_gauges: Arc<crate::metrics::JobGauges>,
+    /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
+    pub backpressure: Arc<crate::admission::Backpressure>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -112,6 +115,7 @@ impl AppState {
             max_artifact_bytes: crate::config::DEFAULT_MAX_ARTIFACT_BYTES,
             retention: crate::retention::default_for(&data_dir),
             job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
+            backpressure: Arc::default(),
         };
         (state, tx)
     }
@@ -175,6 +179,7 @@ pub fn app(state: AppState) -> Router {
         .merge(keys::router())
         .merge(leases::router())
         .merge(queues::router())
+        .merge(quotas::router())
         .merge(retention::router())
         .merge(runs::router())
         .merge(compat::router())

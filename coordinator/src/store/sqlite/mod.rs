@@ -10,6 +10,7 @@ mod handoff;
 mod heartbeat;
 mod keys;
 mod leases;
+mod quotas;
 mod retention;
 mod rows;
 mod runs;
@@ -140,6 +141,9 @@ impl Store for SqliteStore {
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
+        // Inside the write transaction: nothing can change the count before the insert.
+        let rows: Vec<&NewJobRow> = jobs.iter().collect();
+        crate::store::quotas::check_enqueue(&mut quotas::SqliteQuotas(&mut tx), &rows).await?;
         let out = self.insert_jobs(&mut tx, now, jobs).await?;
         tx.commit().await?;
         Ok(out)

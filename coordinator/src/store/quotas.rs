@@ -13,8 +13,13 @@
 //! them one step. On PostgreSQL the enqueue first locks the tenant's quota row (`FOR UPDATE`)
 //! and only then counts, in a statement of its own (its snapshot is taken after the lock is
 //! granted, so it sees what the enqueue that held the lock committed): enqueues of a tenant
-//! with a quota run one at a time across replicas, and two never both take the last slot. A
-//! tenant without a quota pays one primary-key probe of the (small) `quotas` table.
+//! with a quota run one at a time across replicas, and two never both take the last slot.
+//!
+//! What a tenant without a `max_queued` pays: on PostgreSQL one primary-key probe of the (small)
+//! `quotas` table, inside the single-job statement (no round trip more) or as one statement of a
+//! batch's or a run's transaction; on SQLite nothing (the store keeps the list of the limited
+//! tenants, `sqlite/quotas.rs`). A tenant with one also pays the count of its waiting jobs,
+//! which its quota bounds, and its enqueues on PostgreSQL run one at a time.
 //!
 //! `max_leased` is stored and read back here ([`QuotaRecords::quota`]); it is enforced where
 //! leases are granted (`crate::leasing`). A job of a tenant with any quota is never handed off

@@ -604,3 +604,44 @@ async fn two_replicas_never_pass_the_quota_together() {
         assert_eq!(stored(&*stores[1], "default").await.0, limit as usize);
     }
 }
+
+/// SQLite remembers which tenants have a `max_queued` (so that others skip the check's
+/// statement): the memory is read again when the file is opened again.
+#[tokio::test]
+async fn a_reopened_sqlite_store_still_knows_its_quotas() {
+    use leasehold_coordinator::store::{QuotaRecords, SqliteStore, SqliteSync, StoreError};
+    let dir = crate::common::temp_dir("quota-reopen");
+    let path = dir.0.join("t.db");
+    let now =
+        chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+    let store = SqliteStore::open(&path, SqliteSync::Normal).await.unwrap();
+    let quota = Quota {
+        tenant: "default".into(),
+        max_queued: Some(1),
+        max_leased: None,
+        updated_at: now,
+    };
+    store.set_quota(&quota).await.unwrap();
+    store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, SqliteSync::Normal).await.unwrap();
+    let refused = store.enqueue(now, vec![new_job("q", "k", now)]).await;
+    assert!(
+        matches!(refused, Err(StoreError::QuotaExceeded(ref q)) if q.limit == 1 && q.waiting == 1),
+        "{refused:?}"
+    );
+    // Limited on leases only, the tenant is no longer checked at enqueue.
+    let leases_only = Quota {
+        max_queued: None,
+        max_leased: Some(1),
+        ..quota
+    };
+    store.set_quota(&leases_only).await.unwrap();
+    store
+        .enqueue(now, vec![new_job("q", "k", now)])
+        .await
+        .unwrap();
+}

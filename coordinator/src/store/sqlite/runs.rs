@@ -177,7 +177,11 @@ impl RunStatements for SqliteRuns<'_> {
     }
 
     async fn check_quota(&mut self, jobs: &[&NewJobRow]) -> StoreResult<()> {
-        quotas::check_enqueue(&mut SqliteQuotas(&mut *self.tx), jobs).await
+        let mut limits = SqliteQuotas {
+            conn: &mut *self.tx,
+            known: &self.store.queue_quotas,
+        };
+        quotas::check_enqueue(&mut limits, jobs).await
     }
 
     async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {

@@ -71,8 +71,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the coordinator.
-    Serve(ServeArgs),
+    /// Run the coordinator. (Boxed: its flags outweigh every other command's.)
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (the contents of `proto/openapi.json`).
     Openapi,
     /// Operator commands against a running coordinator.
@@ -177,6 +177,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_MAX", requires = "rate_limit_window_ms",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_max: Option<u32>,
+    /// Shed enqueues (429 `overloaded`, nothing stored) while the store holds at least this
+    /// many waiting jobs (`queued` or `blocked`, every tenant). The count is taken at most once
+    /// a second, so the mark is approximate by up to a second of enqueues. Unset: never shed.
+    #[arg(long, env = "LEASEHOLD_MAX_QUEUED_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_jobs: Option<u64>,
     /// Retention: the flags below (docs/CONTRACT.md, "Retention").
     #[command(flatten)]
     pub retention: RetentionArgs,
@@ -312,7 +317,7 @@ mod tests {
     fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let argv = ["leasehold", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Serve(a) => Ok(a),
+            Command::Serve(a) => Ok(*a),
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -339,6 +344,7 @@ mod tests {
             ("--archive-dir", "LEASEHOLD_ARCHIVE_DIR"),
             ("--artifact-grace", "LEASEHOLD_ARTIFACT_GRACE"),
             ("--retention-interval", "LEASEHOLD_RETENTION_INTERVAL"),
+            ("--max-queued-jobs", "LEASEHOLD_MAX_QUEUED_JOBS"),
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");
             assert!(
@@ -411,6 +417,15 @@ mod tests {
         );
         let args = serve(&["--api-key", "0123456789abcdef-key\n"]).unwrap();
         assert_eq!(args.api_key.as_deref(), Some("0123456789abcdef-key"));
+    }
+
+    #[test]
+    fn the_high_water_mark_is_off_by_default_and_at_least_one() {
+        assert_eq!(serve(&[]).unwrap().max_queued_jobs, None);
+        let set = serve(&["--max-queued-jobs", "50000"]).unwrap();
+        assert_eq!(set.max_queued_jobs, Some(50_000));
+        let zero = serve(&["--max-queued-jobs", "0"]).unwrap_err().to_string();
+        assert!(zero.contains("--max-queued-jobs"), "{zero}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "details", "request_id"}}` with the status its code implies.
 //! Database details are logged, never sent.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use leasehold_proto::ErrorCode;
 use serde_json::Value;
@@ -143,6 +143,26 @@ impl From<StoreError> for ApiError {
                 "job_id": c.existing,
                 "differs": c.differs,
             })),
+            StoreError::QuotaExceeded(q) => {
+                let retry = crate::admission::QUOTA_RETRY_AFTER_SECS;
+                Self::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "tenant `{}` may keep at most {} jobs waiting (max_queued; queued or \
+                         blocked); it has {} and this request adds {}: nothing was stored. Retry \
+                         once its workers have drained some, or raise its quota",
+                        q.tenant, q.limit, q.waiting, q.adding
+                    ),
+                )
+                .with_details(serde_json::json!({
+                    "tenant": q.tenant,
+                    "quota": "max_queued",
+                    "limit": q.limit,
+                    "waiting": q.waiting,
+                    "adding": q.adding,
+                    "retry_after_seconds": retry,
+                }))
+            }
             StoreError::Internal(detail) => {
                 tracing::error!(%detail, "store failure");
                 Self::new(
@@ -159,9 +179,18 @@ impl From<StoreError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct PendingError(pub ApiError);
 
+/// The details key that also becomes the `Retry-After` header (seconds) of an error.
+pub const RETRY_AFTER_DETAIL: &str = "retry_after_seconds";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status().into_response();
+        // An error that says when to ask again says it in the header clients and proxies read.
+        if let Some(secs) = self.details.get(RETRY_AFTER_DETAIL).and_then(Value::as_u64) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(PendingError(self));
         response
     }

@@ -6,6 +6,7 @@
 //! shutdown; [`store`] holds the SQLite and PostgreSQL implementations of one [`store::Store`]
 //! trait.
 
+pub mod admission;
 pub mod audit;
 pub mod blobs;
 pub mod cli;

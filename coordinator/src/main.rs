@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
                 LogFormat::Json => builder.json().init(),
                 LogFormat::Text => builder.init(),
             }
-            leasehold_coordinator::server::serve(args).await?;
+            leasehold_coordinator::server::serve(*args).await?;
             Ok(())
         }
     }

@@ -36,6 +36,9 @@ pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 pub const TIMEOUTS: &str = "leasehold_timeouts_total";
 /// Jobs enqueued (new, not replayed).
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
+/// Enqueue requests (one job, a batch or a run) refused with nothing stored, by `reason`:
+/// `quota` (the tenant's `max_queued`), `overloaded` (`--max-queued-jobs`).
+pub const ENQUEUES_REFUSED: &str = "leasehold_enqueues_refused_total";
 /// Runs by status (`created`, then the terminal status each reaches).
 pub const RUNS_TOTAL: &str = "orchestrator_runs_total";
 /// Queued jobs per queue, rendered by [`JobGauges`].
@@ -138,6 +141,9 @@ fn register_at_zero() {
     }
     for result in ["leased", "empty"] {
         metrics::counter!(CLAIMS, "result" => result).absolute(0);
+    }
+    for reason in crate::admission::Refusal::ALL {
+        metrics::counter!(ENQUEUES_REFUSED, "reason" => reason.as_str()).absolute(0);
     }
     for state in leasehold_proto::JobState::ALL {
         metrics::counter!(OUTCOMES, "state" => state.as_str()).absolute(0);

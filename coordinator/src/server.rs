@@ -90,6 +90,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     state.max_body_bytes = args.max_body_bytes;
     state.job_gauges =
         std::sync::Arc::new(crate::metrics::JobGauges::new(args.metrics_tenant_label));
+    state.backpressure =
+        std::sync::Arc::new(crate::admission::Backpressure::new(args.max_queued_jobs));
     state.retention = std::sync::Arc::new(crate::retention::Retention::new(
         args.retention.config(&args.data_dir),
     ));

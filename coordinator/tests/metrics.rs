@@ -38,6 +38,8 @@ async fn runbook_metrics_exist_at_zero_before_their_first_event() {
         "leasehold_artifacts_collected_total 0",
         "leasehold_ledger_events_archived_total 0",
         "leasehold_ledger_segments_written_total 0",
+        "leasehold_enqueues_refused_total{reason=\"quota\"} 0",
+        "leasehold_enqueues_refused_total{reason=\"overloaded\"} 0",
     ] {
         assert!(
             text.lines().any(|l| l == series),

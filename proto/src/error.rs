@@ -57,6 +57,13 @@ pub enum ErrorCode {
     ValidationFailed,
     /// 429: too many requests; see `Retry-After`.
     RateLimited,
+    /// 429: the enqueue would take the tenant past its quota (`details.quota` names it,
+    /// `details.limit`, `details.waiting` and `details.adding` say by how much); nothing was
+    /// stored. See `Retry-After`.
+    QuotaExceeded,
+    /// 429: the coordinator is shedding enqueues because its store holds as many waiting jobs
+    /// as it is configured to (`--max-queued-jobs`); nothing was stored. See `Retry-After`.
+    Overloaded,
     /// 503: the database (or another dependency) is unreachable; retry later.
     Unavailable,
     /// 500: a bug on our side; the request id finds it in the logs.
@@ -79,7 +86,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::ValidationFailed => 422,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::QuotaExceeded | Self::Overloaded => 429,
             Self::Unavailable => 503,
             Self::Internal | Self::Unknown => 500,
         }
@@ -100,6 +107,8 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
             Self::RateLimited => "rate_limited",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",

@@ -15,6 +15,7 @@ mod lease;
 mod limits;
 pub mod names;
 mod queue;
+mod quota;
 pub mod redact;
 mod retention;
 pub mod retry;
@@ -39,6 +40,7 @@ pub use limits::{
     PutLimit,
 };
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
+pub use quota::{MAX_QUOTA_LIMIT, QuotaRequest, QuotaStatus, QuotaUsage, StoredQuota};
 pub use retention::{
     EffectiveRetention, LedgerSegment, LedgerSegmentList, RetentionDefaults, RetentionPolicy,
     RetentionSettings, SegmentManifest, StoredRetentionPolicy, SweepReport,

@@ -1,4 +1,5 @@
-//! The operator CLI: `leasehold jobs|queues|run|events|ledger|keys|audit …`, a client of the HTTP API.
+//! The operator CLI: `leasehold jobs|queues|quota|run|events|ledger|keys|audit …`, a client of
+//! the HTTP API.
 //!
 //! Every command talks to a running coordinator (`--url`, `LEASEHOLD_URL`, default
 //! `http://127.0.0.1:7070`) with the API key from `LEASEHOLD_API_KEY` or
@@ -18,6 +19,7 @@ mod limits;
 mod output;
 mod progress;
 mod queues;
+mod quota;
 mod runs;
 mod sse;
 
@@ -30,6 +32,7 @@ pub use keys::KeysArgs;
 pub use ledger::LedgerArgs;
 pub use limits::LimitsArgs;
 pub use queues::QueuesArgs;
+pub use quota::QuotaArgs;
 pub use runs::RunArgs;
 
 use client::Api;
@@ -81,6 +84,8 @@ pub enum ClientCommand {
     Jobs(JobsArgs),
     /// Queue depths per state; pause and resume claiming.
     Queues(QueuesArgs),
+    /// The tenant's quota (most jobs waiting, most leased) and its usage; set or remove it.
+    Quota(QuotaArgs),
     /// Runs (DAGs of jobs): plan, start, get, cancel, stream.
     Run(RunArgs),
     /// Follow the event feed.
@@ -89,10 +94,12 @@ pub enum ClientCommand {
     Ledger(LedgerArgs),
     /// API keys bound to a tenant and scopes: create (the token is shown once), list, revoke.
     Keys(KeysArgs),
-    /// The audit trail: who changed keys, queues, retention, or replayed jobs, and why.
+    /// The audit trail: who changed keys, queues, retention or quotas, or replayed jobs, and
+    /// why.
     Audit(AuditArgs),
     /// Flow-control limits (rates, concurrency, breakers, blackouts) and breaker incidents.
-    Limits(LimitsArgs),
+    /// (Boxed: its flags outweigh every other command's.)
+    Limits(Box<LimitsArgs>),
 }
 
 /// Options every client command takes, before or after its subcommand.
@@ -141,6 +148,10 @@ pub async fn run(command: ClientCommand) -> i32 {
         },
         ClientCommand::Queues(args) => match args.global.ctx() {
             Ok(ctx) => queues::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Quota(args) => match args.global.ctx() {
+            Ok(ctx) => quota::run(&ctx, args.command).await,
             Err(e) => Err(e),
         },
         ClientCommand::Run(args) => match args.global.ctx() {

@@ -54,7 +54,25 @@ pub struct Rule {
     pub adaptive: bool,
 }
 
+/// The limit a tenant's quota `max_leased` is enforced as: a concurrency on every job of the
+/// tenant, named so in a claim's `throttled.limits`.
+pub const MAX_LEASED: &str = "quota:max_leased";
+
 impl Rule {
+    /// The tenant's quota `max_leased` as a rule ([`MAX_LEASED`]).
+    pub fn max_leased(max: u32) -> Self {
+        Self {
+            key: MAX_LEASED.to_owned(),
+            matcher: keys::LimitKey::All,
+            rate: None,
+            burst: None,
+            concurrency: Some(max),
+            breaker: None,
+            blackouts: Vec::new(),
+            adaptive: false,
+        }
+    }
+
     /// The breaker's cooldown (set whenever `breaker` is).
     pub fn cooldown(&self) -> chrono::Duration {
         let ms = self

@@ -58,7 +58,7 @@ pub(crate) enum EnqueueAnswer {
     Batch(EnqueueBatchResponse),
 }
 
-/// Enqueue one job, or a batch as `{"jobs": [...]}`.
+/// Enqueue one job, or a batch as `{"jobs": [...]}` (stored whole or not at all).
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = EnqueueRequest, description = "one job, or `{\"jobs\": [...]}`"),
     params(("Idempotency-Key" = Option<String>, Header, description = "idempotency key for a single job")),
@@ -66,7 +66,9 @@ pub(crate) enum EnqueueAnswer {
         (status = 201, description = "created: the job, or the batch's report when any job of it is new", body = EnqueueAnswer),
         (status = 200, description = "idempotent replay (header `Idempotent-Replayed: true`): the job; or a batch whose jobs all existed", body = EnqueueAnswer),
         (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+        (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "nothing stored: over the rate limit (`rate_limited`), over the tenant's quota (`quota_exceeded`), or the coordinator is shedding load (`overloaded`); see `Retry-After`", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 pub(crate) async fn enqueue(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -120,13 +122,15 @@ pub(crate) async fn enqueue(
         let t = tenant.merge(job.tenant.as_deref(), given)?;
         vec![validate::new_job(job, &t, header_key, now)?]
     };
+    // Shed before the store is asked anything (an approximate, coordinator-wide mark).
+    state.backpressure.admit(&*state.store).await?;
     let enqueued = state.leasing().enqueue(now, rows).await.map_err(|err| {
         match err.details.get("position").and_then(Value::as_u64) {
             // Name the batch's job whose key conflicts.
             Some(i) if batch && err.code == ErrorCode::IdempotencyConflict => {
                 err.prefix_field(&format!("jobs[{i}]"))
             }
-            _ => err,
+            _ => crate::admission::counted(err),
         }
     })?;
     let created = enqueued.iter().filter(|e| !e.replayed).count();

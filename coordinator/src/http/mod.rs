@@ -14,6 +14,7 @@ mod leases;
 mod limits;
 pub mod openapi;
 mod queues;
+mod quotas;
 mod rate_limit;
 mod retention;
 mod runs;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub slot_waiters: crate::flow::waiters::SlotWaiters,
     /// Which tenants have circuit breakers (`crate::flow::catalog`).
     pub catalog: crate::flow::catalog::Catalog,
+    /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
+    pub backpressure: Arc<crate::admission::Backpressure>,
 }
 
 /// Marks an error-status response whose body is not an error (e.g. a failing health report),
@@ -119,6 +122,7 @@ impl AppState {
             job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
             slot_waiters: Default::default(),
             catalog: Default::default(),
+            backpressure: Arc::default(),
         };
         (state, tx)
     }
@@ -185,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .merge(leases::router())
         .merge(limits::router())
         .merge(queues::router())
+        .merge(quotas::router())
         .merge(retention::router())
         .merge(runs::router())
         .merge(compat::router())

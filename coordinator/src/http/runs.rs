@@ -36,7 +36,13 @@ pub(crate) async fn create(
     let tenant = tenant.merge(run.tenant.as_deref(), header_given)?;
     let now = state.clock.now();
     let (rows, _) = rows(run, tenant, mode, now)?;
-    let (run, created) = state.store.create_run(now, rows).await?;
+    // Shed before the store is asked anything (an approximate, coordinator-wide mark).
+    state.backpressure.admit(&*state.store).await?;
+    let (run, created) = state
+        .store
+        .create_run(now, rows)
+        .await
+        .map_err(|e| crate::admission::counted(e.into()))?;
     if created {
         metrics::counter!(crate::metrics::RUNS_TOTAL, "status" => "created").increment(1);
         state.ready.notify();
@@ -47,7 +53,8 @@ pub(crate) async fn create(
 /// Submit a run.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = NewRun,
     responses((status = 201, body = Run), (status = 200, description = "same run_token: the first run", body = Run),
-              (status = 422, description = "cycles, unknown or duplicate keys are named", body = ErrorEnvelope)))]
+              (status = 422, description = "cycles, unknown or duplicate keys are named", body = ErrorEnvelope),
+              (status = 429, description = "nothing stored: over the rate limit (`rate_limited`), the run's jobs over the tenant's quota (`quota_exceeded`), or the coordinator is shedding load (`overloaded`); see `Retry-After`", body = ErrorEnvelope)))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,

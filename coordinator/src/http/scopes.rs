@@ -33,6 +33,8 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
         ["v1", "replays"] if post => &[OrchBackfill],
         ["v1", "limits"] | ["v1", "limits", _] | ["v1", "incidents"] if read => &[JobsRead],
         ["v1", "limits", _] if *method == Method::PUT || *method == Method::DELETE => &[OrchQuota],
+        ["v1", "quota"] if read => &[JobsRead],
+        ["v1", "quota"] if *method == Method::PUT || *method == Method::DELETE => &[OrchQuota],
         // The surfaces of the replaced systems.
         ["runs", _, "events"] | ["runs", "stream"] if read => &[Events, Runs],
         ["runs", ..] | ["api", "v1", "orchestrator", "runs"] | ["orchestrator", "runs"] => &[Runs],
@@ -68,6 +70,10 @@ mod tests {
         assert_eq!(needed(&get, "/v1/workers/connect"), Some(&[Worker][..]));
         assert_eq!(needed(&Method::DELETE, "/v1/keys/k_1"), Some(&[Admin][..]));
         assert_eq!(needed(&get, "/runs/r1/events"), Some(&[Events, Runs][..]));
+        assert_eq!(needed(&get, "/v1/quota"), Some(&[JobsRead][..]));
+        assert_eq!(needed(&Method::PUT, "/v1/quota"), Some(&[OrchQuota][..]));
+        assert_eq!(needed(&Method::DELETE, "/v1/quota"), Some(&[OrchQuota][..]));
+        assert_eq!(needed(&post, "/v1/quota"), None);
         assert_eq!(needed(&get, "/nowhere"), None);
         assert_eq!(needed(&Method::DELETE, "/v1/jobs"), None);
     }

@@ -16,6 +16,7 @@ mod outcomes;
 mod params;
 mod postgres;
 mod queues;
+mod quotas;
 mod retention;
 mod runs;
 mod scheduler;
@@ -44,6 +45,7 @@ pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub(crate) use queues::{QueueAccumulator, pick_queue};
+pub use quotas::{Quota, QuotaExceeded, QuotaRecords};
 pub(crate) use retention::is_failed_family;
 pub use retention::{FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock};
 pub use runs::{NewRunRow, RunJobRow};
@@ -99,6 +101,9 @@ pub enum StoreError {
     /// An enqueue reused an idempotency key for different work; nothing was stored (409).
     #[error("idempotency conflict: {0:?}")]
     IdempotencyConflict(IdempotencyConflict),
+    /// An enqueue would take a tenant past its `max_queued`; nothing was stored (429).
+    #[error("quota exceeded: {0:?}")]
+    QuotaExceeded(QuotaExceeded),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -343,7 +348,15 @@ pub struct Claimed {
 /// (`coordinator/tests/integration/store_conformance.rs`) runs the same bodies against both.
 #[async_trait]
 pub trait Store:
-    SchedulerRecords + KeyRecords + ArtifactOwners + AuditRecords + LimitRecords + Send + Sync + 'static
+    SchedulerRecords
+    + KeyRecords
+    + ArtifactOwners
+    + AuditRecords
+    + LimitRecords
+    + QuotaRecords
+    + Send
+    + Sync
+    + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;
@@ -360,6 +373,8 @@ pub trait Store:
 
     /// Inserts jobs in one transaction, returning them in input order. A job whose
     /// `(tenant, queue, idempotency_key)` exists already returns the existing job, `replayed`.
+    /// Refused whole ([`StoreError::QuotaExceeded`], nothing stored) when it would take a
+    /// tenant past its `max_queued` (`quotas`).
     async fn enqueue(&self, now: DateTime<Utc>, jobs: Vec<NewJobRow>)
     -> StoreResult<Vec<Enqueued>>;
 
@@ -369,8 +384,9 @@ pub trait Store:
     /// Answers the job as enqueued (what [`Store::enqueue`] would have answered) and its lease.
     ///
     /// `Ok(None)` when the job cannot be handed off — its queue is paused, its idempotency key
-    /// exists already, or this store does not hand off — and then nothing was written: the
-    /// caller enqueues the job as usual.
+    /// exists already, its tenant has a quota (its jobs are leased by claims, which check it),
+    /// or this store does not hand off — and then nothing was written: the caller enqueues the
+    /// job as usual.
     async fn enqueue_leased(
         &self,
         now: DateTime<Utc>,
@@ -490,7 +506,8 @@ pub trait Store:
     }
 
     /// Creates a run and its jobs (parents first) in one transaction; a known `run_token`
-    /// returns the existing run with `false`.
+    /// returns the existing run with `false`. Refused whole like [`Store::enqueue`] when its
+    /// jobs would take the tenant past its `max_queued`.
     async fn create_run(&self, now: DateTime<Utc>, run: NewRunRow) -> StoreResult<(Run, bool)>;
 
     /// One run with its jobs and aggregate status.

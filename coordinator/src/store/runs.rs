@@ -21,6 +21,10 @@ pub(crate) trait RunStatements: Send {
         token: &str,
     ) -> impl Future<Output = StoreResult<Option<Uuid>>> + Send;
 
+    /// Refuses the submission ([`StoreError::QuotaExceeded`]) when `jobs` would take the tenant
+    /// past its `max_queued` ([`super::quotas::check_enqueue`], inside this transaction).
+    fn check_quota(&mut self, jobs: &[&NewJobRow]) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Inserts the run's row (`pending`) and its `run_created` event.
     fn insert_run(
         &mut self,
@@ -43,8 +47,9 @@ pub(crate) trait RunStatements: Send {
     ) -> impl Future<Output = StoreResult<Option<Run>>> + Send;
 }
 
-/// Submits `run`: a run token seen before returns that run (`false`: nothing was written),
-/// else the run and its jobs are stored (`true`).
+/// Submits `run`: a run token seen before returns that run (`false`: nothing was written, the
+/// quota is not asked), else the run and its jobs are stored (`true`), unless they would take
+/// the tenant past its `max_queued` (refused whole, nothing written).
 pub(crate) async fn create<S: RunStatements>(
     s: &mut S,
     run: &NewRunRow,
@@ -57,6 +62,8 @@ pub(crate) async fn create<S: RunStatements>(
         let found = s.load_run(&run.tenant, id).await?;
         return found.map(|r| (r, false)).ok_or_else(vanished);
     }
+    let jobs: Vec<&NewJobRow> = run.jobs.iter().map(|j| &j.row).collect();
+    s.check_quota(&jobs).await?;
     s.insert_run(run, now).await?;
     s.insert_run_jobs(run, now).await?;
     let created = s.load_run(&run.tenant, run.id).await?;

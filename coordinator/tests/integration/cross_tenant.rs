@@ -1,9 +1,10 @@
 //! Every operation of the OpenAPI document, tried by one tenant against another's data, over a
 //! real socket on SQLite and PostgreSQL. Tenant alpha owns a queued, a leased and a dead job, a
-//! run, an artifact, a scheduler record, a key, queue settings and a retention override, all
-//! marked with a secret string; beta, holding a key with every scope, calls each operation with
-//! alpha's ids, digest, queue and lease, reads each stream for a while, and must never see the
-//! secret, never get a server error, and leave every one of alpha's things as it was.
+//! run, an artifact, a scheduler record, a key, queue settings, a retention override and a
+//! quota, all marked with a secret string; beta, holding a key with every scope, calls each
+//! operation with alpha's ids, digest, queue and lease, reads each stream for a while, and must
+//! never see the secret, never get a server error, and leave every one of alpha's things as it
+//! was.
 //!
 //! The operations come from the document itself: one without a request here fails the test, so
 //! a route added later cannot be forgotten.
@@ -121,6 +122,14 @@ async fn alpha_world(c: &Coordinator) -> Alpha {
     ok(
         c,
         &key,
+        Method::PUT,
+        "/v1/quota",
+        Some(json!({"max_queued": 100, "max_leased": 10, "reason": SECRET, "ticket": "T-1"})),
+    )
+    .await;
+    ok(
+        c,
+        &key,
         Method::POST,
         "/v1/runs/plan",
         Some(json!({"jobs": [{"key": "a", "kind": "k", "queue": "q", "payload": {}}]})),
@@ -149,6 +158,7 @@ async fn alpha_view(c: &Coordinator, a: &Alpha) -> Value {
         "/v1/queues".to_owned(),
         "/v1/retention".to_owned(),
         "/v1/limits".to_owned(),
+        "/v1/quota".to_owned(),
         "/v1/keys".to_owned(),
         "/orchestrator/runs".to_owned(),
     ] {
@@ -223,6 +233,9 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         ("PUT", "/v1/limits/{key}") => {
             Some(json!({"rate": 1.0, "reason": "beta was here", "ticket": "B-1"}))
         }
+        ("PUT", "/v1/quota") => Some(
+            json!({"max_queued": 0, "max_leased": 0, "reason": "beta was here", "ticket": "t"}),
+        ),
         ("PUT", "/v1/retention/queues/{name}" | "/v1/retention/tenant") => {
             Some(json!({"succeeded": "1m"}))
         }
@@ -243,6 +256,7 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         "/v1/ledger/export" => format!("{fill}?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"),
         "/v1/events" | "/runs/{runId}/events" => format!("{fill}?after=0"),
         "/v1/limits/{key}" if method == "DELETE" => format!("{fill}?reason=r&ticket=t"),
+        "/v1/quota" if method == "DELETE" => format!("{fill}?reason=beta&ticket=t"),
         _ => fill,
     };
     Some((fill, body))

@@ -12,6 +12,7 @@ mod common;
 
 mod access;
 mod audit;
+mod backpressure;
 mod cli;
 mod connections;
 mod cross_site;
@@ -29,6 +30,7 @@ mod isolation;
 mod keys;
 mod outcome_checks;
 mod provenance;
+mod quotas;
 mod redaction;
 mod retention;
 mod runbook;

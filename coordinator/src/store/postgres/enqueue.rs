@@ -220,8 +220,11 @@ impl PostgresStore {
     /// six round trips and two flushes): its `enqueued` event says `queued`, then its `leased`
     /// event follows, as the two transactions would have written them, and no claimer is woken.
     /// Answers the stored row, or `None` when nothing was inserted: the idempotency key exists,
-    /// or (with `lease`) the queue is paused or the tenant has limits (a gated claim must weigh
-    /// the job: `crate::flow`).
+    /// or (with `lease`) the queue is paused, the tenant has limits (a gated claim must weigh
+    /// the job: `crate::flow`) or any quota; without `lease`, when the tenant has a
+    /// `max_queued`. A tenant's quota is one primary-key probe of `quotas` inside this
+    /// statement; an enqueue it stops goes through the checked transaction instead
+    /// (`store/quotas.rs`), and a lease through a claim.
     pub(super) async fn insert_one(
         &self,
         now: DateTime<Utc>,
@@ -242,9 +245,11 @@ impl PostgresStore {
                FROM (SELECT $12 + COALESCE($24, (SELECT q.default_timeout_ms FROM queues q \
                        WHERE q.tenant = $2 AND q.name = $3)) * interval '1 millisecond' \
                      AS deadline_at) d \
-               WHERE $5 <> 'leased' OR (NOT EXISTS ( \
+               WHERE ($5 <> 'leased' OR (NOT EXISTS ( \
                  SELECT 1 FROM queues q WHERE q.tenant = $2 AND q.name = $3 AND q.paused) \
-                 AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.tenant = $2)) \
+                 AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.tenant = $2))) \
+                 AND NOT EXISTS (SELECT 1 FROM quotas qt WHERE qt.tenant = $2 \
+                   AND ($5 = 'leased' OR qt.max_queued IS NOT NULL)) \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
@@ -305,8 +310,12 @@ impl PostgresStore {
         row.as_ref().map(decode_job).transpose()
     }
 
-    /// The stored job of `job`'s idempotency key (an enqueue that inserted nothing).
-    pub(super) async fn replayed(&self, job: &NewJobRow) -> StoreResult<Job> {
+    /// The stored job of `job`'s idempotency key, if it has one and it is stored (an enqueue
+    /// that inserted nothing because of it is a replay).
+    pub(super) async fn keyed(&self, job: &NewJobRow) -> StoreResult<Option<Job>> {
+        if job.idempotency_key.is_none() {
+            return Ok(None);
+        }
         let row = sqlx::query(
             "SELECT * FROM jobs WHERE tenant = $1 AND queue = $2 AND idempotency_key = $3",
         )
@@ -315,10 +324,7 @@ impl PostgresStore {
         .bind(&job.idempotency_key)
         .fetch_optional(self.pool())
         .await?;
-        let row = row.ok_or_else(|| {
-            StoreError::Internal(format!("job {} neither inserted nor found", job.id))
-        })?;
-        decode_job(&row)
+        row.as_ref().map(decode_job).transpose()
     }
 
     /// [`Store::enqueue_leased`](super::Store::enqueue_leased), by [`Self::insert_one`].

@@ -1,7 +1,7 @@
 //! Limits on PostgreSQL (see `store/limits.rs`), and the claim's side of the gate: the
-//! tenant's limits read under a row lock, which serializes the gated claims of a tenant across
-//! every replica (so a budget is never overspent by claimers that each saw it unspent), the
-//! leases held, the buckets' levels.
+//! tenant's limits (and quota `max_leased`) read, then an advisory lock that serializes the gated
+//! claims of a tenant across every replica (so a budget is never overspent by claimers that each
+//! saw it unspent), the leases held, the buckets' levels.
 
 use std::collections::HashMap;
 
@@ -23,15 +23,44 @@ use crate::store::{
     rules_of,
 };
 
-/// The tenant's limits as rules, their rows locked until the claim's transaction ends. Empty
-/// (and nothing locked) for a tenant without limits: the claim is not gated.
+/// A row of [`lock_rules`]'s statement: a limit (`key`, `spec`) or the quota's `max_leased`.
+type RuleRow = (Option<String>, Option<Json<serde_json::Value>>, Option<i64>);
+
+/// The tenant's limits as rules, its quota's `max_leased` among them ([`Rule::max_leased`]);
+/// when there are any, the tenant's claims (and the feeding of its breakers) are serialized by
+/// a transaction-scoped advisory lock taken here, on every replica. Empty (and nothing locked)
+/// for a tenant without limits: the claim is not gated. One statement reads both.
 pub(super) async fn lock_rules(tx: &mut PgConnection, tenant: &str) -> StoreResult<Vec<Rule>> {
-    let rows: Vec<(String, Json<serde_json::Value>)> =
-        sqlx::query_as("SELECT key, spec FROM limits WHERE tenant = $1 ORDER BY key FOR UPDATE")
+    let rows: Vec<RuleRow> = sqlx::query_as(
+        "SELECT key, spec, NULL::bigint AS max_leased FROM limits WHERE tenant = $1 \
+             UNION ALL \
+             SELECT NULL, NULL, max_leased FROM quotas WHERE tenant = $1 \
+               AND max_leased IS NOT NULL",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut limits = Vec::with_capacity(rows.len());
+    let mut max_leased = None;
+    for (key, spec, max) in rows {
+        match (key, spec, max) {
+            (Some(key), Some(spec), _) => limits.push((key, spec.0)),
+            (_, _, Some(max)) => max_leased = Some(u32::try_from(max).unwrap_or(u32::MAX)),
+            _ => {}
+        }
+    }
+    limits.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rules = rules_of(limits)?;
+    rules.extend(max_leased.map(Rule::max_leased));
+    if !rules.is_empty() {
+        // Every gated claim of the tenant waits here for the one before to commit; its
+        // statements then see the leases and tokens that one wrote (READ COMMITTED).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('leasehold.claims/' || $1, 0))")
             .bind(tenant)
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-    rules_of(rows.into_iter().map(|(k, s)| (k, s.0)).collect())
+    }
+    Ok(rules)
 }
 
 /// Every leased job's keys, counted by the gate (only when some limit counts leases).

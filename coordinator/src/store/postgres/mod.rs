@@ -12,6 +12,7 @@ mod heartbeat;
 mod keys;
 mod leases;
 mod limits;
+mod quotas;
 mod retention;
 mod rows;
 mod runs;
@@ -166,13 +167,17 @@ impl Store for PostgresStore {
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
         if let [job] = jobs.as_slice() {
-            return Ok(vec![match self.insert_one(now, job, None).await? {
-                Some(job) => Enqueued {
+            if let Some(job) = self.insert_one(now, job, None).await? {
+                return Ok(vec![Enqueued {
                     job,
                     replayed: false,
-                },
-                None => crate::store::replay_of(job, self.replayed(job).await?, 0)?,
-            }]);
+                }]);
+            }
+            // Nothing inserted: the key is taken (a replay, never refused by a quota), or the
+            // tenant has a `max_queued`, which only the checked transaction below may admit.
+            if let Some(earlier) = self.keyed(job).await? {
+                return Ok(vec![crate::store::replay_of(job, earlier, 0)?]);
+            }
         }
         // A few jobs: planned once, by index (the single-job enqueue, in this form, spent 0.7 ms
         // of 1.2 in planning; it has its own statement now). A batch keeps per-execution planning: its events are written in input
@@ -185,6 +190,9 @@ impl Store for PostgresStore {
         } else {
             self.pool.begin().await?
         };
+        // The quota check locks the tenant's quota row until the commit (`store/quotas.rs`).
+        let rows: Vec<&NewJobRow> = jobs.iter().collect();
+        crate::store::quotas::check_enqueue(&mut quotas::PgQuotas(&mut tx), &rows).await?;
         let out = self
             .insert_jobs(&mut tx, now, jobs, Some(&self.origin), by_index)
             .await?;

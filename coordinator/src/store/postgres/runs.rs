@@ -9,9 +9,11 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::PostgresStore;
+use super::quotas::PgQuotas;
 use crate::store::dag::{self, DagEffects};
+use crate::store::quotas;
 use crate::store::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
-use crate::store::{EventFilter, StoreError, StoreResult};
+use crate::store::{EventFilter, NewJobRow, StoreError, StoreResult};
 
 async fn append_run_event(
     conn: &mut PgConnection,
@@ -135,6 +137,10 @@ impl RunStatements for PgRuns<'_> {
                 .fetch_optional(&mut *self.tx)
                 .await?,
         )
+    }
+
+    async fn check_quota(&mut self, jobs: &[&NewJobRow]) -> StoreResult<()> {
+        quotas::check_enqueue(&mut PgQuotas(&mut *self.tx), jobs).await
     }
 
     async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {

@@ -7,9 +7,9 @@
 //! event, `COMMIT` — the hand-off took seven trips. Here the whole transaction is one
 //! multi-statement text, `BEGIN IMMEDIATE; INSERT …; INSERT …; COMMIT`, which sqlx runs in one
 //! trip (binding `?` parameters across the statements in order). When the row cannot be
-//! inserted (paused queue, existing key) neither statement writes anything and the empty
-//! transaction commits; when a statement fails, the transaction the text opened is rolled back
-//! before the connection goes back to the pool.
+//! inserted (paused queue, existing key, a tenant with limits or a quota) neither statement writes
+//! anything and the empty transaction commits; when a statement fails, the transaction the text
+//! opened is rolled back before the connection goes back to the pool.
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{Job, JobState, Lease};
@@ -23,8 +23,9 @@ use crate::store::{ClaimParams, NewJobRow, StoreError, StoreResult, as_enqueued,
 
 impl SqliteStore {
     /// The job inserted leased to `claim`'s worker, or `None` (rolled back, nothing written)
-    /// when its queue is paused, its idempotency key exists or its tenant has limits (a gated
-    /// claim must weigh it: `crate::flow`).
+    /// when its queue is paused, its idempotency key exists, or its tenant has limits (a gated
+    /// claim must weigh it: `crate::flow`) or a quota (its jobs go through the checked enqueue
+    /// and are leased by claims).
     pub(super) async fn enqueue_leased_impl(
         &self,
         now: DateTime<Utc>,
@@ -68,6 +69,7 @@ impl SqliteStore {
                ?, ?, ? \
              WHERE NOT EXISTS (SELECT 1 FROM queues WHERE tenant = ? AND name = ? AND paused = 1) \
                AND NOT EXISTS (SELECT 1 FROM limits WHERE tenant = ?) \
+               AND NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = ?) \
              ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
              DO NOTHING RETURNING *; \
              {EVENT_INSERT} \
@@ -105,6 +107,7 @@ impl SqliteStore {
             Arg::opt_text(limit_keys.as_deref()),
             Arg::Text(&job.tenant),
             Arg::Text(&job.queue),
+            Arg::Text(&job.tenant),
             Arg::Text(&job.tenant),
             // the events
             Arg::Int(at),

@@ -33,18 +33,32 @@ pub(super) fn parse_keys(text: Option<&str>) -> StoreResult<Vec<String>> {
         .map(Option::unwrap_or_default)
 }
 
-/// The tenant's limits as rules; empty for a tenant without limits (the claim is not gated).
+/// The tenant's limits as rules, its quota's `max_leased` among them ([`Rule::max_leased`]);
+/// empty for a tenant without limits (the claim is not gated).
 pub(super) async fn rules(conn: &mut SqliteConnection, tenant: &str) -> StoreResult<Vec<Rule>> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT key, spec FROM limits WHERE tenant = ? ORDER BY key")
-            .bind(tenant)
-            .fetch_all(&mut *conn)
-            .await?;
-    let rows = rows
-        .into_iter()
-        .map(|(key, spec)| Ok((key, serde_json::from_str(&spec).map_err(internal)?)))
-        .collect::<StoreResult<Vec<_>>>()?;
-    rules_of(rows)
+    let rows: Vec<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT key, spec, NULL AS max_leased FROM limits WHERE tenant = ?1 \
+         UNION ALL \
+         SELECT NULL, NULL, max_leased FROM quotas WHERE tenant = ?1 AND max_leased IS NOT NULL",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut limits = Vec::with_capacity(rows.len());
+    let mut max_leased = None;
+    for (key, spec, max) in rows {
+        match (key, spec, max) {
+            (Some(key), Some(spec), _) => {
+                limits.push((key, serde_json::from_str(&spec).map_err(internal)?));
+            }
+            (_, _, Some(max)) => max_leased = Some(u32::try_from(max).unwrap_or(u32::MAX)),
+            _ => {}
+        }
+    }
+    limits.sort_by(|a: &(String, serde_json::Value), b| a.0.cmp(&b.0));
+    let mut rules = rules_of(limits)?;
+    rules.extend(max_leased.map(Rule::max_leased));
+    Ok(rules)
 }
 
 async fn leased_keys_in(

@@ -11,6 +11,7 @@ mod heartbeat;
 mod keys;
 mod leases;
 mod limits;
+mod quotas;
 mod retention;
 mod rows;
 mod runs;
@@ -66,6 +67,9 @@ pub struct SqliteStore {
     pub(super) last_claim_size: Arc<AtomicUsize>,
     /// Bumped after commits that made jobs ready (see [`Store::ready_signal`]).
     pub(super) ready: crate::ready::ReadySignal,
+    /// The tenants with a `max_queued`: an enqueue of another tenant skips the quota check's
+    /// statement (`sqlite/quotas.rs`).
+    queue_quotas: Arc<quotas::QueueQuotas>,
 }
 
 impl SqliteStore {
@@ -96,11 +100,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(base.read_only(true))
             .await?;
+        let queue_quotas = Arc::new(quotas::QueueQuotas::load(&writer).await?);
         Ok(Self {
             writer,
             reader,
             last_claim_size: Arc::default(),
             ready: crate::ready::ReadySignal::new(),
+            queue_quotas,
         })
     }
 
@@ -141,6 +147,13 @@ impl Store for SqliteStore {
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
+        // Inside the write transaction: nothing can change the count before the insert.
+        let rows: Vec<&NewJobRow> = jobs.iter().collect();
+        let mut limits = quotas::SqliteQuotas {
+            conn: &mut tx,
+            known: &self.queue_quotas,
+        };
+        crate::store::quotas::check_enqueue(&mut limits, &rows).await?;
         let out = self.insert_jobs(&mut tx, now, jobs).await?;
         tx.commit().await?;
         Ok(out)

@@ -10,10 +10,12 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::dag::SqliteDag;
+use super::quotas::SqliteQuotas;
 use super::rows::{from_micros, micros, opt_time};
 use crate::store::dag::{self, DagEffects};
+use crate::store::quotas;
 use crate::store::runs::{self, NewRunRow, RunRecord, RunStatements, assemble};
-use crate::store::{EventFilter, StoreError, StoreResult};
+use crate::store::{EventFilter, NewJobRow, StoreError, StoreResult};
 
 async fn append_run_event(
     conn: &mut SqliteConnection,
@@ -172,6 +174,14 @@ impl RunStatements for SqliteRuns<'_> {
                 .fetch_optional(&mut *self.tx)
                 .await?,
         )
+    }
+
+    async fn check_quota(&mut self, jobs: &[&NewJobRow]) -> StoreResult<()> {
+        let mut limits = SqliteQuotas {
+            conn: &mut *self.tx,
+            known: &self.store.queue_quotas,
+        };
+        quotas::check_enqueue(&mut limits, jobs).await
     }
 
     async fn insert_run(&mut self, run: &NewRunRow, now: DateTime<Utc>) -> StoreResult<()> {

@@ -1,4 +1,4 @@
-//! The operator CLI (`leasehold jobs|queues|run|events|ledger …`) against a real coordinator:
+//! The operator CLI (`leasehold jobs|queues|quota|run|events|ledger …`) against a real coordinator:
 //! the same binary started with `serve` on a temp SQLite directory, driven as a subprocess.
 //! Checks stdout (tables and `--json`), stderr messages, exit codes, and effects over HTTP.
 //! This module holds the harness; the tests are in its children, by command family.
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 mod audit;
 mod jobs_and_queues;
 mod limits;
+mod quota;
 mod runs_and_exports;
 mod streams;
 

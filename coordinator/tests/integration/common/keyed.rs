@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use leasehold_coordinator::AppState;
 use leasehold_coordinator::clock::OffsetClock;
 use leasehold_coordinator::http::access::{Access, AccessConfig};
 use leasehold_coordinator::store::Store;
@@ -24,6 +25,15 @@ pub struct Coordinator {
 impl Coordinator {
     /// Serves `store`, with `root` as `ORCHESTRATOR_API_KEY` when given.
     pub async fn start(store: Arc<dyn Store>, root: Option<&str>) -> Self {
+        Self::start_with(store, root, |_| {}).await
+    }
+
+    /// [`Coordinator::start`], letting `configure` adjust the state last.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        root: Option<&str>,
+        configure: impl FnOnce(&mut AppState),
+    ) -> Self {
         let clock = OffsetClock::default();
         let moved = clock.clone();
         let root = root.map(str::to_owned);
@@ -32,6 +42,7 @@ impl Coordinator {
             if let Some(root) = root {
                 s.access = Access::new(AccessConfig::default().with_api_key(&root));
             }
+            configure(s);
         })
         .await;
         Self {
@@ -51,6 +62,19 @@ impl Coordinator {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        let (status, _, body) = self.call_full(key, method, path, body, headers).await;
+        (status, body)
+    }
+
+    /// [`Coordinator::call`], with the answer's headers too.
+    pub async fn call_full(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.served.url));
@@ -65,8 +89,13 @@ impl Coordinator {
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
+        let answer_headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            answer_headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     /// Creates a key with `ROOT`; returns (id, token).

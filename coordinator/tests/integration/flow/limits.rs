@@ -399,10 +399,37 @@ async fn limits_belong_to_their_tenant_and_need_orch_quota(store: Arc<dyn Store>
     assert_eq!(s, 404);
 }
 
+async fn a_quota_max_leased_holds_claims_like_a_concurrency_limit(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    let (s, a) = c
+        .call(
+            Some(ROOT),
+            Method::PUT,
+            "/v1/quota",
+            Some(json!({"max_leased": 2, "reason": "a small plan", "ticket": "BILL-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    for _ in 0..3 {
+        enqueue(&c, json!({"queue": "q", "kind": "k", "payload": {}})).await;
+    }
+    let answer = claim(&c, &["q"], 0).await;
+    assert_eq!(leased_ids(&answer).len(), 2, "{answer}");
+    assert_eq!(answer["throttled"]["limits"], json!(["quota:max_leased"]));
+    complete(&c, &answer["leases"][0]).await;
+    assert_eq!(
+        leased_ids(&claim(&c, &["q"], 0).await).len(),
+        1,
+        "a slot freed"
+    );
+}
+
 on_both_backends!(
     a_rate_limit_grants_its_burst_then_a_token_at_a_time,
     a_concurrency_limit_counts_leases_until_they_end,
     a_long_poll_held_by_a_limit_wakes_when_its_slot_frees,
     limits_refuse_bad_input_and_name_the_field,
     limits_belong_to_their_tenant_and_need_orch_quota,
+    a_quota_max_leased_holds_claims_like_a_concurrency_limit,
 );

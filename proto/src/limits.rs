@@ -85,6 +85,8 @@ pub struct BreakerSpec {
 }
 
 /// Body of `PUT /v1/limits/{key}`: the limit, and why it is set (recorded in the audit trail).
+/// It repeats [`LimitSpec`]'s fields rather than flattening it: serde cannot refuse unknown
+/// fields through `flatten`, and a misspelt `concurency` must be refused, not ignored.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

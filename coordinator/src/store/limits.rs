@@ -90,56 +90,99 @@ impl Incident {
     }
 }
 
-/// Applies outcomes of jobs (their keys, their failure class or `None`) to the breakers and
-/// adaptive rates (a failure of class `throttled`) of `rules`, whose buckets' states are in `states` (a bucket missing starts closed); the
-/// incidents, and the buckets whose state changed.
-pub(crate) fn apply_breaker_outcomes(
-    rules: &[Rule],
-    states: &mut HashMap<BucketId, Level>,
-    outcomes: &[(Uuid, Vec<String>, Option<String>)],
+/// What recorded outcomes do to a tenant's breakers and adaptive rates, decided the same for
+/// both stores: the backend reads the jobs' keys and the buckets' states, this decides, the
+/// backend saves the states and writes the incidents as events.
+pub(crate) struct OutcomeFeed<'r> {
+    rules: &'r [Rule],
+    /// The outcomes whose jobs were found: `(job, its keys, failure class or None)`, in order.
+    jobs: Vec<(Uuid, Vec<String>, Option<String>)>,
     now: DateTime<Utc>,
-) -> (Vec<Incident>, Vec<BucketId>) {
-    let mut incidents = Vec::new();
-    let mut changed = BTreeSet::new();
-    for (job_id, keys, failure) in outcomes {
-        let throttled = failure.as_deref() == Some(adaptive::THROTTLED);
-        for rule in rules
-            .iter()
-            .filter(|r| r.breaker.is_some() || (r.adaptive && throttled))
-        {
-            for bucket in rule.matcher.buckets(keys) {
-                let id = (rule.key.clone(), bucket.to_owned());
-                let state = states
-                    .entry(id.clone())
-                    .or_insert_with(|| Level::fresh(f64::from(rule.burst.unwrap_or(1)), now));
-                let before = *state;
-                if rule.adaptive && throttled {
-                    adaptive::throttle(state, now);
-                    metrics::counter!(crate::metrics::LIMIT_THROTTLES, "limit" => rule.key.clone())
-                        .increment(1);
-                    if !matches!(rule.matcher, crate::flow::keys::LimitKey::Prefix(_)) {
-                        let rate = rule.rate.unwrap_or(0.0) * adaptive::factor(state, now);
-                        metrics::gauge!(crate::metrics::LIMIT_EFFECTIVE_RATE,
-                            "limit" => rule.key.clone())
-                        .set(rate);
+}
+
+impl<'r> OutcomeFeed<'r> {
+    /// The feed of `outcomes`, whose jobs have the keys in `keys` (an outcome of a job not found
+    /// there is left out), into `rules`; `None` when no rule is fed by outcomes.
+    pub(crate) fn new(
+        rules: &'r [Rule],
+        outcomes: Vec<(Uuid, Option<String>)>,
+        keys: &HashMap<Uuid, Vec<String>>,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        if rules.iter().all(|r| r.breaker.is_none() && !r.adaptive) {
+            return None;
+        }
+        let jobs = outcomes
+            .into_iter()
+            .filter_map(|(id, failure)| keys.get(&id).map(|k| (id, k.clone(), failure)))
+            .collect();
+        Some(Self { rules, jobs, now })
+    }
+
+    /// Whether any rule is fed by outcomes (checked before reading the jobs' keys).
+    pub(crate) fn wanted(rules: &[Rule]) -> bool {
+        rules.iter().any(|r| r.breaker.is_some() || r.adaptive)
+    }
+
+    /// The buckets whose states [`OutcomeFeed::apply`] needs.
+    pub(crate) fn buckets(&self) -> Vec<BucketId> {
+        Gate::new(self.now, self.rules)
+            .stateful_buckets(self.jobs.iter().map(|(_, k, _)| k.as_slice()))
+    }
+
+    /// Applies the outcomes in order to `states` (a bucket missing starts closed and at its
+    /// configured rate): the incidents, and the states to save.
+    pub(crate) fn apply(
+        &self,
+        mut states: HashMap<BucketId, Level>,
+    ) -> (Vec<Incident>, Vec<(BucketId, Level)>) {
+        let (rules, now) = (self.rules, self.now);
+        let mut incidents = Vec::new();
+        let mut changed = BTreeSet::new();
+        for (job_id, keys, failure) in &self.jobs {
+            let throttled = failure.as_deref() == Some(adaptive::THROTTLED);
+            for rule in rules
+                .iter()
+                .filter(|r| r.breaker.is_some() || (r.adaptive && throttled))
+            {
+                for bucket in rule.matcher.buckets(keys) {
+                    let id = (rule.key.clone(), bucket.to_owned());
+                    let state = states
+                        .entry(id.clone())
+                        .or_insert_with(|| Level::fresh(f64::from(rule.burst.unwrap_or(1)), now));
+                    let before = *state;
+                    if rule.adaptive && throttled {
+                        adaptive::throttle(state, now);
+                        metrics::counter!(crate::metrics::LIMIT_THROTTLES, "limit" => rule.key.clone())
+                            .increment(1);
+                        if !matches!(rule.matcher, crate::flow::keys::LimitKey::Prefix(_)) {
+                            let rate = rule.rate.unwrap_or(0.0) * adaptive::factor(state, now);
+                            metrics::gauge!(crate::metrics::LIMIT_EFFECTIVE_RATE,
+                                "limit" => rule.key.clone())
+                            .set(rate);
+                        }
                     }
-                }
-                if let Some(change) = breaker::record(rule, state, failure.as_deref(), now) {
-                    incidents.push(Incident {
-                        limit: rule.key.clone(),
-                        bucket: bucket.to_owned(),
-                        change,
-                        failures: state.failures,
-                        job_id: *job_id,
-                    });
-                }
-                if *state != before {
-                    changed.insert(id);
+                    if let Some(change) = breaker::record(rule, state, failure.as_deref(), now) {
+                        incidents.push(Incident {
+                            limit: rule.key.clone(),
+                            bucket: bucket.to_owned(),
+                            change,
+                            failures: state.failures,
+                            job_id: *job_id,
+                        });
+                    }
+                    if *state != before {
+                        changed.insert(id);
+                    }
                 }
             }
         }
+        let save = changed
+            .into_iter()
+            .filter_map(|id| states.get(&id).map(|level| (id, *level)))
+            .collect();
+        (incidents, save)
     }
-    (incidents, changed.into_iter().collect())
 }
 
 #[async_trait]

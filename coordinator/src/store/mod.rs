@@ -38,7 +38,7 @@ pub use artifacts::ArtifactOwners;
 pub use audit::{AUDIT_EVENT, AuditRecords};
 pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
-pub(crate) use limits::apply_breaker_outcomes;
+pub(crate) use limits::OutcomeFeed;
 pub use limits::{BREAKER_EVENT, Incident, LimitRecords, StoredLimit};
 pub(crate) use limits::{GateCandidate, gate_candidates, gated_read, rules_of};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};

@@ -3,13 +3,10 @@
 //! a limit that leaks leases more than its budget (`burst + rate × seconds`), or that starves
 //! the workers far below it, shows here.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
-
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::driver::{Handler, Sink, WorkerCfg};
+use crate::driver::{Handler, WorkerCfg};
 use crate::workloads::{Bench, Variant};
 
 /// The configured limits: leases per second, burst, leases held at once.
@@ -51,21 +48,8 @@ impl Bench<'_> {
                     limit.text().await.unwrap_or_default()
                 );
             }
-            let enqueue_rate = self.producer.fill("w8", jobs, 1000).await?;
-            let sink = Sink::new();
-            let mut mark = self.probe.begin().await;
-            let running = self
-                .driver
-                .start(&self.producer.url, &cfg, sink.clone())
-                .await?;
-            let started = Instant::now();
-            let probe = self.probe_with(running.pids());
-            probe.exclude_worker_startup(&mut mark);
-            let waited = sink.wait_completed(jobs, s.patience).await;
-            let secs = started.elapsed().as_secs_f64();
-            let mut m = probe.end(mark, jobs, Some(secs)).await;
-            running.stop().await;
-            waited?;
+            let mut m = self.burn_down(&cfg, jobs).await?;
+            let secs = m.secs;
             let achieved = jobs as f64 / secs;
             let budget = (f64::from(BURST) + RATE * secs) / secs;
             if achieved > budget * 1.01 {
@@ -74,9 +58,6 @@ impl Bench<'_> {
             m.extra.insert("configured_rate".into(), RATE);
             m.extra
                 .insert("achieved_over_configured".into(), achieved / RATE);
-            m.extra.insert("enqueue_rows_per_s".into(), enqueue_rate);
-            m.extra
-                .insert("errors".into(), sink.errors.load(Ordering::Relaxed) as f64);
             Ok(m)
         }
         .await;

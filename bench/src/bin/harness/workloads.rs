@@ -183,36 +183,39 @@ impl Bench<'_> {
             handler: Handler::Noop,
         };
         let variant = format!("{} jobs, {}×{}", s.w1_jobs, s.w1_claimers, s.w1_batch);
-        let result = async {
-            let enqueue_rate = self.producer.fill("w1", s.w1_jobs, 1000).await?;
-            let sink = Sink::new();
-            let mut mark = self.probe.begin().await;
-            // Timed from when the workers are up (an SDK process has printed `ready`; an
-            // in-process driver has spawned its tasks), like bench/sdk-ratio.
-            let running = self
-                .driver
-                .start(&self.producer.url, &cfg, sink.clone())
-                .await?;
-            let started = Instant::now();
-            let probe = self.probe_with(running.pids());
-            probe.exclude_worker_startup(&mut mark);
-            let waited = sink.wait_completed(s.w1_jobs, s.patience).await;
-            let secs = started.elapsed().as_secs_f64();
-            let mut m = probe.end(mark, s.w1_jobs, Some(secs)).await;
-            running.stop().await;
-            waited?;
-            m.extra.insert("enqueue_rows_per_s".into(), enqueue_rate);
-            m.extra
-                .insert("errors".into(), sink.errors.load(Ordering::Relaxed) as f64);
-            Ok(m)
-        }
-        .await;
+        let result = self.burn_down(&cfg, s.w1_jobs).await;
         Variant {
             workload: "W1",
             variant,
             settings: cfg.settings(),
             result,
         }
+    }
+
+    /// Enqueues `jobs` jobs on `cfg.queue` in batches of 1000, then times `cfg`'s workers until
+    /// the last outcome is acknowledged (committed): W1 and W8.
+    pub(crate) async fn burn_down(&self, cfg: &WorkerCfg, jobs: u64) -> Result<Measurement> {
+        let enqueue_rate = self.producer.fill(&cfg.queue, jobs, 1000).await?;
+        let sink = Sink::new();
+        let mut mark = self.probe.begin().await;
+        // Timed from when the workers are up (an SDK process has printed `ready`; an
+        // in-process driver has spawned its tasks), like bench/sdk-ratio.
+        let running = self
+            .driver
+            .start(&self.producer.url, cfg, sink.clone())
+            .await?;
+        let started = Instant::now();
+        let probe = self.probe_with(running.pids());
+        probe.exclude_worker_startup(&mut mark);
+        let waited = sink.wait_completed(jobs, self.sizes.patience).await;
+        let secs = started.elapsed().as_secs_f64();
+        let mut m = probe.end(mark, jobs, Some(secs)).await;
+        running.stop().await;
+        waited?;
+        m.extra.insert("enqueue_rows_per_s".into(), enqueue_rate);
+        m.extra
+            .insert("errors".into(), sink.errors.load(Ordering::Relaxed) as f64);
+        Ok(m)
     }
 
     /// W2: a producer holds the queue depth near `w2_depth` for `w2_secs`; the figure is the

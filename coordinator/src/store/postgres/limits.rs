@@ -19,8 +19,7 @@ use crate::flow::keys::job_keys;
 use uuid::Uuid;
 
 use crate::store::{
-    BREAKER_EVENT, Incident, LimitRecords, StoreResult, StoredLimit, apply_breaker_outcomes,
-    rules_of,
+    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, StoreResult, StoredLimit, rules_of,
 };
 
 /// A row of [`lock_rules`]'s statement: a limit (`key`, `spec`) or the quota's `max_leased`.
@@ -317,7 +316,7 @@ impl LimitRecords for PostgresStore {
         let mut tx = self.pool().begin().await?;
         // The claims' lock: states change in turn with them, on every replica.
         let rules = lock_rules(&mut tx, tenant).await?;
-        if rules.iter().all(|r| r.breaker.is_none() && !r.adaptive) || outcomes.is_empty() {
+        if !OutcomeFeed::wanted(&rules) || outcomes.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
@@ -344,18 +343,12 @@ impl LimitRecords for PostgresStore {
                 ),
             );
         }
-        let jobs: Vec<(Uuid, Vec<String>, Option<String>)> = outcomes
-            .into_iter()
-            .filter_map(|(id, failure)| keys.get(&id).map(|k| (id, k.clone(), failure)))
-            .collect();
-        let gate = Gate::new(now, &rules);
-        let buckets = gate.stateful_buckets(jobs.iter().map(|(_, k, _)| k.as_slice()));
-        let mut states = load_states(&mut tx, tenant, &buckets).await?;
-        let (incidents, changed) = apply_breaker_outcomes(&rules, &mut states, &jobs, now);
-        let changed = changed
-            .into_iter()
-            .filter_map(|id| states.get(&id).map(|level| (id, *level)))
-            .collect();
+        let Some(feed) = OutcomeFeed::new(&rules, outcomes, &keys, now) else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let states = load_states(&mut tx, tenant, &feed.buckets()).await?;
+        let (incidents, changed) = feed.apply(states);
         save_states(&mut tx, tenant, changed).await?;
         for incident in &incidents {
             sqlx::query("INSERT INTO events (tenant, type, at, data) VALUES ($1, $2, $3, $4)")

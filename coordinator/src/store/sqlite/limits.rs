@@ -17,8 +17,8 @@ use crate::flow::keys::job_keys;
 use uuid::Uuid;
 
 use crate::store::{
-    BREAKER_EVENT, Incident, LimitRecords, StoreError, StoreResult, StoredLimit,
-    apply_breaker_outcomes, rules_of,
+    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, StoreError, StoreResult, StoredLimit,
+    rules_of,
 };
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -291,7 +291,7 @@ impl LimitRecords for SqliteStore {
         // A write transaction: in turn with the claims.
         let mut tx = self.begin_write().await?;
         let rules = rules(&mut tx, tenant).await?;
-        if rules.iter().all(|r| r.breaker.is_none() && !r.adaptive) || outcomes.is_empty() {
+        if !OutcomeFeed::wanted(&rules) || outcomes.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
@@ -312,18 +312,12 @@ impl LimitRecords for SqliteStore {
                 keys.insert(id, job_keys(&queue, &kind, &parse_keys(own.as_deref())?));
             }
         }
-        let jobs: Vec<(Uuid, Vec<String>, Option<String>)> = outcomes
-            .into_iter()
-            .filter_map(|(id, failure)| keys.get(&id).map(|k| (id, k.clone(), failure)))
-            .collect();
-        let gate = Gate::new(now, &rules);
-        let buckets = gate.stateful_buckets(jobs.iter().map(|(_, k, _)| k.as_slice()));
-        let mut states = load_states(&mut tx, tenant, &buckets).await?;
-        let (incidents, changed) = apply_breaker_outcomes(&rules, &mut states, &jobs, now);
-        let changed = changed
-            .into_iter()
-            .filter_map(|id| states.get(&id).map(|level| (id, *level)))
-            .collect();
+        let Some(feed) = OutcomeFeed::new(&rules, outcomes, &keys, now) else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let states = load_states(&mut tx, tenant, &feed.buckets()).await?;
+        let (incidents, changed) = feed.apply(states);
         save_states(&mut tx, tenant, changed).await?;
         for incident in &incidents {
             sqlx::query("INSERT INTO events (tenant, type, at, data) VALUES (?, ?, ?, ?)")

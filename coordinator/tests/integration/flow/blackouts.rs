@@ -10,16 +10,8 @@ use leasehold_coordinator::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::{call, refused};
 use crate::common::keyed::{Coordinator, ROOT};
-
-async fn call(c: &Coordinator, method: Method, path: &str, body: Option<Value>) -> Value {
-    let (status, answer) = c.call(Some(ROOT), method.clone(), path, body, &[]).await;
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {answer}"
-    );
-    answer
-}
 
 async fn claim(c: &Coordinator) -> Value {
     let body = json!({"worker_id": "w", "queues": ["reports", "other"], "max_jobs": 10,
@@ -102,20 +94,7 @@ async fn bad_windows_are_named(store: Arc<dyn Store>) {
         ),
     ] {
         let body = json!({"blackouts": [window], "reason": "r", "ticket": "t"});
-        let (s, a) = c
-            .call(
-                Some(ROOT),
-                Method::PUT,
-                "/v1/limits/queue:q",
-                Some(body),
-                &[],
-            )
-            .await;
-        assert_eq!(
-            (s, a["error"]["details"]["field"].clone()),
-            (422, json!(field)),
-            "{a}"
-        );
+        refused(&c, "queue:q", body, field).await;
     }
 }
 

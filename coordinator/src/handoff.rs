@@ -162,6 +162,7 @@ mod tests {
             queues,
             max_jobs: 1,
             lease_ttl_ms: 30_000,
+            ungated: false,
         }
     }
 

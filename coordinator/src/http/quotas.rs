@@ -94,6 +94,7 @@ pub(crate) async fn set(
         updated_at: now,
     };
     let previous = state.store.set_quota(&quota).await?;
+    state.catalog.forget(&quota.tenant);
     let mut target = limits(Some(&quota));
     target["previous"] = limits(previous.as_ref());
     crate::audit::record(
@@ -133,6 +134,7 @@ pub(crate) async fn remove(
         .delete_quota(&tenant.0)
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no quota"))?;
+    state.catalog.forget(&tenant.0);
     let target = json!({"removed": limits(Some(&removed))});
     let now = state.clock.now();
     crate::audit::record(

@@ -103,6 +103,7 @@ pub(crate) fn claim_params(
         queues,
         max_jobs,
         lease_ttl_ms,
+        ungated: false,
     })
 }
 
@@ -116,6 +117,16 @@ impl Leasing {
     /// One claim: the leases granted now (reclaiming expired leases and ending timed-out
     /// attempts on the way), through the tenant's limits. Every lease is granted through here.
     pub(crate) async fn claim_now(&self, params: &ClaimParams) -> StoreResult<Granted> {
+        // A tenant known (within a second) to have no limits skips the store's check for them.
+        let gated = self
+            .catalog
+            .facts(&*self.store, &params.tenant)
+            .await?
+            .gated;
+        let params = &ClaimParams {
+            ungated: !gated,
+            ..params.clone()
+        };
         let Claimed {
             leases,
             expired,
@@ -237,9 +248,9 @@ impl Leasing {
             return;
         }
         let store = &*self.store;
-        match self.catalog.fed_by_outcomes(store, tenant).await {
-            Ok(false) => return,
-            Ok(true) => {}
+        match self.catalog.facts(store, tenant).await {
+            Ok(facts) if !facts.fed_by_outcomes => return,
+            Ok(_) => {}
             Err(err) => {
                 tracing::warn!(%err, "could not read the tenant's limits; breakers not fed");
                 return;

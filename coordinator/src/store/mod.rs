@@ -235,6 +235,9 @@ pub struct ClaimParams {
     pub max_jobs: u32,
     /// Lease length.
     pub lease_ttl_ms: u64,
+    /// The caller knows (`crate::flow::catalog`, at most a second old) that the tenant has no
+    /// limits and no quota `max_leased`: the claim skips reading them.
+    pub ungated: bool,
 }
 
 /// What a worker reports for one lease.

@@ -545,7 +545,11 @@ impl PostgresStore {
             return Ok(Claimed::default());
         }
         let mut tx = begin_by_index(self.pool()).await?;
-        let rules = super::limits::lock_rules(&mut tx, &params.tenant).await?;
+        let rules = if params.ungated {
+            Vec::new()
+        } else {
+            super::limits::lock_rules(&mut tx, &params.tenant).await?
+        };
         let (cand, chosen, held) = if rules.is_empty() {
             (claim_candidates(queues.len(), Lock::SkipLocked), None, None)
         } else {

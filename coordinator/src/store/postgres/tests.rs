@@ -39,6 +39,7 @@ fn params(queues: &[String], max_jobs: u32) -> ClaimParams {
         queues: queues.to_vec(),
         max_jobs,
         lease_ttl_ms: 60_000,
+        ungated: false,
     }
 }
 

@@ -57,6 +57,7 @@ fn params(max_jobs: u32) -> ClaimParams {
         queues: vec!["q".into()],
         max_jobs,
         lease_ttl_ms: 60_000,
+        ungated: false,
     }
 }
 

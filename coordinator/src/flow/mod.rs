@@ -12,9 +12,9 @@
 //! - [`waiters`]: claimers waiting for a concurrency slot, woken when a lease ends.
 //!
 //! The stores run the gate inside the claim's transaction, after serializing the tenant's
-//! gated claims (a row lock on its limits on PostgreSQL, the single writer on SQLite), so the
-//! budget a limit states holds across replicas. A tenant without limits pays one indexed
-//! lookup per claim and nothing else.
+//! gated claims (an advisory lock on the tenant on PostgreSQL, the single writer on SQLite), so
+//! the budget a limit states holds across replicas. A tenant without limits pays a look-up in
+//! [`catalog`] per claim and nothing else.
 
 pub mod adaptive;
 pub mod blackout;

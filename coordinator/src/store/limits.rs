@@ -232,17 +232,35 @@ impl LimitRecords for Detached {
     }
 }
 
-/// The rules of stored limits `(key, spec as JSON)`. A row that no longer parses (written by
-/// a newer version, or edited by hand) is an error, not a limit silently dropped.
-pub(crate) fn rules_of(rows: Vec<(String, serde_json::Value)>) -> StoreResult<Vec<Rule>> {
-    rows.into_iter()
+/// A row of a claim's read of the tenant's limits and quota: `(key, spec as JSON, None)` for a
+/// limit, `(None, None, max_leased)` for the quota.
+pub(crate) type RuleRow = (Option<String>, Option<serde_json::Value>, Option<i64>);
+
+/// The rules a claim applies: the stored limits in key order, then the quota's `max_leased`
+/// ([`Rule::max_leased`]). A limit that no longer parses (written by a newer version, or
+/// edited by hand) is an error, not a limit silently dropped.
+pub(crate) fn rules_of(rows: Vec<RuleRow>) -> StoreResult<Vec<Rule>> {
+    let mut limits = Vec::with_capacity(rows.len());
+    let mut max_leased = None;
+    for row in rows {
+        match row {
+            (Some(key), Some(spec), _) => limits.push((key, spec)),
+            (_, _, Some(max)) => max_leased = Some(u32::try_from(max).unwrap_or(u32::MAX)),
+            _ => {}
+        }
+    }
+    limits.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rules = limits
+        .into_iter()
         .map(|(key, spec)| {
             let spec: LimitSpec = serde_json::from_value(spec)
                 .map_err(|e| StoreError::Internal(format!("limit {key:?}: {e}")))?;
             Rule::new(&key, &spec)
                 .map_err(|e| StoreError::Internal(format!("limit {key:?}: {}", e.message)))
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    rules.extend(max_leased.map(Rule::max_leased));
+    Ok(rules)
 }
 
 /// How many candidates a gated claim looks at for `max_jobs` leases: more than it may take, so

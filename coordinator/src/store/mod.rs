@@ -40,7 +40,7 @@ pub use detached::Detached;
 pub use keys::{KeyRecords, KeyRow};
 pub(crate) use limits::OutcomeFeed;
 pub use limits::{BREAKER_EVENT, Incident, LimitRecords, StoredLimit};
-pub(crate) use limits::{GateCandidate, gate_candidates, gated_read, rules_of};
+pub(crate) use limits::{GateCandidate, RuleRow, gate_candidates, gated_read, rules_of};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
 pub use postgres::{PostgresStore, READY_CHANNEL};

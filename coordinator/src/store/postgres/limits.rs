@@ -19,11 +19,8 @@ use crate::flow::keys::job_keys;
 use uuid::Uuid;
 
 use crate::store::{
-    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, StoreResult, StoredLimit, rules_of,
+    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, RuleRow, StoreResult, StoredLimit, rules_of,
 };
-
-/// A row of [`lock_rules`]'s statement: a limit (`key`, `spec`) or the quota's `max_leased`.
-type RuleRow = (Option<String>, Option<Json<serde_json::Value>>, Option<i64>);
 
 /// The tenant's limits as rules, its quota's `max_leased` among them ([`Rule::max_leased`]);
 /// when there are any, the tenant's claims (and the feeding of its breakers) are serialized by
@@ -39,18 +36,7 @@ pub(super) async fn lock_rules(tx: &mut PgConnection, tenant: &str) -> StoreResu
     .bind(tenant)
     .fetch_all(&mut *tx)
     .await?;
-    let mut limits = Vec::with_capacity(rows.len());
-    let mut max_leased = None;
-    for (key, spec, max) in rows {
-        match (key, spec, max) {
-            (Some(key), Some(spec), _) => limits.push((key, spec.0)),
-            (_, _, Some(max)) => max_leased = Some(u32::try_from(max).unwrap_or(u32::MAX)),
-            _ => {}
-        }
-    }
-    limits.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut rules = rules_of(limits)?;
-    rules.extend(max_leased.map(Rule::max_leased));
+    let rules = rules_of(rows)?;
     if !rules.is_empty() {
         // Every gated claim of the tenant waits here for the one before to commit; its
         // statements then see the leases and tokens that one wrote (READ COMMITTED).

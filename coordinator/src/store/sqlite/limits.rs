@@ -17,8 +17,8 @@ use crate::flow::keys::job_keys;
 use uuid::Uuid;
 
 use crate::store::{
-    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, StoreError, StoreResult, StoredLimit,
-    rules_of,
+    BREAKER_EVENT, Incident, LimitRecords, OutcomeFeed, RuleRow, StoreError, StoreResult,
+    StoredLimit, rules_of,
 };
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -44,20 +44,16 @@ pub(super) async fn rules(conn: &mut SqliteConnection, tenant: &str) -> StoreRes
     .bind(tenant)
     .fetch_all(&mut *conn)
     .await?;
-    let mut limits = Vec::with_capacity(rows.len());
-    let mut max_leased = None;
-    for (key, spec, max) in rows {
-        match (key, spec, max) {
-            (Some(key), Some(spec), _) => {
-                limits.push((key, serde_json::from_str(&spec).map_err(internal)?));
-            }
-            (_, _, Some(max)) => max_leased = Some(u32::try_from(max).unwrap_or(u32::MAX)),
-            _ => {}
-        }
-    }
-    limits.sort_by(|a: &(String, serde_json::Value), b| a.0.cmp(&b.0));
-    let mut rules = rules_of(limits)?;
-    rules.extend(max_leased.map(Rule::max_leased));
+    let rows = rows
+        .into_iter()
+        .map(|(key, spec, max)| {
+            let spec = spec
+                .map(|s| serde_json::from_str(&s).map_err(internal))
+                .transpose()?;
+            Ok((key, spec, max))
+        })
+        .collect::<StoreResult<Vec<RuleRow>>>()?;
+    let rules = rules_of(rows)?;
     Ok(rules)
 }
 

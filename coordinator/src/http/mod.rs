@@ -75,7 +75,8 @@ pub struct AppState {
     pub job_gauges: Arc<crate::metrics::JobGauges>,
     /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
     pub slot_waiters: crate::flow::waiters::SlotWaiters,
-    /// Which tenants have circuit breakers (`crate::flow::catalog`).
+    /// What is known of tenants' limits: gated claims, outcomes that feed limits
+    /// (`crate::flow::catalog`).
     pub catalog: crate::flow::catalog::Catalog,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,

@@ -51,7 +51,8 @@ pub(crate) struct Leasing {
     pub(crate) data_dir: PathBuf,
     /// Tenants whose claimers wait for a concurrency slot (`crate::flow::waiters`).
     pub(crate) slot_waiters: SlotWaiters,
-    /// Which tenants have circuit breakers (`crate::flow::catalog`).
+    /// What is known of tenants' limits: gated claims, outcomes that feed limits
+    /// (`crate::flow::catalog`).
     pub(crate) catalog: Catalog,
 }
 
@@ -240,23 +241,29 @@ impl Leasing {
         }
     }
 
+    /// Whether the tenant's outcomes feed its limits (circuit breakers, adaptive rates). Asked
+    /// before outcomes are recorded, so that a tenant without such limits gathers nothing for
+    /// them. A failure to tell is logged and read as no: the outcomes stand either way.
+    pub(crate) async fn outcomes_feed_limits(&self, tenant: &str) -> bool {
+        match self.catalog.facts(&*self.store, tenant).await {
+            Ok(facts) => facts.fed_by_outcomes,
+            Err(err) => {
+                tracing::warn!(%err, "could not read the tenant's limits; outcomes not fed to them");
+                false
+            }
+        }
+    }
+
     /// Feeds recorded outcomes (`(job, failure class or None for a success)`) to the tenant's
-    /// circuit breakers and adaptive rates, if it has any. After the outcomes' own commit: a failure to update a
-    /// breaker is logged, never turned into a failed outcome.
-    pub(crate) async fn feed_breakers(&self, tenant: &str, outcomes: Vec<(Uuid, Option<String>)>) {
+    /// circuit breakers and adaptive rates (for a tenant [`Leasing::outcomes_feed_limits`] said
+    /// yes to). After the outcomes' own commit: a failure to update them is logged, never turned
+    /// into a failed outcome.
+    pub(crate) async fn feed_limits(&self, tenant: &str, outcomes: Vec<(Uuid, Option<String>)>) {
         if outcomes.is_empty() {
             return;
         }
-        let store = &*self.store;
-        match self.catalog.facts(store, tenant).await {
-            Ok(facts) if !facts.fed_by_outcomes => return,
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(%err, "could not read the tenant's limits; breakers not fed");
-                return;
-            }
-        }
-        match store
+        match self
+            .store
             .record_breaker_outcomes(self.clock.now(), tenant, outcomes)
             .await
         {
@@ -272,7 +279,7 @@ impl Leasing {
                     self.ready.notify();
                 }
             }
-            Err(err) => tracing::warn!(%err, "could not feed the circuit breakers"),
+            Err(err) => tracing::warn!(%err, "could not feed the tenant's limits"),
         }
     }
 

@@ -102,7 +102,8 @@ pub(crate) fn lease_lost(
     ApiError::new(ErrorCode::LeaseLost, message).with_details(details)
 }
 
-/// The class of a reported failure (`None` for other outcomes), for the circuit breakers.
+/// The class of a reported failure (`None` for other outcomes), for breakers and adaptive
+/// rates.
 fn failure_class(outcome: &Outcome) -> Option<String> {
     match &outcome.kind {
         OutcomeKind::Fail { error, .. } => Some(error.class.clone()),
@@ -148,10 +149,15 @@ impl Leasing {
             .iter()
             .map(|o| (o.job_id, o.fencing_token, checks::Sent::of(&o.kind)))
             .collect();
-        let classes: Vec<Option<String>> = outcomes.iter().map(failure_class).collect();
+        let feeding = self.outcomes_feed_limits(tenant).await;
+        let classes: Vec<Option<String>> = if feeding {
+            outcomes.iter().map(failure_class).collect()
+        } else {
+            Vec::new()
+        };
         let finished = self.store.finish_states(now, tenant, outcomes).await?;
-        // What the circuit breakers count: completions and failures recorded now.
-        let for_breakers: Vec<(Uuid, Option<String>)> = asked
+        // What breakers and adaptive rates count: completions and failures recorded now.
+        let fed: Vec<(Uuid, Option<String>)> = asked
             .iter()
             .zip(&finished)
             .zip(classes)
@@ -204,7 +210,7 @@ impl Leasing {
             })
             .collect();
         self.after_outcomes(tenant, requeued);
-        self.feed_breakers(tenant, for_breakers).await;
+        self.feed_limits(tenant, fed).await;
         Ok(results)
     }
 
@@ -224,10 +230,15 @@ impl Leasing {
         match result {
             Some(Finished::Ok(job)) => {
                 self.after_outcomes(tenant, count_outcome(job.state, failed));
-                match sent {
-                    checks::Sent::Complete => self.feed_breakers(tenant, vec![(id, None)]).await,
-                    checks::Sent::Fail => self.feed_breakers(tenant, vec![(id, class)]).await,
-                    _ => {}
+                let fed = match sent {
+                    checks::Sent::Complete => Some((id, None)),
+                    checks::Sent::Fail => Some((id, class)),
+                    checks::Sent::Release => None,
+                };
+                if let Some(fed) = fed
+                    && self.outcomes_feed_limits(tenant).await
+                {
+                    self.feed_limits(tenant, vec![fed]).await;
                 }
                 Ok(*job)
             }

@@ -93,7 +93,9 @@ impl Handoffs {
         // skip one anyway rather than hand it a lease.
         reg.parked.retain(|p| !p.tx.is_closed());
         let at = reg.parked.iter().position(|p| {
+            // A shared pool's claimers are left out: only a claim splits their leases fairly.
             p.params.tenant == tenant
+                && p.params.pool.is_none()
                 && p.params
                     .queues
                     .binary_search_by(|q| q.as_str().cmp(queue))
@@ -163,6 +165,7 @@ mod tests {
             max_jobs: 1,
             lease_ttl_ms: 30_000,
             ungated: false,
+            pool: None,
         }
     }
 

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,6 +30,18 @@ pub struct ClaimRequest {
     /// Tenant; default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// A worker pool shared by several tenants: claim for these (1..=100 tenants) instead of
+    /// one, interleaved fairly by `tenant_weights` (docs/flow-control.md). Only a caller that
+    /// acts for the whole coordinator may (its own key, or anyone on a keyless coordinator);
+    /// not with `tenant`. Each lease's `job.tenant` says whose job it is; heartbeats and
+    /// outcomes of such leases name the tenant `*` (each job's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<String>>,
+    /// Shares of the pool's tenants (1..=1000 each; default 1): while both have ready jobs, a
+    /// tenant of weight 3 is leased three jobs for each one of a tenant of weight 1. Every
+    /// tenant named here must be in `tenants`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_weights: Option<BTreeMap<String, u32>>,
 }
 
 fn one() -> u32 {
@@ -131,7 +145,8 @@ pub struct HeartbeatRequest {
     pub worker_id: String,
     /// Its leases (at most 1000).
     pub leases: Vec<HeartbeatItem>,
-    /// Tenant; default `default`.
+    /// Tenant; default `default`. `*` (a shared pool's worker, see [`ClaimRequest::tenants`]):
+    /// each lease's job's own tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }

@@ -66,6 +66,12 @@ pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The tenant a row belongs to when none is named.
 pub const DEFAULT_TENANT: &str = "default";
+/// The tenant a shared pool's worker names on heartbeats and outcomes: each job's own.
+pub const EACH_JOBS_TENANT: &str = "*";
+/// Most tenants one shared worker pool claims for.
+pub const MAX_POOL_TENANTS: usize = 100;
+/// Largest share (`tenant_weights`) of one tenant in a shared worker pool.
+pub const MAX_TENANT_WEIGHT: u32 = 1000;
 /// The queue a job goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
 /// Shortest `timeout_ms` (job) or `default_timeout_ms` (queue) accepted: one second.

@@ -174,7 +174,8 @@ impl TryFrom<OutcomeWire> for OutcomeReport {
 pub struct OutcomesRequest {
     /// At most 1000 outcomes.
     pub outcomes: Vec<OutcomeReport>,
-    /// Tenant; default `default`.
+    /// Tenant; default `default`. `*` (a shared pool's worker, see `ClaimRequest::tenants`):
+    /// each outcome's job's own tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }
@@ -232,6 +233,13 @@ pub enum ClientMessage {
         /// Tenant; default `default`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// A worker pool shared by these tenants instead of one (as `ClaimRequest::tenants`):
+        /// heartbeats and outcomes on the session then act for each job's own tenant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenants: Option<Vec<String>>,
+        /// Shares of the pool's tenants (as `ClaimRequest::tenant_weights`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant_weights: Option<std::collections::BTreeMap<String, u32>>,
     },
     /// `n` more slots are free: the coordinator may push up to `n` more leases.
     Credit {

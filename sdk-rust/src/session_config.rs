@@ -1,6 +1,7 @@
 //! The session's configuration: [`SessionConfig`] with its defaults and validation, the
 //! [`Transport`] choice, and [`sdk_version`]. Re-exported from [`crate::session`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +44,12 @@ pub struct SessionConfig {
     pub worker_version: String,
     /// Tenant; default `default`.
     pub tenant: Option<String>,
+    /// A worker pool shared by these tenants instead of one (`tenant` unset): the coordinator
+    /// interleaves their jobs fairly by `tenant_weights`. Only the coordinator's own key (or a
+    /// keyless coordinator) may run one. Empty (the default): one tenant.
+    pub tenants: Vec<String>,
+    /// Shares of the pool's tenants (1 to 1000; default 1 each).
+    pub tenant_weights: BTreeMap<String, u32>,
     /// Sent as `Authorization: Bearer …`.
     pub api_key: Option<String>,
     /// Transport choice.
@@ -74,6 +81,8 @@ impl SessionConfig {
             worker_id: default_worker_id(),
             worker_version: sdk_version().to_owned(),
             tenant: None,
+            tenants: Vec::new(),
+            tenant_weights: BTreeMap::new(),
             api_key: None,
             transport: Transport::Auto,
             retry_policy: RetryPolicy::default(),
@@ -95,6 +104,30 @@ impl SessionConfig {
             crate::validate::queue_name(t)
                 .map_err(|_| Error::InvalidArgument(format!("bad tenant name {t:?}")))?;
         }
+        if !self.tenants.is_empty() && self.tenant.is_some() {
+            return Err(Error::InvalidArgument(
+                "name one tenant or a pool's tenants, not both".into(),
+            ));
+        }
+        if self.tenants.len() > 100 {
+            return Err(Error::InvalidArgument("a pool has 1 to 100 tenants".into()));
+        }
+        for t in &self.tenants {
+            crate::validate::queue_name(t)
+                .map_err(|_| Error::InvalidArgument(format!("bad tenant name {t:?}")))?;
+        }
+        for (t, w) in &self.tenant_weights {
+            if !self.tenants.contains(t) {
+                return Err(Error::InvalidArgument(format!(
+                    "tenant weight for {t:?}, which is not one of the pool's tenants"
+                )));
+            }
+            if !(1..=1000).contains(w) {
+                return Err(Error::InvalidArgument(format!(
+                    "the weight of {t:?} must be between 1 and 1000"
+                )));
+            }
+        }
         if self.concurrency == 0 || self.concurrency > 10_000 {
             return Err(Error::InvalidArgument(
                 "concurrency must be between 1 and 10000".into(),
@@ -113,6 +146,23 @@ impl SessionConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The tenant heartbeats and outcomes name: `*` (each job's own) for a shared pool.
+    pub(crate) fn reporting_tenant(&self) -> Option<String> {
+        match self.tenants.is_empty() {
+            true => self.tenant.clone(),
+            false => Some(leasehold_proto::EACH_JOBS_TENANT.to_owned()),
+        }
+    }
+
+    /// The pool's tenants and weights as a claim or a hello sends them.
+    pub(crate) fn pool(&self) -> (Option<Vec<String>>, Option<BTreeMap<String, u32>>) {
+        if self.tenants.is_empty() {
+            return (None, None);
+        }
+        let weights = (!self.tenant_weights.is_empty()).then(|| self.tenant_weights.clone());
+        (Some(self.tenants.clone()), weights)
     }
 
     /// Heartbeat period: a third of the lease TTL.

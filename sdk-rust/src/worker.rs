@@ -136,6 +136,25 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serve a worker pool shared by these tenants instead of one: the coordinator interleaves
+    /// their jobs fairly (see [`WorkerBuilder::tenant_weight`]). Needs the coordinator's own key
+    /// (`ORCHESTRATOR_API_KEY`) or a keyless coordinator; each job's `tenant` says whose it is.
+    pub fn tenants<I, S>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.tenants = tenants.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The share of one of the pool's tenants (1 to 1000; default 1): while both have ready
+    /// jobs, a tenant of weight 3 gets three jobs for each one of a tenant of weight 1.
+    pub fn tenant_weight(mut self, tenant: impl Into<String>, weight: u32) -> Self {
+        self.config.tenant_weights.insert(tenant.into(), weight);
+        self
+    }
+
     /// API key, sent as `Authorization: Bearer …`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.config.api_key = Some(key.into());

@@ -64,6 +64,24 @@ pub struct Held {
     pub by_concurrency: bool,
 }
 
+impl Held {
+    /// What a shared pool's claim held back: `prev` (of the tenants claimed before) and `held`
+    /// (of `tenant`), its limits named `<tenant>/<limit>`, the earliest retry.
+    pub fn merge(prev: Option<Held>, held: Held, tenant: &str) -> Held {
+        let mut merged = prev.unwrap_or_default();
+        merged
+            .limits
+            .extend(held.limits.iter().map(|l| format!("{tenant}/{l}")));
+        merged.limits.sort();
+        merged.retry_at = match (merged.retry_at, held.retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        merged.by_concurrency |= held.by_concurrency;
+        merged
+    }
+}
+
 /// One claim's pass over its candidates.
 #[derive(Debug)]
 pub struct Gate<'r> {

@@ -9,7 +9,8 @@
 //! - [`breaker`]: what an outcome does to a circuit breaker, and whether one lets a lease
 //!   through;
 //! - [`catalog`]: which tenants have limits, cached briefly for the outcome path;
-//! - [`waiters`]: claimers waiting for a concurrency slot, woken when a lease ends.
+//! - [`waiters`]: claimers waiting for a concurrency slot, woken when a lease ends;
+//! - [`pool`]: worker pools shared by several tenants, and the fair share of their leases.
 //!
 //! The stores run the gate inside the claim's transaction, after serializing the tenant's
 //! gated claims (an advisory lock on the tenant on PostgreSQL, the single writer on SQLite), so
@@ -22,6 +23,7 @@ pub mod breaker;
 pub mod catalog;
 pub mod gate;
 pub mod keys;
+pub mod pool;
 pub mod waiters;
 
 use leasehold_proto::{BreakerSpec, LimitSpec};

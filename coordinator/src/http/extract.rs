@@ -244,6 +244,9 @@ pub struct Tenant(pub String, Binding);
 enum Binding {
     /// The key decided it: a request naming another is refused.
     Key,
+    /// The coordinator's own key: tenant `default`, and a request naming another is refused,
+    /// but it may act for several tenants at once where a route allows it (a shared pool).
+    Operator,
     /// Keyless: the request's header (or the default).
     Named,
 }
@@ -268,7 +271,7 @@ impl Tenant {
     /// the key's).
     pub fn merge(&self, body: Option<&str>, header_given: bool) -> Result<String, ApiError> {
         match body {
-            Some(b) if self.1 == Binding::Key && b != self.0 => Err(not_yours(&self.0, b)),
+            Some(b) if self.1 != Binding::Named && b != self.0 => Err(not_yours(&self.0, b)),
             Some(b) if header_given && b != self.0 => Err(ApiError::validation(
                 "tenant",
                 "the body's tenant differs from the Leasehold-Tenant header",
@@ -283,7 +286,13 @@ impl Tenant {
 
     /// Whether the caller's key decided the tenant (false on a keyless coordinator).
     pub fn from_key(&self) -> bool {
-        self.1 == Binding::Key
+        self.1 != Binding::Named
+    }
+
+    /// Whether the caller may act for every tenant (the coordinator's own key, or anyone on a
+    /// keyless coordinator): only such a caller may run a worker pool shared by tenants.
+    pub fn acts_for_all(&self) -> bool {
+        self.1 != Binding::Key
     }
 }
 
@@ -309,6 +318,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
         let Ok(principal) = Principal::from_request_parts(parts, state).await;
         match (principal.bound_tenant(), named) {
             (Some(bound), Some(named)) if named != bound => Err(not_yours(bound, &named)),
+            (Some(bound), _) if principal.is_operator() => {
+                Ok(Self(bound.to_owned(), Binding::Operator))
+            }
             (Some(bound), _) => Ok(Self(bound.to_owned(), Binding::Key)),
             (None, named) => Ok(Self(
                 named.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),

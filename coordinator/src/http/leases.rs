@@ -8,13 +8,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing;
 use leasehold_proto::{
-    ClaimRequest, ClaimResponse, CompleteRequest, ErrorEnvelope, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, Job, OutcomeReport, OutcomesRequest, OutcomesResponse, ReleaseRequest,
+    ClaimRequest, ClaimResponse, CompleteRequest, EACH_JOBS_TENANT, ErrorCode, ErrorEnvelope,
+    FailRequest, HeartbeatRequest, HeartbeatResponse, Job, OutcomeReport, OutcomesRequest,
+    OutcomesResponse, ReleaseRequest,
 };
 
 use super::AppState;
 use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::leasing::outcomes::outcome_from_report;
 use crate::leasing::{self, MAX_WAIT_MS, checks};
 use crate::store::{Outcome, OutcomeKind};
@@ -41,10 +42,12 @@ pub(crate) async fn claim(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> ApiResult<ApiJson<ClaimResponse>> {
+    let acts_for_all = tenant.acts_for_all();
+    let named_tenant = req.tenant.is_some();
     let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
     let max_jobs = validate::range("max_jobs", req.max_jobs, 1, validate::MAX_BATCH as u32)?;
     let wait_ms = validate::range("wait_ms", req.wait_ms, 0, MAX_WAIT_MS)?;
-    let params = leasing::claim_params(
+    let mut params = leasing::claim_params(
         tenant,
         req.worker_id,
         req.worker_version,
@@ -52,6 +55,20 @@ pub(crate) async fn claim(
         max_jobs,
         req.lease_ttl_ms,
     )?;
+    if let Some(tenants) = req.tenants {
+        params = leasing::pooled(
+            params,
+            tenants,
+            req.tenant_weights,
+            acts_for_all,
+            named_tenant,
+        )?;
+    } else if req.tenant_weights.is_some() {
+        return Err(ApiError::validation(
+            "tenant_weights",
+            "tenant_weights are the shares of a pool's `tenants`; name those",
+        ));
+    }
     let granted = state
         .leasing()
         .claim_or_wait(&params, Duration::from_millis(wait_ms))
@@ -72,9 +89,19 @@ pub(crate) async fn heartbeat(
     headers: HeaderMap,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<ApiJson<HeartbeatResponse>> {
-    let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
     validate::label("worker_id", &req.worker_id)?;
-    let leases = state.leasing().heartbeat(&tenant, &req.leases).await?;
+    let leases = match each_jobs_tenant(&tenant, req.tenant.as_deref())? {
+        true => {
+            state
+                .leasing()
+                .heartbeat_each(&tenant.0, &req.leases)
+                .await?
+        }
+        false => {
+            let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
+            state.leasing().heartbeat(&tenant, &req.leases).await?
+        }
+    };
     Ok(ApiJson(HeartbeatResponse { leases }))
 }
 
@@ -88,8 +115,13 @@ pub(crate) async fn outcomes(
     headers: HeaderMap,
     ApiJson(req): ApiJson<OutcomesRequest>,
 ) -> ApiResult<ApiJson<OutcomesResponse>> {
-    let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
-    let results = state.leasing().finish_many(&tenant, req.outcomes).await?;
+    let results = match each_jobs_tenant(&tenant, req.tenant.as_deref())? {
+        true => state.leasing().finish_each(&tenant.0, req.outcomes).await?,
+        false => {
+            let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
+            state.leasing().finish_many(&tenant, req.outcomes).await?
+        }
+    };
     Ok(ApiJson(OutcomesResponse { results }))
 }
 
@@ -181,4 +213,20 @@ pub(crate) async fn release(
         .finish_one(&tenant.0, outcome)
         .await
         .map(ApiJson)
+}
+
+/// Whether a heartbeat or an outcome batch names the tenant `*` (a shared pool's worker: each
+/// job's own tenant), which only a caller that acts for every tenant may.
+pub(crate) fn each_jobs_tenant(tenant: &Tenant, named: Option<&str>) -> ApiResult<bool> {
+    if named != Some(EACH_JOBS_TENANT) {
+        return Ok(false);
+    }
+    if !tenant.acts_for_all() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "tenant `*` (each job's own) is for a pool shared by tenants, which only the coordinator's own key runs",
+        )
+        .with_details(serde_json::json!({"field": "tenant"})));
+    }
+    Ok(true)
 }

@@ -78,6 +78,9 @@ pub struct AppState {
     /// What is known of tenants' limits: gated claims, outcomes that feed limits
     /// (`crate::flow::catalog`).
     pub catalog: crate::flow::catalog::Catalog,
+    /// The fair share of shared worker pools' leases among their tenants
+    /// (`crate::flow::pool`).
+    pub fair_share: crate::flow::pool::FairShare,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,
 }
@@ -123,6 +126,7 @@ impl AppState {
             job_gauges: Arc::new(crate::metrics::JobGauges::new(false)),
             slot_waiters: Default::default(),
             catalog: Default::default(),
+            fair_share: Default::default(),
             backpressure: Arc::default(),
         };
         (state, tx)
@@ -150,6 +154,7 @@ impl AppState {
             data_dir: self.data_dir.clone(),
             slot_waiters: self.slot_waiters.clone(),
             catalog: self.catalog.clone(),
+            fair_share: self.fair_share.clone(),
         }
     }
 }

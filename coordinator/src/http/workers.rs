@@ -96,9 +96,24 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
             lease_ttl_ms,
             worker_version,
             tenant: body_tenant,
+            tenants,
+            tenant_weights,
         } => {
+            let acts_for_all = tenant.acts_for_all();
+            let named_tenant = body_tenant.is_some();
             let tenant = tenant.merge(body_tenant.as_deref(), header_given)?;
-            leasing::claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)
+            let params =
+                leasing::claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)?;
+            match tenants {
+                Some(tenants) => {
+                    leasing::pooled(params, tenants, tenant_weights, acts_for_all, named_tenant)
+                }
+                None if tenant_weights.is_some() => Err(ApiError::validation(
+                    "tenant_weights",
+                    "tenant_weights are the shares of a pool's `tenants`; name those",
+                )),
+                None => Ok(params),
+            }
         }
         _ => Err(ApiError::invalid_request("the first frame must be hello")),
     });
@@ -110,6 +125,8 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
             return;
         }
     };
+    // A shared pool's session acts for each job's own tenant on heartbeats and outcomes.
+    let pooled = params.pool.is_some();
     let span = tracing::info_span!("worker_session", %session_id, worker_id = %params.worker_id);
     let _enter = span.enter();
     tracing::info!(queues = ?params.queues, "worker connected");
@@ -175,7 +192,11 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                     ClientMessage::Heartbeat { seq, leases } => {
                         let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                         tokio::spawn(async move {
-                            let reply = match leasing.heartbeat(&tenant, &leases).await {
+                            let acked = match pooled {
+                                true => leasing.heartbeat_each(&tenant, &leases).await,
+                                false => leasing.heartbeat(&tenant, &leases).await,
+                            };
+                            let reply = match acked {
                                 Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
                                 Err(err) => error_frame(err, Some(seq), session_id),
                             };
@@ -186,7 +207,11 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                     ClientMessage::Outcomes { seq, outcomes } => {
                         let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                         tokio::spawn(async move {
-                            let reply = match leasing.finish_many(&tenant, outcomes).await {
+                            let recorded = match pooled {
+                                true => leasing.finish_each(&tenant, outcomes).await,
+                                false => leasing.finish_many(&tenant, outcomes).await,
+                            };
+                            let reply = match recorded {
                                 Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
                                 Err(err) => error_frame(err, Some(seq), session_id),
                             };
@@ -267,7 +292,7 @@ async fn push_leases(
         };
         backoff = Duration::from_millis(50);
         if !granted.leases.is_empty() {
-            if !push(&leasing, &params.tenant, &flow_tx, &out, granted.leases).await {
+            if !push(&leasing, &flow_tx, &out, granted.leases).await {
                 return;
             }
             continue;
@@ -291,7 +316,7 @@ async fn push_leases(
         // A lease handed off while another wake-up won the race is pushed, not dropped.
         if let Some(lease) = handed.or_else(|| parking.try_recv()) {
             drop(parking);
-            if !push(&leasing, &params.tenant, &flow_tx, &out, vec![lease]).await {
+            if !push(&leasing, &flow_tx, &out, vec![lease]).await {
                 return;
             }
         }
@@ -306,7 +331,6 @@ async fn push_leases(
 /// than left to expire).
 async fn push(
     leasing: &Leasing,
-    tenant: &str,
     flow_tx: &watch::Sender<Flow>,
     out: &mpsc::Sender<Message>,
     leases: Vec<Lease>,
@@ -314,7 +338,10 @@ async fn push(
     let n = leases.len() as u32;
     metrics::counter!(crate::metrics::LEASES_GRANTED).increment(u64::from(n));
     flow_tx.send_modify(|f| f.credit = f.credit.saturating_sub(n));
-    let held: Vec<(Uuid, i64)> = leases.iter().map(|l| (l.job.id, l.fencing_token)).collect();
+    let held: Vec<(String, Uuid, i64)> = leases
+        .iter()
+        .map(|l| (l.job.tenant.clone(), l.job.id, l.fencing_token))
+        .collect();
     // A drain that arrived while these were granted wants no more leases.
     if flow_tx.borrow().draining
         || out
@@ -322,7 +349,7 @@ async fn push(
             .await
             .is_err()
     {
-        leasing.release_undelivered(tenant, held).await;
+        leasing.release_leases(held).await;
         return false;
     }
     true

@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::flow::catalog::Catalog;
 use crate::flow::gate::Held;
+use crate::flow::pool::{FairShare, Pool};
 use crate::flow::waiters::SlotWaiters;
 use crate::handoff::{Handoffs, Parking, Taken};
 use crate::ready::ReadySignal;
@@ -54,6 +55,8 @@ pub(crate) struct Leasing {
     /// What is known of tenants' limits: gated claims, outcomes that feed limits
     /// (`crate::flow::catalog`).
     pub(crate) catalog: Catalog,
+    /// How shared worker pools' leases are split among their tenants (`crate::flow::pool`).
+    pub(crate) fair_share: FairShare,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -105,7 +108,35 @@ pub(crate) fn claim_params(
         max_jobs,
         lease_ttl_ms,
         ungated: false,
+        pool: None,
     })
+}
+
+/// Makes claim parameters those of a worker pool shared by `tenants` (weighted by `weights`),
+/// for a caller that `acts_for_all` tenants. `named_tenant`: whether the request also named
+/// one tenant (it may not).
+pub(crate) fn pooled(
+    mut params: ClaimParams,
+    tenants: Vec<String>,
+    weights: Option<std::collections::BTreeMap<String, u32>>,
+    acts_for_all: bool,
+    named_tenant: bool,
+) -> ApiResult<ClaimParams> {
+    if !acts_for_all {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the coordinator's own key (ORCHESTRATOR_API_KEY) may claim for several tenants; a tenant's key claims for its tenant",
+        )
+        .with_details(serde_json::json!({"field": "tenants"})));
+    }
+    if named_tenant {
+        return Err(ApiError::validation(
+            "tenants",
+            "name one `tenant` or a pool's `tenants`, not both",
+        ));
+    }
+    params.pool = Some(Arc::new(Pool::new(tenants, weights)?));
+    Ok(params)
 }
 
 impl Leasing {
@@ -118,6 +149,57 @@ impl Leasing {
     /// One claim: the leases granted now (reclaiming expired leases and ending timed-out
     /// attempts on the way), through the tenant's limits. Every lease is granted through here.
     pub(crate) async fn claim_now(&self, params: &ClaimParams) -> StoreResult<Granted> {
+        match &params.pool {
+            Some(pool) => self.claim_pool(params, pool).await,
+            None => self.claim_tenant(params).await,
+        }
+    }
+
+    /// One claim for a worker pool shared by several tenants: the batch is split among the
+    /// tenants with ready jobs by their fair share (`crate::flow::pool`), each share claimed as
+    /// that tenant's own claim (its limits apply); what a tenant could not use (its limits
+    /// held jobs back, or it had fewer ready) goes to the others that may have more: those
+    /// that used all of their share, or had none.
+    async fn claim_pool(&self, params: &ClaimParams, pool: &Pool) -> StoreResult<Granted> {
+        let pool_key = format!("{}|{}", params.queues.join(","), pool.tenants().join(","));
+        let mut ready = self
+            .store
+            .ready_tenants(self.clock.now(), &pool.tenants(), &params.queues)
+            .await?;
+        let mut granted = Granted::default();
+        let mut wanted = params.max_jobs;
+        // Two rounds: the shares, then what was left over among the tenants that filled theirs.
+        for _ in 0..2 {
+            if wanted == 0 || ready.is_empty() {
+                break;
+            }
+            let mut short = Vec::new();
+            for (tenant, share) in self.fair_share.split(&pool_key, pool, &ready, wanted) {
+                let own = ClaimParams {
+                    tenant: tenant.clone(),
+                    max_jobs: share,
+                    pool: None,
+                    ..params.clone()
+                };
+                let got = self.claim_tenant(&own).await?;
+                let n = got.leases.len();
+                self.fair_share.served(&pool_key, pool, &tenant, n);
+                wanted -= n as u32;
+                if n < share as usize {
+                    short.push(tenant.clone());
+                }
+                granted.leases.extend(got.leases);
+                if let Some(held) = got.held {
+                    granted.held = Some(Held::merge(granted.held.take(), held, &tenant));
+                }
+            }
+            ready.retain(|t| !short.contains(t));
+        }
+        Ok(granted)
+    }
+
+    /// One claim of one tenant.
+    async fn claim_tenant(&self, params: &ClaimParams) -> StoreResult<Granted> {
         // A tenant known (within a second) to have no limits skips the store's check for them.
         let gated = self
             .catalog
@@ -171,11 +253,11 @@ impl Leasing {
                 until = until.min(Instant::now() + crate::flow::waiters::SLOT_POLL);
             }
         }
-        match self
-            .store
-            .next_ready_at(&params.tenant, &params.queues)
-            .await?
-        {
+        let tenants = match &params.pool {
+            Some(pool) => pool.tenants(),
+            None => vec![params.tenant.clone()],
+        };
+        match self.store.next_ready_at(&tenants, &params.queues).await? {
             Some(at) => Ok(until.min(after(at))),
             None => Ok(until),
         }
@@ -283,6 +365,19 @@ impl Leasing {
         }
     }
 
+    /// Gives back leases that were granted but never reached their worker, each for its job's
+    /// tenant (a shared pool's leases are of several).
+    pub(crate) async fn release_leases(&self, held: Vec<(String, Uuid, i64)>) {
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<(Uuid, i64)>> =
+            std::collections::BTreeMap::new();
+        for (tenant, job_id, token) in held {
+            by_tenant.entry(tenant).or_default().push((job_id, token));
+        }
+        for (tenant, held) in by_tenant {
+            self.release_undelivered(&tenant, held).await;
+        }
+    }
+
     /// Gives back leases that were granted but never reached their worker (its socket or long
     /// poll went away first), so their jobs run again now instead of after the lease expires.
     pub(crate) async fn release_undelivered(&self, tenant: &str, held: Vec<(Uuid, i64)>) {
@@ -302,6 +397,32 @@ impl Leasing {
             tracing::warn!(%err, "could not release undelivered leases; they will expire");
         }
         self.ready.notify();
+    }
+
+    /// Heartbeats of a worker pool shared by several tenants (`*`): each lease extended for its
+    /// job's own tenant (`caller`'s when the job does not exist: answered `lost`), one call per
+    /// tenant, answered in request order.
+    pub(crate) async fn heartbeat_each(
+        &self,
+        caller: &str,
+        leases: &[HeartbeatItem],
+    ) -> ApiResult<Vec<HeartbeatResult>> {
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
+        let tenants = self.tenants_of(caller, &ids, "leases").await?;
+        let mut groups: std::collections::BTreeMap<&str, (Vec<usize>, Vec<HeartbeatItem>)> =
+            std::collections::BTreeMap::new();
+        for (i, (item, tenant)) in leases.iter().zip(&tenants).enumerate() {
+            let group = groups.entry(tenant).or_default();
+            group.0.push(i);
+            group.1.push(item.clone());
+        }
+        let mut results: Vec<Option<HeartbeatResult>> = vec![None; leases.len()];
+        for (tenant, (at, items)) in groups {
+            for (i, result) in at.into_iter().zip(self.heartbeat(tenant, &items).await?) {
+                results[i] = Some(result);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
     }
 
     /// Heartbeats for many leases (HTTP or WebSocket): validated, then extended in one call.

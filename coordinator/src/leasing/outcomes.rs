@@ -2,6 +2,9 @@
 //! batch, WebSocket), each checked first ([`super::checks`]) and answered the same way on every
 //! path, including an outcome retried after it was recorded.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use leasehold_proto::{
     ErrorCode, FailureInfo, Job, JobState, OutcomeReport, OutcomeResult, OutcomeStatus,
 };
@@ -15,10 +18,7 @@ use crate::store::{Finished, Outcome, OutcomeKind};
 use crate::validate;
 
 /// Checks a reported outcome and turns it into a store outcome.
-pub(crate) fn outcome_from_report(
-    report: OutcomeReport,
-    now: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<Outcome> {
+pub(crate) fn outcome_from_report(report: OutcomeReport, now: DateTime<Utc>) -> ApiResult<Outcome> {
     let kind = match report.outcome {
         leasehold_proto::OutcomeKind::Complete {
             result,
@@ -119,29 +119,97 @@ impl Leasing {
         tenant: &str,
         reports: Vec<OutcomeReport>,
     ) -> ApiResult<Vec<OutcomeResult>> {
+        let now = self.clock.now();
+        let tenants = vec![tenant.to_owned(); reports.len()];
+        let outcomes = self.prepare(now, &tenants, reports).await?;
+        self.record(now, tenant, outcomes).await
+    }
+
+    /// Records the outcomes of a worker pool shared by several tenants (`*`): each for its
+    /// job's own tenant, in one transaction per tenant; a bad outcome rejects the whole batch
+    /// before anything is written. An outcome of a job that does not exist is answered
+    /// `not_found`, as for `caller`'s own.
+    pub(crate) async fn finish_each(
+        &self,
+        caller: &str,
+        reports: Vec<OutcomeReport>,
+    ) -> ApiResult<Vec<OutcomeResult>> {
+        let now = self.clock.now();
+        let ids: Vec<Uuid> = reports.iter().map(|r| r.job_id).collect();
+        let tenants = self.tenants_of(caller, &ids, "outcomes").await?;
+        let outcomes = self.prepare(now, &tenants, reports).await?;
+        let mut groups: BTreeMap<&str, (Vec<usize>, Vec<Outcome>)> = BTreeMap::new();
+        for (i, (outcome, tenant)) in outcomes.into_iter().zip(&tenants).enumerate() {
+            let group = groups.entry(tenant).or_default();
+            group.0.push(i);
+            group.1.push(outcome);
+        }
+        let mut results: Vec<Option<OutcomeResult>> = vec![None; ids.len()];
+        for (tenant, (at, outcomes)) in groups {
+            let recorded = self.record(now, tenant, outcomes).await?;
+            for (i, result) in at.into_iter().zip(recorded) {
+                results[i] = Some(result);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    /// The tenant of each of `ids` (`caller`'s for one that does not exist), for a shared
+    /// pool's heartbeats and outcomes.
+    pub(crate) async fn tenants_of(
+        &self,
+        caller: &str,
+        ids: &[Uuid],
+        field: &str,
+    ) -> ApiResult<Vec<String>> {
+        if ids.len() > validate::MAX_BATCH {
+            return Err(ApiError::validation(field, "at most 1000 per call"));
+        }
+        let found = self.store.job_tenants(ids).await?;
+        Ok(ids
+            .iter()
+            .map(|id| found.get(id).cloned().unwrap_or_else(|| caller.to_owned()))
+            .collect())
+    }
+
+    /// Checks outcomes (the `i`th acts for `tenants[i]`) and fills in what the store needs.
+    async fn prepare(
+        &self,
+        now: DateTime<Utc>,
+        tenants: &[String],
+        mut reports: Vec<OutcomeReport>,
+    ) -> ApiResult<Vec<Outcome>> {
         if reports.len() > validate::MAX_BATCH {
             return Err(ApiError::validation(
                 "outcomes",
                 "at most 1000 outcomes per call",
             ));
         }
-        let now = self.clock.now();
-        let mut reports = reports;
         let mut rng = None;
-        for (i, report) in reports.iter_mut().enumerate() {
+        for (i, (report, tenant)) in reports.iter_mut().zip(tenants).enumerate() {
             let at = |e: ApiError| e.prefix_field(&format!("outcomes[{i}]"));
             checks::artifacts_stored(&*self.store, &self.data_dir, tenant, report, now)
                 .await
                 .map_err(at)?;
             checks::default_retry_at(&*self.store, tenant, report, now, &mut rng).await?;
         }
-        let outcomes = reports
+        reports
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
                 outcome_from_report(r, now).map_err(|e| e.prefix_field(&format!("outcomes[{i}]")))
             })
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect()
+    }
+
+    /// Records checked outcomes of one tenant in one transaction, then wakes claimers and feeds
+    /// the tenant's limits.
+    async fn record(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+    ) -> ApiResult<Vec<OutcomeResult>> {
         if outcomes.is_empty() {
             return Ok(vec![]);
         }

@@ -113,10 +113,10 @@ impl Store for Detached {
 
     async fn next_ready_at(
         &self,
-        tenant: &str,
+        tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
-        self.0.next_ready_at(tenant, queues).await
+        self.0.next_ready_at(tenants, queues).await
     }
 
     async fn heartbeat(

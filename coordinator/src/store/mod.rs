@@ -14,6 +14,7 @@ mod keys;
 mod limits;
 mod outcomes;
 mod params;
+mod pools;
 mod postgres;
 mod queues;
 mod quotas;
@@ -43,6 +44,7 @@ pub use limits::{BREAKER_EVENT, Incident, LimitRecords, StoredLimit};
 pub(crate) use limits::{GateCandidate, RuleRow, gate_candidates, gated_read, rules_of};
 pub(crate) use outcomes::{event_type_for, lost_leases, outcome_chunk_end};
 pub use params::{AddRunEvent, CancelJob, CancelRun, PauseQueue, RetryJob, SetQueueSettings};
+pub use pools::PoolRecords;
 pub use postgres::{PostgresStore, READY_CHANNEL};
 pub(crate) use queues::{QueueAccumulator, pick_queue};
 pub use quotas::{Quota, QuotaExceeded, QuotaRecords};
@@ -238,6 +240,10 @@ pub struct ClaimParams {
     /// The caller knows (`crate::flow::catalog`, at most a second old) that the tenant has no
     /// limits and no quota `max_leased`: the claim skips reading them.
     pub ungated: bool,
+    /// Set for a worker pool shared by several tenants (`crate::flow::pool`): the claim is
+    /// split among them by `crate::leasing`, which asks the store once per tenant (with this
+    /// unset and `tenant` set to each).
+    pub pool: Option<std::sync::Arc<crate::flow::pool::Pool>>,
 }
 
 /// What a worker reports for one lease.
@@ -357,6 +363,7 @@ pub trait Store:
     + AuditRecords
     + LimitRecords
     + QuotaRecords
+    + PoolRecords
     + Send
     + Sync
     + 'static
@@ -419,11 +426,11 @@ pub trait Store:
     /// deadline has passed end as `timeout` failures (`timeouts`).
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed>;
 
-    /// Earliest instant at which something in these queues becomes claimable (a future
-    /// `run_at` or a lease deadline), for long-poll timing.
+    /// Earliest instant at which something of these tenants in these queues becomes claimable
+    /// (a future `run_at` or a lease deadline), for long-poll timing.
     async fn next_ready_at(
         &self,
-        tenant: &str,
+        tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>>;
 

@@ -90,7 +90,7 @@ impl CoordinatorLink {
         let req = leasehold_proto::HeartbeatRequest {
             worker_id: self.cfg.worker_id.clone(),
             leases: items,
-            tenant: self.cfg.tenant.clone(),
+            tenant: self.cfg.reporting_tenant(),
         };
         Ok(self.http.heartbeat(&req, timeout).await?.leases)
     }
@@ -111,7 +111,7 @@ impl CoordinatorLink {
         }
         let req = leasehold_proto::OutcomesRequest {
             outcomes,
-            tenant: self.cfg.tenant.clone(),
+            tenant: self.cfg.reporting_tenant(),
         };
         self.http.outcomes(&req, timeout).await
     }
@@ -228,6 +228,7 @@ async fn claim_loop(link: &CoordinatorLink, intake: &dyn Intake) {
             }
             continue;
         }
+        let (tenants, tenant_weights) = cfg.pool();
         let req = ClaimRequest {
             worker_id: cfg.worker_id.clone(),
             queues: cfg.queues.clone(),
@@ -236,6 +237,8 @@ async fn claim_loop(link: &CoordinatorLink, intake: &dyn Intake) {
             wait_ms: u64::try_from(cfg.poll_wait.as_millis()).unwrap_or(60_000),
             worker_version: Some(cfg.worker_version.clone()),
             tenant: cfg.tenant.clone(),
+            tenants,
+            tenant_weights,
         };
         let result = tokio::select! {
             r = link.http.claim(&req) => r,

@@ -259,12 +259,15 @@ pub(crate) async fn run_session(
 ) -> Result<()> {
     let cfg = &coordinator.cfg;
     let (mut sink, mut stream) = socket.split();
+    let (tenants, tenant_weights) = cfg.pool();
     let hello = ClientMessage::Hello {
         worker_id: cfg.worker_id.clone(),
         queues: cfg.queues.clone(),
         lease_ttl_ms: u64::try_from(cfg.lease_ttl.as_millis()).unwrap_or(u64::MAX),
         worker_version: Some(cfg.worker_version.clone()),
         tenant: cfg.tenant.clone(),
+        tenants,
+        tenant_weights,
     };
     if !send(&mut sink, &hello).await {
         return Ok(());

@@ -48,6 +48,8 @@ pub(crate) struct WorkerCfg {
     /// Long-poll wait of a claim.
     pub(crate) wait_ms: u64,
     pub(crate) handler: Handler,
+    /// A worker pool shared by these tenants (raw-HTTP driver only; empty: one tenant).
+    pub(crate) tenants: Vec<String>,
 }
 
 impl WorkerCfg {
@@ -57,6 +59,9 @@ impl WorkerCfg {
         s.insert("claim_batch".into(), self.batch.to_string());
         s.insert("claimers".into(), self.claimers.to_string());
         s.insert("wait_ms".into(), self.wait_ms.to_string());
+        if !self.tenants.is_empty() {
+            s.insert("pool_tenants".into(), self.tenants.join(","));
+        }
         s.insert(
             "handler".into(),
             match self.handler {
@@ -129,6 +134,22 @@ impl Sink {
                     self.errors.load(Ordering::Relaxed)
                 );
             }
+        }
+    }
+
+    /// Waits until `n` handlers started on jobs whose payload carries `t`, or `patience` runs
+    /// out.
+    pub(crate) async fn wait_timed_starts(&self, n: usize, patience: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let seen = self.latencies_ns.lock().map(|l| l.len()).unwrap_or(0);
+            if seen >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("only {seen} of {n} timed jobs started within {patience:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -258,13 +279,16 @@ impl Driver for RawHttp {
                             Err(_) => break,
                         }
                     }
-                    let body = json!({
+                    let mut body = json!({
                         "worker_id": worker_id,
                         "queues": [cfg.queue],
                         "max_jobs": permits.len(),
                         "wait_ms": cfg.wait_ms,
                         "lease_ttl_ms": 60_000,
                     });
+                    if !cfg.tenants.is_empty() {
+                        body["tenants"] = json!(cfg.tenants);
+                    }
                     let resp = http
                         .post(format!("{url}/v1/leases"))
                         .json(&body)
@@ -308,6 +332,8 @@ impl Driver for RawHttp {
         }
         drop(tx);
         let (http, url) = (self.http.clone(), url.to_owned());
+        // A pool's outcomes act for each job's own tenant.
+        let tenant = (!cfg.tenants.is_empty()).then_some("*");
         let flusher = tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
             loop {
@@ -327,7 +353,10 @@ impl Driver for RawHttp {
                 let (http, url, sink) = (http.clone(), url.clone(), sink.clone());
                 tokio::spawn(async move {
                     let n = batch.len() as u64;
-                    let body = json!({ "outcomes": batch });
+                    let body = match tenant {
+                        Some(t) => json!({ "outcomes": batch, "tenant": t }),
+                        None => json!({ "outcomes": batch }),
+                    };
                     loop {
                         let r = http
                             .post(format!("{url}/v1/leases/outcomes"))

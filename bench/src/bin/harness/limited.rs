@@ -27,6 +27,7 @@ impl Bench<'_> {
             claimers: s.w1_claimers,
             wait_ms: 200,
             handler: Handler::Noop,
+            tenants: Vec::new(),
         };
         let variant =
             format!("{jobs} jobs, rate {RATE}/s burst {BURST}, concurrency {CONCURRENCY}");

@@ -10,6 +10,7 @@ mod coord;
 mod dag;
 mod driver;
 mod goals;
+mod fairness;
 mod limited;
 mod machine;
 mod measure;
@@ -94,7 +95,7 @@ struct Args {
     /// Skip these parts (comma list of: sqlite, postgres, sdk, ceiling, river, pgqueuer, fsync).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Run only these Leasehold workloads (comma list of W1…W8; default: all). Peer and ceiling
+    /// Run only these Leasehold workloads (comma list of W1…W9; default: all). Peer and ceiling
     /// rows are controlled by `--skip`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -174,6 +175,12 @@ async fn leasehold_rows(
     }
     if sizes.wants("W8") {
         rows.add_variant("leasehold", store, &name, with(bench.w8_limited().await));
+    }
+    // W9 runs its own raw-HTTP pool workers: once per store, with the raw-HTTP row.
+    if sizes.wants("W9") && name == "raw-http" {
+        for v in bench.w9_fairness().await {
+            rows.add_variant("leasehold", store, &name, with(v));
+        }
     }
     let failed = rows
         .rows

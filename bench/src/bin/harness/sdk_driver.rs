@@ -182,6 +182,10 @@ impl Driver for SdkWorker {
     /// Only `cfg.queue` is used: the SDK chooses its own claim batches and flushes from its
     /// concurrency; the handler is the worker program's no-op.
     async fn start(&self, url: &str, cfg: &WorkerCfg, sink: Arc<Sink>) -> Result<Box<dyn Running>> {
+        anyhow::ensure!(
+            cfg.tenants.is_empty(),
+            "the SDK drivers serve one tenant; a shared pool runs on the raw-HTTP driver"
+        );
         let (program, lead) = self.argv.split_first().context("empty worker command")?;
         let mut child = Command::new(program)
             .args(lead)

@@ -29,8 +29,11 @@ pub(crate) struct Sizes {
     pub(crate) w6_big: u64,
     /// W7 (DAG step latency): chains worked, one after the other.
     pub(crate) dag_runs: usize,
+    /// W9 (fairness across tenants): the flood's jobs, and how long the trickle arrives.
+    pub(crate) w9_flood: u64,
+    pub(crate) w9_secs: f64,
     pub(crate) patience: Duration,
-    /// Leasehold workloads to run (`W1`…`W7`); empty: all of them.
+    /// Leasehold workloads to run (`W1`…`W9`); empty: all of them.
     pub(crate) only: Vec<String>,
 }
 
@@ -55,6 +58,8 @@ impl Sizes {
                 w5_bulk_rows: 1000,
                 w6_big: 5000,
                 dag_runs: 3,
+                w9_flood: 600,
+                w9_secs: 0.4,
                 patience: Duration::from_secs(30),
                 only: Vec::new(),
             },
@@ -71,6 +76,8 @@ impl Sizes {
                 w5_bulk_rows: 10_000,
                 w6_big: 0,
                 dag_runs: 40,
+                w9_flood: 5000,
+                w9_secs: 3.0,
                 patience: Duration::from_secs(120),
                 only: Vec::new(),
             },
@@ -87,6 +94,8 @@ impl Sizes {
                 w5_bulk_rows: 100_000,
                 w6_big: 1_000_000,
                 dag_runs: 200,
+                w9_flood: 100_000,
+                w9_secs: 20.0,
                 patience: Duration::from_secs(1800),
                 only: Vec::new(),
             },
@@ -181,6 +190,7 @@ impl Bench<'_> {
             claimers: s.w1_claimers,
             wait_ms: 200,
             handler: Handler::Noop,
+            tenants: Vec::new(),
         };
         let variant = format!("{} jobs, {}×{}", s.w1_jobs, s.w1_claimers, s.w1_batch);
         let result = self.burn_down(&cfg, s.w1_jobs).await;
@@ -229,6 +239,7 @@ impl Bench<'_> {
             claimers: s.w1_claimers,
             wait_ms: 200,
             handler: Handler::Noop,
+            tenants: Vec::new(),
         };
         let variant = format!("depth {}, {} s", s.w2_depth, s.w2_secs);
         let result = async {
@@ -311,6 +322,7 @@ impl Bench<'_> {
             claimers: 2,
             wait_ms: 200,
             handler: Handler::Sleep(Duration::from_millis(10)),
+            tenants: Vec::new(),
         };
         let variant = format!("{jobs} jobs × 10 ms, {slots} slots");
         let result = async {
@@ -356,6 +368,7 @@ impl Bench<'_> {
             claimers: 2,
             wait_ms: 1_000,
             handler: Handler::Noop,
+            tenants: Vec::new(),
         };
         let count = ((rate * s.w4_secs).round() as u64).max(1);
         let variant = format!("{rate} jobs/s open loop, {count} arrivals");

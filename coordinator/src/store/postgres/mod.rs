@@ -12,6 +12,7 @@ mod heartbeat;
 mod keys;
 mod leases;
 mod limits;
+mod pools;
 mod quotas;
 mod retention;
 mod rows;
@@ -332,17 +333,17 @@ impl Store for PostgresStore {
 
     async fn next_ready_at(
         &self,
-        tenant: &str,
+        tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
         // `lease_expires_at IS NOT NULL` lets the lease search use `jobs_lease_expiry`.
         let t: Option<DateTime<Utc>> = sqlx::query_scalar(
             "SELECT LEAST( \
-               (SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND tenant = $1 AND queue = ANY($2)), \
-               (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = $1 AND queue = ANY($2) \
+               (SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND tenant = ANY($1) AND queue = ANY($2)), \
+               (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = ANY($1) AND queue = ANY($2) \
                 AND lease_expires_at IS NOT NULL))",
         )
-        .bind(tenant)
+        .bind(tenants)
         .bind(queues)
         .fetch_one(&self.pool)
         .await?;

@@ -40,6 +40,7 @@ fn params(queues: &[String], max_jobs: u32) -> ClaimParams {
         max_jobs,
         lease_ttl_ms: 60_000,
         ungated: false,
+        pool: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod heartbeat;
 mod keys;
 mod leases;
 mod limits;
+mod pools;
 mod quotas;
 mod retention;
 mod rows;
@@ -287,20 +288,27 @@ impl Store for SqliteStore {
 
     async fn next_ready_at(
         &self,
-        tenant: &str,
+        tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued' AND tenant = ",
+            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued' AND tenant IN (",
         );
-        qb.push_bind(tenant).push(" AND queue IN (");
+        let mut sep = qb.separated(", ");
+        for t in tenants {
+            sep.push_bind(t);
+        }
+        qb.push(") AND queue IN (");
         let mut sep = qb.separated(", ");
         for q in queues {
             sep.push_bind(q);
         }
-        qb.push(") UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = ")
-            .push_bind(tenant)
-            .push(" AND queue IN (");
+        qb.push(") UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant IN (");
+        let mut sep = qb.separated(", ");
+        for t in tenants {
+            sep.push_bind(t);
+        }
+        qb.push(") AND queue IN (");
         let mut sep = qb.separated(", ");
         for q in queues {
             sep.push_bind(q);

@@ -58,6 +58,7 @@ fn params(max_jobs: u32) -> ClaimParams {
         max_jobs,
         lease_ttl_ms: 60_000,
         ungated: false,
+        pool: None,
     }
 }
 

@@ -42,6 +42,7 @@ pub fn claim_params(queue: &str, max_jobs: u32, ttl_ms: u64) -> ClaimParams {
         max_jobs,
         lease_ttl_ms: ttl_ms,
         ungated: false,
+        pool: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub const BREAKER_CHANGES: &str = "leasehold_breaker_changes_total";
 /// Throttles reported by workers (failures of class `throttled`) that lowered an adaptive
 /// rate, by limit key (`crate::flow::adaptive`).
 pub const LIMIT_THROTTLES: &str = "leasehold_limit_throttles_total";
+/// Buckets of a limit whose circuit breaker is open or half-open, per limit key (and tenant
+/// when configured), rendered by [`JobGauges`] from the store (so every replica agrees).
+pub const BREAKERS_OPEN: &str = "leasehold_breakers_open";
 /// The effective rate of an adaptive limit on one key (not a prefix) after its last throttle.
 pub const LIMIT_EFFECTIVE_RATE: &str = "leasehold_limit_effective_rate";
 /// Expired leases taken over by a claim.
@@ -174,6 +177,8 @@ struct Counted {
     /// When the last count started (monotonic), and what it found.
     at: Option<std::time::Instant>,
     counts: Vec<StateCount>,
+    /// Limits with a breaker: (tenant, key, buckets open or half-open).
+    breakers: Vec<(String, String, i64)>,
     /// Every (tenant, queue) recently seen with live jobs, and when last seen.
     seen: std::collections::BTreeMap<(String, String), DateTime<Utc>>,
 }
@@ -209,14 +214,54 @@ impl JobGauges {
                 }
                 Err(err) => tracing::warn!(%err, "job counts unavailable for /metrics"),
             }
+            match store.breaker_counts().await {
+                Ok(breakers) => counted.breakers = breakers,
+                Err(err) => tracing::warn!(%err, "breaker states unavailable for /metrics"),
+            }
             let Counted { counts, seen, .. } = &mut *counted;
             for c in counts.iter() {
                 seen.insert((c.tenant.clone(), c.queue.clone()), now);
             }
             seen.retain(|_, last| now - *last <= FORGET_QUEUE_AFTER);
         }
-        exposition(&counted.counts, counted.seen.keys(), self.tenant_label)
+        let mut text = exposition(&counted.counts, counted.seen.keys(), self.tenant_label);
+        text.push_str(&breaker_exposition(&counted.breakers, self.tenant_label));
+        text
     }
+}
+
+/// Renders `leasehold_breakers_open`: per limit key (summed over tenants unless `tenant_label`),
+/// 0 for a limit whose breakers are all closed.
+fn breaker_exposition(breakers: &[(String, String, i64)], tenant_label: bool) -> String {
+    use std::fmt::Write;
+    let mut open = std::collections::BTreeMap::<(String, String), i64>::new();
+    for (tenant, key, n) in breakers {
+        let tenant = if tenant_label {
+            tenant.clone()
+        } else {
+            String::new()
+        };
+        *open.entry((tenant, key.clone())).or_insert(0) += n;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP {BREAKERS_OPEN} Buckets of a limit whose circuit breaker is open or half-open."
+    );
+    let _ = writeln!(out, "# TYPE {BREAKERS_OPEN} gauge");
+    for ((tenant, key), n) in &open {
+        let tenant = if tenant_label {
+            format!("tenant=\"{}\",", label(tenant))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{BREAKERS_OPEN}{{{tenant}limit=\"{}\"}} {n}",
+            label(key)
+        );
+    }
+    out
 }
 
 /// Escapes a Prometheus label value.

@@ -96,6 +96,9 @@ pub struct SweepReport {
     pub events_archived: u64,
     /// Ledger segments written.
     pub segments_written: u64,
+    /// Stored states of limit buckets at rest for an hour, deleted (docs/flow-control.md).
+    #[serde(default)]
+    pub limit_buckets_pruned: u64,
 }
 
 /// The manifest line that ends an archived ledger segment: the export's manifest

@@ -30,7 +30,7 @@ type Job struct {
 	ptr     *C.lh_job // nil once closed
 	cleanup runtime.Cleanup
 
-	id, kind, queue, idempotencyKey, correlationID string
+	id, kind, queue, tenant, idempotencyKey, correlationID string
 	payload                                        []byte
 	attempt, maxAttempts                           int
 	fencingToken                                   int64
@@ -50,6 +50,7 @@ func newJob(ptr *C.lh_job) (*Job, error) {
 		id:             gostr(info.id),
 		kind:           gostr(info.kind),
 		queue:          gostr(info.queue),
+		tenant:         gostr(info.tenant),
 		payload:        []byte(gostr(info.payload)),
 		idempotencyKey: gostr(info.idempotency_key),
 		correlationID:  gostr(info.correlation_id),
@@ -97,6 +98,9 @@ func (j *Job) Kind() string { return j.kind }
 
 // Queue is the job's queue.
 func (j *Job) Queue() string { return j.queue }
+
+// Tenant is the tenant whose job it is (one of a shared pool's tenants).
+func (j *Job) Tenant() string { return j.tenant }
 
 // Payload is the job's input as JSON.
 func (j *Job) Payload() json.RawMessage { return json.RawMessage(j.payload) }

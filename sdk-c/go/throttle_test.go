@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 )
@@ -86,5 +87,61 @@ func TestThrottledSlowsItsAdaptiveLimitDown(t *testing.T) {
 	// Halved by the throttle, then regaining 2% of 40/s per second: about 20/s.
 	if bucket["bucket"] != "host:api.example.com" || rate < 20 || rate >= 24 {
 		t.Fatalf("bucket %v", bucket)
+	}
+}
+
+// A worker with Adaptive set runs fewer jobs at once after its jobs were throttled: eight
+// attempts throttled together halve its limit of 8, so their eight retries, due together, run
+// at most four at a time.
+func TestAnAdaptiveWorkerRunsFewerJobsAtOnceAfterThrottles(t *testing.T) {
+	queue := queueFor(t)
+	client, err := NewClient(ClientConfig{URL: coordURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := ctxFor(t)
+	specs := make([]JobSpec, 8)
+	for i := range specs {
+		specs[i] = JobSpec{Queue: queue, Kind: "call", Payload: map[string]int{"n": i}}
+	}
+	jobs, err := client.EnqueueMany(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, queue)
+	cfg.LeaseTTL = 10 * time.Second
+	cfg.Adaptive = &AdaptiveConcurrency{Min: 1}
+	w := newWorker(t, cfg)
+	var mu sync.Mutex
+	now, most := 0, 0
+	w.Handle("call", func(ctx context.Context, job *Job) (any, error) {
+		if job.Attempt() == 1 {
+			return nil, Throttled(300*time.Millisecond, errors.New("429"))
+		}
+		mu.Lock()
+		now++
+		most = max(most, now)
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		now--
+		mu.Unlock()
+		return job.Attempt(), nil
+	})
+	startWorker(t, w)
+	for _, j := range jobs {
+		done, err := client.Wait(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.State != StateSucceeded || done.Attempt != 2 {
+			t.Fatalf("job %s: state %s attempt %d", j.ID, done.State, done.Attempt)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most < 1 || most > 4 {
+		t.Fatalf("at most %d retries ran at once; the halved limit allows 4", most)
 	}
 }

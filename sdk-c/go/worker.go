@@ -59,6 +59,11 @@ type Config struct {
 	WorkerID       string        // stable worker id (default <hostname>-<pid>-<random>)
 	AppVersion     string        // recorded with each outcome after the SDK versions
 	Tenant         string        // default "default"
+	Tenants        []string      // a worker pool shared by these tenants instead of one (needs the coordinator's own key)
+	TenantWeights  map[string]int // shares of the pool's tenants (1 to 1000, default 1)
+	// Adaptive, when set, runs fewer jobs at once (down to Adaptive.Min) while they fail with
+	// overload classes or run slow, and more again as they recover, up to Concurrency.
+	Adaptive *AdaptiveConcurrency
 	APIKey         string        // sent as Authorization: Bearer …
 	Transport      Transport     // default TransportAuto
 	PollWait       time.Duration // longest HTTP long-poll (default 10s)
@@ -69,6 +74,17 @@ type Config struct {
 	CancelGrace    time.Duration // how long a handler may ignore its cancelled ctx (default 5s)
 	Threads        int           // threads of the native runtime (default 2)
 	Logger         *slog.Logger  // handler failures and abandoned handlers (default slog.Default())
+}
+
+// AdaptiveConcurrency is how a Worker adapts how many jobs it runs at once (bounded AIMD, in
+// the Rust core). The limit starts at Config.Concurrency. A failure of one of Classes (default
+// "throttled" — see Throttled — and "timeout") halves it, at most once a second; a success
+// slower than LatencyTarget (when set) lowers it by a tenth; other successes raise it by one per
+// limit of them. It never goes below Min (at least 1).
+type AdaptiveConcurrency struct {
+	Min           int
+	LatencyTarget time.Duration
+	Classes       []string
 }
 
 // HandlerFunc handles one job. Return a result (marshalled to JSON) to complete the job, or an
@@ -165,6 +181,22 @@ func (w *Worker) nativeConfig() map[string]any {
 	}
 	if c.Tenant != "" {
 		m["tenant"] = c.Tenant
+	}
+	if len(c.Tenants) > 0 {
+		m["tenants"] = c.Tenants
+	}
+	if len(c.TenantWeights) > 0 {
+		m["tenant_weights"] = c.TenantWeights
+	}
+	if a := c.Adaptive; a != nil {
+		adaptive := map[string]any{"min": a.Min}
+		if a.LatencyTarget > 0 {
+			adaptive["latency_target_ms"] = a.LatencyTarget.Milliseconds()
+		}
+		if a.Classes != nil {
+			adaptive["classes"] = a.Classes
+		}
+		m["adaptive_concurrency"] = adaptive
 	}
 	if c.APIKey != "" {
 		m["api_key"] = c.APIKey

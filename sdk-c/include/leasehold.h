@@ -343,6 +343,10 @@ typedef struct {
      * This handle's number within its worker, as reported by `lh_worker_next_cancellation`.
      */
     uint64_t tag;
+    /**
+     * The tenant whose job it is (one of a shared pool's tenants).
+     */
+    lh_str tenant;
 } lh_job_info;
 
 /**

@@ -164,6 +164,8 @@ pub struct lh_job_info {
     pub fencing_token: i64,
     /// This handle's number within its worker, as reported by `lh_worker_next_cancellation`.
     pub tag: u64,
+    /// The tenant whose job it is (one of a shared pool's tenants).
+    pub tenant: lh_str,
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = OutcomeAck> + Send>>;
@@ -202,6 +204,7 @@ pub struct lh_job {
     id: CText,
     kind: CText,
     queue: CText,
+    tenant: CText,
     payload: CText,
     idempotency_key: CText,
     correlation_id: Option<CText>,
@@ -230,6 +233,7 @@ impl lh_job {
             id: CText::new(&ctx.id().hyphenated().to_string()),
             kind: CText::new(ctx.kind()),
             queue: CText::new(ctx.queue()),
+            tenant: CText::new(ctx.tenant()),
             payload: CText::new(&payload),
             idempotency_key: CText::new(ctx.idempotency_key()),
             correlation_id: ctx.correlation_id().map(CText::new),
@@ -257,6 +261,7 @@ impl lh_job {
             max_attempts: self.ctx.max_attempts(),
             fencing_token: self.ctx.fencing_token(),
             tag: self.tag,
+            tenant: self.tenant.as_lh_str(),
         }
     }
 

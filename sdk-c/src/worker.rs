@@ -56,6 +56,8 @@ struct WorkerConfig {
     worker_id: Option<String>,
     app_version: Option<String>,
     tenant: Option<String>,
+    tenants: Option<Vec<String>>,
+    tenant_weights: Option<std::collections::BTreeMap<String, u32>>,
     api_key: Option<String>,
     transport: Option<TransportJson>,
     poll_wait_ms: Option<u64>,
@@ -64,8 +66,18 @@ struct WorkerConfig {
     retry_policy: Option<PolicyJson>,
     rng_seed: Option<u64>,
     threads: Option<usize>,
+    adaptive_concurrency: Option<AdaptiveJson>,
     #[serde(default)]
     cancel_events: bool,
+}
+
+/// `adaptive_concurrency` in the worker configuration (`leasehold::AdaptiveConcurrency`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveJson {
+    min: usize,
+    latency_target_ms: Option<u64>,
+    classes: Option<Vec<String>>,
 }
 
 impl WorkerConfig {
@@ -92,6 +104,18 @@ impl WorkerConfig {
         }
         cfg.worker_version = version;
         cfg.tenant = self.tenant;
+        cfg.adaptive_concurrency = self.adaptive_concurrency.map(|a| {
+            let mut adaptive = leasehold::AdaptiveConcurrency::new(a.min);
+            if let Some(ms) = a.latency_target_ms {
+                adaptive = adaptive.latency_target(Duration::from_millis(ms));
+            }
+            if let Some(classes) = a.classes {
+                adaptive = adaptive.classes(classes);
+            }
+            adaptive
+        });
+        cfg.tenants = self.tenants.unwrap_or_default();
+        cfg.tenant_weights = self.tenant_weights.unwrap_or_default();
         cfg.api_key = self.api_key;
         cfg.transport = match self.transport {
             None | Some(TransportJson::Auto) => Transport::Auto,

@@ -78,6 +78,12 @@ impl PyJob {
         self.ctx.kind()
     }
 
+    /// Tenant whose job it is (one of a shared pool's).
+    #[getter]
+    fn tenant(&self) -> &str {
+        self.ctx.tenant()
+    }
+
     /// Queue.
     #[getter]
     fn queue(&self) -> &str {

@@ -58,7 +58,8 @@ impl PySession {
     #[pyo3(signature = (
         url, queues, *, concurrency=10, lease_ttl=30.0, worker_id=None, app_version=None,
         tenant=None, api_key=None, transport="auto", poll_wait=10.0, request_timeout=30.0,
-        staging_dir=None, rng_seed=None
+        staging_dir=None, rng_seed=None, tenants=None, tenant_weights=None, adaptive_min=None,
+        adaptive_latency_target=None, adaptive_classes=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -75,6 +76,11 @@ impl PySession {
         request_timeout: f64,
         staging_dir: Option<std::path::PathBuf>,
         rng_seed: Option<u64>,
+        tenants: Option<Vec<String>>,
+        tenant_weights: Option<std::collections::BTreeMap<String, u32>>,
+        adaptive_min: Option<usize>,
+        adaptive_latency_target: Option<f64>,
+        adaptive_classes: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let mut cfg = SessionConfig::new(url, queues);
         cfg.concurrency = concurrency;
@@ -88,7 +94,19 @@ impl PySession {
             None => format!("{} {SDK_VERSION}", leasehold::sdk_version()),
         };
         cfg.tenant = tenant;
+        cfg.tenants = tenants.unwrap_or_default();
+        cfg.tenant_weights = tenant_weights.unwrap_or_default();
         cfg.api_key = api_key;
+        if let Some(min) = adaptive_min {
+            let mut adaptive = leasehold::AdaptiveConcurrency::new(min);
+            if let Some(target) = adaptive_latency_target {
+                adaptive = adaptive.latency_target(seconds("adaptive_latency_target", target)?);
+            }
+            if let Some(classes) = adaptive_classes {
+                adaptive = adaptive.classes(classes);
+            }
+            cfg.adaptive_concurrency = Some(adaptive);
+        }
         cfg.transport = match transport {
             "auto" => Transport::Auto,
             "websocket" => Transport::WebSocket,
@@ -142,6 +160,12 @@ impl PySession {
     /// Leases not yet ended (queued or running).
     fn active(&self) -> usize {
         self.inner.active()
+    }
+
+    /// How many jobs the session takes at once now (less than `concurrency` while an adaptive
+    /// limit holds it back).
+    fn concurrency_limit(&self) -> usize {
+        self.inner.concurrency_limit()
     }
 
     /// Stops taking new leases and releases queued ones nobody took; running jobs go on.

@@ -5,6 +5,8 @@ delay, and halves the effective rate of the adaptive limit its job falls under."
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
 import uuid
 from typing import Any, Dict, List
@@ -59,3 +61,52 @@ def test_throttled_needs_a_delay() -> None:
         assert "retry_after" in str(e) or "after" in str(e)
     else:
         raise AssertionError("a negative delay was accepted")
+
+
+def test_an_adaptive_worker_runs_fewer_jobs_at_once_after_throttles(coordinator: Coordinator, queue: str) -> None:
+    client = leasehold.Client(coordinator.url)
+    worker = leasehold.Worker(
+        coordinator.url,
+        queues=[queue],
+        concurrency=8,
+        adaptive_concurrency=leasehold.AdaptiveConcurrency(min=1),
+    )
+    lock = threading.Lock()
+    counts = {"now": 0, "most_on_retry": 0}
+
+    @worker.task("call")
+    def call(ctx: leasehold.Context) -> int:
+        if ctx.attempt == 1:
+            # All eight at once, then all throttled: one overload event, the limit halves.
+            raise leasehold.Throttled(retry_after=0.3, message="429")
+        with lock:
+            counts["now"] += 1
+            counts["most_on_retry"] = max(counts["most_on_retry"], counts["now"])
+        time.sleep(0.3)
+        with lock:
+            counts["now"] -= 1
+        return ctx.attempt
+
+    jobs = client.enqueue_many([leasehold.JobSpec("call", {"n": n}, queue=queue) for n in range(8)])
+    with running(worker) as errors:
+        done = [client.wait(j.job.id, 30) for j in jobs]
+        limit = worker.concurrency_limit
+    assert not errors
+    assert all(d.state == "succeeded" and d.result == 2 for d in done)
+    # Eight retries were due together; the halved limit let at most four run at once.
+    assert 1 <= counts["most_on_retry"] <= 4, counts
+    assert 4 <= limit <= 8, limit
+
+
+def test_adaptive_settings_are_checked(coordinator: Coordinator) -> None:
+    for bad in [
+        leasehold.AdaptiveConcurrency(min=0),
+        leasehold.AdaptiveConcurrency(min=11),
+        leasehold.AdaptiveConcurrency(min=1, latency_target=0),
+    ]:
+        try:
+            leasehold.Worker(coordinator.url, concurrency=10, adaptive_concurrency=bad)
+        except ValueError as e:
+            assert "adaptive_concurrency" in str(e) or "latency_target" in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")

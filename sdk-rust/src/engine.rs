@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::adaptive::{Controller, Signal};
 use crate::error::{Error, HandlerError, Result};
 use crate::job::{
     CancelReason, JobContext, JobShared, LeasedJob, NotSentReason, OutcomeAck, OutcomeReceipt,
@@ -51,6 +52,8 @@ pub(crate) enum Phase {
 pub(crate) struct Held {
     pub(crate) job: Arc<JobShared>,
     pub(crate) deadline: Instant,
+    /// When the lease arrived (an outcome's latency counts from here).
+    pub(crate) received: Instant,
     pub(crate) phase: Phase,
     /// The attempt's run-time limits, when its lease has a timeout.
     pub(crate) run: Option<RunLimit>,
@@ -101,6 +104,8 @@ pub(crate) struct State {
     pub(crate) outcomes: VecDeque<Pending>,
     /// Outcomes taken by the flusher and not yet answered.
     pub(crate) in_flight: usize,
+    /// The adaptive concurrency limit, when the session adapts (`crate::adaptive`).
+    pub(crate) adaptive: Option<Controller>,
 }
 
 /// The engine shared by the session's tasks and its jobs.
@@ -142,10 +147,17 @@ impl Engine {
             .rng_seed
             .map_or_else(SplitMix64::from_entropy, SplitMix64::new);
         let staging_dir: Arc<Path> = Arc::from(cfg.staging_dir.as_path());
+        let adaptive = cfg
+            .adaptive_concurrency
+            .clone()
+            .map(|a| Controller::new(a, cfg.concurrency));
         Arc::new_cyclic(|me| Self {
             http,
             staging_dir,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                adaptive,
+                ..State::default()
+            }),
             ready_tx: Mutex::new(Some(ready_tx)),
             ready_rx: tokio::sync::Mutex::new(ready_rx),
             active_tx: watch::channel(0).0,
@@ -173,10 +185,24 @@ impl Engine {
     /// Slots counted as taken: leases not yet ended, plus backpressure from outcomes not yet
     /// acknowledged beyond one `concurrency`'s worth. A coordinator slow to record outcomes
     /// thus slows the intake of new leases instead of letting held leases (and heartbeats)
-    /// grow without bound until they time out.
+    /// grow without bound until they time out. Slots an adaptive limit withholds count too, so
+    /// both transports ask for fewer leases.
     fn taken(&self, st: &State) -> usize {
         let unacked = st.outcomes.len() + st.in_flight;
-        st.active + unacked.saturating_sub(self.cfg.concurrency)
+        let withheld = st
+            .adaptive
+            .as_ref()
+            .map_or(0, |a| self.cfg.concurrency.saturating_sub(a.limit()));
+        st.active + unacked.saturating_sub(self.cfg.concurrency) + withheld
+    }
+
+    /// How many jobs the session takes at once now: `concurrency`, or less while an adaptive
+    /// limit holds it back.
+    pub(crate) fn concurrency_limit(&self) -> usize {
+        lock(&self.state)
+            .adaptive
+            .as_ref()
+            .map_or(self.cfg.concurrency, Controller::limit)
     }
 
     /// Free slots right now.
@@ -224,6 +250,7 @@ impl Engine {
                         Held {
                             job: shared.clone(),
                             deadline,
+                            received,
                             phase: Phase::Ending,
                             run,
                         },
@@ -244,6 +271,7 @@ impl Engine {
                     Held {
                         job: shared.clone(),
                         deadline,
+                        received,
                         phase: Phase::Active,
                         run,
                     },
@@ -281,11 +309,13 @@ impl Engine {
         st.active = st.active.saturating_sub(1);
         let id = job.id();
         let mut queued = false;
+        let mut received = None;
         let ack = match st.held.get_mut(&id) {
             Some(h) if h.job.token() == job.token() => match h.phase {
                 Phase::Active => {
                     h.phase = Phase::Ending;
                     queued = true;
+                    received = Some(h.received);
                     None
                 }
                 Phase::Lost(reason) => {
@@ -311,6 +341,9 @@ impl Engine {
             } else {
                 (outcome, false)
             };
+            if let (Some(adaptive), Some(received)) = (st.adaptive.as_mut(), received) {
+                adapt(adaptive, &outcome, received);
+            }
             st.outcomes.push_back(Pending {
                 report: OutcomeReport {
                     job_id: id,
@@ -527,6 +560,26 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     clip(&s[..end], max)
+}
+
+/// Moves an adaptive limit for one ended lease (received at `received`).
+fn adapt(adaptive: &mut Controller, outcome: &OutcomeKind, received: Instant) {
+    let now = Instant::now();
+    let signal = match outcome {
+        OutcomeKind::Complete { .. } => Signal::Success {
+            latency: now.duration_since(received),
+        },
+        OutcomeKind::Fail { error, .. } => Signal::Failure {
+            class: &error.class,
+        },
+        OutcomeKind::Release => return,
+    };
+    if let Some(limit) = adaptive.on_outcome(now.into_std(), signal) {
+        tracing::info!(
+            limit,
+            "adaptive concurrency: now taking at most {limit} jobs at once"
+        );
+    }
 }
 
 #[cfg(test)]

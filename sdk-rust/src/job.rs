@@ -187,6 +187,11 @@ impl JobContext {
         &self.job().kind
     }
 
+    /// The tenant whose job it is (one of a shared pool's tenants).
+    pub fn tenant(&self) -> &str {
+        &self.job().tenant
+    }
+
     /// Queue.
     pub fn queue(&self) -> &str {
         &self.job().queue

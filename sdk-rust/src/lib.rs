@@ -42,6 +42,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adaptive;
 pub mod artifact;
 mod bookkeeping;
 mod client;
@@ -67,6 +68,7 @@ mod worker;
 
 pub use leasehold_proto as proto;
 
+pub use adaptive::AdaptiveConcurrency;
 pub use client::{Client, ClientBuilder, Enqueued, JobSpec, ListJobs};
 pub use ending::Ending;
 pub use error::{Error, HandlerError, Result};

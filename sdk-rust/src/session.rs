@@ -137,6 +137,12 @@ impl WorkerSession {
         lock(&self.core.state).active
     }
 
+    /// How many jobs the session takes at once now: `concurrency`, or less while
+    /// [`SessionConfig::adaptive_concurrency`] holds it back.
+    pub fn concurrency_limit(&self) -> usize {
+        self.core.concurrency_limit()
+    }
+
     /// Stops taking new leases (sends `drain`, ends long-polls) and releases queued ones that no
     /// caller has taken yet. Running jobs continue. Idempotent.
     pub fn drain(&self) {

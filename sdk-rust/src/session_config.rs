@@ -62,6 +62,10 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// Where artifacts are staged while hashed. Default the system temp dir.
     pub staging_dir: PathBuf,
+    /// Take fewer jobs at once while they fail with overload classes or run slow, between
+    /// `min` and `concurrency` ([`crate::adaptive`]); `None` (the default): always
+    /// `concurrency`.
+    pub adaptive_concurrency: Option<crate::AdaptiveConcurrency>,
     /// Seed of the jitter generator (tests); default from OS entropy.
     pub rng_seed: Option<u64>,
 }
@@ -89,6 +93,7 @@ impl SessionConfig {
             poll_wait: crate::defaults::POLL_WAIT,
             request_timeout: crate::transport::http::DEFAULT_TIMEOUT,
             staging_dir: std::env::temp_dir(),
+            adaptive_concurrency: None,
             rng_seed: None,
         }
     }
@@ -137,6 +142,9 @@ impl SessionConfig {
             return Err(Error::InvalidArgument(
                 "lease_ttl must be between 1 s and 24 h".into(),
             ));
+        }
+        if let Some(a) = &self.adaptive_concurrency {
+            a.validate(self.concurrency)?;
         }
         crate::validate::label("worker_id", &self.worker_id)?;
         crate::validate::label("worker_version", &self.worker_version)?;

@@ -82,6 +82,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// Take fewer jobs at once (down to `adaptive.min`) while jobs fail with overload classes
+    /// (`throttled`, `timeout`) or run slower than a latency target, and more again as they
+    /// recover, up to [`WorkerBuilder::concurrency`] ([`crate::adaptive`]).
+    pub fn adaptive_concurrency(mut self, adaptive: crate::AdaptiveConcurrency) -> Self {
+        self.config.adaptive_concurrency = Some(adaptive);
+        self
+    }
+
     /// Lease length (default 30 s; heartbeats every third of it).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl;

@@ -32,6 +32,8 @@ use crate::error::{ApiError, ApiResult};
 
 /// The most a rate, burst or concurrency may be.
 pub const MAX_LIMIT: u32 = 100_000;
+/// The most limits one tenant may define (each limit key is also a metrics label value).
+pub const MAX_LIMITS_PER_TENANT: usize = 100;
 /// A breaker's cooldown when its definition gives none.
 pub const DEFAULT_COOLDOWN_MS: u64 = 30_000;
 

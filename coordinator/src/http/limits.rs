@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::get;
 use leasehold_proto::{
-    BreakerState, ErrorEnvelope, IncidentList, Limit, LimitBucket, LimitList, PutLimit,
+    BreakerState, ErrorCode, ErrorEnvelope, IncidentList, Limit, LimitBucket, LimitList, PutLimit,
 };
 use serde_json::json;
 
@@ -19,7 +19,7 @@ use super::extract::{ApiJson, QueryParams, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::flow::gate::Gate;
 use crate::flow::keys::LimitKey;
-use crate::flow::{Rule, checked_spec};
+use crate::flow::{MAX_LIMITS_PER_TENANT, Rule, checked_spec};
 use crate::keys::Principal;
 use crate::store::StoredLimit;
 
@@ -180,7 +180,8 @@ pub(crate) async fn show(
 #[utoipa::path(put, path = "/v1/limits/{key}", tag = "operators",
     params(("key" = String, Path, description = "`*`, `queue:<name>`, `kind:<kind>`, a job key such as `host:api.example.com`, or a prefix such as `host:*`")),
     request_body = PutLimit,
-    responses((status = 200, body = Limit), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = Limit), (status = 409, description = "the tenant has the most limits allowed (100)", body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -190,6 +191,17 @@ pub(crate) async fn put(
 ) -> ApiResult<ApiJson<Limit>> {
     let spec = checked_spec(&body.spec())?;
     let why = crate::audit::justification(body.reason, body.ticket)?;
+    let defined = state.store.limits(&tenant.0).await?;
+    if defined.len() >= MAX_LIMITS_PER_TENANT && !defined.iter().any(|l| l.key == key) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "the tenant has {} limits, the most allowed; change or delete one of them instead",
+                defined.len()
+            ),
+        )
+        .with_details(json!({"field": "key", "max": MAX_LIMITS_PER_TENANT})));
+    }
     // Stored as given (`burst` filled in), so that the record says what applies.
     let now = state.clock.now();
     let stored = state.store.put_limit(now, &tenant.0, &key, &spec).await?;

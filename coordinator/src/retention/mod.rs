@@ -39,6 +39,10 @@ pub const DEFAULT_ARTIFACT_GRACE: &str = "1h";
 /// Shortest grace period accepted: it must outlast any request between a completion's claim
 /// of its blobs and its commit (the request timeout is 90 s).
 pub const MIN_ARTIFACT_GRACE: Duration = Duration::from_secs(300);
+/// How long a limit bucket's stored state must have been untouched and at rest before a sweep
+/// deletes it.
+pub const BUCKET_REST: Duration = Duration::from_secs(3600);
+
 /// Default time between scheduled sweeps.
 pub const DEFAULT_INTERVAL: &str = "10m";
 
@@ -128,6 +132,7 @@ pub async fn sweep(state: &Sweeper) -> StoreResult<SweepReport> {
                 runs_removed = report.runs_removed,
                 blobs_collected = report.blobs_collected,
                 events_archived = report.events_archived,
+                limit_buckets_pruned = report.limit_buckets_pruned,
                 "retention sweep done"
             );
         }
@@ -150,6 +155,15 @@ async fn run_steps(state: &Sweeper, config: &RetentionConfig) -> StoreResult<Swe
         blobs::collect(state, grace, &mut report).await?;
     }
     archive::archive(state, config, &mut report).await?;
+    // A prefix limit keeps a row per key it met (one per host…): those at rest go.
+    let now = state.clock.now();
+    report.limit_buckets_pruned = state
+        .store
+        .prune_resting_buckets(
+            now,
+            now - chrono::Duration::from_std(BUCKET_REST).unwrap_or_default(),
+        )
+        .await?;
     Ok(report)
 }
 

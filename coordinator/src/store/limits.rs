@@ -49,6 +49,20 @@ pub trait LimitRecords: Send + Sync {
     /// The stored levels of the limit on `key`'s rate buckets, by bucket.
     async fn limit_levels(&self, tenant: &str, key: &str) -> StoreResult<Vec<(String, Level)>>;
 
+    /// Deletes the stored state of buckets at rest — a full token bucket, a closed breaker with
+    /// no failures counted, an adaptive rate back at its configured value — untouched since
+    /// `idle_since`: a bucket without a row is exactly that (`Level::fresh`). Bounds the rows a
+    /// prefix limit keeps (one per key it met, e.g. per host). How many were deleted.
+    async fn prune_resting_buckets(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Every limit with a circuit breaker, of every tenant: `(tenant, key, buckets whose breaker
+    /// is open or half-open)`, for `/metrics`.
+    async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+
     /// The keys (`crate::flow::keys::job_keys`) of every job of the tenant that is leased now.
     async fn leased_keys(&self, tenant: &str) -> StoreResult<Vec<Vec<String>>>;
 
@@ -189,6 +203,19 @@ impl<'r> OutcomeFeed<'r> {
 impl LimitRecords for Detached {
     async fn limits(&self, tenant: &str) -> StoreResult<Vec<StoredLimit>> {
         self.0.limits(tenant).await
+    }
+
+    async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        self.0.breaker_counts().await
+    }
+
+    async fn prune_resting_buckets(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let store = self.0.clone();
+        on_own_task(async move { store.prune_resting_buckets(now, idle_since).await }).await
     }
 
     async fn put_limit(

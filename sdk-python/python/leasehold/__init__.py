@@ -33,11 +33,12 @@ from .errors import (
     WorkerClosed,
 )
 from .models import Artifact, Backoff, Enqueued, JobInfo, JobPage, JobSpec, QueueInfo, RunInfo, RunJob
-from .worker import Worker
+from .worker import AdaptiveConcurrency, Worker
 
 __version__: str = _native.__version__
 
 __all__ = [
+    "AdaptiveConcurrency",
     "Artifact",
     "ArtifactSource",
     "AsyncClient",

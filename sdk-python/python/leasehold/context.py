@@ -77,6 +77,11 @@ class _BaseContext:
         return self._job.queue
 
     @property
+    def tenant(self) -> str:
+        """The tenant whose job it is (one of a shared pool's tenants)."""
+        return self._job.tenant
+
+    @property
     def payload(self) -> Any:
         """The job's payload (decoded JSON)."""
         if self._payload is _UNSET:

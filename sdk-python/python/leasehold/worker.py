@@ -14,7 +14,8 @@ import os
 import signal
 import threading
 import types
-from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, TypeVar, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _native
 from .context import AsyncContext, Context
@@ -106,6 +107,61 @@ class _Loop:
             self.loop.close()
 
 
+def _pool(
+    tenant: Optional[str], tenants: Optional[Sequence[str]], weights: Optional[Mapping[str, int]]
+) -> Tuple[Optional[List[str]], Optional[Dict[str, int]]]:
+    """Checks a shared pool's ``tenants`` and ``tenant_weights`` (the rules the coordinator applies)."""
+    if tenants is None:
+        if weights is not None:
+            raise ValueError("tenant_weights are the shares of a pool's tenants; name those")
+        return None, None
+    if isinstance(tenants, (str, bytes)):
+        raise TypeError("tenants must be a list of tenant names, not a single string")
+    names = list(tenants)
+    if tenant is not None:
+        raise ValueError("name one tenant or a pool's tenants, not both")
+    if not 1 <= len(names) <= 100:
+        raise ValueError(f"a pool has 1 to 100 tenants, got {len(names)}")
+    for t in names:
+        if not isinstance(t, str) or not _native.is_name(t):
+            raise ValueError(f"tenant name {t!r} must be {_native.NAME_RULE}")
+    shares = dict(weights or {})
+    for t, w in shares.items():
+        if t not in names:
+            raise ValueError(f"tenant_weights names {t!r}, which is not one of the pool's tenants")
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1000:
+            raise ValueError(f"the weight of {t!r} must be an int between 1 and 1000, got {w!r}")
+    return names, shares or None
+
+
+@dataclass(frozen=True)
+class AdaptiveConcurrency:
+    """How a :class:`Worker` adapts how many jobs it runs at once (bounded AIMD, in the Rust core).
+
+    The limit starts at the worker's ``concurrency`` (the most). A failure of one of ``classes``
+    (default ``throttled`` — :class:`~leasehold.Throttled` — and ``timeout``) halves it, at most
+    once a second; a success slower than ``latency_target`` seconds (when set) lowers it by a
+    tenth; other successes raise it by one per ``limit`` of them. It never goes below ``min``.
+    """
+
+    min: int = 1
+    latency_target: Optional[float] = None
+    classes: Optional[Sequence[str]] = None
+
+    def _native_args(self, concurrency: int) -> Dict[str, Any]:
+        if isinstance(self.min, bool) or not isinstance(self.min, int) or not 1 <= self.min <= concurrency:
+            raise ValueError(
+                f"adaptive_concurrency.min must be an int between 1 and concurrency ({concurrency}), got {self.min!r}"
+            )
+        target = None if self.latency_target is None else _seconds("latency_target", self.latency_target)
+        if target is not None and target <= 0:
+            raise ValueError(f"adaptive_concurrency.latency_target must be positive, got {target}")
+        if isinstance(self.classes, (str, bytes)):
+            raise TypeError("adaptive_concurrency.classes must be a list of failure classes, not a single string")
+        classes = None if self.classes is None else [str(c) for c in self.classes]
+        return {"adaptive_min": self.min, "adaptive_latency_target": target, "adaptive_classes": classes}
+
+
 class Worker:
     """Takes jobs from ``queues`` and runs the handler registered for each job's kind.
 
@@ -121,6 +177,11 @@ class Worker:
         worker_id: this worker's stable id (default ``<host>-<pid>-<random>``).
         app_version: your application's version, recorded with each outcome.
         tenant, api_key: credentials, when the coordinator requires them.
+        adaptive_concurrency: run fewer jobs at once while they fail with overload classes or
+            run slow, and more again as they recover (:class:`AdaptiveConcurrency`).
+        tenants, tenant_weights: serve a worker pool shared by these tenants instead of one
+            (``tenant`` unset), interleaved fairly by weight (1 to 1000, default 1); it needs
+            the coordinator's own key. Each job's ``tenant`` says whose it is.
         transport: ``"auto"`` (WebSocket, falling back to HTTP long-poll), ``"websocket"`` or
             ``"http"``.
         poll_wait: longest HTTP long-poll, in seconds.
@@ -145,6 +206,9 @@ class Worker:
         transport: str = "auto",
         poll_wait: float = _native.DEFAULT_POLL_WAIT,
         staging_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        tenants: Optional[Sequence[str]] = None,
+        tenant_weights: Optional[Mapping[str, int]] = None,
+        adaptive_concurrency: Optional[AdaptiveConcurrency] = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a string, got {type(url).__name__}")
@@ -179,6 +243,12 @@ class Worker:
         self._worker_id = worker_id
         self._app_version = app_version
         self._tenant = tenant
+        self._tenants, self._tenant_weights = _pool(tenant, tenants, tenant_weights)
+        if adaptive_concurrency is not None and not isinstance(adaptive_concurrency, AdaptiveConcurrency):
+            raise TypeError("adaptive_concurrency must be a leasehold.AdaptiveConcurrency")
+        self._adaptive: Dict[str, Any] = (
+            {} if adaptive_concurrency is None else adaptive_concurrency._native_args(concurrency)
+        )
         self._api_key = api_key
         self._transport = transport
         self._staging_dir = None if staging_dir is None else os.fspath(staging_dir)
@@ -221,6 +291,13 @@ class Worker:
         session = self._session
         return session.worker_id if session is not None else self._worker_id
 
+    @property
+    def concurrency_limit(self) -> int:
+        """How many jobs the worker takes at once now: ``concurrency``, or less while an
+        :class:`AdaptiveConcurrency` limit holds it back."""
+        session = self._session
+        return session.concurrency_limit() if session is not None else self._concurrency
+
     def stop(self) -> None:
         """Asks a running :meth:`run` to drain and return. Safe from any thread or handler."""
         self._stop.set()
@@ -252,6 +329,9 @@ class Worker:
                 worker_id=self._worker_id,
                 app_version=self._app_version,
                 tenant=self._tenant,
+                tenants=self._tenants,
+                tenant_weights=self._tenant_weights,
+                **self._adaptive,
                 api_key=self._api_key,
                 transport=self._transport,
                 poll_wait=self._poll_wait,

@@ -30,8 +30,17 @@ const fn secs(n: u64) -> Duration {
 const TTL: Duration = secs(30);
 
 fn session(link: &Arc<FakeLink>, concurrency: usize) -> WorkerSession {
+    adaptive_session(link, concurrency, None)
+}
+
+fn adaptive_session(
+    link: &Arc<FakeLink>,
+    concurrency: usize,
+    adaptive: Option<crate::AdaptiveConcurrency>,
+) -> WorkerSession {
     let mut cfg = SessionConfig::new("http://127.0.0.1:9", ["q"]);
     cfg.concurrency = concurrency;
+    cfg.adaptive_concurrency = adaptive;
     cfg.lease_ttl = TTL;
     cfg.worker_id = "w".into();
     cfg.rng_seed = Some(7);
@@ -171,6 +180,39 @@ async fn a_lease_the_coordinator_says_is_lost_cancels_its_handler_and_sends_noth
     assert_eq!(ack, OutcomeAck::Recorded { state: None });
     let sent: Vec<Uuid> = link.reports().iter().map(|r| r.job_id).collect();
     assert_eq!(sent, [kept.job.id]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_session_takes_fewer_leases_after_a_throttle_and_more_as_jobs_succeed() {
+    let link = FakeLink::new();
+    let s = adaptive_session(&link, 8, Some(crate::AdaptiveConcurrency::new(2)));
+    let intake = link.intake().await;
+    link.push((0..8).map(|_| lease(TTL, None)).collect()).await;
+    let mut jobs = Vec::new();
+    for _ in 0..8 {
+        jobs.push(next(&s).await);
+    }
+    assert_eq!((s.concurrency_limit(), intake.free_slots()), (8, 0));
+    let throttled = jobs.pop().expect("a job");
+    drop(throttled.fail(HandlerError::throttled("429", secs(1))));
+    // Halved: with 7 still running, no slot is free until fewer than 4 run.
+    assert_eq!((s.concurrency_limit(), intake.free_slots()), (4, 0));
+    for job in jobs.drain(..4) {
+        drop(job.complete(json!(null)));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // One more per `limit` successes: 4 successes at a limit of 4 make it 5; 3 still run.
+    assert_eq!((s.concurrency_limit(), intake.free_slots()), (5, 2));
+    // 5 more successes at 5 make it 6.
+    for job in jobs.drain(..) {
+        drop(job.complete(json!(null)));
+    }
+    link.push((0..2).map(|_| lease(TTL, None)).collect()).await;
+    for _ in 0..2 {
+        drop(next(&s).await.complete(json!(null)));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!((s.concurrency_limit(), intake.free_slots()), (6, 6));
 }
 
 #[tokio::test(start_paused = true)]

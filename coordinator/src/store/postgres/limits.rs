@@ -222,6 +222,43 @@ fn stored(
 
 #[async_trait]
 impl LimitRecords for PostgresStore {
+    async fn prune_resting_buckets(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        // Full: its tokens plus what the configured rate added since, less a minute (an
+        // adaptive rate regains its configured value within 50 s), reach the burst.
+        let gone = sqlx::query(
+            "DELETE FROM limit_state s USING limits l \
+             WHERE l.tenant = s.tenant AND l.key = s.key AND s.refilled_at < $2 \
+               AND s.failures = 0 AND s.opened_at IS NULL AND s.probe_at IS NULL \
+               AND (s.adjusted_at IS NULL OR s.adjusted_at < $2) \
+               AND (jsonb_typeof(l.spec -> 'rate') IS DISTINCT FROM 'number' \
+                    OR s.tokens + (l.spec ->> 'rate')::float8 \
+                       * (EXTRACT(EPOCH FROM ($1 - s.refilled_at)) - 60) \
+                       >= (l.spec ->> 'burst')::float8)",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(gone)
+    }
+
+    async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query_as(
+            "SELECT l.tenant, l.key, count(s.opened_at) FROM limits l \
+             LEFT JOIN limit_state s ON s.tenant = l.tenant AND s.key = l.key \
+             WHERE jsonb_typeof(l.spec -> 'breaker') = 'object' \
+             GROUP BY l.tenant, l.key ORDER BY l.tenant, l.key",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
     async fn limits(&self, tenant: &str) -> StoreResult<Vec<StoredLimit>> {
         let rows: Vec<(String, Json<serde_json::Value>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT key, spec, updated_at FROM limits WHERE tenant = $1 ORDER BY key",

@@ -204,6 +204,42 @@ fn stored(key: String, spec: &str, updated_at: i64) -> StoreResult<StoredLimit> 
 
 #[async_trait]
 impl LimitRecords for SqliteStore {
+    async fn prune_resting_buckets(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        // As on PostgreSQL (`postgres/limits.rs`); times are microseconds here.
+        let gone = sqlx::query(
+            "DELETE FROM limit_state WHERE rowid IN (SELECT s.rowid FROM limit_state s \
+             JOIN limits l ON l.tenant = s.tenant AND l.key = s.key \
+             WHERE s.refilled_at < ?2 AND s.failures = 0 AND s.opened_at IS NULL \
+               AND s.probe_at IS NULL AND (s.adjusted_at IS NULL OR s.adjusted_at < ?2) \
+               AND (json_type(l.spec, '$.rate') NOT IN ('integer', 'real') \
+                    OR json_type(l.spec, '$.rate') IS NULL \
+                    OR s.tokens + json_extract(l.spec, '$.rate') \
+                       * ((?1 - s.refilled_at) / 1e6 - 60) >= json_extract(l.spec, '$.burst')))",
+        )
+        .bind(micros(now))
+        .bind(micros(idle_since))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(gone)
+    }
+
+    async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query_as(
+            "SELECT l.tenant, l.key, count(s.opened_at) FROM limits l \
+             LEFT JOIN limit_state s ON s.tenant = l.tenant AND s.key = l.key \
+             WHERE json_type(l.spec, '$.breaker') = 'object' \
+             GROUP BY l.tenant, l.key ORDER BY l.tenant, l.key",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows)
+    }
+
     async fn limits(&self, tenant: &str) -> StoreResult<Vec<StoredLimit>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT key, spec, updated_at FROM limits WHERE tenant = ? ORDER BY key",

@@ -60,6 +60,23 @@ async fn incidents(c: &Coordinator) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `leasehold_breakers_open{limit="host:*"}` on `/metrics` (scraped without a key).
+async fn breakers_open(c: &Coordinator) -> String {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.served.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("leasehold_breakers_open{limit=\"host:*\"} "))
+        .unwrap_or("absent")
+        .to_owned()
+}
+
 async fn a_breaker_opens_probes_and_closes(store: Arc<dyn Store>) {
     let c = Coordinator::start(store, Some(ROOT)).await;
     let limit = json!({"breaker": {"failures": 2, "cooldown_ms": 10_000},
@@ -87,7 +104,9 @@ async fn a_breaker_opens_probes_and_closes(store: Arc<dyn Store>) {
     // Two failures in a row on a.io open its breaker.
     fail(&c, &leases[0]).await;
     assert!(incidents(&c).await.is_empty(), "one failure is not enough");
+    assert_eq!(breakers_open(&c).await, "0");
     fail(&c, &leases[1]).await;
+    assert_eq!(breakers_open(&c).await, "1", "a.io's breaker is open");
     assert_eq!(
         incidents(&c).await,
         [("host:a.io".to_owned(), "open".to_owned())]
@@ -118,6 +137,7 @@ async fn a_breaker_opens_probes_and_closes(store: Arc<dyn Store>) {
         "half_open"
     );
     assert!(hosts(&claim(&c).await).is_empty(), "the probe is out");
+    assert_eq!(breakers_open(&c).await, "1", "half-open counts");
     // Its success closes the breaker: the last held job flows.
     complete(&c, &probe["leases"][0]).await;
     assert_eq!(
@@ -127,6 +147,7 @@ async fn a_breaker_opens_probes_and_closes(store: Arc<dyn Store>) {
             ("host:a.io".to_owned(), "closed".to_owned())
         ]
     );
+    assert_eq!(breakers_open(&c).await, "0", "closed again");
     assert_eq!(hosts(&claim(&c).await), ["host:a.io"]);
     // The jobs leased before it opened were never touched by it.
     complete(&c, &leases[2]).await;

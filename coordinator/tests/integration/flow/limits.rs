@@ -425,6 +425,87 @@ async fn a_quota_max_leased_holds_claims_like_a_concurrency_limit(store: Arc<dyn
     );
 }
 
+/// One retention sweep with the coordinator's own key: how many bucket states it pruned.
+async fn sweep_buckets(c: &Coordinator) -> u64 {
+    let (status, report) = c
+        .call(Some(ROOT), Method::POST, "/v1/retention/sweep", None, &[])
+        .await;
+    assert_eq!(status, 200, "{report}");
+    report["limit_buckets_pruned"].as_u64().unwrap()
+}
+
+async fn a_sweep_prunes_the_state_of_buckets_at_rest(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    put_limit(&c, "host:*", json!({"rate": 1.0, "burst": 2})).await;
+    let job = |host: &str| json!({"queue": "q", "kind": "k", "payload": {}, "limit_keys": [format!("host:{host}")]});
+    for host in ["a.io", "b.io", "b.io"] {
+        enqueue(&c, job(host)).await;
+    }
+    let first = claim(&c, &["q"], 0).await;
+    assert_eq!(leased_ids(&first).len(), 3, "{first}");
+    for lease in first["leases"].as_array().unwrap() {
+        complete(&c, lease).await;
+    }
+    assert_eq!(sweep_buckets(&c).await, 0, "drawn from just now: kept");
+
+    // Two hours on, both buckets are full again: their rows say nothing a missing row does not.
+    c.clock.advance_ms(7_200_000);
+    enqueue(&c, job("c.io")).await;
+    assert_eq!(leased_ids(&claim(&c, &["q"], 0).await).len(), 1);
+    assert_eq!(
+        sweep_buckets(&c).await,
+        2,
+        "a.io and b.io; c.io was drawn from just now"
+    );
+    let shown = put_limit(&c, "host:*", json!({"rate": 1.0, "burst": 2})).await;
+    let buckets: Vec<&str> = shown["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["bucket"].as_str().unwrap())
+        .collect();
+    assert_eq!(buckets, ["host:c.io"], "{shown}");
+    // A pruned bucket starts full: b.io grants its burst of 2, then holds.
+    for _ in 0..3 {
+        enqueue(&c, job("b.io")).await;
+    }
+    let again = claim(&c, &["q"], 0).await;
+    assert_eq!(leased_ids(&again).len(), 2, "{again}");
+    assert_eq!(again["throttled"]["limits"], json!(["host:*"]), "{again}");
+}
+
+async fn a_tenant_has_at_most_a_hundred_limits(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    for n in 0..100 {
+        put_limit(&c, &format!("host:h{n}.io"), json!({"concurrency": 5})).await;
+    }
+    let (status, answer) = c
+        .call(
+            Some(ROOT),
+            Method::PUT,
+            "/v1/limits/host:h100.io",
+            Some(why(json!({"concurrency": 5}))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_state", "{answer}");
+    assert_eq!(answer["error"]["details"]["max"], 100, "{answer}");
+    // Changing one of them is still fine; so is adding one once another is gone.
+    put_limit(&c, "host:h7.io", json!({"concurrency": 6})).await;
+    let (status, _) = c
+        .call(
+            Some(ROOT),
+            Method::DELETE,
+            "/v1/limits/host:h0.io?reason=tidy&ticket=OPS-9",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    put_limit(&c, "host:h100.io", json!({"concurrency": 5})).await;
+}
+
 on_both_backends!(
     a_rate_limit_grants_its_burst_then_a_token_at_a_time,
     a_concurrency_limit_counts_leases_until_they_end,
@@ -432,4 +513,6 @@ on_both_backends!(
     limits_refuse_bad_input_and_name_the_field,
     limits_belong_to_their_tenant_and_need_orch_quota,
     a_quota_max_leased_holds_claims_like_a_concurrency_limit,
+    a_tenant_has_at_most_a_hundred_limits,
+    a_sweep_prunes_the_state_of_buckets_at_rest,
 );

@@ -29,6 +29,9 @@ pub struct Facts {
     pub gated: bool,
     /// Its outcomes feed limits: a breaker or an adaptive rate.
     pub fed_by_outcomes: bool,
+    /// Its leases are counted: a concurrency limit, or a quota `max_leased`. An ended lease
+    /// may let a waiting claimer in.
+    pub counts_slots: bool,
 }
 
 /// The cache.
@@ -53,6 +56,7 @@ impl Catalog {
             fed_by_outcomes: limits
                 .iter()
                 .any(|l| l.spec.breaker.is_some() || l.spec.adaptive),
+            counts_slots: max_leased || limits.iter().any(|l| l.spec.concurrency.is_some()),
         };
         let mut kept = self.lock();
         if kept.len() >= MAX_KEPT {

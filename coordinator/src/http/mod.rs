@@ -81,6 +81,9 @@ pub struct AppState {
     /// The fair share of shared worker pools' leases among their tenants
     /// (`crate::flow::pool`).
     pub fair_share: crate::flow::pool::FairShare,
+    /// How often a claimer held back by a concurrency limit asks again at the latest, should
+    /// no wake-up reach it (`crate::flow::waiters::SLOT_POLL`).
+    pub slot_poll: std::time::Duration,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,
 }
@@ -127,6 +130,7 @@ impl AppState {
             slot_waiters: Default::default(),
             catalog: Default::default(),
             fair_share: Default::default(),
+            slot_poll: crate::flow::waiters::SLOT_POLL,
             backpressure: Arc::default(),
         };
         (state, tx)
@@ -155,6 +159,7 @@ impl AppState {
             slot_waiters: self.slot_waiters.clone(),
             catalog: self.catalog.clone(),
             fair_share: self.fair_share.clone(),
+            slot_poll: self.slot_poll,
         }
     }
 }

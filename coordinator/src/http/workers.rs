@@ -300,7 +300,7 @@ async fn push_leases(
         let idle = Instant::now() + MAX_IDLE;
         // A session held back by a limit sleeps until a token returns or a slot frees (a wake-up).
         let until = leasing
-            .due_by(&params, granted.held.as_ref(), idle)
+            .due_by(&params, &granted, idle)
             .await
             .unwrap_or(idle);
         let mut parking = leasing.park(&params);

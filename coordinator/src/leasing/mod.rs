@@ -57,6 +57,8 @@ pub(crate) struct Leasing {
     pub(crate) catalog: Catalog,
     /// How shared worker pools' leases are split among their tenants (`crate::flow::pool`).
     pub(crate) fair_share: FairShare,
+    /// How often a claimer held back by a concurrency limit asks again at the latest.
+    pub(crate) slot_poll: Duration,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -66,6 +68,8 @@ pub(crate) struct Granted {
     pub(crate) leases: Vec<Lease>,
     /// Set when a limit held a ready job back (`crate::flow`).
     pub(crate) held: Option<Held>,
+    /// The instant the claim looked at: what was due then, it saw.
+    pub(crate) at: DateTime<Utc>,
 }
 
 impl Granted {
@@ -166,7 +170,10 @@ impl Leasing {
             .store
             .ready_tenants(self.clock.now(), &pool.tenants(), &params.queues)
             .await?;
-        let mut granted = Granted::default();
+        let mut granted = Granted {
+            at: self.clock.now(),
+            ..Granted::default()
+        };
         let mut wanted = params.max_jobs;
         // Two rounds: the shares, then what was left over among the tenants that filled theirs.
         for _ in 0..2 {
@@ -210,12 +217,13 @@ impl Leasing {
             ungated: !gated,
             ..params.clone()
         };
+        let at = self.clock.now();
         let Claimed {
             leases,
             expired,
             timed_out,
             held,
-        } = self.store.claim(self.clock.now(), params).await?;
+        } = self.store.claim(at, params).await?;
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
         metrics::counter!(crate::metrics::TIMEOUTS).increment(timed_out);
         if let Some(held) = &held {
@@ -227,18 +235,22 @@ impl Leasing {
                 self.slot_waiters.waiting(&params.tenant);
             }
         }
-        Ok(Granted { leases, held })
+        Ok(Granted { leases, held, at })
     }
 
     /// When an idle claimer should query again at the latest: `cap`, or earlier when something
-    /// of its queues falls due (a future `run_at`, a lease deadline) or a limit that held a job
-    /// back lets it go (`held`: a token returns; a concurrency slot may free on another replica).
+    /// of its queues falls due after its last claim (`granted.at`: a `run_at`, a lease
+    /// deadline) or a limit that held a job back lets it go (a token returns; a concurrency
+    /// slot may free on another replica). What was due at the claim and not leased (held back,
+    /// or in a paused queue) does not make it query again at once: a wake-up, a limit's
+    /// `retry_at` or the slot poll does.
     pub(crate) async fn due_by(
         &self,
         params: &ClaimParams,
-        held: Option<&Held>,
+        granted: &Granted,
         cap: Instant,
     ) -> StoreResult<Instant> {
+        let held = granted.held.as_ref();
         let now = self.clock.now();
         let after = |at: DateTime<Utc>| {
             let in_ms = (at - now).num_milliseconds().max(0) as u64;
@@ -250,14 +262,18 @@ impl Leasing {
                 until = until.min(after(at));
             }
             if held.by_concurrency {
-                until = until.min(Instant::now() + crate::flow::waiters::SLOT_POLL);
+                until = until.min(Instant::now() + self.slot_poll);
             }
         }
         let tenants = match &params.pool {
             Some(pool) => pool.tenants(),
             None => vec![params.tenant.clone()],
         };
-        match self.store.next_ready_at(&tenants, &params.queues).await? {
+        match self
+            .store
+            .next_ready_at(granted.at, &tenants, &params.queues)
+            .await?
+        {
             Some(at) => Ok(until.min(after(at))),
             None => Ok(until),
         }
@@ -293,7 +309,7 @@ impl Leasing {
                 return Ok(granted);
             }
             // Sleep until something is due, a wake-up, the long poll's deadline or shutdown.
-            let until = self.due_by(params, granted.held.as_ref(), deadline).await?;
+            let until = self.due_by(params, &granted, deadline).await?;
             let mut parking = self.park(params);
             let mut handed = None;
             tokio::select! {
@@ -309,6 +325,7 @@ impl Leasing {
                 return Ok(Granted {
                     leases: vec![lease],
                     held: None,
+                    at: self.clock.now(),
                 });
             }
         }
@@ -320,6 +337,19 @@ impl Leasing {
     pub(crate) fn after_outcomes(&self, tenant: &str, requeued: bool) {
         if requeued || self.slot_waiters.anyone_waiting(tenant) {
             self.ready.notify();
+        }
+    }
+
+    /// After leases of `tenant` ended: when the tenant has a concurrency limit (or a quota
+    /// `max_leased`), the claimers of other replicas waiting for a slot are told too (they
+    /// also ask again every `SLOT_POLL`, should the message be lost).
+    pub(crate) async fn slots_freed(&self, tenant: &str) {
+        let counted = match self.catalog.facts(&*self.store, tenant).await {
+            Ok(facts) => facts.counts_slots,
+            Err(_) => false,
+        };
+        if counted && let Err(err) = self.store.slots_freed(tenant).await {
+            tracing::debug!(%err, "could not tell other replicas that slots freed");
         }
     }
 
@@ -397,6 +427,7 @@ impl Leasing {
             tracing::warn!(%err, "could not release undelivered leases; they will expire");
         }
         self.ready.notify();
+        self.slots_freed(tenant).await;
     }
 
     /// Heartbeats of a worker pool shared by several tenants (`*`): each lease extended for its

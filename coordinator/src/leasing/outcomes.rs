@@ -246,6 +246,7 @@ impl Leasing {
             }
         }
         let mut requeued = false;
+        let mut ended = false;
         let results = asked
             .into_iter()
             .map(|(job_id, _, sent)| (job_id, sent == checks::Sent::Fail))
@@ -258,6 +259,7 @@ impl Leasing {
                     state: Some(job_state),
                 },
                 Finished::Ok(job_state) => {
+                    ended = true;
                     requeued |= count_outcome(job_state, failed);
                     OutcomeResult {
                         job_id,
@@ -278,6 +280,9 @@ impl Leasing {
             })
             .collect();
         self.after_outcomes(tenant, requeued);
+        if ended {
+            self.slots_freed(tenant).await;
+        }
         self.feed_limits(tenant, fed).await;
         Ok(results)
     }
@@ -298,6 +303,7 @@ impl Leasing {
         match result {
             Some(Finished::Ok(job)) => {
                 self.after_outcomes(tenant, count_outcome(job.state, failed));
+                self.slots_freed(tenant).await;
                 let fed = match sent {
                     checks::Sent::Complete => Some((id, None)),
                     checks::Sent::Fail => Some((id, class)),

@@ -113,10 +113,11 @@ impl Store for Detached {
 
     async fn next_ready_at(
         &self,
+        after: DateTime<Utc>,
         tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
-        self.0.next_ready_at(tenants, queues).await
+        self.0.next_ready_at(after, tenants, queues).await
     }
 
     async fn heartbeat(

@@ -59,6 +59,11 @@ pub trait LimitRecords: Send + Sync {
         idle_since: DateTime<Utc>,
     ) -> StoreResult<u64>;
 
+    /// Tells the other replicas that leases of `tenant` ended, so that their claimers waiting
+    /// for a concurrency slot ask again now (PostgreSQL: a notification on the ready channel;
+    /// SQLite has no other replica). The local claimers are woken by the caller.
+    async fn slots_freed(&self, tenant: &str) -> StoreResult<()>;
+
     /// Every limit with a circuit breaker, of every tenant: `(tenant, key, buckets whose breaker
     /// is open or half-open)`, for `/metrics`.
     async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
@@ -207,6 +212,10 @@ impl LimitRecords for Detached {
 
     async fn breaker_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
         self.0.breaker_counts().await
+    }
+
+    async fn slots_freed(&self, tenant: &str) -> StoreResult<()> {
+        self.0.slots_freed(tenant).await
     }
 
     async fn prune_resting_buckets(

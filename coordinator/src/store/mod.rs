@@ -426,10 +426,13 @@ pub trait Store:
     /// deadline has passed end as `timeout` failures (`timeouts`).
     async fn claim(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed>;
 
-    /// Earliest instant at which something of these tenants in these queues becomes claimable
-    /// (a future `run_at` or a lease deadline), for long-poll timing.
+    /// Earliest instant after `after` at which something of these tenants in these queues
+    /// becomes claimable (a `run_at` or a lease deadline), for long-poll timing. What was due
+    /// at `after` (a claim at that instant saw it: held back by a limit, or in a paused queue)
+    /// is left out, so that a claimer does not query again at once for it.
     async fn next_ready_at(
         &self,
+        after: DateTime<Utc>,
         tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>>;

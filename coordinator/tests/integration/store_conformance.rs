@@ -95,7 +95,7 @@ async fn claim_order_and_batch(store: Arc<dyn Store>) {
         assert_eq!(lease.job.worker_id.as_deref(), Some("w1"));
     }
     let next = store
-        .next_ready_at(&["default".into()], &["q".into()])
+        .next_ready_at(now, &["default".into()], &["q".into()])
         .await
         .unwrap()
         .unwrap();

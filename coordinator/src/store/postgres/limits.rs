@@ -11,8 +11,8 @@ use leasehold_proto::LimitSpec;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
-use super::PostgresStore;
 use super::rows::internal;
+use super::{PostgresStore, READY_CHANNEL};
 use crate::flow::Rule;
 use crate::flow::gate::{BucketId, Gate, Level};
 use crate::flow::keys::job_keys;
@@ -222,6 +222,17 @@ fn stored(
 
 #[async_trait]
 impl LimitRecords for PostgresStore {
+    async fn slots_freed(&self, tenant: &str) -> StoreResult<()> {
+        // Marked as this replica's own: its listener skips the echo.
+        sqlx::query("SELECT pg_notify($1, $2 || $3)")
+            .bind(READY_CHANNEL)
+            .bind(tenant)
+            .bind(&self.origin)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn prune_resting_buckets(
         &self,
         now: DateTime<Utc>,

@@ -333,18 +333,21 @@ impl Store for PostgresStore {
 
     async fn next_ready_at(
         &self,
+        after: DateTime<Utc>,
         tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
         // `lease_expires_at IS NOT NULL` lets the lease search use `jobs_lease_expiry`.
         let t: Option<DateTime<Utc>> = sqlx::query_scalar(
             "SELECT LEAST( \
-               (SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND tenant = ANY($1) AND queue = ANY($2)), \
+               (SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND tenant = ANY($1) AND queue = ANY($2) \
+                AND run_at > $3), \
                (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant = ANY($1) AND queue = ANY($2) \
-                AND lease_expires_at IS NOT NULL))",
+                AND lease_expires_at IS NOT NULL AND lease_expires_at > $3))",
         )
         .bind(tenants)
         .bind(queues)
+        .bind(after)
         .fetch_one(&self.pool)
         .await?;
         Ok(t)

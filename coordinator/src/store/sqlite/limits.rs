@@ -204,6 +204,10 @@ fn stored(key: String, spec: &str, updated_at: i64) -> StoreResult<StoredLimit> 
 
 #[async_trait]
 impl LimitRecords for SqliteStore {
+    async fn slots_freed(&self, _tenant: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn prune_resting_buckets(
         &self,
         now: DateTime<Utc>,

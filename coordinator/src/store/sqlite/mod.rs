@@ -288,9 +288,11 @@ impl Store for SqliteStore {
 
     async fn next_ready_at(
         &self,
+        after: DateTime<Utc>,
         tenants: &[String],
         queues: &[String],
     ) -> StoreResult<Option<DateTime<Utc>>> {
+        let after = micros(after);
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued' AND tenant IN (",
         );
@@ -303,7 +305,9 @@ impl Store for SqliteStore {
         for q in queues {
             sep.push_bind(q);
         }
-        qb.push(") UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant IN (");
+        qb.push(") AND run_at > ")
+            .push_bind(after)
+            .push(" UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'leased' AND tenant IN (");
         let mut sep = qb.separated(", ");
         for t in tenants {
             sep.push_bind(t);
@@ -313,7 +317,9 @@ impl Store for SqliteStore {
         for q in queues {
             sep.push_bind(q);
         }
-        qb.push("))");
+        qb.push(") AND lease_expires_at > ")
+            .push_bind(after)
+            .push(")");
         let t: Option<i64> = qb.build_query_scalar().fetch_one(&self.reader).await?;
         opt_time(t)
     }

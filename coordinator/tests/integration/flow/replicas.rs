@@ -138,3 +138,66 @@ async fn two_replicas_never_exceed_a_shared_concurrency_limit() {
         "{shown}"
     );
 }
+
+/// A claimer parked on one replica, held back by a concurrency limit, is woken when a lease
+/// ends on the other: the outcome's notification crosses, not the slot poll (set here far
+/// beyond the long poll, so only the notification can wake it in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
+    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::slot_wake") else {
+        return;
+    };
+    let url = leasehold_testkit::fresh_schema(&base)
+        .await
+        .expect("schema");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let pg = PostgresStore::connect(&url).await.expect("connect");
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
+        replicas.push(Arc::new(
+            Coordinator::start_with(store, Some(ROOT), move |s| {
+                s.slot_poll = Duration::from_secs(120);
+                leasehold_coordinator::notify::spawn_pg_listener(
+                    &pg,
+                    s.ready.clone(),
+                    s.shutdown.clone(),
+                );
+            })
+            .await,
+        ));
+    }
+    let (a, b) = (replicas[0].clone(), replicas[1].clone());
+    setup(&a, "*", json!({"concurrency": 1}), 2).await;
+    let claim = |c: Arc<Coordinator>, wait_ms: u64| async move {
+        let body = json!({"worker_id": "w", "queues": ["vendor"], "wait_ms": wait_ms});
+        let (s, answer) = c
+            .call(Some(ROOT), Method::POST, "/v1/leases", Some(body), &[])
+            .await;
+        assert_eq!(s, 200, "{answer}");
+        answer
+    };
+    let first = claim(a.clone(), 0).await;
+    let lease = first["leases"][0].clone();
+    assert!(lease.is_object(), "{first}");
+    // B's long poll is held back by the limit, and parks.
+    let waiter = tokio::spawn(claim(b.clone(), 20_000));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let done = json!({"fencing_token": lease["fencing_token"], "result": {}});
+    let path = format!("/v1/jobs/{}/complete", lease["job"]["id"].as_str().unwrap());
+    let (s, answer) = a
+        .call(Some(ROOT), Method::POST, &path, Some(done), &[])
+        .await;
+    assert_eq!(s, 200, "{answer}");
+    let answer = waiter.await.unwrap();
+    assert_eq!(
+        answer["leases"].as_array().map_or(0, Vec::len),
+        1,
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the notification, not by the end of the long poll: {:?}",
+        started.elapsed()
+    );
+}

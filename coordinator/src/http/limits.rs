@@ -206,6 +206,8 @@ pub(crate) async fn put(
     let now = state.clock.now();
     let stored = state.store.put_limit(now, &tenant.0, &key, &spec).await?;
     state.catalog.forget(&tenant.0);
+    // Claimers parked behind the old limits ask again under the new ones.
+    state.ready.notify();
     let target = json!({"key": key, "limit": spec});
     crate::audit::record(
         &*state.store,
@@ -244,6 +246,8 @@ pub(crate) async fn delete(
     )?;
     let removed = state.store.delete_limit(&tenant.0, &key).await?;
     state.catalog.forget(&tenant.0);
+    // Claimers parked behind the old limits ask again under the new ones.
+    state.ready.notify();
     if !removed {
         return Err(ApiError::not_found(format!("there is no limit on {key:?}"))
             .with_details(json!({"key": key})));

@@ -95,6 +95,8 @@ pub(crate) async fn set(
     };
     let previous = state.store.set_quota(&quota).await?;
     state.catalog.forget(&quota.tenant);
+    // Claimers parked behind the old limits ask again under the new ones.
+    state.ready.notify();
     let mut target = limits(Some(&quota));
     target["previous"] = limits(previous.as_ref());
     crate::audit::record(
@@ -135,6 +137,8 @@ pub(crate) async fn remove(
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no quota"))?;
     state.catalog.forget(&tenant.0);
+    // Claimers parked behind the old limits ask again under the new ones.
+    state.ready.notify();
     let target = json!({"removed": limits(Some(&removed))});
     let now = state.clock.now();
     crate::audit::record(

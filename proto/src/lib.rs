@@ -46,8 +46,8 @@ pub use retention::{
     RetentionSettings, SegmentManifest, StoredRetentionPolicy, SweepReport,
 };
 pub use run::{
-    LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunPlan, RunStatus, SchedulerRun,
-    SchedulerRunInput,
+    LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunList, RunPlan, RunStatus, RunSummary,
+    SchedulerRun, SchedulerRunInput,
 };
 pub use worker::{
     ClientMessage, OutcomeKind, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest,

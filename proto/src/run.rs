@@ -100,6 +100,19 @@ impl RunStatus {
         }
     }
 
+    /// The status spelled `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
     /// Whether the run has ended.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
@@ -164,6 +177,43 @@ pub struct Run {
     pub duration_seconds: Option<f64>,
     /// Jobs in topological order.
     pub jobs: Vec<RunJob>,
+}
+
+/// One run in a listing (`GET /v1/runs`): its record and how many of its jobs are in each
+/// state, without the jobs themselves (`GET /v1/runs/{id}` has them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunSummary {
+    /// Run id.
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant: String,
+    /// Human name.
+    pub name: Option<String>,
+    /// Project.
+    pub project: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Aggregate status.
+    pub status: RunStatus,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// Last change of its status.
+    pub updated_at: DateTime<Utc>,
+    /// When it was cancelled, if it was.
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// Its jobs, counted by state (states with none left out).
+    pub jobs: std::collections::BTreeMap<String, u64>,
+}
+
+/// Answer of `GET /v1/runs`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunList {
+    /// One page of runs.
+    pub runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A validated DAG in topological order (`POST /v1/runs/plan`, legacy `POST /runs?mode=plan`):

@@ -23,13 +23,17 @@ pub struct AuditArgs {
     limit: u32,
 }
 
-/// The RFC 3339 time `--since` names.
-fn since(raw: &str, now: chrono::DateTime<chrono::Utc>) -> CliResult<String> {
+/// The RFC 3339 time a flag such as `--since` names: a time ago (`24h`) or an RFC 3339 time.
+pub(super) fn time_ago(
+    flag: &str,
+    raw: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> CliResult<String> {
     match super::when(raw, now, false) {
         Ok(When::At(at)) => Ok(at.to_rfc3339()),
-        Ok(When::OutOfRange) => Err(CliError::usage("--since is too far back")),
+        Ok(When::OutOfRange) => Err(CliError::usage(format!("{flag} is too far back"))),
         Ok(When::Never) | Err(_) => Err(CliError::usage(format!(
-            "--since {raw:?}: give a time ago (24h, 7d) or an RFC 3339 time"
+            "{flag} {raw:?}: give a time ago (24h, 7d) or an RFC 3339 time"
         ))),
     }
 }
@@ -37,7 +41,7 @@ fn since(raw: &str, now: chrono::DateTime<chrono::Utc>) -> CliResult<String> {
 pub(crate) async fn run(ctx: &Ctx, args: AuditArgs) -> CliResult {
     let mut path = format!("/v1/audit?after={}&limit={}", args.after, args.limit);
     if let Some(raw) = &args.since {
-        let from = since(raw, chrono::Utc::now())?;
+        let from = time_ago("--since", raw, chrono::Utc::now())?;
         path.push_str(&format!("&from={}", super::client::segment(&from)));
     }
     let list: AuditList = ctx.api.get(&path).await?;
@@ -92,11 +96,14 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T00:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        assert_eq!(since("24h", now).unwrap(), "2026-12-04T00:00:00+00:00");
         assert_eq!(
-            since("2026-12-01T10:00:00Z", now).unwrap(),
+            time_ago("--since", "24h", now).unwrap(),
+            "2026-12-04T00:00:00+00:00"
+        );
+        assert_eq!(
+            time_ago("--since", "2026-12-01T10:00:00Z", now).unwrap(),
             "2026-12-01T10:00:00+00:00"
         );
-        assert!(since("yesterday", now).is_err());
+        assert!(time_ago("--since", "yesterday", now).is_err());
     }
 }

@@ -1,9 +1,9 @@
-//! `leasehold run plan|start|get|cancel|stream`: runs are DAGs of jobs submitted together.
+//! `leasehold run plan|start|list|get|cancel|stream`: runs are DAGs of jobs submitted together.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use leasehold_proto::{NewRun, Run, RunPlan};
+use leasehold_proto::{NewRun, Run, RunList, RunPlan};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
@@ -39,6 +39,8 @@ pub(crate) enum RunCommand {
         #[arg(long)]
         token: Option<String>,
     },
+    /// List runs, newest first, with their status and their jobs counted by state.
+    List(Box<ListArgs>),
     /// Show a run, its status and its jobs.
     Get {
         /// Run id.
@@ -95,6 +97,7 @@ pub(crate) async fn run(ctx: &Ctx, command: RunCommand) -> CliResult {
             eprintln!("follow it with: leasehold run stream {}", run.id);
             Ok(())
         }
+        RunCommand::List(args) => list(ctx, *args).await,
         RunCommand::Get { id } => {
             let run: Run = ctx.api.get(&format!("/v1/runs/{id}")).await?;
             if ctx.json {
@@ -111,6 +114,96 @@ pub(crate) async fn run(ctx: &Ctx, command: RunCommand) -> CliResult {
         }
         RunCommand::Stream { id } => stream(ctx, id).await,
     }
+}
+
+/// `leasehold run list`'s filters.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only runs in this status.
+    #[arg(long, value_parser = ["pending", "running", "succeeded", "failed", "cancelled"])]
+    status: Option<String>,
+    /// Only runs of this name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only runs of this project.
+    #[arg(long)]
+    project: Option<String>,
+    /// Only runs with this correlation id.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Only runs submitted since then: a time ago (`24h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only runs submitted before then: a time ago or an RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Runs per page (1 to 500).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+    limit: u32,
+    /// Follow `next_cursor` to the last page.
+    #[arg(long)]
+    all: bool,
+    /// Start after this cursor (the `next_cursor` of an earlier page).
+    #[arg(long, conflicts_with = "all")]
+    cursor: Option<String>,
+}
+
+async fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
+    let now = chrono::Utc::now();
+    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    for (name, value) in [
+        ("status", &args.status),
+        ("name", &args.name),
+        ("project", &args.project),
+        ("correlation_id", &args.correlation_id),
+    ] {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
+    }
+    if let Some(raw) = &args.since {
+        query.push(("since", super::audit::time_ago("--since", raw, now)?));
+    }
+    if let Some(raw) = &args.until {
+        query.push(("until", super::audit::time_ago("--until", raw, now)?));
+    }
+    let mut cursor = args.cursor.clone();
+    let mut runs = Vec::new();
+    let next_cursor = loop {
+        let mut request = ctx.api.request(Method::GET, "/v1/runs").query(&query);
+        if let Some(c) = &cursor {
+            request = request.query(&[("cursor", c)]);
+        }
+        let page: RunList = ctx.api.call(request).await?.body;
+        runs.extend(page.runs);
+        match page.next_cursor {
+            Some(next) if args.all => cursor = Some(next),
+            other => break other,
+        }
+    };
+    if ctx.json {
+        return output::print_json(&RunList { runs, next_cursor });
+    }
+    let mut table = Table::new(&["ID", "NAME", "STATUS", "JOBS", "CREATED"]);
+    for run in &runs {
+        let counts: Vec<String> = run.jobs.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        table.row(vec![
+            run.id.to_string(),
+            output::opt(run.name.as_deref().map(output::clean).as_deref()),
+            run.status.as_str().to_owned(),
+            counts.join(", "),
+            output::time(run.created_at),
+        ]);
+    }
+    if table.is_empty() {
+        eprintln!("no runs match");
+        return Ok(());
+    }
+    output::print(&table.render())?;
+    if let Some(next) = next_cursor {
+        eprintln!("more runs: rerun with --all, or with --cursor {next}");
+    }
+    Ok(())
 }
 
 /// Reads and checks a DAG file locally (bad file or JSON → exit 2 before any request), then

@@ -7,19 +7,22 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use chrono::Utc;
-use leasehold_proto::{ErrorEnvelope, NewRun, Run, RunPlan};
+use leasehold_proto::{ErrorEnvelope, NewRun, Run, RunList, RunPlan, RunStatus};
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
-use crate::error::{ApiResult, run_not_found};
+use super::cursor;
+use super::extract::{ApiJson, JobId, QueryParams, Tenant, tenant_header_given};
+use super::jobs::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use crate::error::{ApiError, ApiResult, run_not_found};
 use crate::planning::rows;
-use crate::store::CancelRun;
+use crate::store::{CancelRun, RunFilter};
+use crate::validate;
 
 /// `/v1/runs`: submit, plan, read, cancel.
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/runs", routing::post(submit))
+        .route("/v1/runs", routing::post(submit).get(list))
         .route("/v1/runs/plan", routing::post(plan_only))
         .route("/v1/runs/{id}", routing::get(get))
         .route("/v1/runs/{id}/cancel", routing::post(cancel))
@@ -48,6 +51,93 @@ pub(crate) async fn create(
         state.ready.notify();
     }
     Ok((run, created))
+}
+
+/// List the tenant's runs, newest first: each with its status and its jobs counted by state.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs",
+    params(("status" = Option<String>, Query, description = "pending, running, succeeded, failed or cancelled"),
+           ("name" = Option<String>, Query, description = "only runs of this name"),
+           ("project" = Option<String>, Query, description = "only runs of this project"),
+           ("correlation_id" = Option<String>, Query, description = "only runs with this correlation id"),
+           ("since" = Option<String>, Query, description = "submitted at or after this RFC 3339 time"),
+           ("until" = Option<String>, Query, description = "submitted before this RFC 3339 time"),
+           ("limit" = Option<u32>, Query, description = "page size, 1 to 500 (default 50)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = RunList), (status = 400, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    query: QueryParams,
+) -> ApiResult<ApiJson<RunList>> {
+    query.only(&[
+        "status",
+        "name",
+        "project",
+        "correlation_id",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+    ])?;
+    let limit = query.parse::<u32>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("limit is 1 to {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let status = query
+        .get("status")
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::validation(
+                    "status",
+                    "status must be one of pending, running, succeeded, failed, cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    let text = |field: &str| -> ApiResult<Option<String>> {
+        query
+            .get(field)
+            .map(|v| validate::label(field, v).map(|()| v.to_owned()))
+            .transpose()
+    };
+    let time = |field: &str| -> ApiResult<Option<chrono::DateTime<Utc>>> {
+        query
+            .get(field)
+            .map(|raw| {
+                chrono::DateTime::parse_from_rfc3339(raw)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::validation(
+                            field,
+                            format!("{field} must be an RFC 3339 time, e.g. 2026-12-05T10:00:00Z"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let filter = RunFilter {
+        tenant: tenant.0,
+        status,
+        name: text("name")?,
+        project: text("project")?,
+        correlation_id: text("correlation_id")?,
+        since: time("since")?,
+        until: time("until")?,
+        before: query.get("cursor").map(cursor::decode).transpose()?,
+        limit: limit + 1,
+    };
+    let mut runs = state.store.list_runs(&filter).await?;
+    let next_cursor = if runs.len() > limit as usize {
+        runs.truncate(limit as usize);
+        runs.last().map(|r| cursor::encode(r.id))
+    } else {
+        None
+    };
+    Ok(ApiJson(RunList { runs, next_cursor }))
 }
 
 /// Submit a run.

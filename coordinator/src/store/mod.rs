@@ -19,6 +19,7 @@ mod postgres;
 mod queues;
 mod quotas;
 mod retention;
+mod run_listing;
 mod runs;
 mod scheduler;
 mod sqlite;
@@ -50,6 +51,7 @@ pub(crate) use queues::{QueueAccumulator, pick_queue};
 pub use quotas::{Quota, QuotaExceeded, QuotaRecords};
 pub(crate) use retention::is_failed_family;
 pub use retention::{FinishedRun, PolicyRow, RetentionStore, RunJobFact, ScopeCutoffs, SweepLock};
+pub use run_listing::{RunFilter, RunListings};
 pub use runs::{NewRunRow, RunJobRow};
 pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
@@ -364,6 +366,7 @@ pub trait Store:
     + LimitRecords
     + QuotaRecords
     + PoolRecords
+    + RunListings
     + Send
     + Sync
     + 'static

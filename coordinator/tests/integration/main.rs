@@ -33,6 +33,7 @@ mod provenance;
 mod quotas;
 mod redaction;
 mod retention;
+mod run_listing;
 mod runbook;
 mod runs_and_feeds;
 mod schemas;

@@ -16,6 +16,7 @@ mod pools;
 mod quotas;
 mod retention;
 mod rows;
+mod run_listing;
 mod runs;
 mod scheduler;
 mod timeouts;

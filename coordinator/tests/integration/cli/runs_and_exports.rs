@@ -211,6 +211,34 @@ async fn runs_plan_start_get_and_cancel() {
         .await;
     assert_eq!(run.ok().json()["id"], id.as_str());
 
+    // List: one row, its jobs counted by state; filters and bad flags.
+    let run = server.cli(&["run", "list"]).await;
+    let out = &run.ok().stdout;
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with("ID") && rows[0].contains("STATUS"),
+        "{out}"
+    );
+    assert!(
+        rows[1].starts_with(&id)
+            && rows[1].contains("pending")
+            && rows[1].contains("2 blocked, 2 queued"),
+        "{out}"
+    );
+    let run = server
+        .cli(&[
+            "run", "list", "--since", "1h", "--status", "pending", "--json",
+        ])
+        .await;
+    assert_eq!(run.ok().json()["runs"][0]["id"], id.as_str());
+    let run = server.cli(&["run", "list", "--status", "succeeded"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stderr.trim(), "no runs match");
+    let run = server.cli(&["run", "list", "--since", "yesterday"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("--since"), "{}", run.stderr);
+
     // Get: the status block and one row per job.
     let run = server.cli(&["run", "get", &id]).await;
     run.ok();

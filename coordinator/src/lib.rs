@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outage;
 mod planning;
+pub mod presence;
 pub mod ready;
 pub mod redaction;
 pub mod retention;

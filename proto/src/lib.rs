@@ -14,6 +14,7 @@ mod keys;
 mod lease;
 mod limits;
 pub mod names;
+mod presence;
 mod queue;
 mod quota;
 pub mod redact;
@@ -39,6 +40,7 @@ pub use limits::{
     Blackout, BreakerSpec, BreakerState, IncidentList, Limit, LimitBucket, LimitList, LimitSpec,
     PutLimit,
 };
+pub use presence::{WorkerInfo, WorkerList};
 pub use queue::{QueueDepth, QueueInfo, QueueList, QueueSettings};
 pub use quota::{MAX_QUOTA_LIMIT, QuotaRequest, QuotaStatus, QuotaUsage, StoredQuota};
 pub use retention::{

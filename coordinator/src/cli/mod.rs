@@ -22,6 +22,7 @@ mod queues;
 mod quota;
 mod runs;
 mod sse;
+mod workers;
 
 use clap::{Args, Subcommand};
 
@@ -34,6 +35,7 @@ pub use limits::LimitsArgs;
 pub use queues::QueuesArgs;
 pub use quota::QuotaArgs;
 pub use runs::RunArgs;
+pub use workers::WorkersArgs;
 
 use client::Api;
 use error::{CliError, CliResult};
@@ -86,8 +88,10 @@ pub enum ClientCommand {
     Queues(QueuesArgs),
     /// The tenant's quota (most jobs waiting, most leased) and its usage; set or remove it.
     Quota(QuotaArgs),
-    /// Runs (DAGs of jobs): plan, start, get, cancel, stream.
+    /// Runs (DAGs of jobs): plan, start, list, get, cancel, stream.
     Run(RunArgs),
+    /// The workers seen claiming and heartbeating: transport, queues, leases held, last seen.
+    Workers(WorkersArgs),
     /// Follow the event feed.
     Events(EventsArgs),
     /// Export the event ledger as verified NDJSON; verify the archived ledger.
@@ -156,6 +160,10 @@ pub async fn run(command: ClientCommand) -> i32 {
         },
         ClientCommand::Run(args) => match args.global.ctx() {
             Ok(ctx) => runs::run(&ctx, args.command).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Workers(args) => match args.global.ctx() {
+            Ok(ctx) => workers::run(&ctx, args).await,
             Err(e) => Err(e),
         },
         ClientCommand::Events(args) => match args.global.ctx() {

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
 use crate::error::{ApiError, ApiResult};
 use crate::leasing::outcomes::outcome_from_report;
 use crate::leasing::{self, MAX_WAIT_MS, checks};
-use crate::store::{Outcome, OutcomeKind};
+use crate::store::{Outcome, OutcomeKind, WorkerSeen};
 use crate::validate;
 
 /// The worker protocol over HTTP: claims, heartbeats and outcomes.
@@ -55,6 +55,19 @@ pub(crate) async fn claim(
         max_jobs,
         req.lease_ttl_ms,
     )?;
+    state.presence.seen(
+        &state.store,
+        state.clock.now(),
+        WorkerSeen {
+            tenant: params.tenant.clone(),
+            worker_id: params.worker_id.clone(),
+            transport: Some("http"),
+            queues: Some(params.queues.clone()),
+            version: params.worker_version.clone(),
+            heartbeat: false,
+            closed: false,
+        },
+    );
     if let Some(tenants) = req.tenants {
         params = leasing::pooled(
             params,
@@ -90,17 +103,27 @@ pub(crate) async fn heartbeat(
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<ApiJson<HeartbeatResponse>> {
     validate::label("worker_id", &req.worker_id)?;
-    let leases = match each_jobs_tenant(&tenant, req.tenant.as_deref())? {
-        true => {
-            state
-                .leasing()
-                .heartbeat_each(&tenant.0, &req.leases)
-                .await?
-        }
-        false => {
-            let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
-            state.leasing().heartbeat(&tenant, &req.leases).await?
-        }
+    let each = each_jobs_tenant(&tenant, req.tenant.as_deref())?;
+    let acting = match each {
+        true => tenant.0.clone(),
+        false => tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?,
+    };
+    state.presence.seen(
+        &state.store,
+        state.clock.now(),
+        WorkerSeen {
+            tenant: acting.clone(),
+            worker_id: req.worker_id.clone(),
+            transport: None,
+            queues: None,
+            version: None,
+            heartbeat: true,
+            closed: false,
+        },
+    );
+    let leases = match each {
+        true => state.leasing().heartbeat_each(&acting, &req.leases).await?,
+        false => state.leasing().heartbeat(&acting, &req.leases).await?,
     };
     Ok(ApiJson(HeartbeatResponse { leases }))
 }

@@ -13,6 +13,7 @@ mod keys;
 mod leases;
 mod limits;
 pub mod openapi;
+mod presence;
 mod queues;
 mod quotas;
 mod rate_limit;
@@ -81,6 +82,8 @@ pub struct AppState {
     /// The fair share of shared worker pools' leases among their tenants
     /// (`crate::flow::pool`).
     pub fair_share: crate::flow::pool::FairShare,
+    /// Which workers were seen, written to the store now and then (`crate::presence`).
+    pub presence: crate::presence::Presence,
     /// How often a claimer held back by a concurrency limit asks again at the latest, should
     /// no wake-up reach it (`crate::flow::waiters::SLOT_POLL`).
     pub slot_poll: std::time::Duration,
@@ -130,6 +133,7 @@ impl AppState {
             slot_waiters: Default::default(),
             catalog: Default::default(),
             fair_share: Default::default(),
+            presence: Default::default(),
             slot_poll: crate::flow::waiters::SLOT_POLL,
             backpressure: Arc::default(),
         };
@@ -200,6 +204,7 @@ pub fn app(state: AppState) -> Router {
         .merge(leases::router())
         .merge(limits::router())
         .merge(queues::router())
+        .merge(presence::router())
         .merge(quotas::router())
         .merge(retention::router())
         .merge(runs::router())

@@ -20,6 +20,7 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
         ["v1", "jobs", _, "complete" | "fail" | "release"] if post => &[Worker],
         ["v1", "leases"] | ["v1", "leases", "heartbeat" | "outcomes"] if post => &[Worker],
         ["v1", "workers", "connect"] if read => &[Worker],
+        ["v1", "workers"] if read => &[JobsRead],
         ["v1", "artifacts", _] if read => &[JobsRead, Worker],
         ["v1", "artifacts", _] if *method == Method::PUT => &[Worker],
         ["v1", "queues"] if read => &[JobsRead],

@@ -25,7 +25,7 @@ use super::AppState;
 use super::extract::{Tenant, tenant_header_given};
 use crate::error::ApiError;
 use crate::leasing::{self, Leasing};
-use crate::store::ClaimParams;
+use crate::store::{ClaimParams, WorkerSeen};
 use crate::validate;
 
 /// The worker WebSocket (a stream: no request timeout).
@@ -157,13 +157,31 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     let mut shutdown = state.shutdown.clone();
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
+    // Each frame (pongs included) is a sighting of the worker (`crate::presence`).
+    let sighting = |heartbeat: bool, closed: bool| WorkerSeen {
+        tenant: params.tenant.clone(),
+        worker_id: params.worker_id.clone(),
+        transport: Some("websocket"),
+        queues: Some(params.queues.clone()),
+        version: params.worker_version.clone(),
+        heartbeat,
+        closed,
+    };
+    let presence = state.presence.clone();
+    let seen = |heartbeat: bool, closed: bool| {
+        presence.seen(&state.store, state.clock.now(), sighting(heartbeat, closed));
+    };
+    seen(false, false);
     loop {
         tokio::select! {
             msg = stream.next() => {
                 last_seen = Instant::now();
                 let text = match msg {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        seen(false, false);
+                        continue;
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         let _ = out_tx.send(error_frame(ApiError::invalid_request("frames are JSON text"), None, session_id)).await;
                         break;
@@ -178,6 +196,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                         break;
                     }
                 };
+                seen(matches!(msg, ClientMessage::Heartbeat { .. }), false);
                 let reply = match msg {
                     ClientMessage::Credit { n } => {
                         flow.send_modify(|f| f.credit = f.credit.saturating_add(n).min(MAX_CREDIT));
@@ -250,6 +269,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     pusher.abort();
     drop(out_tx);
     let _ = writer.await;
+    seen(false, true);
     metrics::gauge!(crate::metrics::WORKER_SESSIONS).decrement(1.0);
     tracing::info!("worker disconnected");
 }

@@ -164,6 +164,12 @@ async fn run_steps(state: &Sweeper, config: &RetentionConfig) -> StoreResult<Swe
             now - chrono::Duration::from_std(BUCKET_REST).unwrap_or_default(),
         )
         .await?;
+    // Workers unseen for a day are gone from `GET /v1/workers` anyway (`crate::presence`).
+    let forgotten = state
+        .store
+        .prune_workers(now - chrono::Duration::days(1))
+        .await?;
+    tracing::debug!(forgotten, "workers unseen for a day forgotten");
     Ok(report)
 }
 

@@ -24,6 +24,7 @@ mod runs;
 mod scheduler;
 mod sqlite;
 mod timeouts;
+mod workers;
 
 pub use idempotency::IdempotencyConflict;
 pub(crate) use idempotency::replay_of;
@@ -56,6 +57,7 @@ pub use runs::{NewRunRow, RunJobRow};
 pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
 pub(crate) use timeouts::ended_by_timeout;
+pub use workers::{WorkerRecords, WorkerRow, WorkerSeen};
 
 /// Which of a claim's `n` queues goes first within each rank of candidates (fairness across
 /// queues: see the claims of both stores). A fresh draw per claim: each queue leads as often
@@ -367,6 +369,7 @@ pub trait Store:
     + QuotaRecords
     + PoolRecords
     + RunListings
+    + WorkerRecords
     + Send
     + Sync
     + 'static

@@ -43,4 +43,5 @@ mod store_listings;
 mod store_transitions;
 mod strict_bodies;
 mod timeouts;
+mod worker_presence;
 mod worker_session;

@@ -20,6 +20,7 @@ mod run_listing;
 mod runs;
 mod scheduler;
 mod timeouts;
+mod workers;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -19,6 +19,7 @@ mod run_listing;
 mod runs;
 mod scheduler;
 mod timeouts;
+mod workers;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -372,3 +372,48 @@ async fn the_api_key_is_sent_but_never_shown() {
     );
     assert!(!run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"));
 }
+
+#[tokio::test]
+async fn workers_lists_who_claimed() {
+    let server = Server::start().await;
+    server.enqueue("emails", "k", None).await;
+    let claim = json!({"worker_id": "mailer-1", "queues": ["emails"]});
+    let response = server
+        .http
+        .post(server.path("/v1/leases"))
+        .json(&claim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Sightings are written on their own task: ask until it shows.
+    let mut tries = 0;
+    let run = loop {
+        let run = server.cli(&["workers"]).await;
+        if run.stdout.contains("mailer-1") || tries == 100 {
+            break run;
+        }
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let lines: Vec<Vec<&str>> = run
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0][..5],
+        ["WORKER", "STATE", "TRANSPORT", "QUEUES", "LEASES"]
+    );
+    assert_eq!(
+        lines[1][..5],
+        ["mailer-1", "connected", "http", "emails", "1"],
+        "{}",
+        run.stdout
+    );
+    let run = server.cli(&["workers", "--json", "--since", "10m"]).await;
+    assert_eq!(run.ok().json()["workers"][0]["leases"], 1);
+    let run = server.cli(&["workers", "--since", "soon"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+}

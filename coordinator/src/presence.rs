@@ -1,9 +1,11 @@
 //! Which workers a tenant has (`GET /v1/workers`): each claim, heartbeat and session frame is
 //! a sighting, written to the store (`crate::store::workers`) at most every [`WRITE_EVERY`]
 //! per worker by this coordinator, on its own task (a claim never waits for it). A session's
-//! end is written at once.
+//! end is written at once. A sighting not due costs a hash and a map look-up: nothing is
+//! built or copied for it.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,31 +21,35 @@ pub const CONNECTED_WITHIN: Duration = Duration::from_secs(60);
 /// Workers whose last write is remembered before the old ones are dropped.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Whose sightings are throttled together: a tenant's worker, its heartbeats apart.
-type Sighting = (String, String, bool);
-
-/// When each worker's sighting was last written by this coordinator.
+/// When each worker's sightings were last written by this coordinator, by a hash of its
+/// tenant, id and whether they are heartbeats (two workers sharing a hash share a throttle:
+/// one of them is written a few seconds late at worst).
 #[derive(Debug, Clone, Default)]
-pub struct Presence(Arc<Mutex<HashMap<Sighting, Instant>>>);
+pub struct Presence(Arc<Mutex<HashMap<u64, Instant>>>);
 
 impl Presence {
-    /// Records a sighting at `now`, unless one of this worker (a heartbeat, or not) was written
-    /// within [`WRITE_EVERY`] and this one is not a session's end.
-    pub fn seen(&self, store: &Arc<dyn Store>, now: DateTime<Utc>, seen: WorkerSeen) {
-        let key = (seen.tenant.clone(), seen.worker_id.clone(), seen.heartbeat);
+    /// Whether a sighting of this worker is due to be written now (and if so, it counts as
+    /// written).
+    pub fn due(&self, tenant: &str, worker_id: &str, heartbeat: bool) -> bool {
+        let mut h = DefaultHasher::new();
+        (tenant, worker_id, heartbeat).hash(&mut h);
+        let key = h.finish();
+        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if written
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < WRITE_EVERY)
         {
-            let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = written
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < WRITE_EVERY);
-            if fresh && !seen.closed {
-                return;
-            }
-            if written.len() >= MAX_REMEMBERED {
-                written.retain(|_, at| at.elapsed() < WRITE_EVERY);
-            }
-            written.insert(key, Instant::now());
+            return false;
         }
+        if written.len() >= MAX_REMEMBERED {
+            written.retain(|_, at| at.elapsed() < WRITE_EVERY);
+        }
+        written.insert(key, Instant::now());
+        true
+    }
+
+    /// Writes a sighting at `now` on its own task.
+    pub fn write(store: &Arc<dyn Store>, now: DateTime<Utc>, seen: WorkerSeen) {
         let store = store.clone();
         tokio::spawn(async move {
             if let Err(err) = store.worker_seen(now, &seen).await {

@@ -18,6 +18,7 @@ use super::extract::{ApiJson, JobId, Tenant, tenant_header_given};
 use crate::error::{ApiError, ApiResult};
 use crate::leasing::outcomes::outcome_from_report;
 use crate::leasing::{self, MAX_WAIT_MS, checks};
+use crate::presence::Presence;
 use crate::store::{Outcome, OutcomeKind, WorkerSeen};
 use crate::validate;
 
@@ -55,10 +56,8 @@ pub(crate) async fn claim(
         max_jobs,
         req.lease_ttl_ms,
     )?;
-    state.presence.seen(
-        &state.store,
-        state.clock.now(),
-        WorkerSeen {
+    if state.presence.due(&params.tenant, &params.worker_id, false) {
+        let seen = WorkerSeen {
             tenant: params.tenant.clone(),
             worker_id: params.worker_id.clone(),
             transport: Some("http"),
@@ -66,8 +65,9 @@ pub(crate) async fn claim(
             version: params.worker_version.clone(),
             heartbeat: false,
             closed: false,
-        },
-    );
+        };
+        Presence::write(&state.store, state.clock.now(), seen);
+    }
     if let Some(tenants) = req.tenants {
         params = leasing::pooled(
             params,
@@ -108,10 +108,8 @@ pub(crate) async fn heartbeat(
         true => tenant.0.clone(),
         false => tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?,
     };
-    state.presence.seen(
-        &state.store,
-        state.clock.now(),
-        WorkerSeen {
+    if state.presence.due(&acting, &req.worker_id, true) {
+        let seen = WorkerSeen {
             tenant: acting.clone(),
             worker_id: req.worker_id.clone(),
             transport: None,
@@ -119,8 +117,9 @@ pub(crate) async fn heartbeat(
             version: None,
             heartbeat: true,
             closed: false,
-        },
-    );
+        };
+        Presence::write(&state.store, state.clock.now(), seen);
+    }
     let leases = match each {
         true => state.leasing().heartbeat_each(&acting, &req.leases).await?,
         false => state.leasing().heartbeat(&acting, &req.leases).await?,

@@ -25,6 +25,7 @@ use super::AppState;
 use super::extract::{Tenant, tenant_header_given};
 use crate::error::ApiError;
 use crate::leasing::{self, Leasing};
+use crate::presence::Presence;
 use crate::store::{ClaimParams, WorkerSeen};
 use crate::validate;
 
@@ -167,9 +168,14 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
         heartbeat,
         closed,
     };
-    let presence = state.presence.clone();
     let seen = |heartbeat: bool, closed: bool| {
-        presence.seen(&state.store, state.clock.now(), sighting(heartbeat, closed));
+        if closed
+            || state
+                .presence
+                .due(&params.tenant, &params.worker_id, heartbeat)
+        {
+            Presence::write(&state.store, state.clock.now(), sighting(heartbeat, closed));
+        }
     };
     seen(false, false);
     loop {

@@ -188,7 +188,15 @@ impl Leasing {
                     pool: None,
                     ..params.clone()
                 };
-                let got = self.claim_tenant(&own).await?;
+                let got = match self.claim_tenant(&own).await {
+                    Ok(got) => got,
+                    // Leases granted to other tenants of the pool already must reach the worker.
+                    Err(err) if !granted.leases.is_empty() => {
+                        tracing::warn!(%err, tenant, "a pool's claim failed for one tenant");
+                        return Ok(granted);
+                    }
+                    Err(err) => return Err(err),
+                };
                 let n = got.leases.len();
                 self.fair_share.served(&pool_key, pool, &tenant, n);
                 wanted -= n as u32;

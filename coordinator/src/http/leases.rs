@@ -48,13 +48,20 @@ pub(crate) async fn claim(
     let tenant = tenant.merge(req.tenant.as_deref(), tenant_header_given(&headers))?;
     let max_jobs = validate::range("max_jobs", req.max_jobs, 1, validate::MAX_BATCH as u32)?;
     let wait_ms = validate::range("wait_ms", req.wait_ms, 0, MAX_WAIT_MS)?;
-    let mut params = leasing::claim_params(
+    let params = leasing::claim_params(
         tenant,
         req.worker_id,
         req.worker_version,
         req.queues,
         max_jobs,
         req.lease_ttl_ms,
+    )?;
+    let params = leasing::pooled(
+        params,
+        req.tenants,
+        req.tenant_weights,
+        acts_for_all,
+        named_tenant,
     )?;
     if state.presence.due(&params.tenant, &params.worker_id, false) {
         let seen = WorkerSeen {
@@ -67,20 +74,6 @@ pub(crate) async fn claim(
             closed: false,
         };
         Presence::write(&state.store, state.clock.now(), seen);
-    }
-    if let Some(tenants) = req.tenants {
-        params = leasing::pooled(
-            params,
-            tenants,
-            req.tenant_weights,
-            acts_for_all,
-            named_tenant,
-        )?;
-    } else if req.tenant_weights.is_some() {
-        return Err(ApiError::validation(
-            "tenant_weights",
-            "tenant_weights are the shares of a pool's `tenants`; name those",
-        ));
     }
     let granted = state
         .leasing()

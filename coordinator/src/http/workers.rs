@@ -105,16 +105,7 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
             let tenant = tenant.merge(body_tenant.as_deref(), header_given)?;
             let params =
                 leasing::claim_params(tenant, worker_id, worker_version, queues, 1, lease_ttl_ms)?;
-            match tenants {
-                Some(tenants) => {
-                    leasing::pooled(params, tenants, tenant_weights, acts_for_all, named_tenant)
-                }
-                None if tenant_weights.is_some() => Err(ApiError::validation(
-                    "tenant_weights",
-                    "tenant_weights are the shares of a pool's `tenants`; name those",
-                )),
-                None => Ok(params),
-            }
+            leasing::pooled(params, tenants, tenant_weights, acts_for_all, named_tenant)
         }
         _ => Err(ApiError::invalid_request("the first frame must be hello")),
     });

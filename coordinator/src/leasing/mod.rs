@@ -116,16 +116,26 @@ pub(crate) fn claim_params(
     })
 }
 
-/// Makes claim parameters those of a worker pool shared by `tenants` (weighted by `weights`),
-/// for a caller that `acts_for_all` tenants. `named_tenant`: whether the request also named
-/// one tenant (it may not).
+/// Applies a claim's (or a hello's) `tenants` and `tenant_weights`: with `tenants`, makes the
+/// parameters those of a worker pool shared by them, for a caller that `acts_for_all` tenants
+/// (`named_tenant`: whether the request also named one tenant, which it may not); weights
+/// without `tenants` are refused.
 pub(crate) fn pooled(
     mut params: ClaimParams,
-    tenants: Vec<String>,
+    tenants: Option<Vec<String>>,
     weights: Option<std::collections::BTreeMap<String, u32>>,
     acts_for_all: bool,
     named_tenant: bool,
 ) -> ApiResult<ClaimParams> {
+    let Some(tenants) = tenants else {
+        if weights.is_some() {
+            return Err(ApiError::validation(
+                "tenant_weights",
+                "tenant_weights are the shares of a pool's `tenants`; name those",
+            ));
+        }
+        return Ok(params);
+    };
     if !acts_for_all {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

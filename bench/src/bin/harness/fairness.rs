@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::driver::{Driver, Handler, RawHttp, Sink, WorkerCfg, unix_ns};
@@ -80,7 +79,7 @@ impl Bench<'_> {
                 let jobs: Vec<Value> = (i..i + n)
                     .map(|k| tenant_job(queue, flood_tenant, k, 0))
                     .collect();
-                self.enqueue_jobs(jobs).await?;
+                self.producer.enqueue_jobs(jobs).await?;
                 i += n;
             }
             let sink = Sink::new();
@@ -131,19 +130,6 @@ impl Bench<'_> {
             settings: cfg.settings(),
             result,
         }
-    }
-
-    async fn enqueue_jobs(&self, jobs: Vec<Value>) -> Result<()> {
-        let r = self
-            .producer
-            .http
-            .post(format!("{}/v1/jobs", self.producer.url))
-            .json(&json!({ "jobs": jobs }))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "enqueue batch: {}", r.status());
-        let _ = r.bytes().await?;
-        Ok(())
     }
 }
 

@@ -119,7 +119,12 @@ pub(crate) struct Producer {
 
 impl Producer {
     pub(crate) async fn enqueue_batch(&self, queue: &str, from: u64, n: u64) -> Result<()> {
-        let jobs: Vec<Value> = (from..from + n).map(|i| job(queue, i, 0)).collect();
+        self.enqueue_jobs((from..from + n).map(|i| job(queue, i, 0)).collect())
+            .await
+    }
+
+    /// Enqueues `jobs` in one batch request.
+    pub(crate) async fn enqueue_jobs(&self, jobs: Vec<Value>) -> Result<()> {
         let r = self
             .http
             .post(format!("{}/v1/jobs", self.url))

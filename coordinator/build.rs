@@ -1,5 +1,45 @@
-//! Rebuilds the crate when a migration is added or changed: `sqlx::migrate!` embeds the
-//! `migrations/` directory at compile time, and Cargo does not watch it on its own.
+//! Build-time inputs Cargo does not watch on its own:
+//! - `migrations/`: `sqlx::migrate!` embeds the directory at compile time;
+//! - `../console/assets/`: the web console's files, embedded whole (`src/http/console.rs`).
+//!   This script lists them in `$OUT_DIR/console_assets.rs`, so a new file needs no code change.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/assets");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    files.sort();
+    let mut table = String::from("&[\n");
+    for file in &files {
+        let rel = file
+            .strip_prefix(&root)
+            .expect("under the assets folder")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let abs = file.canonicalize().expect("an asset's path");
+        writeln!(table, "    ({rel:?}, include_bytes!({:?})),", abs.display()).unwrap();
+    }
+    table.push(']');
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("console_assets.rs");
+    std::fs::write(out, table).expect("write the console's asset table");
+}
+
+/// Every file under `dir`, depth first; a missing folder embeds nothing (the console then
+/// answers 404 and says why).
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }

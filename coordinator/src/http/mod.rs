@@ -4,6 +4,7 @@ pub mod access;
 pub mod artifacts;
 mod audit;
 mod compat;
+mod console;
 mod cross_site;
 mod cursor;
 pub mod extract;
@@ -209,6 +210,7 @@ pub fn app(state: AppState) -> Router {
         .merge(retention::router())
         .merge(runs::router())
         .merge(compat::router())
+        .merge(console::router())
         .merge(service::router())
         .merge(openapi::router())
         // Long-polls last at most 60 s; nothing else comes near this bound.
@@ -303,7 +305,7 @@ async fn finish_response(req: Request, next: Next) -> Response {
     let without_database = matches!(
         route.as_str(),
         "/health" | "/metrics" | "/.well-known/openapi" | "/v1/artifacts/{digest}" | "unmatched"
-    );
+    ) || console::is_console(&route);
     let mut response = next.run(req).await;
     let status = response.status();
     if status.is_success() && !without_database {

@@ -21,7 +21,7 @@ fn main() {
             .to_string_lossy()
             .replace('\\', "/");
         let abs = file.canonicalize().expect("an asset's path");
-        writeln!(table, "    ({rel:?}, include_bytes!({:?})),", abs.display()).unwrap();
+        let _ = writeln!(table, "    ({rel:?}, include_bytes!({:?})),", abs.display());
     }
     table.push(']');
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("console_assets.rs");

@@ -6,6 +6,7 @@
 //! `openapi` feature each type also derives its OpenAPI schema.
 
 mod audit;
+mod bulk;
 mod error;
 mod event;
 mod frame;
@@ -23,7 +24,8 @@ pub mod retry;
 mod run;
 mod worker;
 
-pub use audit::{AuditList, ReplayRequest, ReplayResult};
+pub use audit::AuditList;
+pub use bulk::{CancellationRequest, CancellationResult, ReplayRequest, ReplayResult};
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use event::Event;
 pub use job::{

@@ -1,7 +1,9 @@
-//! `leasehold jobs list|get|cancel|retry|replay`.
+//! `leasehold jobs list|get|cancel|retry|replay|bulk-cancel`.
 
 use clap::{Args, Subcommand, ValueEnum};
-use leasehold_proto::{Job, JobList, JobState, ReplayRequest, ReplayResult};
+use leasehold_proto::{
+    CancellationRequest, CancellationResult, Job, JobList, JobState, ReplayRequest, ReplayResult,
+};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -49,16 +51,88 @@ pub(crate) enum JobsCommand {
     /// with `retry`. Needs the `orch:backfill` scope, a reason and a ticket, recorded in the
     /// audit trail (`leasehold audit`). Try it with `--dry-run` first.
     Replay(ReplayArgs),
+    /// Cancel waiting and running jobs by filter, newest first, as `cancel` does each. Needs a
+    /// reason and a ticket, recorded in the audit trail. Try it with `--dry-run` first.
+    BulkCancel(BulkCancelArgs),
 }
 
+/// The filter `list`, `replay` and `bulk-cancel` share (as `GET /v1/jobs` takes it).
 #[derive(Debug, Args)]
-pub(crate) struct ReplayArgs {
+pub(crate) struct Selection {
     /// Only this queue.
     #[arg(long)]
     queue: Option<String>,
     /// Only this kind (handler name).
     #[arg(long)]
     kind: Option<String>,
+    /// Only the jobs of this run.
+    #[arg(long = "run")]
+    run_id: Option<Uuid>,
+    /// Only jobs with this correlation id.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Only jobs enqueued since then: a time ago (`15m`, `24h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only jobs enqueued before then: a time ago or an RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl Selection {
+    /// The filter as query parameters.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        let fields = [
+            ("queue", self.queue.clone()),
+            ("kind", self.kind.clone()),
+            ("run_id", self.run_id.map(|r| r.to_string())),
+            ("correlation_id", self.correlation_id.clone()),
+            ("since", self.since.clone()),
+            ("until", self.until.clone()),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                query.push((name, v));
+            }
+        }
+        query
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BulkCancelArgs {
+    #[command(flatten)]
+    select: Selection,
+    /// Only jobs in this state (default: queued, blocked and leased).
+    #[arg(long, value_enum)]
+    state: Option<WaitingArg>,
+    /// At most this many jobs (1 to 10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    limit: u32,
+    /// Count and list the jobs; change and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Why (recorded on each job and in the audit trail).
+    #[arg(long, required = true)]
+    reason: String,
+    /// The change ticket (recorded in the audit trail).
+    #[arg(long, required = true)]
+    ticket: String,
+}
+
+/// The states a bulk cancel takes jobs from.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WaitingArg {
+    Queued,
+    Blocked,
+    Leased,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    select: Selection,
     /// Which ended jobs.
     #[arg(long, value_enum, default_value_t = EndedArg::Dead)]
     state: EndedArg,
@@ -85,15 +159,11 @@ enum EndedArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// Only this queue.
-    #[arg(long)]
-    queue: Option<String>,
+    #[command(flatten)]
+    select: Selection,
     /// Only jobs in this state.
     #[arg(long, value_enum)]
     state: Option<StateArg>,
-    /// Only this kind (handler name).
-    #[arg(long)]
-    kind: Option<String>,
     /// Jobs per page (1 to 500).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
     limit: u32,
@@ -176,13 +246,82 @@ pub(crate) async fn run(ctx: &Ctx, command: JobsCommand) -> CliResult {
             ))
         }
         JobsCommand::Replay(args) => replay(ctx, args).await,
+        JobsCommand::BulkCancel(args) => bulk_cancel(ctx, args).await,
     }
 }
 
+async fn bulk_cancel(ctx: &Ctx, args: BulkCancelArgs) -> CliResult {
+    let Selection {
+        queue,
+        kind,
+        run_id,
+        correlation_id,
+        since,
+        until,
+    } = args.select;
+    let body = CancellationRequest {
+        queue,
+        kind,
+        state: args.state.map(|s| {
+            match s {
+                WaitingArg::Queued => "queued",
+                WaitingArg::Blocked => "blocked",
+                WaitingArg::Leased => "leased",
+            }
+            .to_owned()
+        }),
+        run_id,
+        correlation_id,
+        since,
+        until,
+        limit: Some(args.limit),
+        dry_run: args.dry_run,
+        reason: Some(args.reason),
+        ticket: Some(args.ticket),
+    };
+    let result: CancellationResult = ctx
+        .api
+        .call(
+            ctx.api
+                .request(Method::POST, "/v1/cancellations")
+                .json(&body),
+        )
+        .await?
+        .body;
+    if ctx.json {
+        return output::print_json(&result);
+    }
+    if result.dry_run {
+        return output::print(&format!(
+            "dry run: {} job(s) would be cancelled; nothing changed",
+            result.matched
+        ));
+    }
+    let audit = result
+        .audit_event_id
+        .map_or_else(String::new, |id| format!(" (audit event {id})"));
+    output::print(&format!(
+        "{} of {} matched job(s) cancelled or asked to stop{audit}",
+        result.cancelled, result.matched
+    ))
+}
+
 async fn replay(ctx: &Ctx, args: ReplayArgs) -> CliResult {
+    let Selection {
+        queue,
+        kind,
+        run_id,
+        correlation_id,
+        since,
+        until,
+    } = args.select;
     let body = ReplayRequest {
-        queue: args.queue,
-        kind: args.kind,
+        queue,
+        kind,
+        run_id,
+        correlation_id,
+        since,
+        until,
         state: Some(
             match args.state {
                 EndedArg::Dead => "dead",
@@ -219,15 +358,10 @@ async fn replay(ctx: &Ctx, args: ReplayArgs) -> CliResult {
 }
 
 async fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
-    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    if let Some(q) = &args.queue {
-        query.push(("queue", q.clone()));
-    }
+    let mut query = args.select.query();
+    query.push(("limit", args.limit.to_string()));
     if let Some(s) = args.state {
         query.push(("state", JobState::from(s).as_str().to_owned()));
-    }
-    if let Some(k) = &args.kind {
-        query.push(("kind", k.clone()));
     }
     let mut cursor = args.cursor.clone();
     let mut jobs = Vec::new();

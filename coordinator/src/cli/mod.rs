@@ -82,8 +82,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 /// Client subcommands: each talks to a running coordinator.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Inspect and manage jobs: list, get, cancel, retry.
-    Jobs(JobsArgs),
+    /// Inspect and manage jobs: list, get, cancel, retry, replay and cancel by filter. (Boxed:
+    /// its filters outweigh most commands'.)
+    Jobs(Box<JobsArgs>),
     /// Queue depths per state; pause and resume claiming.
     Queues(QueuesArgs),
     /// The tenant's quota (most jobs waiting, most leased) and its usage; set or remove it.

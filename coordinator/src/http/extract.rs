@@ -361,6 +361,18 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The time `name` names: an RFC 3339 time, or a span back from `now` (`90s`, `15m`, `1h`,
+    /// `7d`), so that a shared URL such as `?since=1h` stays relative. 422 naming it otherwise.
+    pub fn time(
+        &self,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.get(name)
+            .map(|raw| time_value(name, raw, now))
+            .transpose()
+    }
+
     /// Parses `name` with `FromStr`, 422 naming it when malformed.
     pub fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         self.get(name)
@@ -374,6 +386,43 @@ impl QueryParams {
             })
             .transpose()
     }
+}
+
+/// `raw` as [`QueryParams::time`] reads it; `field` names it in the error. Bodies with a time
+/// filter (`POST /v1/replays`, `POST /v1/cancellations`) read theirs the same way.
+pub(crate) fn time_value(
+    field: &str,
+    raw: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    let refused = || {
+        ApiError::validation(
+            field,
+            format!(
+                "{field} {raw:?} is neither an RFC 3339 time (2026-12-05T10:00:00Z) nor a span \
+                 back from now (90s, 15m, 1h, 7d; at most 3650d)"
+            ),
+        )
+    };
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(refused)?;
+    let (digits, unit) = raw.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| refused())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(refused()),
+    };
+    if digits.is_empty() || n.saturating_mul(secs) > 3650 * 86_400 {
+        return Err(refused());
+    }
+    Ok(now - chrono::Duration::seconds(n * secs))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {

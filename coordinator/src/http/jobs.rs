@@ -192,10 +192,15 @@ pub(crate) async fn get(
         .ok_or_else(|| job_not_found(id))
 }
 
-/// Jobs, newest first.
+/// The tenant's jobs, newest first, filtered by queue, state, kind, run, correlation id and
+/// enqueue time; cursor pages.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     params(("queue" = Option<String>, Query), ("state" = Option<JobState>, Query),
            ("kind" = Option<String>, Query),
+           ("run_id" = Option<uuid::Uuid>, Query, description = "only the jobs of this run"),
+           ("correlation_id" = Option<String>, Query, description = "only jobs with this correlation id"),
+           ("since" = Option<String>, Query, description = "enqueued at or after: an RFC 3339 time or a span back from now (`15m`, `24h`, `7d`)"),
+           ("until" = Option<String>, Query, description = "enqueued before: an RFC 3339 time or a span back from now"),
            ("limit" = Option<u32>, Query, description = "1..=500, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = JobList), (status = 400, body = ErrorEnvelope),
@@ -205,7 +210,17 @@ pub(crate) async fn list(
     tenant: Tenant,
     query: QueryParams,
 ) -> ApiResult<ApiJson<JobList>> {
-    query.only(&["queue", "state", "kind", "limit", "cursor"])?;
+    query.only(&[
+        "queue",
+        "state",
+        "kind",
+        "run_id",
+        "correlation_id",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+    ])?;
     let limit = query.parse::<u32>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
     if limit == 0 {
         return Err(ApiError::validation("limit", "limit must be at least 1"));
@@ -227,11 +242,20 @@ pub(crate) async fn list(
     if let Some(k) = query.get("kind") {
         validate::kind(k)?;
     }
+    let correlation_id = query.get("correlation_id");
+    if let Some(c) = correlation_id {
+        validate::label("correlation_id", c)?;
+    }
+    let now = state.clock.now();
     let filter = JobFilter {
         tenant: tenant.0,
         queue: query.get("queue").map(str::to_owned),
         state: state_filter,
         kind: query.get("kind").map(str::to_owned),
+        run_id: query.parse::<uuid::Uuid>("run_id")?,
+        correlation_id: correlation_id.map(str::to_owned),
+        since: query.time("since", now)?,
+        until: query.time("until", now)?,
         before: query.get("cursor").map(cursor::decode).transpose()?,
         limit: limit.min(MAX_LIST_LIMIT) + 1,
     };

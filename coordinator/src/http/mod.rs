@@ -3,6 +3,7 @@
 pub mod access;
 pub mod artifacts;
 mod audit;
+mod bulk;
 mod compat;
 mod console;
 mod cross_site;
@@ -200,6 +201,7 @@ pub fn app(state: AppState) -> Router {
     };
     Router::new()
         .merge(audit::router())
+        .merge(bulk::router())
         .merge(jobs::router())
         .merge(keys::router())
         .merge(leases::router())

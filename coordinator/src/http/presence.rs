@@ -3,12 +3,12 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use leasehold_proto::{ErrorEnvelope, WorkerInfo, WorkerList};
 
 use super::AppState;
 use super::extract::{ApiJson, QueryParams, Tenant};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::presence::CONNECTED_WITHIN;
 
 /// `/v1/workers`.
@@ -23,7 +23,7 @@ const DEFAULT_WINDOW: Duration = Duration::hours(1);
 /// their transport, queues, version, when last seen and last heartbeating, whether connected,
 /// and how many of the tenant's jobs each holds.
 #[utoipa::path(get, path = "/v1/workers", tag = "leases",
-    params(("since" = Option<String>, Query, description = "seen at or after this RFC 3339 time (default: an hour ago)")),
+    params(("since" = Option<String>, Query, description = "seen at or after this: an RFC 3339 time or a span back from now (`10m`, `24h`); default an hour ago")),
     responses((status = 200, body = WorkerList), (status = 422, body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -32,17 +32,7 @@ pub(crate) async fn list(
 ) -> ApiResult<ApiJson<WorkerList>> {
     query.only(&["since"])?;
     let now = state.clock.now();
-    let since = match query.get("since") {
-        None => now - DEFAULT_WINDOW,
-        Some(raw) => chrono::DateTime::parse_from_rfc3339(raw)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::validation(
-                    "since",
-                    "since must be an RFC 3339 time, e.g. 2026-12-05T10:00:00Z",
-                )
-            })?,
-    };
+    let since = query.time("since", now)?.unwrap_or(now - DEFAULT_WINDOW);
     let recent = now - Duration::from_std(CONNECTED_WITHIN).unwrap_or_default();
     let workers = state
         .store

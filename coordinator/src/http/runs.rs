@@ -59,8 +59,8 @@ pub(crate) async fn create(
            ("name" = Option<String>, Query, description = "only runs of this name"),
            ("project" = Option<String>, Query, description = "only runs of this project"),
            ("correlation_id" = Option<String>, Query, description = "only runs with this correlation id"),
-           ("since" = Option<String>, Query, description = "submitted at or after this RFC 3339 time"),
-           ("until" = Option<String>, Query, description = "submitted before this RFC 3339 time"),
+           ("since" = Option<String>, Query, description = "submitted at or after: an RFC 3339 time or a span back from now (`24h`)"),
+           ("until" = Option<String>, Query, description = "submitted before: an RFC 3339 time or a span back from now"),
            ("limit" = Option<u32>, Query, description = "page size, 1 to 500 (default 50)"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = RunList), (status = 400, body = ErrorEnvelope),
@@ -104,29 +104,15 @@ pub(crate) async fn list(
             .map(|v| validate::label(field, v).map(|()| v.to_owned()))
             .transpose()
     };
-    let time = |field: &str| -> ApiResult<Option<chrono::DateTime<Utc>>> {
-        query
-            .get(field)
-            .map(|raw| {
-                chrono::DateTime::parse_from_rfc3339(raw)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ApiError::validation(
-                            field,
-                            format!("{field} must be an RFC 3339 time, e.g. 2026-12-05T10:00:00Z"),
-                        )
-                    })
-            })
-            .transpose()
-    };
+    let now = state.clock.now();
     let filter = RunFilter {
         tenant: tenant.0,
         status,
         name: text("name")?,
         project: text("project")?,
         correlation_id: text("correlation_id")?,
-        since: time("since")?,
-        until: time("until")?,
+        since: query.time("since", now)?,
+        until: query.time("until", now)?,
         before: query.get("cursor").map(cursor::decode).transpose()?,
         limit: limit + 1,
     };

@@ -32,6 +32,7 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
         ["v1", "keys", ..] => &[Admin],
         ["v1", "audit"] if read => &[Admin],
         ["v1", "replays"] if post => &[OrchBackfill],
+        ["v1", "cancellations"] if post => &[JobsWrite],
         ["v1", "limits"] | ["v1", "limits", _] | ["v1", "incidents"] if read => &[JobsRead],
         ["v1", "limits", _] if *method == Method::PUT || *method == Method::DELETE => &[OrchQuota],
         ["v1", "quota"] if read => &[JobsRead],

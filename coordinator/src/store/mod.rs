@@ -220,6 +220,14 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only the jobs of this run.
+    pub run_id: Option<Uuid>,
+    /// Only jobs with this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only jobs enqueued at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only jobs enqueued before this.
+    pub until: Option<DateTime<Utc>>,
     /// Only ids strictly older than this one (the decoded cursor).
     pub before: Option<Uuid>,
     /// Page size.

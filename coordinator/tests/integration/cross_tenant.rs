@@ -229,6 +229,9 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         ("PUT", "/v1/artifacts/{digest}") => Some(json!("not the bytes")),
         ("POST", "/v1/keys") => Some(json!({"tenant": "alpha", "scopes": ["admin"]})),
         ("POST", "/v1/replays") => Some(json!({"queue": "alpha-q", "reason": "r", "ticket": "t"})),
+        ("POST", "/v1/cancellations") => {
+            Some(json!({"queue": "alpha-q", "run_id": a.run, "reason": "r", "ticket": "t"}))
+        }
         ("PUT", "/v1/queues/{name}/settings") => Some(json!({"default_timeout_ms": null})),
         ("PUT", "/v1/limits/{key}") => {
             Some(json!({"rate": 1.0, "reason": "beta was here", "ticket": "B-1"}))

@@ -27,6 +27,7 @@ mod handoff;
 mod http_api;
 mod idempotency;
 mod isolation;
+mod job_search;
 mod keys;
 mod outcome_checks;
 mod provenance;

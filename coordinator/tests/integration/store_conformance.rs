@@ -377,6 +377,7 @@ async fn lease_deadline_is_set_exactly_while_leased(store: Arc<dyn Store>) {
                 kind: None,
                 before: None,
                 limit: 100,
+                ..Default::default()
             };
             let jobs = store.list_jobs(&filter).await.unwrap();
             assert_eq!(jobs.len(), 6, "{step}");

@@ -218,22 +218,38 @@ impl Store for PostgresStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant = $1 \
-             AND ($2::text IS NULL OR queue = $2) \
-             AND ($3::text IS NULL OR state = $3) \
-             AND ($4::text IS NULL OR kind = $4) \
-             AND ($5::uuid IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6",
-        )
-        .bind(&filter.tenant)
-        .bind(&filter.queue)
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(&filter.kind)
-        .bind(filter.before)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // Only the filters given are in the statement, so a run's jobs are found through
+        // `jobs_run` and the rest walk the primary key newest first (ids are UUIDv7).
+        let mut qb =
+            sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT * FROM jobs WHERE tenant = ");
+        qb.push_bind(&filter.tenant);
+        if let Some(queue) = &filter.queue {
+            qb.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(state) = filter.state {
+            qb.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(kind) = &filter.kind {
+            qb.push(" AND kind = ").push_bind(kind);
+        }
+        if let Some(run) = filter.run_id {
+            qb.push(" AND run_id = ").push_bind(run);
+        }
+        if let Some(correlation) = &filter.correlation_id {
+            qb.push(" AND correlation_id = ").push_bind(correlation);
+        }
+        if let Some(since) = filter.since {
+            qb.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            qb.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = filter.before {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode_job).collect()
     }
 

@@ -188,6 +188,18 @@ impl Store for SqliteStore {
         if let Some(kind) = &filter.kind {
             qb.push(" AND kind = ").push_bind(kind);
         }
+        if let Some(run) = filter.run_id {
+            qb.push(" AND run_id = ").push_bind(run);
+        }
+        if let Some(correlation) = &filter.correlation_id {
+            qb.push(" AND correlation_id = ").push_bind(correlation);
+        }
+        if let Some(since) = filter.since {
+            qb.push(" AND created_at >= ").push_bind(micros(since));
+        }
+        if let Some(until) = filter.until {
+            qb.push(" AND created_at < ").push_bind(micros(until));
+        }
         if let Some(before) = filter.before {
             qb.push(" AND id < ").push_bind(before);
         }

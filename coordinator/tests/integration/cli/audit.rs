@@ -96,3 +96,78 @@ async fn replay_by_filter_then_read_the_audit_trail() {
     let bad = server.cli(&["audit", "--since", "yesterday"]).await;
     assert_eq!(bad.code, 2, "{bad:#?}");
 }
+
+#[tokio::test]
+async fn jobs_found_by_correlation_id_are_cancelled_in_bulk() {
+    let server = Server::start().await;
+    let mut ids = Vec::new();
+    for corr in ["order-1", "order-1", "order-2"] {
+        let job: serde_json::Value = server
+            .http
+            .post(server.path("/v1/jobs"))
+            .json(&json!({"queue": "mail", "kind": "send", "correlation_id": corr}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let listed = server
+        .cli(&[
+            "jobs",
+            "list",
+            "--correlation-id",
+            "order-1",
+            "--since",
+            "1h",
+            "--json",
+        ])
+        .await;
+    listed.ok();
+    assert_eq!(listed.json()["jobs"].as_array().unwrap().len(), 2);
+
+    let base = [
+        "jobs",
+        "bulk-cancel",
+        "--correlation-id",
+        "order-1",
+        "--reason",
+        "customer withdrew",
+        "--ticket",
+        "SUP-3",
+    ];
+    let mut dry = base.to_vec();
+    dry.push("--dry-run");
+    let run = server.cli(&dry).await;
+    run.ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "dry run: 2 job(s) would be cancelled; nothing changed"
+    );
+    let run = server.cli(&base).await;
+    run.ok();
+    assert!(
+        run.stdout
+            .starts_with("2 of 2 matched job(s) cancelled or asked to stop (audit event "),
+        "{}",
+        run.stdout
+    );
+    for (id, state) in ids.iter().zip(["cancelled", "cancelled", "queued"]) {
+        assert_eq!(server.get(&format!("/v1/jobs/{id}")).await["state"], state);
+    }
+    let bad = server
+        .cli(&[
+            "jobs",
+            "bulk-cancel",
+            "--state",
+            "dead",
+            "--reason",
+            "r",
+            "--ticket",
+            "t",
+        ])
+        .await;
+    assert_eq!(bad.code, 2, "{bad:#?}");
+}

@@ -22,6 +22,7 @@ pub mod redact;
 mod retention;
 pub mod retry;
 mod run;
+mod stats;
 mod worker;
 
 pub use audit::AuditList;
@@ -52,6 +53,10 @@ pub use retention::{
 pub use run::{
     LedgerManifest, NewRun, Run, RunJob, RunJobSpec, RunList, RunPlan, RunStatus, RunSummary,
     SchedulerRun, SchedulerRunInput,
+};
+pub use stats::{
+    FailureClass, FailureClasses, JobStats, PICKUP_BOUNDS_MS, QueueSlo, SloMeasure, SloObjective,
+    SloReport, StatsPoint,
 };
 pub use worker::{
     ClientMessage, OutcomeKind, OutcomeReport, OutcomeResult, OutcomeStatus, OutcomesRequest,

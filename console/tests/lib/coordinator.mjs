@@ -18,13 +18,15 @@ export function freePort() {
   });
 }
 
-export async function startCoordinator({ bin, apiKey, env = {} }) {
+export async function startCoordinator({ bin, apiKey, env = {}, assetsDir = null }) {
   if (!existsSync(bin)) throw new Error(`no coordinator binary at ${bin} (set LEASEHOLD_BIN)`);
   const dir = mkdtempSync(join(tmpdir(), 'leasehold-console-'));
   const port = await freePort();
   const childEnv = { ...process.env, ORCHESTRATOR_API_KEY: apiKey, LEASEHOLD_LOG: 'warn', ...env };
-  // The suite proves the binary serves its embedded files: never the dev folder.
+  // The suite proves the binary serves its embedded files: never the dev folder, unless the
+  // caller asks for it explicitly (`assetsDir`, for work on the console before a rebuild).
   delete childEnv.LEASEHOLD_CONSOLE_DIR;
+  if (assetsDir) childEnv.LEASEHOLD_CONSOLE_DIR = assetsDir;
   const child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')], {
     env: childEnv, stdio: ['ignore', 'pipe', 'pipe'],
   });

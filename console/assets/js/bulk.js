@@ -13,8 +13,14 @@ const WHY = [
 ];
 
 export async function bulkReplay(filter, done) {
-  const body = { queue: filter.queue || null, kind: filter.kind || null, state: filter.state || 'dead' };
+  const state = filter.state === 'cancelled' ? 'cancelled' : 'dead';
+  const body = { queue: filter.queue || null, kind: filter.kind || null, state };
+  // POST /v1/replays filters by queue, kind and state only: say so rather than let the operator
+  // believe a run id or a time range narrows it.
+  const ignored = ['run_id', 'correlation_id', 'since', 'until'].filter((k) => filter[k]);
+  if (filter.state && filter.state !== state) ignored.push(`state=${filter.state} (only dead or cancelled jobs are replayed)`);
   return bulk({
+    note: ignored.length ? h('p', { class: 'notice' }, 'Not applied to the replay: ', ignored.join(', '), '.') : null,
     what: `${body.state} jobs`,
     path: '/v1/replays',
     body,
@@ -42,11 +48,11 @@ export async function bulkCancel(filter, done) {
   });
 }
 
-async function bulk({ what, path, body, verb, counted, describe, danger, done }) {
+async function bulk({ what, path, body, verb, counted, describe, danger, done, note = null }) {
   let why = null;
   const dry = await confirmDialog({
     title: `${verb} ${what} matching this filter`,
-    body: [h('p', {}, 'Filter: ', describe), h('p', { class: 'muted small' }, 'First a dry run counts the jobs; nothing changes until you confirm.')],
+    body: [h('p', {}, 'Filter: ', describe), note, h('p', { class: 'muted small' }, 'First a dry run counts the jobs; nothing changes until you confirm.')],
     fields: WHY,
     confirm: 'Count matching jobs',
     action: async (values) => {

@@ -19,6 +19,7 @@ export default async function jobs(ctx) {
   fill(ctx.main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'),
       h('div', { class: 'actions' },
+        h('button', { type: 'button', onclick: () => reload() }, 'Refresh'),
         h('button', { type: 'button', onclick: () => bulkReplay(filter, () => reload()) }, 'Replay dead jobs…'),
         h('button', { type: 'button', onclick: () => bulkCancel(filter, () => reload()) }, 'Cancel matching jobs…'))),
     h('section', { class: 'panel', 'aria-label': 'Filter' }, filterForm(filter, queueList), queueList),

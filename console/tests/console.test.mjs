@@ -262,6 +262,28 @@ test('replay a dead job, then the rest of the queue\'s dead jobs by filter (dry 
   assertClean('replay');
 });
 
+test('bulk cancel by filter, dry run first (when the coordinator has POST /v1/cancellations)', async (t) => {
+  const probe = await api.call('POST', '/v1/cancellations', { queue: 'none-such', dry_run: true, reason: 'probe', ticket: 'T-0' }, { ok: false });
+  if (probe.status === 404) {
+    t.skip('this coordinator has no POST /v1/cancellations');
+    return;
+  }
+  const a = await api.enqueue({ queue: 'bulk-cancel', kind: 'obsolete', payload: { n: 1 } });
+  const b = await api.enqueue({ queue: 'bulk-cancel', kind: 'obsolete', payload: { n: 2 } });
+  await go('/console/jobs?queue=bulk-cancel', 'main table tbody tr');
+  await page.click('main button:has-text("Cancel matching jobs")');
+  let dialog = page.locator('dialog.confirm');
+  await dialog.locator('textarea[name="reason"]').fill('superseded by a new export');
+  await dialog.locator('input[name="ticket"]').fill('OPS-3');
+  await dialog.locator('button[type="submit"]').click();
+  dialog = page.locator('dialog.confirm', { hasText: 'Cancel 2 jobs?' });
+  await dialog.waitFor();
+  await dialog.locator('button[type="submit"]').click();
+  await page.locator('.toast', { hasText: 'Cancelled 2 of 2 jobs' }).waitFor();
+  for (const j of [a, b]) assert.equal((await api.get(`/v1/jobs/${j.id}`)).state, 'cancelled');
+  assertClean('bulk cancel');
+});
+
 test('pause a queue: confirmation, then the new state', async () => {
   await go('/console/queues', 'button[aria-label="Pause queue billing"]');
   await page.click('button[aria-label="Pause queue billing"]');

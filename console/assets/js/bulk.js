@@ -14,14 +14,18 @@ const WHY = [
 
 export async function bulkReplay(filter, done) {
   const state = filter.state === 'cancelled' ? 'cancelled' : 'dead';
-  const body = { queue: filter.queue || null, kind: filter.kind || null, state };
-  // POST /v1/replays filters by queue, kind and state only: say so rather than let the operator
-  // believe a run id or a time range narrows it.
-  const ignored = ['run_id', 'correlation_id', 'since', 'until'].filter((k) => filter[k]);
-  if (filter.state && filter.state !== state) ignored.push(`state=${filter.state} (only dead or cancelled jobs are replayed)`);
+  // Only the filters that are set: an older coordinator refuses a field it does not know (422
+  // naming it), which is clearer than a filter silently left out.
+  const body = { state };
+  for (const k of ['queue', 'kind', 'run_id', 'correlation_id', 'since', 'until']) {
+    if (filter[k]) body[k] = filter[k];
+  }
+  const note = filter.state && filter.state !== state
+    ? h('p', { class: 'notice' }, `Only dead or cancelled jobs are replayed: the state filter ${filter.state} is replaced by dead.`)
+    : null;
   return bulk({
-    note: ignored.length ? h('p', { class: 'notice' }, 'Not applied to the replay: ', ignored.join(', '), '.') : null,
-    what: `${body.state} jobs`,
+    note,
+    what: `${state} jobs`,
     path: '/v1/replays',
     body,
     verb: 'Replay',

@@ -1,4 +1,5 @@
-//! [`Client`]: enqueue, inspect, cancel, retry and wait for jobs.
+//! [`Client`]: enqueue, inspect, cancel, retry and wait for jobs; list runs and workers; cancel
+//! and replay the jobs a filter selects.
 //!
 //! Every call retries transport faults and 429/502/503/504 with jittered backoff. Enqueues are
 //! safe to retry: each logical call carries one idempotency key (the caller's, the deterministic
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
-    BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState,
-    NewJob, QueueInfo, QueueList,
+    BackoffHint, CancellationRequest, CancellationResult, EnqueueBatchRequest,
+    EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState, NewJob, QueueInfo, QueueList,
+    ReplayRequest, ReplayResult, RunList, RunStatus, WorkerInfo, WorkerList,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -171,7 +173,8 @@ pub struct Enqueued {
     pub replayed: bool,
 }
 
-/// Filters for [`Client::list`].
+/// Filters for [`Client::list`]. `since` and `until` take an RFC 3339 time
+/// (`2026-12-05T10:00:00Z`) or a span back from now (`90s`, `15m`, `24h`, `7d`).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ListJobs {
@@ -181,6 +184,37 @@ pub struct ListJobs {
     pub state: Option<JobState>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only the jobs of this run.
+    pub run_id: Option<Uuid>,
+    /// Only jobs with this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only jobs enqueued at or after this.
+    pub since: Option<String>,
+    /// Only jobs enqueued before this.
+    pub until: Option<String>,
+    /// Page size (coordinator default 50, cap 500).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Filters for [`Client::list_runs`]. `since` and `until` take an RFC 3339 time or a span back
+/// from now (`24h`).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ListRuns {
+    /// Only runs with this aggregate status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this name.
+    pub name: Option<String>,
+    /// Only runs of this project.
+    pub project: Option<String>,
+    /// Only runs with this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only runs submitted at or after this.
+    pub since: Option<String>,
+    /// Only runs submitted before this.
+    pub until: Option<String>,
     /// Page size (coordinator default 50, cap 500).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -345,27 +379,20 @@ impl Client {
 
     /// A page of jobs, newest first.
     pub async fn list(&self, query: &ListJobs) -> Result<JobList> {
-        let mut params = Vec::new();
-        if let Some(q) = &query.queue {
-            params.push(format!("queue={}", encode(q)));
-        }
-        if let Some(s) = query.state {
-            params.push(format!("state={}", s.as_str()));
-        }
-        if let Some(k) = &query.kind {
-            params.push(format!("kind={}", encode(k)));
-        }
-        if let Some(l) = query.limit {
-            params.push(format!("limit={l}"));
-        }
-        if let Some(c) = &query.cursor {
-            params.push(format!("cursor={}", encode(c)));
-        }
-        let path = if params.is_empty() {
-            "/v1/jobs".to_owned()
-        } else {
-            format!("/v1/jobs?{}", params.join("&"))
-        };
+        let path = with_query(
+            "/v1/jobs",
+            &[
+                ("queue", query.queue.clone()),
+                ("state", query.state.map(|s| s.as_str().to_owned())),
+                ("kind", query.kind.clone()),
+                ("run_id", query.run_id.map(|id| id.to_string())),
+                ("correlation_id", query.correlation_id.clone()),
+                ("since", query.since.clone()),
+                ("until", query.until.clone()),
+                ("limit", query.limit.map(|l| l.to_string())),
+                ("cursor", query.cursor.clone()),
+            ],
+        );
         self.get_json(&path).await
     }
 
@@ -449,6 +476,59 @@ impl Client {
         self.post_json(&format!("/v1/runs/{id}/cancel"), None).await
     }
 
+    /// A page of the tenant's runs, newest first: each with its status and its jobs counted by
+    /// state ([`Client::get_run`] has the jobs themselves).
+    pub async fn list_runs(&self, query: &ListRuns) -> Result<RunList> {
+        let path = with_query(
+            "/v1/runs",
+            &[
+                ("status", query.status.map(|s| s.as_str().to_owned())),
+                ("name", query.name.clone()),
+                ("project", query.project.clone()),
+                ("correlation_id", query.correlation_id.clone()),
+                ("since", query.since.clone()),
+                ("until", query.until.clone()),
+                ("limit", query.limit.map(|l| l.to_string())),
+                ("cursor", query.cursor.clone()),
+            ],
+        );
+        self.get_json(&path).await
+    }
+
+    /// The tenant's workers seen since `since` (an RFC 3339 time or a span back from now such
+    /// as `10m`; `None`: the last hour) or holding leases now, by worker id: transport, queues,
+    /// version, when last seen, whether connected, leases held.
+    pub async fn workers(&self, since: Option<&str>) -> Result<Vec<WorkerInfo>> {
+        let path = with_query("/v1/workers", &[("since", since.map(str::to_owned))]);
+        Ok(self.get_json::<WorkerList>(&path).await?.workers)
+    }
+
+    /// Cancels the jobs a filter selects (the filter of [`Client::list`]; by default every
+    /// waiting and running job, newest first up to `limit`): waiting jobs end `cancelled`,
+    /// running ones are asked to stop at their next heartbeat. `reason` and `ticket` are
+    /// required ([`Error::InvalidArgument`] naming the one missing, before anything is sent)
+    /// and recorded in an audit event; with `dry_run` the jobs are only counted and named.
+    pub async fn cancel_jobs(&self, request: &CancellationRequest) -> Result<CancellationResult> {
+        crate::validate::justification(request.reason.as_deref(), request.ticket.as_deref())?;
+        filter_names(request.queue.as_deref(), request.kind.as_deref())?;
+        let body =
+            serde_json::to_value(request).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.post_json("/v1/cancellations", Some(&body)).await
+    }
+
+    /// Sends the `dead` (or, with `state: "cancelled"`, the cancelled) jobs a filter selects
+    /// back to `queued`, each with a fresh attempt budget, newest first up to `limit`. `reason`
+    /// and `ticket` are required ([`Error::InvalidArgument`] naming the one missing, before
+    /// anything is sent) and recorded in an audit event; with `dry_run` the jobs are only
+    /// counted and named.
+    pub async fn replay_jobs(&self, request: &ReplayRequest) -> Result<ReplayResult> {
+        crate::validate::justification(request.reason.as_deref(), request.ticket.as_deref())?;
+        filter_names(request.queue.as_deref(), request.kind.as_deref())?;
+        let body =
+            serde_json::to_value(request).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.post_json("/v1/replays", Some(&body)).await
+    }
+
     /// Downloads an artifact into `writer`, verifying its digest while streaming. Returns the
     /// size. On a digest mismatch the bytes written so far must be discarded by the caller.
     pub async fn download_artifact<W: AsyncWrite + Unpin>(
@@ -480,6 +560,30 @@ impl Client {
             )));
         }
         Ok(size)
+    }
+}
+
+/// The queue and kind of a bulk action's filter, checked as the coordinator checks them.
+fn filter_names(queue: Option<&str>, kind: Option<&str>) -> Result<()> {
+    if let Some(q) = queue {
+        crate::validate::queue_name(q)?;
+    }
+    if let Some(k) = kind {
+        crate::validate::kind(k)?;
+    }
+    Ok(())
+}
+
+/// `path` with the parameters that have a value, percent-encoded, in the order given.
+fn with_query(path: &str, params: &[(&str, Option<String>)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode(v))))
+        .collect();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
     }
 }
 
@@ -524,5 +628,17 @@ mod tests {
     #[test]
     fn query_encoding() {
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(with_query("/v1/jobs", &[("queue", None)]), "/v1/jobs");
+        assert_eq!(
+            with_query(
+                "/v1/jobs",
+                &[
+                    ("queue", Some("q".into())),
+                    ("kind", None),
+                    ("since", Some("2026-12-05T10:00:00+01:00".into())),
+                ]
+            ),
+            "/v1/jobs?queue=q&since=2026-12-05T10%3A00%3A00%2B01%3A00"
+        );
     }
 }

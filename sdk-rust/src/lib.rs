@@ -9,7 +9,8 @@
 //!   deadline on the monotonic clock.
 //! - [`JobContext`] / [`LeasedJob`]: one job — payload, attempt, idempotency key, checkpoints,
 //!   progress, cancellation, artifacts — and its single ending.
-//! - [`Client`]: enqueue (safely retried), inspect, cancel, retry, wait.
+//! - [`Client`]: enqueue (safely retried), inspect, cancel, retry, wait; for operators, list
+//!   jobs and runs by filter, list workers, and cancel or replay the jobs a filter selects.
 //! - [`RetryPolicy`], [`idempotency`], [`artifact`]: the canonical, cross-language algorithms,
 //!   pinned by the vectors in `proto/vectors/`.
 //!
@@ -69,7 +70,7 @@ mod worker;
 pub use leasehold_proto as proto;
 
 pub use adaptive::AdaptiveConcurrency;
-pub use client::{Client, ClientBuilder, Enqueued, JobSpec, ListJobs};
+pub use client::{Client, ClientBuilder, Enqueued, JobSpec, ListJobs, ListRuns};
 pub use ending::Ending;
 pub use error::{Error, HandlerError, Result};
 pub use job::{CancelReason, JobContext, LeasedJob, NotSentReason, OutcomeAck, OutcomeReceipt};

@@ -37,3 +37,23 @@ pub(crate) fn label(field: &str, value: &str) -> Result<()> {
         names::LABEL_RULE
     )))
 }
+
+/// The `reason` and `ticket` an audited operator action requires (the coordinator's rule: each
+/// present and not blank, `reason` at most 1000 characters, `ticket` at most 200, neither with
+/// control characters).
+pub(crate) fn justification(reason: Option<&str>, ticket: Option<&str>) -> Result<()> {
+    for (field, value, max) in [("reason", reason, 1000), ("ticket", ticket, 200)] {
+        let value = value.map(str::trim).unwrap_or_default();
+        if value.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{field} is required for this action (it is recorded in the audit trail)"
+            )));
+        }
+        if value.chars().count() > max || value.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "{field} must be at most {max} characters, without control characters"
+            )));
+        }
+    }
+    Ok(())
+}

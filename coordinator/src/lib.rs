@@ -29,6 +29,7 @@ pub mod ready;
 pub mod redaction;
 pub mod retention;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod validate;
 

@@ -37,6 +37,10 @@ pub const LIMIT_EFFECTIVE_RATE: &str = "leasehold_limit_effective_rate";
 pub const LEASE_EXPIRIES: &str = "leasehold_lease_expiries_total";
 /// Attempts ended by a claim because their run-time deadline passed (class `timeout`).
 pub const TIMEOUTS: &str = "leasehold_timeouts_total";
+/// Failed attempts by `queue` and `class` (`error.class`; `lease_expired`; `timeout`), as
+/// rolled up from the ledger by this coordinator (`crate::stats`): summed over replicas, each
+/// failure counts once. At most 200 pairs; the rest under `class="other"`.
+pub const JOB_FAILURES: &str = "leasehold_job_failures_total";
 /// Jobs enqueued (new, not replayed).
 pub const JOBS_ENQUEUED: &str = "leasehold_jobs_enqueued_total";
 /// Enqueue requests (one job, a batch or a run) refused with nothing stored, by `reason`:

@@ -98,6 +98,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if let Some(pg) = &pg {
         crate::notify::spawn_pg_listener(pg, state.ready.clone(), state.shutdown.clone());
     }
+    crate::stats::spawn(store.clone(), state.clock.clone(), state.shutdown.clone());
     if let crate::retention::Window::After(every) = args.retention.retention_interval {
         crate::retention::spawn(state.sweeper(), every);
     }

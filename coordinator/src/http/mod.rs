@@ -23,6 +23,7 @@ mod retention;
 mod runs;
 mod scopes;
 mod service;
+mod stats;
 mod workers;
 
 use std::sync::Arc;
@@ -214,6 +215,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compat::router())
         .merge(console::router())
         .merge(service::router())
+        .merge(stats::router())
         .merge(openapi::router())
         // Long-polls last at most 60 s; nothing else comes near this bound.
         .layer(TimeoutLayer::with_status_code(

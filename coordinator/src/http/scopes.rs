@@ -36,6 +36,8 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
         ["v1", "limits"] | ["v1", "limits", _] | ["v1", "incidents"] if read => &[JobsRead],
         ["v1", "limits", _] if *method == Method::PUT || *method == Method::DELETE => &[OrchQuota],
         ["v1", "quota"] if read => &[JobsRead],
+        ["v1", "stats" | "failures" | "slo"] | ["v1", "slo", _] if read => &[JobsRead],
+        ["v1", "slo", _] if *method == Method::PUT || *method == Method::DELETE => &[Admin],
         ["v1", "quota"] if *method == Method::PUT || *method == Method::DELETE => &[OrchQuota],
         // The surfaces of the replaced systems.
         ["runs", _, "events"] | ["runs", "stream"] if read => &[Events, Runs],

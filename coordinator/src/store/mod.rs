@@ -23,6 +23,7 @@ mod run_listing;
 mod runs;
 mod scheduler;
 mod sqlite;
+mod stats;
 mod timeouts;
 mod workers;
 
@@ -56,6 +57,7 @@ pub use run_listing::{RunFilter, RunListings};
 pub use runs::{NewRunRow, RunJobRow};
 pub use scheduler::SchedulerRecords;
 pub use sqlite::{SqliteStore, SqliteSync};
+pub use stats::{FailureRow, RolledUp, StatsRecords, StatsRow};
 pub(crate) use timeouts::ended_by_timeout;
 pub use workers::{WorkerRecords, WorkerRow, WorkerSeen};
 
@@ -378,6 +380,7 @@ pub trait Store:
     + PoolRecords
     + RunListings
     + WorkerRecords
+    + StatsRecords
     + Send
     + Sync
     + 'static

@@ -195,6 +195,7 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
         .replace("{runId}", &a.run)
         .replace("{digest}", &a.digest)
         .replace("{name}", "alpha-q")
+        .replace("{queue}", "alpha-q")
         .replace("{key}", ALPHA_LIMIT);
     let lease = json!({"fencing_token": a.token});
     let body = match (method, path) {
@@ -233,6 +234,9 @@ fn request(method: &str, path: &str, a: &Alpha) -> Option<(String, Option<Value>
             Some(json!({"queue": "alpha-q", "run_id": a.run, "reason": "r", "ticket": "t"}))
         }
         ("PUT", "/v1/queues/{name}/settings") => Some(json!({"default_timeout_ms": null})),
+        ("PUT", "/v1/slo/{queue}") => {
+            Some(json!({"success_ratio": 0.5, "pickup_ms": 10, "pickup_ratio": 0.5}))
+        }
         ("PUT", "/v1/limits/{key}") => {
             Some(json!({"rate": 1.0, "reason": "beta was here", "ticket": "B-1"}))
         }

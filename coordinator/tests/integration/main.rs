@@ -28,6 +28,7 @@ mod http_api;
 mod idempotency;
 mod isolation;
 mod job_search;
+mod job_stats;
 mod keys;
 mod outcome_checks;
 mod provenance;

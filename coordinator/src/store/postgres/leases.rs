@@ -607,7 +607,8 @@ impl PostgresStore {
                  SELECT u.*, 1 AS ord, 'leased' AS etype, \
                         jsonb_build_object('from', 'queued', 'to', 'leased', \
                           'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                          'lease_expires_at', u.lease_expires_at) AS edata, \
+                          'lease_expires_at', u.lease_expires_at, \
+                          'waited_ms', GREATEST(0, floor(extract(epoch FROM ($3 - u.run_at)) * 1000))::bigint) AS edata, \
                         u.worker_version AS eversion \
                  FROM u WHERE NOT u.exhausted) e \
                ORDER BY e.priority DESC, e.run_at, e.id, e.ord) \

@@ -19,6 +19,7 @@ mod rows;
 mod run_listing;
 mod runs;
 mod scheduler;
+mod stats;
 mod timeouts;
 mod workers;
 

@@ -448,7 +448,8 @@ async fn lease_chunk(
             "leased",
             json!({"from": "queued", "to": "leased",
                    "fencing_token": job.fencing_token, "attempt": job.attempt,
-                   "lease_expires_at": job.lease_expires_at}),
+                   "lease_expires_at": job.lease_expires_at,
+                   "waited_ms": (now - job.run_at).num_milliseconds().max(0)}),
         ));
     }
     append_events_in(exec, &events, now).await?;

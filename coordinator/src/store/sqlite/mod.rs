@@ -18,6 +18,7 @@ mod rows;
 mod run_listing;
 mod runs;
 mod scheduler;
+mod stats;
 mod timeouts;
 mod workers;
 

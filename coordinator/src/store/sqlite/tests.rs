@@ -306,13 +306,20 @@ async fn claim_order_takeover_and_events() {
             )
         })
         .collect();
+    // How long each job waited past its `run_at` when the claim took it.
+    let run_at: std::collections::HashMap<Uuid, _> = claimed
+        .leases
+        .iter()
+        .map(|l| (l.job.id, l.job.run_at))
+        .collect();
+    let waited = |id: Uuid| (t0 - run_at[&id]).num_milliseconds().max(0);
     let leased = |id: Uuid, from: &str, token: i64| {
         (
             "leased",
             Some(id),
             Some("w2"),
             json!({"from": from, "to": "leased", "fencing_token": token,
-                   "attempt": token, "lease_expires_at": t0 + s(30)}),
+                   "attempt": token, "lease_expires_at": t0 + s(30), "waited_ms": waited(id)}),
         )
     };
     // The burial first, then each lease's events in claim order.

@@ -1,13 +1,14 @@
 //! `Client`: the Rust core's `Client` (enqueue safely retried with idempotency keys, inspect,
-//! cancel, retry, wait, runs, artifacts). One dispatcher serves the blocking and the asyncio
+//! cancel, retry, wait, runs, artifacts; for operators, listings by filter, workers, and cancel
+//! or replay by filter). One dispatcher serves the blocking and the asyncio
 //! entry points, so each operation is written once; arguments and answers travel as JSON text
 //! (the Python layer turns them into typed objects).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use leasehold::proto::{JobState, NewJob, NewRun};
-use leasehold::{Client, Error, JobSpec, ListJobs};
+use leasehold::proto::{CancellationRequest, JobState, NewJob, NewRun, ReplayRequest, RunStatus};
+use leasehold::{Client, Error, JobSpec, ListJobs, ListRuns};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde::de::DeserializeOwned;
@@ -36,6 +37,10 @@ enum Op {
     SubmitRun(Box<NewRun>),
     GetRun(Uuid),
     CancelRun(Uuid),
+    ListRuns(ListRuns),
+    Workers(Option<String>),
+    CancelJobs(Box<CancellationRequest>),
+    ReplayJobs(Box<ReplayRequest>),
     Queues,
     PauseQueue(String),
     ResumeQueue(String),
@@ -54,6 +59,12 @@ fn field<T: DeserializeOwned>(args: &Value, name: &str) -> PyResult<T> {
 fn uuid_field(args: &Value, name: &str) -> PyResult<Uuid> {
     let text: String = field(args, name)?;
     Uuid::parse_str(&text).map_err(|_| bad(format!("{name} {text:?} is not a UUID")))
+}
+
+fn opt_uuid_field(args: &Value, name: &str) -> PyResult<Option<Uuid>> {
+    let text: Option<String> = field(args, name)?;
+    text.map(|t| Uuid::parse_str(&t).map_err(|_| bad(format!("{name} {t:?} is not a UUID"))))
+        .transpose()
 }
 
 fn spec(job: Value, deterministic: bool) -> PyResult<JobSpec> {
@@ -91,10 +102,34 @@ impl Op {
                     })
                     .transpose()?;
                 q.kind = field(args, "kind")?;
+                q.run_id = opt_uuid_field(args, "run_id")?;
+                q.correlation_id = field(args, "correlation_id")?;
+                q.since = field(args, "since")?;
+                q.until = field(args, "until")?;
                 q.limit = field(args, "limit")?;
                 q.cursor = field(args, "cursor")?;
                 Op::List(q)
             }
+            "list_runs" => {
+                let mut q = ListRuns::default();
+                let status: Option<String> = field(args, "status")?;
+                q.status = status
+                    .map(|s| {
+                        RunStatus::parse(&s).ok_or_else(|| bad(format!("unknown run status {s:?}")))
+                    })
+                    .transpose()?;
+                q.name = field(args, "name")?;
+                q.project = field(args, "project")?;
+                q.correlation_id = field(args, "correlation_id")?;
+                q.since = field(args, "since")?;
+                q.until = field(args, "until")?;
+                q.limit = field(args, "limit")?;
+                q.cursor = field(args, "cursor")?;
+                Op::ListRuns(q)
+            }
+            "workers" => Op::Workers(field(args, "since")?),
+            "cancel_jobs" => Op::CancelJobs(Box::new(field(args, "request")?)),
+            "replay_jobs" => Op::ReplayJobs(Box::new(field(args, "request")?)),
             "cancel" => Op::Cancel(uuid_field(args, "id")?, field(args, "reason")?),
             "retry" => Op::Retry(uuid_field(args, "id")?),
             "wait" => {
@@ -130,6 +165,10 @@ impl Op {
             Op::SubmitRun(run) => v(c.submit_run(&run).await?),
             Op::GetRun(id) => v(c.get_run(id).await?),
             Op::CancelRun(id) => v(c.cancel_run(id).await?),
+            Op::ListRuns(q) => v(c.list_runs(&q).await?),
+            Op::Workers(since) => v(c.workers(since.as_deref()).await?),
+            Op::CancelJobs(r) => v(c.cancel_jobs(&r).await?),
+            Op::ReplayJobs(r) => v(c.replay_jobs(&r).await?),
             Op::Queues => v(c.queues().await?),
             Op::PauseQueue(name) => v(c.pause_queue(&name).await?),
             Op::ResumeQueue(name) => v(c.resume_queue(&name).await?),

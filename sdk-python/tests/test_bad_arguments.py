@@ -55,6 +55,14 @@ CASES = [
     (lambda: leasehold.Client(URL).get("not-a-uuid"), ValueError, "is not a UUID"),
     (lambda: leasehold.Client(URL).wait("00000000-0000-0000-0000-000000000000", -1), ValueError, "non-negative"),
     (lambda: leasehold.Client(URL).list(state="sleeping"), ValueError, "unknown job state"),
+    (lambda: leasehold.Client(URL).list(run_id="run-1"), ValueError, 'run_id "run-1" is not a UUID'),
+    (lambda: leasehold.Client(URL).list(since=3600), TypeError, "since must be a string"),  # type: ignore[arg-type]
+    (lambda: leasehold.Client(URL).list_runs(status="done"), ValueError, "unknown run status"),
+    (lambda: leasehold.Client(URL).workers(since=__import__("datetime").timedelta(-1)), ValueError, "non-negative"),
+    (lambda: leasehold.Client(URL).replay_jobs(reason="", ticket="T-1"), ValueError, "reason is required"),
+    (lambda: leasehold.Client(URL).cancel_jobs(reason="r", ticket=" "), ValueError, "ticket is required"),
+    (lambda: leasehold.Client(URL).replay_jobs(reason=7, ticket="T-1"), TypeError, "reason must be a string"),  # type: ignore[arg-type]
+    (lambda: leasehold.Client(URL).cancel_jobs(reason="r", ticket="t", limit="9"), TypeError, "limit must be an int"),  # type: ignore[arg-type]
     (lambda: leasehold.Client(URL).pause_queue("no spaces"), ValueError, "queue name"),
     (lambda: leasehold.Client(URL).submit_run([leasehold.RunJob("a", "k", depends_on="b")]), TypeError, "depends_on"),
     (lambda: leasehold.digest("text"), TypeError, "digest takes bytes"),  # type: ignore[arg-type]

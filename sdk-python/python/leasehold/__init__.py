@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from . import _native
 from .algorithms import canonical_json, digest, idempotency_key, manifest_digest
-from .client import AsyncClient, Client
+from .client import AsyncClient, Client, TimeFilter
 from .context import ArtifactSource, AsyncContext, Context
 from .errors import (
     CoordinatorError,
@@ -32,7 +32,22 @@ from .errors import (
     WaitTimeout,
     WorkerClosed,
 )
-from .models import Artifact, Backoff, Enqueued, JobInfo, JobPage, JobSpec, QueueInfo, RunInfo, RunJob
+from .models import (
+    Artifact,
+    Backoff,
+    CancellationResult,
+    Enqueued,
+    JobInfo,
+    JobPage,
+    JobSpec,
+    QueueInfo,
+    ReplayResult,
+    RunInfo,
+    RunJob,
+    RunPage,
+    RunSummary,
+    WorkerInfo,
+)
 from .worker import AdaptiveConcurrency, Worker
 
 __version__: str = _native.__version__
@@ -44,6 +59,7 @@ __all__ = [
     "AsyncClient",
     "AsyncContext",
     "Backoff",
+    "CancellationResult",
     "Client",
     "Context",
     "CoordinatorError",
@@ -56,13 +72,18 @@ __all__ = [
     "LeaseLost",
     "LeaseholdError",
     "QueueInfo",
+    "ReplayResult",
     "Retry",
     "RunInfo",
     "RunJob",
+    "RunPage",
+    "RunSummary",
     "Throttled",
+    "TimeFilter",
     "WaitTimeout",
     "Worker",
     "WorkerClosed",
+    "WorkerInfo",
     "__version__",
     "canonical_json",
     "digest",

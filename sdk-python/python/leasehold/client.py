@@ -1,4 +1,6 @@
-"""Enqueue and inspect jobs: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
+"""Enqueue and inspect jobs: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio); for
+operators, list jobs and runs by filter, list workers, and cancel or replay the jobs a filter
+selects.
 
 Both are thin: every call goes to the Rust core's client, which retries transport faults with
 exponential backoff and jitter, and sends an idempotency key with every enqueue so a retried
@@ -16,20 +18,30 @@ from . import _native
 from .errors import CoordinatorError, Seconds, _seconds
 from .models import (
     Backoff,
+    CancellationResult,
     Enqueued,
     JobInfo,
     JobPage,
     JobSpec,
     QueueInfo,
+    ReplayResult,
     RunInfo,
     RunJob,
+    RunPage,
+    RunSummary,
+    WorkerInfo,
     _dumps,
+    _opt_int,
+    _opt_str,
 )
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "TimeFilter"]
 
 T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
+TimeFilter = Union[str, datetime.datetime, datetime.timedelta]
+"""A listing's ``since``/``until``: RFC 3339 text or a span back from now (``"90s"``, ``"15m"``,
+``"24h"``, ``"7d"``), a timezone-aware ``datetime``, or a ``timedelta`` back from now."""
 
 
 class _Call(Generic[T]):
@@ -47,6 +59,57 @@ def _job_id(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"job id must be a string, got {type(value).__name__}")
     return value
+
+
+def _when(name: str, value: Optional[TimeFilter]) -> Optional[str]:
+    """A :data:`TimeFilter` as the coordinator takes it (it checks the text's form)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return value.astimezone(datetime.timezone.utc).isoformat()
+    if isinstance(value, datetime.timedelta):
+        if value < datetime.timedelta(0):
+            raise ValueError(f"{name} must be a non-negative span back from now, got {value}")
+        return f"{round(value.total_seconds())}s"
+    raise TypeError(f"{name} must be a string, datetime or timedelta, got {type(value).__name__}")
+
+
+def _selection(
+    queue: Optional[str],
+    kind: Optional[str],
+    state: Optional[str],
+    run_id: Optional[str],
+    correlation_id: Optional[str],
+    since: Optional[TimeFilter],
+    until: Optional[TimeFilter],
+    limit: Optional[int],
+) -> Dict[str, Any]:
+    """The job filter shared by listings and bulk actions, as JSON (``None`` values left out)."""
+    d: Dict[str, Any] = {
+        "queue": _opt_str("queue", queue),
+        "kind": _opt_str("kind", kind),
+        "state": _opt_str("state", state),
+        "run_id": _opt_str("run_id", run_id),
+        "correlation_id": _opt_str("correlation_id", correlation_id),
+        "since": _when("since", since),
+        "until": _when("until", until),
+        "limit": _opt_int("limit", limit),
+    }
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _justified(
+    selection: Dict[str, Any], dry_run: bool, reason: Optional[str], ticket: Optional[str]
+) -> Dict[str, Any]:
+    """A bulk action's body: the filter, ``dry_run``, and the required reason and ticket (the
+    core refuses a missing or blank one by name, before anything is sent)."""
+    request = dict(selection, dry_run=bool(dry_run))
+    for name, value in (("reason", reason), ("ticket", ticket)):
+        if _opt_str(name, value) is not None:
+            request[name] = value
+    return {"request": request}
 
 
 def _run(d: Dict[str, Any]) -> RunInfo:
@@ -92,14 +155,55 @@ class _Operations:
         return _Call("get", {"id": _job_id(job_id)}, JobInfo._from_json)
 
     @staticmethod
-    def list(
-        queue: Optional[str], state: Optional[str], kind: Optional[str], limit: Optional[int], cursor: Optional[str]
-    ) -> _Call[JobPage]:
+    def list(selection: Dict[str, Any], cursor: Optional[str]) -> _Call[JobPage]:
         return _Call(
             "list",
-            {"queue": queue, "state": state, "kind": kind, "limit": limit, "cursor": cursor},
+            dict(selection, cursor=_opt_str("cursor", cursor)),
             lambda d: JobPage([JobInfo._from_json(j) for j in d["jobs"]], d.get("next_cursor")),
         )
+
+    @staticmethod
+    def list_runs(
+        status: Optional[str],
+        name: Optional[str],
+        project: Optional[str],
+        correlation_id: Optional[str],
+        since: Optional[TimeFilter],
+        until: Optional[TimeFilter],
+        limit: Optional[int],
+        cursor: Optional[str],
+    ) -> _Call[RunPage]:
+        args = {
+            "status": _opt_str("status", status),
+            "name": _opt_str("name", name),
+            "project": _opt_str("project", project),
+            "correlation_id": _opt_str("correlation_id", correlation_id),
+            "since": _when("since", since),
+            "until": _when("until", until),
+            "limit": _opt_int("limit", limit),
+            "cursor": _opt_str("cursor", cursor),
+        }
+        return _Call(
+            "list_runs",
+            args,
+            lambda d: RunPage([RunSummary._from_json(r) for r in d["runs"]], d.get("next_cursor")),
+        )
+
+    @staticmethod
+    def workers(since: Optional[TimeFilter]) -> _Call[List[WorkerInfo]]:
+        return _Call("workers", {"since": _when("since", since)}, lambda d: [WorkerInfo._from_json(w) for w in d])
+
+    @staticmethod
+    def cancel_jobs(
+        selection: Dict[str, Any], dry_run: bool, reason: Optional[str], ticket: Optional[str]
+    ) -> _Call[CancellationResult]:
+        return _Call("cancel_jobs", _justified(selection, dry_run, reason, ticket), CancellationResult._from_json)
+
+    @staticmethod
+    def replay_jobs(
+        selection: Dict[str, Any], dry_run: bool, reason: Optional[str], ticket: Optional[str]
+    ) -> _Call[ReplayResult]:
+        return _Call("replay_jobs", _justified(selection, dry_run, reason, ticket), ReplayResult._from_json)
 
     @staticmethod
     def cancel(job_id: str, reason: Optional[str]) -> _Call[JobInfo]:
@@ -265,9 +369,17 @@ class Client:
         kind: Optional[str] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
     ) -> JobPage:
-        """A page of jobs, newest first."""
-        return self._call(_Operations.list(queue, state, kind, limit, cursor))
+        """A page of jobs, newest first: of a ``queue``, ``state``, ``kind``, run (``run_id``) or
+        ``correlation_id``, enqueued at or after ``since`` and before ``until`` (each RFC 3339
+        text or a span back from now such as ``"15m"``, an aware ``datetime`` or a
+        ``timedelta`` back from now)."""
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return self._call(_Operations.list(selection, cursor))
 
     def cancel(self, job_id: str, reason: Optional[str] = None) -> JobInfo:
         """Cancels a job: at once if waiting, at its next heartbeat if running."""
@@ -309,6 +421,75 @@ class Client:
     def cancel_run(self, run_id: str) -> RunInfo:
         """Cancels a run's waiting jobs and asks its running ones to stop."""
         return self._call(_Operations.cancel_run(run_id))
+
+    def list_runs(
+        self,
+        *,
+        status: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> RunPage:
+        """A page of the tenant's runs, newest first, each with its jobs counted by state: of a
+        ``status`` (pending, running, succeeded, failed, cancelled), ``name``, ``project`` or
+        ``correlation_id``, submitted at or after ``since`` and before ``until`` (as for
+        :meth:`list`)."""
+        return self._call(_Operations.list_runs(status, name, project, correlation_id, since, until, limit, cursor))
+
+    def workers(self, *, since: Optional[TimeFilter] = None) -> List[WorkerInfo]:
+        """The tenant's workers seen since ``since`` (default: the last hour) or holding leases
+        now, by worker id."""
+        return self._call(_Operations.workers(since))
+
+    def cancel_jobs(
+        self,
+        *,
+        reason: str,
+        ticket: str,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        state: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        dry_run: bool = False,
+    ) -> CancellationResult:
+        """Cancels the jobs a filter selects (that of :meth:`list`; ``state`` is ``queued``,
+        ``blocked`` or ``leased``, default all three), newest first up to ``limit`` (default
+        1000): waiting jobs end cancelled, running ones are asked to stop. ``dry_run`` only
+        counts and names them. ``reason`` and ``ticket`` are required (a blank one raises
+        :class:`ValueError` naming it, before anything is sent) and recorded in the audit
+        trail."""
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return self._call(_Operations.cancel_jobs(selection, dry_run, reason, ticket))
+
+    def replay_jobs(
+        self,
+        *,
+        reason: str,
+        ticket: str,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        state: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        """Sends the dead jobs a filter selects (``state="cancelled"``: the cancelled ones) back
+        to the queue with a fresh attempt budget, newest first up to ``limit`` (default 1000).
+        ``dry_run`` only counts and names them. ``reason`` and ``ticket`` are required, as for
+        :meth:`cancel_jobs`."""
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return self._call(_Operations.replay_jobs(selection, dry_run, reason, ticket))
 
     def queues(self) -> List[QueueInfo]:
         """Every queue with its depth per state."""
@@ -392,9 +573,14 @@ class AsyncClient:
         kind: Optional[str] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
     ) -> JobPage:
         """See :meth:`Client.list`."""
-        return await self._call(_Operations.list(queue, state, kind, limit, cursor))
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return await self._call(_Operations.list(selection, cursor))
 
     async def cancel(self, job_id: str, reason: Optional[str] = None) -> JobInfo:
         """See :meth:`Client.cancel`."""
@@ -430,6 +616,65 @@ class AsyncClient:
     async def cancel_run(self, run_id: str) -> RunInfo:
         """See :meth:`Client.cancel_run`."""
         return await self._call(_Operations.cancel_run(run_id))
+
+    async def list_runs(
+        self,
+        *,
+        status: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> RunPage:
+        """See :meth:`Client.list_runs`."""
+        return await self._call(
+            _Operations.list_runs(status, name, project, correlation_id, since, until, limit, cursor)
+        )
+
+    async def workers(self, *, since: Optional[TimeFilter] = None) -> List[WorkerInfo]:
+        """See :meth:`Client.workers`."""
+        return await self._call(_Operations.workers(since))
+
+    async def cancel_jobs(
+        self,
+        *,
+        reason: str,
+        ticket: str,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        state: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        dry_run: bool = False,
+    ) -> CancellationResult:
+        """See :meth:`Client.cancel_jobs`."""
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return await self._call(_Operations.cancel_jobs(selection, dry_run, reason, ticket))
+
+    async def replay_jobs(
+        self,
+        *,
+        reason: str,
+        ticket: str,
+        queue: Optional[str] = None,
+        kind: Optional[str] = None,
+        state: Optional[str] = None,
+        run_id: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        since: Optional[TimeFilter] = None,
+        until: Optional[TimeFilter] = None,
+        limit: Optional[int] = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        """See :meth:`Client.replay_jobs`."""
+        selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
+        return await self._call(_Operations.replay_jobs(selection, dry_run, reason, ticket))
 
     async def queues(self) -> List[QueueInfo]:
         """See :meth:`Client.queues`."""

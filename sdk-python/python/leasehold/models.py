@@ -12,13 +12,18 @@ from .errors import Seconds, _seconds
 __all__ = [
     "Artifact",
     "Backoff",
+    "CancellationResult",
     "Enqueued",
     "JobInfo",
     "JobPage",
     "JobSpec",
     "QueueInfo",
+    "ReplayResult",
     "RunInfo",
     "RunJob",
+    "RunPage",
+    "RunSummary",
+    "WorkerInfo",
 ]
 
 _TERMINAL = frozenset({"succeeded", "dead", "cancelled"})
@@ -138,6 +143,128 @@ class RunInfo:
     name: Optional[str]
     jobs: List[Dict[str, Any]]
     raw: Dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run in a listing (:meth:`Client.list_runs`): its record and how many of its jobs are in
+    each state (states with none left out), without the jobs themselves (:meth:`Client.get_run`
+    has them). Times are RFC 3339 text, as the coordinator sends them."""
+
+    id: str
+    status: str
+    name: Optional[str]
+    project: Optional[str]
+    correlation_id: Optional[str]
+    created_at: str
+    updated_at: str
+    cancelled_at: Optional[str]
+    jobs: Dict[str, int]
+    raw: Dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> RunSummary:
+        return cls(
+            id=d["id"],
+            status=d["status"],
+            name=d.get("name"),
+            project=d.get("project"),
+            correlation_id=d.get("correlation_id"),
+            created_at=d["created_at"],
+            updated_at=d["updated_at"],
+            cancelled_at=d.get("cancelled_at"),
+            jobs={str(k): int(v) for k, v in (d.get("jobs") or {}).items()},
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """A page of runs, newest first; pass ``next_cursor`` to get the next page."""
+
+    runs: List[RunSummary]
+    next_cursor: Optional[str]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as the coordinators saw it claim and heartbeat (:meth:`Client.workers`).
+
+    ``transport`` is ``"websocket"`` or ``"http"``; ``connected``: seen within the last minute
+    and its session (if any) not closed since; ``leases``: the tenant's jobs it holds now. Times
+    are RFC 3339 text."""
+
+    worker_id: str
+    transport: str
+    queues: List[str]
+    version: Optional[str]
+    first_seen_at: str
+    last_seen_at: str
+    last_heartbeat_at: Optional[str]
+    connected: bool
+    leases: int
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> WorkerInfo:
+        return cls(
+            worker_id=d["worker_id"],
+            transport=d["transport"],
+            queues=list(d.get("queues") or []),
+            version=d.get("version"),
+            first_seen_at=d["first_seen_at"],
+            last_seen_at=d["last_seen_at"],
+            last_heartbeat_at=d.get("last_heartbeat_at"),
+            connected=bool(d["connected"]),
+            leases=int(d["leases"]),
+        )
+
+
+@dataclass(frozen=True)
+class CancellationResult:
+    """What :meth:`Client.cancel_jobs` did: ``matched`` jobs (their ids in ``job_ids``, newest
+    first), of which ``cancelled`` were cancelled or asked to stop (0 on a dry run; fewer than
+    ``matched`` when some ended meanwhile). ``audit_event_id``: the audit event recording it
+    (``None`` on a dry run)."""
+
+    dry_run: bool
+    matched: int
+    cancelled: int
+    job_ids: List[str]
+    audit_event_id: Optional[int]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> CancellationResult:
+        return cls(
+            dry_run=bool(d["dry_run"]),
+            matched=int(d["matched"]),
+            cancelled=int(d["cancelled"]),
+            job_ids=list(d["job_ids"]),
+            audit_event_id=d.get("audit_event_id"),
+        )
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :meth:`Client.replay_jobs` did: ``matched`` jobs (their ids in ``job_ids``, newest
+    first), of which ``replayed`` went back to the queue (0 on a dry run; fewer than ``matched``
+    when some changed state meanwhile). ``audit_event_id``: the audit event recording it
+    (``None`` on a dry run)."""
+
+    dry_run: bool
+    matched: int
+    replayed: int
+    job_ids: List[str]
+    audit_event_id: Optional[int]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> ReplayResult:
+        return cls(
+            dry_run=bool(d["dry_run"]),
+            matched=int(d["matched"]),
+            replayed=int(d["replayed"]),
+            job_ids=list(d["job_ids"]),
+            audit_event_id=d.get("audit_event_id"),
+        )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ mod queues;
 mod quota;
 mod runs;
 mod sse;
+mod stats;
 mod workers;
 
 use clap::{Args, Subcommand};
@@ -35,6 +36,7 @@ pub use limits::LimitsArgs;
 pub use queues::QueuesArgs;
 pub use quota::QuotaArgs;
 pub use runs::RunArgs;
+pub use stats::{FailuresArgs, SloArgs, StatsArgs};
 pub use workers::WorkersArgs;
 
 use client::Api;
@@ -93,6 +95,13 @@ pub enum ClientCommand {
     Run(RunArgs),
     /// The workers seen claiming and heartbeating: transport, queues, leases held, last seen.
     Workers(WorkersArgs),
+    /// Jobs per queue over time, rolled up from the ledger: leased, succeeded, failed
+    /// attempts, dead, cancelled.
+    Stats(StatsArgs),
+    /// Failed attempts by queue and error class: which errors cluster where.
+    Failures(FailuresArgs),
+    /// Service-level objectives per queue (success, pickup latency) and their burn rates.
+    Slo(SloArgs),
     /// Follow the event feed.
     Events(EventsArgs),
     /// Export the event ledger as verified NDJSON; verify the archived ledger.
@@ -165,6 +174,18 @@ pub async fn run(command: ClientCommand) -> i32 {
         },
         ClientCommand::Workers(args) => match args.global.ctx() {
             Ok(ctx) => workers::run(&ctx, args).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Stats(args) => match args.global.ctx() {
+            Ok(ctx) => stats::stats(&ctx, args).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Failures(args) => match args.global.ctx() {
+            Ok(ctx) => stats::failures(&ctx, args).await,
+            Err(e) => Err(e),
+        },
+        ClientCommand::Slo(args) => match args.global.ctx() {
+            Ok(ctx) => stats::slo(&ctx, args.command).await,
             Err(e) => Err(e),
         },
         ClientCommand::Events(args) => match args.global.ctx() {

@@ -16,6 +16,7 @@ mod jobs_and_queues;
 mod limits;
 mod quota;
 mod runs_and_exports;
+mod stats;
 mod streams;
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasehold");

@@ -1,5 +1,5 @@
 //! [`Client`]: enqueue, inspect, cancel, retry and wait for jobs; list runs and workers; cancel
-//! and replay the jobs a filter selects.
+//! and replay the jobs a filter selects; job statistics, failure classes and SLO reports.
 //!
 //! Every call retries transport faults and 429/502/503/504 with jittered backoff. Enqueues are
 //! safe to retry: each logical call carries one idempotency key (the caller's, the deterministic
@@ -12,8 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use leasehold_proto::{
     BackoffHint, CancellationRequest, CancellationResult, EnqueueBatchRequest,
-    EnqueueBatchResponse, EnqueuedJob, Job, JobList, JobState, NewJob, QueueInfo, QueueList,
-    ReplayRequest, ReplayResult, RunList, RunStatus, WorkerInfo, WorkerList,
+    EnqueueBatchResponse, EnqueuedJob, FailureClasses, Job, JobList, JobState, JobStats, NewJob,
+    QueueInfo, QueueList, ReplayRequest, ReplayResult, RunList, RunStatus, SloReport, WorkerInfo,
+    WorkerList,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -527,6 +528,53 @@ impl Client {
         let body =
             serde_json::to_value(request).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.post_json("/v1/replays", Some(&body)).await
+    }
+
+    /// The tenant's jobs per minute and queue from `since` (an RFC 3339 time or a span back
+    /// from now such as `6h`, at most `8d`; `None`: the last hour) to now, of one `queue` or
+    /// all: attempts leased, jobs succeeded, attempts failed, jobs dead and cancelled. Minutes
+    /// with nothing are left out.
+    pub async fn stats(&self, since: Option<&str>, queue: Option<&str>) -> Result<JobStats> {
+        if let Some(q) = queue {
+            crate::validate::queue_name(q)?;
+        }
+        let path = with_query(
+            "/v1/stats",
+            &[
+                ("since", since.map(str::to_owned)),
+                ("queue", queue.map(str::to_owned)),
+            ],
+        );
+        self.get_json(&path).await
+    }
+
+    /// The tenant's failed attempts from `since` (as for [`Client::stats`]; `None`: the last
+    /// day), of one `queue` or all, counted by queue and error class (`lease_expired` for an
+    /// expired lease, `timeout` for a run time that ran out), most first.
+    pub async fn failures(
+        &self,
+        since: Option<&str>,
+        queue: Option<&str>,
+    ) -> Result<FailureClasses> {
+        if let Some(q) = queue {
+            crate::validate::queue_name(q)?;
+        }
+        let path = with_query(
+            "/v1/failures",
+            &[
+                ("since", since.map(str::to_owned)),
+                ("queue", queue.map(str::to_owned)),
+            ],
+        );
+        self.get_json(&path).await
+    }
+
+    /// Each queue's service-level objectives (success ratio, pickup latency) and how they fare
+    /// over `window` (a span from `1m` to `7d`; `None`: `1h`), with their error budgets' burn
+    /// rates.
+    pub async fn slo(&self, window: Option<&str>) -> Result<SloReport> {
+        let path = with_query("/v1/slo", &[("window", window.map(str::to_owned))]);
+        self.get_json(&path).await
     }
 
     /// Downloads an artifact into `writer`, verifying its digest while streaming. Returns the

@@ -403,5 +403,51 @@ async fn cancel_and_replay_by_filter_and_workers() -> Result<()> {
     assert!(dry.dry_run && dry.matched == 1 && dry.replayed == 0);
     assert_eq!(dry.job_ids, vec![dead.job.id]);
     assert_eq!(client.get(dead.job.id).await?.state, JobState::Dead);
+
+    // What the worker did, counted: per minute, by failure class, against the objectives.
+    let stats = client.stats(Some("15m"), Some("fails")).await?;
+    assert_eq!(stats.bucket_secs, 60);
+    assert!(stats.points.iter().all(|p| p.queue == "fails"), "{stats:?}");
+    let sum = |f: fn(&leasehold::proto::StatsPoint) -> u64| stats.points.iter().map(f).sum::<u64>();
+    assert_eq!(
+        (sum(|p| p.leased), sum(|p| p.dead), sum(|p| p.succeeded)),
+        (1, 1, 0)
+    );
+    assert!(
+        client
+            .stats(None, None)
+            .await?
+            .points
+            .iter()
+            .any(|p| p.queue == "bulk")
+    );
+    let failures = client.failures(Some("1h"), None).await?;
+    let fails: Vec<_> = failures
+        .classes
+        .iter()
+        .filter(|c| c.queue == "fails")
+        .collect();
+    assert_eq!(fails.len(), 1, "{failures:?}");
+    assert_eq!(fails[0].count, 1);
+    let report = client.slo(Some("30m")).await?;
+    assert_eq!(report.window_secs, 1800);
+    let fails = report.queues.iter().find(|q| q.queue == "fails").unwrap();
+    assert_eq!((fails.success.good, fails.success.total), (0, 1));
+    assert!(!fails.configured);
+    assert_eq!(client.slo(None).await?.window_secs, 3600);
+    for refused in [
+        client.stats(Some("yesterday"), None).await.map(|_| ()),
+        client.failures(Some("yesterday"), None).await.map(|_| ()),
+        client.slo(Some("10s")).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::Api { status: 422, .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(matches!(
+        client.stats(None, Some("no spaces")).await,
+        Err(Error::InvalidArgument(_))
+    ));
     Ok(())
 }

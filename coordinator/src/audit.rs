@@ -4,7 +4,7 @@
 //!
 //! - `action`: what was done (`keys.create`, `keys.revoke`, `queues.pause`, `queues.resume`,
 //!   `queues.settings`, `retention.set`, `retention.delete`, `retention.sweep`,
-//!   `jobs.replay`, `jobs.cancel`, `quotas.set`, `quotas.delete`);
+//!   `jobs.replay`, `jobs.cancel`, `quotas.set`, `quotas.delete`, `slo.set`, `slo.delete`);
 //! - `actor`: who — `{"kind": "key", "key_id", "key_name"}`, `{"kind": "root"}` (the
 //!   coordinator's own key) or `{"kind": "keyless"}`; never a token;
 //! - `target`: what it was done to (a key's id, a queue, a filter…);

@@ -35,6 +35,29 @@ pub(super) fn streams() -> Router<AppState> {
 /// Keep-alive comment interval on streams.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Most events `tail` replays.
+const MAX_TAIL: u32 = 1000;
+/// How far back from the ledger's end `tail` looks for matching events.
+const TAIL_WINDOW: i64 = 100_000;
+
+/// The id after which the last `n` events matching `filter` lie (looking back at most
+/// [`TAIL_WINDOW`] ids from the settled end, so a rare filter costs a bounded walk).
+async fn tail_start(state: &AppState, filter: &EventFilter, n: u32) -> ApiResult<i64> {
+    let end = state.store.last_event_id().await?;
+    let floor = end.saturating_sub(TAIL_WINDOW).max(0);
+    let newest = state
+        .store
+        .list_events(&EventFilter {
+            after: floor,
+            limit: n,
+            newest_first: true,
+            settled: true,
+            ..filter.clone()
+        })
+        .await?;
+    Ok(newest.last().map_or(end, |oldest| oldest.id - 1))
+}
+
 /// Where a stream resumes: `Last-Event-ID` wins over `?after=`.
 pub(crate) fn resume_point(headers: &HeaderMap, query: &QueryParams) -> ApiResult<i64> {
     if let Some(v) = headers.get("last-event-id") {
@@ -143,10 +166,13 @@ fn parse_filter(tenant: String, query: &QueryParams) -> ApiResult<EventFilter> {
 }
 
 /// The live event feed (SSE). Filters: `run_id`, `job_id`, `queue`, `type` (comma-separated).
-/// Resume with `Last-Event-ID` (or `?after=`): no gap, no duplicate. A listener that falls
-/// behind gets a `resync` event and continues from the ledger.
+/// Resume with `Last-Event-ID` (or `?after=`): no gap, no duplicate. `tail=N` starts with the
+/// last `N` matching events (among the ledger's last 100 000) instead of the first; a
+/// reconnect's `Last-Event-ID` still wins. A listener that falls behind gets a `resync` event
+/// and continues from the ledger.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(("after" = Option<i64>, Query), ("run_id" = Option<Uuid>, Query), ("job_id" = Option<Uuid>, Query),
+    params(("after" = Option<i64>, Query), ("tail" = Option<u32>, Query, description = "start with the last N (1 to 1000) matching events"),
+           ("run_id" = Option<Uuid>, Query), ("job_id" = Option<Uuid>, Query),
            ("queue" = Option<String>, Query), ("type" = Option<String>, Query),
            ("Last-Event-ID" = Option<i64>, Header)),
     responses((status = 200, description = "text/event-stream; each event's id is its ledger id", content_type = "text/event-stream"),
@@ -157,9 +183,30 @@ pub(crate) async fn events(
     headers: HeaderMap,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    query.only(&["after", "run_id", "job_id", "queue", "type", "api_key"])?;
+    query.only(&[
+        "after", "tail", "run_id", "job_id", "queue", "type", "api_key",
+    ])?;
     let mut filter = parse_filter(tenant.0, &query)?;
     filter.after = resume_point(&headers, &query)?;
+    if let Some(n) = query.parse::<u32>("tail")? {
+        if !(1..=MAX_TAIL).contains(&n) {
+            return Err(ApiError::validation(
+                "tail",
+                format!("tail is 1 to {MAX_TAIL}"),
+            ));
+        }
+        if query.get("after").is_some() {
+            return Err(ApiError::validation(
+                "tail",
+                "give `tail` or `after`, not both",
+            ));
+        }
+        // A reconnect (`Last-Event-ID`) resumes where it was; a first connection starts at
+        // the tail.
+        if !headers.contains_key("last-event-id") {
+            filter.after = tail_start(&state, &filter, n).await?;
+        }
+    }
     let mut listener = Listener::new(state.store.clone(), state.events.clone(), filter);
     listener.open().await?;
     let stream = sse_stream(listener, state.shutdown.clone(), None, |e| {

@@ -575,6 +575,8 @@ pub struct EventFilter {
     /// Only events no running transaction can still precede (live tails need this; a
     /// one-off read does not).
     pub settled: bool,
+    /// The newest `limit` events past `after`, newest first (where a tail starts).
+    pub newest_first: bool,
 }
 
 /// The lease a freshly claimed job row stands for (shared by both stores).

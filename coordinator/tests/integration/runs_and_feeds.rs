@@ -385,6 +385,67 @@ async fn event_feed_resumes_without_gap_or_duplicate(store: Arc<dyn Store>) {
     assert_eq!((s, &e["error"]["code"]), (422, &json!("validation_failed")));
 }
 
+/// `tail=N` starts with the last N matching events, then follows live; a reconnect's
+/// `Last-Event-ID` wins over it; bad values are named.
+async fn event_feed_starts_at_its_tail(store: Arc<dyn Store>) {
+    let (c, _s) = client(store.clone()).await;
+    for i in 0..8 {
+        c.post(
+            "/v1/jobs",
+            json!({"queue": "tailq", "kind": "k", "payload": {"i": i}}),
+        )
+        .await;
+        c.post(
+            "/v1/jobs",
+            json!({"queue": "other", "kind": "k", "payload": {"i": i}}),
+        )
+        .await;
+    }
+    let ids: Vec<String> = store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.queue.as_deref() == Some("tailq"))
+        .map(|e| e.id.to_string())
+        .collect();
+    let open = |query: &str, last: Option<&str>| {
+        let mut req = c.http.get(format!("{}/v1/events?{query}", c.url));
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send()
+    };
+    let mut feed = SseReader::new(open("queue=tailq&tail=3", None).await.unwrap());
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(feed.next(WAIT).await.unwrap().id.unwrap());
+    }
+    assert_eq!(got, ids[5..], "the last three, oldest first");
+    c.post(
+        "/v1/jobs",
+        json!({"queue": "tailq", "kind": "k", "payload": {}}),
+    )
+    .await;
+    let live = feed.next(WAIT).await.expect("then live").id.unwrap();
+    assert!(live.parse::<i64>().unwrap() > ids[7].parse::<i64>().unwrap());
+    drop(feed);
+    // A reconnect resumes after its last id, whatever the tail says.
+    let mut again = SseReader::new(open("queue=tailq&tail=3", Some(&ids[1])).await.unwrap());
+    assert_eq!(again.next(WAIT).await.unwrap().id.unwrap(), ids[2]);
+    // More than there are: from the first.
+    let mut all = SseReader::new(open("queue=tailq&tail=1000", None).await.unwrap());
+    assert_eq!(all.next(WAIT).await.unwrap().id.unwrap(), ids[0]);
+    for bad in ["tail=0", "tail=1001", "tail=x", "tail=3&after=1"] {
+        let (s, e) = c.get(&format!("/v1/events?{bad}")).await;
+        assert_eq!(
+            (s, &e["error"]["details"]["field"]),
+            (422, &json!("tail")),
+            "{bad}: {e}"
+        );
+    }
+}
+
 async fn legacy_runs_service(store: Arc<dyn Store>) {
     let (c, _s) = client(store.clone()).await;
     let before = store.events_after(0, 10_000).await.unwrap().len();
@@ -668,6 +729,7 @@ on_both_backends!(
     dag_success_and_cancel,
     batch_outcomes_drive_runs,
     event_feed_resumes_without_gap_or_duplicate,
+    event_feed_starts_at_its_tail,
     legacy_runs_service,
     runbook_surface_and_ledger,
     scheduler_run_records,

@@ -1,9 +1,7 @@
 // The live event feed with filters (in the URL), pause and resume. Reading resumes from the
 // last id seen (Last-Event-ID), after a pause or a dropped connection alike: no gap, no
-// duplicate. It starts at the recent past (the last 15 minutes of the ledger) unless the URL
-// says `after=<id>`.
+// duplicate. It starts with the last TAIL matching events unless the URL says `after=<id>`.
 
-import { send, withQuery, ApiError } from '../api.js';
 import { h, fill, errorBox } from '../dom.js';
 import { timeEl } from '../time.js';
 import { link, setQuery } from '../router.js';
@@ -11,6 +9,7 @@ import { subscribe } from '../sse.js';
 
 const FILTERS = ['queue', 'type', 'job_id', 'run_id'];
 const KEEP = 500;
+const TAIL = 50;
 const TYPES = ['enqueued', 'leased', 'lease_expired', 'checkpoint', 'succeeded', 'retry_scheduled', 'dead',
   'cancel_requested', 'cancelled', 'released', 'retried', 'unblocked', 'reblocked', 'run_created', 'run_status', 'audit', 'breaker'];
 
@@ -74,8 +73,11 @@ export default async function events(ctx) {
     if (state === 'error') fill(errors, errorBox(info.error));
   };
 
+  // With no id to resume from, start with the last events (`tail`); a reconnect's
+  // Last-Event-ID wins over it on the coordinator.
   const connect = (after) => {
-    feed = subscribe('/v1/events', filter, { after, onEvent: add, onStatus: setStatus });
+    const query = after === null ? { ...filter, tail: TAIL } : filter;
+    feed = subscribe('/v1/events', query, { after, onEvent: add, onStatus: setStatus });
   };
 
   pauseBtn.addEventListener('click', () => {
@@ -94,40 +96,7 @@ export default async function events(ctx) {
   ctx.onCleanup(() => { if (feed) feed.close(); clearTimeout(quiet); });
 
   const explicit = ctx.query.get('after');
-  let start = explicit !== null && explicit !== '' ? Number(explicit) : null;
-  if (start === null) {
-    try {
-      start = await recentStart(ctx.signal);
-    } catch (err) {
-      if (err.name === 'AbortError') return;
-      fill(errors, errorBox(err));
-      start = 0;
-    }
-  }
-  if (ctx.signal.aborted) return;
-  connect(start);
-}
-
-// Where to start: just before the last 50 events of the last 15 minutes, read from the
-// ledger export (the feed itself has no "from the end" option); 0 when the ledger is empty
-// that far back.
-async function recentStart(signal) {
-  const to = new Date(Date.now() + 60000).toISOString();
-  for (const minutes of [15, 24 * 60]) {
-    const from = new Date(Date.now() - minutes * 60000).toISOString();
-    const res = await send(withQuery('/v1/ledger/export', { from, to }), { signal, headers: { accept: 'application/x-ndjson' } });
-    if (!res.ok) {
-      const body = await res.json().catch(() => null);
-      throw new ApiError(res.status, body, res.statusText);
-    }
-    const lines = (await res.text()).trim().split('\n').filter(Boolean);
-    const manifest = lines.length ? JSON.parse(lines[lines.length - 1]) : null;
-    if (manifest && manifest.count) {
-      const ids = lines.slice(0, -1).map((l) => JSON.parse(l).id);
-      return Math.max(0, ids[Math.max(0, ids.length - 50)] - 1);
-    }
-  }
-  return 0;
+  connect(explicit !== null && explicit !== '' ? Number(explicit) : null);
 }
 
 function form(filter) {

@@ -294,7 +294,12 @@ impl PostgresStore {
         if let Some(to) = f.to {
             qb.push(" AND at < ").push_bind(to);
         }
-        qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+        qb.push(if f.newest_first {
+            " ORDER BY id DESC LIMIT "
+        } else {
+            " ORDER BY id LIMIT "
+        })
+        .push_bind(i64::from(f.limit));
         let rows = qb.build().fetch_all(self.pool()).await?;
         rows.iter().map(decode_event).collect()
     }

@@ -156,7 +156,12 @@ fn push_event_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, f: &'a EventFilter) 
     if let Some(to) = f.to {
         qb.push(" AND at < ").push_bind(micros(to));
     }
-    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit));
+    qb.push(if f.newest_first {
+        " ORDER BY id DESC LIMIT "
+    } else {
+        " ORDER BY id LIMIT "
+    })
+    .push_bind(i64::from(f.limit));
 }
 
 /// [`RunStatements`] inside the caller's write transaction.

@@ -1,6 +1,8 @@
 // Package leasehold is the Go SDK of Leasehold, a job coordinator: workers that lease jobs,
 // keep them alive with heartbeats, report checkpoints, progress and artifacts, and end each
-// job exactly once; and a Client that enqueues, inspects, cancels and waits for jobs.
+// job exactly once; and a Client that enqueues, inspects, cancels and waits for jobs, and for
+// operators lists jobs, runs and workers, cancels or replays the jobs a filter selects, and reads
+// job statistics, failure classes and SLO reports.
 //
 // It is a thin skin over the C ABI of the Rust worker SDK (sdk-c, libleasehold_c.a): every
 // protocol behaviour — the WebSocket/long-poll transport, credit, coalesced heartbeats,

@@ -526,6 +526,130 @@ lh_result lh_client_wait(const lh_client *client,
 lh_result lh_client_queues(const lh_client *client, const lh_cancel *cancel, lh_bytes *out);
 
 /**
+ * Writes a page of jobs, newest first, as JSON (`{"jobs": […], "next_cursor": …}`).
+ * `query_json` (NULL or empty: no filter) may hold `queue`, `state`, `kind`, `run_id`,
+ * `correlation_id`, `since` and `until` (each an RFC 3339 time or a span back from now: `90s`,
+ * `15m`, `24h`, `7d`), `limit` (default 50, at most 500) and `cursor` (the previous page's
+ * `next_cursor`); an unknown key is `LH_INVALID_JSON`.
+ *
+ * # Safety
+ * `client` is NULL or live; `query_json` is NULL or valid for reads of `len` bytes; `cancel` is
+ * NULL or live; `out` is NULL or valid for a write.
+ */
+lh_result lh_client_list(const lh_client *client,
+                         const char *query_json,
+                         size_t len,
+                         const lh_cancel *cancel,
+                         lh_bytes *out);
+
+/**
+ * Writes a page of the tenant's runs, newest first, each with its jobs counted by state, as
+ * JSON (`{"runs": […], "next_cursor": …}`). `query_json` (NULL or empty: no filter) may hold
+ * `status` (`pending`, `running`, `succeeded`, `failed`, `cancelled`), `name`, `project`,
+ * `correlation_id`, `since`, `until` (as for `lh_client_list`), `limit` and `cursor`.
+ *
+ * # Safety
+ * As `lh_client_list`.
+ */
+lh_result lh_client_runs(const lh_client *client,
+                         const char *query_json,
+                         size_t len,
+                         const lh_cancel *cancel,
+                         lh_bytes *out);
+
+/**
+ * Writes the tenant's workers seen since `since` (default: the last hour) or holding leases
+ * now, as a JSON array (each with `worker_id`, `transport`, `queues`, `version`,
+ * `first_seen_at`, `last_seen_at`, `last_heartbeat_at`, `connected`, `leases`). `query_json`:
+ * NULL, empty or `{"since": …}` (an RFC 3339 time or a span back from now).
+ *
+ * # Safety
+ * As `lh_client_list`.
+ */
+lh_result lh_client_workers(const lh_client *client,
+                            const char *query_json,
+                            size_t len,
+                            const lh_cancel *cancel,
+                            lh_bytes *out);
+
+/**
+ * Cancels the jobs a filter selects and writes what was done as JSON (`{"dry_run", "matched",
+ * "cancelled", "job_ids", "audit_event_id"}`). `request_json` is the coordinator's
+ * `CancellationRequest`: the filter of `lh_client_list` (`state`: `queued`, `blocked` or
+ * `leased`; default all three) with `limit` (default 1000, newest first), `dry_run` (count and
+ * name the jobs only) and the required `reason` and `ticket`, recorded in the audit trail (a
+ * missing or blank one is `LH_INVALID_ARGUMENT` naming it, before anything is sent).
+ *
+ * # Safety
+ * `client` is NULL or live; `request_json` is valid for reads of `len` bytes; `cancel` is NULL
+ * or live; `out` is NULL or valid for a write.
+ */
+lh_result lh_client_cancel_jobs(const lh_client *client,
+                                const char *request_json,
+                                size_t len,
+                                const lh_cancel *cancel,
+                                lh_bytes *out);
+
+/**
+ * Sends the `dead` jobs a filter selects (with `"state": "cancelled"`, the cancelled ones)
+ * back to `queued` with a fresh attempt budget, and writes what was done as JSON
+ * (`{"dry_run", "matched", "replayed", "job_ids", "audit_event_id"}`). `request_json` is the
+ * coordinator's `ReplayRequest`, with the required `reason` and `ticket` as for
+ * `lh_client_cancel_jobs`.
+ *
+ * # Safety
+ * As `lh_client_cancel_jobs`.
+ */
+lh_result lh_client_replay_jobs(const lh_client *client,
+                                const char *request_json,
+                                size_t len,
+                                const lh_cancel *cancel,
+                                lh_bytes *out);
+
+/**
+ * Writes the tenant's jobs per minute and queue as JSON (`{"since", "until", "bucket_secs",
+ * "points": [{"at", "queue", "leased", "succeeded", "failed", "dead", "cancelled"}]}`).
+ * `query_json`: NULL, empty, or `{"since", "queue"}` (`since`: an RFC 3339 time or a span back
+ * from now, default `1h`, at most `8d`; `queue`: only that queue).
+ *
+ * # Safety
+ * As `lh_client_list`.
+ */
+lh_result lh_client_stats(const lh_client *client,
+                          const char *query_json,
+                          size_t len,
+                          const lh_cancel *cancel,
+                          lh_bytes *out);
+
+/**
+ * Writes the tenant's failed attempts by queue and error class, most first, as JSON
+ * (`{"since", "until", "classes": [{"queue", "class", "count", "last_at"}]}`). `query_json`
+ * as for `lh_client_stats` (`since` default `24h`).
+ *
+ * # Safety
+ * As `lh_client_list`.
+ */
+lh_result lh_client_failures(const lh_client *client,
+                             const char *query_json,
+                             size_t len,
+                             const lh_cancel *cancel,
+                             lh_bytes *out);
+
+/**
+ * Writes each queue's service-level objectives and how they fare over a window as JSON
+ * (`{"window_secs", "queues": [{"queue", "objective", "configured", "success", "pickup"}]}`).
+ * `query_json`: NULL, empty, or `{"window": …}` (a span from `1m` to `7d`, default `1h`).
+ *
+ * # Safety
+ * As `lh_client_list`.
+ */
+lh_result lh_client_slo(const lh_client *client,
+                        const char *query_json,
+                        size_t len,
+                        const lh_cancel *cancel,
+                        lh_bytes *out);
+
+/**
  * Frees a client. NULL is ignored.
  *
  * # Safety

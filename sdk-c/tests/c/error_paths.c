@@ -173,6 +173,22 @@ int main(void) {
     expect("client_enqueue(deterministic_key not a bool)",
            lh_client_enqueue(client, S("{\"kind\":\"k\",\"deterministic_key\":1}"), NULL, &bytes),
            LH_INVALID_JSON, "deterministic_key");
+    /* Operator calls: a misspelt filter and a bulk action without its justification are
+     * refused before anything is sent; a NULL query is no filter (and reaches the network). */
+    expect("client_list(unknown field)", lh_client_list(client, S("{\"sinse\":\"1h\"}"), NULL, &bytes),
+           LH_INVALID_JSON, "unknown field `sinse`");
+    expect("client_list(NULL query, unreachable)", lh_client_list(client, NULL, 0, NULL, &bytes),
+           LH_UNREACHABLE, "cannot reach the coordinator");
+    expect("client_replay_jobs(no reason)",
+           lh_client_replay_jobs(client, S("{\"queue\":\"q\",\"ticket\":\"OPS-1\"}"), NULL, &bytes),
+           LH_INVALID_ARGUMENT, "reason is required");
+    expect("client_cancel_jobs(blank ticket)",
+           lh_client_cancel_jobs(client, S("{\"reason\":\"why\",\"ticket\":\" \"}"), NULL, &bytes),
+           LH_INVALID_ARGUMENT, "ticket is required");
+    expect("client_cancel_jobs(NULL request)", lh_client_cancel_jobs(client, NULL, 0, NULL, &bytes),
+           LH_NULL_ARGUMENT, "request_json");
+    expect("client_slo(unknown field)", lh_client_slo(client, S("{\"windw\":\"1h\"}"), NULL, &bytes),
+           LH_INVALID_JSON, "unknown field `windw`");
     lh_cancel *cancel = NULL;
     expect("cancel_new", lh_cancel_new(&cancel), LH_OK, NULL);
     expect("cancel_fire", lh_cancel_fire(cancel), LH_OK, NULL);

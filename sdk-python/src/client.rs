@@ -1,6 +1,6 @@
 //! `Client`: the Rust core's `Client` (enqueue safely retried with idempotency keys, inspect,
-//! cancel, retry, wait, runs, artifacts; for operators, listings by filter, workers, and cancel
-//! or replay by filter). One dispatcher serves the blocking and the asyncio
+//! cancel, retry, wait, runs, artifacts; for operators, listings by filter, workers, cancel or
+//! replay by filter, statistics, failure classes and SLO reports). One dispatcher serves the blocking and the asyncio
 //! entry points, so each operation is written once; arguments and answers travel as JSON text
 //! (the Python layer turns them into typed objects).
 
@@ -41,6 +41,9 @@ enum Op {
     Workers(Option<String>),
     CancelJobs(Box<CancellationRequest>),
     ReplayJobs(Box<ReplayRequest>),
+    Stats(Option<String>, Option<String>),
+    Failures(Option<String>, Option<String>),
+    Slo(Option<String>),
     Queues,
     PauseQueue(String),
     ResumeQueue(String),
@@ -130,6 +133,9 @@ impl Op {
             "workers" => Op::Workers(field(args, "since")?),
             "cancel_jobs" => Op::CancelJobs(Box::new(field(args, "request")?)),
             "replay_jobs" => Op::ReplayJobs(Box::new(field(args, "request")?)),
+            "stats" => Op::Stats(field(args, "since")?, field(args, "queue")?),
+            "failures" => Op::Failures(field(args, "since")?, field(args, "queue")?),
+            "slo" => Op::Slo(field(args, "window")?),
             "cancel" => Op::Cancel(uuid_field(args, "id")?, field(args, "reason")?),
             "retry" => Op::Retry(uuid_field(args, "id")?),
             "wait" => {
@@ -169,6 +175,9 @@ impl Op {
             Op::Workers(since) => v(c.workers(since.as_deref()).await?),
             Op::CancelJobs(r) => v(c.cancel_jobs(&r).await?),
             Op::ReplayJobs(r) => v(c.replay_jobs(&r).await?),
+            Op::Stats(since, queue) => v(c.stats(since.as_deref(), queue.as_deref()).await?),
+            Op::Failures(since, queue) => v(c.failures(since.as_deref(), queue.as_deref()).await?),
+            Op::Slo(window) => v(c.slo(window.as_deref()).await?),
             Op::Queues => v(c.queues().await?),
             Op::PauseQueue(name) => v(c.pause_queue(&name).await?),
             Op::ResumeQueue(name) => v(c.resume_queue(&name).await?),

@@ -63,6 +63,8 @@ CASES = [
     (lambda: leasehold.Client(URL).cancel_jobs(reason="r", ticket=" "), ValueError, "ticket is required"),
     (lambda: leasehold.Client(URL).replay_jobs(reason=7, ticket="T-1"), TypeError, "reason must be a string"),  # type: ignore[arg-type]
     (lambda: leasehold.Client(URL).cancel_jobs(reason="r", ticket="t", limit="9"), TypeError, "limit must be an int"),  # type: ignore[arg-type]
+    (lambda: leasehold.Client(URL).slo(window=60), TypeError, "window must be a string or timedelta"),  # type: ignore[arg-type]
+    (lambda: leasehold.Client(URL).stats(queue="bad queue"), ValueError, 'queue name "bad queue"'),
     (lambda: leasehold.Client(URL).pause_queue("no spaces"), ValueError, "queue name"),
     (lambda: leasehold.Client(URL).submit_run([leasehold.RunJob("a", "k", depends_on="b")]), TypeError, "depends_on"),
     (lambda: leasehold.digest("text"), TypeError, "digest takes bytes"),  # type: ignore[arg-type]

@@ -133,6 +133,28 @@ def test_workers_and_replaying_dead_jobs(url: str, client: leasehold.Client, que
         assert worker_id in {w.worker_id for w in client.workers()}
         assert worker_id in {w.worker_id for w in client.workers(since=datetime.timedelta(hours=1))}
 
+    # What the worker did, counted: per minute, by failure class, against the objectives.
+    stats = client.stats(since="15m", queue=queue)
+    assert isinstance(stats, leasehold.JobStats) and stats.bucket_secs == 60 and stats.since < stats.until
+    assert {p.queue for p in stats.points} == {queue}
+    assert (sum(p.leased for p in stats.points), sum(p.dead for p in stats.points)) == (1, 1)
+    assert any(p.queue == queue for p in client.stats().points)
+    assert any(p.queue == queue for p in client.stats(since=datetime.timedelta(minutes=5)).points)
+    failures = client.failures(queue=queue)
+    assert [(c.queue, c.count) for c in failures.classes] == [(queue, 1)] and failures.classes[0].class_
+    report = client.slo(window="30m")
+    assert report.window_secs == 1800
+    mine = next(q for q in report.queues if q.queue == queue)
+    assert isinstance(mine, leasehold.QueueSLO) and not mine.configured
+    assert (mine.success.good, mine.success.total) == (0, 1) and mine.success.burn_rate is not None
+    assert 0.5 <= mine.objective.success_ratio < 1 and mine.objective.pickup_ms > 0
+    assert client.slo().window_secs == 3600 and client.slo(window=datetime.timedelta(hours=2)).window_secs == 7200
+    with pytest.raises(leasehold.CoordinatorError) as refused:
+        client.slo(window="10s")
+    assert refused.value.status == 422
+    with pytest.raises(ValueError, match='queue name "no spaces"'):
+        client.stats(queue="no spaces")
+
     dry = client.replay_jobs(queue=queue, kind="boom", dry_run=True, reason="fixed", ticket="OPS-2")
     assert (dry.matched, dry.replayed, dry.job_ids) == (1, 0, [job.job.id])
     assert client.get(job.job.id).state == "dead"
@@ -154,6 +176,9 @@ def test_async_operator_calls(url: str, queue: str) -> None:
         assert done.cancelled == 2
         replay = await c.replay_jobs(queue=queue, state="cancelled", reason="r", ticket="t")
         assert replay.replayed == 2
+        assert (await c.stats(queue=queue)).bucket_secs == 60
+        assert isinstance((await c.failures(queue=queue)).classes, list)
+        assert (await c.slo(window="2h")).window_secs == 7200
         with pytest.raises(ValueError, match=r"^reason is required"):
             await c.replay_jobs(queue=queue, reason="", ticket="t")
 

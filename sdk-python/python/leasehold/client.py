@@ -1,6 +1,6 @@
 """Enqueue and inspect jobs: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio); for
-operators, list jobs and runs by filter, list workers, and cancel or replay the jobs a filter
-selects.
+operators, list jobs and runs by filter, list workers, cancel or replay the jobs a filter
+selects, and read job statistics, failure classes and SLO reports.
 
 Both are thin: every call goes to the Rust core's client, which retries transport faults with
 exponential backoff and jitter, and sends an idempotency key with every enqueue so a retried
@@ -20,15 +20,18 @@ from .models import (
     Backoff,
     CancellationResult,
     Enqueued,
+    FailureClasses,
     JobInfo,
     JobPage,
     JobSpec,
+    JobStats,
     QueueInfo,
     ReplayResult,
     RunInfo,
     RunJob,
     RunPage,
     RunSummary,
+    SLOReport,
     WorkerInfo,
     _dumps,
     _opt_int,
@@ -74,6 +77,15 @@ def _when(name: str, value: Optional[TimeFilter]) -> Optional[str]:
             raise ValueError(f"{name} must be a non-negative span back from now, got {value}")
         return f"{round(value.total_seconds())}s"
     raise TypeError(f"{name} must be a string, datetime or timedelta, got {type(value).__name__}")
+
+
+def _window(value: Optional[Union[str, datetime.timedelta]]) -> Optional[str]:
+    """An SLO window: a span (``"1h"``) or a ``timedelta`` (the coordinator checks its range)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.timedelta):
+        return f"{round(value.total_seconds())}s"
+    raise TypeError(f"window must be a string or timedelta, got {type(value).__name__}")
 
 
 def _selection(
@@ -248,6 +260,20 @@ class _Operations:
     @staticmethod
     def cancel_run(run_id: str) -> _Call[RunInfo]:
         return _Call("cancel_run", {"id": _job_id(run_id)}, _run)
+
+    @staticmethod
+    def stats(since: Optional[TimeFilter], queue: Optional[str]) -> _Call[JobStats]:
+        args = {"since": _when("since", since), "queue": _opt_str("queue", queue)}
+        return _Call("stats", args, JobStats._from_json)
+
+    @staticmethod
+    def failures(since: Optional[TimeFilter], queue: Optional[str]) -> _Call[FailureClasses]:
+        args = {"since": _when("since", since), "queue": _opt_str("queue", queue)}
+        return _Call("failures", args, FailureClasses._from_json)
+
+    @staticmethod
+    def slo(window: Optional[Union[str, datetime.timedelta]]) -> _Call[SLOReport]:
+        return _Call("slo", {"window": _window(window)}, SLOReport._from_json)
 
     @staticmethod
     def queues() -> _Call[List[QueueInfo]]:
@@ -491,6 +517,22 @@ class Client:
         selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
         return self._call(_Operations.replay_jobs(selection, dry_run, reason, ticket))
 
+    def stats(self, *, since: Optional[TimeFilter] = None, queue: Optional[str] = None) -> JobStats:
+        """The tenant's jobs per minute and queue from ``since`` (as for :meth:`list`, at most
+        ``"8d"``; default: the last hour) to now, of one ``queue`` or all: attempts leased,
+        jobs succeeded, attempts failed, jobs dead and cancelled."""
+        return self._call(_Operations.stats(since, queue))
+
+    def failures(self, *, since: Optional[TimeFilter] = None, queue: Optional[str] = None) -> FailureClasses:
+        """The tenant's failed attempts from ``since`` (default: the last day) by queue and
+        error class, most first."""
+        return self._call(_Operations.failures(since, queue))
+
+    def slo(self, *, window: Optional[Union[str, datetime.timedelta]] = None) -> SLOReport:
+        """Each queue's service-level objectives and how they fare over ``window`` (a span from
+        ``"1m"`` to ``"7d"`` or a ``timedelta``; default an hour), with their burn rates."""
+        return self._call(_Operations.slo(window))
+
     def queues(self) -> List[QueueInfo]:
         """Every queue with its depth per state."""
         return self._call(_Operations.queues())
@@ -675,6 +717,18 @@ class AsyncClient:
         """See :meth:`Client.replay_jobs`."""
         selection = _selection(queue, kind, state, run_id, correlation_id, since, until, limit)
         return await self._call(_Operations.replay_jobs(selection, dry_run, reason, ticket))
+
+    async def stats(self, *, since: Optional[TimeFilter] = None, queue: Optional[str] = None) -> JobStats:
+        """See :meth:`Client.stats`."""
+        return await self._call(_Operations.stats(since, queue))
+
+    async def failures(self, *, since: Optional[TimeFilter] = None, queue: Optional[str] = None) -> FailureClasses:
+        """See :meth:`Client.failures`."""
+        return await self._call(_Operations.failures(since, queue))
+
+    async def slo(self, *, window: Optional[Union[str, datetime.timedelta]] = None) -> SLOReport:
+        """See :meth:`Client.slo`."""
+        return await self._call(_Operations.slo(window))
 
     async def queues(self) -> List[QueueInfo]:
         """See :meth:`Client.queues`."""

@@ -14,15 +14,23 @@ __all__ = [
     "Backoff",
     "CancellationResult",
     "Enqueued",
+    "FailureClass",
+    "FailureClasses",
     "JobInfo",
     "JobPage",
     "JobSpec",
+    "JobStats",
     "QueueInfo",
+    "QueueSLO",
     "ReplayResult",
     "RunInfo",
     "RunJob",
     "RunPage",
     "RunSummary",
+    "SLOMeasure",
+    "SLOObjective",
+    "SLOReport",
+    "StatsPoint",
     "WorkerInfo",
 ]
 
@@ -265,6 +273,143 @@ class ReplayResult:
             job_ids=list(d["job_ids"]),
             audit_event_id=d.get("audit_event_id"),
         )
+
+
+@dataclass(frozen=True)
+class StatsPoint:
+    """One queue's counts in one minute (starting ``at``): attempts ``leased``, jobs
+    ``succeeded``, attempts ``failed`` (expired leases and timeouts too), jobs ended ``dead`` and
+    ``cancelled``."""
+
+    at: str
+    queue: str
+    leased: int
+    succeeded: int
+    failed: int
+    dead: int
+    cancelled: int
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> StatsPoint:
+        return cls(
+            at=d["at"],
+            queue=d["queue"],
+            leased=int(d["leased"]),
+            succeeded=int(d["succeeded"]),
+            failed=int(d["failed"]),
+            dead=int(d["dead"]),
+            cancelled=int(d["cancelled"]),
+        )
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """The tenant's jobs per minute and queue from ``since`` to ``until`` (now), oldest first;
+    minutes with nothing are left out (:meth:`Client.stats`)."""
+
+    since: str
+    until: str
+    bucket_secs: int
+    points: List[StatsPoint]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> JobStats:
+        return cls(
+            since=d["since"],
+            until=d["until"],
+            bucket_secs=int(d["bucket_secs"]),
+            points=[StatsPoint._from_json(p) for p in d["points"]],
+        )
+
+
+@dataclass(frozen=True)
+class FailureClass:
+    """Failed attempts of one error ``class_`` (``error.class``; ``lease_expired``, ``timeout``) in
+    one queue, the latest in the minute ``last_at``."""
+
+    queue: str
+    class_: str
+    count: int
+    last_at: str
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> FailureClass:
+        return cls(queue=d["queue"], class_=d["class"], count=int(d["count"]), last_at=d["last_at"])
+
+
+@dataclass(frozen=True)
+class FailureClasses:
+    """The tenant's failed attempts by queue and class, most first (:meth:`Client.failures`)."""
+
+    since: str
+    until: str
+    classes: List[FailureClass]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> FailureClasses:
+        return cls(since=d["since"], until=d["until"], classes=[FailureClass._from_json(c) for c in d["classes"]])
+
+
+@dataclass(frozen=True)
+class SLOObjective:
+    """A queue's objectives: the share of ended jobs that must succeed, and the share of leases
+    that must come within ``pickup_ms`` of the job becoming due."""
+
+    success_ratio: float
+    pickup_ms: int
+    pickup_ratio: float
+
+
+@dataclass(frozen=True)
+class SLOMeasure:
+    """How one objective fares: ``good`` of ``total`` events met it. ``ratio`` and ``burn_rate``
+    (the share that missed over the share allowed to miss; above 1 spends the error budget
+    before the window ends) are ``None`` when nothing was counted."""
+
+    good: int
+    total: int
+    ratio: Optional[float]
+    burn_rate: Optional[float]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> SLOMeasure:
+        return cls(good=int(d["good"]), total=int(d["total"]), ratio=d.get("ratio"), burn_rate=d.get("burn_rate"))
+
+
+@dataclass(frozen=True)
+class QueueSLO:
+    """One queue's objectives (``configured``: set for the queue or the tenant rather than the
+    defaults) and how its ``success`` and ``pickup`` fare."""
+
+    queue: str
+    objective: SLOObjective
+    configured: bool
+    success: SLOMeasure
+    pickup: SLOMeasure
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> QueueSLO:
+        o = d["objective"]
+        return cls(
+            queue=d["queue"],
+            objective=SLOObjective(float(o["success_ratio"]), int(o["pickup_ms"]), float(o["pickup_ratio"])),
+            configured=bool(d["configured"]),
+            success=SLOMeasure._from_json(d["success"]),
+            pickup=SLOMeasure._from_json(d["pickup"]),
+        )
+
+
+@dataclass(frozen=True)
+class SLOReport:
+    """Each queue with activity in the window of ``window_secs`` (or objectives of its own), by
+    name (:meth:`Client.slo`)."""
+
+    window_secs: int
+    queues: List[QueueSLO]
+
+    @classmethod
+    def _from_json(cls, d: Dict[str, Any]) -> SLOReport:
+        return cls(window_secs=int(d["window_secs"]), queues=[QueueSLO._from_json(q) for q in d["queues"]])
 
 
 @dataclass(frozen=True)

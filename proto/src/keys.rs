@@ -75,3 +75,22 @@ pub struct ApiKeyList {
     /// The keys, newest first, revoked ones included.
     pub keys: Vec<ApiKey>,
 }
+
+/// Answer of `GET /v1/whoami`: who the caller is, as its key makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Identity {
+    /// The tenant the caller acts for.
+    pub tenant: String,
+    /// `key` (a created key), `root` (the coordinator's own key) or `keyless` (no key is
+    /// configured: the `Leasehold-Tenant` header picks the tenant).
+    pub principal: String,
+    /// The created key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The created key's label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// What the caller may do (every scope for `root` and `keyless`).
+    pub scopes: Vec<String>,
+}

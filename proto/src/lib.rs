@@ -33,7 +33,7 @@ pub use job::{
     Artifact, BackoffHint, EnqueueBatchRequest, EnqueueBatchResponse, EnqueuedJob, Job, JobList,
     JobState, NewJob,
 };
-pub use keys::{ApiKey, ApiKeyList, CreatedApiKey, NewApiKey, SCOPES};
+pub use keys::{ApiKey, ApiKeyList, CreatedApiKey, Identity, NewApiKey, SCOPES};
 pub use lease::{
     ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, FailureInfo, HeartbeatItem,
     HeartbeatRequest, HeartbeatResponse, HeartbeatResult, HeartbeatStatus, Lease, ReleaseRequest,

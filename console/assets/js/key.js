@@ -1,5 +1,5 @@
 // The key prompt: a 401 opens it, the key goes to sessionStorage; "Forget key" drops it. The
-// header shows the tenant the key acts for (as GET /v1/quota says).
+// header shows the tenant the key acts for (as GET /v1/whoami says).
 
 import { api, getKey, setKey, setKeyPrompt, onKeyChange } from './api.js';
 
@@ -58,10 +58,11 @@ export async function showSession() {
   const tenant = document.getElementById('tenant');
   forget.hidden = !getKey();
   try {
-    const quota = await api('/v1/quota');
-    if (quota && quota.tenant) {
-      tenantShown = quota.tenant;
-      tenant.textContent = `Tenant: ${quota.tenant}`;
+    const me = await api('/v1/whoami');
+    if (me && me.tenant) {
+      tenantShown = me.tenant;
+      tenant.textContent = `Tenant: ${me.tenant}`;
+      tenant.title = me.principal === 'key' ? `key ${me.key_id}: ${me.scopes.join(', ')}` : `${me.principal}: every scope`;
       tenant.hidden = false;
     }
   } catch {

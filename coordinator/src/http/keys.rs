@@ -6,10 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing;
 use chrono::{DateTime, Utc};
-use leasehold_proto::{ApiKey, ApiKeyList, CreatedApiKey, ErrorCode, ErrorEnvelope, NewApiKey};
+use leasehold_proto::{
+    ApiKey, ApiKeyList, CreatedApiKey, ErrorCode, ErrorEnvelope, Identity, NewApiKey,
+};
 
 use super::AppState;
-use super::extract::{ApiJson, QueryParams};
+use super::extract::{ApiJson, QueryParams, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{self, Principal, Scope, Scopes};
 use crate::store::KeyRow;
@@ -20,6 +22,38 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/keys", routing::post(create).get(list))
         .route("/v1/keys/{id}", routing::delete(revoke))
+        .route("/v1/whoami", routing::get(whoami))
+}
+
+/// Who the caller is: the tenant it acts for, how (a created key, the coordinator's own key,
+/// or keyless) and its scopes. Any valid key may ask; nothing secret is answered.
+#[utoipa::path(get, path = "/v1/whoami", tag = "keys",
+    responses((status = 200, body = Identity), (status = 401, body = ErrorEnvelope)))]
+pub(crate) async fn whoami(tenant: Tenant, principal: Principal) -> ApiJson<Identity> {
+    let every = || Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    ApiJson(match principal {
+        Principal::Key(grant) => Identity {
+            tenant: tenant.0,
+            principal: "key".into(),
+            key_id: Some(grant.id),
+            key_name: Some(grant.name),
+            scopes: grant.scopes.names(),
+        },
+        Principal::Root => Identity {
+            tenant: tenant.0,
+            principal: "root".into(),
+            key_id: None,
+            key_name: None,
+            scopes: every(),
+        },
+        Principal::Open => Identity {
+            tenant: tenant.0,
+            principal: "keyless".into(),
+            key_id: None,
+            key_name: None,
+            scopes: every(),
+        },
+    })
 }
 
 /// Longest key label.

@@ -12,7 +12,7 @@ pub(crate) fn needed(method: &Method, path: &str) -> Option<&'static [Scope]> {
     let post = *method == Method::POST;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let scopes: &'static [Scope] = match segments.as_slice() {
-        [".well-known", "openapi"] if read => &[],
+        [".well-known", "openapi"] | ["v1", "whoami"] if read => &[],
         ["v1", "jobs"] if read => &[JobsRead],
         ["v1", "jobs"] if post => &[JobsWrite],
         ["v1", "jobs", _] if read => &[JobsRead],

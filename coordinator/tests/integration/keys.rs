@@ -486,7 +486,64 @@ async fn once_a_key_exists_a_keyless_coordinator_needs_keys(store: Arc<dyn Store
     );
 }
 
+/// `GET /v1/whoami` answers the caller as its key makes it, to any valid key, and nothing to
+/// a caller without one.
+async fn whoami_names_the_tenant_and_scopes_of_the_key(store: Arc<dyn Store>) {
+    let keyless = Coordinator::start(store.clone(), None).await;
+    let (s, me) = keyless
+        .call(
+            None,
+            Method::GET,
+            "/v1/whoami",
+            None,
+            &[("leasehold-tenant", "acme")],
+        )
+        .await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(
+        (me["tenant"].clone(), me["principal"].clone()),
+        (json!("acme"), json!("keyless"))
+    );
+    assert_eq!(me["scopes"].as_array().unwrap().len(), 8);
+    drop(keyless);
+
+    let c = Coordinator::start(store, Some(ROOT)).await;
+    let (s, me) = c
+        .call(Some(ROOT), Method::GET, "/v1/whoami", None, &[])
+        .await;
+    assert_eq!(
+        (s, me["tenant"].clone(), me["principal"].clone()),
+        (200, json!("default"), json!("root"))
+    );
+    assert!(me.get("key_id").is_none());
+    // A key with a scope that reads nothing else may still ask who it is.
+    let (id, token) = c.key("alpha", &["worker"]).await;
+    let (s, me) = c
+        .call(Some(&token), Method::GET, "/v1/whoami", None, &[])
+        .await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(
+        me,
+        json!({"tenant": "alpha", "principal": "key", "key_id": id,
+               "key_name": me["key_name"], "scopes": ["worker"]})
+    );
+    assert!(!me.to_string().contains(&token), "never the token");
+    let (s, _) = c.call(None, Method::GET, "/v1/whoami", None, &[]).await;
+    assert_eq!(s, 401);
+    let (s, _) = c
+        .call(
+            Some("lhk_nope_0000000000000000"),
+            Method::GET,
+            "/v1/whoami",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, 401);
+}
+
 crate::on_both_backends!(
+    whoami_names_the_tenant_and_scopes_of_the_key,
     a_key_leases_only_its_own_tenants_jobs,
     scopes_decide_what_a_key_may_do,
     keys_are_listed_without_secrets_then_revoked_or_expired,

@@ -31,10 +31,10 @@ type Job struct {
 	cleanup runtime.Cleanup
 
 	id, kind, queue, tenant, idempotencyKey, correlationID string
-	payload                                        []byte
-	attempt, maxAttempts                           int
-	fencingToken                                   int64
-	tag                                            uint64
+	payload                                                []byte
+	attempt, maxAttempts                                   int
+	fencingToken                                           int64
+	tag                                                    uint64
 }
 
 // newJob wraps a job handle from lh_worker_next, copying its fixed fields. The handle is freed

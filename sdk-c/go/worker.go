@@ -52,18 +52,18 @@ func (p RetryPolicy) native() map[string]any {
 // default, which for the runner's settings is the SDK core's (lh_worker_defaults; the same for
 // the Rust, Python and Go workers).
 type Config struct {
-	URL            string        // coordinator base URL, http(s)://host:port
-	Queues         []string      // queues to take jobs from
-	Concurrency    int           // most jobs run at once (default 10)
-	LeaseTTL       time.Duration // lease length; heartbeats every third of it (default 30s)
-	WorkerID       string        // stable worker id (default <hostname>-<pid>-<random>)
-	AppVersion     string        // recorded with each outcome after the SDK versions
-	Tenant         string        // default "default"
-	Tenants        []string      // a worker pool shared by these tenants instead of one (needs the coordinator's own key)
-	TenantWeights  map[string]int // shares of the pool's tenants (1 to 1000, default 1)
+	URL           string         // coordinator base URL, http(s)://host:port
+	Queues        []string       // queues to take jobs from
+	Concurrency   int            // most jobs run at once (default 10)
+	LeaseTTL      time.Duration  // lease length; heartbeats every third of it (default 30s)
+	WorkerID      string         // stable worker id (default <hostname>-<pid>-<random>)
+	AppVersion    string         // recorded with each outcome after the SDK versions
+	Tenant        string         // default "default"
+	Tenants       []string       // a worker pool shared by these tenants instead of one (needs the coordinator's own key)
+	TenantWeights map[string]int // shares of the pool's tenants (1 to 1000, default 1)
 	// Adaptive, when set, runs fewer jobs at once (down to Adaptive.Min) while they fail with
 	// overload classes or run slow, and more again as they recover, up to Concurrency.
-	Adaptive *AdaptiveConcurrency
+	Adaptive       *AdaptiveConcurrency
 	APIKey         string        // sent as Authorization: Bearer …
 	Transport      Transport     // default TransportAuto
 	PollWait       time.Duration // longest HTTP long-poll (default 10s)

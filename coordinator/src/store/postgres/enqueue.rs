@@ -262,7 +262,9 @@ impl PostgresStore {
                    'run_at', u.run_at, 'priority', u.priority)), \
                  (2, 'leased', u.worker_id, jsonb_build_object('from', 'queued', 'to', 'leased', \
                    'fencing_token', u.lease_epoch, 'attempt', u.attempt, \
-                   'lease_expires_at', u.lease_expires_at))) AS e(ord, type, worker_id, data) \
+                   'lease_expires_at', u.lease_expires_at, 'waited_ms', \
+                   GREATEST(0, floor(extract(epoch FROM (u.started_at - u.run_at)) * 1000))::bigint))) \
+                 AS e(ord, type, worker_id, data) \
                WHERE e.ord = 1 OR u.state = 'leased' \
                ORDER BY e.ord), \
              n AS (SELECT pg_notify($22, u.tenant || '/' || u.queue || $23) FROM u \

@@ -53,6 +53,7 @@ impl SqliteStore {
         let leased = json_text(&json!({
             "from": "queued", "to": "leased", "fencing_token": 1, "attempt": 1,
             "lease_expires_at": from_micros(expires)?,
+            "waited_ms": (now - from_micros(micros(job.run_at))?).num_milliseconds().max(0),
         }));
         let payload = json_text(&job.payload);
         let backoff = job.backoff.as_ref().map(|b| json_text(&json!(b)));

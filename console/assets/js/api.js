@@ -3,6 +3,9 @@
 // an ApiError with the coordinator's own message.
 
 const STORAGE = 'leasehold.key';
+// On a keyless coordinator the `Leasehold-Tenant` header picks the tenant; with a key, the key
+// decides and no header is sent.
+const TENANT = 'leasehold.tenant';
 
 export class ApiError extends Error {
   constructor(status, body, fallback) {
@@ -12,11 +15,6 @@ export class ApiError extends Error {
     this.code = err.code || null;
     this.details = err.details || null;
     this.requestId = err.request_id || null;
-  }
-
-  // A 404 for the route itself (not for a job or run it names): the coordinator predates it.
-  get notAvailable() {
-    return this.status === 404 && /no such route/i.test(this.message);
   }
 }
 
@@ -34,6 +32,17 @@ export function setKey(key) {
     else sessionStorage.removeItem(STORAGE);
   } catch { /* storage off: the key lives as long as the page */ }
   for (const fn of listeners) fn(key);
+}
+
+export function getTenant() {
+  try { return sessionStorage.getItem(TENANT) || ''; } catch { return ''; }
+}
+
+export function setTenant(tenant) {
+  try {
+    if (tenant) sessionStorage.setItem(TENANT, tenant);
+    else sessionStorage.removeItem(TENANT);
+  } catch { /* storage off: the default tenant */ }
 }
 
 // Called with the new key (or '') whenever it changes.
@@ -57,6 +66,7 @@ function headersFor(extra) {
   const headers = new Headers(extra || {});
   const key = getKey();
   if (key) headers.set('authorization', `Bearer ${key}`);
+  else if (getTenant() && !headers.has('leasehold-tenant')) headers.set('leasehold-tenant', getTenant());
   return headers;
 }
 

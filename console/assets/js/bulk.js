@@ -61,12 +61,7 @@ async function bulk({ what, path, body, verb, counted, describe, danger, done, n
     confirm: 'Count matching jobs',
     action: async (values) => {
       why = values;
-      try {
-        return await api(path, { method: 'POST', body: { ...body, ...values, dry_run: true } });
-      } catch (err) {
-        if (err.notAvailable) throw new Error(`${verb} by filter is not available on this coordinator (${path} answers 404).`);
-        throw err;
-      }
+      return api(path, { method: 'POST', body: { ...body, ...values, dry_run: true } });
     },
   });
   if (!dry) return;

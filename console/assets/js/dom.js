@@ -88,11 +88,6 @@ export function errorBox(err) {
   return h('p', { class: 'error', role: 'alert' }, lines);
 }
 
-// What a panel shows when its route is not on this coordinator yet.
-export function notAvailable(what) {
-  return h('p', { class: 'unavailable' }, `${what} is not available on this coordinator.`);
-}
-
 // A number with thousands separators.
 export function num(n) {
   return n === null || n === undefined ? '–' : Number(n).toLocaleString();

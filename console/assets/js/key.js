@@ -1,7 +1,8 @@
 // The key prompt: a 401 opens it, the key goes to sessionStorage; "Forget key" drops it. The
 // header shows the tenant the key acts for (as GET /v1/whoami says).
 
-import { api, getKey, setKey, setKeyPrompt, onKeyChange } from './api.js';
+import { api, getKey, setKey, setTenant, setKeyPrompt, onKeyChange } from './api.js';
+import { h, fill } from './dom.js';
 
 export function installKeyPrompt() {
   const dialog = document.getElementById('key-dialog');
@@ -52,7 +53,8 @@ export function installKeyPrompt() {
 
 let tenantShown = null;
 
-// Shows the tenant and the forget control once a call with the key worked.
+// Shows the tenant and the forget control once a call with the key worked. Keyless, the
+// tenant is a field: the header it fills picks the tenant of every call.
 export async function showSession() {
   const forget = document.getElementById('forget-key');
   const tenant = document.getElementById('tenant');
@@ -61,12 +63,43 @@ export async function showSession() {
     const me = await api('/v1/whoami');
     if (me && me.tenant) {
       tenantShown = me.tenant;
-      tenant.textContent = `Tenant: ${me.tenant}`;
-      tenant.title = me.principal === 'key' ? `key ${me.key_id}: ${me.scopes.join(', ')}` : `${me.principal}: every scope`;
+      if (me.principal === 'keyless') {
+        fill(tenant, tenantPicker(me.tenant));
+        tenant.removeAttribute('title');
+      } else {
+        fill(tenant, `Tenant: ${me.tenant}`);
+        tenant.title = me.principal === 'key' ? `key ${me.key_id}: ${me.scopes.join(', ')}` : 'the coordinator\'s own key: every scope';
+      }
       tenant.hidden = false;
     }
   } catch {
     tenant.hidden = true;
   }
   return tenantShown;
+}
+
+// A form naming the tenant; the coordinator checks the name before the console switches.
+function tenantPicker(current) {
+  const input = h('input', {
+    id: 'tenant-input', name: 'tenant', value: current, size: '12', autocomplete: 'off', spellcheck: 'false',
+    'aria-describedby': 'tenant-error',
+  });
+  const error = h('span', { id: 'tenant-error', class: 'error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'tenant-pick', 'aria-label': 'Tenant' },
+    h('label', { for: 'tenant-input' }, 'Tenant'), input,
+    h('button', { type: 'submit' }, 'Switch'), error);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = input.value.trim();
+    try {
+      await api('/v1/whoami', { headers: { 'leasehold-tenant': name } });
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      return;
+    }
+    setTenant(name === 'default' ? '' : name);
+    location.reload();
+  });
+  return form;
 }

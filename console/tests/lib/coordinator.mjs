@@ -22,7 +22,10 @@ export async function startCoordinator({ bin, apiKey, env = {}, assetsDir = null
   if (!existsSync(bin)) throw new Error(`no coordinator binary at ${bin} (set LEASEHOLD_BIN)`);
   const dir = mkdtempSync(join(tmpdir(), 'leasehold-console-'));
   const port = await freePort();
-  const childEnv = { ...process.env, ORCHESTRATOR_API_KEY: apiKey, LEASEHOLD_LOG: 'warn', ...env };
+  const childEnv = { ...process.env, LEASEHOLD_LOG: 'warn', ...env };
+  // No key: a keyless coordinator (the header picks the tenant).
+  delete childEnv.ORCHESTRATOR_API_KEY;
+  if (apiKey) childEnv.ORCHESTRATOR_API_KEY = apiKey;
   // The suite proves the binary serves its embedded files: never the dev folder, unless the
   // caller asks for it explicitly (`assetsDir`, for work on the console before a rebuild).
   delete childEnv.LEASEHOLD_CONSOLE_DIR;

@@ -2,7 +2,7 @@
 // classes, SLO burn per queue, and the workers with their leases. Refreshes every 5 s.
 
 import { api } from '../api.js';
-import { h, fill, section, table, errorBox, notAvailable, num } from '../dom.js';
+import { h, fill, section, table, errorBox, num } from '../dom.js';
 import { JOB_STATES, badge } from '../states.js';
 import { lineChart, stackedBar } from '../charts.js';
 import { timeEl, ago } from '../time.js';
@@ -32,9 +32,9 @@ export default async function overview(ctx) {
   const load = async () => {
     await Promise.all([
       panel(slots.queues, () => api('/v1/queues', { signal }).then(queuesView)),
-      panel(slots.stats, () => api('/v1/stats', { signal, query: { since: '1h' } }).then(statsView), 'Throughput history (GET /v1/stats)'),
-      panel(slots.failures, () => api('/v1/failures', { signal, query: { since: '24h' } }).then(failuresView), 'Failure classes (GET /v1/failures)'),
-      panel(slots.slo, () => api('/v1/slo', { signal }).then(sloView), 'SLO tracking (GET /v1/slo)'),
+      panel(slots.stats, () => api('/v1/stats', { signal, query: { since: '1h' } }).then(statsView)),
+      panel(slots.failures, () => api('/v1/failures', { signal, query: { since: '24h' } }).then(failuresView)),
+      panel(slots.slo, () => api('/v1/slo', { signal }).then(sloView)),
       panel(slots.workers, () => api('/v1/workers', { signal }).then(workersView)),
     ]);
     updated.replaceChildren('Updated ', timeEl(new Date().toISOString()), ' · refreshes every 5 s');
@@ -48,21 +48,14 @@ function wide(el) {
   return el;
 }
 
-// Renders what `fetch()` builds into `slot`; errors stay in the slot; a route the coordinator
-// lacks says so once and is not asked again.
-async function panel(slot, fetchView, missing) {
-  if (slot.dataset.unavailable) return;
+// Renders what `fetch()` builds into `slot`; an error stays in the slot until the next refresh.
+async function panel(slot, fetchView) {
   try {
     const view = await fetchView();
     fill(slot, view);
   } catch (err) {
     if (err.name === 'AbortError') return;
-    if (missing && err.notAvailable) {
-      slot.dataset.unavailable = '1';
-      fill(slot, notAvailable(missing));
-    } else {
-      fill(slot, errorBox(err));
-    }
+    fill(slot, errorBox(err));
   }
 }
 

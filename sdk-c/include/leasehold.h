@@ -543,6 +543,14 @@ lh_result lh_client_list(const lh_client *client,
                          lh_bytes *out);
 
 /**
+ * Frees a client. NULL is ignored.
+ *
+ * # Safety
+ * `client` is NULL or a live handle that no other thread is using, and is not used again.
+ */
+void lh_client_free(lh_client *client);
+
+/**
  * Writes a page of the tenant's runs, newest first, each with its jobs counted by state, as
  * JSON (`{"runs": […], "next_cursor": …}`). `query_json` (NULL or empty: no filter) may hold
  * `status` (`pending`, `running`, `succeeded`, `failed`, `cancelled`), `name`, `project`,
@@ -648,14 +656,6 @@ lh_result lh_client_slo(const lh_client *client,
                         size_t len,
                         const lh_cancel *cancel,
                         lh_bytes *out);
-
-/**
- * Frees a client. NULL is ignored.
- *
- * # Safety
- * `client` is NULL or a live handle that no other thread is using, and is not used again.
- */
-void lh_client_free(lh_client *client);
 
 /**
  * Ends the job as the handler's `ending` (one of `LH_ENDING_*`) means, decided by the core:

@@ -19,7 +19,7 @@ use crate::error::{Failure, guard, guard_void, lh_result};
 use crate::mem::{Out, free_handle, handle, lh_bytes, opt_text, parse_json, text};
 use crate::worker::PolicyJson;
 
-mod operators;
+pub mod operators;
 
 /// The configuration `lh_client_new` takes, as JSON (see sdk-c/README.md).
 #[derive(Debug, Deserialize)]

@@ -201,7 +201,6 @@ pub struct ListJobs {
     pub cursor: Option<String>,
 }
 
-
 /// Builds a [`Client`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -490,7 +489,6 @@ impl Client {
         Ok(size)
     }
 }
-
 
 /// `path` with the parameters that have a value, percent-encoded, in the order given.
 fn with_query(path: &str, params: &[(&str, Option<String>)]) -> String {

@@ -2,8 +2,8 @@
 //! cancelled or replayed, job statistics, failure classes and SLO reports.
 
 use leasehold_proto::{
-    CancellationRequest, CancellationResult, FailureClasses, JobStats, ReplayRequest,
-    ReplayResult, RunList, RunStatus, SloReport, WorkerInfo, WorkerList,
+    CancellationRequest, CancellationResult, FailureClasses, JobStats, ReplayRequest, ReplayResult,
+    RunList, RunStatus, SloReport, WorkerInfo, WorkerList,
 };
 
 use super::{Client, with_query};

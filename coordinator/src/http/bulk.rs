@@ -46,6 +46,15 @@ struct Selection {
     limit: u32,
 }
 
+/// What a bulk action did.
+struct Done {
+    matched: u64,
+    /// Jobs the action changed (fewer than `matched` when some changed state meanwhile).
+    acted: u64,
+    job_ids: Vec<Uuid>,
+    audit_event_id: Option<i64>,
+}
+
 impl Selection {
     /// Checks the filter's fields as `GET /v1/jobs` does (422 naming the first bad one).
     #[allow(clippy::too_many_arguments)] // The request's own fields, each checked here.
@@ -100,6 +109,58 @@ impl Selection {
         });
         target[acted.0] = json!(acted.1);
         target
+    }
+
+    /// Applies `each` to the selected jobs one at a time (it answers whether the job changed)
+    /// and records `action` in the audit trail with the count under `counted`; a dry run only
+    /// selects.
+    #[allow(clippy::too_many_arguments)] // The action's whole context, passed once.
+    async fn act<F, Fut>(
+        &self,
+        state: &AppState,
+        tenant: &str,
+        principal: &Principal,
+        why: &crate::audit::Justification,
+        dry_run: bool,
+        (action, counted): (&str, &str),
+        each: F,
+    ) -> ApiResult<Done>
+    where
+        F: Fn(Uuid) -> Fut,
+        Fut: std::future::Future<Output = ApiResult<bool>>,
+    {
+        let job_ids = self.ids(state, tenant).await?;
+        let matched = job_ids.len() as u64;
+        if dry_run {
+            return Ok(Done {
+                matched,
+                acted: 0,
+                job_ids,
+                audit_event_id: None,
+            });
+        }
+        let mut acted = 0;
+        for id in &job_ids {
+            if each(*id).await? {
+                acted += 1;
+            }
+        }
+        let event = crate::audit::record(
+            &*state.store,
+            tenant,
+            principal,
+            action,
+            self.target(matched, (counted, acted)),
+            Some(why),
+            state.clock.now(),
+        )
+        .await;
+        Ok(Done {
+            matched,
+            acted,
+            job_ids,
+            audit_event_id: event.map(|e| e.id),
+        })
     }
 
     /// The selected jobs' ids, newest first, at most `limit`.
@@ -176,50 +237,34 @@ pub(crate) async fn replay(
         body.limit,
         now,
     )?;
-    let job_ids = selection.ids(&state, &tenant.0).await?;
-    let matched = job_ids.len() as u64;
-    if body.dry_run {
-        return Ok(ApiJson(ReplayResult {
-            dry_run: true,
-            matched,
-            replayed: 0,
-            job_ids,
-            audit_event_id: None,
-        }));
-    }
-    let mut replayed = 0;
-    for id in &job_ids {
-        let retried = state
-            .store
-            .retry_job(RetryJob {
-                now,
-                tenant: tenant.0.clone(),
-                id: *id,
-            })
-            .await?;
-        if retried.is_some_and(|t| t.changed) {
-            replayed += 1;
-        }
-    }
-    if replayed > 0 {
+    let store = state.store.clone();
+    let tenant = tenant.0;
+    let done = selection
+        .act(
+            &state,
+            &tenant,
+            &principal,
+            &why,
+            body.dry_run,
+            ("jobs.replay", "replayed"),
+            |id| {
+                let (store, tenant) = (store.clone(), tenant.clone());
+                async move {
+                    let retried = store.retry_job(RetryJob { now, tenant, id }).await?;
+                    Ok(retried.is_some_and(|t| t.changed))
+                }
+            },
+        )
+        .await?;
+    if done.acted > 0 {
         state.ready.notify();
     }
-    let event = crate::audit::record(
-        &*state.store,
-        &tenant.0,
-        &principal,
-        "jobs.replay",
-        selection.target(matched, ("replayed", replayed)),
-        Some(&why),
-        now,
-    )
-    .await;
     Ok(ApiJson(ReplayResult {
-        dry_run: false,
-        matched,
-        replayed,
-        job_ids,
-        audit_event_id: event.map(|e| e.id),
+        dry_run: body.dry_run,
+        matched: done.matched,
+        replayed: done.acted,
+        job_ids: done.job_ids,
+        audit_event_id: done.audit_event_id,
     }))
 }
 
@@ -262,47 +307,38 @@ pub(crate) async fn cancel(
         body.limit,
         now,
     )?;
-    let job_ids = selection.ids(&state, &tenant.0).await?;
-    let matched = job_ids.len() as u64;
-    if body.dry_run {
-        return Ok(ApiJson(CancellationResult {
-            dry_run: true,
-            matched,
-            cancelled: 0,
-            job_ids,
-            audit_event_id: None,
-        }));
-    }
-    let mut cancelled = 0;
-    for id in &job_ids {
-        let done = state
-            .store
-            .cancel_job(CancelJob {
-                now,
-                tenant: tenant.0.clone(),
-                id: *id,
-                reason: why.reason.clone(),
-            })
-            .await?;
-        if done.is_some_and(|t| t.changed) {
-            cancelled += 1;
-        }
-    }
-    let event = crate::audit::record(
-        &*state.store,
-        &tenant.0,
-        &principal,
-        "jobs.cancel",
-        selection.target(matched, ("cancelled", cancelled)),
-        Some(&why),
-        now,
-    )
-    .await;
+    let store = state.store.clone();
+    let tenant = tenant.0;
+    let reason = why.reason.clone();
+    let done = selection
+        .act(
+            &state,
+            &tenant,
+            &principal,
+            &why,
+            body.dry_run,
+            ("jobs.cancel", "cancelled"),
+            |id| {
+                let (store, tenant, reason) = (store.clone(), tenant.clone(), reason.clone());
+                async move {
+                    let cancelled = store
+                        .cancel_job(CancelJob {
+                            now,
+                            tenant,
+                            id,
+                            reason,
+                        })
+                        .await?;
+                    Ok(cancelled.is_some_and(|t| t.changed))
+                }
+            },
+        )
+        .await?;
     Ok(ApiJson(CancellationResult {
-        dry_run: false,
-        matched,
-        cancelled,
-        job_ids,
-        audit_event_id: event.map(|e| e.id),
+        dry_run: body.dry_run,
+        matched: done.matched,
+        cancelled: done.acted,
+        job_ids: done.job_ids,
+        audit_event_id: done.audit_event_id,
     }))
 }

@@ -291,19 +291,27 @@ async fn bulk_cancel(ctx: &Ctx, args: BulkCancelArgs) -> CliResult {
     if ctx.json {
         return output::print_json(&result);
     }
-    if result.dry_run {
+    report(
+        (result.matched, result.cancelled, result.audit_event_id),
+        result.dry_run,
+        ("cancelled", "cancelled or asked to stop"),
+    )
+}
+
+/// What a bulk action did, in a line: `(matched, acted, audit event)`; `verbs`: what a dry run
+/// would do, what was done.
+fn report(
+    (matched, acted, audit): (u64, u64, Option<i64>),
+    dry_run: bool,
+    (would, did): (&str, &str),
+) -> CliResult {
+    if dry_run {
         return output::print(&format!(
-            "dry run: {} job(s) would be cancelled; nothing changed",
-            result.matched
+            "dry run: {matched} job(s) would be {would}; nothing changed"
         ));
     }
-    let audit = result
-        .audit_event_id
-        .map_or_else(String::new, |id| format!(" (audit event {id})"));
-    output::print(&format!(
-        "{} of {} matched job(s) cancelled or asked to stop{audit}",
-        result.cancelled, result.matched
-    ))
+    let audit = audit.map_or_else(String::new, |id| format!(" (audit event {id})"));
+    output::print(&format!("{acted} of {matched} matched job(s) {did}{audit}"))
 }
 
 async fn replay(ctx: &Ctx, args: ReplayArgs) -> CliResult {
@@ -342,19 +350,11 @@ async fn replay(ctx: &Ctx, args: ReplayArgs) -> CliResult {
     if ctx.json {
         return output::print_json(&result);
     }
-    if result.dry_run {
-        return output::print(&format!(
-            "dry run: {} job(s) would be replayed; nothing changed",
-            result.matched
-        ));
-    }
-    let audit = result
-        .audit_event_id
-        .map_or_else(String::new, |id| format!(" (audit event {id})"));
-    output::print(&format!(
-        "{} of {} matched job(s) replayed{audit}",
-        result.replayed, result.matched
-    ))
+    report(
+        (result.matched, result.replayed, result.audit_event_id),
+        result.dry_run,
+        ("replayed", "replayed"),
+    )
 }
 
 async fn list(ctx: &Ctx, args: ListArgs) -> CliResult {

@@ -4,6 +4,7 @@
 //! as `lh_bytes`.
 
 use std::ffi::c_char;
+use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::time::Duration;
 
@@ -420,15 +421,55 @@ pub unsafe extern "C" fn lh_client_list(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: JobQuery| async move { client.list(&ListJobs::from(q)).await },
+        )
+    }
+}
+
+/// Whether a call's JSON argument may be left out (a query: its defaults) or not (a request).
+#[derive(Clone, Copy)]
+enum Argument {
+    Query,
+    Request,
+}
+
+/// The shape of every call here: the client, its JSON argument, the call, and its answer
+/// written to `out` as JSON.
+///
+/// # Safety
+/// `client` is NULL or live; `json` is valid for reads of `len` bytes (or NULL with `len` 0 for
+/// a query); `cancel` is NULL or live; `out` is NULL or valid for a write.
+unsafe fn json_call<'a, A, T, F, Fut>(
+    client: *const lh_client,
+    (json, len, argument): (*const c_char, usize, Argument),
+    cancel: *const lh_cancel,
+    out: *mut lh_bytes,
+    call: F,
+) -> lh_result
+where
+    A: DeserializeOwned + Default,
+    T: Serialize,
+    F: FnOnce(&'a Client, A) -> Fut,
+    Fut: Future<Output = leasehold::Result<T>> + 'a,
+{
     guard(|| {
         // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
+        let c: &'a lh_client = unsafe { handle(client, "client") }?;
         let out = unsafe { Out::new(out, "out") }?;
-        let query: JobQuery = unsafe { opt_query(query_json, len, "query_json") }?;
+        let arg: A = match argument {
+            Argument::Query => unsafe { opt_query(json, len, "query_json") }?,
+            Argument::Request => unsafe { parse_json(json, len, "request_json") }?,
+        };
         let cancel = unsafe { cancel::optional(cancel) };
-        let query = ListJobs::from(query);
-        let page = block_on(&c.rt, cancel, async { Ok(c.client.list(&query).await?) })?;
-        out.write(to_bytes(&page)?);
+        let answer = block_on(&c.rt, cancel, async { Ok(call(&c.client, arg).await?) })?;
+        out.write(to_bytes(&answer)?);
         Ok(())
     })
 }

@@ -8,10 +8,10 @@ use leasehold::ListRuns;
 use leasehold::proto::{CancellationRequest, ReplayRequest, RunStatus};
 use serde::Deserialize;
 
-use super::{lh_client, opt_query, to_bytes};
-use crate::cancel::{self, block_on, lh_cancel};
-use crate::error::{guard, lh_result};
-use crate::mem::{Out, handle, lh_bytes, parse_json};
+use super::{Argument, json_call, lh_client};
+use crate::cancel::lh_cancel;
+use crate::error::lh_result;
+use crate::mem::lh_bytes;
 
 /// The filters `lh_client_runs` takes, as JSON (every key optional; unknown keys refused).
 #[derive(Debug, Default, Deserialize)]
@@ -79,19 +79,16 @@ pub unsafe extern "C" fn lh_client_runs(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let query: RunQuery = unsafe { opt_query(query_json, len, "query_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let query = ListRuns::from(query);
-        let page = block_on(&c.rt, cancel, async {
-            Ok(c.client.list_runs(&query).await?)
-        })?;
-        out.write(to_bytes(&page)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: RunQuery| async move { client.list_runs(&ListRuns::from(q)).await },
+        )
+    }
 }
 
 /// Writes the tenant's workers seen since `since` (default: the last hour) or holding leases
@@ -109,18 +106,16 @@ pub unsafe extern "C" fn lh_client_workers(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let query: WorkersQuery = unsafe { opt_query(query_json, len, "query_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let workers = block_on(&c.rt, cancel, async {
-            Ok(c.client.workers(query.since.as_deref()).await?)
-        })?;
-        out.write(to_bytes(&workers)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: WorkersQuery| async move { client.workers(q.since.as_deref()).await },
+        )
+    }
 }
 
 /// Cancels the jobs a filter selects and writes what was done as JSON (`{"dry_run", "matched",
@@ -141,19 +136,16 @@ pub unsafe extern "C" fn lh_client_cancel_jobs(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let request: CancellationRequest =
-            unsafe { parse_json(request_json, len, "request_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let done = block_on(&c.rt, cancel, async {
-            Ok(c.client.cancel_jobs(&request).await?)
-        })?;
-        out.write(to_bytes(&done)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (request_json, len, Argument::Request),
+            cancel,
+            out,
+            |client, r: CancellationRequest| async move { client.cancel_jobs(&r).await },
+        )
+    }
 }
 
 /// Sends the `dead` jobs a filter selects (with `"state": "cancelled"`, the cancelled ones)
@@ -172,18 +164,16 @@ pub unsafe extern "C" fn lh_client_replay_jobs(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let request: ReplayRequest = unsafe { parse_json(request_json, len, "request_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let done = block_on(&c.rt, cancel, async {
-            Ok(c.client.replay_jobs(&request).await?)
-        })?;
-        out.write(to_bytes(&done)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (request_json, len, Argument::Request),
+            cancel,
+            out,
+            |client, r: ReplayRequest| async move { client.replay_jobs(&r).await },
+        )
+    }
 }
 
 /// Writes the tenant's jobs per minute and queue as JSON (`{"since", "until", "bucket_secs",
@@ -201,20 +191,18 @@ pub unsafe extern "C" fn lh_client_stats(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let q: StatsQuery = unsafe { opt_query(query_json, len, "query_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let stats = block_on(&c.rt, cancel, async {
-            Ok(c.client
-                .stats(q.since.as_deref(), q.queue.as_deref())
-                .await?)
-        })?;
-        out.write(to_bytes(&stats)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: StatsQuery| async move {
+                client.stats(q.since.as_deref(), q.queue.as_deref()).await
+            },
+        )
+    }
 }
 
 /// Writes the tenant's failed attempts by queue and error class, most first, as JSON
@@ -231,20 +219,20 @@ pub unsafe extern "C" fn lh_client_failures(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let q: StatsQuery = unsafe { opt_query(query_json, len, "query_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let classes = block_on(&c.rt, cancel, async {
-            Ok(c.client
-                .failures(q.since.as_deref(), q.queue.as_deref())
-                .await?)
-        })?;
-        out.write(to_bytes(&classes)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: StatsQuery| async move {
+                client
+                    .failures(q.since.as_deref(), q.queue.as_deref())
+                    .await
+            },
+        )
+    }
 }
 
 /// Writes each queue's service-level objectives and how they fare over a window as JSON
@@ -261,16 +249,14 @@ pub unsafe extern "C" fn lh_client_slo(
     cancel: *const lh_cancel,
     out: *mut lh_bytes,
 ) -> lh_result {
-    guard(|| {
-        // SAFETY: per the contract (all of the below).
-        let c = unsafe { handle(client, "client") }?;
-        let out = unsafe { Out::new(out, "out") }?;
-        let q: SloQuery = unsafe { opt_query(query_json, len, "query_json") }?;
-        let cancel = unsafe { cancel::optional(cancel) };
-        let report = block_on(&c.rt, cancel, async {
-            Ok(c.client.slo(q.window.as_deref()).await?)
-        })?;
-        out.write(to_bytes(&report)?);
-        Ok(())
-    })
+    // SAFETY: per the contract.
+    unsafe {
+        json_call(
+            client,
+            (query_json, len, Argument::Query),
+            cancel,
+            out,
+            |client, q: SloQuery| async move { client.slo(q.window.as_deref()).await },
+        )
+    }
 }

@@ -6,7 +6,9 @@
 //!   asked to stop, as `POST /v1/jobs/{id}/cancel` does.
 //!
 //! The filter's fields are those of `GET /v1/jobs`: what a listing shows is what the action
-//! takes (newest first, up to `limit`).
+//! takes (newest first, up to `limit`). Each request spells them out rather than flattening a
+//! shared struct: serde cannot refuse unknown keys beside a flattened one, and a typo must never
+//! widen what a bulk action takes.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

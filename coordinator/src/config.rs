@@ -182,6 +182,17 @@ pub struct ServeArgs {
     /// a second, so the mark is approximate by up to a second of enqueues. Unset: never shed.
     #[arg(long, env = "LEASEHOLD_MAX_QUEUED_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queued_jobs: Option<u64>,
+    /// PostgreSQL: hear the other replicas' wake-ups (`LISTEN`; an enqueue on one replica wakes
+    /// the claimers parked on another). `false` for a database or pooler without `LISTEN`
+    /// (PgBouncer in transaction mode, CockroachDB): parked claimers then ask again every
+    /// `--wake-poll-ms` instead.
+    #[arg(long, env = "LEASEHOLD_PG_LISTEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pg_listen: bool,
+    /// The longest a parked claimer (long poll or WebSocket session) waits before asking the
+    /// store again, whatever wakes it. Default: 500 on PostgreSQL without `--pg-listen`, else
+    /// none (wake-ups come from this replica's writes and, on PostgreSQL, `LISTEN`).
+    #[arg(long, env = "LEASEHOLD_WAKE_POLL_MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub wake_poll_ms: Option<u64>,
     /// Retention: the flags below (docs/CONTRACT.md, "Retention").
     #[command(flatten)]
     pub retention: RetentionArgs,
@@ -426,6 +437,18 @@ mod tests {
         assert_eq!(set.max_queued_jobs, Some(50_000));
         let zero = serve(&["--max-queued-jobs", "0"]).unwrap_err().to_string();
         assert!(zero.contains("--max-queued-jobs"), "{zero}");
+    }
+
+    #[test]
+    fn listen_is_on_and_the_wake_poll_bounded() {
+        let default = serve(&[]).unwrap();
+        assert!(default.pg_listen);
+        assert_eq!(default.wake_poll_ms, None);
+        let off = serve(&["--pg-listen", "false", "--wake-poll-ms", "200"]).unwrap();
+        assert!(!off.pg_listen);
+        assert_eq!(off.wake_poll_ms, Some(200));
+        let fast = serve(&["--wake-poll-ms", "1"]).unwrap_err().to_string();
+        assert!(fast.contains("--wake-poll-ms"), "{fast}");
     }
 
     #[test]

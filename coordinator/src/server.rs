@@ -95,9 +95,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     state.retention = std::sync::Arc::new(crate::retention::Retention::new(
         args.retention.config(&args.data_dir),
     ));
-    if let Some(pg) = &pg {
+    if let Some(pg) = &pg
+        && args.pg_listen
+    {
         crate::notify::spawn_pg_listener(pg, state.ready.clone(), state.shutdown.clone());
     }
+    // Without LISTEN, nothing tells this replica of the others' writes: parked claimers poll.
+    let unheard = pg.is_some() && !args.pg_listen;
+    state.wake_poll = args
+        .wake_poll_ms
+        .or(unheard.then_some(crate::leasing::DEFAULT_WAKE_POLL_MS))
+        .map(Duration::from_millis);
     crate::stats::spawn(store.clone(), state.clock.clone(), state.shutdown.clone());
     if let crate::retention::Window::After(every) = args.retention.retention_interval {
         crate::retention::spawn(state.sweeper(), every);

@@ -90,6 +90,9 @@ pub struct AppState {
     /// How often a claimer held back by a concurrency limit asks again at the latest, should
     /// no wake-up reach it (`crate::flow::waiters::SLOT_POLL`).
     pub slot_poll: std::time::Duration,
+    /// The longest a parked claimer waits before asking the store again (`--wake-poll-ms`;
+    /// `None`: until a wake-up, something falls due, or its long poll ends).
+    pub wake_poll: Option<std::time::Duration>,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,
 }
@@ -138,6 +141,7 @@ impl AppState {
             fair_share: Default::default(),
             presence: Default::default(),
             slot_poll: crate::flow::waiters::SLOT_POLL,
+            wake_poll: None,
             backpressure: Arc::default(),
         };
         (state, tx)
@@ -167,6 +171,7 @@ impl AppState {
             catalog: self.catalog.clone(),
             fair_share: self.fair_share.clone(),
             slot_poll: self.slot_poll,
+            wake_poll: self.wake_poll,
         }
     }
 }

@@ -39,6 +39,10 @@ use crate::validate;
 /// Longest long poll a claimer may ask for.
 pub(crate) const MAX_WAIT_MS: u64 = 60_000;
 
+/// `--wake-poll-ms` on PostgreSQL without `LISTEN`: a job enqueued through another replica
+/// waits at most this long for a parked claimer here (plus the claim).
+pub(crate) const DEFAULT_WAKE_POLL_MS: u64 = 500;
+
 /// What leasing works with: the store, the clock, the wake-ups and the parked claimers. Cheap
 /// to clone (shared handles); built per request from the server's state.
 #[derive(Clone)]
@@ -59,6 +63,9 @@ pub(crate) struct Leasing {
     pub(crate) fair_share: FairShare,
     /// How often a claimer held back by a concurrency limit asks again at the latest.
     pub(crate) slot_poll: Duration,
+    /// How long any parked claimer waits at most before asking again (`--wake-poll-ms`): the
+    /// fallback when the other replicas' wake-ups cannot be heard.
+    pub(crate) wake_poll: Option<Duration>,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -275,6 +282,9 @@ impl Leasing {
             Instant::now() + Duration::from_millis(in_ms + 1)
         };
         let mut until = cap;
+        if let Some(poll) = self.wake_poll {
+            until = until.min(Instant::now() + poll);
+        }
         if let Some(held) = held {
             if let Some(at) = held.retry_at {
                 until = until.min(after(at));

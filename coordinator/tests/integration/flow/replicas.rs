@@ -201,3 +201,64 @@ async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
         started.elapsed()
     );
 }
+
+/// Without `LISTEN` (a database or pooler that has none), a claimer parked on one replica still
+/// gets a job enqueued through the other within the wake-up poll (`--wake-poll-ms`), long
+/// before its long poll ends; and without the poll it waits the long poll out, which is what
+/// the poll is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_listen_a_parked_claimer_polls_for_the_other_replicas_jobs() {
+    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::no_listen") else {
+        return;
+    };
+    let url = leasehold_testkit::fresh_schema(&base)
+        .await
+        .expect("schema");
+    let replica = |poll: Option<Duration>| {
+        let url = url.clone();
+        async move {
+            let pg = PostgresStore::connect(&url).await.expect("connect");
+            let store: Arc<dyn Store> = Arc::new(pg);
+            // No spawn_pg_listener: the other replica's notifications are never heard.
+            Arc::new(Coordinator::start_with(store, Some(ROOT), move |s| s.wake_poll = poll).await)
+        }
+    };
+    let a = replica(None).await;
+    let polling = replica(Some(Duration::from_millis(200))).await;
+    let deaf = replica(None).await;
+    let claim = |c: Arc<Coordinator>, queue: &'static str| async move {
+        let body = json!({"worker_id": "w", "queues": [queue], "wait_ms": 6_000});
+        let started = Instant::now();
+        let (s, answer) = c
+            .call(Some(ROOT), Method::POST, "/v1/leases", Some(body), &[])
+            .await;
+        assert_eq!(s, 200, "{answer}");
+        (
+            answer["leases"].as_array().map_or(0, Vec::len),
+            started.elapsed(),
+        )
+    };
+    let polled = tokio::spawn(claim(polling.clone(), "polled"));
+    let waited = tokio::spawn(claim(deaf.clone(), "waited"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for queue in ["polled", "waited"] {
+        let (s, job) = a
+            .call(
+                Some(ROOT),
+                Method::POST,
+                "/v1/jobs",
+                Some(json!({"queue": queue, "kind": "k"})),
+                &[],
+            )
+            .await;
+        assert_eq!(s, 201, "{job}");
+    }
+    let (n, took) = polled.await.unwrap();
+    assert_eq!(n, 1);
+    assert!(took < Duration::from_secs(3), "the poll found it: {took:?}");
+    let (n, took) = waited.await.unwrap();
+    assert!(
+        n == 0 || took >= Duration::from_secs(5),
+        "without LISTEN or a poll, only the end of the long poll looks again ({n} after {took:?})"
+    );
+}

@@ -1,11 +1,15 @@
 //! Leasehold's benchmark harness (issue 7): W1–W5 over HTTP on SQLite and PostgreSQL, the
 //! raw-SQL ceiling, and the peers (River's `river bench`, pgqueuer through its public API),
-//! in one run; writes `bench/results/<mode>-<time>.{json,md}` and prints the Markdown table.
+//! in one run; writes `bench/results/latest-<mode>.{json,md}` and its SVG charts, and prints
+//! the Markdown table.
 //!
 //! Normally started by `bench/run`, which provides PostgreSQL, the release coordinator and the
-//! peers. See bench/README.md for every knob.
+//! peers. See bench/README.md for every knob. Without running anything:
+//!
+//! - `harness chart FILE.json…`: the charts of existing results, written beside them.
 
 mod ceiling;
+mod charts;
 mod coord;
 mod dag;
 mod driver;
@@ -491,6 +495,11 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("chart") {
+        let files: Vec<PathBuf> = argv[2..].iter().map(PathBuf::from).collect();
+        return charts::chart_files(&files);
+    }
     let args = Args::parse();
     let runs = args.runs.unwrap_or(if args.mode == "full" { 5 } else { 1 });
     let mut sizes = Sizes::for_mode(&args.mode);
@@ -608,21 +617,23 @@ async fn main() -> Result<()> {
     ));
     report.rows = rows.rows;
     let md = report.markdown();
+    // Only the latest run of each mode is kept (earlier ones are in git's history).
     std::fs::create_dir_all(&ctx.args.out)?;
-    let stamp = started_at.format("%Y%m%d-%H%M%S");
-    let base = ctx.args.out.join(format!("{}-{stamp}", report.mode));
+    let stem = format!("latest-{}", report.mode);
+    let base = ctx.args.out.join(&stem);
     std::fs::write(
         base.with_extension("json"),
         serde_json::to_string_pretty(&report)?,
     )?;
     std::fs::write(base.with_extension("md"), &md)?;
-    std::fs::write(
-        ctx.args.out.join(format!("latest-{}.json", report.mode)),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    std::fs::write(ctx.args.out.join(format!("latest-{}.md", report.mode)), &md)?;
+    let svgs = charts::write_charts(&ctx.args.out, &stem, &charts::report_charts(&report))?;
     println!("{md}");
-    eprintln!("wrote {}.{{json,md}}", base.display());
+    eprintln!(
+        "wrote {}.{{json,md}} and {} chart(s) {}-*.svg",
+        base.display(),
+        svgs.len(),
+        base.display()
+    );
     let failed: Vec<&Row> = report
         .rows
         .iter()

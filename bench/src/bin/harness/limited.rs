@@ -15,11 +15,11 @@ const BURST: u32 = 100;
 const CONCURRENCY: u32 = 200;
 
 impl Bench<'_> {
-    /// W8: `RATE`/s × 5 s of jobs (at most W1's count) burnt down by W1's workers under a rate
+    /// W8: `RATE`/s × 5 s of jobs (at most `w8_jobs`) burnt down by W1's workers under a rate
     /// limit and a concurrency limit on their queue.
     pub(crate) async fn w8_limited(&self) -> Variant {
         let s = self.sizes;
-        let jobs = s.w1_jobs.min((RATE * 5.0) as u64);
+        let jobs = s.w8_jobs.min((RATE * 5.0) as u64);
         let cfg = WorkerCfg {
             queue: "w8".into(),
             slots: s.w1_claimers * s.w1_batch * 2,

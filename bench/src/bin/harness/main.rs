@@ -6,7 +6,10 @@
 //! Normally started by `bench/run`, which provides PostgreSQL, the release coordinator and the
 //! peers. See bench/README.md for every knob. Without running anything:
 //!
-//! - `harness chart FILE.json…`: the charts of existing results, written beside them.
+//! - `harness chart FILE.json…`: the charts of existing results, written beside them;
+//! - `harness check-baseline RESULTS.json [BASELINE.json]`: the W1 ratio guard on a results file;
+//! - `harness baseline [--floor-factor F] [--note TEXT] RESULTS.json…`: a new baseline (stdout)
+//!   from results files, with the spread of the ratios (stderr).
 
 mod ceiling;
 mod charts;
@@ -34,7 +37,7 @@ use clap::Parser;
 
 use crate::coord::Coordinator;
 use crate::driver::{Driver, RawHttp};
-use crate::goals::ratios_and_goals;
+use crate::goals::{Baseline, check_baseline, ratios_and_goals};
 use crate::machine::{machine_facts, read_trim};
 use crate::measure::Probe;
 use crate::pg::Pg;
@@ -109,6 +112,13 @@ struct Args {
     /// `pg_test_fsync` binary (default: the newest under /usr/lib/postgresql).
     #[arg(long)]
     pg_test_fsync: Option<PathBuf>,
+    /// W1's job count for the raw-HTTP and ceiling rows (default: the mode's).
+    #[arg(long)]
+    w1_jobs: Option<u64>,
+    /// Fail when W1's leasehold/ceiling ratio falls below this baseline's floor (bench/run
+    /// passes bench/baseline.json in smoke mode).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,7 +153,9 @@ async fn leasehold_rows(
         v
     };
     if sizes.wants("W1") {
-        rows.add_variant("leasehold", store, &name, with(bench.w1().await));
+        for _ in 0..sizes.w1_repeats {
+            rows.add_variant("leasehold", store, &name, with(bench.w1().await));
+        }
     }
     if sizes.wants("W2") {
         rows.add_variant("leasehold", store, &name, with(bench.w2().await));
@@ -297,7 +309,13 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
             sizes.w1_jobs, sizes.w1_claimers, sizes.w1_batch
         );
         if !ctx.skip("sqlite") {
-            for sync in ctx.args.sqlite_synchronous.clone() {
+            for (sync, _) in ctx
+                .args
+                .sqlite_synchronous
+                .clone()
+                .into_iter()
+                .flat_map(|s| (0..sizes.w1_repeats).map(move |i| (s.clone(), i)))
+            {
                 let dir = std::env::temp_dir().join(format!(
                     "leasehold-bench-ceiling-{}",
                     uuid::Uuid::new_v4().simple()
@@ -327,7 +345,13 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
             }
         }
         if let (Some(pg), Some(db)) = (ctx.pg.clone(), ctx.lh_db.clone()) {
-            for sc in ctx.args.pg_synchronous_commit.clone() {
+            for (sc, _) in ctx
+                .args
+                .pg_synchronous_commit
+                .clone()
+                .into_iter()
+                .flat_map(|s| (0..sizes.w1_repeats).map(move |i| (s.clone(), i)))
+            {
                 pg.set_synchronous_commit(&db, sc == "on").await?;
                 let (url, schema) = pg::fresh_schema(&db).await?;
                 let probe = Probe {
@@ -370,7 +394,8 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
                         ..Probe::default()
                     };
                     let m =
-                        peers::river_bench(bin, &db, sizes.w1_jobs, &probe, sizes.patience).await;
+                        peers::river_bench(bin, &db, sizes.w1_side_jobs, &probe, sizes.patience)
+                            .await;
                     let mut s = BTreeMap::new();
                     s.insert("version".into(), version.clone());
                     s.insert("synchronous_commit".into(), sc.clone());
@@ -385,7 +410,7 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
                         &store_pg(&sc),
                         "river bench -n",
                         "W1",
-                        &format!("{} jobs", sizes.w1_jobs),
+                        &format!("{} jobs", sizes.w1_side_jobs),
                         s,
                         m,
                     );
@@ -423,7 +448,7 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
                             python,
                             &script,
                             &db,
-                            sizes.w1_jobs,
+                            sizes.w1_side_jobs,
                             procs,
                             batch,
                             &probe,
@@ -443,7 +468,7 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
                             "W1",
                             &format!(
                                 "{} jobs, {label} ({procs} proc × batch {batch})",
-                                sizes.w1_jobs
+                                sizes.w1_side_jobs
                             ),
                             s,
                             m,
@@ -493,17 +518,112 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
     Ok(())
 }
 
+/// The W1 ratio guard: prints one line per store on stderr; false when one is below its floor.
+fn guard(report: &Report, path: &std::path::Path) -> Result<bool> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the baseline {}: {e}", path.display()))?;
+    let baseline: Baseline = serde_json::from_str(&text)?;
+    let (lines, ok) = check_baseline(report, &baseline);
+    for l in lines {
+        eprintln!("{l}");
+    }
+    Ok(ok)
+}
+
+fn read_report(path: &std::path::Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a harness report: {e}", path.display()))
+}
+
+/// `harness baseline [--floor-factor F] [--note TEXT] RESULTS.json…`
+fn baseline_command(args: &[String]) -> Result<()> {
+    let mut floor_factor = 0.5;
+    let mut measured = BTreeMap::new();
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--floor-factor" => {
+                floor_factor = it.next().map(|v| v.parse()).transpose()?.unwrap_or(0.5);
+            }
+            "--note" => {
+                measured.insert("note".into(), it.next().cloned().unwrap_or_default());
+            }
+            f => files.push(PathBuf::from(f)),
+        }
+    }
+    let reports = files
+        .iter()
+        .map(|f| read_report(f))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(first) = reports.first() {
+        for k in ["coordinator binary", "cores", "cpu"] {
+            if let Some(v) = first.machine.facts.get(k) {
+                measured.insert(k.into(), v.clone());
+            }
+        }
+    }
+    measured.insert(
+        "results".into(),
+        reports
+            .iter()
+            .map(|r| format!("{} mode, {} run(s), {}", r.mode, r.runs, r.started_at))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    measured.insert(
+        "date".into(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    );
+    let b = goals::make_baseline(&reports, floor_factor, measured)?;
+    for (store, s) in &b.stores {
+        let min = s.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = s.runs.iter().copied().fold(0.0, f64::max);
+        eprintln!(
+            "W1 leasehold/ceiling {store}: {} runs, median {:.3}, min {min:.3} ({:.2}× the median), max {max:.3} ({:.2}×); floor {:.3}",
+            s.runs.len(),
+            s.ratio,
+            min / s.ratio,
+            max / s.ratio,
+            s.ratio * floor_factor
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&b)?);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("chart") {
-        let files: Vec<PathBuf> = argv[2..].iter().map(PathBuf::from).collect();
-        return charts::chart_files(&files);
+    match argv.get(1).map(String::as_str) {
+        Some("chart") => {
+            let files: Vec<PathBuf> = argv[2..].iter().map(PathBuf::from).collect();
+            return charts::chart_files(&files);
+        }
+        Some("check-baseline") => {
+            let results = argv.get(2).ok_or_else(|| {
+                anyhow::anyhow!("usage: harness check-baseline RESULTS.json [BASELINE.json]")
+            })?;
+            let baseline = argv.get(3).map_or("bench/baseline.json", String::as_str);
+            let report = read_report(std::path::Path::new(results))?;
+            anyhow::ensure!(
+                guard(&report, std::path::Path::new(baseline))?,
+                "W1's leasehold/ceiling ratio is below the floor of {baseline}"
+            );
+            return Ok(());
+        }
+        Some("baseline") => return baseline_command(&argv[2..]),
+        _ => {}
     }
     let args = Args::parse();
     let runs = args.runs.unwrap_or(if args.mode == "full" { 5 } else { 1 });
     let mut sizes = Sizes::for_mode(&args.mode);
     sizes.only = args.only.clone();
+    if let Some(n) = args.w1_jobs {
+        sizes.w1_jobs = n;
+    }
     let started_at = chrono::Utc::now();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -634,11 +754,20 @@ async fn main() -> Result<()> {
         svgs.len(),
         base.display()
     );
+    let guard_ok = match &ctx.args.baseline {
+        Some(path) => guard(&report, path)?,
+        None => true,
+    };
     let failed: Vec<&Row> = report
         .rows
         .iter()
         .filter(|r| r.status.starts_with("failed"))
         .collect();
+    anyhow::ensure!(
+        guard_ok,
+        "W1's leasehold/ceiling ratio is below the floor of {} (see above)",
+        ctx.args.baseline.unwrap_or_default().display()
+    );
     if !failed.is_empty() {
         anyhow::bail!(
             "{} row(s) failed: {}",

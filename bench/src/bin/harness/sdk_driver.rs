@@ -324,6 +324,11 @@ pub(crate) async fn sdk_rows(
     if ctx.skip("sdk") || !ctx.sizes.wants("W1") {
         return Ok(());
     }
+    // The SDK rows burn down W1's side size (smaller than the raw-HTTP row's in smoke mode).
+    let side = crate::workloads::Sizes {
+        w1_jobs: ctx.sizes.w1_side_jobs,
+        ..ctx.sizes.clone()
+    };
     let mut order: Vec<_> = ctx.sdks.iter().collect();
     if run.is_multiple_of(2) {
         order.reverse();
@@ -361,13 +366,10 @@ pub(crate) async fn sdk_rows(
                 pg,
                 ..Probe::default()
             },
-            sizes: &ctx.sizes,
+            sizes: &side,
         };
         let mut v = bench.w1().await;
-        v.variant = format!(
-            "{} jobs, concurrency {}",
-            ctx.sizes.w1_jobs, sdk.concurrency
-        );
+        v.variant = format!("{} jobs, concurrency {}", side.w1_jobs, sdk.concurrency);
         v.settings = sdk.settings();
         v.settings.extend(extra.clone());
         if let Err(e) = &v.result {

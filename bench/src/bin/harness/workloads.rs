@@ -15,7 +15,15 @@ use crate::report::{Measurement, Percentiles};
 /// Sizes per mode.
 #[derive(Debug, Clone)]
 pub(crate) struct Sizes {
+    /// W1's jobs for the raw-HTTP and ceiling rows (the pair bench/baseline.json guards).
     pub(crate) w1_jobs: u64,
+    /// Times the raw-HTTP and ceiling W1 rows are measured per run (smoke: 3, so that the
+    /// guard's ratio is a median of three, not one noisy burn-down).
+    pub(crate) w1_repeats: usize,
+    /// W1's jobs for the SDK and peer rows (smaller than `w1_jobs` in smoke mode only).
+    pub(crate) w1_side_jobs: u64,
+    /// W8's jobs.
+    pub(crate) w8_jobs: u64,
     pub(crate) w1_claimers: usize,
     pub(crate) w1_batch: usize,
     pub(crate) w2_secs: f64,
@@ -46,7 +54,10 @@ impl Sizes {
     pub(crate) fn for_mode(mode: &str) -> Self {
         match mode {
             "smoke" => Self {
-                w1_jobs: 400,
+                w1_jobs: 5000,
+                w1_repeats: 3,
+                w1_side_jobs: 400,
+                w8_jobs: 400,
                 w1_claimers: 4,
                 w1_batch: 100,
                 w2_secs: 2.0,
@@ -65,6 +76,9 @@ impl Sizes {
             },
             "quick" => Self {
                 w1_jobs: 20_000,
+                w1_repeats: 1,
+                w1_side_jobs: 20_000,
+                w8_jobs: 10_000,
                 w1_claimers: 4,
                 w1_batch: 100,
                 w2_secs: 4.0,
@@ -83,6 +97,9 @@ impl Sizes {
             },
             _ => Self {
                 w1_jobs: 100_000,
+                w1_repeats: 1,
+                w1_side_jobs: 100_000,
+                w8_jobs: 10_000,
                 w1_claimers: 4,
                 w1_batch: 100,
                 w2_secs: 60.0,

@@ -93,6 +93,8 @@ pub struct AppState {
     /// The longest a parked claimer waits before asking the store again (`--wake-poll-ms`;
     /// `None`: until a wake-up, something falls due, or its long poll ends).
     pub wake_poll: Option<std::time::Duration>,
+    /// Single-job enqueues that arrive together share one transaction (`None`: each its own).
+    pub(crate) enqueue_group: Option<crate::leasing::group::EnqueueGroup>,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,
 }
@@ -118,6 +120,8 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, data_dir: std::path::PathBuf) -> (Self, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         // Every write finishes its transaction even when the client hangs up mid-request.
+        // Its committers are tasks of their own: a group commits whoever hangs up.
+        let enqueue_group = crate::leasing::group::EnqueueGroup::start(store.clone());
         let store: Arc<dyn Store> = Arc::new(crate::store::Detached(store));
         let events = crate::events::EventHub::start(store.clone(), rx.clone());
         // The store's own signal: it wakes claimers when its bookkeeping makes jobs ready.
@@ -142,6 +146,7 @@ impl AppState {
             presence: Default::default(),
             slot_poll: crate::flow::waiters::SLOT_POLL,
             wake_poll: None,
+            enqueue_group: Some(enqueue_group),
             backpressure: Arc::default(),
         };
         (state, tx)
@@ -172,6 +177,7 @@ impl AppState {
             fair_share: self.fair_share.clone(),
             slot_poll: self.slot_poll,
             wake_poll: self.wake_poll,
+            enqueue_group: self.enqueue_group.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`checks`]: what is checked or filled in on an outcome before it is recorded.
 
 pub(crate) mod checks;
+pub(crate) mod group;
 pub(crate) mod outcomes;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub(crate) struct Leasing {
     /// How long any parked claimer waits at most before asking again (`--wake-poll-ms`): the
     /// fallback when the other replicas' wake-ups cannot be heard.
     pub(crate) wake_poll: Option<Duration>,
+    /// Single-job enqueues committed together (`group`); `None`: each in its own transaction.
+    pub(crate) enqueue_group: Option<group::EnqueueGroup>,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -549,7 +552,13 @@ impl Leasing {
                 }
             }
         }
-        let enqueued = self.store.enqueue(now, rows).await?;
+        let enqueued = match (&self.enqueue_group, rows.len()) {
+            (Some(group), 1) => match rows.pop() {
+                Some(row) => vec![group.enqueue(now, row).await?],
+                None => Vec::new(),
+            },
+            _ => self.store.enqueue(now, rows).await?,
+        };
         if enqueued.iter().any(|e| !e.replayed) {
             self.ready.notify();
         }

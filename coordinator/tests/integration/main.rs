@@ -23,6 +23,7 @@ mod dag_wakeups;
 mod event_hub;
 mod feed_gaps;
 mod flow;
+mod group_commit;
 mod handoff;
 mod http_api;
 mod idempotency;

@@ -1,0 +1,165 @@
+//! Group commit of single-job enqueues: `POST /v1/jobs` calls that arrive together share one
+//! store transaction, so one WAL flush (PostgreSQL) or one SQLite commit carries them all. Each
+//! caller is answered only after the transaction holding its row committed, with what a call of
+//! its own would have answered: a batch the store refuses for one job's sake (an idempotency
+//! conflict, a tenant's quota) stores nothing, and its jobs are then enqueued one by one, so
+//! the refusal reaches only the caller it belongs to.
+//!
+//! Committers take what has gathered whenever they are free: an idle coordinator commits a
+//! lone enqueue at once (no timer), a busy one folds the calls that arrived during the last
+//! commit into the next. A group holds at most one job per idempotency key (a second call with
+//! the same key is committed alone right after, and answered as a replay, as it would be).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::store::{Backend, Enqueued, NewJobRow, Store, StoreError, StoreResult};
+
+/// Most jobs in one group (the store's batch limit).
+pub(crate) const MAX_GROUP: usize = crate::validate::MAX_BATCH;
+
+/// One waiting call.
+struct Pending {
+    now: DateTime<Utc>,
+    row: NewJobRow,
+    reply: oneshot::Sender<StoreResult<Enqueued>>,
+}
+
+/// The queue of single-job enqueues and its committers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct EnqueueGroup {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl std::fmt::Debug for EnqueueGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnqueueGroup").finish_non_exhaustive()
+    }
+}
+
+impl EnqueueGroup {
+    /// Starts the committers over `store`: one on SQLite (one writer commits at a time
+    /// anyway), four on PostgreSQL (a group commits while the next one gathers). They end when
+    /// the last handle is dropped.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        let committers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..committers {
+            tokio::spawn(commit_loop(store.clone(), rx.clone()));
+        }
+        Self { tx }
+    }
+
+    /// Enqueues one job in the next group; its answer once that group committed.
+    pub(crate) async fn enqueue(
+        &self,
+        now: DateTime<Utc>,
+        row: NewJobRow,
+    ) -> StoreResult<Enqueued> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { now, row, reply })
+            .map_err(|_| StoreError::Unavailable("the coordinator is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("an enqueue group ended without an answer".into()))?
+    }
+}
+
+async fn commit_loop(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
+    loop {
+        let (group, held) = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            gather(first, &mut rx)
+        };
+        commit(&*store, group).await;
+        // After its group committed, so that it replays (or conflicts with) that job.
+        if let Some(p) = held {
+            alone(&*store, p).await;
+        }
+    }
+}
+
+/// `first` and whatever else is waiting, up to [`MAX_GROUP`], stopping at a second job with an
+/// idempotency key already in the group: that one is held back, to be committed alone after.
+fn gather(
+    first: Pending,
+    rx: &mut mpsc::UnboundedReceiver<Pending>,
+) -> (Vec<Pending>, Option<Pending>) {
+    let mut keys = HashSet::new();
+    if let Some(key) = key_of(&first.row) {
+        keys.insert(key);
+    }
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        let Ok(next) = rx.try_recv() else {
+            break;
+        };
+        if let Some(key) = key_of(&next.row)
+            && !keys.insert(key)
+        {
+            return (group, Some(next));
+        }
+        group.push(next);
+    }
+    (group, None)
+}
+
+fn key_of(row: &NewJobRow) -> Option<(String, String, String)> {
+    row.idempotency_key
+        .as_ref()
+        .map(|k| (row.tenant.clone(), row.queue.clone(), k.clone()))
+}
+
+/// Commits `group` in one transaction; on a refusal, job by job.
+async fn commit(store: &dyn Store, group: Vec<Pending>) {
+    if group.len() == 1 {
+        let one = group.into_iter().next();
+        if let Some(p) = one {
+            alone(store, p).await;
+        }
+    } else {
+        // The latest `now` of the group: no job is created before its own default `run_at`.
+        let now = group.iter().map(|p| p.now).max().unwrap_or_else(Utc::now);
+        let rows = group.iter().map(|p| p.row.clone()).collect();
+        match store.enqueue(now, rows).await {
+            Ok(done) if done.len() == group.len() => {
+                for (p, e) in group.into_iter().zip(done) {
+                    let _ = p.reply.send(Ok(e));
+                }
+            }
+            Err(StoreError::Unavailable(why)) => {
+                for p in group {
+                    let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
+            // Refused for one job's sake (or answered oddly): nothing was stored; each alone.
+            _ => {
+                for p in group {
+                    alone(store, p).await;
+                }
+            }
+        }
+    }
+}
+
+async fn alone(store: &dyn Store, p: Pending) {
+    let answer = store
+        .enqueue(p.now, vec![p.row])
+        .await
+        .and_then(|mut done| {
+            done.pop()
+                .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+        });
+    let _ = p.reply.send(answer);
+}

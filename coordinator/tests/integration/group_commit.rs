@@ -1,0 +1,168 @@
+//! Group commit of single-job enqueues (`leasing::group`), over a real socket on SQLite and
+//! PostgreSQL: calls that arrive together share a transaction, yet each is answered as it would
+//! be alone — the same rows and events as one-by-one enqueues, idempotent replays, a key
+//! conflict or a quota refusal reaching only its own caller.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use leasehold_coordinator::store::Store;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::keyed::{Coordinator, ROOT};
+
+/// `n` single-job enqueues sent at once; each answer's status and body, in request order.
+async fn at_once(c: &Coordinator, jobs: Vec<Value>) -> Vec<(u16, Value)> {
+    join_all(
+        jobs.into_iter()
+            .map(|job| c.call(Some(ROOT), Method::POST, "/v1/jobs", Some(job), &[])),
+    )
+    .await
+}
+
+/// What a job's row and its `enqueued` event say, without what differs by nature (ids, times).
+fn shape(job: &Value, events: &[leasehold_proto::Event]) -> Value {
+    let id = job["id"].as_str().unwrap();
+    let mine: Vec<Value> = events
+        .iter()
+        .filter(|e| e.job_id.map(|j| j.to_string()).as_deref() == Some(id))
+        .map(|e| {
+            let mut data = e.data.clone();
+            data.as_object_mut().unwrap().remove("run_at");
+            json!({"type": e.kind, "queue": e.queue, "kind": e.kind, "data": data,
+                   "correlation_id": e.correlation_id, "tenant": e.tenant})
+        })
+        .collect();
+    let mut row = job.clone();
+    for field in ["id", "created_at", "updated_at", "run_at", "inputs_hash"] {
+        row.as_object_mut().unwrap().remove(field);
+    }
+    json!({"row": row, "events": mine})
+}
+
+async fn concurrent_enqueues_answer_and_store_what_single_ones_do(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store.clone(), Some(ROOT)).await;
+    // Six kinds of call, each sent alone once, then ten times among sixty at once.
+    let job = |i: usize| {
+        let k = i % 6;
+        json!({"queue": "g", "kind": "k", "payload": {"i": k}, "priority": k as i64,
+               "correlation_id": format!("c{k}")})
+    };
+    // One at a time, then 60 at once.
+    let mut alone = Vec::new();
+    for i in 0..6 {
+        let (s, a) = c
+            .call(Some(ROOT), Method::POST, "/v1/jobs", Some(job(i)), &[])
+            .await;
+        assert_eq!(s, 201, "{a}");
+        alone.push(a);
+    }
+    let together = at_once(&c, (0..60).map(job).collect()).await;
+    let events = store.events_after(0, 10_000).await.unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (i, (s, a)) in together.iter().enumerate() {
+        assert_eq!(*s, 201, "{a}");
+        assert!(
+            ids.insert(a["id"].as_str().unwrap().to_owned()),
+            "one job per call"
+        );
+        // The answer is the stored row.
+        let (_, stored) = c
+            .call(
+                Some(ROOT),
+                Method::GET,
+                &format!("/v1/jobs/{}", a["id"].as_str().unwrap()),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(&stored, a);
+        assert_eq!(shape(a, &events), shape(&alone[i % 6], &events), "call {i}");
+    }
+    let enqueued = events.iter().filter(|e| e.kind == "enqueued").count();
+    assert_eq!(enqueued, 66, "one event per job");
+}
+
+async fn a_key_sent_by_many_at_once_makes_one_job(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store.clone(), Some(ROOT)).await;
+    let job = json!({"queue": "g", "kind": "k", "payload": {"x": 1}, "idempotency_key": "once"});
+    let answers = at_once(&c, vec![job; 30]).await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    let replayed = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!((created, replayed), (1, 29), "{answers:?}");
+    let ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|(_, a)| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let events = store.events_after(0, 1000).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "enqueued").count(), 1);
+}
+
+async fn a_refusal_reaches_only_its_own_caller(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store.clone(), Some(ROOT)).await;
+    let (s, first) = c
+        .call(
+            Some(ROOT),
+            Method::POST,
+            "/v1/jobs",
+            Some(
+                json!({"queue": "g", "kind": "k", "payload": {"v": 1}, "idempotency_key": "taken"}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 201, "{first}");
+    let mut jobs: Vec<Value> = (0..20)
+        .map(|i| json!({"queue": "g", "kind": "k", "payload": {"i": i}}))
+        .collect();
+    // The same key for other work: refused, and only that call.
+    jobs.insert(
+        7,
+        json!({"queue": "g", "kind": "k", "payload": {"v": 2}, "idempotency_key": "taken"}),
+    );
+    let answers = at_once(&c, jobs).await;
+    for (i, (s, a)) in answers.iter().enumerate() {
+        if i == 7 {
+            assert_eq!(
+                (*s, &a["error"]["code"]),
+                (409, &json!("idempotency_conflict")),
+                "{a}"
+            );
+        } else {
+            assert_eq!(*s, 201, "{i}: {a}");
+        }
+    }
+
+    // Room for 5 more waiting jobs (21 wait): of 12 at once, 5 are stored and 7 refused.
+    let (s, q) = c
+        .call(
+            Some(ROOT),
+            Method::PUT,
+            "/v1/quota",
+            Some(json!({"max_queued": 26, "reason": "test", "ticket": "T-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 200, "{q}");
+    let answers = at_once(
+        &c,
+        (0..12)
+            .map(|i| json!({"queue": "q2", "kind": "k", "payload": {"i": i}}))
+            .collect(),
+    )
+    .await;
+    let stored = answers.iter().filter(|(s, _)| *s == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, a)| *s == 429 && a["error"]["code"] == "quota_exceeded")
+        .count();
+    assert_eq!((stored, refused), (5, 7), "{answers:?}");
+}
+
+crate::on_both_backends!(
+    concurrent_enqueues_answer_and_store_what_single_ones_do,
+    a_key_sent_by_many_at_once_makes_one_job,
+    a_refusal_reaches_only_its_own_caller
+);

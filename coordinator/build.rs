@@ -13,6 +13,12 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
+    // A coordinator without its console's page is a broken build, not a smaller one.
+    assert!(
+        files.iter().any(|f| f.ends_with("index.html")),
+        "no console page at {}: the console's files (console/assets/) must be beside the crate",
+        root.display()
+    );
     let mut table = String::from("&[\n");
     for file in &files {
         let rel = file
@@ -28,8 +34,7 @@ fn main() {
     std::fs::write(out, table).expect("write the console's asset table");
 }
 
-/// Every file under `dir`, depth first; a missing folder embeds nothing (the console then
-/// answers 404 and says why).
+/// Every file under `dir`, depth first (none for a missing folder: the caller then stops).
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;

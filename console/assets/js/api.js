@@ -73,8 +73,12 @@ function headersFor(extra) {
 // A fetch with the key that prompts on 401; answers the Response (ok or not).
 export async function send(path, init = {}) {
   for (let attempt = 0; ; attempt += 1) {
+    const used = getKey();
     const res = await fetch(path, { ...init, headers: headersFor(init.headers) });
     if (res.status !== 401 || attempt >= 3 || !prompt) return res;
+    // Sent before the operator entered a key (the prompt another call opened): try that key
+    // rather than asking again.
+    if (getKey() && getKey() !== used) continue;
     const body = await res.json().catch(() => null);
     const reason = body && body.error ? body.error.message : 'This coordinator needs an API key.';
     const key = await askForKey(reason);

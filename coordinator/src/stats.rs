@@ -129,11 +129,13 @@ pub fn check_objective(o: &SloObjective) -> ApiResult<()> {
 
 /// How each queue fares against its objectives over `rows` (the window's counts): a queue's
 /// own objective, else the tenant's (`*`), else the defaults. Queues with counts in the window
-/// or an objective of their own are listed, by name.
+/// or an objective of their own are listed, by name, and `asked` (a queue, or `*` for the
+/// tenant's default) even when idle.
 pub fn slo_report(
     rows: &[StatsRow],
     objectives: &[(String, SloObjective)],
     window: chrono::Duration,
+    asked: Option<&str>,
 ) -> SloReport {
     #[derive(Default)]
     struct Sums {
@@ -148,6 +150,9 @@ pub fn slo_report(
     let mut sums: BTreeMap<&str, Sums> = BTreeMap::new();
     for (queue, _) in objectives.iter().filter(|(q, _)| q != ANY_QUEUE) {
         sums.entry(queue.as_str()).or_default();
+    }
+    if let Some(queue) = asked {
+        sums.entry(queue).or_default();
     }
     for row in rows {
         let s = sums.entry(row.point.queue.as_str()).or_default();
@@ -236,7 +241,7 @@ mod tests {
     #[test]
     fn burn_rates_compare_misses_with_the_budget() {
         let rows = [row("mail", 90, 5, 100, 95), row("mail", 8, 0, 10, 10)];
-        let report = slo_report(&rows, &[], chrono::Duration::hours(1));
+        let report = slo_report(&rows, &[], chrono::Duration::hours(1), None);
         let mail = &report.queues[0];
         assert!(!mail.configured);
         // 98 of 103 succeeded against 0.99: (5/103) / 0.01 ≈ 4.85.
@@ -264,6 +269,7 @@ mod tests {
             &[row("mail", 1, 1, 2, 2)],
             &objectives,
             chrono::Duration::hours(1),
+            None,
         );
         let names: Vec<&str> = report.queues.iter().map(|q| q.queue.as_str()).collect();
         assert_eq!(names, ["idle", "mail"]);

@@ -7,13 +7,16 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use leasehold_proto::{ErrorEnvelope, FailureClasses, JobStats, QueueSlo, SloObjective, SloReport};
+use leasehold_proto::{
+    ErrorCode, ErrorEnvelope, FailureClasses, JobStats, QueueSlo, SloObjective, SloReport,
+};
 use serde_json::json;
 
 use super::AppState;
 use super::extract::{ApiJson, QueryParams, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::Principal;
+use crate::retention::Window;
 use crate::stats::{self, ANY_QUEUE};
 use crate::validate;
 
@@ -118,34 +121,38 @@ pub(crate) async fn failures(
     }))
 }
 
-/// The report over `window` (default an hour; a span such as `6h`, at most `7d`).
-async fn report(state: &AppState, tenant: &str, query: &QueryParams) -> ApiResult<SloReport> {
+/// The report over `window` (default an hour; a span such as `6h`, at most `7d`): every queue,
+/// or only `asked` (a queue, or `*`: the tenant's default objectives, which measure nothing).
+async fn report(
+    state: &AppState,
+    tenant: &str,
+    query: &QueryParams,
+    asked: Option<&str>,
+) -> ApiResult<SloReport> {
     query.only(&["window"])?;
     let secs = match query.get("window") {
         None => SLO_WINDOW.0,
-        Some(raw) => {
-            let now = state.clock.now();
-            let back = super::extract::time_value("window", raw, now)
-                .ok()
-                .filter(|_| !raw.contains('T'))
-                .map(|at| (now - at).num_seconds());
-            match back {
-                Some(s) if (60..=SLO_WINDOW.1).contains(&s) => s,
-                _ => {
-                    return Err(ApiError::validation(
-                        "window",
-                        "window is a span from 1m to 7d, e.g. 1h or 30m",
-                    ));
-                }
+        // The span parser of retention windows, without its leniency for surrounding blanks.
+        Some(raw) => match raw.parse::<Window>() {
+            Ok(Window::After(span))
+                if raw.trim() == raw && (60..=SLO_WINDOW.1 as u64).contains(&span.as_secs()) =>
+            {
+                span.as_secs() as i64
             }
-        }
+            _ => {
+                return Err(ApiError::validation(
+                    "window",
+                    "window is a span from 1m to 7d, e.g. 1h or 30m",
+                ));
+            }
+        },
     };
     let window = chrono::Duration::seconds(secs);
     stats::catch_up(&*state.store).await?;
     let since = stats::minute_of(state.clock.now() - window);
-    let rows = state.store.job_stats(tenant, since, None).await?;
+    let rows = state.store.job_stats(tenant, since, asked).await?;
     let objectives = state.store.slo_objectives(tenant).await?;
-    Ok(stats::slo_report(&rows, &objectives, window))
+    Ok(stats::slo_report(&rows, &objectives, window, asked))
 }
 
 /// Each queue with activity in the window (or an objective of its own): its objectives (the
@@ -161,7 +168,7 @@ pub(crate) async fn slo(
     tenant: Tenant,
     query: QueryParams,
 ) -> ApiResult<ApiJson<SloReport>> {
-    Ok(ApiJson(report(&state, &tenant.0, &query).await?))
+    Ok(ApiJson(report(&state, &tenant.0, &query, None).await?))
 }
 
 /// One queue's objectives and how they fare (`*`: the tenant's default objectives, with no
@@ -176,22 +183,18 @@ pub(crate) async fn slo_one(
     query: QueryParams,
 ) -> ApiResult<ApiJson<QueueSlo>> {
     check_queue(&queue)?;
-    let report = report(&state, &tenant.0, &query).await?;
-    let objectives = state.store.slo_objectives(&tenant.0).await?;
-    let found = report.queues.into_iter().find(|q| q.queue == queue);
-    Ok(ApiJson(found.unwrap_or_else(|| {
-        // Idle and without objectives of its own: the objective that would apply.
-        let own = objectives.iter().find(|(q, _)| *q == queue);
-        let tenant_wide = objectives.iter().find(|(q, _)| q == ANY_QUEUE);
-        let set = own.or(tenant_wide).map(|(_, o)| *o);
-        QueueSlo {
-            queue,
-            objective: set.unwrap_or_default(),
-            configured: set.is_some(),
-            success: Default::default(),
-            pickup: Default::default(),
-        }
-    })))
+    let report = report(&state, &tenant.0, &query, Some(&queue)).await?;
+    report
+        .queues
+        .into_iter()
+        .find(|q| q.queue == queue)
+        .map(ApiJson)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "the report left out the queue asked for",
+            )
+        })
 }
 
 fn check_queue(queue: &str) -> ApiResult<()> {

@@ -50,6 +50,25 @@ pub fn label(field: &str, value: &str) -> ApiResult<()> {
     ))
 }
 
+/// The names a job filter may hold (`GET /v1/jobs` and the bulk actions that take its filter):
+/// 422 naming the first bad one.
+pub fn job_filter(
+    queue: Option<&str>,
+    kind: Option<&str>,
+    correlation_id: Option<&str>,
+) -> ApiResult<()> {
+    if let Some(q) = queue {
+        name("queue", q)?;
+    }
+    if let Some(k) = kind {
+        self::kind(k)?;
+    }
+    if let Some(c) = correlation_id {
+        label("correlation_id", c)?;
+    }
+    Ok(())
+}
+
 /// Optional label.
 pub fn opt_label(field: &str, value: &Option<String>) -> ApiResult<()> {
     value.as_deref().map_or(Ok(()), |v| label(field, v))

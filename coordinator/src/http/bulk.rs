@@ -69,15 +69,7 @@ impl Selection {
         limit: Option<u32>,
         now: DateTime<Utc>,
     ) -> ApiResult<Self> {
-        if let Some(q) = &queue {
-            validate::name("queue", q)?;
-        }
-        if let Some(k) = &kind {
-            validate::kind(k)?;
-        }
-        if let Some(c) = &correlation_id {
-            validate::label("correlation_id", c)?;
-        }
+        validate::job_filter(queue.as_deref(), kind.as_deref(), correlation_id.as_deref())?;
         let limit = limit.unwrap_or(BULK_LIMIT.0);
         if !(1..=BULK_LIMIT.1).contains(&limit) {
             return Err(ApiError::validation(

@@ -236,16 +236,8 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
-    if let Some(q) = query.get("queue") {
-        validate::name("queue", q)?;
-    }
-    if let Some(k) = query.get("kind") {
-        validate::kind(k)?;
-    }
     let correlation_id = query.get("correlation_id");
-    if let Some(c) = correlation_id {
-        validate::label("correlation_id", c)?;
-    }
+    validate::job_filter(query.get("queue"), query.get("kind"), correlation_id)?;
     let now = state.clock.now();
     let filter = JobFilter {
         tenant: tenant.0,

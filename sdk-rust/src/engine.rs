@@ -32,6 +32,13 @@ use crate::util::lock;
 /// The error class of an attempt whose run time ran out.
 pub(crate) const TIMEOUT_CLASS: &str = "timeout";
 
+/// Prefetch (`SessionConfig::prefetch`) holds leases beyond the running ones only while jobs
+/// take less than this on average, from the lease's arrival to its ending. A prefetched lease
+/// waits for a slot, and its lease and run time count while it waits: for short jobs that is
+/// a job's length at most, and it saves the claim's round trip that would otherwise be a large
+/// part of each job; for long jobs it would save little and hold a job from other workers.
+pub(crate) const PREFETCH_BELOW: Duration = Duration::from_millis(100);
+
 /// Where a held lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -106,6 +113,8 @@ pub(crate) struct State {
     pub(crate) in_flight: usize,
     /// The adaptive concurrency limit, when the session adapts (`crate::adaptive`).
     pub(crate) adaptive: Option<Controller>,
+    /// Moving average of the jobs' time from arrival to ending, in ms (prefetch decides on it).
+    pub(crate) job_ms: Option<f64>,
 }
 
 /// The engine shared by the session's tasks and its jobs.
@@ -188,12 +197,31 @@ impl Engine {
     /// grow without bound until they time out. Slots an adaptive limit withholds count too, so
     /// both transports ask for fewer leases.
     fn taken(&self, st: &State) -> usize {
+        st.active + self.holding_back(st)
+    }
+
+    /// Slots withheld beyond the leases held: the outcome backlog and the adaptive limit.
+    fn holding_back(&self, st: &State) -> usize {
         let unacked = st.outcomes.len() + st.in_flight;
         let withheld = st
             .adaptive
             .as_ref()
             .map_or(0, |a| self.cfg.concurrency.saturating_sub(a.limit()));
-        st.active + unacked.saturating_sub(self.cfg.concurrency) + withheld
+        unacked.saturating_sub(self.cfg.concurrency) + withheld
+    }
+
+    /// Leases held beyond `concurrency` (queued for a slot): a quarter of `concurrency` while
+    /// prefetch is on and jobs are short ([`PREFETCH_BELOW`]); none while anything holds slots
+    /// back ([`Self::holding_back`]), nor before the first job ended.
+    fn prefetch(&self, st: &State) -> usize {
+        let short = st
+            .job_ms
+            .is_some_and(|ms| ms < PREFETCH_BELOW.as_secs_f64() * 1000.0);
+        if self.cfg.prefetch && short && self.holding_back(st) == 0 {
+            self.cfg.concurrency.div_ceil(4)
+        } else {
+            0
+        }
     }
 
     /// How many jobs the session takes at once now: `concurrency`, or less while an adaptive
@@ -205,10 +233,10 @@ impl Engine {
             .map_or(self.cfg.concurrency, Controller::limit)
     }
 
-    /// Free slots right now.
+    /// Leases the session would take now: free slots, plus the prefetch allowance.
     pub(crate) fn free_slots(&self) -> usize {
-        let taken = self.taken(&lock(&self.state));
-        self.cfg.concurrency.saturating_sub(taken)
+        let st = lock(&self.state);
+        (self.cfg.concurrency + self.prefetch(&st)).saturating_sub(self.taken(&st))
     }
 
     /// Takes in leases from either transport.
@@ -341,8 +369,12 @@ impl Engine {
             } else {
                 (outcome, false)
             };
-            if let (Some(adaptive), Some(received)) = (st.adaptive.as_mut(), received) {
-                adapt(adaptive, &outcome, received);
+            if let Some(received) = received {
+                let ms = received.elapsed().as_secs_f64() * 1000.0;
+                st.job_ms = Some(st.job_ms.map_or(ms, |avg| avg + (ms - avg) / 8.0));
+                if let Some(adaptive) = st.adaptive.as_mut() {
+                    adapt(adaptive, &outcome, received);
+                }
             }
             st.outcomes.push_back(Pending {
                 report: OutcomeReport {

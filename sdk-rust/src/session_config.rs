@@ -68,6 +68,13 @@ pub struct SessionConfig {
     pub adaptive_concurrency: Option<crate::AdaptiveConcurrency>,
     /// Seed of the jitter generator (tests); default from OS entropy.
     pub rng_seed: Option<u64>,
+    /// Hold a few leases beyond `concurrency` while jobs are short, so that a slot that frees
+    /// starts its next job at once instead of a claim's round trip later
+    /// ([`crate::engine`]'s prefetch). The consumer of
+    /// [`WorkerSession::next_job`](crate::WorkerSession::next_job) must then run at most
+    /// `concurrency` jobs at once, as [`crate::Worker`] does. Default `false`; the
+    /// [`crate::Worker`] turns it on.
+    pub prefetch: bool,
 }
 
 impl SessionConfig {
@@ -95,6 +102,7 @@ impl SessionConfig {
             staging_dir: std::env::temp_dir(),
             adaptive_concurrency: None,
             rng_seed: None,
+            prefetch: false,
         }
     }
 

@@ -38,9 +38,17 @@ fn adaptive_session(
     concurrency: usize,
     adaptive: Option<crate::AdaptiveConcurrency>,
 ) -> WorkerSession {
+    session_with(link, concurrency, |cfg| cfg.adaptive_concurrency = adaptive)
+}
+
+fn session_with(
+    link: &Arc<FakeLink>,
+    concurrency: usize,
+    adjust: impl FnOnce(&mut SessionConfig),
+) -> WorkerSession {
     let mut cfg = SessionConfig::new("http://127.0.0.1:9", ["q"]);
     cfg.concurrency = concurrency;
-    cfg.adaptive_concurrency = adaptive;
+    adjust(&mut cfg);
     cfg.lease_ttl = TTL;
     cfg.worker_id = "w".into();
     cfg.rng_seed = Some(7);
@@ -213,6 +221,42 @@ async fn an_adaptive_session_takes_fewer_leases_after_a_throttle_and_more_as_job
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!((s.concurrency_limit(), intake.free_slots()), (6, 6));
+}
+
+/// Takes `n` leases, lets them run `each`, completes them and lets the outcomes go.
+async fn work(link: &FakeLink, s: &WorkerSession, n: usize, each: Duration) {
+    link.push((0..n).map(|_| lease(TTL, None)).collect()).await;
+    let mut jobs = Vec::new();
+    for _ in 0..n {
+        jobs.push(next(s).await);
+    }
+    tokio::time::sleep(each).await;
+    for job in jobs {
+        drop(job.complete(json!(null)));
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefetch_holds_a_quarter_more_leases_only_while_jobs_are_short() {
+    let link = FakeLink::new();
+    let s = session_with(&link, 8, |cfg| cfg.prefetch = true);
+    let intake = link.intake().await;
+    // Nothing known of the jobs yet: no more than the slots.
+    assert_eq!(intake.free_slots(), 8);
+    work(&link, &s, 8, Duration::from_millis(10)).await;
+    // Jobs of 10 ms: two leases more than the slots (a quarter of 8) may wait for a slot.
+    assert_eq!(intake.free_slots(), 10);
+    // Jobs of a second pull the average past 100 ms: back to the slots.
+    work(&link, &s, 10, secs(1)).await;
+    assert_eq!(intake.free_slots(), 8);
+
+    // Off (the session's default), short jobs change nothing.
+    let link = FakeLink::new();
+    let s = session(&link, 8);
+    let intake = link.intake().await;
+    work(&link, &s, 8, Duration::from_millis(10)).await;
+    assert_eq!(intake.free_slots(), 8);
 }
 
 #[tokio::test(start_paused = true)]

@@ -332,8 +332,9 @@ pub(crate) async fn run_session(
             }
         }
         if !drained {
-            let in_use = *active.borrow_and_update();
-            let want = cfg.concurrency.saturating_sub(in_use + outstanding);
+            // The watch only wakes this loop; the engine says how many leases it would take.
+            active.borrow_and_update();
+            let want = intake.free_slots().saturating_sub(outstanding);
             let waited = short_since.is_some_and(|t| t.elapsed() >= CREDIT_COALESCE);
             if want >= batch || (want > 0 && waited) {
                 let n = u32::try_from(want).unwrap_or(u32::MAX);

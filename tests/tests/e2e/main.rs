@@ -10,6 +10,7 @@ mod readme_walkthrough;
 mod sdk_behaviour;
 mod sdk_client;
 mod sdk_faults;
+mod sdk_prefetch;
 mod sdk_runs;
 mod sdk_throttle;
 mod sdk_throughput;

@@ -1,0 +1,108 @@
+//! The Rust worker's prefetch against a real coordinator: once its jobs have been short it
+//! holds a quarter of its concurrency in leases beyond the running jobs (so that a slot that
+//! frees starts the next job without a claim's round trip), never runs more than its
+//! concurrency at once, and holds nothing extra when prefetch is off; on both transports.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use leasehold::proto::JobState;
+use leasehold::{Client, HandlerError, JobContext, JobSpec, Transport, Worker};
+use leasehold_testkit::Coordinator;
+use leasehold_testkit::sdk::{RunningWorker, depth, eventually, init_tracing, wait_for_state};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+const CONCURRENCY: usize = 8;
+const HELD: usize = 20;
+
+/// Works 8 quick jobs, then `HELD` jobs whose handlers wait for a gate; with every slot busy
+/// and every earlier outcome recorded, returns (handlers running, jobs the coordinator counts
+/// as leased), then opens the gate and checks that every job succeeds.
+async fn leases_while_the_slots_are_busy(
+    transport: Transport,
+    prefetch: bool,
+) -> Result<(usize, i64)> {
+    init_tracing();
+    let coord = Coordinator::spawn(None).await?;
+    let client = Client::new(&coord.url)?;
+    let queue = "prefetch";
+    let running = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let (r, g) = (running.clone(), gate.clone());
+    let worker = Worker::builder(&coord.url)
+        .queues([queue])
+        .concurrency(CONCURRENCY)
+        .prefetch(prefetch)
+        .transport(transport)
+        .poll_wait(Duration::from_secs(2))
+        .handler("quick", |_ctx: JobContext| async move {
+            Ok::<_, HandlerError>(Value::Null)
+        })
+        .handler("held", move |_ctx: JobContext| {
+            let (r, g) = (r.clone(), g.clone());
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                let permit = g.acquire().await;
+                drop(permit);
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(Value::Null)
+            }
+        })
+        .build()?;
+    let worker = RunningWorker::start(worker);
+    let quick = (0..CONCURRENCY).map(|i| JobSpec::new("quick", json!(i)).queue(queue));
+    client.enqueue_many(quick).await?;
+    wait_for_state(
+        &client,
+        queue,
+        JobState::Succeeded,
+        CONCURRENCY as i64,
+        PATIENCE,
+    )
+    .await?;
+    let held = (0..HELD).map(|i| JobSpec::new("held", json!(i)).queue(queue));
+    client.enqueue_many(held).await?;
+    eventually("every slot busy", PATIENCE, || {
+        let running = running.load(Ordering::SeqCst);
+        async move { Ok((running == CONCURRENCY).then_some(())) }
+    })
+    .await?;
+    // Let the worker take whatever it will take beyond its slots.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leased = depth(&client, queue).await?[&JobState::Leased];
+    let ran = running.load(Ordering::SeqCst);
+    gate.add_permits(HELD);
+    let all = (CONCURRENCY + HELD) as i64;
+    wait_for_state(&client, queue, JobState::Succeeded, all, PATIENCE).await?;
+    worker.stop().await?;
+    Ok((ran, leased))
+}
+
+#[tokio::test]
+async fn prefetch_holds_a_quarter_more_leases_than_it_runs() -> Result<()> {
+    for transport in [Transport::WebSocket, Transport::Http] {
+        let (ran, leased) = leases_while_the_slots_are_busy(transport, true).await?;
+        assert_eq!(ran, CONCURRENCY, "{transport:?}");
+        assert_eq!(
+            leased,
+            (CONCURRENCY + CONCURRENCY / 4) as i64,
+            "{transport:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_prefetch_no_more_leases_than_the_concurrency() -> Result<()> {
+    for transport in [Transport::WebSocket, Transport::Http] {
+        let (ran, leased) = leases_while_the_slots_are_busy(transport, false).await?;
+        assert_eq!(ran, CONCURRENCY, "{transport:?}");
+        assert_eq!(leased, CONCURRENCY as i64, "{transport:?}");
+    }
+    Ok(())
+}

@@ -1,13 +1,25 @@
-"""pgqueuer driven through its public API in Leasehold's W1 and W4 shapes.
+"""pgqueuer driven through its public API in Leasehold's W1, W3, W4 and W5 shapes.
 
 Run by bench/src/bin/harness (bench/run); prints one JSON object on stdout.
 
   w1: insert N no-op jobs (~50-byte payload) in batches of 1000, then time P worker
       processes (QueueManager.run in drain mode, batch_size B) from a common start until the
       last one has drained the queue and flushed its status log.
+  w3: insert N jobs that sleep 10 ms (asyncio.sleep in an async entrypoint), then time P
+      worker processes draining them as w1 does, with S handler slots in all: the entrypoint
+      is registered with concurrency_limit=S and each process runs batch_size B (default
+      S/P). Without that limit QueueManager.run keeps dequeuing while the queue has jobs and
+      starts each one as its own task, so nothing would cap the handlers at S. Reports the
+      efficiency against S/10 ms and the most handlers seen sleeping at once.
   w4: one idle worker process (QueueManager.run, continuous); a producer process enqueues
       single jobs open-loop at R jobs/s for S seconds (each arrival its own task, so a slow
       insert never delays the next); latency = handler start - intended arrival time.
+  w5-single: closed loop, C clients (asyncio tasks over P processes, C/P each, one asyncpg
+      pool per process with a connection per client) each enqueue one job per
+      Queries.enqueue call until T seconds are up; latency = each call's duration. Reports
+      each process's CPU per second and a note when one is saturated (then the Python
+      driver, not the database, bounds the rate).
+  w5-bulk: one connection enqueues N rows, B rows per Queries.enqueue call.
 
 The harness measures the database's CPU and commits around this script; the script reports
 its own processes' CPU (itself and its reaped children) and their peak RSS.
@@ -49,19 +61,20 @@ async def ensure_schema(dsn: str) -> None:
         await conn.close()
 
 
-async def insert_jobs(dsn: str, n: int) -> float:
+async def insert_jobs(dsn: str, n: int, entrypoint: str = "noop", batch: int = 1000) -> float:
+    """Enqueue n jobs over one connection, `batch` rows per call; returns the seconds taken."""
     conn = await asyncpg.connect(dsn)
     try:
         q = Queries(AsyncpgDriver(conn))
         started = time.perf_counter()
-        for lo in range(0, n, 1000):
-            hi = min(n, lo + 1000)
+        for lo in range(0, n, batch):
+            hi = min(n, lo + batch)
             await q.enqueue(
-                ["noop"] * (hi - lo),
+                [entrypoint] * (hi - lo),
                 [payload(i) for i in range(lo, hi)],
                 [0] * (hi - lo),
             )
-        return n / max(time.perf_counter() - started, 1e-9)
+        return max(time.perf_counter() - started, 1e-9)
     finally:
         await conn.close()
 
@@ -72,7 +85,7 @@ def w1_worker(dsn: str, batch: int, barrier, ends) -> None:
         qm = QueueManager(Queries(AsyncpgDriver(conn)))
 
         @qm.entrypoint("noop")
-        async def noop(job) -> None:  # noqa: ARG001
+        async def noop(job) -> None:
             return None
 
         barrier.wait()
@@ -95,7 +108,7 @@ def own_cpu_and_rss() -> tuple[float, float]:
 
 def run_w1(args) -> dict:
     asyncio.run(ensure_schema(args.dsn))
-    insert_rate = asyncio.run(insert_jobs(args.dsn, args.jobs))
+    insert_rate = args.jobs / asyncio.run(insert_jobs(args.dsn, args.jobs))
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(args.processes + 1)
     ends = ctx.Queue()
@@ -203,23 +216,209 @@ def run_w4(args) -> dict:
     }
 
 
+def w3_worker(dsn: str, batch: int, limit: int, sleep_s: float, barrier, ends) -> None:
+    async def main() -> None:
+        conn = await asyncpg.connect(dsn)
+        qm = QueueManager(Queries(AsyncpgDriver(conn)))
+        spans: list[tuple[float, float]] = []
+
+        # The dequeue query enforces the limit across all workers (it counts the entrypoint's
+        # picked rows); without one, run() keeps dequeuing until the queue is empty and
+        # starts every job at once.
+        @qm.entrypoint("sleep", concurrency_limit=limit)
+        async def sleep(job) -> None:
+            t0 = time.monotonic()
+            await asyncio.sleep(sleep_s)
+            spans.append((t0, time.monotonic()))
+
+        barrier.wait()
+        await qm.run(batch_size=batch, mode=QueueExecutionMode.drain)
+        ends.put((time.time(), spans))
+        await conn.close()
+
+    asyncio.run(main())
+
+
+def run_w3(args) -> dict:
+    slots = args.concurrency
+    batch = args.batch or (slots + args.processes - 1) // args.processes
+    sleep_s = args.sleep_ms / 1000
+    asyncio.run(ensure_schema(args.dsn))
+    asyncio.run(insert_jobs(args.dsn, args.jobs, "sleep"))
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(args.processes + 1)
+    ends = ctx.Queue()
+    cpu_before, _ = own_cpu_and_rss()
+    procs = [
+        ctx.Process(target=w3_worker, args=(args.dsn, batch, slots, sleep_s, barrier, ends))
+        for _ in range(args.processes)
+    ]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    started = time.time()
+    finished = [ends.get(timeout=args.timeout) for _ in procs]
+    for p in procs:
+        p.join(timeout=args.timeout)
+    secs = max(end for end, _ in finished) - started
+    cpu_after, rss = own_cpu_and_rss()
+    # The most handlers sleeping at once over all processes (CLOCK_MONOTONIC is system-wide):
+    # +1 at each start, -1 at each end, an end first where they coincide.
+    edges = sorted((t, d) for _, spans in finished for a, b in spans for t, d in ((a, 1), (b, -1)))
+    in_flight = max_in_flight = 0
+    for _, d in edges:
+        in_flight += d
+        max_in_flight = max(max_in_flight, in_flight)
+    jobs_per_s = args.jobs / secs
+    ideal = slots / sleep_s
+    return {
+        "jobs": args.jobs,
+        "secs": secs,
+        "jobs_per_s": jobs_per_s,
+        "ideal_per_s": ideal,
+        "efficiency": jobs_per_s / ideal,
+        "worker_cpu_s": cpu_after - cpu_before,
+        "worker_peak_rss_mib": rss,
+        "max_in_flight": max_in_flight,
+        "settings": {
+            "processes": args.processes,
+            "batch_size": batch,
+            "concurrency_limit": slots,
+            "max_concurrent_tasks": None,
+            "mode": "drain",
+            "sleep_ms": args.sleep_ms,
+        },
+    }
+
+
+def w5_clients(dsn: str, clients: int, seconds: float, barrier, out) -> None:
+    async def main() -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=clients, max_size=clients)
+        q = Queries(pgqueuer.AsyncpgPoolDriver(pool))
+        lat_ns: list[int] = []
+
+        async def client(i: int, deadline: float) -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter_ns()
+                await q.enqueue("noop", payload(i), 0)
+                lat_ns.append(time.perf_counter_ns() - t0)
+                i += clients
+
+        barrier.wait()
+        cpu0 = sum(os.times()[:2])
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(k, t0 + seconds) for k in range(clients)))
+        busy = (sum(os.times()[:2]) - cpu0) / (time.perf_counter() - t0)
+        out.put((time.time(), lat_ns, busy))
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def run_w5_single(args) -> dict:
+    asyncio.run(ensure_schema(args.dsn))
+    n = max(1, min(args.processes, args.clients))
+    per_proc = [args.clients // n + (k < args.clients % n) for k in range(n)]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(n + 1)
+    out = ctx.Queue()
+    cpu_before, _ = own_cpu_and_rss()
+    procs = [
+        ctx.Process(target=w5_clients, args=(args.dsn, c, args.seconds, barrier, out))
+        for c in per_proc
+    ]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    started = time.time()
+    results = [out.get(timeout=args.timeout) for _ in procs]
+    for p in procs:
+        p.join(timeout=args.timeout)
+    secs = max(end for end, _, _ in results) - started
+    cpu_after, rss = own_cpu_and_rss()
+    lat = sorted(ns for _, lats, _ in results for ns in lats)
+    busy = [round(b, 3) for _, _, b in results]
+    result = {
+        "jobs": len(lat),
+        "secs": secs,
+        "jobs_per_s": len(lat) / secs,
+        "latency_ms": {
+            "n": len(lat),
+            "p50": pct(lat, 0.50),
+            "p90": pct(lat, 0.90),
+            "p99": pct(lat, 0.99),
+            "max": lat[-1] / 1e6,
+        },
+        "worker_cpu_s": cpu_after - cpu_before,
+        "worker_peak_rss_mib": rss,
+        "settings": {
+            "clients": args.clients,
+            "processes": n,
+            # One asyncpg pool per process, min_size = max_size = that process's clients.
+            "pool": {"driver": "AsyncpgPoolDriver", "size_per_process": per_proc},
+        },
+        # Each enqueuing process's CPU-seconds per second while its clients ran.
+        "driver_cpu_per_s": busy,
+    }
+    if max(busy) >= 0.9:
+        result["note"] = (
+            f"an enqueuing process used {max(busy):.2f} CPU-s per second: the Python driver, "
+            "not the database, bounds this rate (more --processes may raise it)"
+        )
+    return result
+
+
+def run_w5_bulk(args) -> dict:
+    asyncio.run(ensure_schema(args.dsn))
+    cpu_before, _ = own_cpu_and_rss()
+    secs = asyncio.run(insert_jobs(args.dsn, args.rows, "noop", args.batch))
+    cpu_after, rss = own_cpu_and_rss()
+    return {
+        "jobs": args.rows,
+        "secs": secs,
+        "jobs_per_s": args.rows / secs,
+        "worker_cpu_s": cpu_after - cpu_before,
+        "worker_peak_rss_mib": rss,
+        "settings": {"batch": args.batch},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["w1", "w4", "version"])
+    ap.add_argument("workload", choices=["w1", "w3", "w4", "w5-single", "w5-bulk", "version"])
     ap.add_argument("--dsn", default="")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--processes", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=10, help="QueueManager.run batch_size")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="QueueManager.run batch_size (w1, w4: default 10; w3: concurrency / processes), "
+        "or rows per enqueue call (w5-bulk: default 1000)",
+    )
+    ap.add_argument("--sleep-ms", type=float, default=10.0, help="w3: each job's sleep")
+    ap.add_argument("--concurrency", type=int, default=10, help="w3: handler slots in all")
+    ap.add_argument("--clients", type=int, default=1, help="w5-single: concurrent enqueuers")
+    ap.add_argument("--rows", type=int, default=100_000, help="w5-bulk: rows to enqueue")
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
+    if args.batch is None and args.workload in ("w1", "w4"):
+        args.batch = 10
+    elif args.batch is None and args.workload == "w5-bulk":
+        args.batch = 1000
+    runs = {
+        "w1": run_w1,
+        "w3": run_w3,
+        "w4": run_w4,
+        "w5-single": run_w5_single,
+        "w5-bulk": run_w5_bulk,
+    }
     if args.workload == "version":
         result = {"version": pgqueuer.__version__, "asyncpg": asyncpg.__version__}
-    elif args.workload == "w1":
-        result = run_w1(args)
     else:
-        result = run_w4(args)
+        result = runs[args.workload](args)
     result["pgqueuer_version"] = pgqueuer.__version__
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -1,6 +1,9 @@
 //! A Rust SDK worker with a no-op handler, for `bench/sdk-ratio` (the peer the Python and Go
-//! SDKs are compared with): `sdk_noop URL QUEUE CONCURRENCY`. Prints `ready` once the worker is
-//! built, runs until SIGTERM or Ctrl-C, then drains.
+//! SDKs are compared with) and the harness's SDK rows: `sdk_noop URL QUEUE CONCURRENCY
+//! [SLEEP_MS]` (with SLEEP_MS, each job sleeps that long: W3's I/O-bound job). Prints `ready`
+//! once the worker is built, runs until SIGTERM or Ctrl-C, then drains.
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use leasehold::{HandlerError, JobContext, Worker};
@@ -13,15 +16,26 @@ async fn noop(_ctx: JobContext) -> Result<Value, HandlerError> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: sdk_noop URL QUEUE CONCURRENCY";
+    let usage = "usage: sdk_noop URL QUEUE CONCURRENCY [SLEEP_MS]";
     let url = args.next().context(usage)?;
     let queue = args.next().context(usage)?;
     let concurrency: usize = args.next().context(usage)?.parse().context(usage)?;
-    let worker = Worker::builder(url)
+    let pause = match args.next() {
+        Some(ms) => Some(Duration::from_millis(ms.parse().context(usage)?)),
+        None => None,
+    };
+    anyhow::ensure!(args.next().is_none(), "{usage}");
+    let builder = Worker::builder(url)
         .queues([queue])
-        .concurrency(concurrency)
-        .handler("noop", noop)
-        .build()?;
+        .concurrency(concurrency);
+    let builder = match pause {
+        None => builder.handler("noop", noop),
+        Some(pause) => builder.handler("noop", move |_ctx: JobContext| async move {
+            tokio::time::sleep(pause).await;
+            Ok::<_, HandlerError>(Value::Null)
+        }),
+    };
+    let worker = builder.build()?;
     println!("ready");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     worker

@@ -21,6 +21,8 @@ mod goals;
 mod limited;
 mod machine;
 mod measure;
+mod peer_goals;
+mod peer_rows;
 mod peers;
 mod pg;
 mod procstat;
@@ -43,7 +45,7 @@ use crate::measure::Probe;
 use crate::pg::Pg;
 use crate::report::{Report, Row};
 use crate::rows::{Rows, store_pg, store_sqlite};
-use crate::workloads::{Bench, Producer, Sizes, Variant};
+use crate::workloads::{Bench, EnqueueVia, Producer, Sizes, Variant};
 
 #[derive(Debug, Parser)]
 // A flag given twice takes its last value, so that `bench/run … --out DIR` overrides bench/run's.
@@ -67,6 +69,10 @@ struct Args {
     /// `river` CLI binary; River rows are "not installed" without it.
     #[arg(long)]
     river: Option<PathBuf>,
+    /// River driver over its Go API (`bench/peers/river`, built by bench/run); River's W3–W5
+    /// rows are "not installed" without it.
+    #[arg(long)]
+    river_peer: Option<PathBuf>,
     /// Python of the venv holding pgqueuer; pgqueuer rows are "not installed" without it.
     #[arg(long)]
     python: Option<PathBuf>,
@@ -172,12 +178,16 @@ async fn leasehold_rows(
     }
     if sizes.wants("W5") {
         for clients in [1, 16] {
-            rows.add_variant(
-                "leasehold",
-                store,
-                &name,
-                with(bench.w5_single(clients).await),
-            );
+            let v = bench.w5_single(clients, EnqueueVia::RawHttp).await;
+            rows.add_variant("leasehold", store, &name, with(v));
+        }
+        // The same enqueues through the Rust SDK's client, once per store (with the raw-HTTP
+        // row: enqueues do not depend on the driver that works the jobs).
+        if name == "raw-http" {
+            for clients in [1, 16] {
+                let v = bench.w5_single(clients, EnqueueVia::RustSdk).await;
+                rows.add_variant("leasehold", store, "rust-sdk", with(v));
+            }
         }
         for batch in [100, 1000] {
             rows.add_variant("leasehold", store, &name, with(bench.w5_bulk(batch).await));
@@ -377,144 +387,8 @@ async fn run_once(ctx: &mut Ctx, rows: &mut Rows, run: usize) -> Result<()> {
             }
         }
     }
-    // --- River ---
-    if !ctx.skip("river") {
-        match (
-            &ctx.river_ok,
-            &ctx.args.river,
-            ctx.pg.clone(),
-            ctx.river_db.clone(),
-        ) {
-            (Some(version), Some(bin), Some(pg), Some(db)) => {
-                for sc in ctx.peer_sc() {
-                    pg.set_synchronous_commit(&db, sc == "on").await?;
-                    let probe = Probe {
-                        pg: Some(pg.clone()),
-                        reaped_children_are_workers: true,
-                        ..Probe::default()
-                    };
-                    let m =
-                        peers::river_bench(bin, &db, sizes.w1_side_jobs, &probe, sizes.patience)
-                            .await;
-                    let mut s = BTreeMap::new();
-                    s.insert("version".into(), version.clone());
-                    s.insert("synchronous_commit".into(), sc.clone());
-                    s.insert(
-                        "client settings".into(),
-                        "river bench built-ins: MaxWorkers 2000, FetchCooldown 2 ms, \
-                         FetchPollInterval 20 ms (not adjustable in this CLI version)"
-                            .into(),
-                    );
-                    rows.add(
-                        "river",
-                        &store_pg(&sc),
-                        "river bench -n",
-                        "W1",
-                        &format!("{} jobs", sizes.w1_side_jobs),
-                        s,
-                        m,
-                    );
-                }
-            }
-            _ => rows.not_installed(
-                "river",
-                "W1",
-                ctx.args
-                    .river
-                    .as_ref()
-                    .map_or("no --river binary", |_| "river migrate-up failed"),
-            ),
-        }
-    }
-    // --- pgqueuer ---
-    if !ctx.skip("pgqueuer") {
-        match (
-            &ctx.pgq_ok,
-            &ctx.args.python,
-            ctx.pg.clone(),
-            ctx.pgq_db.clone(),
-        ) {
-            (Some(version), Some(python), Some(pg), Some(db)) => {
-                let script = ctx.args.pgqueuer_script.clone();
-                for sc in ctx.peer_sc() {
-                    pg.set_synchronous_commit(&db, sc == "on").await?;
-                    let probe = Probe {
-                        pg: Some(pg.clone()),
-                        ..Probe::default()
-                    };
-                    for (label, procs, batch) in [("defaults", 1usize, 10usize), ("best", 2, 1000)]
-                    {
-                        let m = peers::pgqueuer_w1(
-                            python,
-                            &script,
-                            &db,
-                            sizes.w1_side_jobs,
-                            procs,
-                            batch,
-                            &probe,
-                            sizes.patience,
-                        )
-                        .await;
-                        let mut s = BTreeMap::new();
-                        s.insert("version".into(), version.clone());
-                        s.insert("synchronous_commit".into(), sc.clone());
-                        s.insert("processes".into(), procs.to_string());
-                        s.insert("batch_size".into(), batch.to_string());
-                        s.insert("durability".into(), "durable (default)".into());
-                        rows.add(
-                            "pgqueuer",
-                            &store_pg(&sc),
-                            "pgqueuer API",
-                            "W1",
-                            &format!(
-                                "{} jobs, {label} ({procs} proc × batch {batch})",
-                                sizes.w1_side_jobs
-                            ),
-                            s,
-                            m,
-                        );
-                    }
-                    if sc == "on" {
-                        for rate in &sizes.w4_rates {
-                            let m = peers::pgqueuer_w4(
-                                python,
-                                &script,
-                                &db,
-                                *rate,
-                                sizes.w4_secs,
-                                &probe,
-                                sizes.patience,
-                            )
-                            .await;
-                            let mut s = BTreeMap::new();
-                            s.insert("version".into(), version.clone());
-                            s.insert("synchronous_commit".into(), sc.clone());
-                            s.insert("processes".into(), "1 worker + 1 producer".into());
-                            s.insert("batch_size".into(), "10 (default)".into());
-                            rows.add(
-                                "pgqueuer",
-                                &store_pg(&sc),
-                                "pgqueuer API",
-                                "W4",
-                                &format!("{rate} jobs/s open loop"),
-                                s,
-                                m,
-                            );
-                        }
-                    }
-                }
-            }
-            _ => {
-                let why = if ctx.args.python.is_none() {
-                    "no --python with pgqueuer"
-                } else {
-                    "pgqueuer import failed"
-                };
-                rows.not_installed("pgqueuer", "W1", why);
-                rows.not_installed("pgqueuer", "W4", why);
-            }
-        }
-    }
+    peer_rows::river_rows(ctx, rows).await?;
+    peer_rows::pgqueuer_rows(ctx, rows).await?;
     Ok(())
 }
 
@@ -731,6 +605,7 @@ async fn main() -> Result<()> {
         notes: ctx.notes.clone(),
     };
     ratios_and_goals(&rows, &mut report);
+    peer_goals::peer_goals(&rows, &mut report);
     report.notes.push(format!(
         "load average at end: {} (2 cores; other work on the machine shows up as noise)",
         read_trim("/proc/loadavg")

@@ -1,6 +1,8 @@
-//! Peer rows: River (its own `river bench` CLI) and pgqueuer (our Python driver over its
-//! public API), on the same PostgreSQL, measured the same way.
+//! Peer programs: River (its own `river bench` CLI for W1; `bench/peers/river`, our Go driver
+//! over its public API, for W3–W5) and pgqueuer (`bench/peers/pgqueuer_bench.py`, our Python
+//! driver over its public API), on the same PostgreSQL, measured the same way.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -148,77 +150,32 @@ pub(crate) async fn pgqueuer_version(python: &Path, script: &Path) -> Result<Str
     Ok(v["version"].as_str().unwrap_or("?").to_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
-/// pgqueuer in W1's shape: `processes` workers, `batch_size` per dequeue.
-pub(crate) async fn pgqueuer_w1(
-    python: &Path,
-    script: &Path,
-    dsn: &str,
-    jobs: u64,
-    processes: usize,
-    batch: usize,
+/// Runs a peer driver that prints one JSON object (`bench/peers/river`, the pgqueuer script):
+/// `argv` is the program and its arguments. The database's CPU and commits come from `probe`
+/// around the run; the figures, the driver's own CPU and RSS, and its settings from its JSON:
+/// `jobs`, `secs`, optional `jobs_per_s` (W4's arrival rate), `latency_ms`, `worker_cpu_s`,
+/// `worker_peak_rss_mib`, `efficiency`/`ideal_per_s`/`errors`, and a `settings` object.
+pub(crate) async fn driver_run(
+    argv: &[String],
     probe: &Probe,
     patience: Duration,
-) -> Result<Measurement> {
-    let args = vec![
-        "w1".into(),
-        "--dsn".into(),
-        dsn.into(),
-        "--jobs".into(),
-        jobs.to_string(),
-        "--processes".into(),
-        processes.to_string(),
-        "--batch".into(),
-        batch.to_string(),
-        "--timeout".into(),
-        patience.as_secs().to_string(),
-    ];
+) -> Result<(Measurement, BTreeMap<String, String>)> {
+    let (program, args) = argv.split_first().context("empty peer command")?;
     let mark = probe.begin().await;
-    let v = pgqueuer(python, script, &args, patience).await?;
-    let secs = v["secs"].as_f64().context("secs")?;
+    let (stdout, _stderr, _) =
+        run_child(tokio::process::Command::new(program).args(args), patience).await?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{program} printed no JSON"))?;
+    let v: Value = serde_json::from_str(line)?;
+    let jobs = v["jobs"].as_u64().context("no jobs in the peer's JSON")?;
+    let secs = v["secs"].as_f64().context("no secs in the peer's JSON")?;
     let mut m = probe.end(mark, jobs, Some(secs)).await;
-    // The database figures above cover the driver's insert phase too; the worker CPU is the
-    // driver's own account (its processes, insert included).
-    m.cpu_s_per_1k.insert(
-        "workers".into(),
-        v["worker_cpu_s"].as_f64().unwrap_or(0.0) * 1000.0 / jobs as f64,
-    );
-    m.peak_rss_mib.insert(
-        "workers".into(),
-        v["worker_peak_rss_mib"].as_f64().unwrap_or(0.0),
-    );
-    if let Some(r) = v["insert_rows_per_s"].as_f64() {
-        m.extra.insert("enqueue_rows_per_s".into(), r);
+    if let Some(rate) = v["jobs_per_s"].as_f64() {
+        m.jobs_per_s = Some(rate);
     }
-    Ok(m)
-}
-
-/// pgqueuer in W4's shape: open-loop arrivals at `rate`, one idle worker process.
-pub(crate) async fn pgqueuer_w4(
-    python: &Path,
-    script: &Path,
-    dsn: &str,
-    rate: f64,
-    secs: f64,
-    probe: &Probe,
-    patience: Duration,
-) -> Result<Measurement> {
-    let args = vec![
-        "w4".into(),
-        "--dsn".into(),
-        dsn.into(),
-        "--rate".into(),
-        rate.to_string(),
-        "--seconds".into(),
-        secs.to_string(),
-        "--timeout".into(),
-        patience.as_secs().to_string(),
-    ];
-    let mark = probe.begin().await;
-    let v = pgqueuer(python, script, &args, patience).await?;
-    let jobs = v["jobs"].as_u64().unwrap_or(0);
-    let mut m = probe.end(mark, jobs, Some(secs)).await;
-    m.jobs_per_s = Some(rate);
     m.cpu_s_per_1k.insert(
         "workers".into(),
         v["worker_cpu_s"].as_f64().unwrap_or(0.0) * 1000.0 / jobs.max(1) as f64,
@@ -227,13 +184,34 @@ pub(crate) async fn pgqueuer_w4(
         "workers".into(),
         v["worker_peak_rss_mib"].as_f64().unwrap_or(0.0),
     );
+    for key in ["efficiency", "ideal_per_s", "errors", "completed_rows"] {
+        if let Some(x) = v[key].as_f64() {
+            m.extra.insert(key.into(), x);
+        }
+    }
+    // A W1 driver inserts its jobs first, at this rate (named as Leasehold's rows name it).
+    if let Some(x) = v["insert_rows_per_s"].as_f64() {
+        m.extra.insert("enqueue_rows_per_s".into(), x);
+    }
     let l = &v["latency_ms"];
-    m.latency_ms = Some(Percentiles {
-        n: l["n"].as_u64().unwrap_or(0) as usize,
-        p50: l["p50"].as_f64().unwrap_or(f64::NAN),
-        p90: l["p90"].as_f64().unwrap_or(f64::NAN),
-        p99: l["p99"].as_f64().unwrap_or(f64::NAN),
-        max: l["max"].as_f64().unwrap_or(f64::NAN),
-    });
-    Ok(m)
+    if l.is_object() {
+        m.latency_ms = Some(Percentiles {
+            n: l["n"].as_u64().unwrap_or(0) as usize,
+            p50: l["p50"].as_f64().unwrap_or(f64::NAN),
+            p90: l["p90"].as_f64().unwrap_or(f64::NAN),
+            p99: l["p99"].as_f64().unwrap_or(f64::NAN),
+            max: l["max"].as_f64().unwrap_or(f64::NAN),
+        });
+    }
+    let mut settings = BTreeMap::new();
+    if let Some(obj) = v["settings"].as_object() {
+        for (k, x) in obj {
+            let text = match x {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            settings.insert(k.clone(), text);
+        }
+    }
+    Ok((m, settings))
 }

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::Ctx;
 use crate::coord::Coordinator;
-use crate::driver::{Driver, Running, Sink, WorkerCfg};
+use crate::driver::{Driver, Handler, Running, Sink, WorkerCfg};
 use crate::measure::Probe;
 use crate::pg::Pg;
 use crate::report::Goal;
@@ -129,6 +129,14 @@ async fn python(paths: &SdkPaths) -> Result<(Vec<String>, String), String> {
 }
 
 impl SdkWorker {
+    /// The same worker program at another concurrency (W3 runs at its slot counts).
+    pub(crate) fn with_concurrency(&self, concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            ..self.clone()
+        }
+    }
+
     /// The row's settings beyond the store's: the worker program and its concurrency.
     pub(crate) fn settings(&self) -> BTreeMap<String, String> {
         let mut s = BTreeMap::new();
@@ -179,19 +187,31 @@ impl Driver for SdkWorker {
         self.name.into()
     }
 
-    /// Only `cfg.queue` is used: the SDK chooses its own claim batches and flushes from its
-    /// concurrency; the handler is the worker program's no-op.
+    /// Only `cfg.queue` and `cfg.handler` are used: the SDK chooses its own claim batches and
+    /// flushes from its concurrency; the handler is the worker program's no-op, or its sleep
+    /// (Rust SDK only: `sdk_noop … SLEEP_MS`).
     async fn start(&self, url: &str, cfg: &WorkerCfg, sink: Arc<Sink>) -> Result<Box<dyn Running>> {
         anyhow::ensure!(
             cfg.tenants.is_empty(),
             "the SDK drivers serve one tenant; a shared pool runs on the raw-HTTP driver"
         );
+        let sleep_ms = match cfg.handler {
+            Handler::Noop => None,
+            Handler::Sleep(d) => {
+                anyhow::ensure!(
+                    self.name == "rust-sdk",
+                    "only the Rust SDK's worker program sleeps"
+                );
+                Some(d.as_millis().to_string())
+            }
+        };
         let (program, lead) = self.argv.split_first().context("empty worker command")?;
         let mut child = Command::new(program)
             .args(lead)
             .arg(url)
             .arg(&cfg.queue)
             .arg(self.concurrency.to_string())
+            .args(sleep_ms)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -310,9 +330,10 @@ pub(crate) enum FreshStore<'a> {
     Postgres { pg: &'a Pg, db: &'a str },
 }
 
-/// W1 through each SDK's worker on `store`. Each SDK gets a fresh coordinator and an empty
-/// store, as W1 through the raw-HTTP driver does (a store that grows from one row to the next
-/// would favour whichever runs first), and the SDK order alternates between runs.
+/// W1 through each SDK's worker on `store`, then W3 through the Rust SDK's. Each SDK gets a
+/// fresh coordinator and an empty store, as W1 through the raw-HTTP driver does (a store that
+/// grows from one row to the next would favour whichever runs first), and the SDK order
+/// alternates between runs.
 pub(crate) async fn sdk_rows(
     ctx: &Ctx,
     rows: &mut Rows,
@@ -321,7 +342,7 @@ pub(crate) async fn sdk_rows(
     fresh: FreshStore<'_>,
     extra: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if ctx.skip("sdk") || !ctx.sizes.wants("W1") {
+    if ctx.skip("sdk") || !(ctx.sizes.wants("W1") || ctx.sizes.wants("W3")) {
         return Ok(());
     }
     // The SDK rows burn down W1's side size (smaller than the raw-HTTP row's in smoke mode).
@@ -368,25 +389,47 @@ pub(crate) async fn sdk_rows(
             },
             sizes: &side,
         };
-        let mut v = bench.w1().await;
-        v.variant = format!("{} jobs, concurrency {}", side.w1_jobs, sdk.concurrency);
-        v.settings = sdk.settings();
-        v.settings.extend(extra.clone());
-        if let Err(e) = &v.result {
-            let log = coord.log();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            eprintln!(
-                "  {name} failed: {e:#}; coordinator log (last lines):\n    {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-            );
+        if ctx.sizes.wants("W1") {
+            let mut v = bench.w1().await;
+            v.variant = format!("{} jobs, concurrency {}", side.w1_jobs, sdk.concurrency);
+            v.settings = sdk.settings();
+            v.settings.extend(extra.clone());
+            report_failure(&v, name, &coord);
+            rows.add_variant("leasehold", store, name, v);
         }
-        rows.add_variant("leasehold", store, name, v);
+        // W3 (10 ms jobs) through the Rust SDK at each slot count, on the same coordinator.
+        if *name == "rust-sdk" && ctx.sizes.wants("W3") {
+            for (slots, jobs) in ctx.sizes.w3_jobs {
+                let at = sdk.with_concurrency(slots);
+                let bench = Bench {
+                    driver: &at,
+                    ..bench.clone()
+                };
+                let mut v = bench.w3(slots, jobs).await;
+                v.settings = at.settings();
+                v.settings.extend(extra.clone());
+                report_failure(&v, name, &coord);
+                rows.add_variant("leasehold", store, name, v);
+            }
+        }
         drop(coord);
         if let (FreshStore::Postgres { db, .. }, Some(schema)) = (&fresh, schema) {
             crate::pg::drop_schema(db, &schema).await?;
         }
     }
     Ok(())
+}
+
+/// Prints a failed row's error with the coordinator's last log lines.
+fn report_failure(v: &crate::workloads::Variant, name: &str, coord: &Coordinator) {
+    if let Err(e) = &v.result {
+        let log = coord.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!(
+            "  {name} failed: {e:#}; coordinator log (last lines):\n    {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+        );
+    }
 }
 
 /// The goal "Python and Go SDKs each ≥ 0.7× the Rust SDK on W1", from the

@@ -178,7 +178,17 @@ impl Producer {
     }
 }
 
+/// How W5's single-job enqueues reach the coordinator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EnqueueVia {
+    /// `POST /v1/jobs` with a JSON body, straight from reqwest.
+    RawHttp,
+    /// The Rust SDK's `Client::enqueue`.
+    RustSdk,
+}
+
 /// Everything a workload needs.
+#[derive(Clone)]
 pub(crate) struct Bench<'a> {
     pub(crate) producer: Producer,
     pub(crate) driver: &'a dyn Driver,
@@ -350,13 +360,15 @@ impl Bench<'_> {
         let result = async {
             self.producer.fill(&queue, jobs, 1000).await?;
             let sink = Sink::new();
-            let mark = self.probe.begin().await;
-            let started = Instant::now();
+            let mut mark = self.probe.begin().await;
+            // Timed from when the workers are up, as W1 is.
             let running = self
                 .driver
                 .start(&self.producer.url, &cfg, sink.clone())
                 .await?;
+            let started = Instant::now();
             let probe = self.probe_with(running.pids());
+            probe.exclude_worker_startup(&mut mark);
             let waited = sink.wait_completed(jobs, s.patience).await;
             let secs = started.elapsed().as_secs_f64();
             let mut m = probe.end(mark, jobs, Some(secs)).await;
@@ -449,19 +461,28 @@ impl Bench<'_> {
         }
     }
 
-    /// W5a: single-job enqueue requests, closed loop, `clients` at once.
-    pub(crate) async fn w5_single(&self, clients: usize) -> Variant {
+    /// W5a: single-job enqueue requests, closed loop, `clients` at once, each a raw HTTP POST
+    /// or a call of the Rust SDK's `Client::enqueue` (one client shared by the callers, as a
+    /// web application shares one).
+    pub(crate) async fn w5_single(&self, clients: usize, via: EnqueueVia) -> Variant {
         let s = self.sizes;
-        let variant = format!("single-job POST, {clients} client(s)");
+        let variant = match via {
+            EnqueueVia::RawHttp => format!("single-job POST, {clients} client(s)"),
+            EnqueueVia::RustSdk => format!("single-job Client::enqueue, {clients} client(s)"),
+        };
         let mut settings = std::collections::BTreeMap::new();
         settings.insert("clients".into(), clients.to_string());
         let result = async {
+            let sdk = match via {
+                EnqueueVia::RawHttp => None,
+                EnqueueVia::RustSdk => Some(leasehold::Client::new(self.producer.url.clone())?),
+            };
             let probe = self.probe_with(Vec::new());
             let mark = probe.begin().await;
             let deadline = Instant::now() + Duration::from_secs_f64(s.w5_secs);
             let mut tasks = Vec::new();
             for c in 0..clients {
-                let p = self.producer.clone();
+                let (p, sdk) = (self.producer.clone(), sdk.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut i = (c as u64) << 32;
@@ -469,7 +490,14 @@ impl Bench<'_> {
                         let body = job("w5", i, 0);
                         i += 1;
                         let t = Instant::now();
-                        p.enqueue_one(&body).await?;
+                        match &sdk {
+                            None => p.enqueue_one(&body).await?,
+                            Some(client) => {
+                                let spec = leasehold::JobSpec::new("noop", body["payload"].clone())
+                                    .queue("w5");
+                                client.enqueue(spec).await?;
+                            }
+                        }
                         lat.push(t.elapsed().as_nanos() as u64);
                     }
                     anyhow::Ok(lat)

@@ -42,12 +42,15 @@ impl std::fmt::Debug for EnqueueGroup {
 
 impl EnqueueGroup {
     /// Starts the committers over `store`: one on SQLite (one writer commits at a time
-    /// anyway), four on PostgreSQL (a group commits while the next one gathers). They end when
+    /// anyway), two on PostgreSQL (a group commits while the next one gathers). They end when
     /// the last handle is dropped.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        // Two on PostgreSQL: one group commits while the next gathers. Four made groups of
+        // 2.7 jobs and cost ~40% more CPU per job for 0.8× the rate at 16 clients
+        // (docs/postgres-hot-path.md §7).
         let committers = match store.backend() {
             Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+            Backend::Postgres => 2,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));

@@ -94,7 +94,7 @@ pub struct AppState {
     /// `None`: until a wake-up, something falls due, or its long poll ends).
     pub wake_poll: Option<std::time::Duration>,
     /// Single-job enqueues that arrive together share one transaction (`None`: each its own).
-    pub(crate) enqueue_group: Option<crate::leasing::group::EnqueueGroup>,
+    pub(crate) groups: Option<crate::leasing::group::Groups>,
     /// The coordinator-wide high-water mark of waiting jobs (`--max-queued-jobs`).
     pub backpressure: Arc<crate::admission::Backpressure>,
 }
@@ -121,7 +121,7 @@ impl AppState {
         let (tx, rx) = watch::channel(false);
         // Every write finishes its transaction even when the client hangs up mid-request.
         // Its committers are tasks of their own: a group commits whoever hangs up.
-        let enqueue_group = crate::leasing::group::EnqueueGroup::start(store.clone());
+        let groups = crate::leasing::group::Groups::start(store.clone());
         let store: Arc<dyn Store> = Arc::new(crate::store::Detached(store));
         let events = crate::events::EventHub::start(store.clone(), rx.clone());
         // The store's own signal: it wakes claimers when its bookkeeping makes jobs ready.
@@ -146,7 +146,7 @@ impl AppState {
             presence: Default::default(),
             slot_poll: crate::flow::waiters::SLOT_POLL,
             wake_poll: None,
-            enqueue_group: Some(enqueue_group),
+            groups: Some(groups),
             backpressure: Arc::default(),
         };
         (state, tx)
@@ -177,7 +177,7 @@ impl AppState {
             fair_share: self.fair_share.clone(),
             slot_poll: self.slot_poll,
             wake_poll: self.wake_poll,
-            enqueue_group: self.enqueue_group.clone(),
+            groups: self.groups.clone(),
         }
     }
 }

@@ -1,22 +1,27 @@
-//! Group commit of single-job enqueues: `POST /v1/jobs` calls that arrive together share one
-//! store transaction, so one WAL flush (PostgreSQL) or one SQLite commit carries them all. Each
-//! caller is answered only after the transaction holding its row committed, with what a call of
-//! its own would have answered: a batch the store refuses for one job's sake (an idempotency
-//! conflict, a tenant's quota) stores nothing, and its jobs are then enqueued one by one, so
-//! the refusal reaches only the caller it belongs to.
+//! Group commit: single-job enqueues (`POST /v1/jobs` with one job) and single outcomes
+//! (`POST /v1/jobs/{id}/complete`, `/fail`, `/release`) that arrive together share one store
+//! transaction, so one WAL flush (PostgreSQL) or one SQLite commit carries them all. Each caller
+//! is answered only after the transaction holding its row committed, with what a call of its own
+//! would have answered: a batch the store refuses for one job's sake (an idempotency conflict, a
+//! tenant's quota) stores nothing, and its jobs are then enqueued one by one, so the refusal
+//! reaches only the caller it belongs to. Outcomes are answered one by one by the store anyway (a
+//! stale token refuses only its own), and are grouped per tenant.
 //!
 //! Committers take what has gathered whenever they are free: an idle coordinator commits a
-//! lone enqueue at once (no timer), a busy one folds the calls that arrived during the last
+//! lone call at once (no timer), a busy one folds the calls that arrived during the last
 //! commit into the next. A group holds at most one job per idempotency key (a second call with
-//! the same key is committed alone right after, and answered as a replay, as it would be).
+//! the same key is committed alone right after, and answered as a replay, as it would be); two
+//! outcomes of one job in a group are recorded in their order of arrival, as two calls would be.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::store::{Backend, Enqueued, NewJobRow, Store, StoreError, StoreResult};
+use crate::store::{
+    Backend, Enqueued, Finished, NewJobRow, Outcome, Store, StoreError, StoreResult,
+};
 
 /// Most jobs in one group (the store's batch limit).
 pub(crate) const MAX_GROUP: usize = crate::validate::MAX_BATCH;
@@ -28,19 +33,28 @@ struct Pending {
     reply: oneshot::Sender<StoreResult<Enqueued>>,
 }
 
-/// The queue of single-job enqueues and its committers. Cheap to clone.
-#[derive(Clone)]
-pub(crate) struct EnqueueGroup {
-    tx: mpsc::UnboundedSender<Pending>,
+/// One waiting outcome.
+struct PendingOutcome {
+    now: DateTime<Utc>,
+    tenant: String,
+    outcome: Outcome,
+    reply: oneshot::Sender<StoreResult<Finished>>,
 }
 
-impl std::fmt::Debug for EnqueueGroup {
+/// The queues of single-job enqueues and single outcomes, and their committers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Groups {
+    tx: mpsc::UnboundedSender<Pending>,
+    outcomes: mpsc::UnboundedSender<PendingOutcome>,
+}
+
+impl std::fmt::Debug for Groups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnqueueGroup").finish_non_exhaustive()
+        f.debug_struct("Groups").finish_non_exhaustive()
     }
 }
 
-impl EnqueueGroup {
+impl Groups {
     /// Starts the committers over `store`: one on SQLite (one writer commits at a time
     /// anyway), two on PostgreSQL (a group commits while the next one gathers). They end when
     /// the last handle is dropped.
@@ -54,10 +68,36 @@ impl EnqueueGroup {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let outcomes_rx = Arc::new(Mutex::new(outcomes_rx));
         for _ in 0..committers {
             tokio::spawn(commit_loop(store.clone(), rx.clone()));
+            tokio::spawn(outcome_loop(store.clone(), outcomes_rx.clone()));
         }
-        Self { tx }
+        Self { tx, outcomes }
+    }
+
+    /// Records one outcome of `tenant`'s job in the next group; the store's answer for it once
+    /// that group committed.
+    pub(crate) async fn finish(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcome: Outcome,
+    ) -> StoreResult<Finished> {
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingOutcome {
+            now,
+            tenant: tenant.to_owned(),
+            outcome,
+            reply,
+        };
+        self.outcomes
+            .send(pending)
+            .map_err(|_| StoreError::Unavailable("the coordinator is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("an outcome group ended without an answer".into()))?
     }
 
     /// Enqueues one job in the next group; its answer once that group committed.
@@ -165,4 +205,67 @@ async fn alone(store: &dyn Store, p: Pending) {
                 .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
         });
     let _ = p.reply.send(answer);
+}
+
+async fn outcome_loop(
+    store: Arc<dyn Store>,
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<PendingOutcome>>>,
+) {
+    loop {
+        let group = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                let Ok(next) = rx.try_recv() else {
+                    break;
+                };
+                group.push(next);
+            }
+            group
+        };
+        let mut by_tenant: BTreeMap<String, Vec<PendingOutcome>> = BTreeMap::new();
+        for p in group {
+            by_tenant.entry(p.tenant.clone()).or_default().push(p);
+        }
+        for (tenant, group) in by_tenant {
+            finish_together(&*store, &tenant, group).await;
+        }
+    }
+}
+
+/// Records `group` (one tenant's) in one transaction; if the store fails it for a reason other
+/// than being unavailable, outcome by outcome.
+async fn finish_together(store: &dyn Store, tenant: &str, group: Vec<PendingOutcome>) {
+    if group.len() > 1 {
+        let now = group.iter().map(|p| p.now).max().unwrap_or_else(Utc::now);
+        let outcomes = group.iter().map(|p| p.outcome.clone()).collect();
+        match store.finish(now, tenant, outcomes).await {
+            Ok(done) if done.len() == group.len() => {
+                for (p, f) in group.into_iter().zip(done) {
+                    let _ = p.reply.send(Ok(f));
+                }
+                return;
+            }
+            Err(StoreError::Unavailable(why)) => {
+                for p in group {
+                    let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+    for p in group {
+        let answer = store
+            .finish(p.now, tenant, vec![p.outcome])
+            .await
+            .and_then(|mut done| {
+                done.pop()
+                    .ok_or_else(|| StoreError::Internal("finish returned nothing".into()))
+            });
+        let _ = p.reply.send(answer);
+    }
 }

@@ -67,8 +67,9 @@ pub(crate) struct Leasing {
     /// How long any parked claimer waits at most before asking again (`--wake-poll-ms`): the
     /// fallback when the other replicas' wake-ups cannot be heard.
     pub(crate) wake_poll: Option<Duration>,
-    /// Single-job enqueues committed together (`group`); `None`: each in its own transaction.
-    pub(crate) enqueue_group: Option<group::EnqueueGroup>,
+    /// Single-job enqueues and single outcomes committed together (`group`); `None`: each in
+    /// its own transaction.
+    pub(crate) groups: Option<group::Groups>,
 }
 
 /// What one claim granted, and what the tenant's limits held back.
@@ -552,7 +553,7 @@ impl Leasing {
                 }
             }
         }
-        let enqueued = match (&self.enqueue_group, rows.len()) {
+        let enqueued = match (&self.groups, rows.len()) {
             (Some(group), 1) => match rows.pop() {
                 Some(row) => vec![group.enqueue(now, row).await?],
                 None => Vec::new(),

@@ -294,12 +294,15 @@ impl Leasing {
         let sent = checks::Sent::of(&outcome.kind);
         let class = failure_class(&outcome);
         let now = self.clock.now();
-        let result = self
-            .store
-            .finish(now, tenant, vec![outcome])
-            .await?
-            .into_iter()
-            .next();
+        let result = match &self.groups {
+            Some(groups) => Some(groups.finish(now, tenant, outcome).await?),
+            None => self
+                .store
+                .finish(now, tenant, vec![outcome])
+                .await?
+                .into_iter()
+                .next(),
+        };
         match result {
             Some(Finished::Ok(job)) => {
                 self.after_outcomes(tenant, count_outcome(job.state, failed));

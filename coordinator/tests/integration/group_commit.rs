@@ -1,7 +1,7 @@
-//! Group commit of single-job enqueues (`leasing::group`), over a real socket on SQLite and
-//! PostgreSQL: calls that arrive together share a transaction, yet each is answered as it would
-//! be alone — the same rows and events as one-by-one enqueues, idempotent replays, a key
-//! conflict or a quota refusal reaching only its own caller.
+//! Group commit of single-job enqueues and single outcomes (`leasing::group`), over a real
+//! socket on SQLite and PostgreSQL: calls that arrive together share a transaction, yet each is
+//! answered as it would be alone — the same rows and events as one-by-one calls, idempotent
+//! replays, a key conflict, a quota refusal or a stale token reaching only its own caller.
 
 use std::sync::Arc;
 
@@ -161,8 +161,149 @@ async fn a_refusal_reaches_only_its_own_caller(store: Arc<dyn Store>) {
     assert_eq!((stored, refused), (5, 7), "{answers:?}");
 }
 
+/// Leases every queued job of queue `q` (one claim); each job's id and token.
+async fn lease_all(c: &Coordinator, q: &str, n: usize) -> Vec<(String, i64)> {
+    let (s, body) = c
+        .call(
+            Some(ROOT),
+            Method::POST,
+            "/v1/leases",
+            Some(json!({"worker_id": "w", "queues": [q], "max_jobs": n, "lease_ttl_ms": 60_000})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let leases = body["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), n, "{body}");
+    leases
+        .iter()
+        .map(|l| {
+            let id = l["job"]["id"].as_str().unwrap().to_owned();
+            (id, l["fencing_token"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The `k`th kind of single outcome for a job leased under `token`: path and body.
+fn outcome_call(k: usize, id: &str, token: i64) -> (String, Value) {
+    match k % 4 {
+        0 => (
+            format!("/v1/jobs/{id}/complete"),
+            json!({"fencing_token": token, "result": {"ok": true}}),
+        ),
+        1 => (
+            format!("/v1/jobs/{id}/fail"),
+            json!({"fencing_token": token, "error": {"class": "flaky", "message": "again"},
+                   "retry_at": "2099-01-01T00:00:00Z"}),
+        ),
+        2 => (
+            format!("/v1/jobs/{id}/fail"),
+            json!({"fencing_token": token,
+                   "error": {"class": "bad", "message": "no", "retryable": false}}),
+        ),
+        _ => (
+            format!("/v1/jobs/{id}/release"),
+            json!({"fencing_token": token}),
+        ),
+    }
+}
+
+/// What an outcome left of a job and its ledger, without what differs by nature.
+fn settled(job: &Value, events: &[leasehold_proto::Event]) -> Value {
+    let id = job["id"].as_str().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e.job_id.map(|j| j.to_string()).as_deref() == Some(id))
+        .map(|e| e.kind.as_str())
+        .collect();
+    json!({"state": job["state"], "attempt": job["attempt"], "result": job["result"],
+           "error": job["last_error"], "events": kinds})
+}
+
+async fn concurrent_outcomes_answer_and_store_what_single_ones_do(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store.clone(), Some(ROOT)).await;
+    let jobs = (0..44)
+        .map(|i| json!({"queue": "o", "kind": "k", "payload": {"i": i}, "max_attempts": 3}))
+        .collect();
+    assert!(at_once(&c, jobs).await.iter().all(|(s, _)| *s == 201));
+    let leased = lease_all(&c, "o", 44).await;
+    // Each kind of outcome sent alone once, then the other forty at once.
+    let mut alone = Vec::new();
+    for (k, (id, token)) in leased.iter().take(4).enumerate() {
+        let (path, body) = outcome_call(k, id, *token);
+        let (s, a) = c
+            .call(Some(ROOT), Method::POST, &path, Some(body), &[])
+            .await;
+        assert_eq!(s, 200, "{a}");
+        alone.push(a);
+    }
+    let c = &c;
+    let together = join_all(leased.iter().skip(4).enumerate().map(|(i, (id, token))| {
+        let (path, body) = outcome_call(i, id, *token);
+        async move {
+            c.call(Some(ROOT), Method::POST, &path, Some(body), &[])
+                .await
+        }
+    }))
+    .await;
+    let events = store.events_after(0, 10_000).await.unwrap();
+    for (i, (s, a)) in together.iter().enumerate() {
+        assert_eq!(*s, 200, "{a}");
+        let path = format!("/v1/jobs/{}", a["id"].as_str().unwrap());
+        let (_, stored) = c.call(Some(ROOT), Method::GET, &path, None, &[]).await;
+        // The answer is the stored row, and it settled as the same call alone did.
+        assert_eq!(&stored, a);
+        assert_eq!(
+            settled(a, &events),
+            settled(&alone[i % 4], &events),
+            "call {i}"
+        );
+    }
+}
+
+async fn a_stale_outcome_among_concurrent_ones_is_refused_alone(store: Arc<dyn Store>) {
+    let c = Coordinator::start(store.clone(), Some(ROOT)).await;
+    let jobs = (0..20)
+        .map(|i| json!({"queue": "s", "kind": "k", "payload": {"i": i}}))
+        .collect();
+    assert!(at_once(&c, jobs).await.iter().all(|(s, _)| *s == 201));
+    let leased = lease_all(&c, "s", 20).await;
+    let mut calls: Vec<(String, Value)> = leased
+        .iter()
+        .map(|(id, token)| outcome_call(0, id, *token))
+        .collect();
+    // Job 5 reported with a token it was never leased under; job 9's completion sent twice.
+    calls[5] = outcome_call(0, &leased[5].0, leased[5].1 + 7);
+    calls.push(calls[9].clone());
+    let answers = join_all(calls.into_iter().map(|(path, body)| {
+        let c = &c;
+        async move {
+            c.call(Some(ROOT), Method::POST, &path, Some(body), &[])
+                .await
+        }
+    }))
+    .await;
+    for (i, (s, a)) in answers.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(
+                (*s, &a["error"]["code"]),
+                (409, &json!("lease_lost")),
+                "{a}"
+            );
+        } else {
+            // The repeated completion is answered as recorded, like a retried call.
+            assert_eq!((*s, &a["state"]), (200, &json!("succeeded")), "{i}: {a}");
+        }
+    }
+    let events = store.events_after(0, 10_000).await.unwrap();
+    let succeeded = events.iter().filter(|e| e.kind == "succeeded").count();
+    assert_eq!(succeeded, 19, "one event per recorded outcome");
+}
+
 crate::on_both_backends!(
     concurrent_enqueues_answer_and_store_what_single_ones_do,
     a_key_sent_by_many_at_once_makes_one_job,
-    a_refusal_reaches_only_its_own_caller
+    a_refusal_reaches_only_its_own_caller,
+    concurrent_outcomes_answer_and_store_what_single_ones_do,
+    a_stale_outcome_among_concurrent_ones_is_refused_alone
 );

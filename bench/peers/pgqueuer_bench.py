@@ -106,32 +106,52 @@ def own_cpu_and_rss() -> tuple[float, float]:
     return cpu, rss_kib / 1024.0
 
 
-def run_w1(args) -> dict:
-    asyncio.run(ensure_schema(args.dsn))
-    insert_rate = args.jobs / asyncio.run(insert_jobs(args.dsn, args.jobs))
+def in_processes(
+    target, per_process: list[tuple], timeout: float
+) -> tuple[float, list, float, float]:
+    """Runs `target(*args, barrier, ends)` in one spawned process per `args` of `per_process`,
+    released together by the barrier; each puts what it measured (its end first) on `ends`.
+    Returns the common start (wall clock), what each put, this script's CPU seconds meanwhile
+    (its children's included) and the peak RSS in MiB."""
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(args.processes + 1)
+    barrier = ctx.Barrier(len(per_process) + 1)
     ends = ctx.Queue()
     cpu_before, _ = own_cpu_and_rss()
-    procs = [
-        ctx.Process(target=w1_worker, args=(args.dsn, args.batch, barrier, ends))
-        for _ in range(args.processes)
-    ]
+    procs = [ctx.Process(target=target, args=(*a, barrier, ends)) for a in per_process]
     for p in procs:
         p.start()
     barrier.wait()
     started = time.time()
-    finished = [ends.get(timeout=args.timeout) for _ in procs]
+    finished = [ends.get(timeout=timeout) for _ in procs]
     for p in procs:
-        p.join(timeout=args.timeout)
-    secs = max(finished) - started
+        p.join(timeout=timeout)
     cpu_after, rss = own_cpu_and_rss()
+    return started, finished, cpu_after - cpu_before, rss
+
+
+def latency_ms(sorted_ns: list[int]) -> dict:
+    """Percentiles of sorted nanosecond samples, in ms."""
+    return {
+        "n": len(sorted_ns),
+        "p50": pct(sorted_ns, 0.50),
+        "p90": pct(sorted_ns, 0.90),
+        "p99": pct(sorted_ns, 0.99),
+        "max": sorted_ns[-1] / 1e6,
+    }
+
+
+def run_w1(args) -> dict:
+    asyncio.run(ensure_schema(args.dsn))
+    insert_rate = args.jobs / asyncio.run(insert_jobs(args.dsn, args.jobs))
+    per_process = [(args.dsn, args.batch)] * args.processes
+    started, finished, cpu, rss = in_processes(w1_worker, per_process, args.timeout)
+    secs = max(finished) - started
     return {
         "jobs": args.jobs,
         "secs": secs,
         "jobs_per_s": args.jobs / secs,
         "insert_rows_per_s": insert_rate,
-        "worker_cpu_s": cpu_after - cpu_before,
+        "worker_cpu_s": cpu,
         "worker_peak_rss_mib": rss,
     }
 
@@ -204,13 +224,7 @@ def run_w4(args) -> dict:
         "jobs": len(lat),
         "secs": args.seconds,
         "jobs_per_s": args.rate,
-        "latency_ms": {
-            "n": len(lat),
-            "p50": pct(lat, 0.50),
-            "p90": pct(lat, 0.90),
-            "p99": pct(lat, 0.99),
-            "max": lat[-1] / 1e6,
-        },
+        "latency_ms": latency_ms(lat),
         "worker_cpu_s": cpu_after - cpu_before,
         "worker_peak_rss_mib": rss,
     }
@@ -245,23 +259,9 @@ def run_w3(args) -> dict:
     sleep_s = args.sleep_ms / 1000
     asyncio.run(ensure_schema(args.dsn))
     asyncio.run(insert_jobs(args.dsn, args.jobs, "sleep"))
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(args.processes + 1)
-    ends = ctx.Queue()
-    cpu_before, _ = own_cpu_and_rss()
-    procs = [
-        ctx.Process(target=w3_worker, args=(args.dsn, batch, slots, sleep_s, barrier, ends))
-        for _ in range(args.processes)
-    ]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    started = time.time()
-    finished = [ends.get(timeout=args.timeout) for _ in procs]
-    for p in procs:
-        p.join(timeout=args.timeout)
+    per_process = [(args.dsn, batch, slots, sleep_s)] * args.processes
+    started, finished, cpu, rss = in_processes(w3_worker, per_process, args.timeout)
     secs = max(end for end, _ in finished) - started
-    cpu_after, rss = own_cpu_and_rss()
     # The most handlers sleeping at once over all processes (CLOCK_MONOTONIC is system-wide):
     # +1 at each start, -1 at each end, an end first where they coincide.
     edges = sorted((t, d) for _, spans in finished for a, b in spans for t, d in ((a, 1), (b, -1)))
@@ -277,7 +277,7 @@ def run_w3(args) -> dict:
         "jobs_per_s": jobs_per_s,
         "ideal_per_s": ideal,
         "efficiency": jobs_per_s / ideal,
-        "worker_cpu_s": cpu_after - cpu_before,
+        "worker_cpu_s": cpu,
         "worker_peak_rss_mib": rss,
         "max_in_flight": max_in_flight,
         "settings": {
@@ -291,7 +291,7 @@ def run_w3(args) -> dict:
     }
 
 
-def w5_clients(dsn: str, clients: int, seconds: float, barrier, out) -> None:
+def w5_clients(dsn: str, clients: int, seconds: float, barrier, ends) -> None:
     async def main() -> None:
         pool = await asyncpg.create_pool(dsn, min_size=clients, max_size=clients)
         q = Queries(pgqueuer.AsyncpgPoolDriver(pool))
@@ -309,7 +309,7 @@ def w5_clients(dsn: str, clients: int, seconds: float, barrier, out) -> None:
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k, t0 + seconds) for k in range(clients)))
         busy = (sum(os.times()[:2]) - cpu0) / (time.perf_counter() - t0)
-        out.put((time.time(), lat_ns, busy))
+        ends.put((time.time(), lat_ns, busy))
         await pool.close()
 
     asyncio.run(main())
@@ -319,37 +319,17 @@ def run_w5_single(args) -> dict:
     asyncio.run(ensure_schema(args.dsn))
     n = max(1, min(args.processes, args.clients))
     per_proc = [args.clients // n + (k < args.clients % n) for k in range(n)]
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(n + 1)
-    out = ctx.Queue()
-    cpu_before, _ = own_cpu_and_rss()
-    procs = [
-        ctx.Process(target=w5_clients, args=(args.dsn, c, args.seconds, barrier, out))
-        for c in per_proc
-    ]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    started = time.time()
-    results = [out.get(timeout=args.timeout) for _ in procs]
-    for p in procs:
-        p.join(timeout=args.timeout)
+    per_process = [(args.dsn, c, args.seconds) for c in per_proc]
+    started, results, cpu, rss = in_processes(w5_clients, per_process, args.timeout)
     secs = max(end for end, _, _ in results) - started
-    cpu_after, rss = own_cpu_and_rss()
     lat = sorted(ns for _, lats, _ in results for ns in lats)
     busy = [round(b, 3) for _, _, b in results]
     result = {
         "jobs": len(lat),
         "secs": secs,
         "jobs_per_s": len(lat) / secs,
-        "latency_ms": {
-            "n": len(lat),
-            "p50": pct(lat, 0.50),
-            "p90": pct(lat, 0.90),
-            "p99": pct(lat, 0.99),
-            "max": lat[-1] / 1e6,
-        },
-        "worker_cpu_s": cpu_after - cpu_before,
+        "latency_ms": latency_ms(lat),
+        "worker_cpu_s": cpu,
         "worker_peak_rss_mib": rss,
         "settings": {
             "clients": args.clients,

@@ -4,7 +4,6 @@
 //! settings it ran with.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::Result;
 
@@ -14,56 +13,62 @@ use crate::peers;
 use crate::report::Measurement;
 use crate::rows::{Rows, store_pg};
 
-/// The W3–W5 variants both peers run, as the driver arguments and the row's variant label.
-fn shared_variants(ctx: &Ctx) -> Vec<(&'static str, Vec<String>, String)> {
+/// One W3–W5 variant both peers run: its workload, the driver's arguments, the row's
+/// variant label, and W3's slot count (whose flag differs per peer: the caller adds it).
+struct Shared {
+    workload: &'static str,
+    args: Vec<String>,
+    variant: String,
+    slots: Option<usize>,
+}
+
+/// The W3–W5 variants both peers run.
+fn shared_variants(ctx: &Ctx) -> Vec<Shared> {
     let s = &ctx.sizes;
     let mut out = Vec::new();
     for (slots, jobs) in s.w3_jobs {
-        out.push((
-            "W3",
-            vec![
+        out.push(Shared {
+            workload: "W3",
+            args: vec![
                 "w3".into(),
                 "--jobs".into(),
                 jobs.to_string(),
                 "--sleep-ms".into(),
                 "10".into(),
             ],
-            // The slot flag differs per peer; `slots` is appended by the caller.
-            format!("{jobs} jobs × 10 ms, {slots} slots"),
-        ));
+            variant: format!("{jobs} jobs × 10 ms, {slots} slots"),
+            slots: Some(slots),
+        });
     }
     for clients in [1, 16] {
-        out.push((
-            "W5",
-            vec![
+        out.push(Shared {
+            workload: "W5",
+            args: vec![
                 "w5-single".into(),
                 "--clients".into(),
                 clients.to_string(),
                 "--seconds".into(),
                 s.w5_secs.to_string(),
             ],
-            format!("single-job insert, {clients} client(s)"),
-        ));
+            variant: format!("single-job insert, {clients} client(s)"),
+            slots: None,
+        });
     }
     for batch in [100, 1000] {
-        out.push((
-            "W5",
-            vec![
+        out.push(Shared {
+            workload: "W5",
+            args: vec![
                 "w5-bulk".into(),
                 "--rows".into(),
                 s.w5_bulk_rows.to_string(),
                 "--batch".into(),
                 batch.to_string(),
             ],
-            format!("bulk {batch}/request, {} rows", s.w5_bulk_rows),
-        ));
+            variant: format!("bulk {batch}/request, {} rows", s.w5_bulk_rows),
+            slots: None,
+        });
     }
     out
-}
-
-/// The slot count of a W3 variant label (`… , 10 slots`).
-fn slots_of(variant: &str) -> Option<&str> {
-    variant.rsplit(", ").next()?.strip_suffix(" slots")
 }
 
 /// River: W1 through its own `river bench`, W3–W5 through `bench/peers/river` at River's
@@ -138,21 +143,28 @@ pub(crate) async fn river_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
         ];
         let mut variants = shared_variants(ctx);
         for rate in &sizes.w4_rates {
-            variants.push((
-                "W4",
-                vec![
+            variants.push(Shared {
+                workload: "W4",
+                args: vec![
                     "w4".into(),
                     "--rate".into(),
                     rate.to_string(),
                     "--seconds".into(),
                     sizes.w4_secs.to_string(),
                 ],
-                format!("{rate} jobs/s open loop"),
-            ));
+                variant: format!("{rate} jobs/s open loop"),
+                slots: None,
+            });
         }
-        for (workload, mut args, variant) in variants {
-            if let Some(slots) = slots_of(&variant) {
-                args.extend(["--slots".into(), slots.into()]);
+        for Shared {
+            workload,
+            mut args,
+            variant,
+            slots,
+        } in variants
+        {
+            if let Some(slots) = slots {
+                args.extend(["--slots".into(), slots.to_string()]);
             }
             let tuned: &[(&str, &[&str])] = if workload == "W5" {
                 &tunings[..1]
@@ -160,18 +172,11 @@ pub(crate) async fn river_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
                 &tunings
             };
             for (label, extra) in tuned {
-                let mut argv = vec![peer.display().to_string()];
-                argv.extend(args.iter().cloned());
-                argv.extend(extra.iter().map(|s| (*s).to_owned()));
-                argv.extend([
-                    "--dsn".into(),
-                    db.clone(),
-                    "--timeout".into(),
-                    sizes.patience.as_secs().to_string(),
-                ]);
-                let (m, mut s) = settle(peers::driver_run(&argv, &probe, sizes.patience).await);
-                s.insert("version".into(), version.clone());
-                s.insert("synchronous_commit".into(), sc.clone());
+                let mut args = args.clone();
+                args.extend(extra.iter().map(|s| (*s).to_owned()));
+                let program = [peer.display().to_string()];
+                let (m, s) =
+                    run_driver(&program, &args, &db, &probe, sizes.patience, version, &sc).await;
                 let variant = if workload == "W5" {
                     variant.clone()
                 } else {
@@ -215,7 +220,10 @@ pub(crate) async fn pgqueuer_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
         }
         return Ok(());
     };
-    let script = ctx.args.pgqueuer_script.clone();
+    let program = [
+        python.display().to_string(),
+        ctx.args.pgqueuer_script.display().to_string(),
+    ];
     for sc in ctx.peer_sc() {
         pg.set_synchronous_commit(&db, sc == "on").await?;
         let probe = Probe {
@@ -233,9 +241,7 @@ pub(crate) async fn pgqueuer_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
                 batch.to_string(),
             ];
             let (m, mut s) =
-                settle(pgqueuer_run(python, &script, &args, &db, &probe, sizes.patience).await);
-            s.insert("version".into(), version.clone());
-            s.insert("synchronous_commit".into(), sc.clone());
+                run_driver(&program, &args, &db, &probe, sizes.patience, version, &sc).await;
             s.insert("processes".into(), procs.to_string());
             s.insert("batch_size".into(), batch.to_string());
             s.insert("durability".into(), "durable (default)".into());
@@ -264,9 +270,7 @@ pub(crate) async fn pgqueuer_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
                 sizes.w4_secs.to_string(),
             ];
             let (m, mut s) =
-                settle(pgqueuer_run(python, &script, &args, &db, &probe, sizes.patience).await);
-            s.insert("version".into(), version.clone());
-            s.insert("synchronous_commit".into(), sc.clone());
+                run_driver(&program, &args, &db, &probe, sizes.patience, version, &sc).await;
             s.insert("processes".into(), "1 worker + 1 producer".into());
             s.insert("batch_size".into(), "10 (default)".into());
             rows.add(
@@ -279,14 +283,18 @@ pub(crate) async fn pgqueuer_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
                 m,
             );
         }
-        for (workload, mut args, variant) in shared_variants(ctx) {
-            if let Some(slots) = slots_of(&variant) {
-                args.extend(["--concurrency".into(), slots.into()]);
+        for Shared {
+            workload,
+            mut args,
+            variant,
+            slots,
+        } in shared_variants(ctx)
+        {
+            if let Some(slots) = slots {
+                args.extend(["--concurrency".into(), slots.to_string()]);
             }
-            let (m, mut s) =
-                settle(pgqueuer_run(python, &script, &args, &db, &probe, sizes.patience).await);
-            s.insert("version".into(), version.clone());
-            s.insert("synchronous_commit".into(), sc.clone());
+            let (m, s) =
+                run_driver(&program, &args, &db, &probe, sizes.patience, version, &sc).await;
             rows.add(
                 "pgqueuer",
                 &store_pg(&sc),
@@ -301,15 +309,19 @@ pub(crate) async fn pgqueuer_rows(ctx: &Ctx, rows: &mut Rows) -> Result<()> {
     Ok(())
 }
 
-async fn pgqueuer_run(
-    python: &Path,
-    script: &Path,
+/// Runs a peer driver (`program`: its command) with `args` on database `db`; its measurement,
+/// and its settings with the peer's `version` and the `synchronous_commit` it ran at (no
+/// driver settings when it failed).
+async fn run_driver(
+    program: &[String],
     args: &[String],
     db: &str,
     probe: &Probe,
     patience: std::time::Duration,
-) -> Result<(Measurement, BTreeMap<String, String>)> {
-    let mut argv = vec![python.display().to_string(), script.display().to_string()];
+    version: &str,
+    sc: &str,
+) -> (Result<Measurement>, BTreeMap<String, String>) {
+    let mut argv = program.to_vec();
     argv.extend(args.iter().cloned());
     argv.extend([
         "--dsn".into(),
@@ -317,15 +329,11 @@ async fn pgqueuer_run(
         "--timeout".into(),
         patience.as_secs().to_string(),
     ]);
-    peers::driver_run(&argv, probe, patience).await
-}
-
-/// A driver's measurement and settings as a row takes them (no settings when it failed).
-fn settle(
-    run: Result<(Measurement, BTreeMap<String, String>)>,
-) -> (Result<Measurement>, BTreeMap<String, String>) {
-    match run {
+    let (m, mut settings) = match peers::driver_run(&argv, probe, patience).await {
         Ok((m, s)) => (Ok(m), s),
         Err(e) => (Err(e), BTreeMap::new()),
-    }
+    };
+    settings.insert("version".into(), version.to_owned());
+    settings.insert("synchronous_commit".into(), sc.to_owned());
+    (m, settings)
 }

@@ -210,15 +210,19 @@ impl Engine {
         unacked.saturating_sub(self.cfg.concurrency) + withheld
     }
 
-    /// Leases held beyond `concurrency` (queued for a slot): a quarter of `concurrency` while
+    /// Leases held beyond `concurrency` (queued for a slot): as many as the slots while
     /// prefetch is on and jobs are short ([`PREFETCH_BELOW`]); none while anything holds slots
-    /// back ([`Self::holding_back`]), nor before the first job ended.
+    /// back ([`Self::holding_back`]), nor before the first job ended. As many as the slots,
+    /// because slots free at `concurrency / job length` and a refill (credit, claim, push)
+    /// takes a few ms: a quarter ran dry at 100 slots of 10 ms jobs, which then sat idle in
+    /// steps of a credit batch (75, 50 running) for each claim (W3 at 100 slots: 0.78 of the
+    /// ideal with a quarter, 0.93 with as many; `bench/README.md`).
     fn prefetch(&self, st: &State) -> usize {
         let short = st
             .job_ms
             .is_some_and(|ms| ms < PREFETCH_BELOW.as_secs_f64() * 1000.0);
         if self.cfg.prefetch && short && self.holding_back(st) == 0 {
-            self.cfg.concurrency.div_ceil(4)
+            self.cfg.concurrency
         } else {
             0
         }

@@ -238,15 +238,15 @@ async fn work(link: &FakeLink, s: &WorkerSession, n: usize, each: Duration) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn prefetch_holds_a_quarter_more_leases_only_while_jobs_are_short() {
+async fn prefetch_holds_as_many_leases_again_only_while_jobs_are_short() {
     let link = FakeLink::new();
     let s = session_with(&link, 8, |cfg| cfg.prefetch = true);
     let intake = link.intake().await;
     // Nothing known of the jobs yet: no more than the slots.
     assert_eq!(intake.free_slots(), 8);
     work(&link, &s, 8, Duration::from_millis(10)).await;
-    // Jobs of 10 ms: two leases more than the slots (a quarter of 8) may wait for a slot.
-    assert_eq!(intake.free_slots(), 10);
+    // Jobs of 10 ms: as many leases again as the slots may wait for a slot.
+    assert_eq!(intake.free_slots(), 16);
     // Jobs of a second pull the average past 100 ms: back to the slots.
     work(&link, &s, 10, secs(1)).await;
     assert_eq!(intake.free_slots(), 8);

@@ -1,5 +1,5 @@
 //! The Rust worker's prefetch against a real coordinator: once its jobs have been short it
-//! holds a quarter of its concurrency in leases beyond the running jobs (so that a slot that
+//! holds as many leases as its concurrency beyond the running jobs (so that a slot that
 //! frees starts the next job without a claim's round trip), never runs more than its
 //! concurrency at once, and holds nothing extra when prefetch is off; on both transports.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -84,13 +84,13 @@ async fn leases_while_the_slots_are_busy(
 }
 
 #[tokio::test]
-async fn prefetch_holds_a_quarter_more_leases_than_it_runs() -> Result<()> {
+async fn prefetch_holds_as_many_leases_again_as_it_runs() -> Result<()> {
     for transport in [Transport::WebSocket, Transport::Http] {
         let (ran, leased) = leases_while_the_slots_are_busy(transport, true).await?;
         assert_eq!(ran, CONCURRENCY, "{transport:?}");
         assert_eq!(
             leased,
-            (CONCURRENCY + CONCURRENCY / 4) as i64,
+            (2 * CONCURRENCY) as i64,
             "{transport:?}"
         );
     }

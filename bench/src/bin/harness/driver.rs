@@ -66,7 +66,7 @@ impl WorkerCfg {
             "handler".into(),
             match self.handler {
                 Handler::Noop => "noop".into(),
-                Handler::Sleep(d) => format!("sleep {} ms", d.as_millis()),
+                Handler::Sleep(d) => format!("sleep {} ms (thread sleep)", d.as_millis()),
             },
         );
         s
@@ -320,7 +320,12 @@ impl Driver for RawHttp {
                             Handler::Sleep(d) => {
                                 let tx = tx.clone();
                                 tokio::spawn(async move {
-                                    tokio::time::sleep(d).await;
+                                    // A thread's sleep: Tokio's timer would add its 1 ms tick
+                                    // (see sdk_noop.rs).
+                                    let _ = tokio::task::spawn_blocking(move || {
+                                        std::thread::sleep(d)
+                                    })
+                                    .await;
                                     let _ = tx.send(outcome);
                                     drop(permit);
                                 });

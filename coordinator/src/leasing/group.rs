@@ -2,9 +2,8 @@
 //! (`POST /v1/jobs/{id}/complete`, `/fail`, `/release`) that arrive together share one store
 //! transaction, so one WAL flush (PostgreSQL) or one SQLite commit carries them all. Each caller
 //! is answered only after the transaction holding its row committed, with what a call of its own
-//! would have answered: a batch the store refuses for one job's sake (an idempotency conflict, a
-//! tenant's quota) stores nothing, and its jobs are then enqueued one by one, so the refusal
-//! reaches only the caller it belongs to. Outcomes are answered one by one by the store anyway (a
+//! would have answered ([`Store::enqueue_each`]): a refusal for one job's sake (an idempotency
+//! conflict, a tenant's quota) reaches only the caller it belongs to. Outcomes are answered one by one by the store anyway (a
 //! stale token refuses only its own), and are grouped per tenant.
 //!
 //! Committers take what has gathered whenever they are free: an idle coordinator commits a
@@ -164,33 +163,33 @@ fn key_of(row: &NewJobRow) -> Option<(String, String, String)> {
         .map(|k| (row.tenant.clone(), row.queue.clone(), k.clone()))
 }
 
-/// Commits `group` in one transaction; on a refusal, job by job.
+/// Commits `group` together ([`Store::enqueue_each`]): each caller gets its own job's answer.
 async fn commit(store: &dyn Store, group: Vec<Pending>) {
     if group.len() == 1 {
         let one = group.into_iter().next();
         if let Some(p) = one {
             alone(store, p).await;
         }
-    } else {
-        // The latest `now` of the group: no job is created before its own default `run_at`.
-        let now = group.iter().map(|p| p.now).max().unwrap_or_else(Utc::now);
-        let rows = group.iter().map(|p| p.row.clone()).collect();
-        match store.enqueue(now, rows).await {
-            Ok(done) if done.len() == group.len() => {
-                for (p, e) in group.into_iter().zip(done) {
-                    let _ = p.reply.send(Ok(e));
-                }
+        return;
+    }
+    // The latest `now` of the group: no job is created before its own default `run_at`.
+    let now = group.iter().map(|p| p.now).max().unwrap_or_else(Utc::now);
+    let rows = group.iter().map(|p| p.row.clone()).collect();
+    match store.enqueue_each(now, rows).await {
+        Ok(done) if done.len() == group.len() => {
+            for (p, e) in group.into_iter().zip(done) {
+                let _ = p.reply.send(e);
             }
-            Err(StoreError::Unavailable(why)) => {
-                for p in group {
-                    let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
-                }
+        }
+        Err(StoreError::Unavailable(why)) => {
+            for p in group {
+                let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
             }
-            // Refused for one job's sake (or answered oddly): nothing was stored; each alone.
-            _ => {
-                for p in group {
-                    alone(store, p).await;
-                }
+        }
+        // Failed as a whole (or answered oddly): each alone, as the calls would have been.
+        _ => {
+            for p in group {
+                alone(store, p).await;
             }
         }
     }

@@ -405,6 +405,33 @@ pub trait Store:
     async fn enqueue(&self, now: DateTime<Utc>, jobs: Vec<NewJobRow>)
     -> StoreResult<Vec<Enqueued>>;
 
+    /// Enqueues independent single jobs together (group commit, `crate::leasing::group`),
+    /// answering each as an [`Store::enqueue`] of that job alone would: one job's refusal (an
+    /// idempotency conflict, its tenant's quota) is its own answer, and every answered job is
+    /// durable. `Err` only when nothing could be done (the database is unavailable). The
+    /// default tries one [`Store::enqueue`] of them all and, when it is refused for one job's
+    /// sake (nothing stored then), enqueues them one by one.
+    async fn enqueue_each(
+        &self,
+        now: DateTime<Utc>,
+        jobs: Vec<NewJobRow>,
+    ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
+        match self.enqueue(now, jobs.clone()).await {
+            Ok(done) if done.len() == jobs.len() => return Ok(done.into_iter().map(Ok).collect()),
+            Err(StoreError::Unavailable(why)) => return Err(StoreError::Unavailable(why)),
+            _ => {}
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let alone = self.enqueue(now, vec![job]).await.and_then(|mut done| {
+                done.pop()
+                    .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+            });
+            out.push(alone);
+        }
+        Ok(out)
+    }
+
     /// Enqueues `job` (one job, ready at `now`, of no run) already leased to the worker of
     /// `claim` — a claimer parked in a long poll, see [`crate::handoff`] — in one transaction
     /// that writes the job's `enqueued` and `leased` events, as an enqueue and a claim would.

@@ -300,7 +300,76 @@ async fn a_stale_outcome_among_concurrent_ones_is_refused_alone(store: Arc<dyn S
     assert_eq!(succeeded, 19, "one event per recorded outcome");
 }
 
+/// `Store::enqueue_each` called directly (a group formed for sure): each job answered on its
+/// own — new ones stored, a replay answered as a replay, a conflicting replay refused alone —
+/// with one `enqueued` event per stored job, in input order; then with a `max_queued` quota,
+/// the jobs within it stored and the rest refused, each alone.
+async fn enqueue_each_answers_every_job_on_its_own(store: Arc<dyn Store>) {
+    use leasehold_coordinator::store::{Quota, StoreError};
+
+    use crate::common::rows::new_job;
+    let now = chrono::Utc::now();
+    let keyed = |key: &str, kind: &str| {
+        let mut row = new_job("e", kind, now);
+        row.idempotency_key = Some(key.into());
+        row
+    };
+    store.enqueue(now, vec![keyed("a", "k")]).await.unwrap();
+    let group = vec![
+        new_job("e", "k", now),
+        keyed("a", "k"),
+        keyed("a2", "k"),
+        keyed("a", "other"),
+        new_job("e", "k", now),
+    ];
+    let ids: Vec<_> = group.iter().map(|r| r.id).collect();
+    let answers = store.enqueue_each(now, group).await.unwrap();
+    assert_eq!(answers.len(), 5);
+    for i in [0, 2, 4] {
+        let e = answers[i].as_ref().unwrap();
+        assert_eq!((e.job.id, e.replayed), (ids[i], false), "job {i}");
+    }
+    assert!(answers[1].as_ref().unwrap().replayed);
+    match &answers[3] {
+        Err(StoreError::IdempotencyConflict(c)) => {
+            assert_eq!((c.position, c.differs.clone()), (0, vec!["kind"]));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let events = store.events_after(0, 100).await.unwrap();
+    let enqueued: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "enqueued")
+        .map(|e| e.job_id.unwrap())
+        .collect();
+    assert_eq!(
+        enqueued[1..],
+        [ids[0], ids[2], ids[4]],
+        "one event per stored job, in order"
+    );
+
+    // A quota with room for two more waiting jobs (4 wait): of five, two stored, three refused.
+    let quota = Quota {
+        tenant: "default".into(),
+        max_queued: Some(6),
+        max_leased: None,
+        updated_at: now,
+    };
+    store.set_quota(&quota).await.unwrap();
+    let answers = store
+        .enqueue_each(now, (0..5).map(|_| new_job("e", "k", now)).collect())
+        .await
+        .unwrap();
+    let stored = answers.iter().filter(|a| a.is_ok()).count();
+    let refused = answers
+        .iter()
+        .filter(|a| matches!(a, Err(StoreError::QuotaExceeded(_))))
+        .count();
+    assert_eq!((stored, refused), (2, 3), "{answers:?}");
+}
+
 crate::on_both_backends!(
+    enqueue_each_answers_every_job_on_its_own,
     concurrent_enqueues_answer_and_store_what_single_ones_do,
     a_key_sent_by_many_at_once_makes_one_job,
     a_refusal_reaches_only_its_own_caller,

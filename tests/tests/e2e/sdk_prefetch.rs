@@ -88,11 +88,7 @@ async fn prefetch_holds_as_many_leases_again_as_it_runs() -> Result<()> {
     for transport in [Transport::WebSocket, Transport::Http] {
         let (ran, leased) = leases_while_the_slots_are_busy(transport, true).await?;
         assert_eq!(ran, CONCURRENCY, "{transport:?}");
-        assert_eq!(
-            leased,
-            (2 * CONCURRENCY) as i64,
-            "{transport:?}"
-        );
+        assert_eq!(leased, (2 * CONCURRENCY) as i64, "{transport:?}");
     }
     Ok(())
 }

@@ -322,10 +322,9 @@ impl Driver for RawHttp {
                                 tokio::spawn(async move {
                                     // A thread's sleep: Tokio's timer would add its 1 ms tick
                                     // (see sdk_noop.rs).
-                                    let _ = tokio::task::spawn_blocking(move || {
-                                        std::thread::sleep(d)
-                                    })
-                                    .await;
+                                    let _ =
+                                        tokio::task::spawn_blocking(move || std::thread::sleep(d))
+                                            .await;
                                     let _ = tx.send(outcome);
                                     drop(permit);
                                 });

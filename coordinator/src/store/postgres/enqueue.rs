@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use leasehold_proto::{Job, Lease};
 
@@ -17,22 +18,103 @@ use crate::store::{
 
 impl PostgresStore {
     /// Inserts jobs (with their `enqueued` events, in input order) inside the caller's
-    /// transaction with one `INSERT … SELECT FROM UNNEST(…)`, which also announces them on the
-    /// ready channel, once per tenant and queue (`pg_notify`, delivered on commit; `origin`
-    /// ends the payload, see [`Self::is_own_wakeup`]). A job whose idempotency key exists
-    /// already (or appeared earlier in the same batch) is not inserted; the existing job is
-    /// returned, `replayed`. `by_index`: the caller's transaction is a
-    /// [`begin_by_index`](super::begin_by_index) one.
+    /// transaction, by [`Self::insert_rows`]. A job whose idempotency key exists already (or
+    /// appeared earlier in the same batch) is not inserted; the existing job is returned,
+    /// `replayed`; a replay whose kind or payload differs refuses the whole batch.
     pub(super) async fn insert_jobs(
         &self,
         tx: &mut PgConnection,
         now: DateTime<Utc>,
         jobs: Vec<NewJobRow>,
         origin: Option<&str>,
-        by_index: bool,
+        plan: Plan,
     ) -> StoreResult<Vec<Enqueued>> {
+        let Stored {
+            mut inserted,
+            existing,
+        } = self.insert_rows(tx, now, &jobs, origin, plan).await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for (position, new) in jobs.into_iter().enumerate() {
+            match inserted.remove(&new.id) {
+                Some(job) => out.push(Enqueued {
+                    job,
+                    replayed: false,
+                }),
+                None => {
+                    let job = key_of(&new)
+                        .and_then(|key| existing.get(&key))
+                        .cloned()
+                        .ok_or_else(|| {
+                            StoreError::Internal(format!(
+                                "job {} neither inserted nor found",
+                                new.id
+                            ))
+                        })?;
+                    // A conflict returns before the caller commits: the batch stores nothing.
+                    out.push(crate::store::replay_of(&new, job, position)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::enqueue_each`](super::Store::enqueue_each): independent single-job enqueues
+    /// (group commit) written by one statement outside any explicit transaction — one round
+    /// trip and one WAL flush for the group, where a transaction took four (`BEGIN` with its
+    /// planner settings, the quota check, the insert, `COMMIT`). The statement inserts nothing
+    /// when a tenant of the group has a `max_queued` (the [`Plan::Group`] guard, one probe of
+    /// `quotas`); those jobs then go one by one through [`Store::enqueue`], whose checked
+    /// transaction weighs them. A replayed key is answered to its own caller (a conflict
+    /// included): the others' rows are stored either way, as their own calls would have been.
+    pub(super) async fn enqueue_group(
+        &self,
+        now: DateTime<Utc>,
+        jobs: Vec<NewJobRow>,
+    ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
+        let Stored {
+            mut inserted,
+            existing,
+        } = {
+            let mut conn = self.pool().acquire().await?;
+            self.insert_rows(&mut conn, now, &jobs, Some(&self.origin), Plan::Group)
+                .await?
+        };
+        let mut out = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            if let Some(job) = inserted.remove(&new.id) {
+                out.push(Ok(Enqueued {
+                    job,
+                    replayed: false,
+                }));
+            } else if let Some(job) = key_of(&new).and_then(|key| existing.get(&key)) {
+                out.push(crate::store::replay_of(&new, job.clone(), 0));
+            } else {
+                // Held back by the quota guard.
+                let alone = super::Store::enqueue(self, now, vec![new]).await;
+                out.push(alone.and_then(|mut done| {
+                    done.pop()
+                        .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts `jobs` with their `enqueued` events with one `INSERT … SELECT FROM UNNEST(…)`,
+    /// which also announces them on the ready channel, once per tenant and queue (`pg_notify`,
+    /// delivered on commit; `origin` ends the payload, see [`Self::is_own_wakeup`]). A job
+    /// whose idempotency key is stored already (or taken earlier in `jobs`) is skipped; the
+    /// stored jobs of the skipped keys are read back (one query, only when a key was skipped).
+    async fn insert_rows(
+        &self,
+        tx: &mut PgConnection,
+        now: DateTime<Utc>,
+        jobs: &[NewJobRow],
+        origin: Option<&str>,
+        plan: Plan,
+    ) -> StoreResult<Stored> {
         if jobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Stored::default());
         }
         let n = jobs.len();
         let mut ids = Vec::with_capacity(n);
@@ -54,7 +136,7 @@ impl PostgresStore {
         // Each job's keys as a JSON array (UNNEST cannot take an array of arrays of unequal
         // lengths), `NULL` when none.
         let mut limit_keys: Vec<Option<String>> = Vec::with_capacity(n);
-        for new in &jobs {
+        for new in jobs {
             limit_keys.push(
                 (!new.limit_keys.is_empty())
                     .then(|| serde_json::Value::from(new.limit_keys.clone()).to_string()),
@@ -82,13 +164,7 @@ impl PostgresStore {
                     .map_err(internal)?,
             );
         }
-        // Inside a `begin_by_index` transaction the statement is planned once, generically,
-        // under that transaction's planner settings, and PostgreSQL keeps that plan with the
-        // prepared statement whatever the settings of later executions: a batch enqueue
-        // running the same text afterwards got the by-index plan (nested loops over 1000 rows;
-        // bulk enqueue at 1000 per request fell from 16.5k to 6.9k rows/s). A comment makes
-        // the by-index text a prepared statement of its own.
-        let marker = if by_index { "/* by index */ " } else { "" };
+        let (marker, guard) = plan.marker_and_guard();
         // Rows are inserted in input order, so of two jobs with one idempotency key the first
         // is stored and the second skipped, as with one statement per job. `notified` is there
         // only to run `n`: PostgreSQL skips a plain `SELECT` CTE that nothing reads (an
@@ -112,7 +188,7 @@ impl PostgresStore {
                  backoff::jsonb, timeout_ms, \
                  CASE WHEN limit_keys IS NOT NULL \
                    THEN ARRAY(SELECT jsonb_array_elements_text(limit_keys::jsonb)) END \
-               FROM input ORDER BY ord \
+               FROM input {guard} ORDER BY ord \
                ON CONFLICT (tenant, queue, idempotency_key) WHERE idempotency_key IS NOT NULL \
                DO NOTHING RETURNING *), \
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
@@ -148,17 +224,16 @@ impl PostgresStore {
             .bind(&limit_keys)
             .fetch_all(&mut *tx)
             .await?;
-        let mut inserted = HashMap::with_capacity(rows.len());
+        let mut stored = Stored::default();
         for row in &rows {
             let job = decode_job(row)?;
-            inserted.insert(job.id, job);
+            stored.inserted.insert(job.id, job);
         }
         // Replays: the stored job of each idempotency key that was skipped (all in one query).
         let skipped: Vec<&NewJobRow> = jobs
             .iter()
-            .filter(|new| !inserted.contains_key(&new.id))
+            .filter(|new| new.idempotency_key.is_some() && !stored.inserted.contains_key(&new.id))
             .collect();
-        let mut existing = HashMap::new();
         if !skipped.is_empty() {
             let rows = sqlx::query(
                 "SELECT * FROM jobs WHERE (tenant, queue, idempotency_key) IN \
@@ -184,33 +259,12 @@ impl PostgresStore {
                 let key = (
                     job.tenant.clone(),
                     job.queue.clone(),
-                    job.idempotency_key.clone(),
+                    job.idempotency_key.clone().unwrap_or_default(),
                 );
-                existing.insert(key, job);
+                stored.existing.insert(key, job);
             }
         }
-        let mut out = Vec::with_capacity(n);
-        for (position, new) in jobs.into_iter().enumerate() {
-            match inserted.remove(&new.id) {
-                Some(job) => out.push(Enqueued {
-                    job,
-                    replayed: false,
-                }),
-                None => {
-                    let key = (
-                        new.tenant.clone(),
-                        new.queue.clone(),
-                        new.idempotency_key.clone(),
-                    );
-                    let job = existing.get(&key).cloned().ok_or_else(|| {
-                        StoreError::Internal(format!("job {} neither inserted nor found", new.id))
-                    })?;
-                    // A conflict returns before the caller commits: the batch stores nothing.
-                    out.push(crate::store::replay_of(&new, job, position)?);
-                }
-            }
-        }
-        Ok(out)
+        Ok(stored)
     }
 
     /// One job, enqueued by one statement outside any explicit transaction: one round trip
@@ -342,4 +396,55 @@ impl PostgresStore {
         let enqueued = as_enqueued(&leased);
         Ok(Some((enqueued, lease_of(leased)?)))
     }
+}
+
+/// How [`PostgresStore::insert_rows`]'s statement is planned, and whether it is guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Planned at each execution: batches, whose events are written in input order by joining
+    /// the inserted rows back to the input, which PostgreSQL, knowing the arrays' length,
+    /// hashes.
+    PerExecution,
+    /// Inside a [`begin_by_index`](super::begin_by_index) transaction: planned once,
+    /// generically, under that transaction's planner settings.
+    ByIndex,
+    /// Group commit's statement, outside any explicit transaction, guarded by the quota probe
+    /// ([`PostgresStore::enqueue_group`]).
+    Group,
+}
+
+impl Plan {
+    /// The statement's leading comment and its guard. PostgreSQL keeps a generic plan with the
+    /// prepared statement whatever the settings of later executions: a batch enqueue running
+    /// the by-index text after a small enqueue got the by-index plan (nested loops over 1000
+    /// rows; bulk enqueue at 1000 per request fell from 16.5k to 6.9k rows/s). A comment makes
+    /// each form a prepared statement of its own.
+    fn marker_and_guard(self) -> (&'static str, &'static str) {
+        match self {
+            Self::PerExecution => ("", ""),
+            Self::ByIndex => ("/* by index */ ", ""),
+            // Nothing is inserted while a tenant of the group has a `max_queued`: only the
+            // checked transaction may admit its jobs (`store/quotas.rs`).
+            Self::Group => (
+                "/* group */ ",
+                "WHERE NOT EXISTS (SELECT 1 FROM quotas qt WHERE qt.tenant = ANY($2::text[]) \
+                   AND qt.max_queued IS NOT NULL)",
+            ),
+        }
+    }
+}
+
+/// What [`PostgresStore::insert_rows`] found: the rows it inserted, by id, and the stored jobs
+/// of the idempotency keys it skipped.
+#[derive(Debug, Default)]
+struct Stored {
+    inserted: HashMap<Uuid, Job>,
+    existing: HashMap<(String, String, String), Job>,
+}
+
+/// A job's `(tenant, queue, idempotency key)`, when it has a key.
+fn key_of(job: &NewJobRow) -> Option<(String, String, String)> {
+    job.idempotency_key
+        .as_ref()
+        .map(|k| (job.tenant.clone(), job.queue.clone(), k.clone()))
 }

@@ -189,6 +189,11 @@ impl Store for PostgresStore {
         // arrays' length, hashes; forced to nested loops that join is quadratic (bulk enqueue
         // of 1000 per request fell from 15k to 7k rows/s).
         let by_index = jobs.len() <= BY_INDEX_ENQUEUE_MAX;
+        let plan = if by_index {
+            enqueue::Plan::ByIndex
+        } else {
+            enqueue::Plan::PerExecution
+        };
         let mut tx = if by_index {
             begin_by_index(&self.pool).await?
         } else {
@@ -198,10 +203,18 @@ impl Store for PostgresStore {
         let rows: Vec<&NewJobRow> = jobs.iter().collect();
         crate::store::quotas::check_enqueue(&mut quotas::PgQuotas(&mut tx), &rows).await?;
         let out = self
-            .insert_jobs(&mut tx, now, jobs, Some(&self.origin), by_index)
+            .insert_jobs(&mut tx, now, jobs, Some(&self.origin), plan)
             .await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn enqueue_each(
+        &self,
+        now: DateTime<Utc>,
+        jobs: Vec<NewJobRow>,
+    ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
+        self.enqueue_group(now, jobs).await
     }
 
     async fn enqueue_leased(

@@ -174,7 +174,7 @@ impl RunStatements for PgRuns<'_> {
         let rows: Vec<_> = run.jobs.iter().map(|j| j.row.clone()).collect();
         let inserted = self
             .store
-            .insert_jobs(self.tx, now, rows, None, false)
+            .insert_jobs(self.tx, now, rows, None, super::enqueue::Plan::PerExecution)
             .await?;
         for (spec, enq) in run.jobs.iter().zip(&inserted) {
             sqlx::query("UPDATE jobs SET run_key = $1 WHERE id = $2")

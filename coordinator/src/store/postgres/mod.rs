@@ -81,6 +81,17 @@ pub(super) async fn begin_by_index(
     .await
 }
 
+/// `options` with PostgreSQL's JIT compiler off, in the connection's startup packet (no round
+/// trip). The coordinator's statements are short and planned generically once per connection
+/// (`begin_by_index`); once the table statistics made a claim's generic plan cost more than
+/// `jit_above_cost` (100 000 by default: a few hundred thousand rows of finished jobs do it),
+/// every execution compiled its expressions with LLVM first — 135 ms of a claim that then ran
+/// in 0.2 ms, so pickup latency went from 2 ms to seconds (docs/postgres-hot-path.md §8). A
+/// database URL's own `options=-c jit=on` comes first and is overridden.
+pub(crate) fn no_jit(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("jit", "off")])
+}
+
 /// Enqueues of at most this many jobs run in a [`begin_by_index`] transaction.
 const BY_INDEX_ENQUEUE_MAX: usize = 8;
 
@@ -95,8 +106,10 @@ impl PostgresStore {
         Self::connect_with(options).await
     }
 
-    /// Connects with explicit options and applies migrations.
+    /// Connects with explicit options and applies migrations. Every connection runs with
+    /// `jit = off` (see [`no_jit`]).
     pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let options = no_jit(options);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)

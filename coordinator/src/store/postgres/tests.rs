@@ -129,3 +129,28 @@ async fn claim_orders_across_queues() {
         assert_eq!(expired, 1);
     }
 }
+
+#[tokio::test]
+async fn every_connection_runs_without_jit() {
+    let Some(store) = store("every_connection_runs_without_jit").await else {
+        return;
+    };
+    // The server's default is on; the URL's own options (the test's search_path) still hold.
+    for _ in 0..3 {
+        let (jit, path): (String, String) =
+            sqlx::query_as("SELECT current_setting('jit'), current_setting('search_path')")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(jit, "off");
+        assert!(path.starts_with("t_"), "{path}");
+    }
+    let mut listen = <sqlx::PgConnection as sqlx::Connection>::connect_with(store.connect_options())
+        .await
+        .unwrap();
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&mut listen)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off");
+}

@@ -145,9 +145,10 @@ async fn every_connection_runs_without_jit() {
         assert_eq!(jit, "off");
         assert!(path.starts_with("t_"), "{path}");
     }
-    let mut listen = <sqlx::PgConnection as sqlx::Connection>::connect_with(store.connect_options())
-        .await
-        .unwrap();
+    let mut listen =
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(store.connect_options())
+            .await
+            .unwrap();
     let jit: String = sqlx::query_scalar("SHOW jit")
         .fetch_one(&mut listen)
         .await

@@ -29,10 +29,8 @@ impl PostgresStore {
         origin: Option<&str>,
         plan: Plan,
     ) -> StoreResult<Vec<Enqueued>> {
-        let Stored {
-            mut inserted,
-            existing,
-        } = self.insert_rows(tx, now, &jobs, origin, plan).await?;
+        let mut inserted = self.insert_rows(tx, now, &jobs, origin, plan).await?;
+        let existing = stored_by_key(tx, &jobs, &inserted).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for (position, new) in jobs.into_iter().enumerate() {
             match inserted.remove(&new.id) {
@@ -71,13 +69,21 @@ impl PostgresStore {
         now: DateTime<Utc>,
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
-        let Stored {
-            mut inserted,
-            existing,
-        } = {
+        let (mut inserted, existing) = {
             let mut conn = self.pool().acquire().await?;
-            self.insert_rows(&mut conn, now, &jobs, Some(&self.origin), Plan::Group)
-                .await?
+            // An error here stored nothing (one statement): the caller may go job by job.
+            let inserted = self
+                .insert_rows(&mut conn, now, &jobs, Some(&self.origin), Plan::Group)
+                .await?;
+            // From here the inserted rows are committed, and every answer is a job's own: a
+            // look-up that fails sends the skipped jobs alone, whose enqueue looks again.
+            let existing = stored_by_key(&mut conn, &jobs, &inserted)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(%err, "reading a group's replayed keys failed; each alone");
+                    HashMap::new()
+                });
+            (inserted, existing)
         };
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
@@ -89,7 +95,7 @@ impl PostgresStore {
             } else if let Some(job) = key_of(&new).and_then(|key| existing.get(&key)) {
                 out.push(crate::store::replay_of(&new, job.clone(), 0));
             } else {
-                // Held back by the quota guard.
+                // Held back by the quota guard (or its key's look-up failed).
                 let alone = super::Store::enqueue(self, now, vec![new]).await;
                 out.push(alone.and_then(|mut done| {
                     done.pop()
@@ -103,8 +109,8 @@ impl PostgresStore {
     /// Inserts `jobs` with their `enqueued` events with one `INSERT … SELECT FROM UNNEST(…)`,
     /// which also announces them on the ready channel, once per tenant and queue (`pg_notify`,
     /// delivered on commit; `origin` ends the payload, see [`Self::is_own_wakeup`]). A job
-    /// whose idempotency key is stored already (or taken earlier in `jobs`) is skipped; the
-    /// stored jobs of the skipped keys are read back (one query, only when a key was skipped).
+    /// whose idempotency key is stored already (or taken earlier in `jobs`) is skipped (see
+    /// [`stored_by_key`]). The inserted rows, by id.
     async fn insert_rows(
         &self,
         tx: &mut PgConnection,
@@ -112,9 +118,9 @@ impl PostgresStore {
         jobs: &[NewJobRow],
         origin: Option<&str>,
         plan: Plan,
-    ) -> StoreResult<Stored> {
+    ) -> StoreResult<HashMap<Uuid, Job>> {
         if jobs.is_empty() {
-            return Ok(Stored::default());
+            return Ok(HashMap::new());
         }
         let n = jobs.len();
         let mut ids = Vec::with_capacity(n);
@@ -224,47 +230,9 @@ impl PostgresStore {
             .bind(&limit_keys)
             .fetch_all(&mut *tx)
             .await?;
-        let mut stored = Stored::default();
-        for row in &rows {
-            let job = decode_job(row)?;
-            stored.inserted.insert(job.id, job);
-        }
-        // Replays: the stored job of each idempotency key that was skipped (all in one query).
-        let skipped: Vec<&NewJobRow> = jobs
-            .iter()
-            .filter(|new| new.idempotency_key.is_some() && !stored.inserted.contains_key(&new.id))
-            .collect();
-        if !skipped.is_empty() {
-            let rows = sqlx::query(
-                "SELECT * FROM jobs WHERE (tenant, queue, idempotency_key) IN \
-                 (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))",
-            )
-            .bind(
-                skipped
-                    .iter()
-                    .map(|j| j.tenant.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(skipped.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-            .bind(
-                skipped
-                    .iter()
-                    .map(|j| j.idempotency_key.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let job = decode_job(row)?;
-                let key = (
-                    job.tenant.clone(),
-                    job.queue.clone(),
-                    job.idempotency_key.clone().unwrap_or_default(),
-                );
-                stored.existing.insert(key, job);
-            }
-        }
-        Ok(stored)
+        rows.iter()
+            .map(|row| decode_job(row).map(|job| (job.id, job)))
+            .collect()
     }
 
     /// One job, enqueued by one statement outside any explicit transaction: one round trip
@@ -434,12 +402,50 @@ impl Plan {
     }
 }
 
-/// What [`PostgresStore::insert_rows`] found: the rows it inserted, by id, and the stored jobs
-/// of the idempotency keys it skipped.
-#[derive(Debug, Default)]
-struct Stored {
-    inserted: HashMap<Uuid, Job>,
-    existing: HashMap<(String, String, String), Job>,
+/// The stored job of each idempotency key of `jobs` that [`PostgresStore::insert_rows`] skipped
+/// (not in `inserted`), by `(tenant, queue, key)`: one query, none when no key was skipped.
+async fn stored_by_key(
+    conn: &mut PgConnection,
+    jobs: &[NewJobRow],
+    inserted: &HashMap<Uuid, Job>,
+) -> StoreResult<HashMap<(String, String, String), Job>> {
+    let skipped: Vec<&NewJobRow> = jobs
+        .iter()
+        .filter(|new| new.idempotency_key.is_some() && !inserted.contains_key(&new.id))
+        .collect();
+    if skipped.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT * FROM jobs WHERE (tenant, queue, idempotency_key) IN \
+         (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))",
+    )
+    .bind(
+        skipped
+            .iter()
+            .map(|j| j.tenant.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(skipped.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+    .bind(
+        skipped
+            .iter()
+            .map(|j| j.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut existing = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let job = decode_job(row)?;
+        let key = (
+            job.tenant.clone(),
+            job.queue.clone(),
+            job.idempotency_key.clone().unwrap_or_default(),
+        );
+        existing.insert(key, job);
+    }
+    Ok(existing)
 }
 
 /// A job's `(tenant, queue, idempotency key)`, when it has a key.

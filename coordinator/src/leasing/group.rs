@@ -2,9 +2,10 @@
 //! (`POST /v1/jobs/{id}/complete`, `/fail`, `/release`) that arrive together share one store
 //! transaction, so one WAL flush (PostgreSQL) or one SQLite commit carries them all. Each caller
 //! is answered only after the transaction holding its row committed, with what a call of its own
-//! would have answered ([`Store::enqueue_each`]): a refusal for one job's sake (an idempotency
-//! conflict, a tenant's quota) reaches only the caller it belongs to. Outcomes are answered one by one by the store anyway (a
-//! stale token refuses only its own), and are grouped per tenant.
+//! would have answered ([`Store::enqueue_each`]; on PostgreSQL a group of enqueues is one
+//! statement): a refusal for one job's sake (an idempotency conflict, a tenant's quota) reaches
+//! only the caller it belongs to. Outcomes are answered one by one by the store anyway (a stale
+//! token refuses only its own), and are grouped per tenant.
 //!
 //! Committers take what has gathered whenever they are free: an idle coordinator commits a
 //! lone call at once (no timer), a busy one folds the calls that arrived during the last

@@ -408,7 +408,8 @@ pub trait Store:
     /// Enqueues independent single jobs together (group commit, `crate::leasing::group`),
     /// answering each as an [`Store::enqueue`] of that job alone would: one job's refusal (an
     /// idempotency conflict, its tenant's quota) is its own answer, and every answered job is
-    /// durable. `Err` only when nothing could be done (the database is unavailable). The
+    /// durable. `Err` only when nothing was stored (the database is unavailable, the group's
+    /// statement failed): the caller may then enqueue the jobs one by one. The
     /// default tries one [`Store::enqueue`] of them all and, when it is refused for one job's
     /// sake (nothing stored then), enqueues them one by one.
     async fn enqueue_each(

@@ -197,14 +197,7 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
 }
 
 async fn alone(store: &dyn Store, p: Pending) {
-    let answer = store
-        .enqueue(p.now, vec![p.row])
-        .await
-        .and_then(|mut done| {
-            done.pop()
-                .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
-        });
-    let _ = p.reply.send(answer);
+    let _ = p.reply.send(store.enqueue_one(p.now, p.row).await);
 }
 
 async fn outcome_loop(

@@ -405,6 +405,14 @@ pub trait Store:
     async fn enqueue(&self, now: DateTime<Utc>, jobs: Vec<NewJobRow>)
     -> StoreResult<Vec<Enqueued>>;
 
+    /// [`Store::enqueue`] of one job: its answer.
+    async fn enqueue_one(&self, now: DateTime<Utc>, job: NewJobRow) -> StoreResult<Enqueued> {
+        self.enqueue(now, vec![job]).await.and_then(|mut done| {
+            done.pop()
+                .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
+        })
+    }
+
     /// Enqueues independent single jobs together (group commit, `crate::leasing::group`),
     /// answering each as an [`Store::enqueue`] of that job alone would: one job's refusal (an
     /// idempotency conflict, its tenant's quota) is its own answer, and every answered job is
@@ -424,11 +432,7 @@ pub trait Store:
         }
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let alone = self.enqueue(now, vec![job]).await.and_then(|mut done| {
-                done.pop()
-                    .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
-            });
-            out.push(alone);
+            out.push(self.enqueue_one(now, job).await);
         }
         Ok(out)
     }

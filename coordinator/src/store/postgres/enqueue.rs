@@ -96,11 +96,7 @@ impl PostgresStore {
                 out.push(crate::store::replay_of(&new, job.clone(), 0));
             } else {
                 // Held back by the quota guard (or its key's look-up failed).
-                let alone = super::Store::enqueue(self, now, vec![new]).await;
-                out.push(alone.and_then(|mut done| {
-                    done.pop()
-                        .ok_or_else(|| StoreError::Internal("enqueue returned nothing".into()))
-                }));
+                out.push(super::Store::enqueue_one(self, now, new).await);
             }
         }
         Ok(out)

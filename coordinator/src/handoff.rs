@@ -121,19 +121,31 @@ impl Parking {
         (&mut self.rx).await.ok().map(|lease| *lease)
     }
 
-    /// A lease handed off already, without waiting (checked when another wake-up won the race).
-    pub fn try_recv(&mut self) -> Option<Lease> {
+    /// Leaves the registry and returns a lease handed off before that, if any (when another
+    /// wake-up won the race with [`Parking::recv`]). Once it returns no hand-off can reach the
+    /// claimer: a `deliver` racing with it either lands here or fails, and its caller releases
+    /// the lease. (Looking with `try_recv` and then dropping would lose a lease delivered
+    /// between the two: it would sit in the dropped channel, leased, until its lease expired.)
+    pub fn leave(mut self) -> Option<Lease> {
+        self.unpark();
         self.rx.try_recv().ok().map(|lease| *lease)
+    }
+
+    fn unpark(&mut self) {
+        let id = self.id;
+        self.handoffs.registry().parked.retain(|p| p.id != id);
+        // Closed, a late `deliver` fails (its caller releases the lease) instead of leaving
+        // the lease in the channel.
+        self.rx.close();
     }
 }
 
 impl Drop for Parking {
+    /// A claimer that goes away while parked (its request was cancelled) unparks. A lease
+    /// delivered in the instant before is lost with the request, as a claim's response would
+    /// be: it expires after its TTL and the job goes back to its queue.
     fn drop(&mut self) {
-        let id = self.id;
-        self.handoffs.registry().parked.retain(|p| p.id != id);
-        // A lease delivered but never received is released by the deliverer: closing the
-        // receiver here makes a late `deliver` fail instead of leaving the lease in the channel.
-        self.rx.close();
+        self.unpark();
     }
 }
 
@@ -268,6 +280,35 @@ mod tests {
             .deliver(sent.clone())
             .expect("claimer waiting");
         assert_eq!(p.recv().await, Some(sent));
+    }
+
+    #[test]
+    fn a_lease_delivered_after_the_claimers_last_look_is_taken_when_it_leaves() {
+        let h = Handoffs::new();
+        let mut p = h.park(&params("t", &["q"]));
+        let taken = h.take("t", "q").expect("parked");
+        // The claimer woke for another reason and found nothing handed off yet …
+        assert!(p.rx.try_recv().is_err());
+        // … then the enqueue delivers before the claimer is gone.
+        let sent = lease();
+        taken
+            .deliver(sent.clone())
+            .expect("the claimer has not left yet");
+        assert_eq!(
+            p.leave(),
+            Some(sent),
+            "the lease reaches the claimer, not the void"
+        );
+    }
+
+    #[test]
+    fn a_lease_for_a_claimer_that_left_comes_back() {
+        let h = Handoffs::new();
+        let p = h.park(&params("t", &["q"]));
+        let taken = h.take("t", "q").expect("parked");
+        assert_eq!(p.leave(), None);
+        let sent = lease();
+        assert_eq!(taken.deliver(sent.clone()), Err(Box::new(sent)));
     }
 
     #[test]

@@ -331,11 +331,10 @@ async fn push_leases(
             _ = shutdown.changed() => stop = true,
         }
         // A lease handed off while another wake-up won the race is pushed, not dropped.
-        if let Some(lease) = handed.or_else(|| parking.try_recv()) {
-            drop(parking);
-            if !push(&leasing, &flow_tx, &out, vec![lease]).await {
-                return;
-            }
+        if let Some(lease) = handed.or_else(|| parking.leave())
+            && !push(&leasing, &flow_tx, &out, vec![lease]).await
+        {
+            return;
         }
         if stop {
             return;

@@ -351,7 +351,7 @@ impl Leasing {
                 _ = shutdown.changed() => {}
             }
             // A lease handed off while another wake-up won the race is answered, not released.
-            if let Some(lease) = handed.or_else(|| parking.try_recv()) {
+            if let Some(lease) = handed.or_else(|| parking.leave()) {
                 metrics::counter!(crate::metrics::CLAIMS, "result" => "leased").increment(1);
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(1);
                 return Ok(Granted {

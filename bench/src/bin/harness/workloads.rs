@@ -1,8 +1,8 @@
 //! W1–W5 against a running coordinator, through a [`Driver`] (workers) and raw HTTP
 //! (producer).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -416,7 +416,9 @@ impl Bench<'_> {
             // Let the claimers reach their long-poll wait.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mark = probe.begin().await;
-            let errors = Arc::new(AtomicU64::new(0));
+            // Enqueue failures, each with its message: a job never enqueued would otherwise
+            // show only as a job that never completed.
+            let errors = Arc::new(Mutex::new(Vec::<String>::new()));
             let handle = tokio::runtime::Handle::current();
             let (producer, q, errs) = (self.producer.clone(), queue.clone(), errors.clone());
             let thread = std::thread::spawn(move || {
@@ -431,8 +433,10 @@ impl Bench<'_> {
                     let body = job(&q, i, intended);
                     let (p, errs) = (producer.clone(), errs.clone());
                     handle.spawn(async move {
-                        if p.enqueue_one(&body).await.is_err() {
-                            errs.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = p.enqueue_one(&body).await
+                            && let Ok(mut errs) = errs.lock()
+                        {
+                            errs.push(format!("{e:#}"));
                         }
                     });
                 }
@@ -443,13 +447,18 @@ impl Bench<'_> {
             let waited = sink.wait_completed(count, s.patience).await;
             let mut m = probe.end(mark, count, Some(s.w4_secs)).await;
             running.stop().await;
+            let failed = errors.lock().map(|e| e.clone()).unwrap_or_default();
+            if let Some(first) = failed.first() {
+                anyhow::bail!(
+                    "{} of {count} enqueues failed, the first: {first}",
+                    failed.len()
+                );
+            }
             waited?;
             m.jobs_per_s = Some(rate);
             m.latency_ms = Percentiles::from_ns(sink.take_latencies());
-            m.extra.insert(
-                "errors".into(),
-                (errors.load(Ordering::Relaxed) + sink.errors.load(Ordering::Relaxed)) as f64,
-            );
+            m.extra
+                .insert("errors".into(), sink.errors.load(Ordering::Relaxed) as f64);
             Ok(m)
         }
         .await;

@@ -10,23 +10,16 @@ use crate::rows::{Rows, store_pg, store_sqlite};
 const W5_BEFORE: [(&str, f64); 2] = [("SQLite NORMAL", 1338.0), ("PostgreSQL sc=on", 2037.0)];
 
 /// The first measured row of `workload` by `system` on `store` whose driver is `driver` (`""`:
-/// any) and whose variant contains `pattern`.
+/// any) and whose variant ends with `suffix` (the slots, clients or tuning it names last).
 fn find<'a>(
     rows: &'a Rows,
     workload: &str,
     system: &str,
     store: &str,
     driver: &str,
-    pattern: &str,
+    suffix: &str,
 ) -> Option<&'a Row> {
-    rows.rows.iter().find(|r| {
-        r.workload == workload
-            && r.system == system
-            && r.store == store
-            && (driver.is_empty() || r.driver == driver)
-            && r.variant.contains(pattern)
-            && !r.runs.is_empty()
-    })
+    rows.find_variant(workload, system, store, driver, |v| v.ends_with(suffix))
 }
 
 fn rate(row: Option<&Row>) -> Option<f64> {
@@ -56,7 +49,7 @@ pub(crate) fn peer_goals(rows: &Rows, report: &mut Report) {
     // W5: single-job enqueues at 16 clients.
     let single = |store: &str, system: &str, driver: &str| {
         // Only the single-job variants name their clients.
-        rate(find(rows, "W5", system, store, driver, "16 client"))
+        rate(find(rows, "W5", system, store, driver, "16 client(s)"))
     };
     let mut parts = Vec::new();
     let mut met = Some(true);
@@ -146,4 +139,93 @@ pub(crate) fn peer_goals(rows: &Rows, report: &mut Report) {
             _ => None,
         },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::report::{Machine, Measurement};
+
+    fn w3(system: &str, store: &str, driver: &str, variant: &str, efficiency: f64) -> Row {
+        let mut m = Measurement::default();
+        m.extra.insert("efficiency".into(), efficiency);
+        Row {
+            key: format!("W3|{system}|{store}|{driver}|{variant}"),
+            system: system.into(),
+            store: store.into(),
+            driver: driver.into(),
+            workload: "W3".into(),
+            variant: variant.into(),
+            settings: BTreeMap::new(),
+            status: "ok".into(),
+            runs: vec![m],
+        }
+    }
+
+    #[test]
+    fn the_w3_goal_reads_each_slot_count_from_its_own_rows() {
+        let (pg, lite) = (store_pg("on"), store_sqlite("normal"));
+        let mut rows = Vec::new();
+        for store in [&lite, &pg] {
+            // The raw-HTTP rows come first and must not be taken for the SDK's.
+            rows.push(w3(
+                "leasehold",
+                store,
+                "raw-http",
+                "1000 jobs × 10 ms, 10 slots",
+                0.5,
+            ));
+            rows.push(w3(
+                "leasehold",
+                store,
+                "rust-sdk",
+                "1000 jobs × 10 ms, 10 slots",
+                0.95,
+            ));
+            rows.push(w3(
+                "leasehold",
+                store,
+                "rust-sdk",
+                "10000 jobs × 10 ms, 100 slots",
+                0.91,
+            ));
+        }
+        for (variant, e) in [
+            ("1000 jobs × 10 ms, 10 slots, defaults", 0.6),
+            ("1000 jobs × 10 ms, 10 slots, fetch 2 ms", 0.7),
+            ("10000 jobs × 10 ms, 100 slots, defaults", 0.3),
+            ("10000 jobs × 10 ms, 100 slots, fetch 2 ms", 0.5),
+        ] {
+            rows.push(w3("river", &pg, "river API", variant, e));
+        }
+        let mut report = Report {
+            mode: "quick".into(),
+            runs: 1,
+            started_at: String::new(),
+            machine: Machine::default(),
+            rows: Vec::new(),
+            ratios: BTreeMap::new(),
+            goals: Vec::new(),
+            notes: Vec::new(),
+        };
+        peer_goals(&Rows { rows }, &mut report);
+        let goal = report
+            .goals
+            .iter()
+            .find(|g| g.goal.starts_with("W3"))
+            .expect("the W3 goal");
+        assert_eq!(goal.met, Some(true), "{}", goal.measured);
+        assert!(
+            goal.measured.contains(&format!("{pg} 100 slots: 0.91")),
+            "{}",
+            goal.measured
+        );
+        let ratio = |slots: &str| {
+            report.ratios[&format!("W3 {slots} efficiency {pg}: rust-sdk / River's best")]
+        };
+        assert!((ratio("10 slots") - 0.95 / 0.7).abs() < 1e-9);
+        assert!((ratio("100 slots") - 0.91 / 0.5).abs() < 1e-9);
+    }
 }

@@ -124,12 +124,26 @@ impl Rows {
         driver: &str,
         variant_prefix: &str,
     ) -> Option<&Row> {
+        self.find_variant(workload, system, store, driver, |v| {
+            v.starts_with(variant_prefix)
+        })
+    }
+
+    /// The first measured row through `driver` (`""`: any driver) whose variant `matches`.
+    pub(crate) fn find_variant(
+        &self,
+        workload: &str,
+        system: &str,
+        store: &str,
+        driver: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<&Row> {
         self.rows.iter().find(|r| {
             r.workload == workload
                 && r.system == system
                 && r.store == store
                 && (driver.is_empty() || r.driver == driver)
-                && r.variant.starts_with(variant_prefix)
+                && matches(&r.variant)
                 && r.status == "ok"
                 && !r.runs.is_empty()
         })

@@ -115,6 +115,21 @@ pub fn timeout(field: &str, ms: u64) -> ApiResult<u64> {
     Ok(ms)
 }
 
+/// A span written as a whole number and a unit, `s`, `m`, `h` or `d` (`90s`, `15m`, `7d`), in
+/// seconds; `None` when it is not one (or overflows). Retention windows and the time filters'
+/// spans back from now both read theirs with it, each with its own bounds and message.
+pub fn span_secs(raw: &str) -> Option<u64> {
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit())?);
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
 /// `sha256:` of the RFC 8785 (JCS) canonical form of `value`.
 pub fn jcs_digest(value: &serde_json::Value) -> String {
     let canonical = serde_json_canonicalizer::to_vec(value).unwrap_or_default();
@@ -273,6 +288,33 @@ mod tests {
         assert!(name("queue", "emails.high:v2-x_y").is_ok());
         for bad in ["", "-x", "a b", "a'b", "a;DROP", &"a".repeat(129), "ü"] {
             assert!(name("queue", bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn spans_are_a_whole_number_and_a_unit() {
+        for (raw, secs) in [
+            ("0s", 0),
+            ("90s", 90),
+            ("15m", 900),
+            ("24h", 86_400),
+            ("7d", 604_800),
+        ] {
+            assert_eq!(span_secs(raw), Some(secs), "{raw}");
+        }
+        for bad in [
+            "",
+            "s",
+            "5",
+            "-5m",
+            "1.5h",
+            "5 m",
+            "5M",
+            "5w",
+            "1d2h",
+            &format!("{}d", u64::MAX),
+        ] {
+            assert_eq!(span_secs(bad), None, "{bad:?}");
         }
     }
 

@@ -407,22 +407,10 @@ pub(crate) fn time_value(
             ),
         )
     };
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(refused)?;
-    let (digits, unit) = raw.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| refused())?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(refused()),
-    };
-    if digits.is_empty() || n.saturating_mul(secs) > 3650 * 86_400 {
-        return Err(refused());
+    match crate::validate::span_secs(raw) {
+        Some(secs) if secs <= 3650 * 86_400 => Ok(now - chrono::Duration::seconds(secs as i64)),
+        _ => Err(refused()),
     }
-    Ok(now - chrono::Duration::seconds(n * secs))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {

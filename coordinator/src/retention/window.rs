@@ -48,17 +48,7 @@ impl FromStr for Window {
                  24h or 7d, or off to keep forever"
             )
         };
-        let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (digits, unit) = s.split_at(unit_at);
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let scale = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        let secs = n.checked_mul(scale).ok_or_else(bad)?;
+        let secs = crate::validate::span_secs(s).ok_or_else(bad)?;
         if secs == 0 {
             return Err(format!(
                 "{raw:?}: a window must be at least 1s (off keeps forever)"

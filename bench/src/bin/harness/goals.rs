@@ -374,7 +374,7 @@ pub(crate) fn make_baseline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Machine, Measurement};
+    use crate::report::Measurement;
 
     fn row(system: &str, driver: &str, rates: &[f64]) -> Row {
         Row {
@@ -403,16 +403,7 @@ mod tests {
                 row("ceiling", "raw-sql", ceil),
             ],
         };
-        let mut r = Report {
-            mode: "smoke".into(),
-            runs,
-            started_at: String::new(),
-            machine: Machine::default(),
-            rows: Vec::new(),
-            ratios: BTreeMap::new(),
-            goals: Vec::new(),
-            notes: Vec::new(),
-        };
+        let mut r = Report::empty("smoke", runs);
         ratios_and_goals(&rows, &mut r);
         r.rows = rows.rows;
         r

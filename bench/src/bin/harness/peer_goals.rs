@@ -146,7 +146,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::{Machine, Measurement};
+    use crate::report::Measurement;
 
     fn w3(system: &str, store: &str, driver: &str, variant: &str, efficiency: f64) -> Row {
         let mut m = Measurement::default();
@@ -200,16 +200,7 @@ mod tests {
         ] {
             rows.push(w3("river", &pg, "river API", variant, e));
         }
-        let mut report = Report {
-            mode: "quick".into(),
-            runs: 1,
-            started_at: String::new(),
-            machine: Machine::default(),
-            rows: Vec::new(),
-            ratios: BTreeMap::new(),
-            goals: Vec::new(),
-            notes: Vec::new(),
-        };
+        let mut report = Report::empty("quick", 1);
         peer_goals(&Rows { rows }, &mut report);
         let goal = report
             .goals

@@ -188,6 +188,22 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 impl Report {
+    /// A report of `runs` run(s) in `mode` with nothing in it yet (for tests of what is derived
+    /// from rows).
+    #[cfg(test)]
+    pub(crate) fn empty(mode: &str, runs: usize) -> Self {
+        Self {
+            mode: mode.into(),
+            runs,
+            started_at: String::new(),
+            machine: Machine::default(),
+            rows: Vec::new(),
+            ratios: BTreeMap::new(),
+            goals: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(

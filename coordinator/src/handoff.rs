@@ -48,6 +48,8 @@ pub struct Parking {
     id: u64,
     rx: oneshot::Receiver<Box<Lease>>,
     handoffs: Handoffs,
+    /// Unparked already (by [`Parking::leave`]): the drop that follows has nothing to do.
+    left: bool,
 }
 
 /// A parked claimer taken by an enqueue: hand it a lease, or drop it to make it query again.
@@ -83,6 +85,7 @@ impl Handoffs {
             id,
             rx,
             handoffs: self.clone(),
+            left: false,
         }
     }
 
@@ -132,6 +135,9 @@ impl Parking {
     }
 
     fn unpark(&mut self) {
+        if std::mem::replace(&mut self.left, true) {
+            return;
+        }
         let id = self.id;
         self.handoffs.registry().parked.retain(|p| p.id != id);
         // Closed, a late `deliver` fails (its caller releases the lease) instead of leaving

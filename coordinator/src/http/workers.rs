@@ -19,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use leasehold_proto::{ClientMessage, ErrorCode, Lease, ServerMessage};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::AppState;
@@ -120,7 +121,10 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     // A shared pool's session acts for each job's own tenant on heartbeats and outcomes.
     let pooled = params.pool.is_some();
     let span = tracing::info_span!("worker_session", %session_id, worker_id = %params.worker_id);
-    let _enter = span.enter();
+    // Instrumented, not entered: a guard held across `.await` leaves the span "current" on
+    // whichever thread the task last ran, which corrupted the subscriber's span registry (a
+    // coordinator thread panicked in `tracing_subscriber` and dropped a request's connection).
+    async move {
     tracing::info!(queues = ?params.queues, "worker connected");
     metrics::gauge!(crate::metrics::WORKER_SESSIONS).increment(1.0);
 
@@ -269,6 +273,9 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     seen(false, true);
     metrics::gauge!(crate::metrics::WORKER_SESSIONS).decrement(1.0);
     tracing::info!("worker disconnected");
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Claims and pushes leases while the worker has credit, until it drains or goes away.

@@ -125,154 +125,154 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     // whichever thread the task last ran, which corrupted the subscriber's span registry (a
     // coordinator thread panicked in `tracing_subscriber` and dropped a request's connection).
     async move {
-    tracing::info!(queues = ?params.queues, "worker connected");
-    metrics::gauge!(crate::metrics::WORKER_SESSIONS).increment(1.0);
+        tracing::info!(queues = ?params.queues, "worker connected");
+        metrics::gauge!(crate::metrics::WORKER_SESSIONS).increment(1.0);
 
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if sink.send(msg).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let _ = out_tx
-        .send(frame(&ServerMessage::Welcome { session_id }))
-        .await;
-
-    let leasing = state.leasing();
-    let flow = Arc::new(watch::channel(Flow::default()).0);
-    let pusher = tokio::spawn(push_leases(
-        leasing.clone(),
-        params.clone(),
-        flow.clone(),
-        out_tx.clone(),
-    ));
-
-    let mut shutdown = state.shutdown.clone();
-    let mut last_seen = Instant::now();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    // Each frame (pongs included) is a sighting of the worker (`crate::presence`).
-    let sighting = |heartbeat: bool, closed: bool| WorkerSeen {
-        tenant: params.tenant.clone(),
-        worker_id: params.worker_id.clone(),
-        transport: Some("websocket"),
-        queues: Some(params.queues.clone()),
-        version: params.worker_version.clone(),
-        heartbeat,
-        closed,
-    };
-    let seen = |heartbeat: bool, closed: bool| {
-        if closed
-            || state
-                .presence
-                .due(&params.tenant, &params.worker_id, heartbeat)
-        {
-            Presence::write(&state.store, state.clock.now(), sighting(heartbeat, closed));
-        }
-    };
-    seen(false, false);
-    loop {
-        tokio::select! {
-            msg = stream.next() => {
-                last_seen = Instant::now();
-                let text = match msg {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        seen(false, false);
-                        continue;
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let _ = out_tx.send(error_frame(ApiError::invalid_request("frames are JSON text"), None, session_id)).await;
-                        break;
-                    }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                };
-                let msg = match ClientMessage::from_json(&text) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let err = ApiError::invalid_request(format!("bad frame: {e}"));
-                        let _ = out_tx.send(error_frame(err, None, session_id)).await;
-                        break;
-                    }
-                };
-                seen(matches!(msg, ClientMessage::Heartbeat { .. }), false);
-                let reply = match msg {
-                    ClientMessage::Credit { n } => {
-                        flow.send_modify(|f| f.credit = f.credit.saturating_add(n).min(MAX_CREDIT));
-                        None
-                    }
-                    ClientMessage::Drain => {
-                        flow.send_modify(|f| f.draining = true);
-                        None
-                    }
-                    // Answered on their own tasks: one slow database call must not hold up
-                    // credit, the other acks or the pusher (acks carry `seq`, order is free).
-                    ClientMessage::Heartbeat { seq, leases } => {
-                        let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
-                        tokio::spawn(async move {
-                            let acked = match pooled {
-                                true => leasing.heartbeat_each(&tenant, &leases).await,
-                                false => leasing.heartbeat(&tenant, &leases).await,
-                            };
-                            let reply = match acked {
-                                Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
-                                Err(err) => error_frame(err, Some(seq), session_id),
-                            };
-                            let _ = out.send(reply).await;
-                        });
-                        None
-                    }
-                    ClientMessage::Outcomes { seq, outcomes } => {
-                        let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
-                        tokio::spawn(async move {
-                            let recorded = match pooled {
-                                true => leasing.finish_each(&tenant, outcomes).await,
-                                false => leasing.finish_many(&tenant, outcomes).await,
-                            };
-                            let reply = match recorded {
-                                Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
-                                Err(err) => error_frame(err, Some(seq), session_id),
-                            };
-                            let _ = out.send(reply).await;
-                        });
-                        None
-                    }
-                    ClientMessage::Hello { .. } => {
-                        let err = ApiError::invalid_request("hello was already sent");
-                        let _ = out_tx.send(error_frame(err, None, session_id)).await;
-                        break;
-                    }
-                };
-                if let Some(reply) = reply
-                    && out_tx.send(reply).await.is_err()
-                {
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if sink.send(msg).await.is_err() {
                     break;
                 }
             }
-            _ = ping.tick() => {
-                if last_seen.elapsed() > PING_EVERY * 3 {
-                    tracing::info!("worker silent for too long; closing");
-                    break;
-                }
-                if out_tx.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
+            let _ = sink.close().await;
+        });
+        let _ = out_tx
+            .send(frame(&ServerMessage::Welcome { session_id }))
+            .await;
+
+        let leasing = state.leasing();
+        let flow = Arc::new(watch::channel(Flow::default()).0);
+        let pusher = tokio::spawn(push_leases(
+            leasing.clone(),
+            params.clone(),
+            flow.clone(),
+            out_tx.clone(),
+        ));
+
+        let mut shutdown = state.shutdown.clone();
+        let mut last_seen = Instant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        // Each frame (pongs included) is a sighting of the worker (`crate::presence`).
+        let sighting = |heartbeat: bool, closed: bool| WorkerSeen {
+            tenant: params.tenant.clone(),
+            worker_id: params.worker_id.clone(),
+            transport: Some("websocket"),
+            queues: Some(params.queues.clone()),
+            version: params.worker_version.clone(),
+            heartbeat,
+            closed,
+        };
+        let seen = |heartbeat: bool, closed: bool| {
+            if closed
+                || state
+                    .presence
+                    .due(&params.tenant, &params.worker_id, heartbeat)
+            {
+                Presence::write(&state.store, state.clock.now(), sighting(heartbeat, closed));
             }
-            _ = shutdown.changed() => {
-                let err = ApiError::new(ErrorCode::Unavailable, "the coordinator is shutting down; reconnect");
-                let _ = out_tx.send(error_frame(err, None, session_id)).await;
-                break;
+        };
+        seen(false, false);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    last_seen = Instant::now();
+                    let text = match msg {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            seen(false, false);
+                            continue;
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let _ = out_tx.send(error_frame(ApiError::invalid_request("frames are JSON text"), None, session_id)).await;
+                            break;
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    };
+                    let msg = match ClientMessage::from_json(&text) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let err = ApiError::invalid_request(format!("bad frame: {e}"));
+                            let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                            break;
+                        }
+                    };
+                    seen(matches!(msg, ClientMessage::Heartbeat { .. }), false);
+                    let reply = match msg {
+                        ClientMessage::Credit { n } => {
+                            flow.send_modify(|f| f.credit = f.credit.saturating_add(n).min(MAX_CREDIT));
+                            None
+                        }
+                        ClientMessage::Drain => {
+                            flow.send_modify(|f| f.draining = true);
+                            None
+                        }
+                        // Answered on their own tasks: one slow database call must not hold up
+                        // credit, the other acks or the pusher (acks carry `seq`, order is free).
+                        ClientMessage::Heartbeat { seq, leases } => {
+                            let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
+                            tokio::spawn(async move {
+                                let acked = match pooled {
+                                    true => leasing.heartbeat_each(&tenant, &leases).await,
+                                    false => leasing.heartbeat(&tenant, &leases).await,
+                                };
+                                let reply = match acked {
+                                    Ok(leases) => frame(&ServerMessage::HeartbeatAck { seq, leases }),
+                                    Err(err) => error_frame(err, Some(seq), session_id),
+                                };
+                                let _ = out.send(reply).await;
+                            });
+                            None
+                        }
+                        ClientMessage::Outcomes { seq, outcomes } => {
+                            let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
+                            tokio::spawn(async move {
+                                let recorded = match pooled {
+                                    true => leasing.finish_each(&tenant, outcomes).await,
+                                    false => leasing.finish_many(&tenant, outcomes).await,
+                                };
+                                let reply = match recorded {
+                                    Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
+                                    Err(err) => error_frame(err, Some(seq), session_id),
+                                };
+                                let _ = out.send(reply).await;
+                            });
+                            None
+                        }
+                        ClientMessage::Hello { .. } => {
+                            let err = ApiError::invalid_request("hello was already sent");
+                            let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                            break;
+                        }
+                    };
+                    if let Some(reply) = reply
+                        && out_tx.send(reply).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > PING_EVERY * 3 {
+                        tracing::info!("worker silent for too long; closing");
+                        break;
+                    }
+                    if out_tx.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let err = ApiError::new(ErrorCode::Unavailable, "the coordinator is shutting down; reconnect");
+                    let _ = out_tx.send(error_frame(err, None, session_id)).await;
+                    break;
+                }
             }
         }
-    }
-    pusher.abort();
-    drop(out_tx);
-    let _ = writer.await;
-    seen(false, true);
-    metrics::gauge!(crate::metrics::WORKER_SESSIONS).decrement(1.0);
-    tracing::info!("worker disconnected");
+        pusher.abort();
+        drop(out_tx);
+        let _ = writer.await;
+        seen(false, true);
+        metrics::gauge!(crate::metrics::WORKER_SESSIONS).decrement(1.0);
+        tracing::info!("worker disconnected");
     }
     .instrument(span)
     .await;

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,6 +255,141 @@ async fn batch_outcomes_drive_runs(store: Arc<dyn Store>) {
     let (_, done) = c.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(done["finished_at"].is_string());
+}
+
+/// A batch that mixes jobs of a run with plain jobs, a repeat included, is applied in input
+/// order exactly as if reported one by one (the store cuts it after each job of a run, whose
+/// bookkeeping must run before the next outcome): every answer, the run's progress, and the
+/// outcomes' events in the order they were sent.
+async fn batches_mixing_runs_and_plain_jobs_apply_in_order(store: Arc<dyn Store>) {
+    let (c, _s) = client(store.clone()).await;
+    let (_, run) = c.post("/v1/runs", dag()).await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (s, b) = c
+            .post("/v1/jobs", json!({"queue": "plain", "kind": "k"}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let roots = c.claim("dag").await;
+    let plain = c.claim("plain").await;
+    assert_eq!((roots.len(), plain.len()), (2, 3));
+    let key = |lease: &Value| -> String {
+        let id = &lease["job"]["id"];
+        run["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| &j["job_id"] == id)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let a = roots.iter().find(|l| key(l) == "a").unwrap();
+    let e = roots.iter().find(|l| key(l) == "e").unwrap();
+    let report = |lease: &Value, ok: bool| {
+        if ok {
+            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"],
+                   "outcome": "complete", "result": 1})
+        } else {
+            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"],
+                   "outcome": "fail", "error": {"class": "E", "message": "m", "retryable": false}})
+        }
+    };
+    let sent = [
+        (&plain[0], true),
+        (a, true),
+        (&plain[1], false),
+        (e, true),
+        (&plain[2], true),
+        (a, true),
+    ];
+    let last_event = store
+        .events_after(0, 100_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |ev| ev.id);
+    let batch: Vec<Value> = sent.iter().map(|(l, ok)| report(l, *ok)).collect();
+    let (s, r) = c
+        .post("/v1/leases/outcomes", json!({"outcomes": batch}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let answers: Vec<(String, String)> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["status"].as_str().unwrap().to_owned(),
+                x["state"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("ok", "succeeded"),
+        ("ok", "succeeded"),
+        ("ok", "dead"),
+        ("ok", "succeeded"),
+        ("ok", "succeeded"),
+        // The same report again is answered as it was the first time (a worker retrying after
+        // a lost answer) and changes nothing.
+        ("ok", "succeeded"),
+    ];
+    assert_eq!(
+        answers,
+        expected.map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "{r}"
+    );
+    let (_, now) = c.get(&format!("/v1/runs/{run_id}")).await;
+    assert_eq!(
+        states(&now),
+        vec![
+            ("a".into(), "succeeded".into()),
+            ("b".into(), "queued".into()),
+            ("c".into(), "queued".into()),
+            ("d".into(), "blocked".into()),
+            ("e".into(), "succeeded".into())
+        ]
+    );
+    // Every event, in the order of reporting one by one: each outcome's, and right after a
+    // run's job its bookkeeping (children unblocked, the run's status); the repeat wrote none.
+    let mut names: HashMap<String, String> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let id = j["job_id"].as_str().unwrap().to_owned();
+            (id, j["key"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    for (i, lease) in plain.iter().enumerate() {
+        let id = lease["job"]["id"].as_str().unwrap().to_owned();
+        names.insert(id, format!("p{i}"));
+    }
+    let events: Vec<String> = store
+        .events_after(last_event, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ev| {
+            let who = ev
+                .job_id
+                .map_or("run".to_owned(), |id| names[&id.to_string()].clone());
+            format!("{who} {}", ev.kind)
+        })
+        .collect();
+    let expected = [
+        "p0 succeeded",
+        "a succeeded",
+        "b unblocked",
+        "c unblocked",
+        "p1 dead",
+        "e succeeded",
+        "p2 succeeded",
+    ];
+    assert_eq!(events, expected);
 }
 
 async fn dag_success_and_cancel(store: Arc<dyn Store>) {
@@ -728,6 +863,7 @@ on_both_backends!(
     dag_runs_unblock_and_cascade,
     dag_success_and_cancel,
     batch_outcomes_drive_runs,
+    batches_mixing_runs_and_plain_jobs_apply_in_order,
     event_feed_resumes_without_gap_or_duplicate,
     event_feed_starts_at_its_tail,
     legacy_runs_service,

@@ -59,10 +59,13 @@ impl Recorded {
     }
 }
 
-/// Applies `outcomes` (distinct jobs) in one statement, each fenced by its token, with one
-/// event per recorded outcome in input order. Returns what was recorded for each outcome (the
+/// Applies a prefix of `outcomes` (distinct jobs) in one statement, each fenced by its token,
+/// with one event per recorded outcome in input order. The prefix ends after the first job that
+/// belongs to a run (its DAG bookkeeping must run before the next outcome is applied), or covers
+/// all of `outcomes` when none does: the statement finds that cut itself, which spares a round
+/// trip to look up the runs first. Returns what was recorded for each outcome of the prefix (the
 /// whole row if `whole`, else its state), `None` where the lease was not held under that token
-/// (nothing written).
+/// (nothing written); the prefix is as long as the returned list.
 async fn finish_chunk(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
@@ -131,6 +134,8 @@ async fn finish_chunk(
            SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
                                 $6::bool[], $7::timestamptz[], $8::text[]) WITH ORDINALITY \
              AS t(id, token, outcome, result, artifacts, retryable, retry_at, error, ord)), \
+         cut AS (SELECT COALESCE(min(i.ord), $11) AS at FROM input i JOIN jobs j ON j.id = i.id \
+           WHERE j.run_id IS NOT NULL), \
          u AS ( \
            UPDATE jobs j SET \
              state = CASE i.outcome \
@@ -157,6 +162,7 @@ async fn finish_chunk(
            FROM input i \
            WHERE j.id = i.id AND j.tenant = $10 AND j.state = 'leased' AND j.lease_epoch = i.token \
              AND (j.deadline_at IS NULL OR j.deadline_at > $9) \
+             AND i.ord <= (SELECT at FROM cut) \
            RETURNING j.*, i.ord, i.outcome), \
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) \
            SELECT u.tenant, \
@@ -179,10 +185,11 @@ async fn finish_chunk(
                   u.inputs_hash, u.worker_version \
            FROM u ORDER BY u.ord) \
          {answer}",
+        // The cut rides on every row, and on a row of its own when nothing was recorded.
         answer = if whole {
-            "SELECT * FROM u ORDER BY ord"
+            "SELECT c.at AS cut, u.* FROM cut c LEFT JOIN u ON true ORDER BY u.ord"
         } else {
-            "SELECT ord, state, run_id FROM u"
+            "SELECT c.at AS cut, u.ord, u.state, u.run_id FROM cut c LEFT JOIN u ON true"
         },
     );
     let rows = sqlx::query(&sql)
@@ -196,11 +203,26 @@ async fn finish_chunk(
         .bind(&errors)
         .bind(now)
         .bind(tenant)
+        .bind(n as i64)
         .fetch_all(&mut *tx)
         .await?;
-    let mut out: Vec<Option<Recorded>> = (0..n).map(|_| None).collect();
+    let cut = match rows.first() {
+        Some(row) => row.try_get::<i64, _>("cut")?,
+        None => {
+            return Err(StoreError::Internal(
+                "an outcome batch came back without its cut".into(),
+            ));
+        }
+    };
+    let covered = usize::try_from(cut)
+        .ok()
+        .filter(|c| (1..=n).contains(c))
+        .ok_or_else(|| StoreError::Internal(format!("outcome cut {cut} out of range")))?;
+    let mut out: Vec<Option<Recorded>> = (0..covered).map(|_| None).collect();
     for row in &rows {
-        let ord: i64 = row.try_get("ord")?;
+        let Some(ord) = row.try_get::<Option<i64>, _>("ord")? else {
+            continue;
+        };
         let slot = usize::try_from(ord - 1)
             .ok()
             .and_then(|i| out.get_mut(i))
@@ -470,9 +492,9 @@ impl PostgresStore {
     /// batch. A chunk ends before a job named a second time (that report must see the first
     /// one's effect) and after a job that belongs to a run (its DAG bookkeeping must run before
     /// the next outcome), so results and events are exactly those of applying the outcomes one
-    /// by one. A batch without runs or repeats is one chunk. Rows are read back if `whole`;
-    /// else each outcome's state and run, which is all the bookkeeping of a run needs (a batch
-    /// of one is not looked up first, so its run comes from there). What is left to do after
+    /// by one. A batch without runs or repeats is one chunk, one round trip. Rows are read back
+    /// if `whole`; else each outcome's state and run, which is all the bookkeeping of a run
+    /// needs. What is left to do after
     /// the commit is returned, not done: this attempt may be rolled back and run again.
     async fn finish_once(
         &self,
@@ -482,29 +504,18 @@ impl PostgresStore {
         whole: bool,
     ) -> StoreResult<(Vec<Finished<Recorded>>, DagEffects)> {
         let mut tx = begin_by_index(self.pool()).await?;
-        // `run_id` never changes, so this holds for the whole transaction.
-        let in_run: HashSet<Uuid> = if outcomes.len() > 1 {
-            let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job_id).collect();
-            // By id alone (ids are unique across tenants; the finish itself checks the tenant):
-            // with `tenant = $1` here the planner, lacking statistics on a freshly filled
-            // table, scanned the whole tenant instead of probing the primary key.
-            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND run_id IS NOT NULL")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let no_runs_known = HashSet::new();
         let mut out = Vec::with_capacity(outcomes.len());
         let mut notify = false;
         let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
-            let end = crate::store::outcome_chunk_end(outcomes, start, usize::MAX, &in_run);
+            // Distinct jobs; `finish_chunk` itself stops after the first one in a run.
+            let end = crate::store::outcome_chunk_end(outcomes, start, usize::MAX, &no_runs_known);
+            let mut updated =
+                finish_chunk(&mut tx, now, tenant, &outcomes[start..end], whole).await?;
+            let end = start + updated.len();
             let chunk = &outcomes[start..end];
-            let mut updated = finish_chunk(&mut tx, now, tenant, chunk, whole).await?;
             let lost = crate::store::lost_leases(chunk, &updated);
             let current = current_states(&mut tx, tenant, &lost).await?;
             for (outcome, recorded) in chunk.iter().zip(updated.drain(..)) {

@@ -128,14 +128,17 @@ async fn finish_chunk(
         }
     }
     // The fencing check lives in the WHERE clause of the one UPDATE: an outcome whose lease is
-    // gone matches no row and writes nothing. SET expressions read the row as it was.
+    // gone matches no row and writes nothing. SET expressions read the row as it was. `cut`
+    // probes the primary key once per outcome: the `LIMIT 1` keeps it a nested loop whatever
+    // the statistics say (a planner short of them on a freshly filled table may otherwise pick
+    // a join that reads the whole table, as the look-up this replaces once did).
     let sql = format!(
         "WITH input AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
                                 $6::bool[], $7::timestamptz[], $8::text[]) WITH ORDINALITY \
              AS t(id, token, outcome, result, artifacts, retryable, retry_at, error, ord)), \
-         cut AS (SELECT COALESCE(min(i.ord), $11) AS at FROM input i JOIN jobs j ON j.id = i.id \
-           WHERE j.run_id IS NOT NULL), \
+         cut AS (SELECT COALESCE(min(i.ord), $11) AS at FROM input i CROSS JOIN LATERAL \
+           (SELECT 1 FROM jobs j WHERE j.id = i.id AND j.run_id IS NOT NULL LIMIT 1) r), \
          u AS ( \
            UPDATE jobs j SET \
              state = CASE i.outcome \

@@ -13,7 +13,8 @@
 //! a [`Taken`] dropped without a lease (the job was not ready, its queue paused, its key a
 //! replay, a database error) makes the claimer query again, as a wake-up would; a lease the
 //! claimer can no longer receive (it gave up or went away) comes back to [`Taken::deliver`]'s
-//! caller, which releases it.
+//! caller, which releases it. A lease delivered in the instant before a parked claimer goes away
+//! goes to the claimer's stray handler ([`Parking::on_stray`]), which releases it too.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,14 +43,26 @@ struct Parked {
     tx: oneshot::Sender<Box<Lease>>,
 }
 
+/// What becomes of a lease delivered to a claimer that went away before it looked.
+pub type StrayHandler = Box<dyn FnOnce(Lease) + Send>;
+
 /// A claimer's place in the registry; leaving it (drop) unparks the claimer.
-#[derive(Debug)]
 pub struct Parking {
     id: u64,
     rx: oneshot::Receiver<Box<Lease>>,
     handoffs: Handoffs,
     /// Unparked already (by [`Parking::leave`]): the drop that follows has nothing to do.
     left: bool,
+    on_stray: Option<StrayHandler>,
+}
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking")
+            .field("id", &self.id)
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A parked claimer taken by an enqueue: hand it a lease, or drop it to make it query again.
@@ -86,6 +99,7 @@ impl Handoffs {
             rx,
             handoffs: self.clone(),
             left: false,
+            on_stray: None,
         }
     }
 
@@ -118,6 +132,15 @@ impl Handoffs {
 }
 
 impl Parking {
+    /// Sets what to do with a lease delivered in the instant before this claimer goes away
+    /// without looking (its request cancelled, its session closed): release it, so its job runs
+    /// again now rather than after the lease expires. Without a handler the lease is dropped
+    /// and expires.
+    pub fn on_stray(mut self, handler: impl FnOnce(Lease) + Send + 'static) -> Self {
+        self.on_stray = Some(Box::new(handler));
+        self
+    }
+
     /// Waits for a handed-off lease. `None` when the enqueue that took this claimer had no
     /// lease for it after all: the claimer should query again (it is no longer parked).
     pub async fn recv(&mut self) -> Option<Lease> {
@@ -148,10 +171,18 @@ impl Parking {
 
 impl Drop for Parking {
     /// A claimer that goes away while parked (its request was cancelled) unparks. A lease
-    /// delivered in the instant before is lost with the request, as a claim's response would
-    /// be: it expires after its TTL and the job goes back to its queue.
+    /// delivered in the instant before, which nobody will answer with, goes to the stray
+    /// handler.
     fn drop(&mut self) {
+        if self.left {
+            return;
+        }
         self.unpark();
+        if let Ok(lease) = self.rx.try_recv()
+            && let Some(handler) = self.on_stray.take()
+        {
+            handler(*lease);
+        }
     }
 }
 
@@ -315,6 +346,49 @@ mod tests {
         assert_eq!(p.leave(), None);
         let sent = lease();
         assert_eq!(taken.deliver(sent.clone()), Err(Box::new(sent)));
+    }
+
+    #[test]
+    fn a_lease_delivered_just_before_the_claimer_went_away_goes_to_its_stray_handler() {
+        let h = Handoffs::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = h
+            .park(&params("t", &["q"]))
+            .on_stray(move |lease| tx.send(lease).expect("the test listens"));
+        let sent = lease();
+        h.take("t", "q")
+            .expect("parked")
+            .deliver(sent.clone())
+            .expect("the claimer has not gone yet");
+        drop(p);
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(sent),
+            "released, not left to expire"
+        );
+        assert_eq!(h.parked(), 0);
+    }
+
+    #[test]
+    fn a_claimer_that_goes_away_empty_handed_calls_no_stray_handler() {
+        let h = Handoffs::new();
+        let (tx, rx) = std::sync::mpsc::channel::<Lease>();
+        let p = h
+            .park(&params("t", &["q"]))
+            .on_stray(move |lease| tx.send(lease).expect("the test listens"));
+        drop(p);
+        assert!(rx.try_recv().is_err());
+        // Nor one that took its lease when it left.
+        let (tx, rx) = std::sync::mpsc::channel::<Lease>();
+        let p = h
+            .park(&params("t", &["q"]))
+            .on_stray(move |lease| tx.send(lease).expect("the test listens"));
+        h.take("t", "q")
+            .expect("parked")
+            .deliver(lease())
+            .expect("waiting");
+        assert!(p.leave().is_some());
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

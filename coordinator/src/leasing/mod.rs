@@ -13,6 +13,8 @@
 pub(crate) mod checks;
 pub(crate) mod group;
 pub(crate) mod outcomes;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -312,9 +314,20 @@ impl Leasing {
     }
 
     /// Parks a claimer: an enqueue on its queues may lease its job to it directly
-    /// (`crate::handoff`).
+    /// (`crate::handoff`). A lease handed off in the instant before the claimer goes away (a
+    /// cancelled long poll, a closed session) is released at once.
     pub(crate) fn park(&self, params: &ClaimParams) -> Parking {
-        self.handoffs.park(params)
+        let leasing = self.clone();
+        self.handoffs.park(params).on_stray(move |lease| {
+            let held = vec![(lease.job.tenant.clone(), lease.job.id, lease.fencing_token)];
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move { leasing.release_leases(held).await });
+                }
+                // Only outside a runtime (never in the server): the lease expires instead.
+                Err(_) => tracing::warn!(job_id = %lease.job.id, "a stray lease is left to expire"),
+            }
+        })
     }
 
     /// Claims up to `params.max_jobs` leases, waiting up to `wait` for work (a long poll). Returns

@@ -14,6 +14,7 @@ pub(crate) mod checks;
 pub(crate) mod group;
 pub(crate) mod outcomes;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 use std::path::PathBuf;

@@ -73,7 +73,13 @@ type Config struct {
 	DrainTimeout   time.Duration // on shutdown, how long running handlers may finish (default 30s)
 	CancelGrace    time.Duration // how long a handler may ignore its cancelled ctx (default 5s)
 	Threads        int           // threads of the native runtime (default 2)
-	Logger         *slog.Logger  // handler failures and abandoned handlers (default slog.Default())
+	// DisablePrefetch turns off holding up to Concurrency leases beyond the running jobs while
+	// jobs are short (under 100 ms on average), which lets a handler that ends start the next
+	// job at once instead of a claim's round trip later. Never more than Concurrency handlers
+	// run at once either way. Turn it off when another worker of the same queue should get
+	// every job this one cannot start at once.
+	DisablePrefetch bool
+	Logger          *slog.Logger // handler failures and abandoned handlers (default slog.Default())
 }
 
 // AdaptiveConcurrency is how a Worker adapts how many jobs it runs at once (bounded AIMD, in
@@ -164,7 +170,7 @@ func (w *Worker) Handle(kind string, h HandlerFunc) {
 
 func (w *Worker) nativeConfig() map[string]any {
 	c := w.cfg
-	m := map[string]any{"url": c.URL, "queues": c.Queues, "cancel_events": true}
+	m := map[string]any{"url": c.URL, "queues": c.Queues, "cancel_events": true, "prefetch": !c.DisablePrefetch}
 	app := "leasehold-go/" + Version
 	if c.AppVersion != "" {
 		app += " " + c.AppVersion
@@ -304,11 +310,17 @@ func (r *runner) run(ctx context.Context) error {
 	// the final free are serialized: a drain after the free must not touch the handle.
 	var nativeMu sync.Mutex
 	freed := false
+	draining := make(chan struct{})
 	drain := func() {
 		nativeMu.Lock()
 		defer nativeMu.Unlock()
 		if !freed {
 			_ = call(func() C.lh_result { return C.lh_worker_drain(r.native) })
+		}
+		select {
+		case <-draining:
+		default:
+			close(draining)
 		}
 	}
 	stopOnCtx := context.AfterFunc(ctx, drain)
@@ -321,14 +333,25 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}()
 
-	// One goroutine pulls; each job runs in a goroutine of its own. The native session never
-	// holds more than Concurrency unended jobs (it grants credit only for free slots), so this
-	// bounds the handlers in flight without pinning Concurrency OS threads in blocking calls.
+	// One goroutine pulls; each job runs in a goroutine of its own, holding one of Concurrency
+	// slots, taken before the job is pulled: prefetched leases (the native session may hold up
+	// to twice Concurrency) wait in the session until a handler ends, and no OS thread is pinned
+	// per slot in a blocking call.
+	// Once draining, the pull goes on without waiting for a slot: the session gives no more
+	// jobs, and learning that it closed is what starts the shutdown's DrainTimeout.
 	var failure error
+	slots := make(chan struct{}, r.w.cfg.Concurrency)
 	for {
+		release := func() { <-slots }
+		select {
+		case slots <- struct{}{}:
+		case <-draining:
+			release = func() {}
+		}
 		var ptr *C.lh_job
 		err := call(func() C.lh_result { return C.lh_worker_next(r.native, -1, &ptr) })
 		if err != nil {
+			release()
 			if !errors.Is(err, ErrClosed) {
 				failure = err
 			}
@@ -336,10 +359,11 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		job, err := newJob(ptr)
 		if err != nil {
+			release()
 			r.w.log.Error("leasehold: cannot read a leased job", "error", err)
 			continue
 		}
-		r.start(job)
+		r.start(job, release)
 	}
 	close(pulled)
 	stopOnCtx()
@@ -390,7 +414,8 @@ func (r *runner) watchCancellations() {
 	}
 }
 
-func (r *runner) start(job *Job) {
+// start runs job's handler in a goroutine of its own; done is called once it ended.
+func (r *runner) start(job *Job, done func()) {
 	ctx, cancel := context.WithCancelCause(r.base)
 	run := &running{job: job, cancel: cancel}
 	r.mu.Lock()
@@ -401,7 +426,10 @@ func (r *runner) start(job *Job) {
 		cancel(cause)
 	}
 	r.wg.Add(1)
-	go r.runJob(ctx, run)
+	go func() {
+		defer done()
+		r.runJob(ctx, run)
+	}()
 }
 
 func (r *runner) cancelAll(cause error) {

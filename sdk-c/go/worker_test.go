@@ -576,3 +576,156 @@ func TestATimeoutCancelsTheHandlerContext(t *testing.T) {
 		t.Fatalf("not the worker's report: %q", done.LastError.Message)
 	}
 }
+
+// heldWhileBlocked runs a worker of concurrency 2 over 12 jobs: four end at once (so the jobs
+// are known to be short), the rest block until released. It waits for two handlers to block,
+// reads how many of the queue's jobs the coordinator counts leased once that settles, then lets
+// everything finish, and reports that count and the most handlers seen running at once.
+func heldWhileBlocked(t *testing.T, disablePrefetch bool) (leased, mostRunning int64) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	specs := make([]JobSpec, 12)
+	for i := range specs {
+		specs[i] = JobSpec{Queue: queue, Kind: "tick", Payload: map[string]int{"n": i}}
+	}
+	jobs, err := client.EnqueueMany(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, queue)
+	cfg.Concurrency = 2
+	cfg.LeaseTTL = 10 * time.Second
+	cfg.DisablePrefetch = disablePrefetch
+	w := newWorker(t, cfg)
+	release := make(chan struct{})
+	var running, most, blocked atomic.Int64
+	w.Handle("tick", func(ctx context.Context, job *Job) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		var in struct{ N int }
+		if err := job.Decode(&in); err != nil {
+			return nil, err
+		}
+		if in.N >= 4 {
+			blocked.Add(1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return nil, nil
+	})
+	rw := startWorker(t, w)
+	depth := func() int64 {
+		qs, err := client.Queues(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range qs {
+			if q.Name == queue {
+				return q.Depth.Leased
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(patience)
+	for blocked.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The quick jobs' outcomes reach the coordinator, and the prefetched leases the worker.
+	time.Sleep(500 * time.Millisecond)
+	leased = depth()
+	close(release)
+	for _, j := range jobs {
+		done, err := client.Wait(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.State != StateSucceeded {
+			t.Fatalf("job %s: %s", j.ID, done.State)
+		}
+	}
+	if err := rw.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return leased, most.Load()
+}
+
+func TestPrefetchHoldsLeasesAheadButRunsNoMoreThanTheConcurrency(t *testing.T) {
+	leased, running := heldWhileBlocked(t, false)
+	if running > 2 {
+		t.Fatalf("%d handlers ran at once with Concurrency 2", running)
+	}
+	if leased != 4 {
+		t.Fatalf("%d leases held while 2 handlers ran, want 2 running + 2 prefetched", leased)
+	}
+}
+
+func TestWithoutPrefetchOnlyTheRunningJobsAreLeased(t *testing.T) {
+	leased, running := heldWhileBlocked(t, true)
+	if running > 2 || leased != 2 {
+		t.Fatalf("Concurrency 2 without prefetch: %d handlers at once, %d leases held", running, leased)
+	}
+}
+
+// A drain while every slot is busy and leases wait prefetched behind them: the pull loop must
+// not wait for a slot (no handler would give one back before the shutdown cancels it), so Run
+// ends within the drain timeout and the cancel grace, and every unfinished job is released.
+func TestADrainWithEverySlotBusyAndLeasesPrefetchedEndsInTime(t *testing.T) {
+	queue := queueFor(t)
+	client := newClient(t)
+	ctx := ctxFor(t)
+	specs := make([]JobSpec, 12)
+	for i := range specs {
+		specs[i] = JobSpec{Queue: queue, Kind: "tick", Payload: map[string]int{"n": i}}
+	}
+	jobs, err := client.EnqueueMany(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, queue)
+	cfg.Concurrency = 2
+	cfg.LeaseTTL = 10 * time.Second
+	cfg.DrainTimeout = time.Second
+	cfg.CancelGrace = time.Second
+	w := newWorker(t, cfg)
+	var blocked atomic.Int64
+	w.Handle("tick", func(ctx context.Context, job *Job) (any, error) {
+		var in struct{ N int }
+		if err := job.Decode(&in); err != nil {
+			return nil, err
+		}
+		if in.N >= 4 {
+			blocked.Add(1)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return nil, nil
+	})
+	rw := startWorker(t, w)
+	deadline := time.Now().Add(patience)
+	for blocked.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	started := time.Now()
+	if err := rw.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(started); took > 5*time.Second {
+		t.Fatalf("Run took %v to return after its ctx was cancelled (drain timeout 1s, cancel grace 1s)", took)
+	}
+	for i, j := range jobs[4:] {
+		rec, err := client.Get(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != StateQueued || rec.Attempt != 0 {
+			t.Fatalf("job %d: %s after attempt %d, want queued again with no attempt spent", i+4, rec.State, rec.Attempt)
+		}
+	}
+}

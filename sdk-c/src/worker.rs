@@ -69,6 +69,8 @@ struct WorkerConfig {
     adaptive_concurrency: Option<AdaptiveJson>,
     #[serde(default)]
     cancel_events: bool,
+    #[serde(default)]
+    prefetch: bool,
 }
 
 /// `adaptive_concurrency` in the worker configuration (`leasehold::AdaptiveConcurrency`).
@@ -104,6 +106,8 @@ impl WorkerConfig {
         }
         cfg.worker_version = version;
         cfg.tenant = self.tenant;
+        // The caller then runs at most `concurrency` jobs at once (sdk-c/README.md).
+        cfg.prefetch = self.prefetch;
         cfg.adaptive_concurrency = self.adaptive_concurrency.map(|a| {
             let mut adaptive = leasehold::AdaptiveConcurrency::new(a.min);
             if let Some(ms) = a.latency_target_ms {

@@ -59,7 +59,7 @@ impl PySession {
         url, queues, *, concurrency=10, lease_ttl=30.0, worker_id=None, app_version=None,
         tenant=None, api_key=None, transport="auto", poll_wait=10.0, request_timeout=30.0,
         staging_dir=None, rng_seed=None, tenants=None, tenant_weights=None, adaptive_min=None,
-        adaptive_latency_target=None, adaptive_classes=None
+        adaptive_latency_target=None, adaptive_classes=None, prefetch=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -81,9 +81,12 @@ impl PySession {
         adaptive_min: Option<usize>,
         adaptive_latency_target: Option<f64>,
         adaptive_classes: Option<Vec<String>>,
+        prefetch: bool,
     ) -> PyResult<Self> {
         let mut cfg = SessionConfig::new(url, queues);
         cfg.concurrency = concurrency;
+        // The consumer must then run at most `concurrency` jobs at once (`Worker` does).
+        cfg.prefetch = prefetch;
         cfg.lease_ttl = seconds("lease_ttl", lease_ttl)?;
         if let Some(id) = worker_id {
             cfg.worker_id = id;

@@ -10,7 +10,8 @@ import time
 from typing import Any, Dict, List
 
 import leasehold
-from conftest import running
+import pytest
+from conftest import eventually, running
 
 
 def test_sync_and_async_handlers_complete_jobs(url: str, client: leasehold.Client, queue: str) -> None:
@@ -180,3 +181,76 @@ def test_a_result_over_the_limit_ends_the_job_dead_at_once(url: str, client: lea
     assert done.last_error is not None and done.last_error["class"] == "result_too_large"
     assert not done.last_error["retryable"]
     assert "the limit is 1048576" in done.last_error["message"], done.last_error
+
+
+def _held_while_blocked(url: str, client: leasehold.Client, queue: str, prefetch: bool) -> Dict[str, int]:
+    """A worker of concurrency 2 over 12 jobs: four end at once (two ``def``, two ``async def``,
+    so the jobs are known to be short), the rest are ``async def`` handlers that wait until
+    released. Once two wait and things settle, reports how many leases the session holds, then
+    lets everything finish; also the most handlers seen running at once."""
+    worker = leasehold.Worker(url, queues=[queue], concurrency=2, prefetch=prefetch)
+    lock = threading.Lock()
+    release = threading.Event()
+    seen = {"running": 0, "most_running": 0, "waiting": 0}
+
+    def enter() -> None:
+        with lock:
+            seen["running"] += 1
+            seen["most_running"] = max(seen["most_running"], seen["running"])
+
+    def leave() -> None:
+        with lock:
+            seen["running"] -= 1
+
+    @worker.task("tick")
+    async def tick(ctx: leasehold.AsyncContext) -> None:
+        enter()
+        try:
+            if ctx.payload["n"] >= 4:
+                with lock:
+                    seen["waiting"] += 1
+                while not release.is_set():
+                    await asyncio.sleep(0.005)
+        finally:
+            leave()
+
+    @worker.task("tock")
+    def tock(ctx: leasehold.Context) -> None:
+        enter()
+        leave()
+
+    with running(worker) as errors:
+        jobs = client.enqueue_many(
+            leasehold.JobSpec(kind="tock" if i in (0, 2) else "tick", payload={"n": i}, queue=queue) for i in range(12)
+        )
+        eventually("two handlers waiting", lambda: seen["waiting"] >= 2)
+        time.sleep(0.5)
+        session = worker._session  # the leases held, which only the core knows
+        assert session is not None
+        seen["held"] = session.active()
+        release.set()
+        for e in jobs:
+            assert client.wait(e.job.id, 30).state == "succeeded"
+    assert not errors
+    return seen
+
+
+def test_prefetch_holds_leases_ahead_but_never_runs_more_than_the_concurrency(
+    url: str, client: leasehold.Client, queue: str
+) -> None:
+    """With prefetch (the default) the session holds two leases beyond the two waiting
+    handlers, yet no third handler starts: a thread that hands an ``async def`` handler to the
+    loop takes the next job only once a handler ended."""
+    seen = _held_while_blocked(url, client, queue, prefetch=True)
+    assert seen["most_running"] <= 2, seen
+    assert seen["held"] == 4, seen
+
+
+def test_without_prefetch_the_session_holds_only_what_runs(url: str, client: leasehold.Client, queue: str) -> None:
+    seen = _held_while_blocked(url, client, queue, prefetch=False)
+    assert seen["most_running"] <= 2 and seen["held"] == 2, seen
+
+
+def test_prefetch_must_be_a_bool(url: str) -> None:
+    with pytest.raises(TypeError, match="prefetch must be True or False"):
+        leasehold.Worker(url, queues=["q"], prefetch="yes")  # type: ignore[arg-type]

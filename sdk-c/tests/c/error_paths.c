@@ -93,6 +93,10 @@ int main(void) {
     expect("worker_new(wrong type)",
            lh_worker_new(S("{\"url\":\"http://127.0.0.1:1\",\"queues\":\"q\"}"), &worker),
            LH_INVALID_JSON, "invalid type");
+    expect("worker_new(prefetch not a bool)",
+           lh_worker_new(S("{\"url\":\"http://127.0.0.1:1\",\"queues\":[\"q\"],\"prefetch\":\"yes\"}"),
+                         &worker),
+           LH_INVALID_JSON, "invalid type");
     expect("worker_new(no queues)",
            lh_worker_new(S("{\"url\":\"http://127.0.0.1:1\",\"queues\":[]}"), &worker),
            LH_INVALID_ARGUMENT, "queues");

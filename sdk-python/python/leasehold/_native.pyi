@@ -61,6 +61,7 @@ class Session:
         adaptive_min: Optional[int] = None,
         adaptive_latency_target: Optional[float] = None,
         adaptive_classes: Optional[List[str]] = None,
+        prefetch: bool = False,
     ) -> Session: ...
     @property
     def worker_id(self) -> str: ...

@@ -186,6 +186,11 @@ class Worker:
             ``"http"``.
         poll_wait: longest HTTP long-poll, in seconds.
         staging_dir: where streamed artifacts are staged while hashed (default: temp dir).
+        prefetch: while jobs are short (under 100 ms on average), hold up to ``concurrency``
+            leases beyond the running jobs, so that a handler that ends starts the next job at
+            once instead of a claim's round trip later; never more than ``concurrency``
+            handlers run at once. Turn it off when another worker of the same queue should get
+            every job this one cannot start at once.
 
     Register handlers with :meth:`task`, then call :meth:`run`.
     """
@@ -209,6 +214,7 @@ class Worker:
         tenants: Optional[Sequence[str]] = None,
         tenant_weights: Optional[Mapping[str, int]] = None,
         adaptive_concurrency: Optional[AdaptiveConcurrency] = None,
+        prefetch: bool = True,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a string, got {type(url).__name__}")
@@ -228,6 +234,8 @@ class Worker:
             raise TypeError(f"concurrency must be an int, got {type(concurrency).__name__}")
         if not 1 <= concurrency <= 10_000:
             raise ValueError(f"concurrency must be between 1 and 10000, got {concurrency}")
+        if not isinstance(prefetch, bool):
+            raise TypeError(f"prefetch must be True or False, got {type(prefetch).__name__}")
         if transport not in _TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(_TRANSPORTS)}, got {transport!r}")
         ttl = _seconds("lease_ttl", lease_ttl)
@@ -251,6 +259,7 @@ class Worker:
         )
         self._api_key = api_key
         self._transport = transport
+        self._prefetch = prefetch
         self._staging_dir = None if staging_dir is None else os.fspath(staging_dir)
         self._handlers: Dict[str, _Handler] = {}
         self._lock = threading.Lock()
@@ -336,6 +345,7 @@ class Worker:
                 transport=self._transport,
                 poll_wait=self._poll_wait,
                 staging_dir=self._staging_dir,
+                prefetch=self._prefetch,
             )
             self._session = session
             self._pid = os.getpid()
@@ -343,8 +353,10 @@ class Worker:
             self._signalled = False
             self._stop.clear()
         loop = _Loop() if any(h.is_async for h in self._handlers.values()) else None
+        # One permit per running handler: prefetched leases wait in the session until one ends.
+        slots = threading.BoundedSemaphore(self._concurrency)
         threads = [
-            threading.Thread(target=self._pull, args=(session, loop), name=f"leasehold-worker-{i}", daemon=True)
+            threading.Thread(target=self._pull, args=(session, loop, slots), name=f"leasehold-worker-{i}", daemon=True)
             for i in range(self._concurrency)
         ]
         restore = self._install_signal_handlers()
@@ -402,28 +414,40 @@ class Worker:
                 self._failure = exc
         self._stop.set()
 
-    def _pull(self, session: _native.Session, loop: Optional[_Loop]) -> None:
+    def _pull(self, session: _native.Session, loop: Optional[_Loop], slots: threading.BoundedSemaphore) -> None:
+        # A thread runs a ``def`` handler itself, and hands an ``async def`` one to the loop and
+        # takes the next job at once: the permit, taken before the job, is what keeps the async
+        # handlers (with prefetched leases waiting) to ``concurrency`` at once.
         while True:
+            slots.acquire()
             try:
                 jobs = session.next_jobs(1, None)
             except WorkerClosed:
+                slots.release()
                 return
             except BaseException as e:  # noqa: BLE001 - reported by run()
+                slots.release()
                 self._fail(e)
                 return
+            if not jobs:
+                slots.release()
             for job in jobs:
                 handler = self._handlers.get(job.kind)
-                if handler is None:
-                    job.settle(
-                        "failed",
-                        message=f"no handler registered for kind {job.kind!r} on this worker",
-                        error_class="unknown_kind",
-                        fatal=True,
-                    )
-                elif handler.is_async and loop is not None:
-                    loop.submit(self._run_async(job, handler.fn))
-                else:
-                    self._run_sync(job, handler.fn)
+                if handler is not None and handler.is_async and loop is not None:
+                    loop.submit(self._run_async(job, handler.fn, slots))
+                    continue
+                try:
+                    if handler is None:
+                        job.settle(
+                            "failed",
+                            message=f"no handler registered for kind {job.kind!r} on this worker",
+                            error_class="unknown_kind",
+                            fatal=True,
+                        )
+                    else:
+                        self._run_sync(job, handler.fn)
+                finally:
+                    slots.release()
 
     def _run_sync(self, job: _native.Job, fn: Callable[[Context], Any]) -> None:
         try:
@@ -433,7 +457,15 @@ class Worker:
         else:
             _settle(job, None, result)
 
-    async def _run_async(self, job: _native.Job, fn: Callable[[AsyncContext], Any]) -> None:
+    async def _run_async(
+        self, job: _native.Job, fn: Callable[[AsyncContext], Any], slots: threading.BoundedSemaphore
+    ) -> None:
+        try:
+            await self._run_handler(job, fn)
+        finally:
+            slots.release()
+
+    async def _run_handler(self, job: _native.Job, fn: Callable[[AsyncContext], Any]) -> None:
         try:
             task: asyncio.Future[Any] = asyncio.ensure_future(fn(AsyncContext(job)))
         except BaseException as e:  # noqa: BLE001 - the handler failed before awaiting

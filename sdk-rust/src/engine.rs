@@ -39,28 +39,6 @@ pub(crate) const TIMEOUT_CLASS: &str = "timeout";
 /// part of each job; for long jobs it would save little and hold a job from other workers.
 pub(crate) const PREFETCH_BELOW: Duration = Duration::from_millis(100);
 
-/// How long a few free slots wait for company before they are asked for anyway, without
-/// prefetch (a lease asked for later is a slot idle longer).
-pub(crate) const CREDIT_WAIT: Duration = Duration::from_millis(2);
-/// The longest that wait grows to with prefetch on.
-pub(crate) const CREDIT_WAIT_PREFETCHING: Duration = Duration::from_millis(10);
-
-/// The credit wait: [`CREDIT_WAIT`]; while `prefetch` leases are held beyond the slots, half
-/// the average job (`job_ms`), between [`CREDIT_WAIT`] and [`CREDIT_WAIT_PREFETCHING`]. The
-/// prefetched leases keep every slot busy for about one job's length, so waiting half of it
-/// for more slots to free still leaves the other half for the claim, and each claim (one
-/// transaction on the coordinator) carries more leases: at 100 slots of 10 ms jobs, claims of
-/// ~50 leases instead of ~20.
-pub(crate) fn credit_wait(prefetch: usize, job_ms: Option<f64>) -> Duration {
-    match job_ms {
-        Some(ms) if prefetch > 0 && ms.is_finite() => {
-            Duration::from_secs_f64((ms / 2.0).max(0.0) / 1000.0)
-                .clamp(CREDIT_WAIT, CREDIT_WAIT_PREFETCHING)
-        }
-        _ => CREDIT_WAIT,
-    }
-}
-
 /// Where a held lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -584,11 +562,6 @@ impl Intake for Engine {
         Engine::free_slots(self)
     }
 
-    fn credit_wait(&self) -> Duration {
-        let st = lock(&self.state);
-        credit_wait(self.prefetch(&st), st.job_ms)
-    }
-
     fn taken(&self) -> watch::Receiver<usize> {
         self.taken_tx.subscribe()
     }
@@ -664,18 +637,5 @@ mod tests {
         );
         let hour = RunLimit::new(at, Duration::from_secs(3600));
         assert_eq!(ms(hour.report_at), 3_598_000);
-    }
-
-    #[test]
-    fn free_slots_wait_for_company_longer_while_leases_are_prefetched() {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        // No prefetch, or no job ended yet: 2 ms.
-        assert_eq!(ms(credit_wait(0, Some(10.0))), 2.0);
-        assert_eq!(ms(credit_wait(100, None)), 2.0);
-        // Prefetching: half a job, within 2–10 ms.
-        assert_eq!(ms(credit_wait(100, Some(10.0))), 5.0);
-        assert_eq!(ms(credit_wait(8, Some(1.0))), 2.0);
-        assert_eq!(ms(credit_wait(8, Some(80.0))), 10.0);
-        assert_eq!(ms(credit_wait(8, Some(f64::NAN))), 2.0);
     }
 }

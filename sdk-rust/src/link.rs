@@ -52,9 +52,6 @@ pub(crate) trait Intake: Send + Sync {
     /// Slots free right now (concurrency minus leases held and outcome backpressure).
     fn free_slots(&self) -> usize;
 
-    /// How long a few free slots wait for company before they are asked for anyway.
-    fn credit_wait(&self) -> Duration;
-
     /// Slots taken, republished on every change: the link asks for more when it drops.
     fn taken(&self) -> watch::Receiver<usize>;
 

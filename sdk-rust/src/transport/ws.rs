@@ -40,6 +40,9 @@ pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ping period; a socket silent for three periods is considered dead.
 const PING_EVERY: Duration = Duration::from_secs(10);
+/// How long a few free slots wait for company before they are granted as credit anyway.
+const CREDIT_COALESCE: Duration = Duration::from_millis(2);
+
 /// The credit worth granting at once: a quarter of the slots (at least 1). The coordinator
 /// claims as soon as it has credit, so granting each slot as it frees made every lease its own
 /// claim transaction (one commit per job); slots that free in a burst now go as one grant.
@@ -332,8 +335,7 @@ pub(crate) async fn run_session(
             // The watch only wakes this loop; the engine says how many leases it would take.
             active.borrow_and_update();
             let want = intake.free_slots().saturating_sub(outstanding);
-            // A few free slots wait for company (`Intake::credit_wait`) before they are asked for.
-            let waited = short_since.is_some_and(|t| t.elapsed() >= intake.credit_wait());
+            let waited = short_since.is_some_and(|t| t.elapsed() >= CREDIT_COALESCE);
             if want >= batch || (want > 0 && waited) {
                 let n = u32::try_from(want).unwrap_or(u32::MAX);
                 if !send(&mut sink, &ClientMessage::Credit { n }).await {
@@ -347,7 +349,7 @@ pub(crate) async fn run_session(
                 short_since = None;
             }
         }
-        let coalesce_until = short_since.map(|t| t + intake.credit_wait());
+        let coalesce_until = short_since.map(|t| t + CREDIT_COALESCE);
         tokio::select! {
             () = intake.stopping().cancelled() => {
                 let _ = sink.send(Message::Close(None)).await;

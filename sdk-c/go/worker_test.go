@@ -577,71 +577,86 @@ func TestATimeoutCancelsTheHandlerContext(t *testing.T) {
 	}
 }
 
-// heldWhileBlocked runs a worker of concurrency 2 over 12 jobs: four end at once (so the jobs
-// are known to be short), the rest block until released. It waits for two handlers to block,
-// reads how many of the queue's jobs the coordinator counts leased once that settles, then lets
-// everything finish, and reports that count and the most handlers seen running at once.
-func heldWhileBlocked(t *testing.T, disablePrefetch bool) (leased, mostRunning int64) {
-	queue := queueFor(t)
-	client := newClient(t)
-	ctx := ctxFor(t)
+// blockingWorker is a worker of concurrency 2 over 12 jobs of a fresh queue: the first four
+// end at once (so the jobs are known to be short), the others block until release is closed or
+// their ctx ends.
+type blockingWorker struct {
+	queue   string
+	client  *Client
+	ctx     context.Context
+	jobs    []JobRecord
+	release chan struct{}
+	// most handlers seen running at once, and how many blocked so far.
+	most, blocked atomic.Int64
+	rw            *runningWorker
+}
+
+func startBlockingWorker(t *testing.T, tune func(*Config)) *blockingWorker {
+	b := &blockingWorker{queue: queueFor(t), client: newClient(t), ctx: ctxFor(t), release: make(chan struct{})}
 	specs := make([]JobSpec, 12)
 	for i := range specs {
-		specs[i] = JobSpec{Queue: queue, Kind: "tick", Payload: map[string]int{"n": i}}
+		specs[i] = JobSpec{Queue: b.queue, Kind: "tick", Payload: map[string]int{"n": i}}
 	}
-	jobs, err := client.EnqueueMany(ctx, specs)
-	if err != nil {
+	var err error
+	if b.jobs, err = b.client.EnqueueMany(b.ctx, specs); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, queue)
+	cfg := testConfig(t, b.queue)
 	cfg.Concurrency = 2
 	cfg.LeaseTTL = 10 * time.Second
-	cfg.DisablePrefetch = disablePrefetch
+	tune(&cfg)
 	w := newWorker(t, cfg)
-	release := make(chan struct{})
-	var running, most, blocked atomic.Int64
+	var running atomic.Int64
 	w.Handle("tick", func(ctx context.Context, job *Job) (any, error) {
 		n := running.Add(1)
 		defer running.Add(-1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		for m := b.most.Load(); n > m && !b.most.CompareAndSwap(m, n); m = b.most.Load() {
 		}
 		var in struct{ N int }
 		if err := job.Decode(&in); err != nil {
 			return nil, err
 		}
 		if in.N >= 4 {
-			blocked.Add(1)
+			b.blocked.Add(1)
 			select {
-			case <-release:
+			case <-b.release:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 		}
 		return nil, nil
 	})
-	rw := startWorker(t, w)
-	depth := func() int64 {
-		qs, err := client.Queues(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, q := range qs {
-			if q.Name == queue {
-				return q.Depth.Leased
-			}
-		}
-		return 0
-	}
+	b.rw = startWorker(t, w)
+	return b
+}
+
+// settled waits for two handlers to block, then for the quick jobs' outcomes to reach the
+// coordinator and any prefetched leases the worker.
+func (b *blockingWorker) settled() {
 	deadline := time.Now().Add(patience)
-	for blocked.Load() < 2 && time.Now().Before(deadline) {
+	for b.blocked.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	// The quick jobs' outcomes reach the coordinator, and the prefetched leases the worker.
 	time.Sleep(500 * time.Millisecond)
-	leased = depth()
-	close(release)
-	for _, j := range jobs {
-		done, err := client.Wait(ctx, j.ID)
+}
+
+// heldWhileBlocked reports how many of the queue's jobs the coordinator counts leased while two
+// handlers block, then lets every job finish; and the most handlers seen running at once.
+func heldWhileBlocked(t *testing.T, disablePrefetch bool) (leased, mostRunning int64) {
+	b := startBlockingWorker(t, func(cfg *Config) { cfg.DisablePrefetch = disablePrefetch })
+	b.settled()
+	qs, err := b.client.Queues(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if q.Name == b.queue {
+			leased = q.Depth.Leased
+		}
+	}
+	close(b.release)
+	for _, j := range b.jobs {
+		done, err := b.client.Wait(b.ctx, j.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -649,10 +664,10 @@ func heldWhileBlocked(t *testing.T, disablePrefetch bool) (leased, mostRunning i
 			t.Fatalf("job %s: %s", j.ID, done.State)
 		}
 	}
-	if err := rw.stop(); err != nil {
+	if err := b.rw.stop(); err != nil {
 		t.Fatal(err)
 	}
-	return leased, most.Load()
+	return leased, b.most.Load()
 }
 
 func TestPrefetchHoldsLeasesAheadButRunsNoMoreThanTheConcurrency(t *testing.T) {
@@ -676,51 +691,20 @@ func TestWithoutPrefetchOnlyTheRunningJobsAreLeased(t *testing.T) {
 // not wait for a slot (no handler would give one back before the shutdown cancels it), so Run
 // ends within the drain timeout and the cancel grace, and every unfinished job is released.
 func TestADrainWithEverySlotBusyAndLeasesPrefetchedEndsInTime(t *testing.T) {
-	queue := queueFor(t)
-	client := newClient(t)
-	ctx := ctxFor(t)
-	specs := make([]JobSpec, 12)
-	for i := range specs {
-		specs[i] = JobSpec{Queue: queue, Kind: "tick", Payload: map[string]int{"n": i}}
-	}
-	jobs, err := client.EnqueueMany(ctx, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, queue)
-	cfg.Concurrency = 2
-	cfg.LeaseTTL = 10 * time.Second
-	cfg.DrainTimeout = time.Second
-	cfg.CancelGrace = time.Second
-	w := newWorker(t, cfg)
-	var blocked atomic.Int64
-	w.Handle("tick", func(ctx context.Context, job *Job) (any, error) {
-		var in struct{ N int }
-		if err := job.Decode(&in); err != nil {
-			return nil, err
-		}
-		if in.N >= 4 {
-			blocked.Add(1)
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}
-		return nil, nil
+	b := startBlockingWorker(t, func(cfg *Config) {
+		cfg.DrainTimeout = time.Second
+		cfg.CancelGrace = time.Second
 	})
-	rw := startWorker(t, w)
-	deadline := time.Now().Add(patience)
-	for blocked.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
+	b.settled()
 	started := time.Now()
-	if err := rw.stop(); err != nil {
+	if err := b.rw.stop(); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(started); took > 5*time.Second {
 		t.Fatalf("Run took %v to return after its ctx was cancelled (drain timeout 1s, cancel grace 1s)", took)
 	}
-	for i, j := range jobs[4:] {
-		rec, err := client.Get(ctx, j.ID)
+	for i, j := range b.jobs[4:] {
+		rec, err := b.client.Get(b.ctx, j.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,28 +22,6 @@ impl Drop for TempDir {
     }
 }
 
-fn job(queue: &str) -> NewJobRow {
-    NewJobRow {
-        id: Uuid::now_v7(),
-        tenant: "default".into(),
-        queue: queue.into(),
-        kind: "k".into(),
-        payload: json!({}),
-        priority: 0,
-        max_attempts: 3,
-        run_at: Utc::now(),
-        idempotency_key: None,
-        correlation_id: None,
-        project: None,
-        run_id: None,
-        inputs_hash: "sha256:0".into(),
-        backoff: None,
-        timeout_ms: None,
-        limit_keys: Vec::new(),
-        state: JobState::Queued,
-    }
-}
-
 /// A long poll parks; an enqueue hands its job to it (leased in the enqueue's transaction); the
 /// request is cancelled before it looks (its future dropped unpolled, as when the client hangs
 /// up). The lease is released at once (`released`, reason `undelivered`), not left leased until
@@ -80,7 +58,7 @@ async fn a_lease_handed_to_a_long_poll_cancelled_before_it_looked_is_released() 
     tokio::time::timeout(Duration::from_secs(10), parked)
         .await
         .expect("the long poll parks");
-    let row = job("q");
+    let row = NewJobRow::sample("default", "q");
     let id = row.id;
     leasing.enqueue(Utc::now(), vec![row]).await.unwrap();
     let handed = store.get_job("default", id).await.unwrap().unwrap();

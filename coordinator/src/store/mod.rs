@@ -202,6 +202,33 @@ pub struct NewJobRow {
     pub state: JobState,
 }
 
+#[cfg(test)]
+impl NewJobRow {
+    /// A ready job of kind `k` in `tenant`/`queue` with an empty payload and nothing else set,
+    /// for tests to adjust with struct-update syntax.
+    pub(crate) fn sample(tenant: &str, queue: &str) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            tenant: tenant.into(),
+            queue: queue.into(),
+            kind: "k".into(),
+            payload: serde_json::json!({}),
+            priority: 0,
+            max_attempts: 3,
+            run_at: Utc::now(),
+            idempotency_key: None,
+            correlation_id: None,
+            project: None,
+            run_id: None,
+            inputs_hash: "sha256:0".into(),
+            backoff: None,
+            timeout_ms: None,
+            limit_keys: Vec::new(),
+            state: JobState::Queued,
+        }
+    }
+}
+
 /// The answer for one inserted job.
 #[derive(Debug, Clone)]
 pub struct Enqueued {

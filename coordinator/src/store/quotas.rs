@@ -232,27 +232,12 @@ pub(crate) fn limit_to(n: Option<u64>) -> Option<i64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use leasehold_proto::JobState;
 
     fn row(tenant: &str, queue: &str, key: Option<&str>) -> NewJobRow {
         NewJobRow {
-            id: uuid::Uuid::now_v7(),
-            tenant: tenant.into(),
-            queue: queue.into(),
-            kind: "k".into(),
-            payload: serde_json::json!({}),
-            priority: 0,
             max_attempts: 1,
-            run_at: Utc::now(),
             idempotency_key: key.map(str::to_owned),
-            correlation_id: None,
-            project: None,
-            run_id: None,
-            inputs_hash: String::new(),
-            backoff: None,
-            timeout_ms: None,
-            limit_keys: Vec::new(),
-            state: JobState::Queued,
+            ..NewJobRow::sample(tenant, queue)
         }
     }
 

@@ -11,23 +11,11 @@ async fn store(test: &str) -> Option<PostgresStore> {
 
 fn job(queue: &str, priority: i32, run_at: DateTime<Utc>, key: Option<&str>) -> NewJobRow {
     NewJobRow {
-        id: Uuid::now_v7(),
-        tenant: "default".into(),
-        queue: queue.into(),
-        kind: "k".into(),
         payload: serde_json::json!({"q": queue}),
         priority,
-        max_attempts: 3,
         run_at,
         idempotency_key: key.map(str::to_owned),
-        correlation_id: None,
-        project: None,
-        run_id: None,
-        inputs_hash: "sha256:0".into(),
-        backoff: None,
-        timeout_ms: None,
-        limit_keys: Vec::new(),
-        state: JobState::Queued,
+        ..NewJobRow::sample("default", queue)
     }
 }
 

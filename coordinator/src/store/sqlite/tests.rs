@@ -29,23 +29,10 @@ async fn store() -> TempDb {
 
 fn job(queue: &str, key: Option<&str>, now: DateTime<Utc>) -> NewJobRow {
     NewJobRow {
-        id: Uuid::now_v7(),
-        tenant: "default".into(),
-        queue: queue.into(),
-        kind: "k".into(),
         payload: json!({"q": queue}),
-        priority: 0,
-        max_attempts: 3,
         run_at: now,
         idempotency_key: key.map(str::to_owned),
-        correlation_id: None,
-        project: None,
-        run_id: None,
-        inputs_hash: "sha256:0".into(),
-        backoff: None,
-        timeout_ms: None,
-        limit_keys: Vec::new(),
-        state: JobState::Queued,
+        ..NewJobRow::sample("default", queue)
     }
 }
 

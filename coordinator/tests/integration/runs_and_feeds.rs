@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::dag::report;
 use common::{SseReader, serve_with};
 use futures_util::StreamExt;
 use leasehold_coordinator::store::Store;
@@ -98,6 +99,19 @@ fn dag() -> Value {
         {"key": "e", "kind": "k", "queue": "dag"}]})
 }
 
+/// The key within `run` of its job `job_id`.
+fn key_of(job_id: &Value, run: &Value) -> String {
+    run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| &j["job_id"] == job_id)
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn states(run: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = run["jobs"]
         .as_array()
@@ -182,25 +196,6 @@ async fn batch_outcomes_drive_runs(store: Arc<dyn Store>) {
     let (c, _s) = client(store).await;
     let (_, run) = c.post("/v1/runs", dag()).await;
     let id = run["id"].as_str().unwrap().to_owned();
-    let key_of = |job_id: &Value, run: &Value| -> String {
-        run["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| &j["job_id"] == job_id)
-            .unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let report = |lease: &Value, ok: bool| {
-        if ok {
-            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"], "outcome": "complete", "result": 1})
-        } else {
-            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"], "outcome": "fail",
-                   "error": {"class": "E", "message": "m", "retryable": false}})
-        }
-    };
     // Roots a and e, in one batch.
     let roots = c.claim("dag").await;
     let batch: Vec<Value> = roots.iter().map(|l| report(l, true)).collect();
@@ -274,29 +269,14 @@ async fn batches_mixing_runs_and_plain_jobs_apply_in_order(store: Arc<dyn Store>
     let roots = c.claim("dag").await;
     let plain = c.claim("plain").await;
     assert_eq!((roots.len(), plain.len()), (2, 3));
-    let key = |lease: &Value| -> String {
-        let id = &lease["job"]["id"];
-        run["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| &j["job_id"] == id)
-            .unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let a = roots.iter().find(|l| key(l) == "a").unwrap();
-    let e = roots.iter().find(|l| key(l) == "e").unwrap();
-    let report = |lease: &Value, ok: bool| {
-        if ok {
-            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"],
-                   "outcome": "complete", "result": 1})
-        } else {
-            json!({"job_id": lease["job"]["id"], "fencing_token": lease["fencing_token"],
-                   "outcome": "fail", "error": {"class": "E", "message": "m", "retryable": false}})
-        }
-    };
+    let a = roots
+        .iter()
+        .find(|l| key_of(&l["job"]["id"], &run) == "a")
+        .unwrap();
+    let e = roots
+        .iter()
+        .find(|l| key_of(&l["job"]["id"], &run) == "e")
+        .unwrap();
     let sent = [
         (&plain[0], true),
         (a, true),

@@ -174,9 +174,7 @@ impl Drop for Parking {
     /// delivered in the instant before, which nobody will answer with, goes to the stray
     /// handler.
     fn drop(&mut self) {
-        if self.left {
-            return;
-        }
+        // After `leave` this finds nothing: `leave` unparked and took what had come.
         self.unpark();
         if let Ok(lease) = self.rx.try_recv()
             && let Some(handler) = self.on_stray.take()

@@ -43,6 +43,9 @@ let page;
 let keyEntered = false;
 const problems = [];
 const expected404 = new Set();
+// Requests sent before the operator entered the key: a 401 to one of them is the prompt's cue,
+// even when the answer arrives after the key was entered.
+const sentBeforeKey = new WeakSet();
 
 function watch(p, label) {
   p.on('console', (msg) => {
@@ -58,11 +61,14 @@ function watch(p, label) {
     if (why === 'net::ERR_ABORTED') return;
     problems.push(`${label}: request failed: ${req.method()} ${req.url()} ${why}`);
   });
+  p.on('request', (req) => {
+    if (!keyEntered) sentBeforeKey.add(req);
+  });
   p.on('response', (res) => {
     const status = res.status();
     if (status < 400) return;
     const url = res.url();
-    if (status === 401 && !keyEntered) return;
+    if (status === 401 && sentBeforeKey.has(res.request())) return;
     if (status === 401 && label !== 'root') return; // another context's first call, before its key
     if (status === 404 && [...expected404].some((part) => url.includes(part))) return;
     problems.push(`${label}: HTTP ${status} ${res.request().method()} ${url}`);

@@ -137,8 +137,9 @@ test('a 401 asks for the key once; the key is kept for the tab and names the ten
   await dialog.waitFor({ state: 'visible' });
   assert.equal(await page.locator('#key-input').getAttribute('type'), 'password');
   await page.fill('#key-input', KEY);
-  keyEntered = true;
   await page.press('#key-input', 'Enter');
+  // From here on the page holds the key: what it sends carries it.
+  keyEntered = true;
   await dialog.waitFor({ state: 'hidden' });
   await page.locator('#tenant', { hasText: 'Tenant: default' }).waitFor();
   await page.locator('main table', { hasText: 'email' }).first().waitFor();

@@ -55,23 +55,23 @@ impl std::fmt::Debug for Groups {
 }
 
 impl Groups {
-    /// Starts the committers over `store`: one on SQLite (one writer commits at a time
-    /// anyway), two on PostgreSQL (a group commits while the next one gathers). They end when
-    /// the last handle is dropped.
+    /// Starts the committers over `store`: one for enqueues (a group commits while the next
+    /// gathers in the queue), and for outcomes one on SQLite (one writer commits at a time
+    /// anyway) and two on PostgreSQL. They end when the last handle is dropped.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
-        // Two on PostgreSQL: one group commits while the next gathers. Four made groups of
-        // 2.7 jobs and cost ~40% more CPU per job for 0.8× the rate at 16 clients
-        // (docs/postgres-hot-path.md §7).
-        let committers = match store.backend() {
+        // One enqueue committer on PostgreSQL too: a second one split the arrivals into groups
+        // half the size, each paying a statement's fixed cost, for 0.75–0.9× the rate at 16
+        // clients (docs/postgres-hot-path.md §11). An outcome group is a transaction of several
+        // round trips, whose latency a second committer overlaps.
+        let outcome_committers = match store.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => 2,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let rx = Arc::new(Mutex::new(rx));
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         let outcomes_rx = Arc::new(Mutex::new(outcomes_rx));
-        for _ in 0..committers {
-            tokio::spawn(commit_loop(store.clone(), rx.clone()));
+        tokio::spawn(commit_loop(store.clone(), rx));
+        for _ in 0..outcome_committers {
             tokio::spawn(outcome_loop(store.clone(), outcomes_rx.clone()));
         }
         Self { tx, outcomes }
@@ -116,15 +116,9 @@ impl Groups {
     }
 }
 
-async fn commit_loop(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
-    loop {
-        let (group, held) = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            gather(first, &mut rx)
-        };
+async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let (group, held) = gather(first, &mut rx);
         commit(&*store, group).await;
         // After its group committed, so that it replays (or conflicts with) that job.
         if let Some(p) = held {

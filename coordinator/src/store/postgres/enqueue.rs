@@ -29,7 +29,7 @@ impl PostgresStore {
         origin: Option<&str>,
         plan: Plan,
     ) -> StoreResult<Vec<Enqueued>> {
-        let mut inserted = self.insert_rows(tx, now, &jobs, origin, plan).await?;
+        let mut inserted = self.insert_rows(tx, now, &jobs, origin, plan, None).await?;
         let existing = stored_by_key(tx, &jobs, &inserted).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for (position, new) in jobs.into_iter().enumerate() {
@@ -71,10 +71,24 @@ impl PostgresStore {
     ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
         let (mut inserted, existing) = {
             let mut conn = self.pool().acquire().await?;
+            let keys = queue_keys(jobs.iter().map(|j| (&j.tenant, &j.queue)));
+            let announced = self.announcer.take(&keys);
             // An error here stored nothing (one statement): the caller may go job by job.
             let inserted = self
-                .insert_rows(&mut conn, now, &jobs, Some(&self.origin), Plan::Group)
+                .insert_rows(
+                    &mut conn,
+                    now,
+                    &jobs,
+                    Some(&self.origin),
+                    Plan::Group,
+                    Some(&announced),
+                )
                 .await?;
+            let unannounced = queue_keys(inserted.values().map(|j| (&j.tenant, &j.queue)))
+                .into_iter()
+                .filter(|k| !announced.contains(k))
+                .collect();
+            self.announcer.owe(unannounced, self.pool(), &self.origin);
             // From here the inserted rows are committed, and every answer is a job's own: a
             // look-up that fails sends the skipped jobs alone, whose enqueue looks again.
             let existing = stored_by_key(&mut conn, &jobs, &inserted)
@@ -104,7 +118,9 @@ impl PostgresStore {
 
     /// Inserts `jobs` with their `enqueued` events with one `INSERT … SELECT FROM UNNEST(…)`,
     /// which also announces them on the ready channel, once per tenant and queue (`pg_notify`,
-    /// delivered on commit; `origin` ends the payload, see [`Self::is_own_wakeup`]). A job
+    /// delivered on commit; `origin` ends the payload, see [`Self::is_own_wakeup`]): every
+    /// queue written, or with `announce` only those it names (`tenant/queue`, see
+    /// [`super::announce`]). A job
     /// whose idempotency key is stored already (or taken earlier in `jobs`) is skipped (see
     /// [`stored_by_key`]). The inserted rows, by id.
     async fn insert_rows(
@@ -114,6 +130,7 @@ impl PostgresStore {
         jobs: &[NewJobRow],
         origin: Option<&str>,
         plan: Plan,
+        announce: Option<&[String]>,
     ) -> StoreResult<HashMap<Uuid, Job>> {
         if jobs.is_empty() {
             return Ok(HashMap::new());
@@ -200,7 +217,8 @@ impl PostgresStore {
                       u.inputs_hash, u.worker_version \
                FROM u JOIN input i ON i.id = u.id ORDER BY i.ord), \
              n AS (SELECT pg_notify($17, k || $18) FROM (SELECT DISTINCT u.tenant || '/' || u.queue \
-                                                         AS k FROM u) d) \
+                                                         AS k FROM u) d \
+                   WHERE $21::text[] IS NULL OR k = ANY($21)) \
              SELECT *, (SELECT count(*) FROM n) AS notified FROM u"
         );
         let rows = sqlx::query(&sql)
@@ -224,6 +242,7 @@ impl PostgresStore {
             .bind(origin.unwrap_or_default())
             .bind(&timeouts)
             .bind(&limit_keys)
+            .bind(announce)
             .fetch_all(&mut *tx)
             .await?;
         rows.iter()
@@ -286,7 +305,7 @@ impl PostgresStore {
                WHERE e.ord = 1 OR u.state = 'leased' \
                ORDER BY e.ord), \
              n AS (SELECT pg_notify($22, u.tenant || '/' || u.queue || $23) FROM u \
-                   WHERE u.state <> 'leased') \
+                   WHERE u.state <> 'leased' AND $26) \
              SELECT *, (SELECT count(*) FROM n) AS notified FROM u"
         );
         let backoff = job
@@ -299,6 +318,9 @@ impl PostgresStore {
             Some(claim) => ("leased", 1, Some(now), Some(claim.lease_ttl_ms as i64)),
             None => (job.state.as_str(), 0, None, None),
         };
+        // A lease wakes nobody; a queued job is announced unless its queue was just now.
+        let key = queue_keys([(&job.tenant, &job.queue)]);
+        let announced = lease.is_none() && !self.announcer.take(&key).is_empty();
         let row = sqlx::query(&sql)
             .bind(job.id)
             .bind(&job.tenant)
@@ -325,9 +347,14 @@ impl PostgresStore {
             .bind(&self.origin)
             .bind(job.timeout_ms.map(ms_int))
             .bind((!job.limit_keys.is_empty()).then_some(&job.limit_keys))
+            .bind(announced)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(decode_job).transpose()
+        let job = row.as_ref().map(decode_job).transpose()?;
+        if lease.is_none() && !announced && job.is_some() {
+            self.announcer.owe(key, self.pool(), &self.origin);
+        }
+        Ok(job)
     }
 
     /// The stored job of `job`'s idempotency key, if it has one and it is stored (an enqueue
@@ -449,4 +476,15 @@ fn key_of(job: &NewJobRow) -> Option<(String, String, String)> {
     job.idempotency_key
         .as_ref()
         .map(|k| (job.tenant.clone(), job.queue.clone(), k.clone()))
+}
+
+/// The distinct `tenant/queue` keys of the ready channel among `queues`.
+fn queue_keys<'a>(queues: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
+    let mut keys: Vec<String> = queues
+        .into_iter()
+        .map(|(tenant, queue)| format!("{tenant}/{queue}"))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }

@@ -3,6 +3,7 @@
 //! (the `IN (… LIMIT … SKIP LOCKED)` form can over-claim, PostgreSQL bug #15715). Every state
 //! change and its event are written by one statement (data-modifying CTEs), hence atomically.
 
+mod announce;
 mod artifacts;
 mod audit;
 mod dag;
@@ -57,6 +58,8 @@ pub struct PostgresStore {
     pub(super) ready: crate::ready::ReadySignal,
     /// Where the live feed may read up to (`postgres/feed.rs`).
     feed: std::sync::Arc<feed::Feed>,
+    /// Which queues this store's single-job enqueues announced lately (`postgres/announce.rs`).
+    announcer: std::sync::Arc<announce::Announcer>,
 }
 
 /// Begins a transaction whose statements are planned as nested loops over index probes.
@@ -137,7 +140,17 @@ impl PostgresStore {
             origin: format!("@{}", Uuid::new_v4().simple()),
             ready: crate::ready::ReadySignal::new(),
             feed: std::sync::Arc::default(),
+            announcer: std::sync::Arc::new(announce::Announcer::new(announce::WINDOW)),
         })
+    }
+
+    /// Sets the shortest time between two ready-channel announcements of one queue by this
+    /// store's single-job enqueues (default 10 ms; see docs/postgres-hot-path.md §11): a
+    /// claimer parked on another replica hears of a job at most this much later.
+    #[must_use]
+    pub fn with_announce_window(mut self, window: Duration) -> Self {
+        self.announcer = std::sync::Arc::new(announce::Announcer::new(window));
+        self
     }
 
     /// Whether a ready-channel payload came from this store's own `enqueue`, whose caller wakes

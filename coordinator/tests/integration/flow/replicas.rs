@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leasehold_coordinator::store::{PostgresStore, Store};
+use leasehold_coordinator::store::{PostgresStore, READY_CHANNEL, Store};
 use reqwest::Method;
 use serde_json::json;
 
@@ -199,6 +199,113 @@ async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
         started.elapsed() < Duration::from_secs(10),
         "woken by the notification, not by the end of the long poll: {:?}",
         started.elapsed()
+    );
+}
+
+/// Single-job enqueues of one queue close together are announced at most once per window
+/// (docs/postgres-hot-path.md §11), and none is left unannounced: the first enqueue announces
+/// its queue at once, the second (within the window) when the window ends, and a claimer parked
+/// on the other replica gets each job long before its long poll would have ended. (Other tests
+/// share the database and its channel: only this replica's announcements are counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_left_unannounced_is_announced_when_its_window_ends() {
+    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::announce") else {
+        return;
+    };
+    let url = leasehold_testkit::fresh_schema(&base)
+        .await
+        .expect("schema");
+    let window = Duration::from_secs(2);
+    let mut stores = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let pg = PostgresStore::connect(&url)
+            .await
+            .expect("connect")
+            .with_announce_window(window);
+        stores.push(pg.clone());
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
+        replicas.push(Arc::new(
+            Coordinator::start_with(store, Some(ROOT), move |s| {
+                leasehold_coordinator::notify::spawn_pg_listener(
+                    &pg,
+                    s.ready.clone(),
+                    s.shutdown.clone(),
+                );
+            })
+            .await,
+        ));
+    }
+    let (a, b) = (replicas[0].clone(), replicas[1].clone());
+    // When each of A's announcements arrives.
+    let mut listener = sqlx::postgres::PgListener::connect(&url)
+        .await
+        .expect("listen");
+    listener.listen(READY_CHANNEL).await.expect("listen");
+    let from_a = stores[0].clone();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<(String, Instant)>::new()));
+    let log = heard.clone();
+    tokio::spawn(async move {
+        while let Ok(n) = listener.recv().await {
+            if from_a.is_own_wakeup(n.payload()) {
+                log.lock()
+                    .unwrap()
+                    .push((n.payload().to_owned(), Instant::now()));
+            }
+        }
+    });
+    let park = |c: Arc<Coordinator>| {
+        tokio::spawn(async move {
+            let body = json!({"worker_id": "w", "queues": ["burst"], "wait_ms": 20_000});
+            let started = Instant::now();
+            let (s, answer) = c
+                .call(Some(ROOT), Method::POST, "/v1/leases", Some(body), &[])
+                .await;
+            assert_eq!(s, 200, "{answer}");
+            let n = answer["leases"].as_array().map_or(0, Vec::len);
+            assert_eq!(n, 1, "{answer}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "woken by an announcement, not by the end of the long poll: {:?}",
+                started.elapsed()
+            );
+        })
+    };
+    let enqueue = |n: u32| {
+        let a = a.clone();
+        async move {
+            let body = json!({"queue": "burst", "kind": "k", "payload": {"n": n}});
+            let (s, job) = a
+                .call(Some(ROOT), Method::POST, "/v1/jobs", Some(body), &[])
+                .await;
+            assert_eq!(s, 201, "{job}");
+        }
+    };
+    let waiter = park(b.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_first = Instant::now();
+    enqueue(1).await;
+    waiter.await.unwrap();
+    let waiter = park(b.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    enqueue(2).await;
+    assert!(
+        before_first.elapsed() < window,
+        "too slow to test the window"
+    );
+    waiter.await.unwrap();
+    tokio::time::sleep_until((before_first + window * 2).into()).await;
+    let heard = heard.lock().unwrap().clone();
+    let at: Vec<Duration> = heard.iter().map(|(_, t)| *t - before_first).collect();
+    assert_eq!(heard.len(), 2, "one announcement per window: {heard:?}");
+    assert!(
+        heard.iter().all(|(p, _)| p.contains("/burst@")),
+        "{heard:?}"
+    );
+    assert!(at[0] < window / 2, "the first at once: {at:?}");
+    assert!(
+        at[1] >= window - Duration::from_millis(50),
+        "the second when the window ended: {at:?}"
     );
 }
 

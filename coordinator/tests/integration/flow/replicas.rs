@@ -28,6 +28,25 @@ async fn two_replicas(test: &str) -> Option<(Arc<Coordinator>, Arc<Coordinator>)
     Some((a, b))
 }
 
+/// A served coordinator over `pg` that hears the other replicas' notifications (`LISTEN`), with
+/// its slot poll set to `slot_poll` when given.
+async fn listening(pg: PostgresStore, slot_poll: Option<Duration>) -> Arc<Coordinator> {
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    Arc::new(
+        Coordinator::start_with(store, Some(ROOT), move |s| {
+            if let Some(poll) = slot_poll {
+                s.slot_poll = poll;
+            }
+            leasehold_coordinator::notify::spawn_pg_listener(
+                &pg,
+                s.ready.clone(),
+                s.shutdown.clone(),
+            );
+        })
+        .await,
+    )
+}
+
 async fn setup(c: &Coordinator, key: &str, limit: serde_json::Value, jobs: usize) {
     let mut body = limit;
     body["reason"] = json!("shared vendor budget");
@@ -153,18 +172,7 @@ async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let pg = PostgresStore::connect(&url).await.expect("connect");
-        let store: Arc<dyn Store> = Arc::new(pg.clone());
-        replicas.push(Arc::new(
-            Coordinator::start_with(store, Some(ROOT), move |s| {
-                s.slot_poll = Duration::from_secs(120);
-                leasehold_coordinator::notify::spawn_pg_listener(
-                    &pg,
-                    s.ready.clone(),
-                    s.shutdown.clone(),
-                );
-            })
-            .await,
-        ));
+        replicas.push(listening(pg, Some(Duration::from_secs(120))).await);
     }
     let (a, b) = (replicas[0].clone(), replicas[1].clone());
     setup(&a, "*", json!({"concurrency": 1}), 2).await;
@@ -224,17 +232,7 @@ async fn an_enqueue_left_unannounced_is_announced_when_its_window_ends() {
             .expect("connect")
             .with_announce_window(window);
         stores.push(pg.clone());
-        let store: Arc<dyn Store> = Arc::new(pg.clone());
-        replicas.push(Arc::new(
-            Coordinator::start_with(store, Some(ROOT), move |s| {
-                leasehold_coordinator::notify::spawn_pg_listener(
-                    &pg,
-                    s.ready.clone(),
-                    s.shutdown.clone(),
-                );
-            })
-            .await,
-        ));
+        replicas.push(listening(pg, None).await);
     }
     let (a, b) = (replicas[0].clone(), replicas[1].clone());
     // When each of A's announcements arrives.

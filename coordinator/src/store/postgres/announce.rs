@@ -1,4 +1,5 @@
-//! Ready-channel announcements of single-job enqueues, at most one per queue and window
+//! Ready-channel announcements: the keys and the statement that announce queues, and for
+//! single-job enqueues at most one announcement per queue and window
 //! (docs/postgres-hot-path.md §11).
 //!
 //! A transaction that ran `pg_notify` takes, as it commits, a cluster-wide lock that it holds
@@ -141,18 +142,43 @@ impl Announcer {
             }
             // Lost only if the database is unreachable, when the listeners reconnect and wake
             // everyone anyway; the wake-up poll is behind them (docs/scaling.md).
-            if let Err(err) =
-                sqlx::query("SELECT pg_notify($1, k || $2) FROM unnest($3::text[]) AS k")
-                    .bind(READY_CHANNEL)
-                    .bind(&origin)
-                    .bind(&keys)
-                    .execute(&pool)
-                    .await
-            {
+            if let Err(err) = notify(&pool, &keys, &origin).await {
                 tracing::debug!(%err, "announcing ready queues failed");
             }
         }
     }
+}
+
+/// The ready channel's key of a queue: `tenant/queue`.
+pub(super) fn queue_key(tenant: &str, queue: &str) -> String {
+    format!("{tenant}/{queue}")
+}
+
+/// The distinct [`queue_key`]s among `queues`.
+pub(super) fn queue_keys<'a>(queues: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut keys: Vec<String> = queues
+        .into_iter()
+        .map(|(tenant, queue)| queue_key(tenant, queue))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Announces `keys` (see [`queue_key`]) on the ready channel, each payload ending with `origin`;
+/// delivered when the statement's transaction commits.
+pub(super) async fn notify<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    keys: &[String],
+    origin: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, k || $2) FROM unnest($3::text[]) AS k")
+        .bind(READY_CHANNEL)
+        .bind(origin)
+        .bind(keys)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use serde_json::json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::PostgresStore;
 use super::rows::{EVENT_COLUMNS, decode_job};
-use super::{PostgresStore, READY_CHANNEL};
 use crate::store::dag::{DagStatements, Ready, RunRow};
 use crate::store::{StoreError, StoreResult};
 
@@ -273,14 +273,9 @@ impl DagStatements for PgDag<'_> {
     async fn announce(&mut self, ready: &[Ready]) -> StoreResult<()> {
         let keys: Vec<String> = ready
             .iter()
-            .map(|r| format!("{}/{}", r.tenant, r.queue))
+            .map(|r| super::announce::queue_key(&r.tenant, &r.queue))
             .collect();
-        sqlx::query("SELECT pg_notify($1, k || $3) FROM unnest($2::text[]) AS k")
-            .bind(READY_CHANNEL)
-            .bind(&keys)
-            .bind(self.origin)
-            .execute(&mut *self.conn)
-            .await?;
+        super::announce::notify(&mut *self.conn, &keys, self.origin).await?;
         Ok(())
     }
 }

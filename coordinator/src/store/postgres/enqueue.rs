@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use leasehold_proto::{Job, Lease};
 
+use super::announce::{queue_key, queue_keys};
 use super::rows::{EVENT_COLUMNS, decode_job, internal};
 use super::{PostgresStore, READY_CHANNEL};
 use crate::store::timeouts::ms_int;
@@ -71,7 +72,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
         let (mut inserted, existing) = {
             let mut conn = self.pool().acquire().await?;
-            let keys = queue_keys(jobs.iter().map(|j| (&j.tenant, &j.queue)));
+            let keys = queue_keys(jobs.iter().map(|j| (j.tenant.as_str(), j.queue.as_str())));
             let announced = self.announcer.take(&keys);
             // An error here stored nothing (one statement): the caller may go job by job.
             let inserted = self
@@ -84,10 +85,14 @@ impl PostgresStore {
                     Some(&announced),
                 )
                 .await?;
-            let unannounced = queue_keys(inserted.values().map(|j| (&j.tenant, &j.queue)))
-                .into_iter()
-                .filter(|k| !announced.contains(k))
-                .collect();
+            let unannounced = queue_keys(
+                inserted
+                    .values()
+                    .map(|j| (j.tenant.as_str(), j.queue.as_str())),
+            )
+            .into_iter()
+            .filter(|k| !announced.contains(k))
+            .collect();
             self.announcer.owe(unannounced, self.pool(), &self.origin);
             // From here the inserted rows are committed, and every answer is a job's own: a
             // look-up that fails sends the skipped jobs alone, whose enqueue looks again.
@@ -319,8 +324,9 @@ impl PostgresStore {
             None => (job.state.as_str(), 0, None, None),
         };
         // A lease wakes nobody; a queued job is announced unless its queue was just now.
-        let key = queue_keys([(&job.tenant, &job.queue)]);
-        let announced = lease.is_none() && !self.announcer.take(&key).is_empty();
+        let key = vec![queue_key(&job.tenant, &job.queue)];
+        let queued = lease.is_none();
+        let announced = queued && !self.announcer.take(&key).is_empty();
         let row = sqlx::query(&sql)
             .bind(job.id)
             .bind(&job.tenant)
@@ -351,7 +357,7 @@ impl PostgresStore {
             .fetch_optional(self.pool())
             .await?;
         let job = row.as_ref().map(decode_job).transpose()?;
-        if lease.is_none() && !announced && job.is_some() {
+        if queued && !announced && job.is_some() {
             self.announcer.owe(key, self.pool(), &self.origin);
         }
         Ok(job)
@@ -476,15 +482,4 @@ fn key_of(job: &NewJobRow) -> Option<(String, String, String)> {
     job.idempotency_key
         .as_ref()
         .map(|k| (job.tenant.clone(), job.queue.clone(), k.clone()))
-}
-
-/// The distinct `tenant/queue` keys of the ready channel among `queues`.
-fn queue_keys<'a>(queues: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
-    let mut keys: Vec<String> = queues
-        .into_iter()
-        .map(|(tenant, queue)| format!("{tenant}/{queue}"))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
 }

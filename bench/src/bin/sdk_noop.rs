@@ -30,11 +30,10 @@ async fn main() -> Result<()> {
         .concurrency(concurrency);
     let builder = match pause {
         None => builder.handler("noop", noop),
-        // The pause is a thread's sleep, not Tokio's: Tokio's timer ticks every millisecond and
-        // its `sleep(10 ms)` lasts 11.1 ms on average (bench/README.md, "W3's job body"), which
-        // would be counted as the SDK's overhead; Go's timer, River's, has no such tick.
+        // A kernel timer the runtime polls like a socket: precise, no thread per job
+        // (bench/README.md, "W3's job body").
         Some(pause) => builder.handler("noop", move |_ctx: JobContext| async move {
-            tokio::task::spawn_blocking(move || std::thread::sleep(pause))
+            leasehold_bench::pause::pause(pause)
                 .await
                 .map_err(|e| HandlerError::retry(e.to_string()))?;
             Ok::<_, HandlerError>(Value::Null)

@@ -320,11 +320,8 @@ impl Driver for RawHttp {
                             Handler::Sleep(d) => {
                                 let tx = tx.clone();
                                 tokio::spawn(async move {
-                                    // A thread's sleep: Tokio's timer would add its 1 ms tick
-                                    // (see sdk_noop.rs).
-                                    let _ =
-                                        tokio::task::spawn_blocking(move || std::thread::sleep(d))
-                                            .await;
+                                    // W3's job body (bench/README.md).
+                                    let _ = leasehold_bench::pause::pause(d).await;
                                     let _ = tx.send(outcome);
                                     drop(permit);
                                 });

@@ -1,0 +1,3 @@
+//! Pieces shared by the benchmark programs (the harness and the SDK worker `sdk_noop`).
+
+pub mod pause;

@@ -179,19 +179,13 @@ impl PostgresStore {
         // only from a walk that started inside the decided prefix.
         let mut cap = if limit > 0 { limit } else { MAX_WALK };
         if after < watermark && limit > 0 {
-            // At most `limit` events further: within the decided prefix, count the events.
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-            )
-            .bind(after)
-            .bind(watermark)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
-            if ids.len() as i64 == limit {
-                return Ok(ids.last().copied().unwrap_or(after));
+            // Within the decided prefix, `limit` ids further is arithmetic: ids are unique, so
+            // that is at most `limit` events too. (Reading the ids to count them shipped up to
+            // `limit` of them per call: 30 ms of the database per stats roll-up step.)
+            if watermark - after >= limit {
+                return Ok(after + limit);
             }
-            cap = limit - ids.len() as i64;
+            cap = limit - (watermark - after);
         }
         let start = after.max(watermark);
         let end = self.walk_from(start, cap).await?;

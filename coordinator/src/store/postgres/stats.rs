@@ -27,39 +27,42 @@ impl StatsRecords for PostgresStore {
         if upto <= from {
             return Ok(RolledUp::default());
         }
+        // One pass over the range: each event's pickup wait and failure class read from its
+        // data once (a filter per pickup bound re-read `waited_ms` twelve times per lease, and
+        // the failures were a second scan). Rows without a class are the queue's counts; rows
+        // with one are its failures of that class, the count in `leased`'s place.
         let pickups: String = PICKUP_BOUNDS_MS
             .iter()
-            .map(|b| {
-                format!(
-                    ", count(*) FILTER (WHERE type = 'leased' \
-                     AND COALESCE((data->>'waited_ms')::bigint, 0) <= {b})"
-                )
-            })
+            .map(|b| format!(", count(*) FILTER (WHERE waited <= {b})"))
             .collect();
+        let no_pickups: String = PICKUP_BOUNDS_MS.iter().map(|_| ", 0").collect();
         let rows = sqlx::query(&format!(
-            "SELECT tenant, queue, date_trunc('minute', at) AS minute, \
-             count(*) FILTER (WHERE type = 'leased') AS leased, \
-             count(*) FILTER (WHERE type = 'succeeded') AS succeeded, \
-             count(*) FILTER (WHERE type IN {FAILURE_TYPES}) AS failed, \
-             count(*) FILTER (WHERE type = 'dead') AS dead, \
-             count(*) FILTER (WHERE type = 'cancelled') AS cancelled{pickups} \
-             FROM events WHERE id > $1 AND id <= $2 AND queue IS NOT NULL \
-               AND type IN {COUNTED_TYPES} GROUP BY 1, 2, 3"
+            "WITH e AS MATERIALIZED ( \
+               SELECT tenant, queue, type, date_trunc('minute', at) AS minute, \
+                 CASE WHEN type = 'leased' THEN COALESCE((data->>'waited_ms')::bigint, 0) END \
+                   AS waited, \
+                 CASE WHEN type IN {FAILURE_TYPES} \
+                   THEN COALESCE(data->'error'->>'class', data->>'reason', 'unknown') END AS class \
+               FROM events WHERE id > $1 AND id <= $2 AND queue IS NOT NULL \
+                 AND type IN {COUNTED_TYPES}) \
+             SELECT tenant, queue, minute, NULL::text AS class, \
+               count(*) FILTER (WHERE type = 'leased') AS leased, \
+               count(*) FILTER (WHERE type = 'succeeded') AS succeeded, \
+               count(*) FILTER (WHERE type IN {FAILURE_TYPES}) AS failed, \
+               count(*) FILTER (WHERE type = 'dead') AS dead, \
+               count(*) FILTER (WHERE type = 'cancelled') AS cancelled{pickups} \
+             FROM e GROUP BY 1, 2, 3 \
+             UNION ALL \
+             SELECT tenant, queue, minute, class, count(*), 0, 0, 0, 0{no_pickups} \
+             FROM e WHERE class IS NOT NULL GROUP BY 1, 2, 3, 4"
         ))
         .bind(from)
         .bind(upto)
         .fetch_all(self.pool())
         .await?;
-        let failures = sqlx::query(&format!(
-            "SELECT tenant, queue, COALESCE(data->'error'->>'class', data->>'reason', 'unknown') \
-             AS class, date_trunc('minute', at) AS minute, count(*) AS n \
-             FROM events WHERE id > $1 AND id <= $2 AND queue IS NOT NULL \
-               AND type IN {FAILURE_TYPES} GROUP BY 1, 2, 3, 4"
-        ))
-        .bind(from)
-        .bind(upto)
-        .fetch_all(self.pool())
-        .await?;
+        let (failures, rows): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| matches!(r.try_get::<Option<String>, _>("class"), Ok(Some(_))));
         let failures = failures
             .iter()
             .map(|r| {
@@ -68,7 +71,7 @@ impl StatsRecords for PostgresStore {
                     queue: r.try_get("queue")?,
                     class: r.try_get("class")?,
                     minute: r.try_get("minute")?,
-                    count: count(r.try_get("n")?),
+                    count: count(r.try_get("leased")?),
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -108,7 +111,8 @@ impl StatsRecords for PostgresStore {
                 .bind(r.try_get::<String, _>("tenant")?)
                 .bind(r.try_get::<String, _>("queue")?)
                 .bind(r.try_get::<DateTime<Utc>, _>("minute")?);
-            for i in 3..(8 + PICKUP_BOUNDS_MS.len()) {
+            // The counts: `leased` (column 4) through the last pickup bound.
+            for i in 4..(9 + PICKUP_BOUNDS_MS.len()) {
                 q = q.bind(r.try_get::<i64, _>(i)?);
             }
             q.execute(&mut *tx).await?;

@@ -66,7 +66,7 @@ impl WorkerCfg {
             "handler".into(),
             match self.handler {
                 Handler::Noop => "noop".into(),
-                Handler::Sleep(d) => format!("sleep {} ms (thread sleep)", d.as_millis()),
+                Handler::Sleep(d) => format!("sleep {} ms (timerfd)", d.as_millis()),
             },
         );
         s

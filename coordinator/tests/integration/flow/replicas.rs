@@ -12,12 +12,19 @@ use serde_json::json;
 
 use crate::common::keyed::{Coordinator, ROOT};
 
+/// The URL of a fresh PostgreSQL schema for `test`, or `None` without PostgreSQL.
+async fn fresh_url(test: &str) -> Option<String> {
+    let base = leasehold_testkit::postgres_url(test)?;
+    Some(
+        leasehold_testkit::fresh_schema(&base)
+            .await
+            .expect("schema"),
+    )
+}
+
 /// Two served coordinators over one fresh PostgreSQL schema, or `None` without PostgreSQL.
 async fn two_replicas(test: &str) -> Option<(Arc<Coordinator>, Arc<Coordinator>)> {
-    let base = leasehold_testkit::postgres_url(test)?;
-    let url = leasehold_testkit::fresh_schema(&base)
-        .await
-        .expect("schema");
+    let url = fresh_url(test).await?;
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
@@ -163,12 +170,9 @@ async fn two_replicas_never_exceed_a_shared_concurrency_limit() {
 /// beyond the long poll, so only the notification can wake it in time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
-    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::slot_wake") else {
+    let Some(url) = fresh_url("flow::replicas::slot_wake").await else {
         return;
     };
-    let url = leasehold_testkit::fresh_schema(&base)
-        .await
-        .expect("schema");
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let pg = PostgresStore::connect(&url).await.expect("connect");
@@ -217,12 +221,9 @@ async fn a_slot_freed_on_one_replica_wakes_a_claimer_waiting_on_the_other() {
 /// share the database and its channel: only this replica's announcements are counted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_left_unannounced_is_announced_when_its_window_ends() {
-    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::announce") else {
+    let Some(url) = fresh_url("flow::replicas::announce").await else {
         return;
     };
-    let url = leasehold_testkit::fresh_schema(&base)
-        .await
-        .expect("schema");
     let window = Duration::from_secs(2);
     let mut stores = Vec::new();
     let mut replicas = Vec::new();
@@ -313,12 +314,9 @@ async fn an_enqueue_left_unannounced_is_announced_when_its_window_ends() {
 /// the poll is for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_listen_a_parked_claimer_polls_for_the_other_replicas_jobs() {
-    let Some(base) = leasehold_testkit::postgres_url("flow::replicas::no_listen") else {
+    let Some(url) = fresh_url("flow::replicas::no_listen").await else {
         return;
     };
-    let url = leasehold_testkit::fresh_schema(&base)
-        .await
-        .expect("schema");
     let replica = |poll: Option<Duration>| {
         let url = url.clone();
         async move {

@@ -81,9 +81,20 @@ impl Announcer {
         out
     }
 
-    /// Records that enqueues of `keys` committed without announcing them; they are announced
-    /// once their window ends, by one statement (`pool`, tagged with `origin`).
-    pub(super) fn owe(self: &Arc<Self>, keys: Vec<String>, pool: &PgPool, origin: &str) {
+    /// Records that enqueues committed jobs to the queues `written`, having announced those in
+    /// `announced` (what [`Self::take`] gave them); the others are owed, and announced once
+    /// their window ends, by one statement (`pool`, tagged with `origin`).
+    pub(super) fn owe(
+        self: &Arc<Self>,
+        written: Vec<String>,
+        announced: &[String],
+        pool: &PgPool,
+        origin: &str,
+    ) {
+        let keys: Vec<String> = written
+            .into_iter()
+            .filter(|k| !announced.contains(k))
+            .collect();
         if keys.is_empty() {
             return;
         }

@@ -85,15 +85,13 @@ impl PostgresStore {
                     Some(&announced),
                 )
                 .await?;
-            let unannounced = queue_keys(
+            let written = queue_keys(
                 inserted
                     .values()
                     .map(|j| (j.tenant.as_str(), j.queue.as_str())),
-            )
-            .into_iter()
-            .filter(|k| !announced.contains(k))
-            .collect();
-            self.announcer.owe(unannounced, self.pool(), &self.origin);
+            );
+            self.announcer
+                .owe(written, &announced, self.pool(), &self.origin);
             // From here the inserted rows are committed, and every answer is a job's own: a
             // look-up that fails sends the skipped jobs alone, whose enqueue looks again.
             let existing = stored_by_key(&mut conn, &jobs, &inserted)
@@ -326,7 +324,11 @@ impl PostgresStore {
         // A lease wakes nobody; a queued job is announced unless its queue was just now.
         let key = vec![queue_key(&job.tenant, &job.queue)];
         let queued = lease.is_none();
-        let announced = queued && !self.announcer.take(&key).is_empty();
+        let announced = if queued {
+            self.announcer.take(&key)
+        } else {
+            Vec::new()
+        };
         let row = sqlx::query(&sql)
             .bind(job.id)
             .bind(&job.tenant)
@@ -353,12 +355,13 @@ impl PostgresStore {
             .bind(&self.origin)
             .bind(job.timeout_ms.map(ms_int))
             .bind((!job.limit_keys.is_empty()).then_some(&job.limit_keys))
-            .bind(announced)
+            .bind(!announced.is_empty())
             .fetch_optional(self.pool())
             .await?;
         let job = row.as_ref().map(decode_job).transpose()?;
-        if queued && !announced && job.is_some() {
-            self.announcer.owe(key, self.pool(), &self.origin);
+        if queued && job.is_some() {
+            self.announcer
+                .owe(key, &announced, self.pool(), &self.origin);
         }
         Ok(job)
     }

@@ -73,8 +73,9 @@ type Config struct {
 	DrainTimeout   time.Duration // on shutdown, how long running handlers may finish (default 30s)
 	CancelGrace    time.Duration // how long a handler may ignore its cancelled ctx (default 5s)
 	Threads        int           // threads of the native runtime (default 2)
-	// DisablePrefetch turns off holding up to Concurrency leases beyond the running jobs while
-	// jobs are short (under 100 ms on average), which lets a handler that ends start the next
+	// DisablePrefetch turns off holding leases beyond the running jobs while jobs are short
+	// (under 100 ms on average: about 50 ms of the handlers' work, at most three times
+	// Concurrency), which lets a handler that ends start the next
 	// job at once instead of a claim's round trip later. Never more than Concurrency handlers
 	// run at once either way. Turn it off when another worker of the same queue should get
 	// every job this one cannot start at once.
@@ -335,7 +336,7 @@ func (r *runner) run(ctx context.Context) error {
 
 	// One goroutine pulls; each job runs in a goroutine of its own, holding one of Concurrency
 	// slots, taken before the job is pulled: prefetched leases (the native session may hold up
-	// to twice Concurrency) wait in the session until a handler ends, and no OS thread is pinned
+	// to four times Concurrency) wait in the session until a handler ends, and no OS thread is pinned
 	// per slot in a blocking call.
 	// Once draining, the pull goes on without waiting for a slot: the session gives no more
 	// jobs, and learning that it closed is what starts the shutdown's DrainTimeout.

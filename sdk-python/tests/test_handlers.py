@@ -184,7 +184,7 @@ def test_a_result_over_the_limit_ends_the_job_dead_at_once(url: str, client: lea
 
 
 def _held_while_blocked(url: str, client: leasehold.Client, queue: str, prefetch: bool) -> Dict[str, int]:
-    """A worker of concurrency 2 over 12 jobs: four end at once (two ``def``, two ``async def``,
+    """A worker of concurrency 2 over 16 jobs: four end at once (two ``def``, two ``async def``,
     so the jobs are known to be short), the rest are ``async def`` handlers that wait until
     released. Once two wait and things settle, reports how many leases the session holds, then
     lets everything finish; also the most handlers seen running at once."""
@@ -221,7 +221,7 @@ def _held_while_blocked(url: str, client: leasehold.Client, queue: str, prefetch
 
     with running(worker) as errors:
         jobs = client.enqueue_many(
-            leasehold.JobSpec(kind="tock" if i in (0, 2) else "tick", payload={"n": i}, queue=queue) for i in range(12)
+            leasehold.JobSpec(kind="tock" if i in (0, 2) else "tick", payload={"n": i}, queue=queue) for i in range(16)
         )
         eventually("two handlers waiting", lambda: seen["waiting"] >= 2)
         time.sleep(0.5)
@@ -238,12 +238,13 @@ def _held_while_blocked(url: str, client: leasehold.Client, queue: str, prefetch
 def test_prefetch_holds_leases_ahead_but_never_runs_more_than_the_concurrency(
     url: str, client: leasehold.Client, queue: str
 ) -> None:
-    """With prefetch (the default) the session holds two leases beyond the two waiting
-    handlers, yet no third handler starts: a thread that hands an ``async def`` handler to the
+    """With prefetch (the default) the session holds six leases beyond the two waiting
+    handlers (three times the concurrency, its most after quick jobs), yet no third handler
+    starts: a thread that hands an ``async def`` handler to the
     loop takes the next job only once a handler ended."""
     seen = _held_while_blocked(url, client, queue, prefetch=True)
     assert seen["most_running"] <= 2, seen
-    assert seen["held"] == 4, seen
+    assert seen["held"] == 8, seen
 
 
 def test_without_prefetch_the_session_holds_only_what_runs(url: str, client: leasehold.Client, queue: str) -> None:

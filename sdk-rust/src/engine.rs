@@ -33,11 +33,18 @@ use crate::util::lock;
 pub(crate) const TIMEOUT_CLASS: &str = "timeout";
 
 /// Prefetch (`SessionConfig::prefetch`) holds leases beyond the running ones only while jobs
-/// take less than this on average, from the lease's arrival to its ending. A prefetched lease
-/// waits for a slot, and its lease and run time count while it waits: for short jobs that is
-/// a job's length at most, and it saves the claim's round trip that would otherwise be a large
-/// part of each job; for long jobs it would save little and hold a job from other workers.
+/// run less than this on average. A prefetched lease waits for a slot, and its lease and run
+/// time count while it waits; for long jobs the wait would save little and hold a job from
+/// other workers.
 pub(crate) const PREFETCH_BELOW: Duration = Duration::from_millis(100);
+
+/// Prefetch holds about this much of the slots' work ahead: enough to cover a refill (credit,
+/// claim transaction, push) that runs long on a loaded coordinator or database, and so the
+/// longest a prefetched lease waits for a slot.
+pub(crate) const PREFETCH_AHEAD: Duration = Duration::from_millis(50);
+
+/// Prefetch never holds more than this many times `concurrency` beyond the running leases.
+pub(crate) const PREFETCH_MOST: usize = 3;
 
 /// Where a held lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +120,9 @@ pub(crate) struct State {
     pub(crate) in_flight: usize,
     /// The adaptive concurrency limit, when the session adapts (`crate::adaptive`).
     pub(crate) adaptive: Option<Controller>,
-    /// Moving average of the jobs' time from arrival to ending, in ms (prefetch decides on it).
-    pub(crate) job_ms: Option<f64>,
+    /// Moving average of the jobs' run time in ms, from the moment the session handed the job
+    /// out to its ending (prefetch decides on it; time spent waiting for a slot is not run time).
+    pub(crate) run_ms: Option<f64>,
 }
 
 /// The engine shared by the session's tasks and its jobs.
@@ -210,22 +218,27 @@ impl Engine {
         unacked.saturating_sub(self.cfg.concurrency) + withheld
     }
 
-    /// Leases held beyond `concurrency` (queued for a slot): as many as the slots while
-    /// prefetch is on and jobs are short ([`PREFETCH_BELOW`]); none while anything holds slots
-    /// back ([`Self::holding_back`]), nor before the first job ended. As many as the slots,
-    /// because slots free at `concurrency / job length` and a refill (credit, claim, push)
-    /// takes a few ms: a quarter ran dry at 100 slots of 10 ms jobs, which then sat idle in
-    /// steps of a credit batch (75, 50 running) for each claim (W3 at 100 slots: 0.78 of the
-    /// ideal with a quarter, 0.93 with as many; `bench/README.md`).
+    /// Leases held beyond `concurrency` (queued for a slot): while prefetch is on and jobs run
+    /// less than [`PREFETCH_BELOW`], as many as the slots get through in [`PREFETCH_AHEAD`] at
+    /// the jobs' average run time, at most [`PREFETCH_MOST`] × `concurrency`; none while
+    /// anything holds slots back ([`Self::holding_back`]), nor before the first job ended.
+    /// Slots free at `concurrency / run time` while a refill takes a few ms, and tens of ms
+    /// when a claim or an outcome batch waits for a busy database (docs/sdk.md, "Prefetch",
+    /// has what less held ahead cost).
     fn prefetch(&self, st: &State) -> usize {
-        let short = st
-            .job_ms
-            .is_some_and(|ms| ms < PREFETCH_BELOW.as_secs_f64() * 1000.0);
-        if self.cfg.prefetch && short && self.holding_back(st) == 0 {
-            self.cfg.concurrency
-        } else {
-            0
+        let Some(run_ms) = st.run_ms else {
+            return 0;
+        };
+        if !self.cfg.prefetch
+            || run_ms >= PREFETCH_BELOW.as_secs_f64() * 1000.0
+            || self.holding_back(st) > 0
+        {
+            return 0;
         }
+        let most = PREFETCH_MOST * self.cfg.concurrency;
+        let ahead = PREFETCH_AHEAD.as_secs_f64() * 1000.0 / run_ms.max(f64::EPSILON);
+        // Saturates at `most` for jobs of (nearly) no time.
+        ((self.cfg.concurrency as f64 * ahead) as usize).min(most)
     }
 
     /// How many jobs the session takes at once now: `concurrency`, or less while an adaptive
@@ -341,13 +354,13 @@ impl Engine {
         st.active = st.active.saturating_sub(1);
         let id = job.id();
         let mut queued = false;
-        let mut received = None;
+        let mut since = None;
         let ack = match st.held.get_mut(&id) {
             Some(h) if h.job.token() == job.token() => match h.phase {
                 Phase::Active => {
                     h.phase = Phase::Ending;
                     queued = true;
-                    received = Some(h.received);
+                    since = Some((h.received, job.handed_out().unwrap_or(h.received)));
                     None
                 }
                 Phase::Lost(reason) => {
@@ -373,9 +386,9 @@ impl Engine {
             } else {
                 (outcome, false)
             };
-            if let Some(received) = received {
-                let ms = received.elapsed().as_secs_f64() * 1000.0;
-                st.job_ms = Some(st.job_ms.map_or(ms, |avg| avg + (ms - avg) / 8.0));
+            if let Some((received, handed_out)) = since {
+                let ms = handed_out.elapsed().as_secs_f64() * 1000.0;
+                st.run_ms = Some(st.run_ms.map_or(ms, |avg| avg + (ms - avg) / 8.0));
                 if let Some(adaptive) = st.adaptive.as_mut() {
                     adapt(adaptive, &outcome, received);
                 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use leasehold_proto::{Artifact, Job, Lease, OutcomeKind};
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncRead;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
@@ -82,6 +83,8 @@ pub(crate) struct JobShared {
     idempotency_key: String,
     cancel: CancellationToken,
     reason: OnceLock<CancelReason>,
+    /// When the session handed the job out to run (prefetch measures the run from here).
+    handed_out: OnceLock<Instant>,
     pub(crate) data: Mutex<JobData>,
     http: Arc<HttpApi>,
     staging_dir: Arc<Path>,
@@ -109,6 +112,7 @@ impl JobShared {
             idempotency_key: crate::idempotency::job_key(job),
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
+            handed_out: OnceLock::new(),
             data: Mutex::new(JobData::default()),
             http,
             staging_dir,
@@ -149,6 +153,16 @@ impl JobShared {
 
     pub(crate) fn reason(&self) -> Option<CancelReason> {
         self.reason.get().copied()
+    }
+
+    /// Notes that the session handed the job out to run (the first time counts).
+    pub(crate) fn hand_out(&self) {
+        let _ = self.handed_out.set(Instant::now());
+    }
+
+    /// When the session handed the job out to run, if it did.
+    pub(crate) fn handed_out(&self) -> Option<Instant> {
+        self.handed_out.get().copied()
     }
 
     pub(crate) fn span(&self) -> &tracing::Span {

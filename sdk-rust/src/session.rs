@@ -127,7 +127,10 @@ impl WorkerSession {
             }
             match job.cancel_reason() {
                 Some(CancelReason::LeaseLost | CancelReason::LeaseExpired) => drop(job),
-                _ => return Ok(Some(job)),
+                _ => {
+                    job.context().shared.hand_out();
+                    return Ok(Some(job));
+                }
             }
         }
     }

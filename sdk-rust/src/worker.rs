@@ -84,7 +84,8 @@ impl WorkerBuilder {
 
     /// Whether to hold a few leases beyond the running jobs while jobs are short (under
     /// 100 ms on average), so that a slot that frees starts its next job without waiting a
-    /// claim's round trip; at most as many as the concurrency, never more running at once
+    /// claim's round trip; about 50 ms of the slots' work, at most three times the
+    /// concurrency, never more running at once
     /// than [`WorkerBuilder::concurrency`]. Default on. Turn it off when another worker of the
     /// same queue should get every job this one cannot start at once.
     pub fn prefetch(mut self, on: bool) -> Self {

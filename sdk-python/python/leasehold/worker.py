@@ -186,8 +186,9 @@ class Worker:
             ``"http"``.
         poll_wait: longest HTTP long-poll, in seconds.
         staging_dir: where streamed artifacts are staged while hashed (default: temp dir).
-        prefetch: while jobs are short (under 100 ms on average), hold up to ``concurrency``
-            leases beyond the running jobs, so that a handler that ends starts the next job at
+        prefetch: while jobs are short (under 100 ms on average), hold leases beyond the
+            running jobs (about 50 ms of the handlers' work, at most three times
+            ``concurrency``), so that a handler that ends starts the next job at
             once instead of a claim's round trip later; never more than ``concurrency``
             handlers run at once. Turn it off when another worker of the same queue should get
             every job this one cannot start at once.

@@ -238,18 +238,46 @@ async fn work(link: &FakeLink, s: &WorkerSession, n: usize, each: Duration) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn prefetch_holds_as_many_leases_again_only_while_jobs_are_short() {
+async fn prefetch_holds_fifty_ms_of_work_ahead_only_while_jobs_are_short() {
     let link = FakeLink::new();
     let s = session_with(&link, 8, |cfg| cfg.prefetch = true);
     let intake = link.intake().await;
     // Nothing known of the jobs yet: no more than the slots.
     assert_eq!(intake.free_slots(), 8);
     work(&link, &s, 8, Duration::from_millis(10)).await;
-    // Jobs of 10 ms: as many leases again as the slots may wait for a slot.
-    assert_eq!(intake.free_slots(), 16);
+    // Jobs of 10 ms: 50 ms of the slots' work would be 40 leases; at most three times the
+    // slots may wait for a slot.
+    assert_eq!(intake.free_slots(), 8 + 24);
     // Jobs of a second pull the average past 100 ms: back to the slots.
     work(&link, &s, 10, secs(1)).await;
     assert_eq!(intake.free_slots(), 8);
+
+    // Jobs of 40 ms: the slots get through 10 in 50 ms.
+    let link = FakeLink::new();
+    let s = session_with(&link, 8, |cfg| cfg.prefetch = true);
+    let intake = link.intake().await;
+    work(&link, &s, 8, Duration::from_millis(40)).await;
+    assert_eq!(intake.free_slots(), 8 + 10);
+
+    // A lease's wait for a slot is not run time: 16 leases of 25-ms jobs arrive together, the
+    // second half starts when the first ends. (From their arrival, the second half took 50 ms,
+    // which would have made the average 31 ms and held 12 ahead, not 16.)
+    let link = FakeLink::new();
+    let s = session_with(&link, 8, |cfg| cfg.prefetch = true);
+    let intake = link.intake().await;
+    link.push((0..16).map(|_| lease(TTL, None)).collect()).await;
+    for _ in 0..2 {
+        let mut jobs = Vec::new();
+        for _ in 0..8 {
+            jobs.push(next(&s).await);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        for job in jobs {
+            drop(job.complete(json!(null)));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(intake.free_slots(), 8 + 16);
 
     // Off (the session's default), short jobs change nothing.
     let link = FakeLink::new();

@@ -1,13 +1,17 @@
 //! A Rust SDK worker with a no-op handler, for `bench/sdk-ratio` (the peer the Python and Go
 //! SDKs are compared with) and the harness's SDK rows: `sdk_noop URL QUEUE CONCURRENCY
 //! [SLEEP_MS]` (with SLEEP_MS, each job sleeps that long: W3's I/O-bound job). Prints `ready`
-//! once the worker is built, runs until SIGTERM or Ctrl-C, then drains.
+//! once the worker is built, runs until SIGTERM or Ctrl-C, then drains; with SLEEP_MS it then
+//! prints how busy its handlers were (`busy … body_ms …`, see `leasehold_bench::busy`).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use leasehold::{HandlerError, JobContext, Worker};
+use leasehold_bench::busy::Busy;
 use serde_json::Value;
+
+static BUSY: Busy = Busy::new();
 
 async fn noop(_ctx: JobContext) -> Result<Value, HandlerError> {
     Ok(Value::Null)
@@ -33,9 +37,11 @@ async fn main() -> Result<()> {
         // A kernel timer the runtime polls like a socket: precise, no thread per job
         // (bench/README.md, "W3's job body").
         Some(pause) => builder.handler("noop", move |_ctx: JobContext| async move {
+            let started = BUSY.start();
             leasehold_bench::pause::pause(pause)
                 .await
                 .map_err(|e| HandlerError::retry(e.to_string()))?;
+            BUSY.end(started);
             Ok::<_, HandlerError>(Value::Null)
         }),
     };
@@ -50,5 +56,8 @@ async fn main() -> Result<()> {
             }
         })
         .await?;
+    if let Some(report) = BUSY.report() {
+        println!("{report}");
+    }
     Ok(())
 }

@@ -166,8 +166,10 @@ impl Sink {
 pub(crate) trait Running: Send {
     /// Processes other than the harness that run workers (empty when in-process).
     fn pids(&self) -> Vec<u32>;
-    /// Stops the workers (in-flight work may be abandoned: the workload is over).
-    async fn stop(self: Box<Self>);
+    /// Stops the workers (in-flight work may be abandoned: the workload is over); what they
+    /// said of themselves on the way out, for the row's notes (the Rust SDK's sleeping worker:
+    /// how busy its handlers were, `leasehold_bench::busy`).
+    async fn stop(self: Box<Self>) -> BTreeMap<String, f64>;
 }
 
 /// A way to work jobs: one row dimension.
@@ -222,7 +224,7 @@ impl Running for RawRunning {
     /// Lets every claim request in flight finish (a long poll returns within `wait_ms`) rather
     /// than cutting connections: a claim cancelled mid-transaction by a client disconnect has
     /// been seen to wedge the SQLite store's writer (see bench/README.md).
-    async fn stop(self: Box<Self>) {
+    async fn stop(self: Box<Self>) -> BTreeMap<String, f64> {
         let _ = self.stop.send(true);
         for mut t in self.claimers {
             if tokio::time::timeout(self.patience, &mut t).await.is_err() {
@@ -233,6 +235,7 @@ impl Running for RawRunning {
         if tokio::time::timeout(self.patience, &mut f).await.is_err() {
             f.abort();
         }
+        BTreeMap::new()
     }
 }
 

@@ -266,6 +266,8 @@ impl Report {
                 "fill_rows_per_s",
                 "efficiency",
                 "ideal_per_s",
+                "slots_busy",
+                "body_ms",
                 "enqueue_rows_per_s",
                 "window_min",
                 "window_max",

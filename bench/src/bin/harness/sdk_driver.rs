@@ -155,6 +155,8 @@ struct SdkRunning {
     child: Child,
     stop: watch::Sender<bool>,
     poller: JoinHandle<()>,
+    /// Drains the worker's stdout; ends with what it printed after `ready` about itself.
+    said: JoinHandle<BTreeMap<String, f64>>,
 }
 
 #[async_trait]
@@ -163,8 +165,10 @@ impl Running for SdkRunning {
         self.child.id().into_iter().collect()
     }
 
-    /// SIGTERM (the workers drain and exit), then a kill if that takes more than 10 s.
-    async fn stop(mut self: Box<Self>) {
+    /// SIGTERM (the workers drain and exit), then a kill if that takes more than 10 s; then
+    /// what the worker printed about itself on the way out (`sdk_noop`'s `busy … body_ms …`:
+    /// `slots_busy` and `body_ms`).
+    async fn stop(mut self: Box<Self>) -> BTreeMap<String, f64> {
         let _ = self.stop.send(true);
         let _ = (&mut self.poller).await;
         if let Some(pid) = self.child.id() {
@@ -178,6 +182,27 @@ impl Running for SdkRunning {
         {
             let _ = self.child.kill().await;
         }
+        match tokio::time::timeout(Duration::from_secs(2), &mut self.said).await {
+            Ok(Ok(said)) => said,
+            _ => {
+                self.said.abort();
+                BTreeMap::new()
+            }
+        }
+    }
+}
+
+/// `busy 93.41 body_ms 10.512` as `slots_busy` and `body_ms`; nothing from another line.
+fn parse_busy(line: &str) -> BTreeMap<String, f64> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    match fields.as_slice() {
+        ["busy", busy, "body_ms", body] => match (busy.parse(), body.parse()) {
+            (Ok(busy), Ok(body)) => {
+                BTreeMap::from([("slots_busy".into(), busy), ("body_ms".into(), body)])
+            }
+            _ => BTreeMap::new(),
+        },
+        _ => BTreeMap::new(),
     }
 }
 
@@ -237,7 +262,13 @@ impl Driver for SdkWorker {
             );
         }
         // Keep the pipes drained so the worker never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let said = tokio::spawn(async move {
+            let mut said = BTreeMap::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                said.extend(parse_busy(&line));
+            }
+            said
+        });
         tokio::spawn(async move {
             let mut sink = tokio::io::sink();
             let _ = tokio::io::copy(&mut stderr, &mut sink).await;
@@ -254,6 +285,7 @@ impl Driver for SdkWorker {
             child,
             stop: stop_tx,
             poller,
+            said,
         }))
     }
 }
@@ -455,5 +487,19 @@ pub(crate) fn sdk_goal(ratios: &BTreeMap<String, f64>) -> Goal {
             parts.join("; ")
         },
         met: (!parts.is_empty()).then_some(met),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_busy;
+
+    #[test]
+    fn the_worker_s_busy_line_becomes_two_notes() {
+        let said = parse_busy("busy 93.41 body_ms 10.512");
+        assert_eq!(said.get("slots_busy"), Some(&93.41));
+        assert_eq!(said.get("body_ms"), Some(&10.512));
+        assert!(parse_busy("ready").is_empty());
+        assert!(parse_busy("busy x body_ms 1").is_empty());
     }
 }

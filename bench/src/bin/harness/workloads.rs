@@ -372,7 +372,8 @@ impl Bench<'_> {
             let waited = sink.wait_completed(jobs, s.patience).await;
             let secs = started.elapsed().as_secs_f64();
             let mut m = probe.end(mark, jobs, Some(secs)).await;
-            running.stop().await;
+            // The Rust SDK's worker: its handlers' mean number running and mean time.
+            m.extra.extend(running.stop().await);
             waited?;
             let ideal = slots as f64 / 0.010;
             m.extra.insert("ideal_per_s".into(), ideal);

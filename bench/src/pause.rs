@@ -9,6 +9,8 @@
 //! reply is: one readiness event, no thread of its own.
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::time::{
@@ -18,16 +20,75 @@ use rustix::time::{
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// Waits `duration` on a one-shot monotonic `timerfd` registered with the Tokio runtime.
+/// Waits `duration` on a one-shot monotonic `timerfd` registered with the Tokio runtime for this
+/// wait alone (created, registered, deregistered and closed each time; [`Timers`] keeps them).
 pub async fn pause(duration: Duration) -> io::Result<()> {
     if duration.is_zero() {
         // A zero `it_value` disarms the timer instead of firing it.
         return Ok(());
     }
+    let fd = timer()?;
+    arm(&fd, duration)?;
+    wait(&fd).await
+}
+
+/// One-shot monotonic timers kept registered with the runtime between waits, as a job's
+/// connection to what it waits on is kept between requests: a wait is then one `settime`,
+/// one readiness event and one `read`, without the four calls that create, register,
+/// deregister and close a timer (bench/README.md, "W3's job body"). Cheap to clone; the
+/// clones share the idle timers. Use it within one Tokio runtime: its timers are registered
+/// with that runtime's reactor.
+#[derive(Debug, Clone, Default)]
+pub struct Timers {
+    idle: Arc<Mutex<Vec<AsyncFd<OwnedFd>>>>,
+}
+
+impl Timers {
+    /// No timers yet; each wait takes an idle one or makes one.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits `duration` on an idle timer (or a new one), which is idle again afterwards. A
+    /// timer whose wait failed or was cancelled is closed instead.
+    pub async fn pause(&self, duration: Duration) -> io::Result<()> {
+        if duration.is_zero() {
+            return Ok(());
+        }
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let fd = match idle {
+            Some(fd) => fd,
+            None => timer()?,
+        };
+        arm(&fd, duration)?;
+        wait(&fd).await?;
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(fd);
+        Ok(())
+    }
+}
+
+/// A disarmed one-shot monotonic timer, registered with the current runtime.
+fn timer() -> io::Result<AsyncFd<OwnedFd>> {
     let fd = timerfd_create(
         TimerfdClockId::Monotonic,
         TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
     )?;
+    // Deprecated because a registered value could close its descriptor behind the reactor's
+    // back; an `OwnedFd` closes it only when dropped, after deregistration. (The replacement,
+    // `register_with_interest`, is `unsafe`, which this workspace forbids.)
+    #[allow(deprecated)]
+    AsyncFd::with_interest(fd, Interest::READABLE)
+}
+
+/// Arms `fd` to fire once, `duration` from now.
+fn arm(fd: &AsyncFd<OwnedFd>, duration: Duration) -> io::Result<()> {
     let zero = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -39,17 +100,23 @@ pub async fn pause(duration: Duration) -> io::Result<()> {
             tv_nsec: i64::from(duration.subsec_nanos()),
         },
     };
-    timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
-    // Deprecated because a registered value could close its descriptor behind the reactor's
-    // back; an `OwnedFd` closes it only when dropped, after deregistration. (The replacement,
-    // `register_with_interest`, is `unsafe`, which this workspace forbids.)
-    #[allow(deprecated)]
-    let fd = AsyncFd::with_interest(fd, Interest::READABLE)?;
+    timerfd_settime(fd.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
+    Ok(())
+}
+
+/// Waits until the armed `fd` fires and reads its expiration count, leaving it disarmed and
+/// not readable.
+async fn wait(fd: &AsyncFd<OwnedFd>) -> io::Result<()> {
     loop {
         let mut ready = fd.readable().await?;
         let mut expirations = [0u8; 8];
         match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
-            Ok(read) => return read.map(drop),
+            Ok(read) => {
+                // A one-shot timer is readable again only once armed again, after this: the
+                // next wait must not take this expiry's readiness for its own.
+                ready.clear_ready();
+                return read.map(drop);
+            }
             // Spurious readiness: the timer has not fired yet.
             Err(_would_block) => continue,
         }
@@ -76,5 +143,26 @@ mod tests {
     #[tokio::test]
     async fn a_zero_pause_returns_at_once() {
         pause(Duration::ZERO).await.expect("pause");
+        Timers::new().pause(Duration::ZERO).await.expect("pause");
+    }
+
+    #[tokio::test]
+    async fn a_timer_kept_between_waits_never_ends_one_early() {
+        // The second wait on the same timer must not end on the first one's expiry.
+        let timers = Timers::new();
+        for ms in [10, 30, 10] {
+            let started = Instant::now();
+            timers
+                .pause(Duration::from_millis(ms))
+                .await
+                .expect("pause");
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(ms), "woke early: {took:?}");
+        }
+        assert_eq!(
+            timers.idle.lock().expect("idle").len(),
+            1,
+            "one timer, kept"
+        );
     }
 }

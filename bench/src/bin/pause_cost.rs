@@ -1,5 +1,5 @@
 //! What W3's job body costs (bench/README.md, "W3's job body"): `pause_cost [WAITERS] [WAITS]`
-//! runs WAITERS tasks that each wait WAITS times for 10 ms with each of the three bodies the
+//! runs WAITERS tasks that each wait WAITS times for 10 ms with each of the four bodies the
 //! README compares, and prints each one's mean wait and the process's CPU per wait.
 
 use std::time::{Duration, Instant};
@@ -23,20 +23,24 @@ async fn main() -> Result<()> {
     let waiters: usize = args.next().map_or(Ok(100), |a| a.parse())?;
     let waits: u32 = args.next().map_or(Ok(100), |a| a.parse())?;
     let d = Duration::from_millis(10);
+    let timers = leasehold_bench::pause::Timers::new();
     for body in [
-        "timerfd",
+        "timerfd kept between waits",
+        "timerfd per wait",
         "thread sleep on the blocking pool",
         "tokio::time::sleep",
     ] {
         let cpu = cpu_secs()?;
         let tasks: Vec<_> = (0..waiters)
             .map(|_| {
+                let timers = timers.clone();
                 tokio::spawn(async move {
                     let mut waited = Duration::ZERO;
                     for _ in 0..waits {
                         let started = Instant::now();
                         match body {
-                            "timerfd" => leasehold_bench::pause::pause(d).await?,
+                            "timerfd kept between waits" => timers.pause(d).await?,
+                            "timerfd per wait" => leasehold_bench::pause::pause(d).await?,
                             "tokio::time::sleep" => tokio::time::sleep(d).await,
                             _ => tokio::task::spawn_blocking(move || std::thread::sleep(d)).await?,
                         }

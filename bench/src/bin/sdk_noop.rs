@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use leasehold::{HandlerError, JobContext, Worker};
 use leasehold_bench::busy::Busy;
+use leasehold_bench::pause::Timers;
 use serde_json::Value;
 
 static BUSY: Busy = Busy::new();
@@ -34,16 +35,23 @@ async fn main() -> Result<()> {
         .concurrency(concurrency);
     let builder = match pause {
         None => builder.handler("noop", noop),
-        // A kernel timer the runtime polls like a socket: precise, no thread per job
-        // (bench/README.md, "W3's job body").
-        Some(pause) => builder.handler("noop", move |_ctx: JobContext| async move {
-            let started = BUSY.start();
-            leasehold_bench::pause::pause(pause)
-                .await
-                .map_err(|e| HandlerError::retry(e.to_string()))?;
-            BUSY.end(started);
-            Ok::<_, HandlerError>(Value::Null)
-        }),
+        // Kernel timers the runtime polls like sockets, kept between jobs: precise, no thread
+        // per job (bench/README.md, "W3's job body").
+        Some(pause) => {
+            let timers = Timers::new();
+            builder.handler("noop", move |_ctx: JobContext| {
+                let timers = timers.clone();
+                async move {
+                    let started = BUSY.start();
+                    timers
+                        .pause(pause)
+                        .await
+                        .map_err(|e| HandlerError::retry(e.to_string()))?;
+                    BUSY.end(started);
+                    Ok::<_, HandlerError>(Value::Null)
+                }
+            })
+        }
     };
     let worker = builder.build()?;
     println!("ready");

@@ -252,7 +252,10 @@ impl Driver for RawHttp {
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut claimers = Vec::new();
+        // W3's job body (bench/README.md): kernel timers kept between jobs.
+        let timers = leasehold_bench::pause::Timers::new();
         for c in 0..cfg.claimers {
+            let timers = timers.clone();
             let (http, url, cfg, sink, slots, tx, mut stop) = (
                 self.http.clone(),
                 url.to_owned(),
@@ -321,12 +324,11 @@ impl Driver for RawHttp {
                                 drop(permit);
                             }
                             Handler::Sleep(d) => {
-                                let tx = tx.clone();
+                                let (tx, timers) = (tx.clone(), timers.clone());
                                 tokio::spawn(async move {
-                                    // W3's job body (bench/README.md). Should the kernel
-                                    // timer fail, Tokio's (never shorter) stands in: a job
-                                    // must not end early and flatter the row.
-                                    if leasehold_bench::pause::pause(d).await.is_err() {
+                                    // Should the kernel timer fail, Tokio's (never shorter)
+                                    // stands in: a job must not end early and flatter the row.
+                                    if timers.pause(d).await.is_err() {
                                         tokio::time::sleep(d).await;
                                     }
                                     let _ = tx.send(outcome);

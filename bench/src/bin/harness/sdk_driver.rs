@@ -396,32 +396,32 @@ pub(crate) async fn sdk_rows(
         };
         eprintln!("run {run}: leasehold on {store} through {name}");
         if ctx.sizes.wants("W1") {
-            let fresh = fresh.start().await?;
-            let bench = fresh.bench(ctx, sdk, &side);
+            let started = fresh.start().await?;
+            let bench = started.bench(ctx, sdk, &side);
             let mut v = bench.w1().await;
             v.variant = format!("{} jobs, concurrency {}", side.w1_jobs, sdk.concurrency);
             v.settings = sdk.settings();
             v.settings.extend(extra.clone());
-            report_failure(&v, name, &fresh.coord);
+            report_failure(&v, name, &started.coord);
             rows.add_variant("leasehold", store, name, v);
-            fresh.end().await?;
+            started.end().await?;
         }
         // W3 (10 ms jobs) through the Rust SDK at each slot count, on a coordinator and store
         // of its own: the harness learns that the last outcome landed from the queue's depth,
         // and `GET /v1/queues` counts every job of the tenant, W1's 20 000 included, on each
         // poll (docs/postgres-hot-path.md §12) — load of the harness's, not the worker's.
         if *name == "rust-sdk" && ctx.sizes.wants("W3") {
-            let fresh = fresh.start().await?;
+            let started = fresh.start().await?;
             for (slots, jobs) in ctx.sizes.w3_jobs {
                 let at = sdk.with_concurrency(slots);
-                let bench = fresh.bench(ctx, &at, &side);
+                let bench = started.bench(ctx, &at, &side);
                 let mut v = bench.w3(slots, jobs).await;
                 v.settings = at.settings();
                 v.settings.extend(extra.clone());
-                report_failure(&v, name, &fresh.coord);
+                report_failure(&v, name, &started.coord);
                 rows.add_variant("leasehold", store, name, v);
             }
-            fresh.end().await?;
+            started.end().await?;
         }
     }
     Ok(())

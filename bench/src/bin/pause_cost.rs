@@ -6,15 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// The process's user + system CPU so far (`/proc/self/stat`; Linux's clock tick is 10 ms).
+/// This process's user + system CPU so far, in seconds.
 fn cpu_secs() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name, which is parenthesised and may hold spaces.
-    let rest = stat.rsplit_once(')').context("odd /proc/self/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("short stat")?.parse()?) };
-    // utime and stime are fields 14 and 15 of the line; this list starts at field 3.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    leasehold_bench::procstat::cpu_secs(std::process::id()).context("reading /proc/self/stat")
 }
 
 #[tokio::main]

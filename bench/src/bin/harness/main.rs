@@ -25,7 +25,6 @@ mod peer_goals;
 mod peer_rows;
 mod peers;
 mod pg;
-mod procstat;
 mod report;
 mod rows;
 mod sdk_driver;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::pg::Pg;
-use crate::procstat::{self, CpuSnapshot};
 use crate::report::Measurement;
+use leasehold_bench::procstat::{self, CpuSnapshot};
 
 /// Which processes play which role.
 #[derive(Debug, Clone, Default)]

@@ -12,8 +12,8 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::measure::Probe;
-use crate::procstat;
 use crate::report::{Measurement, Percentiles};
+use leasehold_bench::procstat;
 
 /// Runs a child process to completion, sampling its peak RSS; returns (stdout, stderr, peak).
 async fn run_child(

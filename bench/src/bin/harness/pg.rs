@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::procstat::PgServer;
+use leasehold_bench::procstat::PgServer;
 
 /// The benchmark's PostgreSQL: an admin URL (may create databases) and what we learned.
 #[derive(Debug, Clone)]

@@ -29,13 +29,13 @@ fn stat_fields(pid: u32) -> Option<Vec<u64>> {
 }
 
 /// CPU seconds a process used itself (utime + stime).
-pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+pub fn cpu_secs(pid: u32) -> Option<f64> {
     let f = stat_fields(pid)?;
     Some((f.get(11)? + f.get(12)?) as f64 / clk_tck())
 }
 
 /// CPU seconds of a process's children that it has reaped (cutime + cstime).
-pub(crate) fn reaped_children_cpu_secs(pid: u32) -> Option<f64> {
+pub fn reaped_children_cpu_secs(pid: u32) -> Option<f64> {
     let f = stat_fields(pid)?;
     Some((f.get(13)? + f.get(14)?) as f64 / clk_tck())
 }
@@ -45,7 +45,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 /// Peak resident set size in MiB (`VmHWM`).
-pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -53,7 +53,7 @@ pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
 }
 
 /// Resets the peak RSS of `pid` to its current RSS (`echo 5 > /proc/<pid>/clear_refs`).
-pub(crate) fn reset_peak_rss(pid: u32) {
+pub fn reset_peak_rss(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
@@ -68,17 +68,18 @@ fn all_pids() -> Vec<u32> {
 
 /// The PostgreSQL server: its postmaster, whose children are every backend and helper.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PgServer {
-    pub(crate) postmaster: u32,
+pub struct PgServer {
+    /// The postmaster's pid.
+    pub postmaster: u32,
     /// Whether every process of the server is ours (a private cluster): then the CPU of
     /// backends that exited during a measurement is counted too (the postmaster's reaped
     /// children), else only live processes count.
-    pub(crate) private: bool,
+    pub private: bool,
 }
 
 impl PgServer {
     /// The postmaster of the server that runs `backend_pid` (a connection of ours).
-    pub(crate) fn from_backend(backend_pid: u32, private: bool) -> Option<Self> {
+    pub fn from_backend(backend_pid: u32, private: bool) -> Option<Self> {
         let postmaster = parent_of(backend_pid)?;
         Some(Self {
             postmaster,
@@ -87,7 +88,7 @@ impl PgServer {
     }
 
     /// CPU seconds used so far by the server's processes.
-    pub(crate) fn cpu_secs(&self) -> f64 {
+    pub fn cpu_secs(&self) -> f64 {
         let mut total = cpu_secs(self.postmaster).unwrap_or(0.0);
         if self.private {
             total += reaped_children_cpu_secs(self.postmaster).unwrap_or(0.0);
@@ -101,7 +102,7 @@ impl PgServer {
     }
 
     /// Largest peak RSS among the server's processes (shared buffers are counted in each).
-    pub(crate) fn peak_rss_mib(&self) -> f64 {
+    pub fn peak_rss_mib(&self) -> f64 {
         let mut peak = peak_rss_mib(self.postmaster).unwrap_or(0.0);
         for pid in all_pids() {
             if parent_of(pid) == Some(self.postmaster) {
@@ -112,7 +113,7 @@ impl PgServer {
     }
 
     /// Resets the peak RSS of every server process.
-    pub(crate) fn reset_peak_rss(&self) {
+    pub fn reset_peak_rss(&self) {
         reset_peak_rss(self.postmaster);
         for pid in all_pids() {
             if parent_of(pid) == Some(self.postmaster) {
@@ -124,13 +125,14 @@ impl PgServer {
 
 /// CPU seconds per process role, captured at one instant.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CpuSnapshot {
-    pub(crate) by_role: BTreeMap<String, f64>,
+pub struct CpuSnapshot {
+    /// CPU seconds so far, by role (`coordinator`, `database`, `workers`).
+    pub by_role: BTreeMap<String, f64>,
 }
 
 impl CpuSnapshot {
     /// `self - earlier`, role by role.
-    pub(crate) fn since(&self, earlier: &CpuSnapshot) -> BTreeMap<String, f64> {
+    pub fn since(&self, earlier: &CpuSnapshot) -> BTreeMap<String, f64> {
         self.by_role
             .iter()
             .map(|(role, v)| {

@@ -206,8 +206,18 @@ async fn run_connection(link: &CoordinatorLink, intake: &dyn Intake) {
     }
 }
 
-/// Long-polls `POST /v1/leases` for as many jobs as there are free slots, one request at a
-/// time, until the session drains. A drain abandons a waiting long-poll: should the coordinator
+/// Most leases one claim asks for: the slots' worth (`concurrency`, at most the coordinator's
+/// batch limit of 1000); prefetch fills the rest of its allowance in further claims. A claim's
+/// transaction grows with its size, and slots that free while it commits wait for all of it:
+/// with quick jobs the allowance made one claim four slots' worth (400 leases at 100 slots,
+/// 28 ms on a loaded PostgreSQL while every handler sat idle, against 10–14 ms for 100), and
+/// W1's burn-down claims of up to 1000 (docs/postgres-hot-path.md §14).
+pub(crate) fn claim_most(concurrency: usize) -> usize {
+    concurrency.clamp(1, 1000)
+}
+
+/// Long-polls `POST /v1/leases` for as many jobs as there are free slots (at most
+/// [`claim_most`]), one request at a time, until the session drains. A drain abandons a waiting long-poll: should the coordinator
 /// grant a lease in that very instant, the lease simply expires after its TTL.
 async fn claim_loop(link: &CoordinatorLink, intake: &dyn Intake) {
     let mut taken = intake.taken();
@@ -232,7 +242,7 @@ async fn claim_loop(link: &CoordinatorLink, intake: &dyn Intake) {
         let req = ClaimRequest {
             worker_id: cfg.worker_id.clone(),
             queues: cfg.queues.clone(),
-            max_jobs: u32::try_from(free.min(1000)).unwrap_or(1000),
+            max_jobs: u32::try_from(free.min(claim_most(cfg.concurrency))).unwrap_or(1000),
             lease_ttl_ms: u64::try_from(cfg.lease_ttl.as_millis()).unwrap_or(u64::MAX),
             wait_ms: u64::try_from(cfg.poll_wait.as_millis()).unwrap_or(60_000),
             worker_version: Some(cfg.worker_version.clone()),

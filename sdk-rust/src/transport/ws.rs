@@ -1,7 +1,7 @@
 //! The push transport: one WebSocket per worker at `GET /v1/workers/connect`.
 //!
-//! The worker says `hello`, waits for `welcome`, then grants credit equal to its free slots;
-//! the coordinator pushes `leases` (never more than the credit outstanding). Heartbeats and
+//! The worker says `hello`, waits for `welcome`, then grants credit equal to its free slots
+//! (never more than one claim's worth outstanding, `claim_most`); the coordinator pushes `leases` (never more than the credit outstanding). Heartbeats and
 //! outcomes are requests on the same socket, answered by acks with the same `seq`. When the
 //! socket breaks, pending requests fail (their callers fall back to HTTP) and the connection
 //! loop reconnects with jittered backoff.
@@ -322,6 +322,7 @@ pub(crate) async fn run_session(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
     let batch = credit_batch(cfg.concurrency);
+    let most = super::claim_most(cfg.concurrency);
     // Since when fewer than `batch` free slots wait to be granted.
     let mut short_since: Option<Instant> = None;
     let result = loop {
@@ -334,7 +335,9 @@ pub(crate) async fn run_session(
         if !drained {
             // The watch only wakes this loop; the engine says how many leases it would take.
             active.borrow_and_update();
-            let want = intake.free_slots().saturating_sub(outstanding);
+            // The coordinator claims all outstanding credit at once: keeping it within one
+            // claim's worth keeps each claim short (`claim_most`).
+            let want = intake.free_slots().min(most).saturating_sub(outstanding);
             let waited = short_since.is_some_and(|t| t.elapsed() >= CREDIT_COALESCE);
             if want >= batch || (want > 0 && waited) {
                 let n = u32::try_from(want).unwrap_or(u32::MAX);

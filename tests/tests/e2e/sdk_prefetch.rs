@@ -1,16 +1,18 @@
 //! The Rust worker's prefetch against a real coordinator: once its jobs have been quick it
 //! holds three times its concurrency beyond the running jobs (its most; so that a slot that
 //! frees starts the next job without a claim's round trip), never runs more than its
-//! concurrency at once, and holds nothing extra when prefetch is off; on both transports.
+//! concurrency at once, takes them in claims of at most its concurrency each, and holds nothing
+//! extra when prefetch is off; on both transports.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
 use leasehold::proto::JobState;
-use leasehold::{Client, HandlerError, JobContext, JobSpec, Transport, Worker};
+use leasehold::{Client, HandlerError, JobContext, JobSpec, ListJobs, Transport, Worker};
 use leasehold_testkit::Coordinator;
 use leasehold_testkit::sdk::{RunningWorker, depth, eventually, init_tracing, wait_for_state};
 use serde_json::{Value, json};
@@ -21,13 +23,20 @@ const CONCURRENCY: usize = 8;
 /// More than the worker may hold (`4 × CONCURRENCY`), so that the cap shows.
 const HELD: usize = 40;
 
+/// What the worker did with the held jobs.
+struct Held {
+    /// Handlers running while the gate was shut.
+    ran: usize,
+    /// Jobs the coordinator counted as leased then.
+    leased: i64,
+    /// The most held jobs one claim took: a claim's jobs share its `started_at`.
+    largest_claim: usize,
+}
+
 /// Works 8 quick jobs, then `HELD` jobs whose handlers wait for a gate; with every slot busy
-/// and every earlier outcome recorded, returns (handlers running, jobs the coordinator counts
-/// as leased), then opens the gate and checks that every job succeeds.
-async fn leases_while_the_slots_are_busy(
-    transport: Transport,
-    prefetch: bool,
-) -> Result<(usize, i64)> {
+/// and every earlier outcome recorded, counts what the worker holds, then opens the gate and
+/// checks that every job succeeds.
+async fn leases_while_the_slots_are_busy(transport: Transport, prefetch: bool) -> Result<Held> {
     init_tracing();
     let coord = Coordinator::spawn(None).await?;
     let client = Client::new(&coord.url)?;
@@ -81,15 +90,35 @@ async fn leases_while_the_slots_are_busy(
     let all = (CONCURRENCY + HELD) as i64;
     wait_for_state(&client, queue, JobState::Succeeded, all, PATIENCE).await?;
     worker.stop().await?;
-    Ok((ran, leased))
+    let mut query = ListJobs::default();
+    query.queue = Some(queue.into());
+    query.kind = Some("held".into());
+    query.limit = Some(500);
+    let held = client.list(&query).await?;
+    assert_eq!(held.jobs.len(), HELD);
+    let mut claims: HashMap<_, usize> = HashMap::new();
+    for job in &held.jobs {
+        *claims.entry(job.started_at).or_default() += 1;
+    }
+    Ok(Held {
+        ran,
+        leased,
+        largest_claim: claims.into_values().max().unwrap_or(0),
+    })
 }
 
 #[tokio::test]
 async fn prefetch_holds_three_times_the_concurrency_ahead_of_quick_jobs() -> Result<()> {
     for transport in [Transport::WebSocket, Transport::Http] {
-        let (ran, leased) = leases_while_the_slots_are_busy(transport, true).await?;
-        assert_eq!(ran, CONCURRENCY, "{transport:?}");
-        assert_eq!(leased, (4 * CONCURRENCY) as i64, "{transport:?}");
+        let held = leases_while_the_slots_are_busy(transport, true).await?;
+        assert_eq!(held.ran, CONCURRENCY, "{transport:?}");
+        assert_eq!(held.leased, (4 * CONCURRENCY) as i64, "{transport:?}");
+        // Four slots' worth held, in claims of at most one slots' worth (`claim_most`).
+        assert!(
+            held.largest_claim <= CONCURRENCY,
+            "{transport:?}: {}",
+            held.largest_claim
+        );
     }
     Ok(())
 }
@@ -97,9 +126,9 @@ async fn prefetch_holds_three_times_the_concurrency_ahead_of_quick_jobs() -> Res
 #[tokio::test]
 async fn without_prefetch_no_more_leases_than_the_concurrency() -> Result<()> {
     for transport in [Transport::WebSocket, Transport::Http] {
-        let (ran, leased) = leases_while_the_slots_are_busy(transport, false).await?;
-        assert_eq!(ran, CONCURRENCY, "{transport:?}");
-        assert_eq!(leased, CONCURRENCY as i64, "{transport:?}");
+        let held = leases_while_the_slots_are_busy(transport, false).await?;
+        assert_eq!(held.ran, CONCURRENCY, "{transport:?}");
+        assert_eq!(held.leased, CONCURRENCY as i64, "{transport:?}");
     }
     Ok(())
 }

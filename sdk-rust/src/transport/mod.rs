@@ -217,8 +217,9 @@ pub(crate) fn claim_most(concurrency: usize) -> usize {
 }
 
 /// Long-polls `POST /v1/leases` for as many jobs as there are free slots (at most
-/// [`claim_most`]), one request at a time, until the session drains. A drain abandons a waiting long-poll: should the coordinator
-/// grant a lease in that very instant, the lease simply expires after its TTL.
+/// [`claim_most`]), one request at a time, until the session drains. A drain abandons a
+/// waiting long-poll: should the coordinator grant a lease in that very instant, the lease
+/// simply expires after its TTL.
 async fn claim_loop(link: &CoordinatorLink, intake: &dyn Intake) {
     let mut taken = intake.taken();
     let policy = RetryPolicy::reconnect();

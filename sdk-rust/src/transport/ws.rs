@@ -1,10 +1,11 @@
 //! The push transport: one WebSocket per worker at `GET /v1/workers/connect`.
 //!
 //! The worker says `hello`, waits for `welcome`, then grants credit equal to its free slots
-//! (never more than one claim's worth outstanding, `claim_most`); the coordinator pushes `leases` (never more than the credit outstanding). Heartbeats and
-//! outcomes are requests on the same socket, answered by acks with the same `seq`. When the
-//! socket breaks, pending requests fail (their callers fall back to HTTP) and the connection
-//! loop reconnects with jittered backoff.
+//! (never more than one claim's worth outstanding, `claim_most`); the coordinator pushes
+//! `leases` (never more than the credit outstanding). Heartbeats and outcomes are requests on
+//! the same socket, answered by acks with the same `seq`. When the socket breaks, pending
+//! requests fail (their callers fall back to HTTP) and the connection loop reconnects with
+//! jittered backoff.
 
 use std::collections::HashMap;
 use std::sync::Arc;

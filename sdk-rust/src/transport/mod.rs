@@ -210,7 +210,7 @@ async fn run_connection(link: &CoordinatorLink, intake: &dyn Intake) {
 /// batch limit of 1000); prefetch fills the rest of its allowance in further claims. A claim's
 /// transaction grows with its size, and slots that free while it commits wait for all of it:
 /// with quick jobs the allowance made one claim four slots' worth (400 leases at 100 slots,
-/// 28 ms on a loaded PostgreSQL while every handler sat idle, against 10–14 ms for 100), and
+/// 28 ms on a loaded PostgreSQL while every handler sat idle, against 10–21 ms for 100), and
 /// W1's burn-down claims of up to 1000 (docs/postgres-hot-path.md §14).
 pub(crate) fn claim_most(concurrency: usize) -> usize {
     concurrency.clamp(1, 1000)

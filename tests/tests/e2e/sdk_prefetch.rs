@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use leasehold::proto::JobState;
-use leasehold::{Client, HandlerError, JobContext, JobSpec, ListJobs, Transport, Worker};
+use leasehold::{Client, HandlerError, JobContext, JobSpec, Transport, Worker};
 use leasehold_testkit::Coordinator;
-use leasehold_testkit::sdk::{RunningWorker, depth, eventually, init_tracing, wait_for_state};
+use leasehold_testkit::sdk::{
+    RunningWorker, all_jobs, depth, eventually, init_tracing, wait_for_state,
+};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -90,14 +92,14 @@ async fn leases_while_the_slots_are_busy(transport: Transport, prefetch: bool) -
     let all = (CONCURRENCY + HELD) as i64;
     wait_for_state(&client, queue, JobState::Succeeded, all, PATIENCE).await?;
     worker.stop().await?;
-    let mut query = ListJobs::default();
-    query.queue = Some(queue.into());
-    query.kind = Some("held".into());
-    query.limit = Some(500);
-    let held = client.list(&query).await?;
-    assert_eq!(held.jobs.len(), HELD);
+    let held: Vec<_> = all_jobs(&client, queue)
+        .await?
+        .into_iter()
+        .filter(|job| job.kind == "held")
+        .collect();
+    assert_eq!(held.len(), HELD);
     let mut claims: HashMap<_, usize> = HashMap::new();
-    for job in &held.jobs {
+    for job in &held {
         *claims.entry(job.started_at).or_default() += 1;
     }
     Ok(Held {

@@ -436,26 +436,24 @@ impl FreshStore<'_> {
                 Started {
                     coord: Coordinator::spawn(None, &env).await?,
                     pg: None,
-                    schema: None,
                 }
             }
             FreshStore::Postgres { pg, db } => {
                 let (url, schema) = crate::pg::fresh_schema(db).await?;
                 Started {
                     coord: Coordinator::spawn(Some(&url), &[]).await?,
-                    pg: Some(((*pg).clone(), *db)),
-                    schema: Some(schema),
+                    pg: Some(((*pg).clone(), *db, schema)),
                 }
             }
         })
     }
 }
 
-/// A coordinator started by [`FreshStore::start`], and its PostgreSQL schema if any.
+/// A coordinator started by [`FreshStore::start`], and on PostgreSQL the server, database
+/// and schema it stores in.
 struct Started<'a> {
     coord: Coordinator,
-    pg: Option<(Pg, &'a str)>,
-    schema: Option<String>,
+    pg: Option<(Pg, &'a str, String)>,
 }
 
 impl Started<'_> {
@@ -475,7 +473,7 @@ impl Started<'_> {
             driver,
             probe: Probe {
                 coordinator: self.coord.pid(),
-                pg: self.pg.as_ref().map(|(pg, _)| pg.clone()),
+                pg: self.pg.as_ref().map(|(pg, ..)| pg.clone()),
                 ..Probe::default()
             },
             sizes,
@@ -485,7 +483,7 @@ impl Started<'_> {
     /// Stops the coordinator and drops its schema.
     async fn end(self) -> Result<()> {
         drop(self.coord);
-        if let (Some((_, db)), Some(schema)) = (self.pg, self.schema) {
+        if let Some((_, db, schema)) = self.pg {
             crate::pg::drop_schema(db, &schema).await?;
         }
         Ok(())

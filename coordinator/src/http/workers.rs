@@ -3,8 +3,11 @@
 //! After `hello`, two loops share the socket. The *reader* answers `credit`, `heartbeat`,
 //! `outcomes` and `drain` in arrival order. The *pusher* claims as many leases as the worker has
 //! credit for whenever work is ready — woken by the same signal as HTTP long-polls, and by the
-//! next `run_at` or lease deadline — and pushes them. Frames go out through one writer task.
-//! See `leasehold_proto::ClientMessage` / `ServerMessage` for the frames.
+//! next `run_at` or lease deadline — and pushes them. A single tenant's session hands its
+//! outcome batches to the pusher too, which records them in its next claim's transaction
+//! (`crate::leasing::session`); a shared pool's session records them on tasks of their own.
+//! Frames go out through one writer task. See `leasehold_proto::ClientMessage` /
+//! `ServerMessage` for the frames.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +19,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing;
 use futures_util::{SinkExt, StreamExt};
-use leasehold_proto::{ClientMessage, ErrorCode, Lease, ServerMessage};
-use tokio::sync::{mpsc, watch};
+use leasehold_proto::{ClientMessage, ErrorCode, Lease, OutcomeReport, ServerMessage};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -49,6 +52,28 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 struct Flow {
     credit: u32,
     draining: bool,
+}
+
+/// Outcome batches the reader received that the pusher has not yet taken.
+#[derive(Default)]
+struct Inbox {
+    batches: std::sync::Mutex<Vec<(u64, Vec<OutcomeReport>)>>,
+    arrived: Notify,
+}
+
+impl Inbox {
+    fn put(&self, seq: u64, outcomes: Vec<OutcomeReport>) {
+        self.batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((seq, outcomes));
+        // Stores a permit when the pusher is not waiting: the batch is not missed.
+        self.arrived.notify_one();
+    }
+
+    fn take(&self) -> Vec<(u64, Vec<OutcomeReport>)> {
+        std::mem::take(&mut *self.batches.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Upgrade to a worker session.
@@ -143,11 +168,13 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
 
         let leasing = state.leasing();
         let flow = Arc::new(watch::channel(Flow::default()).0);
+        let inbox = Arc::new(Inbox::default());
         let pusher = tokio::spawn(push_leases(
             leasing.clone(),
             params.clone(),
             flow.clone(),
-            out_tx.clone(),
+            inbox.clone(),
+            Outbox { out: out_tx.clone(), session: session_id },
         ));
 
         let mut shutdown = state.shutdown.clone();
@@ -224,6 +251,10 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                             });
                             None
                         }
+                        ClientMessage::Outcomes { seq, outcomes } if !pooled => {
+                            inbox.put(seq, outcomes);
+                            None
+                        }
                         ClientMessage::Outcomes { seq, outcomes } => {
                             let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                             tokio::spawn(async move {
@@ -278,37 +309,61 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
     .await;
 }
 
-/// Claims and pushes leases while the worker has credit, until it drains or goes away.
+/// Where the pusher's frames go.
+struct Outbox {
+    out: mpsc::Sender<Message>,
+    session: Uuid,
+}
+
+/// Records the outcomes the reader put in `inbox`, and claims and pushes leases while the
+/// worker has credit, each turn both at once (`Leasing::turn`), until the socket goes away.
+/// After a drain it claims no more but still records outcomes.
 async fn push_leases(
     leasing: Leasing,
     mut params: ClaimParams,
     flow_tx: Arc<watch::Sender<Flow>>,
-    out: mpsc::Sender<Message>,
+    inbox: Arc<Inbox>,
+    outbox: Outbox,
 ) {
+    let out = &outbox.out;
     let mut flow = flow_tx.subscribe();
     let mut shutdown = leasing.shutdown.clone();
     let mut backoff = Duration::from_millis(50);
     loop {
-        // Wait for credit.
-        let credit = loop {
+        // Wait for credit or outcomes.
+        let (credit, batches) = loop {
             let f = *flow.borrow_and_update();
-            if f.draining || *shutdown.borrow() {
+            if *shutdown.borrow() {
                 return;
             }
-            if f.credit > 0 {
-                break f.credit;
+            let credit = if f.draining { 0 } else { f.credit };
+            let batches = inbox.take();
+            if credit > 0 || !batches.is_empty() {
+                break (credit, batches);
             }
             tokio::select! {
                 changed = flow.changed() => if changed.is_err() { return },
+                () = inbox.arrived.notified() => {}
                 _ = shutdown.changed() => return,
             }
         };
         let mut wake = leasing.subscribe();
         params.max_jobs = credit.min(validate::MAX_BATCH as u32);
-        let granted = match leasing.claim_now(&params).await {
-            Ok(granted) => granted,
-            Err(err) => {
-                tracing::warn!(%err, "claim for a worker session failed; retrying");
+        let claim = (credit > 0).then_some(&params);
+        let turn = leasing.turn(&params.tenant, batches, claim).await;
+        for (seq, answer) in turn.answers {
+            let reply = match answer {
+                Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
+                Err(err) => error_frame(err, Some(seq), outbox.session),
+            };
+            if out.send(reply).await.is_err() {
+                return;
+            }
+        }
+        let granted = match turn.granted {
+            None => continue,
+            Some(Ok(granted)) => granted,
+            Some(Err(_)) => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -316,7 +371,7 @@ async fn push_leases(
         };
         backoff = Duration::from_millis(50);
         if !granted.leases.is_empty() {
-            if !push(&leasing, &flow_tx, &out, granted.leases).await {
+            if !push(&leasing, &flow_tx, out, granted.leases).await {
                 return;
             }
             continue;
@@ -334,12 +389,13 @@ async fn push_leases(
             lease = parking.recv() => handed = lease,
             _ = wake.changed() => {}
             _ = tokio::time::sleep_until(until) => {}
+            () = inbox.arrived.notified() => {}
             changed = flow.changed() => stop = changed.is_err(),
             _ = shutdown.changed() => stop = true,
         }
         // A lease handed off while another wake-up won the race is pushed, not dropped.
         if let Some(lease) = handed.or_else(|| parking.leave())
-            && !push(&leasing, &flow_tx, &out, vec![lease]).await
+            && !push(&leasing, &flow_tx, out, vec![lease]).await
         {
             return;
         }

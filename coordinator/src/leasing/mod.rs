@@ -8,11 +8,13 @@
 //!   never reached their worker, heartbeats, the enqueue that hands a job straight to a parked
 //!   claimer;
 //! - [`outcomes`]: recording what workers report (one outcome, or a batch);
+//! - [`session`]: a worker session's turn, its outcomes and its next claim together;
 //! - [`checks`]: what is checked or filled in on an outcome before it is recorded.
 
 pub(crate) mod checks;
 pub(crate) mod group;
 pub(crate) mod outcomes;
+pub(crate) mod session;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -250,12 +252,19 @@ impl Leasing {
             ..params.clone()
         };
         let at = self.clock.now();
+        let claimed = self.store.claim(at, params).await?;
+        Ok(self.granted(params, claimed, at))
+    }
+
+    /// What a claim of one tenant at `at` granted, counted in the metrics; a tenant whose
+    /// concurrency held a job back is noted as waiting for a slot.
+    fn granted(&self, params: &ClaimParams, claimed: Claimed, at: DateTime<Utc>) -> Granted {
         let Claimed {
             leases,
             expired,
             timed_out,
             held,
-        } = self.store.claim(at, params).await?;
+        } = claimed;
         metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(expired);
         metrics::counter!(crate::metrics::TIMEOUTS).increment(timed_out);
         if let Some(held) = &held {
@@ -267,7 +276,7 @@ impl Leasing {
                 self.slot_waiters.waiting(&params.tenant);
             }
         }
-        Ok(Granted { leases, held, at })
+        Granted { leases, held, at }
     }
 
     /// When an idle claimer should query again at the latest: `cap`, or earlier when something

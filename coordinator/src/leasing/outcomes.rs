@@ -111,6 +111,14 @@ fn failure_class(outcome: &Outcome) -> Option<String> {
     }
 }
 
+/// Outcomes about to be recorded, as [`Leasing::settle`] answers and counts them.
+pub(super) struct Asked {
+    /// Each outcome's job, token and kind, in order.
+    sent: Vec<(Uuid, i64, checks::Sent)>,
+    /// Each outcome's failure class, when the tenant's limits are fed (else empty).
+    classes: Vec<Option<String>>,
+}
+
 impl Leasing {
     /// Records many outcomes in one transaction (HTTP batch or WebSocket); a bad outcome rejects
     /// the whole batch before anything is written.
@@ -173,7 +181,7 @@ impl Leasing {
     }
 
     /// Checks outcomes (the `i`th acts for `tenants[i]`) and fills in what the store needs.
-    async fn prepare(
+    pub(super) async fn prepare(
         &self,
         now: DateTime<Utc>,
         tenants: &[String],
@@ -204,7 +212,7 @@ impl Leasing {
 
     /// Records checked outcomes of one tenant in one transaction, then wakes claimers and feeds
     /// the tenant's limits.
-    async fn record(
+    pub(super) async fn record(
         &self,
         now: DateTime<Utc>,
         tenant: &str,
@@ -213,17 +221,38 @@ impl Leasing {
         if outcomes.is_empty() {
             return Ok(vec![]);
         }
-        let asked: Vec<_> = outcomes
+        let asked = self.asked(tenant, &outcomes).await;
+        let finished = self.store.finish_states(now, tenant, outcomes).await?;
+        self.settle(now, tenant, asked, finished).await
+    }
+
+    /// What [`Leasing::settle`] needs to know of outcomes about to be recorded.
+    pub(super) async fn asked(&self, tenant: &str, outcomes: &[Outcome]) -> Asked {
+        let sent = outcomes
             .iter()
             .map(|o| (o.job_id, o.fencing_token, checks::Sent::of(&o.kind)))
             .collect();
-        let feeding = self.outcomes_feed_limits(tenant).await;
-        let classes: Vec<Option<String>> = if feeding {
+        let classes = if self.outcomes_feed_limits(tenant).await {
             outcomes.iter().map(failure_class).collect()
         } else {
             Vec::new()
         };
-        let finished = self.store.finish_states(now, tenant, outcomes).await?;
+        Asked { sent, classes }
+    }
+
+    /// After the store recorded outcomes of one tenant (`finished`, in the order `asked`):
+    /// the answers, and what follows the commit — wake-ups, slots freed, limits fed.
+    pub(super) async fn settle(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        asked: Asked,
+        finished: Vec<Finished<JobState>>,
+    ) -> ApiResult<Vec<OutcomeResult>> {
+        let Asked {
+            sent: asked,
+            classes,
+        } = asked;
         // What breakers and adaptive rates count: completions and failures recorded now.
         let fed: Vec<(Uuid, Option<String>)> = asked
             .iter()

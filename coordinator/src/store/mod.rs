@@ -546,6 +546,24 @@ pub trait Store:
             .collect())
     }
 
+    /// [`finish_states`](Self::finish_states), then [`claim`](Self::claim) for the same
+    /// tenant: a worker session's outcomes and its next claim. The answers are those of the two
+    /// calls in this order; a store may make them one transaction (PostgreSQL does: one commit
+    /// instead of two, and no outcome batch racing the claim for the same CPU). A failure fails
+    /// both: neither is then recorded. `params.tenant` must be `tenant`; limits must not apply
+    /// (`params.ungated`), for they would be fed the outcomes only after the claim.
+    async fn finish_and_claim(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+        params: &ClaimParams,
+    ) -> StoreResult<(Vec<Finished<JobState>>, Claimed)> {
+        let finished = self.finish_states(now, tenant, outcomes).await?;
+        let claimed = self.claim(now, params).await?;
+        Ok((finished, claimed))
+    }
+
     /// Queues of a tenant with depth per state, sorted by name.
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>>;
 

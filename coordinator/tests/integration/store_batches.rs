@@ -445,8 +445,108 @@ async fn single_enqueues_match_batched_ones(store: Arc<dyn Store>) {
     assert_eq!(of(alone.job.id).len(), 1, "a replay writes nothing");
 }
 
+/// A worker session's outcomes and next claim together (`Store::finish_and_claim`, one
+/// transaction on PostgreSQL) answer, store and log exactly what the two calls one after the
+/// other do: the claim sees the jobs the outcomes sent back to the queue.
+async fn outcomes_with_a_claim_match_the_two_calls(store: Arc<dyn Store>) {
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let t1 = now + Duration::seconds(10);
+    let mut groups = Vec::new();
+    for queue in ["apart", "together"] {
+        let rows: Vec<NewJobRow> = (0..16).map(|_| new_job(queue, "k", now)).collect();
+        let ids: Vec<Uuid> = store
+            .enqueue(now, rows)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.job.id)
+            .collect();
+        let leases = store
+            .claim(now, &claim_params(queue, 12, 60_000))
+            .await
+            .unwrap()
+            .leases;
+        assert_eq!(leases.len(), 12);
+        // Complete, fail (retry due at once), fail (final), release, stale token, in turn.
+        let outcomes: Vec<Outcome> = leases
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match i % 5 {
+                0 => complete(l.job.id, l.fencing_token),
+                1 => fail(l.job.id, l.fencing_token, true, t1),
+                2 => fail(l.job.id, l.fencing_token, false, t1),
+                3 => Outcome {
+                    job_id: l.job.id,
+                    fencing_token: l.fencing_token,
+                    kind: OutcomeKind::Release { undelivered: false },
+                },
+                _ => complete(l.job.id, l.fencing_token + 1),
+            })
+            .collect();
+        let last = store
+            .events_after(0, 100_000)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |e| e.id);
+        let params = leasehold_coordinator::store::ClaimParams {
+            ungated: true,
+            ..claim_params(queue, 20, 60_000)
+        };
+        let (finished, claimed) = if queue == "apart" {
+            let finished = store.finish_states(t1, "default", outcomes).await.unwrap();
+            (finished, store.claim(t1, &params).await.unwrap())
+        } else {
+            store
+                .finish_and_claim(t1, "default", outcomes, &params)
+                .await
+                .unwrap()
+        };
+        let answers = summarize_states(finished);
+        // Jobs by their place in the queue: ids differ between the queues.
+        let place = |id: Uuid| ids.iter().position(|j| *j == id).unwrap();
+        let granted: Vec<_> = claimed
+            .leases
+            .iter()
+            .map(|l| (place(l.job.id), l.attempt, l.fencing_token, l.expires_at))
+            .collect();
+        let mut stored = Vec::new();
+        for id in &ids {
+            let job = store.get_job("default", *id).await.unwrap().unwrap();
+            stored.push((
+                job.state,
+                job.attempt,
+                job.result,
+                job.last_error,
+                job.run_at,
+                job.started_at,
+                job.finished_at,
+            ));
+        }
+        let events: Vec<String> = store
+            .events_after(last, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let job = e.job_id.map(place);
+                format!("{} {job:?} {}", e.kind, e.data)
+            })
+            .collect();
+        groups.push((answers, granted, stored, events));
+    }
+    let (apart, together) = (&groups[0], &groups[1]);
+    // The retried and the released jobs (5 of 12) and the 4 never leased are claimed again.
+    assert_eq!(apart.1.len(), 9, "{:?}", apart.1);
+    assert_eq!(together.0, apart.0, "answers");
+    assert_eq!(together.1, apart.1, "leases granted");
+    assert_eq!(together.2, apart.2, "rows");
+    assert_eq!(together.3, apart.3, "events");
+}
+
 on_both_backends!(
     single_enqueues_match_batched_ones,
+    outcomes_with_a_claim_match_the_two_calls,
     batches_answer_per_item,
     large_batches_answer_like_small_ones,
     state_answers_match_whole_ones

@@ -208,7 +208,79 @@ async fn protocol_errors_are_reported(store: Arc<dyn Store>) {
     assert!(body["error"]["code"].is_string(), "{body}");
 }
 
+/// Outcomes and credit sent together are answered as when sent apart (the pusher records a
+/// single tenant's outcomes in its next claim's transaction): a bad batch is refused alone, a
+/// job sent back to the queue is leased again at once, and after a drain outcomes are still
+/// recorded although nothing more is leased.
+async fn outcomes_and_credit_sent_together(store: Arc<dyn Store>) {
+    let server = serve(store).await;
+    let mut ws = open(&server).await;
+    enqueue(&server, 2).await;
+    send(&mut ws, json!({"type": "credit", "n": 2})).await;
+    let mut leases = Vec::new();
+    while leases.len() < 2 {
+        let msg = recv(&mut ws, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(msg["type"], "leases", "{msg}");
+        leases.extend(msg["leases"].as_array().unwrap().clone());
+    }
+    let (a, b) = (&leases[0], &leases[1]);
+    let now = chrono::Utc::now().to_rfc3339();
+    // Three frames at once: a batch with a bad artifact name, a retryable failure due now,
+    // and credit for one lease.
+    send(&mut ws, json!({"type": "outcomes", "seq": 1, "outcomes": [{"job_id": a["job"]["id"], "fencing_token": a["fencing_token"], "outcome": "complete", "artifacts": [{"name": "../x", "digest": "sha256:00", "size": 1, "media_type": "a/b"}]}]})).await;
+    send(&mut ws, json!({"type": "outcomes", "seq": 2, "outcomes": [{"job_id": b["job"]["id"], "fencing_token": b["fencing_token"], "outcome": "fail", "error": {"class": "flaky", "message": "try again", "retryable": true}, "retry_at": now}]})).await;
+    send(&mut ws, json!({"type": "credit", "n": 1})).await;
+    let (mut refused, mut acked, mut again) = (None, None, None);
+    while refused.is_none() || acked.is_none() || again.is_none() {
+        let msg = recv(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("every frame answered");
+        match (msg["type"].as_str(), msg["seq"].as_u64()) {
+            (Some("error"), Some(1)) => refused = Some(msg),
+            (Some("outcomes_ack"), Some(2)) => acked = Some(msg),
+            (Some("leases"), None) => again = Some(msg),
+            _ => panic!("unexpected frame {msg}"),
+        }
+    }
+    assert_eq!(refused.unwrap()["error"]["code"], "validation_failed");
+    let acked = acked.unwrap();
+    assert_eq!(acked["results"][0]["status"], "ok", "{acked}");
+    assert_eq!(acked["results"][0]["state"], "queued", "{acked}");
+    let again = &again.unwrap()["leases"][0];
+    assert_eq!(
+        again["job"]["id"], b["job"]["id"],
+        "the retried job is leased again"
+    );
+    assert_eq!(again["attempt"], 2);
+    // After a drain: no lease for a new job, yet both outcomes are recorded.
+    send(&mut ws, json!({"type": "drain"})).await;
+    send(&mut ws, json!({"type": "credit", "n": 5})).await;
+    enqueue(&server, 1).await;
+    send(&mut ws, json!({"type": "outcomes", "seq": 3, "outcomes": [
+        {"job_id": a["job"]["id"], "fencing_token": a["fencing_token"], "outcome": "complete"},
+        {"job_id": again["job"]["id"], "fencing_token": again["fencing_token"], "outcome": "complete"}]})).await;
+    let ack = recv(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64()),
+        (Some("outcomes_ack"), Some(3)),
+        "{ack}"
+    );
+    assert!(
+        ack["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "ok" && r["state"] == "succeeded"),
+        "{ack}"
+    );
+    assert!(
+        recv(&mut ws, Duration::from_millis(500)).await.is_none(),
+        "a drained session got a lease"
+    );
+}
+
 on_both_backends!(
     pushes_up_to_credit_and_takes_outcomes,
+    outcomes_and_credit_sent_together,
     protocol_errors_are_reported
 );

@@ -507,28 +507,44 @@ impl PostgresStore {
         whole: bool,
     ) -> StoreResult<(Vec<Finished<Recorded>>, DagEffects)> {
         let mut tx = begin_by_index(self.pool()).await?;
+        let mut fx = DagEffects::default();
+        let out = self
+            .finish_in(&mut tx, now, tenant, outcomes, whole, &mut fx)
+            .await?;
+        tx.commit().await?;
+        Ok((out, fx))
+    }
+
+    /// [`finish_once`](Self::finish_once)'s statements, in the caller's transaction.
+    async fn finish_in(
+        &self,
+        tx: &mut PgConnection,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: &[Outcome],
+        whole: bool,
+        fx: &mut DagEffects,
+    ) -> StoreResult<Vec<Finished<Recorded>>> {
         let no_runs_known = HashSet::new();
         let mut out = Vec::with_capacity(outcomes.len());
         let mut notify = false;
-        let mut fx = DagEffects::default();
         let mut start = 0;
         while start < outcomes.len() {
             // Distinct jobs; `finish_chunk` itself stops after the first one in a run.
             let end = crate::store::outcome_chunk_end(outcomes, start, usize::MAX, &no_runs_known);
-            let mut updated =
-                finish_chunk(&mut tx, now, tenant, &outcomes[start..end], whole).await?;
+            let mut updated = finish_chunk(tx, now, tenant, &outcomes[start..end], whole).await?;
             let end = start + updated.len();
             let chunk = &outcomes[start..end];
             let lost = crate::store::lost_leases(chunk, &updated);
-            let current = current_states(&mut tx, tenant, &lost).await?;
+            let current = current_states(tx, tenant, &lost).await?;
             for (outcome, recorded) in chunk.iter().zip(updated.drain(..)) {
                 out.push(match recorded {
                     Some(recorded) => {
                         notify |= recorded.state() == JobState::Queued;
                         let change = recorded.change(outcome.job_id);
                         if change.run_id.is_some() {
-                            let dag = &mut self.dag(&mut tx);
-                            dag::after_job_change(dag, change, now, &mut fx).await?;
+                            let dag = &mut self.dag(tx);
+                            dag::after_job_change(dag, change, now, fx).await?;
                         }
                         Finished::Ok(recorded)
                     }
@@ -547,29 +563,91 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        Ok(out)
+    }
+
+    /// [`Store::finish_and_claim`](super::Store::finish_and_claim): retried whole, as each
+    /// alone is.
+    pub(super) async fn finish_and_claim_impl(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+        params: &ClaimParams,
+    ) -> StoreResult<(Vec<Finished<JobState>>, Claimed)> {
+        let mut tries = 0;
+        loop {
+            match self
+                .finish_and_claim_once(now, tenant, &outcomes, params)
+                .await
+            {
+                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
+                Err(err) => return Err(err),
+                Ok((finished, claimed, fx)) => {
+                    fx.after_commit(&self.ready);
+                    let states = finished.into_iter().map(|f| f.map(|r| r.state()));
+                    return Ok((states.collect(), claimed));
+                }
+            }
+        }
+    }
+
+    /// One attempt: the outcomes' statements, then the claim's, in one transaction. What is
+    /// left to do after the commit is returned, not done.
+    async fn finish_and_claim_once(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: &[Outcome],
+        params: &ClaimParams,
+    ) -> StoreResult<(Vec<Finished<Recorded>>, Claimed, DagEffects)> {
+        let mut tx = begin_by_index(self.pool()).await?;
+        let mut fx = DagEffects::default();
+        let finished = self
+            .finish_in(&mut tx, now, tenant, outcomes, false, &mut fx)
+            .await?;
+        let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
         tx.commit().await?;
-        Ok((out, fx))
+        Ok((finished, claimed, fx))
     }
 
     async fn claim_once(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
+        if params.queues.is_empty() {
+            return Ok(Claimed::default());
+        }
+        let mut tx = begin_by_index(self.pool()).await?;
+        let mut fx = DagEffects::default();
+        let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
+        tx.commit().await?;
+        fx.after_commit(&self.ready);
+        Ok(claimed)
+    }
+
+    /// [`claim_once`](Self::claim_once)'s statements, in the caller's transaction.
+    async fn claim_in(
+        &self,
+        tx: &mut PgConnection,
+        now: DateTime<Utc>,
+        params: &ClaimParams,
+        fx: &mut DagEffects,
+    ) -> StoreResult<Claimed> {
         let mut queues = params.queues.clone();
         queues.sort();
         queues.dedup();
         if queues.is_empty() {
             return Ok(Claimed::default());
         }
-        let mut tx = begin_by_index(self.pool()).await?;
         let rules = if params.ungated {
             Vec::new()
         } else {
-            super::limits::lock_rules(&mut tx, &params.tenant).await?
+            super::limits::lock_rules(tx, &params.tenant).await?
         };
         let (cand, chosen, held) = if rules.is_empty() {
             (claim_candidates(queues.len(), Lock::SkipLocked), None, None)
         } else {
             let mut gate = Gate::new(now, &rules).with_batch(params.max_jobs);
-            let chosen = gated_candidates(&mut tx, now, params, &queues, &mut gate).await?;
-            super::limits::save_levels(&mut tx, &params.tenant, &gate).await?;
+            let chosen = gated_candidates(tx, now, params, &queues, &mut gate).await?;
+            super::limits::save_levels(tx, &params.tenant, &gate).await?;
             // The chosen candidates; the `UPDATE` checks their state again (`Lock::None`).
             let cand = "SELECT * FROM unnest($4::uuid[], $8::text[], $9::bool[], $10::bigint[]) \
                         AS c(id, prev, exhausted, queue_timeout)"
@@ -654,7 +732,6 @@ impl PostgresStore {
             held,
             ..Claimed::default()
         };
-        let mut fx = DagEffects::default();
         let mut timed_out = Vec::new();
         for row in &rows {
             if row.try_get("timed_out")? {
@@ -668,17 +745,15 @@ impl PostgresStore {
             }
             let job = decode_job(row)?;
             if exhausted {
-                dag::after_job_change(&mut self.dag(&mut tx), (&job).into(), now, &mut fx).await?;
+                dag::after_job_change(&mut self.dag(tx), (&job).into(), now, fx).await?;
             } else {
                 if let Some(run_id) = job.run_id {
-                    dag::refresh_run_status(&mut self.dag(&mut tx), run_id, now, &mut fx).await?;
+                    dag::refresh_run_status(&mut self.dag(tx), run_id, now, fx).await?;
                 }
                 claimed.leases.push(lease_of(job)?);
             }
         }
-        claimed.timed_out = self.end_timed_out(&mut tx, now, timed_out, &mut fx).await?;
-        tx.commit().await?;
-        fx.after_commit(&self.ready);
+        claimed.timed_out = self.end_timed_out(tx, now, timed_out, fx).await?;
         Ok(claimed)
     }
 }

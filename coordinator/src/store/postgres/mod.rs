@@ -438,6 +438,17 @@ impl Store for PostgresStore {
         self.finish_states_impl(now, tenant, outcomes).await
     }
 
+    async fn finish_and_claim(
+        &self,
+        now: DateTime<Utc>,
+        tenant: &str,
+        outcomes: Vec<Outcome>,
+        params: &ClaimParams,
+    ) -> StoreResult<(Vec<Finished<JobState>>, Claimed)> {
+        self.finish_and_claim_impl(now, tenant, outcomes, params)
+            .await
+    }
+
     async fn queues(&self, tenant: &str) -> StoreResult<Vec<QueueInfo>> {
         let counts = sqlx::query(
             "SELECT queue, state, COUNT(*) AS n FROM jobs WHERE tenant = $1 GROUP BY queue, state",

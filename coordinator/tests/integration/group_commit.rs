@@ -376,3 +376,75 @@ crate::on_both_backends!(
     concurrent_outcomes_answer_and_store_what_single_ones_do,
     a_stale_outcome_among_concurrent_ones_is_refused_alone
 );
+
+/// PostgreSQL's group committer keeps a connection of its own between groups
+/// (`store/postgres/pinned.rs`). When the server ends it, the committer takes another: a group
+/// sent after a rest is stored whole (the kept connection is pinged first), and after a group
+/// that failed on the ended connection the next one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committers_connection_is_replaced_when_the_server_ends_it() {
+    use crate::common::rows::new_job;
+    use leasehold_coordinator::store::PostgresStore;
+    use std::time::Duration;
+    let Some(base) = leasehold_testkit::postgres_url("group_commit::pinned") else {
+        return;
+    };
+    let url = leasehold_testkit::fresh_schema(&base).await.unwrap();
+    // Its own application name: other tests share the database.
+    let app = format!("pinned_{}", uuid::Uuid::now_v7().simple());
+    let url = format!("{url}&application_name={app}");
+    let pg = PostgresStore::connect(&url).await.unwrap();
+    let c = Coordinator::start(Arc::new(pg.clone()), Some(ROOT)).await;
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    // The store's sessions whose last statement was a group's: the committer's.
+    let committers = async |end: bool| -> Vec<i32> {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             AND query LIKE '/* group */%'",
+        )
+        .bind(&app)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        if end {
+            for pid in &pids {
+                sqlx::query("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            }
+        }
+        pids
+    };
+    let jobs = |round: usize| {
+        (0..16)
+            .map(|i| json!({"queue": "p", "kind": "k", "payload": {"round": round, "i": i}}))
+            .collect::<Vec<_>>()
+    };
+    let all_stored = |answers: Vec<(u16, Value)>| {
+        assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+    };
+    all_stored(at_once(&c, jobs(0)).await);
+    let first = committers(true).await;
+    assert_eq!(first.len(), 1, "the groups went to one connection");
+    // After a rest: pinged, found ended, replaced.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    all_stored(at_once(&c, jobs(1)).await);
+    let second = committers(true).await;
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second, "a new connection");
+    // At once: the group may fail on the ended connection; the next one is stored.
+    let now = chrono::Utc::now();
+    let group = || (0..4).map(|_| new_job("q", "k", now)).collect::<Vec<_>>();
+    match pg.enqueue_each(now, group()).await {
+        Ok(_) | Err(leasehold_coordinator::store::StoreError::Unavailable(_)) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    let stored = pg.enqueue_each(now, group()).await.unwrap();
+    for answer in stored {
+        let job = answer.unwrap().job;
+        assert!(pg.get_job("default", job.id).await.unwrap().is_some());
+    }
+    assert_eq!(committers(false).await.len(), 1);
+}

@@ -70,14 +70,13 @@ impl PostgresStore {
         now: DateTime<Utc>,
         jobs: Vec<NewJobRow>,
     ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
-        let (mut inserted, existing) = {
-            let mut conn = self.pool().acquire().await?;
+        let group = async |conn: &mut PgConnection| {
             let keys = queue_keys(jobs.iter().map(|j| (j.tenant.as_str(), j.queue.as_str())));
             let announced = self.announcer.take(&keys);
             // An error here stored nothing (one statement): the caller may go job by job.
             let inserted = self
                 .insert_rows(
-                    &mut conn,
+                    conn,
                     now,
                     &jobs,
                     Some(&self.origin),
@@ -94,14 +93,16 @@ impl PostgresStore {
                 .owe(written, &announced, self.pool(), &self.origin);
             // From here the inserted rows are committed, and every answer is a job's own: a
             // look-up that fails sends the skipped jobs alone, whose enqueue looks again.
-            let existing = stored_by_key(&mut conn, &jobs, &inserted)
+            let existing = stored_by_key(conn, &jobs, &inserted)
                 .await
                 .unwrap_or_else(|err| {
                     tracing::warn!(%err, "reading a group's replayed keys failed; each alone");
                     HashMap::new()
                 });
-            (inserted, existing)
+            Ok((inserted, existing))
         };
+        // Groups follow each other back to back: on a connection of their own (`pinned`).
+        let (mut inserted, existing) = self.committer.with(self.pool(), group).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
             if let Some(job) = inserted.remove(&new.id) {

@@ -13,6 +13,7 @@ mod heartbeat;
 mod keys;
 mod leases;
 mod limits;
+mod pinned;
 mod pools;
 mod quotas;
 mod retention;
@@ -60,6 +61,8 @@ pub struct PostgresStore {
     feed: std::sync::Arc<feed::Feed>,
     /// Which queues this store's single-job enqueues announced lately (`postgres/announce.rs`).
     announcer: std::sync::Arc<announce::Announcer>,
+    /// The group committer's own connection (`postgres/pinned.rs`).
+    committer: std::sync::Arc<pinned::Pinned>,
 }
 
 /// Begins a transaction whose statements are planned as nested loops over index probes.
@@ -141,6 +144,7 @@ impl PostgresStore {
             ready: crate::ready::ReadySignal::new(),
             feed: std::sync::Arc::default(),
             announcer: std::sync::Arc::new(announce::Announcer::new(announce::WINDOW)),
+            committer: std::sync::Arc::default(),
         })
     }
 

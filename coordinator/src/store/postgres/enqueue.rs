@@ -101,8 +101,8 @@ impl PostgresStore {
                 });
             Ok((inserted, existing))
         };
-        // Groups follow each other back to back: on a connection of their own (`pinned`).
-        let (mut inserted, existing) = self.committer.with(self.pool(), group).await?;
+        // Groups follow each other back to back: on a kept connection (`pinned.rs`).
+        let (mut inserted, existing) = self.kept.with(self.pool(), group).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
             if let Some(job) = inserted.remove(&new.id) {

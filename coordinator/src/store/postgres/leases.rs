@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::rows::{EVENT_COLUMNS, decode_job, internal};
-use super::{PostgresStore, READY_CHANNEL, begin_by_index};
+use super::{PostgresStore, READY_CHANNEL, begin_by_index_on};
 use crate::flow::gate::Gate;
 use crate::flow::keys::job_keys;
 use crate::store::dag::{self, DagEffects, JobChange};
@@ -506,13 +506,16 @@ impl PostgresStore {
         outcomes: &[Outcome],
         whole: bool,
     ) -> StoreResult<(Vec<Finished<Recorded>>, DagEffects)> {
-        let mut tx = begin_by_index(self.pool()).await?;
-        let mut fx = DagEffects::default();
-        let out = self
-            .finish_in(&mut tx, now, tenant, outcomes, whole, &mut fx)
-            .await?;
-        tx.commit().await?;
-        Ok((out, fx))
+        let attempt = async |conn: &mut PgConnection| {
+            let mut tx = begin_by_index_on(conn).await?;
+            let mut fx = DagEffects::default();
+            let out = self
+                .finish_in(&mut tx, now, tenant, outcomes, whole, &mut fx)
+                .await?;
+            tx.commit().await?;
+            Ok((out, fx))
+        };
+        self.kept.with(self.pool(), attempt).await
     }
 
     /// [`finish_once`](Self::finish_once)'s statements, in the caller's transaction.
@@ -601,24 +604,31 @@ impl PostgresStore {
         outcomes: &[Outcome],
         params: &ClaimParams,
     ) -> StoreResult<(Vec<Finished<Recorded>>, Claimed, DagEffects)> {
-        let mut tx = begin_by_index(self.pool()).await?;
-        let mut fx = DagEffects::default();
-        let finished = self
-            .finish_in(&mut tx, now, tenant, outcomes, false, &mut fx)
-            .await?;
-        let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
-        tx.commit().await?;
-        Ok((finished, claimed, fx))
+        let attempt = async |conn: &mut PgConnection| {
+            let mut tx = begin_by_index_on(conn).await?;
+            let mut fx = DagEffects::default();
+            let finished = self
+                .finish_in(&mut tx, now, tenant, outcomes, false, &mut fx)
+                .await?;
+            let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
+            tx.commit().await?;
+            Ok((finished, claimed, fx))
+        };
+        self.kept.with(self.pool(), attempt).await
     }
 
     async fn claim_once(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
         if params.queues.is_empty() {
             return Ok(Claimed::default());
         }
-        let mut tx = begin_by_index(self.pool()).await?;
-        let mut fx = DagEffects::default();
-        let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
-        tx.commit().await?;
+        let attempt = async |conn: &mut PgConnection| {
+            let mut tx = begin_by_index_on(conn).await?;
+            let mut fx = DagEffects::default();
+            let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
+            tx.commit().await?;
+            Ok((claimed, fx))
+        };
+        let (claimed, fx) = self.kept.with(self.pool(), attempt).await?;
         fx.after_commit(&self.ready);
         Ok(claimed)
     }

@@ -61,8 +61,8 @@ pub struct PostgresStore {
     feed: std::sync::Arc<feed::Feed>,
     /// Which queues this store's single-job enqueues announced lately (`postgres/announce.rs`).
     announcer: std::sync::Arc<announce::Announcer>,
-    /// The group committer's own connection (`postgres/pinned.rs`).
-    committer: std::sync::Arc<pinned::Pinned>,
+    /// Connections kept out of the pool for the hot statements (`postgres/pinned.rs`).
+    kept: std::sync::Arc<pinned::Pinned>,
 }
 
 /// Begins a transaction whose statements are planned as nested loops over index probes.
@@ -80,12 +80,20 @@ pub struct PostgresStore {
 pub(super) async fn begin_by_index(
     pool: &sqlx::PgPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    pool.begin_with(
-        "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-         SET LOCAL enable_mergejoin = off; SET LOCAL plan_cache_mode = force_generic_plan",
-    )
-    .await
+    pool.begin_with(BEGIN_BY_INDEX).await
 }
+
+/// [`begin_by_index`] on a connection of its own (a kept one, `pinned.rs`).
+pub(super) async fn begin_by_index_on(
+    conn: &mut sqlx::PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    sqlx::Connection::begin_with(conn, BEGIN_BY_INDEX).await
+}
+
+/// The `BEGIN` of [`begin_by_index`].
+const BEGIN_BY_INDEX: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+    SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// `options` with PostgreSQL's JIT compiler off, in the connection's startup packet (no round
 /// trip). The coordinator's statements are short and planned generically once per connection
@@ -100,6 +108,9 @@ pub(crate) fn no_jit(options: PgConnectOptions) -> PgConnectOptions {
 
 /// Enqueues of at most this many jobs run in a [`begin_by_index`] transaction.
 const BY_INDEX_ENQUEUE_MAX: usize = 8;
+
+/// How many connections the hot statements keep out of the pool, besides its 16.
+const KEPT_CONNECTIONS: usize = 4;
 
 /// A pooled connection idle this long is pinged before use (see [`PostgresStore::connect_with`]).
 const PING_IDLE: Duration = Duration::from_secs(1);
@@ -144,7 +155,7 @@ impl PostgresStore {
             ready: crate::ready::ReadySignal::new(),
             feed: std::sync::Arc::default(),
             announcer: std::sync::Arc::new(announce::Announcer::new(announce::WINDOW)),
-            committer: std::sync::Arc::default(),
+            kept: std::sync::Arc::new(pinned::Pinned::new(KEPT_CONNECTIONS)),
         })
     }
 

@@ -32,6 +32,50 @@ fn summarize_states(results: impl IntoIterator<Item = Finished<JobState>>) -> Ve
         .collect()
 }
 
+/// One outcome of each kind for `leases`, in turn: complete, fail (retryable, due at
+/// `retry_at`), fail (final), release, and a complete under a stale token.
+fn five_kinds(leases: &[Lease], retry_at: DateTime<Utc>) -> Vec<Outcome> {
+    leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match i % 5 {
+            0 => complete(l.job.id, l.fencing_token),
+            1 => fail(l.job.id, l.fencing_token, true, retry_at),
+            2 => fail(l.job.id, l.fencing_token, false, retry_at),
+            3 => Outcome {
+                job_id: l.job.id,
+                fencing_token: l.fencing_token,
+                kind: OutcomeKind::Release { undelivered: false },
+            },
+            _ => complete(l.job.id, l.fencing_token + 1),
+        })
+        .collect()
+}
+
+/// The id of the store's latest event (0 when none).
+async fn last_event(store: &Arc<dyn Store>) -> i64 {
+    store
+        .events_after(0, 100_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id)
+}
+
+/// What an outcome or a claim changes in a job's row.
+async fn stored(store: &Arc<dyn Store>, id: Uuid) -> impl PartialEq + std::fmt::Debug {
+    let job = store.get_job("default", id).await.unwrap().unwrap();
+    (
+        job.state,
+        job.attempt,
+        job.result,
+        job.last_error,
+        job.run_at,
+        job.started_at,
+        job.finished_at,
+    )
+}
+
 /// A batch naming one job twice, mixing kinds, stale tokens and unknown jobs answers each
 /// item as if applied one by one; a batch enqueue with a repeated key stores the first.
 async fn batches_answer_per_item(store: Arc<dyn Store>) {
@@ -330,47 +374,20 @@ async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
             .unwrap()
             .leases;
         assert_eq!(leases.len(), 12);
-        // Complete, fail (retryable), fail (final), release, stale token, in turn; then the
-        // first job a second time (already finished) and an unknown job.
-        let mut outcomes: Vec<Outcome> = leases
-            .iter()
-            .enumerate()
-            .map(|(i, l)| match i % 5 {
-                0 => complete(l.job.id, l.fencing_token),
-                1 => fail(l.job.id, l.fencing_token, true, t1 + Duration::seconds(5)),
-                2 => fail(l.job.id, l.fencing_token, false, t1),
-                3 => Outcome {
-                    job_id: l.job.id,
-                    fencing_token: l.fencing_token,
-                    kind: OutcomeKind::Release { undelivered: false },
-                },
-                _ => complete(l.job.id, l.fencing_token + 1),
-            })
-            .collect();
+        // One of each kind; then the first job a second time (already finished) and an
+        // unknown job.
+        let mut outcomes = five_kinds(&leases, t1 + Duration::seconds(5));
         outcomes.push(complete(leases[0].job.id, leases[0].fencing_token));
         outcomes.push(complete(Uuid::now_v7(), 1));
-        let last = store
-            .events_after(0, 100_000)
-            .await
-            .unwrap()
-            .last()
-            .map_or(0, |e| e.id);
+        let last = last_event(&store).await;
         let answers: Vec<String> = if queue == "whole" {
             summarize(&store.finish(t1, "default", outcomes).await.unwrap())
         } else {
             summarize_states(store.finish_states(t1, "default", outcomes).await.unwrap())
         };
-        let mut stored = Vec::new();
+        let mut rows = Vec::new();
         for l in &leases {
-            let job = store.get_job("default", l.job.id).await.unwrap().unwrap();
-            stored.push((
-                job.state,
-                job.attempt,
-                job.result,
-                job.last_error,
-                job.run_at,
-                job.finished_at,
-            ));
+            rows.push(stored(&store, l.job.id).await);
         }
         let events: Vec<String> = store
             .events_after(last, 1000)
@@ -379,7 +396,7 @@ async fn state_answers_match_whole_ones(store: Arc<dyn Store>) {
             .into_iter()
             .map(|e| format!("{} {}", e.kind, e.data))
             .collect();
-        groups.push((answers, stored, events));
+        groups.push((answers, rows, events));
     }
     let (whole, states) = (&groups[0], &groups[1]);
     let expected: Vec<&str> = (0..12)
@@ -467,28 +484,9 @@ async fn outcomes_with_a_claim_match_the_two_calls(store: Arc<dyn Store>) {
             .unwrap()
             .leases;
         assert_eq!(leases.len(), 12);
-        // Complete, fail (retry due at once), fail (final), release, stale token, in turn.
-        let outcomes: Vec<Outcome> = leases
-            .iter()
-            .enumerate()
-            .map(|(i, l)| match i % 5 {
-                0 => complete(l.job.id, l.fencing_token),
-                1 => fail(l.job.id, l.fencing_token, true, t1),
-                2 => fail(l.job.id, l.fencing_token, false, t1),
-                3 => Outcome {
-                    job_id: l.job.id,
-                    fencing_token: l.fencing_token,
-                    kind: OutcomeKind::Release { undelivered: false },
-                },
-                _ => complete(l.job.id, l.fencing_token + 1),
-            })
-            .collect();
-        let last = store
-            .events_after(0, 100_000)
-            .await
-            .unwrap()
-            .last()
-            .map_or(0, |e| e.id);
+        // One of each kind, the retry due at once.
+        let outcomes = five_kinds(&leases, t1);
+        let last = last_event(&store).await;
         let params = leasehold_coordinator::store::ClaimParams {
             ungated: true,
             ..claim_params(queue, 20, 60_000)
@@ -510,18 +508,9 @@ async fn outcomes_with_a_claim_match_the_two_calls(store: Arc<dyn Store>) {
             .iter()
             .map(|l| (place(l.job.id), l.attempt, l.fencing_token, l.expires_at))
             .collect();
-        let mut stored = Vec::new();
+        let mut rows = Vec::new();
         for id in &ids {
-            let job = store.get_job("default", *id).await.unwrap().unwrap();
-            stored.push((
-                job.state,
-                job.attempt,
-                job.result,
-                job.last_error,
-                job.run_at,
-                job.started_at,
-                job.finished_at,
-            ));
+            rows.push(stored(&store, *id).await);
         }
         let events: Vec<String> = store
             .events_after(last, 1000)
@@ -533,7 +522,7 @@ async fn outcomes_with_a_claim_match_the_two_calls(store: Arc<dyn Store>) {
                 format!("{} {job:?} {}", e.kind, e.data)
             })
             .collect();
-        groups.push((answers, granted, stored, events));
+        groups.push((answers, granted, rows, events));
     }
     let (apart, together) = (&groups[0], &groups[1]);
     // The retried and the released jobs (5 of 12) and the 4 never leased are claimed again.

@@ -75,6 +75,15 @@ async fn open(server: &Server) -> Socket {
     ws
 }
 
+/// Whether every outcome an `outcomes_ack` answers was recorded, its job succeeded.
+fn all_succeeded(ack: &Value) -> bool {
+    ack["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "ok" && r["state"] == "succeeded")
+}
+
 async fn pushes_up_to_credit_and_takes_outcomes(store: Arc<dyn Store>) {
     let server = serve(store).await;
     let mut ws = open(&server).await;
@@ -127,14 +136,7 @@ async fn pushes_up_to_credit_and_takes_outcomes(store: Arc<dyn Store>) {
         (ack["type"].as_str(), ack["seq"].as_u64()),
         (Some("outcomes_ack"), Some(8))
     );
-    assert!(
-        ack["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "ok" && r["state"] == "succeeded"),
-        "{ack}"
-    );
+    assert!(all_succeeded(&ack), "{ack}");
 
     // One more credit: the waiting job arrives at once.
     send(&mut ws, json!({"type": "credit", "n": 1})).await;
@@ -265,14 +267,7 @@ async fn outcomes_and_credit_sent_together(store: Arc<dyn Store>) {
         (Some("outcomes_ack"), Some(3)),
         "{ack}"
     );
-    assert!(
-        ack["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "ok" && r["state"] == "succeeded"),
-        "{ack}"
-    );
+    assert!(all_succeeded(&ack), "{ack}");
     assert!(
         recv(&mut ws, Duration::from_millis(500)).await.is_none(),
         "a drained session got a lease"

@@ -167,7 +167,9 @@ mod tests {
         };
         // Three at once: two are kept afterwards, the third goes back to the pool.
         let slow = async |conn: &mut PgConnection| -> StoreResult<i32> {
-            sqlx::query("SELECT pg_sleep(0.2)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_sleep(0.2)")
+                .execute(&mut *conn)
+                .await?;
             pid(conn).await
         };
         let (a, b, c) = tokio::join!(

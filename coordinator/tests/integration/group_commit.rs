@@ -378,7 +378,7 @@ crate::on_both_backends!(
 );
 
 /// PostgreSQL's group committer keeps a connection of its own between groups
-/// (`store/postgres/pinned.rs`). When the server ends it, the committer takes another: a group
+/// (`store/postgres/kept.rs`). When the server ends it, the committer takes another: a group
 /// sent after a rest is stored whole (the kept connection is pinged first), and after a group
 /// that failed on the ended connection the next one is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,12 +386,12 @@ async fn the_committers_connection_is_replaced_when_the_server_ends_it() {
     use crate::common::rows::new_job;
     use leasehold_coordinator::store::PostgresStore;
     use std::time::Duration;
-    let Some(base) = leasehold_testkit::postgres_url("group_commit::pinned") else {
+    let Some(base) = leasehold_testkit::postgres_url("group_commit::kept") else {
         return;
     };
     let url = leasehold_testkit::fresh_schema(&base).await.unwrap();
     // Its own application name: other tests share the database.
-    let app = format!("pinned_{}", uuid::Uuid::now_v7().simple());
+    let app = format!("kept_{}", uuid::Uuid::now_v7().simple());
     let url = format!("{url}&application_name={app}");
     let pg = PostgresStore::connect(&url).await.unwrap();
     let c = Coordinator::start(Arc::new(pg.clone()), Some(ROOT)).await;

@@ -101,7 +101,7 @@ impl PostgresStore {
                 });
             Ok((inserted, existing))
         };
-        // Groups follow each other back to back: on a kept connection (`pinned.rs`).
+        // Groups follow each other back to back: on a kept connection (`kept.rs`).
         let (mut inserted, existing) = self.kept.with(self.pool(), group).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {

@@ -10,10 +10,10 @@ mod dag;
 mod enqueue;
 mod feed;
 mod heartbeat;
+mod kept;
 mod keys;
 mod leases;
 mod limits;
-mod pinned;
 mod pools;
 mod quotas;
 mod retention;
@@ -61,8 +61,8 @@ pub struct PostgresStore {
     feed: std::sync::Arc<feed::Feed>,
     /// Which queues this store's single-job enqueues announced lately (`postgres/announce.rs`).
     announcer: std::sync::Arc<announce::Announcer>,
-    /// Connections kept out of the pool for the hot statements (`postgres/pinned.rs`).
-    kept: std::sync::Arc<pinned::Pinned>,
+    /// Connections kept out of the pool for the hot statements (`postgres/kept.rs`).
+    kept: std::sync::Arc<kept::KeptConnections>,
 }
 
 /// Begins a transaction whose statements are planned as nested loops over index probes.
@@ -83,7 +83,7 @@ pub(super) async fn begin_by_index(
     pool.begin_with(BEGIN_BY_INDEX).await
 }
 
-/// [`begin_by_index`] on a connection of its own (a kept one, `pinned.rs`).
+/// [`begin_by_index`] on a connection of its own (a kept one, `kept.rs`).
 pub(super) async fn begin_by_index_on(
     conn: &mut sqlx::PgConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
@@ -155,7 +155,7 @@ impl PostgresStore {
             ready: crate::ready::ReadySignal::new(),
             feed: std::sync::Arc::default(),
             announcer: std::sync::Arc::new(announce::Announcer::new(announce::WINDOW)),
-            kept: std::sync::Arc::new(pinned::Pinned::new(KEPT_CONNECTIONS)),
+            kept: std::sync::Arc::new(kept::KeptConnections::new(KEPT_CONNECTIONS)),
         })
     }
 

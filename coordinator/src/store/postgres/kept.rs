@@ -43,12 +43,12 @@ struct State {
 
 /// Up to `most` connections taken out of the pool.
 #[derive(Debug)]
-pub(super) struct Pinned {
+pub(super) struct KeptConnections {
     state: Mutex<State>,
     most: usize,
 }
 
-impl Pinned {
+impl KeptConnections {
     /// Keeps at most `most` connections.
     pub(super) fn new(most: usize) -> Self {
         Self {
@@ -116,7 +116,7 @@ impl Pinned {
 /// A kept connection in use: back among the idle ones by [`Lent::give_back`], else closed and
 /// no longer counted when dropped (after an error, or when its caller was cancelled).
 struct Lent<'a> {
-    owner: &'a Pinned,
+    owner: &'a KeptConnections,
     held: Option<Held>,
 }
 
@@ -147,7 +147,7 @@ mod tests {
         Some(PgPool::connect(&base).await.unwrap())
     }
 
-    fn counts(kept: &Pinned) -> (usize, usize) {
+    fn counts(kept: &KeptConnections) -> (usize, usize) {
         let state = kept.lock();
         (state.idle.len(), state.kept)
     }
@@ -156,10 +156,10 @@ mod tests {
     /// whose work failed or was cancelled is closed and no longer counted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keeps_at_most_its_bound_and_forgets_failed_and_cancelled_work() {
-        let Some(pool) = pool("postgres::pinned").await else {
+        let Some(pool) = pool("postgres::kept").await else {
             return;
         };
-        let kept = Pinned::new(2);
+        let kept = KeptConnections::new(2);
         let pid = async |conn: &mut PgConnection| -> StoreResult<i32> {
             Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(conn)

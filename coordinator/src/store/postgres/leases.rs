@@ -418,19 +418,115 @@ async fn gated_candidates(
     Ok(chosen)
 }
 
+/// The statements of one hot transaction, run by [`PostgresStore::hot_transaction`]: perhaps
+/// more than once, since a deadlock or serialization failure runs them again from the start.
+trait HotWork: Sync {
+    type Out: Send;
+
+    /// Runs the statements in `tx`, noting in `fx` what is left to do once it commits.
+    fn run<'a>(
+        &'a self,
+        store: &'a PostgresStore,
+        tx: &'a mut PgConnection,
+        fx: &'a mut DagEffects,
+    ) -> impl Future<Output = StoreResult<Self::Out>> + Send + 'a;
+}
+
+/// A claim ([`Store::claim`](super::Store::claim)).
+struct ClaimWork<'p> {
+    now: DateTime<Utc>,
+    params: &'p ClaimParams,
+}
+
+impl HotWork for ClaimWork<'_> {
+    type Out = Claimed;
+
+    fn run<'a>(
+        &'a self,
+        store: &'a PostgresStore,
+        tx: &'a mut PgConnection,
+        fx: &'a mut DagEffects,
+    ) -> impl Future<Output = StoreResult<Claimed>> + Send + 'a {
+        store.claim_in(tx, self.now, self.params, fx)
+    }
+}
+
+/// A batch of outcomes ([`Store::finish`](super::Store::finish)); rows are read back if `whole`.
+struct FinishWork<'p> {
+    now: DateTime<Utc>,
+    tenant: &'p str,
+    outcomes: &'p [Outcome],
+    whole: bool,
+}
+
+impl HotWork for FinishWork<'_> {
+    type Out = Vec<Finished<Recorded>>;
+
+    fn run<'a>(
+        &'a self,
+        store: &'a PostgresStore,
+        tx: &'a mut PgConnection,
+        fx: &'a mut DagEffects,
+    ) -> impl Future<Output = StoreResult<Self::Out>> + Send + 'a {
+        store.finish_in(tx, self.now, self.tenant, self.outcomes, self.whole, fx)
+    }
+}
+
+/// Outcomes, then a claim that sees them ([`Store::finish_and_claim`](super::Store::finish_and_claim)).
+struct FinishAndClaimWork<'p> {
+    finish: FinishWork<'p>,
+    claim: ClaimWork<'p>,
+}
+
+impl HotWork for FinishAndClaimWork<'_> {
+    type Out = (Vec<Finished<Recorded>>, Claimed);
+
+    async fn run(
+        &self,
+        store: &PostgresStore,
+        tx: &mut PgConnection,
+        fx: &mut DagEffects,
+    ) -> StoreResult<Self::Out> {
+        let finished = self.finish.run(store, tx, fx).await?;
+        let claimed = self.claim.run(store, tx, fx).await?;
+        Ok((finished, claimed))
+    }
+}
+
 impl PostgresStore {
+    /// Runs `work` in one transaction planned by index on a kept connection, again (up to three
+    /// more times) after a deadlock or serialization failure. Only the attempt that committed
+    /// runs its after-commit work (ended runs counted, claimers woken).
+    async fn hot_transaction<W: HotWork>(&self, work: &W) -> StoreResult<W::Out> {
+        let mut tries = 0;
+        loop {
+            let attempt = async |conn: &mut PgConnection| {
+                let mut tx = begin_by_index_on(conn).await?;
+                let mut fx = DagEffects::default();
+                let out = work.run(self, &mut tx, &mut fx).await?;
+                tx.commit().await?;
+                Ok((out, fx))
+            };
+            match self.kept.with(self.pool(), attempt).await {
+                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
+                Err(err) => return Err(err),
+                Ok((out, fx)) => {
+                    fx.after_commit(&self.ready);
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
     pub(super) async fn claim_impl(
         &self,
         now: DateTime<Utc>,
         params: &ClaimParams,
     ) -> StoreResult<Claimed> {
-        let mut tries = 0;
-        loop {
-            match self.claim_once(now, params).await {
-                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
-                other => return other,
-            }
+        if params.queues.is_empty() {
+            return Ok(Claimed::default());
         }
+        self.hot_transaction(&ClaimWork { now, params }).await
     }
 
     pub(super) async fn finish_impl(
@@ -439,7 +535,13 @@ impl PostgresStore {
         tenant: &str,
         outcomes: Vec<Outcome>,
     ) -> StoreResult<Vec<Finished>> {
-        self.finish_retrying(now, tenant, &outcomes, true)
+        let work = FinishWork {
+            now,
+            tenant,
+            outcomes: &outcomes,
+            whole: true,
+        };
+        self.hot_transaction(&work)
             .await?
             .into_iter()
             .map(|f| match f {
@@ -460,36 +562,41 @@ impl PostgresStore {
         tenant: &str,
         outcomes: Vec<Outcome>,
     ) -> StoreResult<Vec<Finished<JobState>>> {
-        Ok(self
-            .finish_retrying(now, tenant, &outcomes, false)
-            .await?
-            .into_iter()
-            .map(|f| f.map(|recorded| recorded.state()))
-            .collect())
+        let work = FinishWork {
+            now,
+            tenant,
+            outcomes: &outcomes,
+            whole: false,
+        };
+        let finished = self.hot_transaction(&work).await?;
+        Ok(finished.into_iter().map(|f| f.map(|r| r.state())).collect())
     }
 
-    async fn finish_retrying(
+    /// [`Store::finish_and_claim`](super::Store::finish_and_claim): one transaction, retried
+    /// whole, as each alone is.
+    pub(super) async fn finish_and_claim_impl(
         &self,
         now: DateTime<Utc>,
         tenant: &str,
-        outcomes: &[Outcome],
-        whole: bool,
-    ) -> StoreResult<Vec<Finished<Recorded>>> {
-        let mut tries = 0;
-        loop {
-            match self.finish_once(now, tenant, outcomes, whole).await {
-                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
-                Err(err) => return Err(err),
-                // Only the attempt that committed counts its ended runs and wakes claimers.
-                Ok((finished, fx)) => {
-                    fx.after_commit(&self.ready);
-                    return Ok(finished);
-                }
-            }
-        }
+        outcomes: Vec<Outcome>,
+        params: &ClaimParams,
+    ) -> StoreResult<(Vec<Finished<JobState>>, Claimed)> {
+        let work = FinishAndClaimWork {
+            finish: FinishWork {
+                now,
+                tenant,
+                outcomes: &outcomes,
+                whole: false,
+            },
+            claim: ClaimWork { now, params },
+        };
+        let (finished, claimed) = self.hot_transaction(&work).await?;
+        let states = finished.into_iter().map(|f| f.map(|r| r.state()));
+        Ok((states.collect(), claimed))
     }
 
-    /// One attempt at recording outcomes (see [`Store::finish`](super::Store::finish)).
+    /// The statements that record outcomes (see [`Store::finish`](super::Store::finish)), in
+    /// the caller's transaction.
     ///
     /// Outcomes are applied in input order, one `UPDATE … FROM UNNEST(…)` per chunk of the
     /// batch. A chunk ends before a job named a second time (that report must see the first
@@ -497,28 +604,8 @@ impl PostgresStore {
     /// the next outcome), so results and events are exactly those of applying the outcomes one
     /// by one. A batch without runs or repeats is one chunk, one round trip. Rows are read back
     /// if `whole`; else each outcome's state and run, which is all the bookkeeping of a run
-    /// needs. What is left to do after
-    /// the commit is returned, not done: this attempt may be rolled back and run again.
-    async fn finish_once(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        outcomes: &[Outcome],
-        whole: bool,
-    ) -> StoreResult<(Vec<Finished<Recorded>>, DagEffects)> {
-        let attempt = async |conn: &mut PgConnection| {
-            let mut tx = begin_by_index_on(conn).await?;
-            let mut fx = DagEffects::default();
-            let out = self
-                .finish_in(&mut tx, now, tenant, outcomes, whole, &mut fx)
-                .await?;
-            tx.commit().await?;
-            Ok((out, fx))
-        };
-        self.kept.with(self.pool(), attempt).await
-    }
-
-    /// [`finish_once`](Self::finish_once)'s statements, in the caller's transaction.
+    /// needs. What is left to do after the commit goes to `fx`, not done: this attempt may be
+    /// rolled back and run again.
     async fn finish_in(
         &self,
         tx: &mut PgConnection,
@@ -569,71 +656,7 @@ impl PostgresStore {
         Ok(out)
     }
 
-    /// [`Store::finish_and_claim`](super::Store::finish_and_claim): retried whole, as each
-    /// alone is.
-    pub(super) async fn finish_and_claim_impl(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        outcomes: Vec<Outcome>,
-        params: &ClaimParams,
-    ) -> StoreResult<(Vec<Finished<JobState>>, Claimed)> {
-        let mut tries = 0;
-        loop {
-            match self
-                .finish_and_claim_once(now, tenant, &outcomes, params)
-                .await
-            {
-                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
-                Err(err) => return Err(err),
-                Ok((finished, claimed, fx)) => {
-                    fx.after_commit(&self.ready);
-                    let states = finished.into_iter().map(|f| f.map(|r| r.state()));
-                    return Ok((states.collect(), claimed));
-                }
-            }
-        }
-    }
-
-    /// One attempt: the outcomes' statements, then the claim's, in one transaction. What is
-    /// left to do after the commit is returned, not done.
-    async fn finish_and_claim_once(
-        &self,
-        now: DateTime<Utc>,
-        tenant: &str,
-        outcomes: &[Outcome],
-        params: &ClaimParams,
-    ) -> StoreResult<(Vec<Finished<Recorded>>, Claimed, DagEffects)> {
-        let attempt = async |conn: &mut PgConnection| {
-            let mut tx = begin_by_index_on(conn).await?;
-            let mut fx = DagEffects::default();
-            let finished = self
-                .finish_in(&mut tx, now, tenant, outcomes, false, &mut fx)
-                .await?;
-            let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
-            tx.commit().await?;
-            Ok((finished, claimed, fx))
-        };
-        self.kept.with(self.pool(), attempt).await
-    }
-
-    async fn claim_once(&self, now: DateTime<Utc>, params: &ClaimParams) -> StoreResult<Claimed> {
-        if params.queues.is_empty() {
-            return Ok(Claimed::default());
-        }
-        let attempt = async |conn: &mut PgConnection| {
-            let mut tx = begin_by_index_on(conn).await?;
-            let mut fx = DagEffects::default();
-            let claimed = self.claim_in(&mut tx, now, params, &mut fx).await?;
-            tx.commit().await?;
-            Ok((claimed, fx))
-        };
-        let (claimed, fx) = self.kept.with(self.pool(), attempt).await?;
-        fx.after_commit(&self.ready);
-        Ok(claimed)
-    }
-
-    /// [`claim_once`](Self::claim_once)'s statements, in the caller's transaction.
+    /// A claim's statements, in the caller's transaction.
     async fn claim_in(
         &self,
         tx: &mut PgConnection,

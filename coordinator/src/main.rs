@@ -1,5 +1,7 @@
 //! `leasehold`: the coordinator binary. Thin: parse flags, set up logging, run.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use leasehold_coordinator::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -18,7 +20,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let filter = EnvFilter::try_from_env("LEASEHOLD_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-            let builder = tracing_subscriber::fmt().with_env_filter(filter);
+            // Colours only for a person at a terminal: a log file or a collector gets plain
+            // text, and no request pays for formatting escape codes.
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stdout().is_terminal());
             match args.log_format {
                 LogFormat::Json => builder.json().init(),
                 LogFormat::Text => builder.init(),

@@ -13,13 +13,13 @@ pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
         .join(&hex[2..])
 }
 
-/// Lowercase hex of bytes.
+/// Lowercase hex of bytes (digests: every enqueue hashes its inputs, so no formatter per byte).
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }

@@ -134,12 +134,7 @@ pub fn span_secs(raw: &str) -> Option<u64> {
 pub fn jcs_digest(value: &serde_json::Value) -> String {
     let canonical = serde_json_canonicalizer::to_vec(value).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in digest.iter() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("sha256:{}", crate::blobs::hex(&digest))
 }
 
 /// Whether `s` is `sha256:` followed by 64 lowercase hex digits.

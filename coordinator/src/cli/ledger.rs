@@ -18,6 +18,7 @@ use super::error::{CliError, CliResult};
 use super::output;
 use super::progress::{Progress, human_bytes};
 use super::{Ctx, GlobalArgs};
+use crate::blobs::hex;
 
 /// `leasehold ledger …`.
 #[derive(Debug, Args)]
@@ -288,14 +289,6 @@ impl Verifier {
         }
         Ok(manifest)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

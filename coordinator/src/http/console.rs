@@ -141,8 +141,7 @@ fn embedded() -> &'static HashMap<&'static str, (&'static [u8], String)> {
 
 fn tag(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", crate::blobs::hex(&digest[..12]))
 }
 
 fn mime(name: &str) -> &'static str {

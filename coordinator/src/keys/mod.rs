@@ -20,6 +20,8 @@ pub use scope::{Scope, Scopes};
 use leasehold_proto::DEFAULT_TENANT;
 use sha2::{Digest, Sha256};
 
+use crate::blobs::hex;
+
 /// The caller, as its key (or the lack of one) makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -115,10 +117,6 @@ pub fn token_id(token: &str) -> Option<&str> {
 /// The digest a token is stored and compared as.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -255,13 +255,11 @@ async fn session(state: AppState, tenant: Tenant, header_given: bool, socket: We
                             inbox.put(seq, outcomes);
                             None
                         }
+                        // A shared pool's: each outcome acts for its job's own tenant.
                         ClientMessage::Outcomes { seq, outcomes } => {
                             let (leasing, tenant, out) = (leasing.clone(), params.tenant.clone(), out_tx.clone());
                             tokio::spawn(async move {
-                                let recorded = match pooled {
-                                    true => leasing.finish_each(&tenant, outcomes).await,
-                                    false => leasing.finish_many(&tenant, outcomes).await,
-                                };
+                                let recorded = leasing.finish_each(&tenant, outcomes).await;
                                 let reply = match recorded {
                                     Ok(results) => frame(&ServerMessage::OutcomesAck { seq, results }),
                                     Err(err) => error_frame(err, Some(seq), session_id),

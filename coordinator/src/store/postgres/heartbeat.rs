@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::leases::is_retryable;
+use super::hot::is_retryable;
 use super::rows::EVENT_COLUMNS;
 use super::{PostgresStore, begin_by_index};
 use crate::store::StoreResult;

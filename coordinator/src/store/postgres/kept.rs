@@ -1,6 +1,6 @@
 //! Connections kept out of the pool for the hot statements: single-job enqueue groups
-//! (`enqueue.rs`), claims and outcome batches (`leases.rs`), which follow each other back to
-//! back.
+//! (`enqueue.rs`), claims, outcome batches and worker sessions' turns (`hot.rs`), which follow
+//! each other back to back.
 //!
 //! A pooled connection costs each use a hand-out and, on its return, a round trip: sqlx pings
 //! every connection the pool takes back (`PoolConnection::return_to_pool` in sqlx 0.8), and its

@@ -6,10 +6,12 @@
 mod announce;
 mod artifacts;
 mod audit;
+mod claims;
 mod dag;
 mod enqueue;
 mod feed;
 mod heartbeat;
+mod hot;
 mod kept;
 mod keys;
 mod leases;

@@ -1,6 +1,6 @@
 //! Timed-out attempts on PostgreSQL ([`super::timeouts`] decides how each ends): the claim
-//! statement locks them and reads them back (`t` in `claim_in`); they are ended here, in the
-//! claim's transaction, with one statement and their events.
+//! statement locks them and reads them back (`t` in `claims.rs`'s `claim_in`); they are ended
+//! here, in the claim's transaction, with one statement and their events.
 
 use chrono::{DateTime, Utc};
 use leasehold_proto::Job;

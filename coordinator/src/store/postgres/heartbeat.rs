@@ -9,10 +9,9 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::hot::is_retryable;
 use super::rows::EVENT_COLUMNS;
 use super::{PostgresStore, begin_by_index};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 impl PostgresStore {
     pub(super) async fn heartbeat_impl(
@@ -76,10 +75,10 @@ impl PostgresStore {
                 Ok::<_, sqlx::Error>(rows)
             }
             .await;
-            match result {
+            match result.map_err(StoreError::from) {
                 Ok(rows) => break rows,
-                Err(err) if is_retryable(&err) && tries < 3 => tries += 1,
-                Err(err) => return Err(err.into()),
+                Err(StoreError::Retryable(_)) if tries < 3 => tries += 1,
+                Err(err) => return Err(err),
             }
         };
         let mut found = std::collections::HashMap::with_capacity(rows.len());

@@ -1,18 +1,12 @@
 //! The hot transactions on PostgreSQL — claims, outcome batches and a worker session's turns:
 //! planned by index, on a kept connection (`super::kept`), run again after a deadlock or a
-//! serialization failure, their after-commit work done once.
+//! serialization failure (`StoreError::Retryable`), their after-commit work done once.
 
 use sqlx::PgConnection;
 
 use super::{PostgresStore, begin_by_index_on};
 use crate::store::dag::DagEffects;
 use crate::store::{StoreError, StoreResult};
-
-/// Whether an error is worth running the same transaction again (deadlock, serialization).
-pub(super) fn is_retryable(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
-}
 
 /// The statements of one hot transaction, run by [`PostgresStore::hot_transaction`]: perhaps
 /// more than once, since a deadlock or serialization failure runs them again from the start.
